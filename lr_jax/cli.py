@@ -1,0 +1,151 @@
+"""What every absl script shares: one-line errors, the compilation cache, list-flag parsing."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from lr_jax.errors import ConfigError
+
+
+def enable_compilation_cache(path: str | None = None) -> str:
+  """Turns on JAX's persistent compilation cache, so a second run skips XLA compilation.
+
+  Args:
+    path: cache folder; default `$JAX_COMPILATION_CACHE_DIR` or `~/.cache/lr_jax/xla`.
+
+  Returns:
+    The folder used.
+  """
+  import jax
+  path = path or os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
+      os.path.expanduser("~"), ".cache", "lr_jax", "xla")
+  os.makedirs(path, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  # Our programs compile in about a second: cache them all, not only the slow ones.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return path
+
+
+def parse_floats(flag: str, values: Sequence[str] | None) -> tuple[float, ...] | None:
+  """Parses a comma-list flag of numbers; a bad entry is a `ConfigError` naming it."""
+  if values is None:
+    return None
+  out = []
+  for text in values:
+    try:
+      x = float(text)
+    except ValueError:
+      raise ConfigError(f"--{flag}: {text!r} is not a number; give a comma list like 1e-3,1e-2") from None
+    if not math.isfinite(x):
+      raise ConfigError(f"--{flag}: {text!r} is not finite; give finite numbers")
+    out.append(x)
+  return tuple(out)
+
+
+def parse_ints(flag: str, values: Sequence[str] | None) -> tuple[int, ...] | None:
+  """Parses a comma-list flag of integers; a bad entry is a `ConfigError` naming it."""
+  if values is None:
+    return None
+  out = []
+  for text in values:
+    try:
+      out.append(int(text))
+    except ValueError:
+      raise ConfigError(f"--{flag}: {text!r} is not an integer; give a comma list like 64,128") from None
+  return tuple(out)
+
+
+def run_main(main: Callable[[], object]) -> None:
+  """Runs `main`, turning a `ConfigError` into one line on stderr and exit status 2."""
+  try:
+    main()
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def define_sweep_flags() -> None:
+  """Defines the flags of a learning-rate sweep (data, model, optimizer, schedule, training)."""
+  from absl import flags
+  d = flags
+  # Data.
+  d.DEFINE_string("dataset", "digits", "Built-in data set name, or a .npz/.csv file path.")
+  d.DEFINE_integer("train_size", None, "Training examples (stratified subsample); default all.")
+  d.DEFINE_float("val_fraction", 0.2, "Fraction held out for validation (holdout mode).")
+  d.DEFINE_integer("folds", None, "k-fold cross-validation over the training examples (k >= 2).")
+  d.DEFINE_integer("data_seed", 0, "Seed of the split and subsample.")
+  d.DEFINE_string("label_column", None, "Label column of a .csv file (name or index); default last.")
+  d.DEFINE_bool("standardize", True, "Standardize features with training statistics.")
+  # Model.
+  d.DEFINE_string("model", "mlp", "Model: mlp, linear or cnn.")
+  d.DEFINE_list("hidden", ["128"], "Hidden widths (MLP) or conv channels (CNN), comma list.")
+  d.DEFINE_string("activation", "relu", "Hidden activation.")
+  d.DEFINE_float("dropout", 0.0, "Dropout rate after hidden layers.")
+  # Optimizer and schedule.
+  d.DEFINE_string("optimizer", "adam", "Optimizer family.")
+  d.DEFINE_list("lrs", None, "Learning rates, comma list; overrides --lr_min/--lr_max/--num_lrs.")
+  d.DEFINE_float("lr_min", 1e-5, "Smallest learning rate of the log-spaced grid.")
+  d.DEFINE_float("lr_max", 1.0, "Largest learning rate of the log-spaced grid.")
+  d.DEFINE_integer("num_lrs", 16, "Number of log-spaced learning rates.")
+  d.DEFINE_list("weight_decay", None, "Weight decays to sweep (adamw, lion, lamb).")
+  d.DEFINE_list("momentum", None, "Momentums to sweep (momentum, nesterov).")
+  d.DEFINE_string("schedule", "constant", "Schedule shape; its peak is each variant's LR.")
+  d.DEFINE_integer("decay_steps", 1000, "exponential: steps per factor of --decay_rate.")
+  d.DEFINE_float("decay_rate", 0.9, "exponential: decay factor per --decay_steps.")
+  d.DEFINE_bool("staircase", False, "exponential: decay in whole steps.")
+  d.DEFINE_float("warmup_fraction", 0.1, "warmup_cosine: fraction of steps warming up.")
+  d.DEFINE_float("alpha", 0.0, "cosine, warmup_cosine: final LR as a fraction of the peak.")
+  d.DEFINE_float("pct_start", 0.3, "onecycle: fraction of steps rising to the peak.")
+  d.DEFINE_list("boundaries", [], "piecewise: step boundaries, comma list.")
+  d.DEFINE_list("scales", [], "piecewise: LR multiplier at each boundary, comma list.")
+  d.DEFINE_float("clip_norm", None, "Clip gradients to this global norm.")
+  # Training.
+  d.DEFINE_integer("seeds", 3, "Number of training seeds (0..seeds-1).")
+  d.DEFINE_integer("epochs", 100, "Maximum epochs.")
+  d.DEFINE_integer("batch_size", 32, "Minibatch size; 0 = full batch.")
+  d.DEFINE_integer("patience", 5, "Early-stopping patience in epochs; 0 disables it.")
+  d.DEFINE_string("monitor", "val_loss", "Early-stopping metric: val_loss or val_accuracy.")
+  d.DEFINE_float("min_delta", 0.0, "Smallest change that counts as an improvement.")
+  d.DEFINE_bool("restore_best", True, "End each variant with its best epoch's parameters.")
+  d.DEFINE_float("divergence_factor", 10.0, "Diverged when loss > this x initial loss.")
+  d.DEFINE_integer("chunk_epochs", 10, "Epochs per compiled call (progress, early exit).")
+  d.DEFINE_float("target", None, "Validation accuracy (loss for regression) to reach.")
+
+
+def experiment_from_flags(f) -> "Experiment":
+  """Builds the `Experiment` the sweep flags describe; bad values raise `ConfigError`."""
+  from lr_jax.config import DataConfig, Experiment, ModelConfig, OptimConfig, TrainConfig
+  return Experiment(
+      data=DataConfig(
+          dataset=f.dataset, train_size=f.train_size, val_fraction=f.val_fraction,
+          folds=f.folds, data_seed=f.data_seed, label_column=f.label_column,
+          standardize=f.standardize),
+      model=ModelConfig(
+          name=f.model, hidden=parse_ints("hidden", f.hidden), activation=f.activation,
+          dropout=f.dropout),
+      optim=OptimConfig(
+          name=f.optimizer, schedule=f.schedule, decay_steps=f.decay_steps,
+          decay_rate=f.decay_rate, staircase=f.staircase, warmup_fraction=f.warmup_fraction,
+          alpha=f.alpha, pct_start=f.pct_start, boundaries=parse_ints("boundaries", f.boundaries),
+          scales=parse_floats("scales", f.scales), clip_norm=f.clip_norm),
+      train=TrainConfig(
+          epochs=f.epochs, batch_size=f.batch_size, patience=f.patience, monitor=f.monitor,
+          min_delta=f.min_delta, restore_best=f.restore_best,
+          divergence_factor=f.divergence_factor, chunk_epochs=f.chunk_epochs))
+
+
+def grid_from_flags(f) -> "Grid":
+  """Builds the `Grid` (learning rates, seeds, extra hyperparameters) the sweep flags describe."""
+  from lr_jax.config import check_positive, log_spaced
+  from lr_jax.engine import Grid
+  lrs = parse_floats("lrs", f.lrs)
+  if lrs is None:
+    lrs = log_spaced(f.lr_min, f.lr_max, f.num_lrs)
+  check_positive("seeds", f.seeds, integer=True)
+  extra = {name: parse_floats(name, getattr(f, name)) for name in ("weight_decay", "momentum")}
+  return Grid(learning_rates=lrs, seeds=tuple(range(f.seeds)),
+              hparams=tuple((k, v) for k, v in extra.items() if v is not None))

@@ -1,0 +1,260 @@
+"""Static configuration: frozen, hashable dataclasses, validated when built.
+
+A configuration here decides shapes or code, so each distinct one is its own compiled
+program (a *compile group*). Numbers that only change values -- learning rate, seed, fold,
+weight decay, momentum -- are not here: they are dynamic hyperparameters (see `sweep.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+
+from lr_jax.errors import ConfigError
+
+MONITORS = ("val_loss", "val_accuracy")
+ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "silu")
+
+
+def check_choice(what: str, value: object, choices: Iterable[str]) -> None:
+  """Raises `ConfigError` unless `value` is one of `choices`."""
+  choices = tuple(choices)
+  if value not in choices:
+    raise ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(choices)}")
+
+
+def check_positive(what: str, value: float, *, integer: bool = False, allow_zero: bool = False) -> None:
+  """Raises `ConfigError` unless `value` is a finite positive (or zero) number."""
+  ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+  if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+    kind = "an integer" if integer else "a finite number"
+    raise ConfigError(f"{what} must be {kind}, got {value!r}")
+  if value < 0 or (value == 0 and not allow_zero):
+    bound = ">= 0" if allow_zero else "> 0"
+    raise ConfigError(f"{what} must be {bound}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Which data, how much of it, and how it is split.
+
+  Attributes:
+    dataset: a built-in name (see `lr_jax.data.DATASETS`) or a path to a `.npz` (arrays `x`,
+      `y`) or `.csv` file.
+    train_size: examples to train on, a stratified subsample of the training pool (the "small
+      dataset" knob); None uses the whole pool.
+    val_fraction: fraction of the whole data set held out for validation (holdout mode only).
+    folds: None for one holdout split; k >= 2 for stratified k-fold cross-validation over the
+      `train_size` examples (each fold validates on its held-out k-th).
+    standardize: scale features to zero mean, unit variance using training statistics only
+      (per fold).
+    data_seed: seed of the split and subsample; fixed across training seeds so that seeds vary
+      only the init and the minibatch order.
+    label_column: the label column of a `.csv` file (name or 0-based index); default the last.
+    task: for user files, "classification" or "regression"; None infers it from the labels.
+    noise: noise level of the synthetic data sets.
+    num_samples: size of the synthetic data sets.
+  """
+
+  dataset: str = "digits"
+  train_size: int | None = None
+  val_fraction: float = 0.2
+  folds: int | None = None
+  standardize: bool = True
+  data_seed: int = 0
+  label_column: str | None = None
+  task: str | None = None
+  noise: float = 0.1
+  num_samples: int = 1000
+
+  def __post_init__(self):
+    if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
+      raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+    if self.train_size is not None:
+      check_positive("train_size", self.train_size, integer=True)
+    if self.folds is not None and (
+        not isinstance(self.folds, int) or isinstance(self.folds, bool) or self.folds < 2):
+      raise ConfigError(
+          f"folds must be an integer >= 2 (or unset for a holdout split), got {self.folds!r}")
+    if self.task is not None:
+      check_choice("task", self.task, ("classification", "regression"))
+    check_positive("noise", self.noise, allow_zero=True)
+    check_positive("num_samples", self.num_samples, integer=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """A built-in model.
+
+  Attributes:
+    name: "mlp", "linear" or "cnn" (see `lr_jax.models.MODELS`).
+    hidden: hidden-layer widths of the MLP, channels of the CNN's conv layers.
+    activation: nonlinearity of the hidden layers.
+    dropout: dropout rate after each hidden layer (training only); 0 disables it.
+  """
+
+  name: str = "mlp"
+  hidden: tuple[int, ...] = (128,)
+  activation: str = "relu"
+  dropout: float = 0.0
+
+  def __post_init__(self):
+    from lr_jax.models import MODELS  # Late: models imports flax, config stays light.
+    check_choice("model", self.name, MODELS)
+    object.__setattr__(self, "hidden", tuple(self.hidden))
+    for width in self.hidden:
+      check_positive("hidden width", width, integer=True)
+    if self.name == "cnn" and not self.hidden:
+      raise ConfigError("model 'cnn' needs at least one conv width in hidden, got ()")
+    check_choice("activation", self.activation, ACTIVATIONS)
+    if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+      raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  """Optimizer family, schedule shape and clipping.
+
+  The learning rate, and weight decay and momentum where the optimizer has them, are not here:
+  they are per-variant numbers (`lr_jax.optim.OPTIMIZERS` lists each family's). The schedule's
+  peak is the variant's learning rate; the fields below give its shape.
+
+  Attributes:
+    name: optimizer family (see `lr_jax.optim.OPTIMIZERS`).
+    schedule: schedule shape (see `lr_jax.optim.SCHEDULES`).
+    decay_steps: exponential decay: steps per factor of `decay_rate` (Keras ExponentialDecay).
+    decay_rate: exponential decay: multiplier per `decay_steps` steps.
+    staircase: exponential decay: decay in whole steps of `decay_steps`.
+    warmup_fraction: warmup_cosine: fraction of all steps spent warming up from 0.
+    alpha: cosine, warmup_cosine: final learning rate as a fraction of the peak.
+    pct_start: onecycle: fraction of steps spent rising to the peak.
+    boundaries: piecewise: step boundaries, increasing.
+    scales: piecewise: multiplier applied at each boundary.
+    clip_norm: clip gradients to this global norm first; None disables clipping.
+  """
+
+  name: str = "adam"
+  schedule: str = "constant"
+  decay_steps: int = 1000
+  decay_rate: float = 0.9
+  staircase: bool = False
+  warmup_fraction: float = 0.1
+  alpha: float = 0.0
+  pct_start: float = 0.3
+  boundaries: tuple[int, ...] = ()
+  scales: tuple[float, ...] = ()
+  clip_norm: float | None = None
+
+  def __post_init__(self):
+    from lr_jax.optim import OPTIMIZERS, SCHEDULES
+    check_choice("optimizer", self.name, OPTIMIZERS)
+    check_choice("schedule", self.schedule, SCHEDULES)
+    check_positive("decay_steps", self.decay_steps, integer=True)
+    check_positive("decay_rate", self.decay_rate)
+    for name in ("warmup_fraction", "pct_start"):
+      value = getattr(self, name)
+      if not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"{name} must be in (0, 1), got {value!r}")
+    if not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+      raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
+    object.__setattr__(self, "boundaries", tuple(self.boundaries))
+    object.__setattr__(self, "scales", tuple(self.scales))
+    if self.schedule == "piecewise":
+      if not self.boundaries or len(self.boundaries) != len(self.scales):
+        raise ConfigError(
+            "schedule 'piecewise' needs boundaries and scales of equal, non-zero length, got "
+            f"boundaries={self.boundaries} scales={self.scales}")
+      if list(self.boundaries) != sorted(set(self.boundaries)) or self.boundaries[0] <= 0:
+        raise ConfigError(
+            f"piecewise boundaries must be positive and increasing, got {self.boundaries}")
+      for s in self.scales:
+        check_positive("piecewise scale", s)
+    if self.clip_norm is not None:
+      check_positive("clip_norm", self.clip_norm)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """The training loop: epochs, batches, early stopping, divergence.
+
+  Attributes:
+    epochs: maximum epochs per variant.
+    batch_size: minibatch size; 0 trains full-batch. The last, partial batch of an epoch is
+      kept (as Keras does).
+    patience: early stopping after this many epochs without improvement of `monitor`; 0
+      disables early stopping (the best epoch is still tracked and restored).
+    monitor: "val_loss" (lower is better) or "val_accuracy" (higher is better).
+    min_delta: an improvement smaller than this does not count (Keras semantics).
+    restore_best: end each variant with the parameters of its best epoch.
+    divergence_factor: a variant diverges when a minibatch loss is non-finite or exceeds this
+      multiple of its initial training loss; it is then frozen and flagged.
+    chunk_epochs: epochs per compiled call of the host loop (progress, early exit,
+      checkpoints between calls); 0 runs all epochs in one call.
+  """
+
+  epochs: int = 100
+  batch_size: int = 32
+  patience: int = 5
+  monitor: str = "val_loss"
+  min_delta: float = 0.0
+  restore_best: bool = True
+  divergence_factor: float = 10.0
+  chunk_epochs: int = 10
+
+  def __post_init__(self):
+    check_positive("epochs", self.epochs, integer=True)
+    check_positive("batch_size", self.batch_size, integer=True, allow_zero=True)
+    check_positive("patience", self.patience, integer=True, allow_zero=True)
+    check_choice("monitor", self.monitor, MONITORS)
+    check_positive("min_delta", self.min_delta, allow_zero=True)
+    check_positive("divergence_factor", self.divergence_factor)
+    if self.divergence_factor <= 1:
+      raise ConfigError(f"divergence_factor must be > 1, got {self.divergence_factor!r}")
+    check_positive("chunk_epochs", self.chunk_epochs, integer=True, allow_zero=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """One static configuration: everything that decides the compiled program."""
+
+  data: DataConfig = DataConfig()
+  model: ModelConfig = ModelConfig()
+  optim: OptimConfig = OptimConfig()
+  train: TrainConfig = TrainConfig()
+
+  def replace(self, **changes) -> "Experiment":
+    """Returns a copy with fields of the sub-configs changed, e.g. `replace(optim__name='sgd')`."""
+    parts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    grouped: dict[str, dict] = {}
+    for key, value in changes.items():
+      part, _, field = key.partition("__")
+      if part not in parts or not field:
+        raise ConfigError(f"unknown field {key!r}; use <part>__<field>, parts: {', '.join(parts)}")
+      grouped.setdefault(part, {})[field] = value
+    for part, fields in grouped.items():
+      parts[part] = dataclasses.replace(parts[part], **fields)
+    return Experiment(**parts)
+
+
+def log_spaced(lr_min: float, lr_max: float, num: int) -> tuple[float, ...]:
+  """`num` learning rates log-spaced from `lr_min` to `lr_max` inclusive."""
+  check_learning_rates((lr_min, lr_max))
+  if lr_min >= lr_max:
+    raise ConfigError(f"lr_min must be < lr_max, got lr_min={lr_min!r} lr_max={lr_max!r}")
+  check_positive("num_lrs", num, integer=True)
+  if num == 1:
+    return (float(lr_min),)
+  ratio = math.log(lr_max / lr_min) / (num - 1)
+  return tuple(float(lr_min * math.exp(ratio * i)) for i in range(num))
+
+
+def check_learning_rates(lrs: Sequence[float]) -> tuple[float, ...]:
+  """Validates a learning-rate grid: non-empty, finite, positive."""
+  lrs = tuple(lrs)
+  if not lrs:
+    raise ConfigError("the learning-rate grid is empty; give at least one learning rate")
+  for lr in lrs:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+      raise ConfigError(f"learning rate must be a finite number > 0, got {lr!r}")
+  return tuple(float(lr) for lr in lrs)

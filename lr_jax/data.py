@@ -1,0 +1,579 @@
+"""Data sets and their splits, on the host in numpy.
+
+    dataset = load_dataset(DataConfig(dataset="digits"))
+    splits = make_splits(dataset, DataConfig(train_size=200, folds=5))
+
+A data set is held once, whole, as `[N, D]` float32 features. A split is only indices into it,
+padded per fold to a common length and masked, so that every fold of a sweep has the same shapes
+and shares one compiled program. scikit-learn is imported only by the loaders that need it, so
+that importing lr_jax stays fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import math
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from lr_jax.config import DataConfig
+from lr_jax.errors import ConfigError
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+# Seeds the target function of "linear" and "teacher", so that every data_seed samples the
+# same task; data_seed only draws the examples and the noise.
+_FUNCTION_SEED = 20240601
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  """A whole data set, features flattened; its arrays are read-only (loads are cached).
+
+  Attributes:
+    name: the built-in name, or the file path as given.
+    x: [N, D] float32 features.
+    y: [N] int32 class ids 0..C-1 (classification) or [N] float32 targets (regression).
+    task: "classification" or "regression".
+    num_classes: C for classification, 0 for regression.
+    feature_shape: the shape of one example before flattening, e.g. (8, 8, 1) for digits
+      (image-shaped, for a CNN); its product is D.
+  """
+
+  name: str
+  x: np.ndarray
+  y: np.ndarray
+  task: str
+  num_classes: int
+  feature_shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Splits:
+  """The training and validation indices of each fold (F = 1 for a holdout split).
+
+  Attributes:
+    train_idx: [F, n_max] int32 indices into `Dataset.x`, sorted; padded entries are 0.
+    train_mask: [F, n_max] bool, True for real entries.
+    val_idx: [F, v_max] int32 indices, sorted; padded entries are 0.
+    val_mask: [F, v_max] bool.
+    mean: [F, D] float32 feature mean of each fold's training rows (zeros if not standardizing).
+    std: [F, D] float32 feature std of each fold's training rows, 0 replaced by 1 (ones if not
+      standardizing).
+  """
+
+  train_idx: np.ndarray
+  train_mask: np.ndarray
+  val_idx: np.ndarray
+  val_mask: np.ndarray
+  mean: np.ndarray
+  std: np.ndarray
+
+  @property
+  def num_folds(self) -> int:
+    return self.train_idx.shape[0]
+
+  @property
+  def train_sizes(self) -> np.ndarray:
+    """[F] int32 number of training examples of each fold."""
+    return self.train_mask.sum(axis=1).astype(np.int32)
+
+  @property
+  def val_sizes(self) -> np.ndarray:
+    """[F] int32 number of validation examples of each fold."""
+    return self.val_mask.sum(axis=1).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _describe(indices: Sequence[int], names: Sequence[str] | None, limit: int = 5) -> str:
+  what = [f"column {names[i]!r}" if names else f"feature index {i}" for i in indices[:limit]]
+  more = f" and {len(indices) - limit} more" if len(indices) > limit else ""
+  return ", ".join(what) + more
+
+
+def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
+            feature_shape: tuple[int, ...] | None = None,
+            columns: Sequence[str] | None = None) -> Dataset:
+  """Checks raw arrays and builds a `Dataset`; `task` None infers it from the labels."""
+  x, y = np.asarray(x), np.asarray(y)
+  if x.ndim == 1:
+    x = x[:, None]
+  if y.ndim == 2 and y.shape[1] == 1:
+    y = y[:, 0]
+  if x.shape[0] == 0 or x.size == 0:
+    raise ConfigError(f"data set {name!r} has no examples or no features (x has shape {x.shape})")
+  if y.ndim != 1:
+    raise ConfigError(f"labels of {name!r} must have shape [N], got {y.shape}")
+  if len(y) != len(x):
+    raise ConfigError(f"data set {name!r} has {len(x)} rows of features but {len(y)} labels")
+  if x.dtype.kind not in "biuf":
+    raise ConfigError(f"features of {name!r} must be numeric, got dtype {x.dtype}")
+  if feature_shape is None:
+    feature_shape = tuple(int(d) for d in x.shape[1:])
+  # Cast first: a float64 value beyond float32's range becomes inf and is caught below.
+  with np.errstate(over="ignore"):
+    x = x.reshape(len(x), -1).astype(np.float32)
+  bad = ~np.isfinite(x)
+  if bad.any():
+    cols = np.unique(np.nonzero(bad)[1]).tolist()
+    raise ConfigError(
+        f"data set {name!r} has {int(bad.sum())} NaN or inf feature value(s), in "
+        f"{_describe(cols, columns)}; remove or fill them")
+
+  if y.dtype.kind in "US":
+    if task == REGRESSION:
+      raise ConfigError(
+          f"task 'regression' needs numeric labels, {name!r} has labels like {str(y[0])!r}")
+    task = CLASSIFICATION
+  elif y.dtype.kind in "biuf":
+    y_num = y.astype(np.float64)
+    if not np.isfinite(y_num).all():
+      raise ConfigError(
+          f"data set {name!r} has {int((~np.isfinite(y_num)).sum())} NaN or inf label(s); "
+          "every example needs a finite label")
+    if task is None:
+      task = CLASSIFICATION if bool(np.all(y_num == np.round(y_num))) else REGRESSION
+    y = y_num
+  else:
+    raise ConfigError(f"labels of {name!r} must be numbers or strings, got dtype {y.dtype}")
+
+  if task == CLASSIFICATION:
+    classes, y = np.unique(y, return_inverse=True)  # Sorted: numbers numerically, text by text.
+    if len(classes) < 2:
+      raise ConfigError(
+          f"classification needs at least 2 classes, {name!r} has 1 (every label is "
+          f"{classes[0].item()!r})")
+    y, num_classes = y.reshape(-1).astype(np.int32), len(classes)
+  else:
+    with np.errstate(over="ignore"):
+      y, num_classes = y.astype(np.float32), 0
+    if not np.isfinite(y).all():
+      raise ConfigError(f"labels of {name!r} exceed the float32 range")
+  x.flags.writeable = False
+  y.flags.writeable = False
+  return Dataset(name, x, y, task, num_classes, feature_shape)
+
+
+# ----------------------------------------------------------------------------- built-ins
+
+
+@functools.lru_cache(maxsize=None)
+def _sklearn_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+  import sklearn.datasets  # Late: importing scikit-learn takes about a second.
+  bunch = getattr(sklearn.datasets, f"load_{name}")()
+  return bunch.data, bunch.target
+
+
+def _real(name: str,
+          feature_shape: tuple[int, ...] | None = None) -> Callable[[DataConfig], Dataset]:
+  def load(cfg: DataConfig) -> Dataset:
+    del cfg  # Fixed data: num_samples and noise are for the synthetic sets.
+    x, y = _sklearn_arrays(name)
+    return _finish(name, x, y, CLASSIFICATION, feature_shape)
+  load.__doc__ = f"scikit-learn's {name} data set (shipped with it, no download)."
+  return load
+
+
+def _rng(cfg: DataConfig) -> np.random.Generator:
+  _check_seed(cfg.data_seed)
+  # A stream of its own: drawing from default_rng(data_seed), as the split does, would tie
+  # which examples are held out to how they were generated.
+  return np.random.default_rng((cfg.data_seed, 1))
+
+
+def _class_sizes(cfg: DataConfig, name: str, num_classes: int) -> list[int]:
+  n = cfg.num_samples
+  if n < 2 * num_classes:
+    raise ConfigError(
+        f"num_samples={n} is too small for {name!r} ({num_classes} classes, each needs one "
+        f"training and one validation example); valid: >= {2 * num_classes}")
+  return [n // num_classes + (c < n % num_classes) for c in range(num_classes)]
+
+
+def _labels(sizes: Sequence[int]) -> np.ndarray:
+  return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def _moons(cfg: DataConfig) -> Dataset:
+  """Two interleaving half circles (as scikit-learn's make_moons), with Gaussian noise."""
+  rng, sizes = _rng(cfg), _class_sizes(cfg, "moons", 2)
+  t0, t1 = np.pi * rng.random(sizes[0]), np.pi * rng.random(sizes[1])
+  x = np.concatenate([np.stack([np.cos(t0), np.sin(t0)], 1),
+                      np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], 1)])
+  return _finish("moons", x + cfg.noise * rng.standard_normal(x.shape), _labels(sizes),
+                 CLASSIFICATION)
+
+
+def _spirals(cfg: DataConfig) -> Dataset:
+  """Two interleaved spirals of 1.5 turns within the unit disc, with Gaussian noise."""
+  rng, sizes = _rng(cfg), _class_sizes(cfg, "spirals", 2)
+  arms = []
+  for c, n in enumerate(sizes):
+    t = 3 * np.pi * np.sqrt(rng.random(n))  # sqrt: an even density along the arm.
+    angle = t + c * np.pi
+    arms.append(t[:, None] / (3 * np.pi) * np.stack([np.cos(angle), np.sin(angle)], 1))
+  x = np.concatenate(arms)
+  return _finish("spirals", x + cfg.noise * rng.standard_normal(x.shape), _labels(sizes),
+                 CLASSIFICATION)
+
+
+def _blobs(cfg: DataConfig) -> Dataset:
+  """Four isotropic Gaussian blobs of std `noise`, centred on the corners (+-1, +-1)."""
+  rng, sizes = _rng(cfg), _class_sizes(cfg, "blobs", 4)
+  centres = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], np.float64)
+  y = _labels(sizes)
+  return _finish("blobs", centres[y] + cfg.noise * rng.standard_normal((len(y), 2)), y,
+                 CLASSIFICATION)
+
+
+def _regression_inputs(cfg: DataConfig, name: str) -> tuple[np.random.Generator, np.ndarray]:
+  if cfg.num_samples < 2:
+    raise ConfigError(f"num_samples={cfg.num_samples} is too small for {name!r}; valid: >= 2")
+  rng = _rng(cfg)
+  return rng, rng.standard_normal((cfg.num_samples, 8))
+
+
+def _linear(cfg: DataConfig) -> Dataset:
+  """y = x.w + noise, x ~ N(0, I_8), a fixed w ~ N(0, I/8) so that x.w has unit variance."""
+  rng, x = _regression_inputs(cfg, "linear")
+  w = np.random.default_rng(_FUNCTION_SEED).standard_normal(8) / math.sqrt(8)
+  return _finish("linear", x, x @ w + cfg.noise * rng.standard_normal(len(x)), REGRESSION)
+
+
+def _teacher(cfg: DataConfig) -> Dataset:
+  """y = tanh(x W1 + b1) w2 + noise: a fixed random net of 16 tanh units, x ~ N(0, I_8)."""
+  rng, x = _regression_inputs(cfg, "teacher")
+  net = np.random.default_rng(_FUNCTION_SEED + 1)
+  # Pre-activations of std ~2 put the units in tanh's curved range: a non-linear target.
+  w1 = net.standard_normal((8, 16)) * 2 / math.sqrt(8)
+  b1 = net.standard_normal(16) * 0.5
+  w2 = net.standard_normal(16) / math.sqrt(16)
+  y = np.tanh(x @ w1 + b1) @ w2
+  return _finish("teacher", x, y + cfg.noise * rng.standard_normal(len(x)), REGRESSION)
+
+
+# name -> loader(DataConfig) -> Dataset. Register a loader here to add a data set by name.
+DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {
+    "digits": _real("digits", (8, 8, 1)),
+    "iris": _real("iris"),
+    "wine": _real("wine"),
+    "breast_cancer": _real("breast_cancer"),
+    "moons": _moons,
+    "spirals": _spirals,
+    "blobs": _blobs,
+    "linear": _linear,
+    "teacher": _teacher,
+}
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _label_index(header: list[str], label_column: str | int | None, path: str) -> int:
+  if label_column is None:
+    return len(header) - 1
+  if isinstance(label_column, str) and label_column in header:
+    return header.index(label_column)
+  if isinstance(label_column, int) and not isinstance(label_column, bool):
+    index = label_column
+  elif isinstance(label_column, str) and label_column.strip().isdigit():
+    index = int(label_column)
+  else:
+    raise ConfigError(
+        f"label column {label_column!r} not found in {path!r}; available columns: "
+        f"{', '.join(header)}")
+  if not 0 <= index < len(header):
+    raise ConfigError(
+        f"label column index {index} is out of range for {path!r}, which has {len(header)} "
+        f"columns; valid: 0..{len(header) - 1} or a name among {', '.join(header)}")
+  return index
+
+
+def _load_csv(path: str, cfg: DataConfig) -> Dataset:
+  rows, lines = [], []
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      reader = csv.reader(f)
+      header = next(reader, None)
+      if header is None:
+        raise ConfigError(f"data file {path!r} is empty")
+      header = [h.strip() for h in header]
+      for row in reader:
+        if not any(cell.strip() for cell in row):
+          continue  # Blank lines, e.g. at the end.
+        if len(row) != len(header):
+          raise ConfigError(
+              f"line {reader.line_num} of {path!r} has {len(row)} columns, the header has "
+              f"{len(header)}")
+        rows.append(row)
+        lines.append(reader.line_num)
+  except UnicodeDecodeError:
+    raise ConfigError(f"data file {path!r} is not UTF-8 text; a .csv file must be") from None
+  except csv.Error as e:
+    raise ConfigError(f"data file {path!r} is not valid CSV: {e}") from None
+  if not rows:
+    raise ConfigError(f"data file {path!r} has a header but no data rows")
+  if len(header) < 2:
+    raise ConfigError(
+        f"data file {path!r} has only the column {header[0]!r}; it needs a label column and at "
+        "least one feature column")
+  label = _label_index(header, cfg.label_column, path)
+  features = [j for j in range(len(header)) if j != label]
+  cells = [[row[j] for j in features] for row in rows]
+  try:
+    x = np.array(cells, dtype=np.float64)
+  except ValueError:
+    for row, line in zip(cells, lines):
+      for j, cell in zip(features, row):
+        try:
+          float(cell)
+        except ValueError:
+          what = "an empty value" if not cell.strip() else f"non-numeric value {cell.strip()!r}"
+          raise ConfigError(
+              f"{what} in column {header[j]!r}, line {line} of {path!r}; every column but the "
+              f"label ({header[label]!r}) must be a number") from None
+    raise ConfigError(f"data file {path!r} has features that are not numbers") from None
+  labels = [row[label].strip() for row in rows]
+  for text, line in zip(labels, lines):
+    if not text:
+      raise ConfigError(f"missing label in column {header[label]!r}, line {line} of {path!r}")
+  try:
+    y = np.array(labels, dtype=np.float64)  # Numeric labels sort as numbers ("9" < "10").
+  except ValueError:
+    y = np.array(labels)
+  return _finish(path, x, y, cfg.task, columns=[header[j] for j in features])
+
+
+def _load_npz(path: str, cfg: DataConfig) -> Dataset:
+  try:
+    archive = np.load(path, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+      raise ConfigError(
+          f"data file {path!r} holds a single array, not a .npz archive; save one with "
+          "np.savez(path, x=features, y=labels)")
+    with archive:
+      present = list(archive.files)
+      for key in ("x", "y"):
+        if key not in present:
+          raise ConfigError(
+              f"data file {path!r} has no array {key!r}; arrays present: "
+              f"{', '.join(present) or 'none'}")
+      x, y = archive["x"], archive["y"]
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    if isinstance(e, ConfigError):
+      raise
+    reason = " ".join(str(e).split())
+    raise ConfigError(f"cannot read {path!r} as a .npz file: {reason}") from None
+  return _finish(path, x, y, cfg.task)
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+  """Loads the data set named by `cfg.dataset`: a `DATASETS` name or a .npz / .csv path.
+
+  A .npz file holds arrays `x` [N, ...] and `y` [N]. A .csv file has a header row; the label
+  column is `cfg.label_column` (a name or 0-based index; default the last) and every other
+  column is a numeric feature. Classification labels are mapped to 0..C-1 in sorted order;
+  with `cfg.task` None, integer-valued or text labels mean classification, others regression.
+
+  Args:
+    cfg: the data configuration; `train_size`, `folds` and `val_fraction` are not used here.
+
+  Returns:
+    The whole data set.
+
+  Raises:
+    ConfigError: an unknown name, a missing or malformed file, non-finite features, or fewer
+      than 2 classes.
+  """
+  name = os.fspath(cfg.dataset) if isinstance(cfg.dataset, os.PathLike) else cfg.dataset
+  if not isinstance(name, str):
+    raise ConfigError(f"dataset must be a name or a path, got {name!r}")
+  if name in DATASETS:
+    if cfg.label_column is not None:
+      raise ConfigError(
+          f"label_column applies to .csv files only, got {cfg.label_column!r} with built-in "
+          f"dataset {name!r}")
+    dataset = DATASETS[name](cfg)
+    if cfg.task is not None and cfg.task != dataset.task:
+      raise ConfigError(
+          f"dataset {name!r} is a {dataset.task} data set, got task={cfg.task!r}; task applies "
+          "to .npz and .csv files only")
+    return dataset
+  ext = os.path.splitext(name)[1].lower()
+  if ext in (".npz", ".csv"):
+    if not os.path.exists(name):
+      raise ConfigError(f"data file {name!r} does not exist")
+    if not os.path.isfile(name):
+      raise ConfigError(f"data file {name!r} is not a file")
+    if os.path.getsize(name) == 0:
+      raise ConfigError(f"data file {name!r} is empty")
+    if ext == ".npz":
+      if cfg.label_column is not None:
+        raise ConfigError(
+            f"label_column applies to .csv files only, got {cfg.label_column!r} with {name!r}")
+      return _load_npz(name, cfg)
+    return _load_csv(name, cfg)
+  if os.path.exists(name):
+    raise ConfigError(f"cannot read data file {name!r}: a data file must end in .npz or .csv")
+  raise ConfigError(
+      f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}, or the path of a .npz "
+      "or .csv file")
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def _check_seed(seed: int) -> None:
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ConfigError(f"data_seed must be an integer >= 0, got {seed!r}")
+
+
+def _apportion(quota: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: int) -> np.ndarray:
+  """Integers lo <= a <= hi summing to `total`, each as close to its `quota` as the rest allow."""
+  alloc = np.clip(np.floor(quota).astype(np.int64), lo, hi)
+  # Few steps: flooring and clipping leave at most ~2 per class to hand out or take back.
+  while (gap := total - int(alloc.sum())) != 0:
+    if gap > 0:
+      alloc[np.argmax(np.where(alloc < hi, quota - alloc, -np.inf))] += 1
+    else:
+      alloc[np.argmax(np.where(alloc > lo, alloc - quota, -np.inf))] -= 1
+  return alloc
+
+
+def _draw(idx: np.ndarray, labels: np.ndarray | None, size: int, rng: np.random.Generator,
+          keep_each: bool) -> tuple[np.ndarray, np.ndarray]:
+  """Draws `size` of `idx` at random, stratified by `labels` (None: unstratified).
+
+  Every class present in `idx` is drawn at least once and, with `keep_each`, also left at
+  least once in the rest. Callers check that this is possible.
+
+  Returns:
+    (drawn, rest), each sorted.
+  """
+  order = idx[rng.permutation(len(idx))]
+  taken = np.zeros(len(order), bool)
+  if labels is None:
+    taken[:size] = True
+  else:
+    lab = labels[order]
+    counts = np.bincount(lab)
+    present = (counts > 0).astype(np.int64)
+    alloc = _apportion(size * counts / len(order), present, counts - keep_each * present, size)
+    for c, k in enumerate(alloc):
+      taken[np.flatnonzero(lab == c)[:k]] = True
+  return np.sort(order[taken]), np.sort(order[~taken])
+
+
+def _kfold(idx: np.ndarray, labels: np.ndarray | None, k: int,
+           rng: np.random.Generator) -> list[np.ndarray]:
+  """Splits `idx` into `k` sorted parts, each class spread over them as evenly as possible."""
+  order = idx[rng.permutation(len(idx))]
+  if labels is not None:
+    # Grouping classes, then dealing positions round-robin, gives every part floor or ceil of
+    # each class's share, and part sizes within one of each other.
+    order = order[np.argsort(labels[order], kind="stable")]
+  part = np.arange(len(order)) % k
+  return [np.sort(order[part == f]) for f in range(k)]
+
+
+def _pad(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  width = max(len(p) for p in parts)
+  idx = np.zeros((len(parts), width), np.int32)
+  mask = np.zeros((len(parts), width), bool)
+  for f, p in enumerate(parts):
+    idx[f, :len(p)] = p
+    mask[f, :len(p)] = True
+  return idx, mask
+
+
+def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
+  """Splits a data set into training and validation indices, deterministically in `data_seed`.
+
+  Holdout (`cfg.folds` None, F = 1): ceil(val_fraction * N) examples are held out for
+  validation, stratified by class for classification; the rest is the training pool, of which
+  a stratified subsample of `cfg.train_size` is trained on. k-fold (`cfg.folds` = k, F = k):
+  the same `train_size` examples are split into k stratified folds, and fold f trains on the
+  other k - 1 and validates on fold f; the holdout part is not used.
+
+  Args:
+    dataset: the whole data set.
+    cfg: the data configuration.
+
+  Returns:
+    The padded indices of each fold and their standardization statistics.
+
+  Raises:
+    ConfigError: when `val_fraction`, `train_size` or `folds` do not fit the data.
+  """
+  _check_seed(cfg.data_seed)
+  rng = np.random.default_rng(cfg.data_seed)
+  n_all = len(dataset.y)
+  labels = dataset.y if dataset.task == CLASSIFICATION else None
+  # ceil, as scikit-learn's train_test_split: digits at 0.2 holds out 360 of 1797. The round
+  # keeps float error (0.1 * 30 = 3.0000000000000004) from adding one.
+  n_val = math.ceil(round(cfg.val_fraction * n_all, 6))
+  need = dataset.num_classes if labels is not None else 1
+  if labels is not None:
+    counts = np.bincount(labels, minlength=dataset.num_classes)
+    if counts.min() < 2:
+      raise ConfigError(
+          f"class {int(counts.argmin())} of {dataset.name!r} has {int(counts.min())} example(s); "
+          "a stratified split needs at least 2 of each class (one to train, one to validate)")
+    if n_val < need:
+      raise ConfigError(
+          f"val_fraction={cfg.val_fraction} holds out {n_val} of {n_all} examples, fewer than "
+          f"the {need} classes; valid: val_fraction > {(need - 1) / n_all:.4g}")
+  if n_all - n_val < need:
+    raise ConfigError(
+        f"val_fraction={cfg.val_fraction} leaves {n_all - n_val} of {n_all} examples to train "
+        f"on, fewer than {need}; valid: val_fraction <= {(n_all - need) / n_all:.4g}")
+  val, pool = _draw(np.arange(n_all), labels, n_val, rng, keep_each=True)
+
+  size = len(pool) if cfg.train_size is None else cfg.train_size
+  if size > len(pool):
+    raise ConfigError(
+        f"train_size={size} is larger than the training pool of {len(pool)} examples ({n_all} "
+        f"minus {n_val} held out for validation); valid: {need}..{len(pool)}")
+  if size < need:
+    raise ConfigError(
+        f"train_size={size} is smaller than the {need} classes of {dataset.name!r}; every class "
+        f"needs an example; valid: {need}..{len(pool)}")
+  train, _ = _draw(pool, labels, size, rng, keep_each=False)
+
+  if cfg.folds is None:
+    train_parts, val_parts = [train], [val]
+  else:
+    k = cfg.folds
+    if labels is not None:
+      smallest = int(np.bincount(labels[train]).min())
+      if k > smallest:
+        valid = f"2..{smallest}" if smallest >= 2 else "none, use a larger train_size"
+        raise ConfigError(
+            f"folds={k} is more than {smallest}, the smallest class count among the {size} "
+            f"training examples; every fold must hold each class; valid: {valid}")
+    elif k > size:
+      raise ConfigError(
+          f"folds={k} is more than the {size} training examples; valid: 2..{size}")
+    val_parts = _kfold(train, labels, k, rng)
+    train_parts = [np.concatenate(val_parts[:f] + val_parts[f + 1:]) for f in range(k)]
+    train_parts = [np.sort(p) for p in train_parts]
+
+  train_idx, train_mask = _pad(train_parts)
+  val_idx, val_mask = _pad(val_parts)
+  num_features = dataset.x.shape[1]
+  mean = np.zeros((len(train_parts), num_features), np.float32)
+  std = np.ones((len(train_parts), num_features), np.float32)
+  if cfg.standardize:
+    for f, part in enumerate(train_parts):
+      # float64 makes a constant column's std exactly 0 (not ~1e-16, which would blow it up).
+      rows = dataset.x[part].astype(np.float64)
+      mean[f], std[f] = rows.mean(axis=0), rows.std(axis=0)
+  std[std == 0] = 1.0
+  return Splits(train_idx, train_mask, val_idx, val_mask, mean, std)

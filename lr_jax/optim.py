@@ -1,0 +1,124 @@
+"""Optimizer and schedule registries.
+
+Every optimizer is `optax.inject_hyperparams`-wrapped, so its learning rate and its other
+dynamic hyperparameters are traced arrays -- one value per variant in a vmapped sweep, and no
+recompilation for a new value. A schedule is a shape (a function of the step with value 1 at its
+peak) scaled by the variant's learning rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import jax
+import optax
+
+
+class Optimizer(NamedTuple):
+  """An optax optimizer family and its dynamic hyperparameters.
+
+  Attributes:
+    factory: the optax alias; called with `learning_rate` plus `hparams`.
+    hparams: names of the per-variant numbers besides the learning rate, with defaults.
+    fixed: keyword arguments that select the family's variant (e.g. `nesterov=True`).
+  """
+
+  factory: Callable[..., optax.GradientTransformation]
+  hparams: Mapping[str, float]
+  fixed: Mapping[str, object]
+
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    "sgd": Optimizer(optax.sgd, {}, {}),
+    "momentum": Optimizer(optax.sgd, {"momentum": 0.9}, {}),
+    "nesterov": Optimizer(optax.sgd, {"momentum": 0.9}, {"nesterov": True}),
+    "adam": Optimizer(optax.adam, {}, {}),
+    "adamw": Optimizer(optax.adamw, {"weight_decay": 1e-4}, {}),
+    "rmsprop": Optimizer(optax.rmsprop, {}, {}),
+    "adagrad": Optimizer(optax.adagrad, {}, {}),
+    "lion": Optimizer(optax.lion, {"weight_decay": 1e-3}, {}),
+    "lamb": Optimizer(optax.lamb, {"weight_decay": 0.0}, {}),
+}
+
+
+def _constant(cfg, total_steps: int) -> optax.Schedule:
+  del cfg, total_steps
+  return optax.constant_schedule(1.0)
+
+
+def _exponential(cfg, total_steps: int) -> optax.Schedule:
+  # Keras ExponentialDecay: lr * decay_rate ** (step / decay_steps).
+  del total_steps
+  return optax.exponential_decay(1.0, cfg.decay_steps, cfg.decay_rate, staircase=cfg.staircase)
+
+
+def _cosine(cfg, total_steps: int) -> optax.Schedule:
+  return optax.cosine_decay_schedule(1.0, total_steps, alpha=cfg.alpha)
+
+
+def _warmup_cosine(cfg, total_steps: int) -> optax.Schedule:
+  warmup = max(1, round(cfg.warmup_fraction * total_steps))
+  return optax.warmup_cosine_decay_schedule(
+      0.0, 1.0, warmup, max(total_steps, warmup + 1), end_value=cfg.alpha)
+
+
+def _onecycle(cfg, total_steps: int) -> optax.Schedule:
+  return optax.cosine_onecycle_schedule(total_steps, 1.0, pct_start=cfg.pct_start)
+
+
+def _piecewise(cfg, total_steps: int) -> optax.Schedule:
+  del total_steps
+  return optax.piecewise_constant_schedule(1.0, dict(zip(cfg.boundaries, cfg.scales)))
+
+
+# name -> factory(OptimConfig, total_steps) -> shape(step), 1.0 at the peak.
+SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
+    "constant": _constant,
+    "exponential": _exponential,
+    "cosine": _cosine,
+    "warmup_cosine": _warmup_cosine,
+    "onecycle": _onecycle,
+    "piecewise": _piecewise,
+}
+
+
+def dynamic_hparams(name: str) -> dict[str, float]:
+  """The per-variant numbers of optimizer `name` with their defaults, learning rate first."""
+  return {"learning_rate": 1e-3, **OPTIMIZERS[name].hparams}
+
+
+def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]], optax.GradientTransformation]:
+  """Returns `hparams -> optax transformation` for an `OptimConfig`.
+
+  Args:
+    cfg: the static `OptimConfig`.
+    total_steps: optimizer steps in the whole run (the horizon of cosine/onecycle schedules).
+
+  Returns:
+    A pure function of one variant's hparams (`learning_rate` and the family's extras, scalar
+    arrays); call it inside the traced code, the same way for `init` and `update`.
+  """
+  family = OPTIMIZERS[cfg.name]
+  shape = SCHEDULES[cfg.schedule](cfg, total_steps)
+  injected = optax.inject_hyperparams(family.factory)
+
+  def make(hparams: Mapping[str, jax.Array]) -> optax.GradientTransformation:
+    peak = hparams["learning_rate"]
+    extras = {k: hparams[k] for k in family.hparams}
+    tx = injected(learning_rate=lambda step: peak * shape(step), **extras, **family.fixed)
+    if cfg.clip_norm is not None:
+      tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
+    return tx
+
+  return make
+
+
+def current_learning_rate(opt_state) -> jax.Array:
+  """The learning rate the last update used (read from the injected hyperparameters)."""
+  for state in jax.tree_util.tree_leaves(
+      opt_state, is_leaf=lambda s: isinstance(s, optax.InjectStatefulHyperparamsState)):
+    if isinstance(state, optax.InjectStatefulHyperparamsState):
+      return state.hyperparams["learning_rate"]
+  raise ValueError("no injected hyperparameters in this optimizer state")
+

@@ -1,0 +1,285 @@
+"""The pure core: a whole population of training runs as one traced function.
+
+`make_trainer(...)` closes over everything static (model, optimizer family, schedule shape,
+batch size, early-stopping rules) and returns two pure functions:
+
+    state = trainer.init(hparams_H, seeds_S, folds_S, data)
+    state, history_ExSxH = trainer.run(state, hparams_H, seeds_S, folds_S, data, num_epochs)
+
+A *stream* is a (seed, fold): it fixes the init and the minibatch order. A *point* is one set
+of dynamic hyperparameters (learning rate, weight decay, ...). Every variant is a (stream,
+point) pair; the state's leaves have leading axes `[S, H]`. Points of one stream share their
+minibatches, so a stream's first-layer matmuls over all its points are one wide matmul.
+
+Epochs are a `lax.scan` whose body is skipped with a real `lax.cond` once every variant has
+stopped; minibatches are a `lax.scan` inside it. Early stopping, best-params tracking and
+divergence are per-variant masks (`jnp.where`), never Python control flow. No host I/O here.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lr_jax.config import Experiment
+from lr_jax.models import Model
+from lr_jax.optim import current_learning_rate, make_optimizer
+
+Hparams = Mapping[str, jax.Array]  # name -> [H] (or scalar for one variant).
+
+
+class DataArrays(NamedTuple):
+  """The data set and its splits on the device (see `lr_jax.data`)."""
+
+  x: jax.Array           # [N, D] float32
+  y: jax.Array           # [N] int32 labels or float32 targets
+  train_idx: jax.Array   # [F, n_max] int32
+  train_mask: jax.Array  # [F, n_max] bool
+  val_idx: jax.Array     # [F, v_max] int32
+  val_mask: jax.Array    # [F, v_max] bool
+  mean: jax.Array        # [F, D] float32
+  std: jax.Array         # [F, D] float32
+
+
+class VariantState(NamedTuple):
+  """One variant's training state; in a sweep every leaf has leading axes [S, H]."""
+
+  params: object
+  opt_state: object
+  best_params: object
+  init_loss: jax.Array      # [] training loss at init; the divergence reference
+  best_score: jax.Array     # [] best monitored value so far, lower is better (-acc for accuracy)
+  best_epoch: jax.Array     # [] int32, 1-based epoch of best_score; 0 = none yet
+  best_val_loss: jax.Array  # [] val loss at best_epoch
+  best_val_accuracy: jax.Array  # [] val accuracy at best_epoch
+  wait: jax.Array           # [] int32 epochs since the last improvement
+  stopped: jax.Array        # [] bool, stopped early
+  diverged: jax.Array       # [] bool, frozen after a non-finite or exploding loss
+  epochs_run: jax.Array     # [] int32 epochs trained
+  steps_run: jax.Array      # [] int32 optimizer updates applied
+
+
+class SweepState(NamedTuple):
+  """The carry of the epoch loop."""
+
+  epoch: jax.Array          # [] int32 epochs completed by the loop
+  variants: VariantState    # leaves [S, H, ...]
+
+
+class History(NamedTuple):
+  """Per-epoch metrics; from `run` each leaf is [E, S, H], NaN where a variant was not training."""
+
+  train_loss: jax.Array
+  train_accuracy: jax.Array
+  val_loss: jax.Array
+  val_accuracy: jax.Array
+  learning_rate: jax.Array
+
+
+class Trainer(NamedTuple):
+  """The two pure functions of one compile group, and its static facts."""
+
+  init: object   # (hparams_H, seeds_S, folds_S, data) -> SweepState
+  run: object    # (state, hparams_H, seeds_S, folds_S, data, num_epochs) -> (state, History)
+  steps_per_epoch: int
+  num_epochs: int
+
+
+def _tree_where(cond: jax.Array, new, old):
+  return jax.tree_util.tree_map(lambda a, b: jnp.where(cond, a, b), new, old)
+
+
+def _stream_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Independent init, data-order and dropout keys of a stream; they depend only on the seed."""
+  key = jax.random.PRNGKey(seed)
+  return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
+
+
+def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int) -> Trainer:
+  """Builds the pure trainer of one static configuration.
+
+  Args:
+    experiment: the static configuration (optimizer family, schedule, batch size, epochs,
+      early stopping).
+    model: the model as pure `init`/`apply` functions.
+    task: "classification" (softmax cross-entropy, labels int32) or "regression" (MSE).
+    n_max: the padded number of training examples per fold (`Splits.train_idx.shape[1]`).
+
+  Returns:
+    A `Trainer`; its functions are pure and may be jitted, sharded and checkpointed freely.
+  """
+  tcfg = experiment.train
+  batch = n_max if tcfg.batch_size == 0 else min(tcfg.batch_size, n_max)
+  steps_per_epoch = math.ceil(n_max / batch)
+  make_tx = make_optimizer(experiment.optim, steps_per_epoch * tcfg.epochs)
+  classification = task == "classification"
+  use_accuracy = tcfg.monitor == "val_accuracy"
+
+  def losses(params, x_BxD, y_B, key, train):
+    out = model.apply(params, x_BxD, key, train)
+    if classification:
+      loss_B = optax.softmax_cross_entropy_with_integer_labels(out, y_B)
+      correct_B = (jnp.argmax(out, axis=-1) == y_B).astype(jnp.float32)
+    else:
+      loss_B = jnp.square(out[:, 0] - y_B)
+      correct_B = jnp.full_like(loss_B, jnp.nan)
+    return loss_B, correct_B
+
+  def weighted_mean(v_B, w_B):
+    return jnp.sum(v_B * w_B) / jnp.maximum(jnp.sum(w_B), 1.0)
+
+  def batch_loss(params, x_BxD, y_B, w_B, key):
+    loss_B, correct_B = losses(params, x_BxD, y_B, key, True)
+    return weighted_mean(loss_B, w_B), weighted_mean(correct_B, w_B)
+
+  def fetch(data: DataArrays, fold, idx_B):
+    """Standardized features and labels of rows `idx_B` of fold `fold`'s view of the data."""
+    x_BxD = (data.x[idx_B] - data.mean[fold][None, :]) / data.std[fold][None, :]
+    return x_BxD, data.y[idx_B]
+
+  # ----- one variant -----------------------------------------------------------------------
+
+  def init_variant(hp, params, train_loss):
+    opt_state = make_tx(hp).init(params)
+    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
+    return VariantState(
+        params=params, opt_state=opt_state, best_params=params, init_loss=train_loss,
+        best_score=f32(jnp.inf), best_epoch=i32(0), best_val_loss=f32(jnp.nan),
+        best_val_accuracy=f32(jnp.nan), wait=i32(0), stopped=jnp.asarray(False),
+        diverged=jnp.asarray(False), epochs_run=i32(0), steps_run=i32(0))
+
+  def step_variant(v: VariantState, hp, x_BxD, y_B, w_B, key):
+    """One minibatch update; a no-op for a stopped or diverged variant or an empty batch."""
+    tx = make_tx(hp)
+    (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(v.params, x_BxD, y_B, w_B, key)
+    updates, opt_state = tx.update(grads, v.opt_state, v.params)
+    params = optax.apply_updates(v.params, updates)
+    healthy = (jnp.isfinite(loss) & (loss <= tcfg.divergence_factor * v.init_loss)
+               & jnp.isfinite(optax.tree.norm(grads)))
+    training = ~v.stopped & ~v.diverged & (jnp.sum(w_B) > 0)
+    apply = training & healthy
+    v = v._replace(
+        params=_tree_where(apply, params, v.params),
+        opt_state=_tree_where(apply, opt_state, v.opt_state),
+        diverged=v.diverged | (training & ~healthy),
+        steps_run=v.steps_run + apply.astype(jnp.int32))
+    weight = jnp.where(apply, jnp.sum(w_B), 0.0)
+    # where, not a product: a diverged step's NaN loss times a zero weight is still NaN.
+    return v, (jnp.where(apply, loss * weight, 0.0), jnp.where(apply, acc * weight, 0.0), weight)
+
+  def end_epoch_variant(v: VariantState, was_training, epoch, sums, x_val, y_val, w_val):
+    """Validation, early stopping and best-params tracking at the end of an epoch."""
+    loss_sum, acc_sum, weight = sums
+    val_loss_B, val_correct_B = losses(v.params, x_val, y_val, None, False)
+    val_loss = weighted_mean(val_loss_B, w_val)
+    val_acc = weighted_mean(val_correct_B, w_val)
+    score = -val_acc if use_accuracy else val_loss
+    counts = was_training & ~v.diverged
+    improved = counts & (score < v.best_score - tcfg.min_delta)
+    wait = jnp.where(improved, 0, v.wait + counts.astype(jnp.int32))
+    stop = counts & (tcfg.patience > 0) & (wait >= tcfg.patience)
+    v = v._replace(
+        best_params=_tree_where(improved, v.params, v.best_params),
+        best_score=jnp.where(improved, score, v.best_score),
+        best_epoch=jnp.where(improved, epoch, v.best_epoch),
+        best_val_loss=jnp.where(improved, val_loss, v.best_val_loss),
+        best_val_accuracy=jnp.where(improved, val_acc, v.best_val_accuracy),
+        wait=wait,
+        stopped=v.stopped | stop,
+        epochs_run=v.epochs_run + was_training.astype(jnp.int32))
+    nan = jnp.float32(jnp.nan)
+    seen = was_training & (weight > 0)
+    history = History(
+        train_loss=jnp.where(seen, loss_sum / jnp.maximum(weight, 1.0), nan),
+        train_accuracy=jnp.where(seen, acc_sum / jnp.maximum(weight, 1.0), nan),
+        val_loss=jnp.where(was_training, val_loss, nan),
+        val_accuracy=jnp.where(was_training, val_acc, nan),
+        learning_rate=jnp.where(was_training, current_learning_rate(v.opt_state), nan))
+    return v, history
+
+  # ----- one stream: all points of a (seed, fold), sharing minibatches ----------------------
+
+  over_points = functools.partial(jax.vmap, in_axes=(0, 0) + (None,) * 4)
+
+  def init_stream(hparams_H, seed, fold, data: DataArrays):
+    init_key, _, _ = _stream_keys(seed)
+    params = model.init(init_key)
+    x_train, y_train = fetch(data, fold, data.train_idx[fold])
+    loss_B, _ = losses(params, x_train, y_train, None, False)
+    train_loss = weighted_mean(loss_B, data.train_mask[fold].astype(jnp.float32))
+    return jax.vmap(init_variant, in_axes=(0, None, None))(hparams_H, params, train_loss)
+
+  def epoch_stream(v_H: VariantState, hparams_H, seed, fold, epoch, data: DataArrays):
+    _, order_key, dropout_key = _stream_keys(seed)
+    idx_N, mask_N = data.train_idx[fold], data.train_mask[fold]
+    # Shuffle real rows only; padding sorts to the end, so it fills the last batch.
+    u_N = jax.random.uniform(jax.random.fold_in(order_key, epoch), idx_N.shape)
+    order = jnp.argsort(jnp.where(mask_N, u_N, 2.0))
+    pad = steps_per_epoch * batch - n_max
+    idx_MxB = jnp.pad(idx_N[order], (0, pad)).reshape(steps_per_epoch, batch)
+    w_MxB = jnp.pad(mask_N[order], (0, pad)).reshape(steps_per_epoch, batch).astype(jnp.float32)
+    was_training = ~v_H.stopped & ~v_H.diverged
+
+    def minibatch(carry, inputs):
+      v, sums = carry
+      idx_B, w_B, step = inputs
+      x_BxD, y_B = fetch(data, fold, idx_B)
+      key = jax.random.fold_in(dropout_key, epoch * steps_per_epoch + step)
+      v, delta = over_points(step_variant)(v, hparams_H, x_BxD, y_B, w_B, key)
+      sums = jax.tree_util.tree_map(jnp.add, sums, delta)
+      return (v, sums), None
+
+    zeros = jnp.zeros(was_training.shape, jnp.float32)
+    (v_H, sums), _ = jax.lax.scan(
+        minibatch, (v_H, (zeros, zeros, zeros)),
+        (idx_MxB, w_MxB, jnp.arange(steps_per_epoch, dtype=jnp.int32)))
+    x_val, y_val = fetch(data, fold, data.val_idx[fold])
+    w_val = data.val_mask[fold].astype(jnp.float32)
+    return jax.vmap(end_epoch_variant, in_axes=(0, 0, None, 0, None, None, None))(
+        v_H, was_training, epoch + 1, sums, x_val, y_val, w_val)
+
+  # ----- the population ----------------------------------------------------------------------
+
+  def init(hparams_H, seeds_S, folds_S, data: DataArrays) -> SweepState:
+    variants = jax.vmap(init_stream, in_axes=(None, 0, 0, None))(hparams_H, seeds_S, folds_S, data)
+    return SweepState(epoch=jnp.zeros((), jnp.int32), variants=variants)
+
+  def run(state: SweepState, hparams_H, seeds_S, folds_S, data: DataArrays, num_epochs: int):
+    """Runs `num_epochs` more epochs (fewer if the configured total is reached first)."""
+
+    def train_epoch(state: SweepState):
+      variants, history = jax.vmap(epoch_stream, in_axes=(0, None, 0, 0, None, None))(
+          state.variants, hparams_H, seeds_S, folds_S, state.epoch, data)
+      return SweepState(state.epoch + 1, variants), history
+
+    def skip_epoch(state: SweepState):
+      shape = state.variants.stopped.shape
+      nan = jnp.full(shape, jnp.nan, jnp.float32)
+      return state, History(nan, nan, nan, nan, nan)
+
+    def body(state: SweepState, _):
+      v = state.variants
+      busy = jnp.any(~v.stopped & ~v.diverged) & (state.epoch < tcfg.epochs)
+      return jax.lax.cond(busy, train_epoch, skip_epoch, state)
+
+    return jax.lax.scan(body, state, None, length=num_epochs)
+
+  return Trainer(init=init, run=run, steps_per_epoch=steps_per_epoch, num_epochs=tcfg.epochs)
+
+
+def final_params(v: VariantState, restore_best: bool):
+  """The parameters a variant ends with: its best epoch's if `restore_best` and it has one."""
+  if not restore_best:
+    return v.params
+  has_best = v.best_epoch > 0
+  return jax.tree_util.tree_map(
+      lambda best, cur: jnp.where(
+          has_best.reshape(has_best.shape + (1,) * (cur.ndim - has_best.ndim)), best, cur),
+      v.best_params, v.params)

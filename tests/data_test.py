@@ -1,0 +1,296 @@
+"""Tests of lr_jax.data: built-in data sets, files, splits and their refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from lr_jax import data
+from lr_jax.config import DataConfig
+from lr_jax.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return data.load_dataset(DataConfig())
+
+
+def _write(tmp_path, name, text):
+  path = tmp_path / name
+  path.write_text(text)
+  return str(path)
+
+
+def _npz(tmp_path, name, **arrays):
+  path = tmp_path / name
+  np.savez(path, **arrays)
+  return str(path)
+
+
+def _rows(splits, f, which="train"):
+  idx, mask = getattr(splits, f"{which}_idx")[f], getattr(splits, f"{which}_mask")[f]
+  return idx[mask]
+
+
+# ------------------------------------------------------------------------------ data sets
+
+
+@pytest.mark.parametrize("name, n, d, task, classes, shape", [
+    ("digits", 1797, 64, "classification", 10, (8, 8, 1)),
+    ("iris", 150, 4, "classification", 3, (4,)),
+    ("wine", 178, 13, "classification", 3, (13,)),
+    ("breast_cancer", 569, 30, "classification", 2, (30,)),
+    ("moons", 1000, 2, "classification", 2, (2,)),
+    ("spirals", 1000, 2, "classification", 2, (2,)),
+    ("blobs", 1000, 2, "classification", 4, (2,)),
+    ("linear", 1000, 8, "regression", 0, (8,)),
+    ("teacher", 1000, 8, "regression", 0, (8,)),
+])
+def test_builtin_shapes_and_dtypes(name, n, d, task, classes, shape):
+  ds = data.load_dataset(DataConfig(dataset=name))
+  assert ds.name == name and ds.task == task and ds.num_classes == classes
+  assert ds.x.shape == (n, d) and ds.x.dtype == np.float32 and ds.y.shape == (n,)
+  assert ds.feature_shape == shape and np.prod(shape) == d
+  assert np.isfinite(ds.x).all() and not ds.x.flags.writeable
+  if task == "classification":
+    assert ds.y.dtype == np.int32 and set(np.unique(ds.y)) == set(range(classes))
+  else:
+    assert ds.y.dtype == np.float32 and ds.y.std() > 0.3
+
+
+def test_synthetic_sets_follow_the_config():
+  a = data.load_dataset(DataConfig(dataset="spirals", num_samples=101, data_seed=3))
+  b = data.load_dataset(DataConfig(dataset="spirals", num_samples=101, data_seed=3))
+  c = data.load_dataset(DataConfig(dataset="spirals", num_samples=101, data_seed=4))
+  assert a.x.shape == (101, 2) and np.bincount(a.y).tolist() == [51, 50]
+  np.testing.assert_array_equal(a.x, b.x)
+  assert not np.array_equal(a.x, c.x)
+  # Without noise the moons lie exactly on their two unit half circles.
+  moons = data.load_dataset(DataConfig(dataset="moons", noise=0.0, num_samples=40))
+  outer, inner = moons.x[moons.y == 0], moons.x[moons.y == 1] - np.array([1, 0.5], np.float32)
+  np.testing.assert_allclose(np.linalg.norm(outer, axis=1), 1, atol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(inner, axis=1), 1, atol=1e-6)
+  # The target function is fixed; noise only adds to it.
+  clean = data.load_dataset(DataConfig(dataset="linear", noise=0.0, num_samples=50))
+  noisy = data.load_dataset(DataConfig(dataset="linear", noise=0.5, num_samples=50))
+  np.testing.assert_array_equal(clean.x, noisy.x)
+  assert 0.3 < np.std(noisy.y - clean.y) < 0.7
+
+
+# ------------------------------------------------------------------------------ splits
+
+
+def test_digits_holdout_is_disjoint_complete_and_stratified(digits):
+  splits = data.make_splits(digits, DataConfig())
+  assert splits.num_folds == 1 and splits.train_sizes.tolist() == [1437]
+  assert splits.val_sizes.tolist() == [360] and splits.train_mask.all() and splits.val_mask.all()
+  assert splits.train_idx.dtype == np.int32 and splits.val_idx.dtype == np.int32
+  train, val = _rows(splits, 0), _rows(splits, 0, "val")
+  assert np.all(np.diff(train) > 0) and np.all(np.diff(val) > 0)  # Sorted, no repeats.
+  np.testing.assert_array_equal(np.sort(np.concatenate([train, val])), np.arange(1797))
+  expected = 0.2 * np.bincount(digits.y)
+  assert np.all(np.abs(np.bincount(digits.y[val]) - expected) <= 1)
+
+
+def test_train_size_subsample_is_stratified_and_from_the_pool(digits):
+  holdout = data.make_splits(digits, DataConfig())
+  small = data.make_splits(digits, DataConfig(train_size=50))
+  train = _rows(small, 0)
+  assert len(train) == 50
+  counts = np.bincount(digits.y[train], minlength=10)
+  assert counts.min() >= 4 and counts.max() <= 6, counts
+  assert np.isin(train, _rows(holdout, 0)).all()
+  np.testing.assert_array_equal(small.val_idx, holdout.val_idx)
+  # Barely more than the classes: every class is still present.
+  tiny = data.make_splits(digits, DataConfig(train_size=12))
+  assert np.bincount(digits.y[_rows(tiny, 0)], minlength=10).min() >= 1
+
+
+def test_rare_classes_stay_on_both_sides(tmp_path):
+  # Proportional shares alone would put both examples of a 2-example class in validation
+  # (quota 1.5 at val_fraction 0.7), or none of a rare class in a tiny subsample (quota 0.23).
+  for counts, cfg in (([2, 2, 8], DataConfig(val_fraction=0.7)),
+                      ([3, 30], DataConfig(train_size=3))):
+    y = np.repeat(np.arange(len(counts)), counts)
+    path = _npz(tmp_path, "rare.npz", x=np.arange(len(y), dtype=np.float32), y=y)
+    ds = data.load_dataset(DataConfig(dataset=path))
+    for seed in range(5):
+      splits = data.make_splits(ds, dataclasses.replace(cfg, data_seed=seed))
+      assert set(ds.y[_rows(splits, 0)]) == set(range(len(counts)))
+      assert set(ds.y[_rows(splits, 0, "val")]) == set(range(len(counts)))
+
+
+@pytest.mark.parametrize("train_size", [50, 53])
+def test_kfold_val_folds_partition_the_training_examples(digits, train_size):
+  holdout = data.make_splits(digits, DataConfig(train_size=train_size))
+  splits = data.make_splits(digits, DataConfig(train_size=train_size, folds=5))
+  chosen = _rows(holdout, 0)
+  vals = [_rows(splits, f, "val") for f in range(5)]
+  np.testing.assert_array_equal(np.sort(np.concatenate(vals)), chosen)  # Exact partition.
+  for f in range(5):
+    train = _rows(splits, f)
+    np.testing.assert_array_equal(train, np.setdiff1d(chosen, vals[f]))
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(vals[f]) > 0)
+    assert set(digits.y[vals[f]]) == set(range(10))
+  assert splits.val_sizes.sum() == train_size and np.ptp(splits.val_sizes) <= 1
+  np.testing.assert_array_equal(splits.train_sizes, train_size - splits.val_sizes)
+  assert splits.train_idx.shape == (5, splits.train_sizes.max())
+  assert splits.val_idx.shape == (5, splits.val_sizes.max())
+  assert np.all(splits.val_idx[~splits.val_mask] == 0)
+  assert np.all(splits.train_idx[~splits.train_mask] == 0)
+  if train_size == 53:
+    assert not splits.val_mask.all()  # Uneven folds are padded.
+
+
+def test_regression_kfold():
+  ds = data.load_dataset(DataConfig(dataset="linear", num_samples=40))
+  splits = data.make_splits(ds, DataConfig(dataset="linear", folds=3))
+  assert sorted(splits.val_sizes.tolist()) == [10, 11, 11]  # The 32 of 40 left by holdout.
+  vals = np.concatenate([_rows(splits, f, "val") for f in range(3)])
+  assert len(np.unique(vals)) == 32
+
+
+def test_splits_depend_only_on_data_seed(digits):
+  cfg = DataConfig(train_size=100, folds=4, data_seed=7)
+  a, b = data.make_splits(digits, cfg), data.make_splits(digits, cfg)
+  for field in ("train_idx", "train_mask", "val_idx", "val_mask", "mean", "std"):
+    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+  c = data.make_splits(digits, DataConfig(train_size=100, folds=4, data_seed=8))
+  assert not np.array_equal(a.train_idx, c.train_idx)
+  assert not np.array_equal(a.mean, c.mean)
+
+
+def test_standardization_uses_each_folds_training_rows_only(digits):
+  splits = data.make_splits(digits, DataConfig(train_size=60, folds=3))
+  assert splits.mean.shape == (3, 64) and splits.mean.dtype == np.float32
+  for f in range(3):
+    rows = digits.x[_rows(splits, f)].astype(np.float64)
+    std = rows.std(axis=0)
+    np.testing.assert_allclose(splits.mean[f], rows.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(splits.std[f], np.where(std == 0, 1, std), rtol=1e-6)
+    assert (std == 0).any()  # Digits' border pixels: the 0 -> 1 rule is exercised.
+  assert not np.array_equal(splits.mean[0], splits.mean[1])
+  raw = data.make_splits(digits, DataConfig(train_size=60, folds=3, standardize=False))
+  assert np.all(raw.mean == 0) and np.all(raw.std == 1) and raw.std.shape == (3, 64)
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def test_csv_with_string_labels_and_a_named_label_column(tmp_path):
+  rows = ["f1,species,f2"] + [f"{i},{'cat' if i % 3 else 'ant'},{i * 0.5}" for i in range(12)]
+  path = _write(tmp_path, "pets.csv", "\n".join(rows) + "\n\n")
+  ds = data.load_dataset(DataConfig(dataset=path, label_column="species"))
+  assert ds.task == "classification" and ds.num_classes == 2 and ds.feature_shape == (2,)
+  np.testing.assert_array_equal(ds.x[:, 0], np.arange(12))
+  np.testing.assert_array_equal(ds.x[:, 1], np.arange(12) * 0.5)
+  np.testing.assert_array_equal(ds.y, [0 if i % 3 == 0 else 1 for i in range(12)])  # ant < cat.
+  by_index = data.load_dataset(DataConfig(dataset=path, label_column="1"))
+  np.testing.assert_array_equal(by_index.y, ds.y)
+
+
+def test_csv_numeric_labels_sort_as_numbers_and_infer_the_task(tmp_path):
+  path = _write(tmp_path, "n.csv", "a,y\n1,10\n2,9\n3,10\n4,9\n")
+  ds = data.load_dataset(DataConfig(dataset=path))
+  np.testing.assert_array_equal(ds.y, [1, 0, 1, 0])  # 9 < 10, not "10" < "9".
+  path = _write(tmp_path, "r.csv", "a,y\n1,0.5\n2,1.5\n3,2.25\n")
+  ds = data.load_dataset(DataConfig(dataset=path))
+  assert ds.task == "regression" and ds.y.dtype == np.float32 and ds.num_classes == 0
+  forced = data.load_dataset(DataConfig(dataset=path, task="classification"))
+  assert forced.num_classes == 3
+
+
+def test_npz_keeps_the_feature_shape(tmp_path):
+  x = np.arange(24, dtype=np.float64).reshape(4, 2, 3)
+  path = _npz(tmp_path, "img.npz", x=x, y=np.array(["b", "a", "b", "a"]))
+  ds = data.load_dataset(DataConfig(dataset=path))
+  assert ds.feature_shape == (2, 3) and ds.x.shape == (4, 6) and ds.x.dtype == np.float32
+  np.testing.assert_array_equal(ds.x, x.reshape(4, 6))
+  np.testing.assert_array_equal(ds.y, [1, 0, 1, 0])
+
+
+# ------------------------------------------------------------------------------ refusals
+
+
+def _load(tmp_path, name, text, **cfg):
+  return lambda: data.load_dataset(DataConfig(dataset=_write(tmp_path, name, text), **cfg))
+
+
+def _split(name, **cfg):
+  return lambda: data.make_splits(data.load_dataset(DataConfig(dataset=name)),
+                                  DataConfig(dataset=name, **cfg))
+
+
+ERRORS = {
+    "unknown": (lambda t: lambda: data.load_dataset(DataConfig(dataset="digitz")),
+                r"'digitz'.*digits, iris, wine, breast_cancer, moons.*\.npz or \.csv"),
+    "missing": (lambda t: lambda: data.load_dataset(DataConfig(dataset=str(t / "no.csv"))),
+                r"no\.csv' does not exist"),
+    "extension": (lambda t: _load(t, "data.txt", "a,b\n1,2\n"), r"data\.txt.*\.npz or \.csv"),
+    "empty": (lambda t: _load(t, "empty.csv", ""), r"empty\.csv' is empty"),
+    "empty_npz": (lambda t: _load(t, "empty.npz", ""), r"empty\.npz' is empty"),
+    "header_only": (lambda t: _load(t, "h.csv", "a,b,label\n"), r"h\.csv' has a header but no"),
+    "ragged": (lambda t: _load(t, "r.csv", "a,b,label\n1,2,0\n3,1\n5,6,1\n"),
+               r"line 3 .* 2 columns, the header has 3"),
+    "text": (lambda t: _load(t, "t.csv", "a,b,label\n1,2,0\n3,oops,1\n"),
+             r"'oops' in column 'b', line 3"),
+    "blank_cell": (lambda t: _load(t, "bc.csv", "a,b,label\n1,,0\n3,4,1\n"),
+                   r"empty value in column 'b', line 2"),
+    "no_label": (lambda t: _load(t, "nl.csv", "a,b,c\n1,2,0\n3,4,1\n", label_column="label"),
+                 r"'label' not found .*available columns: a, b, c"),
+    "label_index": (lambda t: _load(t, "li.csv", "a,b,c\n1,2,0\n3,4,1\n", label_column="7"),
+                    r"index 7 .*valid: 0\.\.2"),
+    "nan": (lambda t: _load(t, "nan.csv", "a,b,label\n1,nan,0\n3,4,1\n5,inf,0\n7,8,1\n"),
+            r"2 NaN or inf feature value\(s\), in column 'b'"),
+    "nan_label": (lambda t: _load(t, "nl2.csv", "a,label\n1,0\n2,nan\n3,1\n"),
+                  r"1 NaN or inf label"),
+    "missing_label": (lambda t: _load(t, "ml.csv", "a,label\n1,0\n2,\n3,1\n"),
+                      r"missing label in column 'label', line 3"),
+    "one_class": (lambda t: _load(t, "one.csv", "a,label\n1,x\n2,x\n"),
+                  r"at least 2 classes.*has 1 .*'x'"),
+    "regression_text": (lambda t: _load(t, "rt.csv", "a,y\n1,x\n2,z\n", task="regression"),
+                        r"'regression' needs numeric labels.*'x'"),
+    "npz_no_x": (lambda t: lambda: data.load_dataset(DataConfig(
+        dataset=_npz(t, "nox.npz", features=np.zeros((4, 2)), y=np.zeros(4)))),
+                 r"no array 'x'; arrays present: features, y"),
+    "npz_mismatch": (lambda t: lambda: data.load_dataset(DataConfig(
+        dataset=_npz(t, "mm.npz", x=np.zeros((4, 2)), y=np.zeros(5)))),
+                     r"4 rows of features but 5 labels"),
+    "npz_inf": (lambda t: lambda: data.load_dataset(DataConfig(
+        dataset=_npz(t, "inf.npz", x=np.array([[0, np.inf], [1, 2]]), y=np.arange(2)))),
+                r"1 NaN or inf feature value\(s\), in feature index 1"),
+    "npz_single_array": (lambda t: lambda: (np.save(t / "s.npy", np.zeros(3)), (t / "s.npy").rename(
+        t / "s.npz"), data.load_dataset(DataConfig(dataset=str(t / "s.npz")))),
+                         r"s\.npz' holds a single array"),
+    "npz_corrupt": (lambda t: _load(t, "c.npz", "not a zip"), r"cannot read .*c\.npz' as a \.npz"),
+    "train_size_big": (lambda t: _split("digits", train_size=1500),
+                       r"train_size=1500 .*pool of 1437 examples"),
+    "train_size_small": (lambda t: _split("digits", train_size=5),
+                         r"train_size=5 is smaller than the 10 classes"),
+    "folds_class": (lambda t: _split("digits", train_size=20, folds=3),
+                    r"folds=3 is more than 2, the smallest class count.*valid: 2\.\.2"),
+    "folds_regression": (lambda t: _split("linear", train_size=3, folds=4),
+                         r"folds=4 is more than the 3 training examples"),
+    "val_too_few": (lambda t: _split("iris", val_fraction=0.01),
+                    r"val_fraction=0\.01 holds out 2 of 150 examples, fewer than the 3 classes"),
+    "pool_empty": (lambda t: _split("iris", val_fraction=0.99),
+                   r"val_fraction=0\.99 leaves 1 of 150 .*fewer than 3"),
+    "singleton_class": (lambda t: lambda: data.make_splits(data.load_dataset(DataConfig(
+        dataset=_write(t, "s.csv", "a,label\n1,x\n2,x\n3,y\n"))), DataConfig()),
+                        r"class 1 of .* has 1 example"),
+    "num_samples": (lambda t: lambda: data.load_dataset(DataConfig(dataset="blobs", num_samples=5)),
+                    r"num_samples=5 is too small for 'blobs'.*>= 8"),
+    "task_builtin": (lambda t: lambda: data.load_dataset(DataConfig(task="regression")),
+                     r"'digits' is a classification data set, got task='regression'"),
+    "data_seed": (lambda t: _split("iris", data_seed=-1), r"data_seed .* got -1"),
+}
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_bad_input_raises_one_line_config_error(tmp_path, case):
+  make, pattern = ERRORS[case]
+  with pytest.raises(ConfigError, match=pattern) as info:
+    make(tmp_path)()
+  assert "\n" not in str(info.value)
