@@ -21,10 +21,10 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lr_jax import data as data_lib
-from lr_jax.config import DataConfig, Experiment, check_learning_rates, check_positive
+from lr_jax.config import DataConfig, Experiment, OptimConfig, check_learning_rates, check_positive
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model, build_model
-from lr_jax.optim import dynamic_hparams
+from lr_jax.optim import SCHEDULES, dynamic_hparams
 from lr_jax.results import SweepResult
 from lr_jax.train import DataArrays, final_params, make_trainer
 
@@ -78,13 +78,14 @@ class Group:
 
 
 def _points(experiment: Experiment, grid: Grid) -> dict[str, np.ndarray]:
-  defaults = dynamic_hparams(experiment.optim.name)
+  defaults = dynamic_hparams(experiment.optim)
   extra = dict(grid.hparams)
   unknown = sorted(set(extra) - set(defaults))
   if unknown:
     valid = ", ".join(k for k in defaults if k != "learning_rate") or "none"
     raise ConfigError(
-        f"optimizer {experiment.optim.name!r} has no hyperparameter {unknown[0]!r}; "
+        f"optimizer {experiment.optim.name!r} with schedule {experiment.optim.schedule!r} has "
+        f"no hyperparameter {unknown[0]!r}; "
         f"valid choices: {valid}")
   axes = {"learning_rate": grid.learning_rates}
   axes.update({k: extra.get(k, (v,)) for k, v in defaults.items() if k != "learning_rate"})
@@ -166,8 +167,13 @@ def _compiled(experiment: Experiment, model: Model | None, task: str, num_output
 def _compile_key(group: Group) -> tuple:
   """The static signature of a group: what `_compiled` is keyed by."""
   # The data config shapes nothing beyond what the key already holds (task, sizes), so two
-  # data seeds or subsamples of equal size share one program.
-  return (dataclasses.replace(group.experiment, data=DataConfig()), group.model, group.dataset.task, _num_outputs(group.dataset),
+  # data seeds or subsamples of equal size share one program; likewise the OptimConfig fields
+  # that only give defaults of dynamic hyperparameters (the decay rate).
+  exp = group.experiment
+  optim = dataclasses.replace(
+      exp.optim, **{field: getattr(OptimConfig(), field)
+                    for field in SCHEDULES[exp.optim.schedule].hparams.values()})
+  return (dataclasses.replace(exp, data=DataConfig(), optim=optim), group.model, group.dataset.task, _num_outputs(group.dataset),
           group.dataset.feature_shape, group.splits.train_idx.shape[1])
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -42,50 +43,67 @@ OPTIMIZERS: dict[str, Optimizer] = {
 }
 
 
-def _constant(cfg, total_steps: int) -> optax.Schedule:
-  del cfg, total_steps
-  return optax.constant_schedule(1.0)
+class Schedule(NamedTuple):
+  """A schedule shape and its dynamic hyperparameters.
+
+  Attributes:
+    factory: `(OptimConfig, total_steps) -> shape(step, hparams)`, 1.0 at the peak.
+    hparams: names of its per-variant numbers -> the `OptimConfig` field giving the default.
+  """
+
+  factory: Callable[..., Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]]
+  hparams: Mapping[str, str]
 
 
-def _exponential(cfg, total_steps: int) -> optax.Schedule:
-  # Keras ExponentialDecay: lr * decay_rate ** (step / decay_steps).
+def _fixed(schedule: optax.Schedule):
+  return lambda step, hparams: schedule(step)
+
+
+def _exponential(cfg, total_steps: int):
+  # Keras ExponentialDecay: lr * decay_rate ** (step / decay_steps). Written here rather than
+  # with optax.exponential_decay, whose Python checks of decay_rate cannot take a traced value.
   del total_steps
-  return optax.exponential_decay(1.0, cfg.decay_steps, cfg.decay_rate, staircase=cfg.staircase)
+
+  def shape(step, hparams):
+    p = step.astype(jnp.float32) / cfg.decay_steps
+    if cfg.staircase:
+      p = jnp.floor(p)
+    return jnp.power(hparams["decay_rate"], p)
+
+  return shape
 
 
-def _cosine(cfg, total_steps: int) -> optax.Schedule:
-  return optax.cosine_decay_schedule(1.0, total_steps, alpha=cfg.alpha)
-
-
-def _warmup_cosine(cfg, total_steps: int) -> optax.Schedule:
+def _warmup_cosine(cfg, total_steps: int):
   warmup = max(1, round(cfg.warmup_fraction * total_steps))
-  return optax.warmup_cosine_decay_schedule(
-      0.0, 1.0, warmup, max(total_steps, warmup + 1), end_value=cfg.alpha)
+  return _fixed(optax.warmup_cosine_decay_schedule(
+      0.0, 1.0, warmup, max(total_steps, warmup + 1), end_value=cfg.alpha))
 
 
-def _onecycle(cfg, total_steps: int) -> optax.Schedule:
-  return optax.cosine_onecycle_schedule(total_steps, 1.0, pct_start=cfg.pct_start)
-
-
-def _piecewise(cfg, total_steps: int) -> optax.Schedule:
-  del total_steps
-  return optax.piecewise_constant_schedule(1.0, dict(zip(cfg.boundaries, cfg.scales)))
-
-
-# name -> factory(OptimConfig, total_steps) -> shape(step), 1.0 at the peak.
-SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
-    "constant": _constant,
-    "exponential": _exponential,
-    "cosine": _cosine,
-    "warmup_cosine": _warmup_cosine,
-    "onecycle": _onecycle,
-    "piecewise": _piecewise,
+# name -> Schedule; every shape is 1.0 at its peak and is scaled by the variant's learning rate.
+SCHEDULES: dict[str, Schedule] = {
+    "constant": Schedule(lambda cfg, total: _fixed(optax.constant_schedule(1.0)), {}),
+    "exponential": Schedule(_exponential, {"decay_rate": "decay_rate"}),
+    "cosine": Schedule(
+        lambda cfg, total: _fixed(optax.cosine_decay_schedule(1.0, total, alpha=cfg.alpha)), {}),
+    "warmup_cosine": Schedule(_warmup_cosine, {}),
+    "onecycle": Schedule(
+        lambda cfg, total: _fixed(optax.cosine_onecycle_schedule(total, 1.0, pct_start=cfg.pct_start)),
+        {}),
+    "piecewise": Schedule(
+        lambda cfg, total: _fixed(
+            optax.piecewise_constant_schedule(1.0, dict(zip(cfg.boundaries, cfg.scales)))), {}),
 }
 
 
-def dynamic_hparams(name: str) -> dict[str, float]:
-  """The per-variant numbers of optimizer `name` with their defaults, learning rate first."""
-  return {"learning_rate": 1e-3, **OPTIMIZERS[name].hparams}
+def dynamic_hparams(cfg) -> dict[str, float]:
+  """The per-variant numbers of an `OptimConfig` with their defaults, learning rate first.
+
+  The optimizer family's (weight decay, momentum) and the schedule's (exponential decay rate)
+  are all dynamic: sweeping them costs no recompilation.
+  """
+  schedule = SCHEDULES[cfg.schedule]
+  return {"learning_rate": 1e-3, **OPTIMIZERS[cfg.name].hparams,
+          **{k: float(getattr(cfg, field)) for k, field in schedule.hparams.items()}}
 
 
 def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]], optax.GradientTransformation]:
@@ -100,13 +118,13 @@ def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]],
     arrays); call it inside the traced code, the same way for `init` and `update`.
   """
   family = OPTIMIZERS[cfg.name]
-  shape = SCHEDULES[cfg.schedule](cfg, total_steps)
+  shape = SCHEDULES[cfg.schedule].factory(cfg, total_steps)
   injected = optax.inject_hyperparams(family.factory)
 
   def make(hparams: Mapping[str, jax.Array]) -> optax.GradientTransformation:
     peak = hparams["learning_rate"]
     extras = {k: hparams[k] for k in family.hparams}
-    tx = injected(learning_rate=lambda step: peak * shape(step), **extras, **family.fixed)
+    tx = injected(learning_rate=lambda step: peak * shape(step, hparams), **extras, **family.fixed)
     if cfg.clip_norm is not None:
       tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
     return tx

@@ -239,3 +239,19 @@ def test_warmup_schedules_rise_then_fall(schedule):
   peak = int(np.argmax(lr))
   assert 0 < peak < 5 and lr.max() <= 3e-3 * (1 + 1e-5) and lr[-1] < 0.5 * lr.max()
   assert result.rows["best_val_accuracy"][0] > 0.6
+
+
+def test_decay_rate_is_a_dynamic_axis_of_one_program():
+  exp = lr_jax.Experiment(
+      data=lr_jax.DataConfig(dataset="digits", train_size=320),
+      optim=lr_jax.OptimConfig(name="sgd", schedule="exponential", decay_steps=10),
+      train=lr_jax.TrainConfig(epochs=2, chunk_epochs=0, patience=0))
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(0.1,),
+                                             hparams=(("decay_rate", (1.0, 0.5)),)))
+  steps = 10  # 320 examples / batch 32
+  t = np.arange(1, 3) * steps - 1
+  for rate in (1.0, 0.5):
+    i = _rows(result, decay_rate=rate)
+    np.testing.assert_allclose(result.history["learning_rate"][i], 0.1 * rate ** (t / 10), rtol=1e-5)
+  with pytest.raises(lr_jax.ConfigError, match="momentum"):
+    lr_jax.run_sweep(exp, lr_jax.Grid(hparams=(("momentum", (0.9,)),)))
