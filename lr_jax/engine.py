@@ -72,7 +72,7 @@ class Group:
   dataset: data_lib.Dataset
   splits: data_lib.Splits
   model: Model | None            # a user model; None builds the experiment's ModelConfig
-  points: dict[str, np.ndarray]  # name -> [H] float32; learning_rate first
+  points: dict[str, np.ndarray]  # name -> [H] float64; learning_rate first
   seeds: np.ndarray              # [S] int32, streams are seeds x folds (seed-major)
   folds: np.ndarray              # [S] int32
 
@@ -90,7 +90,8 @@ def _points(experiment: Experiment, grid: Grid) -> dict[str, np.ndarray]:
   axes = {"learning_rate": grid.learning_rates}
   axes.update({k: extra.get(k, (v,)) for k, v in defaults.items() if k != "learning_rate"})
   combos = list(itertools.product(*axes.values()))
-  return {k: np.array([c[i] for c in combos], np.float32) for i, k in enumerate(axes)}
+  # float64 on the host, so results report the values as given; float32 on the device.
+  return {k: np.array([c[i] for c in combos], np.float64) for i, k in enumerate(axes)}
 
 
 @functools.lru_cache(maxsize=8)
@@ -195,7 +196,8 @@ def run_group(group: Group, *, log_every_s: float = 10.0) -> dict:
   mesh = _mesh()
   pad = (-num_points) % mesh.size if mesh else 0
   # Padding repeats the last point: a valid variant whose rows are dropped below.
-  points = {k: np.concatenate([v, np.repeat(v[-1:], pad)]) for k, v in group.points.items()}
+  points = {k: np.concatenate([v, np.repeat(v[-1:], pad)]).astype(np.float32)
+            for k, v in group.points.items()}
   splits = group.splits
   data = DataArrays(
       x=group.dataset.x, y=group.dataset.y, train_idx=splits.train_idx,
@@ -246,7 +248,7 @@ def run_group(group: Group, *, log_every_s: float = 10.0) -> dict:
   params = jax.tree_util.tree_map(
       lambda a: a.reshape((-1,) + a.shape[2:]), variants.params)  # [S*H, ...], stream-major
   return {"variants": variants, "params": params, "history": history, "steps_per_epoch": trainer.steps_per_epoch,
-          "compile_s": compile_s, "run_s": run_s}
+          "compile_s": compile_s, "run_s": run_s, "epochs_executed": epoch}
 
 
 def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,

@@ -150,8 +150,8 @@ class SweepResult:
         best=best_points(aggregates, len(groups)),
         config={"experiments": [_jsonable(dataclasses.asdict(g.experiment)) for g in groups],
                 "grid": _jsonable(dataclasses.asdict(grid)), "target": target},
-        timings=[{"group": i, "compile_s": o["compile_s"], "run_s": o["run_s"]}
-                 for i, o in enumerate(outputs)],
+        timings=[{"group": i, "compile_s": o["compile_s"], "run_s": o["run_s"],
+                  "epochs_executed": o["epochs_executed"]} for i, o in enumerate(outputs)],
         params=[o["params"] for o in outputs])
 
 

@@ -1,0 +1,151 @@
+"""The public API end to end: models, tasks, folds, aggregation and output files."""
+
+import csv
+import json
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import lr_jax
+from lr_jax import results
+
+TINY = lr_jax.Experiment(
+    data=lr_jax.DataConfig(dataset="digits", train_size=300),
+    model=lr_jax.ModelConfig(hidden=(32,)),
+    train=lr_jax.TrainConfig(epochs=3, patience=0, chunk_epochs=0))
+
+
+def test_mean_and_confidence_interval_by_hand():
+  mean, std, ci = results.mean_ci(np.array([0.90, 0.92, 0.97]))
+  assert mean == pytest.approx(0.93)
+  assert std == pytest.approx(math.sqrt(((0.03) ** 2 + 0.01 ** 2 + 0.04 ** 2) / 2))
+  assert ci == pytest.approx(4.303 * std / math.sqrt(3))  # t(0.975, df=2) = 4.303
+  assert results.mean_ci(np.array([0.5, np.nan]))[:2] == (0.5, 0.0)
+
+
+def test_first_reaching_target():
+  curve = np.array([[0.1, 0.5, 0.9, np.nan], [0.1, 0.2, 0.3, 0.4], [0.95, 0.2, 0.3, 0.4]])
+  np.testing.assert_array_equal(results.first_reaching(curve, 0.9, True), [3, 0, 1])
+  np.testing.assert_array_equal(results.first_reaching(curve, 0.15, False), [1, 1, 0])
+
+
+def test_user_linen_module_trains():
+
+  class Tiny(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      return nn.Dense(10)(nn.tanh(nn.Dense(24)(x)))
+
+  model = lr_jax.from_linen(Tiny(), 64)
+  result = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(3e-3,)), model=model)
+  assert result.rows["best_val_accuracy"][0] > 0.6
+  assert result.params[0]["Dense_1"]["kernel"].shape == (1, 64, 24)  # Dense_0 was built first
+
+
+def test_user_nnx_module_trains_and_seeds_change_its_init():
+
+  class Tiny(nnx.Module):
+
+    def __init__(self, rngs):
+      self.hidden = nnx.Linear(64, 24, rngs=rngs)
+      self.out = nnx.Linear(24, 10, rngs=rngs)
+
+    def __call__(self, x):
+      return self.out(nnx.tanh(self.hidden(x)))
+
+  model = lr_jax.from_nnx(lambda rngs: Tiny(rngs))
+  p0, p1 = model.init(jax.random.PRNGKey(0)), model.init(jax.random.PRNGKey(1))
+  assert not np.allclose(p0["hidden"]["kernel"][...], p1["hidden"]["kernel"][...])
+  result = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(3e-3,), seeds=(0, 1)), model=model)
+  assert (result.rows["best_val_accuracy"] > 0.6).all()
+
+
+def test_cnn_on_image_shaped_digits():
+  exp = TINY.replace(model__name="cnn", model__hidden=(8,))
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(3e-3,)))
+  assert result.rows["best_val_accuracy"][0] > 0.6
+  with pytest.raises(lr_jax.ConfigError, match="cnn"):
+    lr_jax.plan_sweep(exp.replace(data__dataset="iris", data__train_size=None), lr_jax.Grid())
+
+
+def test_dropout_is_seeded_and_changes_training():
+  grid = lr_jax.Grid(learning_rates=(3e-3,))
+  plain = lr_jax.run_sweep(TINY, grid)
+  drop = lr_jax.run_sweep(TINY.replace(model__dropout=0.5), grid)
+  again = lr_jax.run_sweep(TINY.replace(model__dropout=0.5), grid)
+  assert not np.allclose(plain.history["train_loss"], drop.history["train_loss"])
+  np.testing.assert_array_equal(drop.history["train_loss"], again.history["train_loss"])
+  # Dropout is off at validation: the validation loss is a deterministic function of params.
+  assert drop.rows["best_val_accuracy"][0] > 0.6
+
+
+def test_regression_task_learns_a_linear_target():
+  exp = lr_jax.Experiment(
+      data=lr_jax.DataConfig(dataset="linear", num_samples=400),
+      model=lr_jax.ModelConfig(name="linear"),
+      train=lr_jax.TrainConfig(epochs=20, patience=0, chunk_epochs=0))
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2, 3e-2)))
+  loss = result.history["val_loss"]
+  assert (loss[:, -1] < 0.5 * loss[:, 0]).all()
+  assert np.isnan(result.rows["best_val_accuracy"]).all()
+  assert result.aggregates[0]["metric"] == "val_loss"
+  assert result.best[0]["learning_rate"] == pytest.approx(3e-2)  # the faster one, lower loss
+  with pytest.raises(lr_jax.ConfigError, match="val_accuracy"):
+    lr_jax.plan_sweep(exp.replace(train__monitor="val_accuracy"), lr_jax.Grid())
+
+
+def test_folds_seeds_and_aggregates():
+  exp = TINY.replace(data__train_size=90, data__folds=3)
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-3, 1e-2), seeds=(0, 1)))
+  assert result.num_variants == 2 * 2 * 3
+  assert sorted(set(result.rows["fold"])) == [0, 1, 2]
+  np.testing.assert_array_equal(result.rows["train_size"], 60)
+  for agg in result.aggregates:
+    sel = np.isclose(result.rows["learning_rate"], agg["learning_rate"])
+    values = result.rows["best_val_accuracy"][sel]
+    assert agg["n"] == 6
+    assert agg["mean"] == pytest.approx(values.mean())
+    assert agg["std"] == pytest.approx(values.std(ddof=1))
+  # Folds of one seed validate on different rows: their results differ.
+  sel = np.isclose(result.rows["learning_rate"], 1e-2) & (result.rows["seed"] == 0)
+  assert len(set(np.round(result.rows["best_val_loss"][sel], 6))) == 3
+
+
+def test_sweep_exits_once_every_variant_stopped():
+  exp = TINY.replace(train__epochs=200, train__patience=1, train__chunk_epochs=5)
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2, 3e-2)))
+  ran = result.rows["epochs_run"].max()
+  assert result.rows["stopped_early"].all() and ran < 200
+  # The host loop stops at the first chunk boundary after the last variant stopped.
+  assert result.timings[0]["epochs_executed"] == ran
+  assert result.timings[0]["epochs_executed"] <= 5 * math.ceil(ran / 5)
+
+
+def test_output_files(tmp_path):
+  result = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(1e-3, 1e-2), seeds=(0, 1)), target=0.5)
+  paths = lr_jax.write_outputs(result, str(tmp_path))
+  with open(paths[0]) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 4
+  for col in ("learning_rate", "seed", "fold", "best_epoch", "best_val_loss", "best_val_accuracy",
+              "final_train_loss", "epochs_run", "diverged", "epochs_to_target", "steps_to_target"):
+    assert col in rows[0]
+  assert {float(r["learning_rate"]) for r in rows} == {1e-3, 1e-2}
+  hist = np.load(paths[1])
+  assert hist["val_loss"].shape == (4, 3)
+  np.testing.assert_allclose(hist["variant_learning_rate"], result.rows["learning_rate"])
+  summary = json.load(open(paths[2]))
+  assert summary["best"][0]["learning_rate"] in (1e-3, 1e-2)
+  assert summary["config"]["experiments"][0]["optim"]["name"] == "adam"
+  assert len(summary["aggregates"]) == 2
+  reached = [int(r["epochs_to_target"]) for r in rows]
+  steps = [int(r["steps_to_target"]) for r in rows]
+  assert all(s == e * 10 for s, e in zip(steps, reached))  # ceil(300 / 32) steps per epoch
+  assert max(reached) > 0
+  assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
