@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
+import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -20,6 +23,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from lr_jax import checkpoint
 from lr_jax import data as data_lib
 from lr_jax.config import DataConfig, Experiment, OptimConfig, check_learning_rates, check_positive
 from lr_jax.errors import ConfigError
@@ -178,81 +182,271 @@ def _compile_key(group: Group) -> tuple:
           group.dataset.feature_shape, group.splits.train_idx.shape[1])
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """How the host runs a sweep; none of it changes a result.
+
+  Attributes:
+    max_variants_per_chunk: most variants (streams x points) in one compiled call; more are run
+      as successive chunks of that size. None derives it from the memory the variants need and
+      the device's memory (`default_max_variants`).
+    checkpoint_dir: folder of the sweep's checkpoints; None disables checkpointing.
+    checkpoint_every: save the sweep state at the first chunk boundary after every this many
+      epochs (0: only when a chunk of variants finishes).
+    resume: continue from the checkpoints in `checkpoint_dir` if there are any.
+    log_every_s: seconds between progress log lines.
+    progress_bar: draw a progress bar on stderr; None draws one when stderr is a terminal.
+  """
+
+  max_variants_per_chunk: int | None = None
+  checkpoint_dir: str | None = None
+  checkpoint_every: int = 0
+  resume: bool = False
+  log_every_s: float = 10.0
+  progress_bar: bool | None = None
+
+  def __post_init__(self):
+    if self.max_variants_per_chunk is not None:
+      check_positive("max_variants_per_chunk", self.max_variants_per_chunk, integer=True)
+    check_positive("checkpoint_every", self.checkpoint_every, integer=True, allow_zero=True)
+    if self.resume and not self.checkpoint_dir:
+      raise ConfigError("resume needs a checkpoint folder; give --checkpoint_dir (or --out)")
+
+
 def _mesh() -> Mesh | None:
+  """A 1-D mesh over every device of every process, or None on a single device."""
   devices = jax.devices()
   return Mesh(np.array(devices), ("points",)) if len(devices) > 1 else None
 
 
-def run_group(group: Group, *, log_every_s: float = 10.0) -> dict:
+def _put(x: np.ndarray, mesh: Mesh | None, spec: P):
+  """Places a host array (the same on every process) on the mesh with `spec`."""
+  if mesh is None:
+    return jax.device_put(x)
+  sharding = NamedSharding(mesh, spec)
+  return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _to_host(tree):
+  """Fetches a (possibly multi-process sharded) pytree to numpy on every process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+def _device_memory_bytes() -> int:
+  stats = jax.devices()[0].memory_stats() or {}
+  if "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def default_max_variants(group: Group, trainer, fraction: float = 0.5) -> int:
+  """Variants that fit in `fraction` of one device's memory, by an estimate per variant.
+
+  Per variant: parameters, gradients, best parameters and optimizer state (counted from
+  their shapes), plus the activations of a validation pass (`v_max` rows through every layer).
+  """
+  splits = group.splits
+  points = {k: np.float32(v[0]) for k, v in group.points.items()}
+  data = _data_arrays(group)
+  state = jax.eval_shape(trainer.init, {k: np.full(1, v) for k, v in points.items()},
+                         np.zeros(1, np.int32), np.zeros(1, np.int32), data)
+  state_bytes = sum(leaf.size * leaf.dtype.itemsize
+                    for leaf in jax.tree_util.tree_leaves(state.variants))
+  param_bytes = sum(leaf.size * leaf.dtype.itemsize
+                    for leaf in jax.tree_util.tree_leaves(state.variants.params))
+  widths = sum(group.experiment.model.hidden) + max(group.dataset.num_classes, 1)
+  activations = 4 * widths * (splits.val_idx.shape[1] + splits.train_idx.shape[1] // 4)
+  per_variant = state_bytes + param_bytes + activations
+  return max(1, int(fraction * _device_memory_bytes() // (per_variant * jax.device_count())))
+
+
+def _data_arrays(group: Group) -> DataArrays:
+  s = group.splits
+  return DataArrays(x=group.dataset.x, y=group.dataset.y, train_idx=s.train_idx,
+                    train_mask=s.train_mask, val_idx=s.val_idx, val_mask=s.val_mask,
+                    mean=s.mean, std=s.std)
+
+
+def _pad_to(a: np.ndarray, n: int) -> np.ndarray:
+  """Pads axis 0 to length n by repeating the last entry: valid variants, dropped later."""
+  return np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])
+
+
+class _Progress:
+  """Progress of a group on the log (every `log_every_s`) and, on a terminal, as a bar."""
+
+  def __init__(self, name: str, total_epochs: int, options: RunOptions):
+    self.name, self.total, self.options = name, total_epochs, options
+    self.bar = options.progress_bar if options.progress_bar is not None else sys.stderr.isatty()
+    self.t0 = self.last = time.perf_counter()
+
+  def update(self, done_epochs: int, active: int, variants: int, final: bool) -> None:
+    now = time.perf_counter()
+    rate = done_epochs / max(now - self.t0, 1e-9)
+    eta = (self.total - done_epochs) / rate if rate > 0 else math.inf
+    if self.bar:
+      width = 30
+      filled = int(width * done_epochs / max(self.total, 1))
+      sys.stderr.write(f"\r{self.name} [{'#' * filled}{'.' * (width - filled)}] "
+                       f"{done_epochs}/{self.total} epochs, {active} active, ETA {eta:.0f}s ")
+      if final:
+        sys.stderr.write("\n")
+      sys.stderr.flush()
+    if final or now - self.last >= self.options.log_every_s:
+      logging.info("%s: epoch %d/%d, %d/%d variants active, %.1f epochs/s (x%d variants), ETA %.0fs",
+                   self.name, done_epochs, self.total, active, variants, rate, variants,
+                   0.0 if final else eta)
+      self.last = now
+
+
+def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(),
+              tag: str = "") -> dict:
   """Trains every variant of one compile group; returns its final state and history on the host.
 
+  The variants are run in chunks of at most `options.max_variants_per_chunk` (each chunk the
+  same shape, so one compiled program serves all), each chunk's epochs in compiled calls of
+  `chunk_epochs`, with a checkpoint between calls when asked.
+
+  Args:
+    group: from `plan_sweep`.
+    index: the group's position in the sweep (names its checkpoint file).
+    options: chunking, checkpointing and progress.
+    tag: the sweep's fingerprint; a checkpoint with another is refused.
+
   Returns:
-    A dict with `variants` (the final `VariantState`, numpy leaves [S, H, ...]), `history`
-    (name -> [S, H, E]), `steps_per_epoch` and `compile_s` / `run_s` timings.
+    A dict with `variants` (the final `VariantState`, numpy leaves [S, H, ...]), `params`
+    (final parameters, leaves [S*H, ...]), `history` (name -> [S, H, E]), `steps_per_epoch`,
+    `compile_s`, `run_s` and `epochs_executed` (most epochs any chunk ran).
   """
   exp = group.experiment
   trainer, init, run = _compiled(*_compile_key(group))
-  num_points = len(group.points["learning_rate"])
+  num_streams, num_points = len(group.seeds), len(group.points["learning_rate"])
   mesh = _mesh()
-  pad = (-num_points) % mesh.size if mesh else 0
-  # Padding repeats the last point: a valid variant whose rows are dropped below.
-  points = {k: np.concatenate([v, np.repeat(v[-1:], pad)]).astype(np.float32)
-            for k, v in group.points.items()}
-  splits = group.splits
-  data = DataArrays(
-      x=group.dataset.x, y=group.dataset.y, train_idx=splits.train_idx,
-      train_mask=splits.train_mask, val_idx=splits.val_idx, val_mask=splits.val_mask,
-      mean=splits.mean, std=splits.std)
-  if mesh is not None:
-    replicated = NamedSharding(mesh, P())
-    data = jax.device_put(data, replicated)
-    points = jax.device_put(points, NamedSharding(mesh, P("points")))
-    seeds, folds = jax.device_put((group.seeds, group.folds), replicated)
-  else:
-    data, points, seeds, folds = jax.device_put((data, points, group.seeds, group.folds))
+  ndev = mesh.size if mesh is not None else 1
+  budget = options.max_variants_per_chunk or default_max_variants(group, trainer)
+  # A chunk: s_c streams x h_c points; h_c a multiple of the device count (the sharded axis).
+  s_c = min(num_streams, budget)
+  h_c = min(num_points, max(1, budget // s_c))
+  h_c = -(-h_c // ndev) * ndev
+  s_pad, h_pad = -(-num_streams // s_c) * s_c, -(-num_points // h_c) * h_c
+  seeds, folds = _pad_to(group.seeds, s_pad), _pad_to(group.folds, s_pad)
+  points = {k: _pad_to(v, h_pad).astype(np.float32) for k, v in group.points.items()}
+  blocks = [(si, hi) for si in range(0, s_pad, s_c) for hi in range(0, h_pad, h_c)]
 
-  chunk = exp.train.chunk_epochs or trainer.num_epochs
-  chunk = min(chunk, trainer.num_epochs)
+  data = jax.tree_util.tree_map(lambda a: _put(a, mesh, P()), _data_arrays(group))
+  like = jax.eval_shape(trainer.init, {k: v[:h_c] for k, v in points.items()}, seeds[:s_c],
+                        folds[:s_c], _data_arrays(group))
+  hist_fields = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+  path = (os.path.join(options.checkpoint_dir, f"group{index}.npz")
+          if options.checkpoint_dir else None)
+  tag = checkpoint.fingerprint(tag, index, s_c, h_c)
+  saved = checkpoint.load(path, tag) if (path and options.resume) else None
+  saved = saved or {}
+  write = path is not None and jax.process_index() == 0
+  if saved:
+    logging.info("resuming group %d from %s", index, path)
+
+  chunk = min(exp.train.chunk_epochs or trainer.num_epochs, trainer.num_epochs)
+  finished: dict[int, tuple] = {}
+  for b in range(len(blocks)):
+    if f"done{b}/epoch" in saved:
+      finished[b] = (checkpoint.unflatten(f"done{b}/state", saved, like),
+                     {k: saved[f"done{b}/hist/{k}"] for k in hist_fields}, int(saved[f"done{b}/epoch"]))
+
+  def save_checkpoint(current=None):
+    if not write:
+      return
+    arrays = {}
+    for b, (state, hist, epochs) in finished.items():
+      arrays.update(checkpoint.flatten(f"done{b}/state", state))
+      arrays.update({f"done{b}/hist/{k}": v for k, v in hist.items()})
+      arrays[f"done{b}/epoch"] = np.array(epochs)
+    if current is not None:
+      b, state, hist = current
+      arrays.update(checkpoint.flatten(f"live{b}/state", state))
+      arrays.update({f"live{b}/hist/{k}": v for k, v in hist.items()})
+    checkpoint.save(path, arrays, tag)
+
+  progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * trainer.num_epochs, options)
   t0 = time.perf_counter()
-  state = init(points, seeds, folds, data)
-  jax.block_until_ready(state)
-  history_chunks = []
   compile_s = None
-  last_log = t0
-  while True:
-    state, hist = run(state, points, seeds, folds, data, num_epochs=chunk)
-    history_chunks.append(jax.device_get(hist))
-    epoch = int(state.epoch)
-    active = int(jnp.sum(~state.variants.stopped & ~state.variants.diverged))
-    now = time.perf_counter()
-    if compile_s is None:
-      compile_s = now - t0
-    done = epoch >= trainer.num_epochs or active == 0
-    if done or now - last_log >= log_every_s:
-      rate = epoch / (now - t0)
-      eta = (trainer.num_epochs - epoch) / rate if rate > 0 and not done else 0.0
-      logging.info("%s: epoch %d/%d, %d/%d variants active, %.1f epochs/s, ETA %.0fs",
-                   exp.optim.name, epoch, trainer.num_epochs, active,
-                   state.variants.stopped.size, rate, eta)
-      last_log = now
-    if done:
-      break
+  for b, (si, hi) in enumerate(blocks):
+    if b in finished:
+      continue
+    block_points = {k: _put(v[hi:hi + h_c], mesh, P("points")) for k, v in points.items()}
+    block_seeds = _put(seeds[si:si + s_c], mesh, P())
+    block_folds = _put(folds[si:si + s_c], mesh, P())
+    if f"live{b}/state/0" in saved:
+      state_np = checkpoint.unflatten(f"live{b}/state", saved, like)
+      state = jax.tree_util.tree_map(
+          lambda a: _put(a, mesh, P(None, "points") if a.ndim >= 2 else P()), state_np)
+      history = {k: saved[f"live{b}/hist/{k}"] for k in hist_fields}
+    else:
+      state = init(block_points, block_seeds, block_folds, data)
+      history = {k: np.zeros((0, s_c, h_c), np.float32) for k in hist_fields}
+    last_saved = int(_to_host(state.epoch))
+    while True:
+      state, hist = run(state, block_points, block_seeds, block_folds, data, num_epochs=chunk)
+      hist = _to_host(hist)
+      history = {k: np.concatenate([history[k], getattr(hist, k)]) for k in hist_fields}
+      host_state = _to_host(state)
+      epoch = int(host_state.epoch)
+      active = int(np.sum(~host_state.variants.stopped & ~host_state.variants.diverged))
+      if compile_s is None:
+        compile_s = time.perf_counter() - t0
+      done = epoch >= trainer.num_epochs or active == 0
+      progress.update(b * trainer.num_epochs + (trainer.num_epochs if done else epoch), active,
+                      s_c * h_c, done and b == len(blocks) - 1)
+      if done:
+        break
+      if options.checkpoint_every and epoch - last_saved >= options.checkpoint_every:
+        save_checkpoint((b, host_state, history))
+        last_saved = epoch
+    # [E, s_c, h_c] with E the configured epochs: a chunk that stopped early is NaN-padded.
+    history = {k: np.concatenate([v, np.full((max(0, trainer.num_epochs - len(v)),) + v.shape[1:],
+                                             np.nan, np.float32)])[:trainer.num_epochs]
+               for k, v in history.items()}
+    finished[b] = (host_state, history, epoch)
+    if len(blocks) > 1 or options.checkpoint_every:
+      save_checkpoint()
   run_s = time.perf_counter() - t0
-  variants = jax.device_get(state.variants)
+
+  # Assemble the chunks into [S_pad, H_pad, ...], then drop the padding.
+  def assemble(get):
+    rows = []
+    for si in range(0, s_pad, s_c):
+      rows.append(np.concatenate([get(finished[blocks.index((si, hi))])
+                                  for hi in range(0, h_pad, h_c)], axis=1))
+    return np.concatenate(rows, axis=0)[:num_streams, :num_points]
+
+  leaves, treedef = jax.tree_util.tree_flatten(like.variants)
+  variants = jax.tree_util.tree_unflatten(treedef, [
+      assemble(lambda f, i=i: jax.tree_util.tree_leaves(f[0].variants)[i]) for i in range(len(leaves))])
   variants = variants._replace(params=final_params(variants, exp.train.restore_best))
-  # [E, S, H] chunks -> [S, H, E], real epochs only, padding points dropped.
-  history = {name: np.moveaxis(np.concatenate([getattr(h, name) for h in history_chunks]), 0, -1)
-             [:, :num_points, :trainer.num_epochs]
-             for name in history_chunks[0]._fields}
-  variants = jax.tree_util.tree_map(lambda a: np.asarray(a)[:, :num_points], variants)
+  history = {k: assemble(lambda f, k=k: np.moveaxis(f[1][k], 0, -1)) for k in hist_fields}
   params = jax.tree_util.tree_map(
       lambda a: a.reshape((-1,) + a.shape[2:]), variants.params)  # [S*H, ...], stream-major
-  return {"variants": variants, "params": params, "history": history, "steps_per_epoch": trainer.steps_per_epoch,
-          "compile_s": compile_s, "run_s": run_s, "epochs_executed": epoch}
+  return {"variants": variants, "params": params, "history": history,
+          "steps_per_epoch": trainer.steps_per_epoch, "compile_s": compile_s, "run_s": run_s,
+          "epochs_executed": max(f[2] for f in finished.values())}
+
+
+def sweep_fingerprint(groups: Sequence[Group], grid: Grid) -> str:
+  """What a checkpoint must match: every configuration, the grid and the data itself."""
+  parts = [dataclasses.asdict(grid)]
+  for g in groups:
+    parts += [dataclasses.asdict(g.experiment), repr(g.model), g.dataset.x, g.dataset.y,
+              g.splits.train_idx, g.splits.val_idx]
+  return checkpoint.fingerprint(*parts)
 
 
 def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
-              model: Model | None = None, target: float | None = None) -> SweepResult:
+              model: Model | None = None, target: float | None = None,
+              options: RunOptions = RunOptions()) -> SweepResult:
   """Runs a learning-rate sweep: every experiment x every grid point x seed x fold.
 
   Args:
@@ -261,20 +455,23 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
     model: optional user model replacing the built-in one (see `lr_jax.models`).
     target: a validation metric to reach (accuracy for classification, loss for regression),
       for epochs- and steps-to-target.
+    options: chunking, checkpointing, resuming and progress (`RunOptions`).
 
   Returns:
     A `SweepResult`: one row per variant, histories, aggregates and the best learning rate.
   """
-  return run_planned(plan_sweep(experiments, grid, model), grid, target=target)
+  return run_planned(plan_sweep(experiments, grid, model), grid, target=target, options=options)
 
 
-def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = None) -> SweepResult:
+def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = None,
+                options: RunOptions = RunOptions()) -> SweepResult:
   """Runs groups from `plan_sweep` (so a script can check all input before compiling)."""
+  tag = sweep_fingerprint(groups, grid) if options.checkpoint_dir else ""
   outputs = []
   for i, group in enumerate(groups):
     logging.info("compile group %d/%d: %s, %d streams x %d points", i + 1, len(groups),
                  group.experiment.optim.name, len(group.seeds), len(group.points["learning_rate"]))
-    outputs.append(run_group(group))
+    outputs.append(run_group(group, index=i, options=options, tag=tag))
   return SweepResult.from_groups(groups, outputs, grid=grid, target=target)
 
 
