@@ -12,6 +12,7 @@ from absl import app, flags, logging
 from lr_jax import cli
 
 cli.define_sweep_flags()
+cli.define_run_flags()
 flags.DEFINE_string("out", "runs/lr_sweep", "Output folder.")
 FLAGS = flags.FLAGS
 
@@ -24,11 +25,18 @@ def main(argv):
     # Check every flag before importing the engine's heavy parts or compiling anything.
     experiment = cli.experiment_from_flags(FLAGS)
     grid = cli.grid_from_flags(FLAGS)
+    options = cli.options_from_flags(FLAGS, FLAGS.out)
+    cli.initialize_distributed(FLAGS)  # Before anything touches a JAX backend.
     from lr_jax import engine, results
     groups = engine.plan_sweep(experiment, grid)
     cli.enable_compilation_cache()
-    result = engine.run_planned(groups, grid, target=FLAGS.target)
+    result = engine.run_planned(groups, grid, target=FLAGS.target, options=options)
+    import jax
+    if jax.process_index() != 0:
+      return  # Process 0 writes the outputs.
     paths = results.write_outputs(result, FLAGS.out)
+    if options.checkpoint_dir and not FLAGS.checkpoint_dir:
+      engine.clear_checkpoints(options.checkpoint_dir)  # The results now hold everything.
     print(results.format_table(result))
     logging.info("wrote %s", ", ".join(paths))
 

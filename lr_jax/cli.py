@@ -149,3 +149,48 @@ def grid_from_flags(f) -> "Grid":
   extra = {name: parse_floats(name, getattr(f, name)) for name in ("weight_decay", "momentum")}
   return Grid(learning_rates=lrs, seeds=tuple(range(f.seeds)),
               hparams=tuple((k, v) for k, v in extra.items() if v is not None))
+
+
+def define_run_flags() -> None:
+  """Defines the flags of how a sweep runs: chunks, checkpoints, resume, processes."""
+  from absl import flags
+  d = flags
+  d.DEFINE_integer("max_variants_per_chunk", None,
+                   "Most variants per compiled call; default from the device's memory.")
+  d.DEFINE_integer("checkpoint_every", 0, "Checkpoint the sweep every this many epochs (0: off).")
+  d.DEFINE_string("checkpoint_dir", None, "Checkpoint folder; default <out>/checkpoints.")
+  d.DEFINE_bool("resume", False, "Continue an interrupted sweep from its checkpoints.")
+  d.DEFINE_bool("distributed", False, "Run on several processes (jax.distributed.initialize).")
+  d.DEFINE_string("coordinator_address", None, "host:port of process 0 (or JAX_COORDINATOR_ADDRESS).")
+  d.DEFINE_integer("num_processes", None, "Number of processes (or JAX_NUM_PROCESSES).")
+  d.DEFINE_integer("process_id", None, "This process's index (or JAX_PROCESS_ID).")
+
+
+def options_from_flags(f, out: str):
+  """The `RunOptions` the run flags describe; checkpoints default to `<out>/checkpoints`."""
+  from lr_jax.engine import RunOptions
+  wants = f.checkpoint_every > 0 or f.resume
+  ckpt = f.checkpoint_dir or (os.path.join(out, "checkpoints") if wants else None)
+  return RunOptions(max_variants_per_chunk=f.max_variants_per_chunk, checkpoint_dir=ckpt,
+                    checkpoint_every=f.checkpoint_every, resume=f.resume)
+
+
+def initialize_distributed(f) -> None:
+  """Joins the process group when `--distributed`; flags override the JAX_* variables.
+
+  Afterwards `jax.devices()` lists every process's devices, the engine's mesh spans them all,
+  and only process 0 should write files.
+  """
+  if not f.distributed:
+    return
+  import jax
+  address = f.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  num = f.num_processes if f.num_processes is not None else os.environ.get("JAX_NUM_PROCESSES")
+  pid = f.process_id if f.process_id is not None else os.environ.get("JAX_PROCESS_ID")
+  if address is None or num is None or pid is None:
+    raise ConfigError("--distributed needs --coordinator_address, --num_processes and "
+                      "--process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
+  num, pid = int(num), int(pid)
+  if not 0 <= pid < num:
+    raise ConfigError(f"--process_id must be in 0..{num - 1}, got {pid}")
+  jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)

@@ -236,7 +236,7 @@ def _to_host(tree):
 
 
 def _device_memory_bytes() -> int:
-  stats = jax.devices()[0].memory_stats() or {}
+  stats = jax.local_devices()[0].memory_stats() or {}
   if "bytes_limit" in stats:
     return int(stats["bytes_limit"])
   return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -395,12 +395,13 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
       history = {k: np.concatenate([history[k], getattr(hist, k)]) for k in hist_fields}
       host_state = _to_host(state)
       epoch = int(host_state.epoch)
-      active = int(np.sum(~host_state.variants.stopped & ~host_state.variants.diverged))
+      real = (slice(0, num_streams - si), slice(0, num_points - hi))  # Padding is not news.
+      active = int(np.sum((~host_state.variants.stopped & ~host_state.variants.diverged)[real]))
       if compile_s is None:
         compile_s = time.perf_counter() - t0
       done = epoch >= trainer.num_epochs or active == 0
       progress.update(b * trainer.num_epochs + (trainer.num_epochs if done else epoch), active,
-                      s_c * h_c, done and b == len(blocks) - 1)
+                      num_streams * num_points, done and b == len(blocks) - 1)
       if done:
         break
       if options.checkpoint_every and epoch - last_saved >= options.checkpoint_every:
@@ -433,6 +434,17 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
   return {"variants": variants, "params": params, "history": history,
           "steps_per_epoch": trainer.steps_per_epoch, "compile_s": compile_s, "run_s": run_s,
           "epochs_executed": max(f[2] for f in finished.values())}
+
+
+def clear_checkpoints(checkpoint_dir: str) -> None:
+  """Deletes a finished sweep's checkpoint files (and the folder, if it is then empty)."""
+  if not os.path.isdir(checkpoint_dir):
+    return
+  for name in os.listdir(checkpoint_dir):
+    if (name.startswith("group") and name.endswith(".npz")) or name.startswith(".tmp-"):
+      os.unlink(os.path.join(checkpoint_dir, name))
+  if not os.listdir(checkpoint_dir):
+    os.rmdir(checkpoint_dir)
 
 
 def sweep_fingerprint(groups: Sequence[Group], grid: Grid) -> str:

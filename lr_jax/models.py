@@ -12,6 +12,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lr_jax.errors import ConfigError
 
@@ -109,7 +110,7 @@ def from_linen(module: nn.Module, num_features: int) -> Model:
   """
   import inspect
   takes_train = "train" in inspect.signature(module.__call__).parameters
-  dummy = jnp.zeros((1, num_features), jnp.float32)
+  dummy = np.zeros((1, num_features), np.float32)  # numpy: building a model starts no backend.
 
   def init(key: jax.Array) -> Params:
     kwargs = {"train": False} if takes_train else {}

@@ -1,0 +1,219 @@
+"""Scaling out and surviving faults: devices, processes, chunks, checkpoints, resume."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import lr_jax
+from lr_jax import checkpoint, engine
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL_FLAGS = ["--train_size=200", "--hidden=16", "--lrs=1e-4,1e-3,1e-2", "--seeds=2",
+               "--patience=0"]
+EXP = lr_jax.Experiment(
+    data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(32,)),
+    train=lr_jax.TrainConfig(epochs=4, patience=2, chunk_epochs=2))
+GRID = lr_jax.Grid(learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), seeds=(0, 1))
+
+
+def _env(**extra):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", **extra)
+  env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".jax_cache"))
+  return env
+
+
+def _script(out, *flags, env=None):
+  return subprocess.Popen(
+      [sys.executable, "-m", "experiments.lr_sweep", f"--out={out}", *SMALL_FLAGS, *flags],
+      cwd=ROOT, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _same_outputs(a, b):
+  with open(os.path.join(a, "results.csv")) as fa, open(os.path.join(b, "results.csv")) as fb:
+    assert fa.read() == fb.read()
+  ha, hb = np.load(os.path.join(a, "history.npz")), np.load(os.path.join(b, "history.npz"))
+  assert sorted(ha.files) == sorted(hb.files)
+  for k in ha.files:
+    np.testing.assert_array_equal(ha[k], hb[k], err_msg=k)
+
+
+def _assert_close(a, b):
+  for k in a.history:
+    np.testing.assert_allclose(a.history[k], b.history[k], rtol=1e-5, atol=1e-7, err_msg=k)
+  np.testing.assert_array_equal(a.rows["best_epoch"], b.rows["best_epoch"])
+  np.testing.assert_array_equal(a.rows["epochs_run"], b.rows["epochs_run"])
+
+
+def test_chunking_under_a_memory_budget_does_not_change_results():
+  whole = lr_jax.run_sweep(EXP, GRID)
+  for budget in (3, 4):  # 2 streams x 1 point, 2 x 2 (padded 5 -> 6 points)
+    chunked = lr_jax.run_sweep(EXP, GRID, options=engine.RunOptions(max_variants_per_chunk=budget))
+    _assert_close(whole, chunked)
+
+
+def test_default_budget_fits_the_default_sweep_in_one_chunk():
+  group = engine.plan_sweep(lr_jax.Experiment(), lr_jax.Grid(learning_rates=(1e-3,) * 16,
+                                                             seeds=(0, 1, 2)))[0]
+  trainer = engine._compiled(*engine._compile_key(group))[0]
+  assert engine.default_max_variants(group, trainer) >= 48
+  # It shrinks with the budget fraction, linearly.
+  a = engine.default_max_variants(group, trainer, fraction=1e-3)
+  b = engine.default_max_variants(group, trainer, fraction=2e-3)
+  assert 1 < a and abs(b - 2 * a) <= 1
+
+
+def test_four_devices_give_the_results_of_one():
+  code = textwrap.dedent("""
+      import sys, numpy as np, lr_jax, jax
+      sys.path.insert(0, %r)
+      from scale_test import EXP, GRID
+      assert jax.device_count() == 4
+      r = lr_jax.run_sweep(EXP, GRID)
+      np.savez(sys.argv[1], **r.history, best_epoch=r.rows["best_epoch"])
+  """ % os.path.dirname(os.path.abspath(__file__)))
+  out = os.path.join(ROOT, ".pytest_devices.npz")
+  try:
+    subprocess.run([sys.executable, "-c", code, out], cwd=ROOT, check=True, timeout=300,
+                   env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    four = np.load(out)
+    one = lr_jax.run_sweep(EXP, GRID)
+    for k in one.history:
+      np.testing.assert_allclose(four[k], one.history[k], rtol=1e-5, atol=1e-7, err_msg=k)
+    np.testing.assert_array_equal(four["best_epoch"], one.rows["best_epoch"])
+  finally:
+    if os.path.exists(out):
+      os.unlink(out)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_give_the_results_of_one(tmp_path):
+  port = _free_port()
+  outs = [tmp_path / f"p{i}" for i in range(2)]
+  procs = [_script(outs[i], "--epochs=3", "--distributed", f"--coordinator_address=127.0.0.1:{port}",
+                   "--num_processes=2", f"--process_id={i}") for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=400)
+    assert p.returncode == 0, err[-2000:]
+  assert not outs[1].exists()  # only process 0 writes
+  single = _script(tmp_path / "single", "--epochs=3")
+  _, err = single.communicate(timeout=300)
+  assert single.returncode == 0, err[-2000:]
+  with open(outs[0] / "results.csv") as a, open(tmp_path / "single" / "results.csv") as b:
+    rows_a, rows_b = a.read().splitlines(), b.read().splitlines()
+  assert len(rows_a) == 7 and rows_a[0] == rows_b[0]
+  for ra, rb in zip(rows_a[1:], rows_b[1:]):
+    for x, y in zip(ra.split(","), rb.split(",")):
+      try:
+        assert float(x) == pytest.approx(float(y), rel=1e-5, abs=1e-7)
+      except ValueError:
+        assert x == y
+
+
+# A wrapper that makes checkpoint writes slow, so a kill can land inside one.
+_SLOW_WRITES = textwrap.dedent("""
+    import sys, time
+    import lr_jax.checkpoint as ck
+    real = ck.atomic_write
+    def slow(path, data):
+      time.sleep(1.5)
+      real(path, data)
+    ck.atomic_write = slow
+    sys.argv = ["lr_sweep"] + sys.argv[1:]
+    from absl import app
+    from experiments import lr_sweep
+    app.run(lr_sweep.main)
+""")
+
+
+def _wait_for(predicate, proc, timeout=240):
+  t0 = time.time()
+  while not predicate():
+    assert proc.poll() is None, "the process ended before the kill point"
+    assert time.time() - t0 < timeout, "timed out waiting"
+    time.sleep(0.05)
+
+
+def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path):
+  flags = ["--epochs=12", "--chunk_epochs=2", "--checkpoint_every=2"]
+  ref = _script(tmp_path / "ref", *flags)
+  _, err = ref.communicate(timeout=300)
+  assert ref.returncode == 0, err[-2000:]
+
+  def ckpt_files(out):
+    d = out / "checkpoints"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+  # 1. During compilation: once the log says the group is being compiled, before any checkpoint.
+  out = tmp_path / "compile"
+  log = tmp_path / "compile.log"
+  with open(log, "w") as f:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "experiments.lr_sweep", f"--out={out}", *SMALL_FLAGS, *flags],
+        cwd=ROOT, env=_env(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cold")), stdout=f, stderr=f)
+    _wait_for(lambda: "compile group" in log.read_text(), p)
+    p.send_signal(signal.SIGKILL)
+  p.wait()
+  assert not (out / "results.csv").exists()
+  # 2. Mid-run: killed after a checkpoint was written, between chunks.
+  out2 = tmp_path / "midrun"
+  p = _script(out2, *flags)
+  _wait_for(lambda: "group0.npz" in ckpt_files(out2), p)
+  p.send_signal(signal.SIGKILL)
+  p.wait()
+  # 3. During a checkpoint write: the wrapper sleeps inside the write; kill it there.
+  out3 = tmp_path / "inwrite"
+  p = subprocess.Popen([sys.executable, "-c", _SLOW_WRITES, f"--out={out3}", *SMALL_FLAGS, *flags],
+                       cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  _wait_for(lambda: "group0.npz" in ckpt_files(out3), p)  # one complete write...
+  time.sleep(0.5)  # ...and now inside the 1.5 s of the next one.
+  p.send_signal(signal.SIGKILL)
+  p.wait()
+  assert not (out3 / "results.csv").exists()
+
+  for out in (tmp_path / "compile", out2, out3):
+    resumed = _script(out, *flags, "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-2000:]
+    _same_outputs(tmp_path / "ref", out)
+    assert not (out / "checkpoints").exists()  # cleared once the results are written
+
+
+def test_a_checkpoint_of_another_configuration_or_corrupted_is_refused(tmp_path):
+  ckdir = str(tmp_path / "ck")
+  opts = engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=2)
+  grid = lr_jax.Grid(learning_rates=(1e-3,))
+  lr_jax.run_sweep(EXP, grid, options=opts)
+  path = os.path.join(ckdir, "group0.npz")
+  assert os.path.exists(path)
+  resume = engine.RunOptions(checkpoint_dir=ckdir, resume=True)
+  again = lr_jax.run_sweep(EXP, grid, options=resume)  # same configuration: accepted
+  assert again.num_variants == 1
+  with pytest.raises(lr_jax.ConfigError, match="different configuration"):
+    lr_jax.run_sweep(EXP, lr_jax.Grid(learning_rates=(2e-3,)), options=resume)
+  with pytest.raises(lr_jax.ConfigError, match="different configuration"):
+    lr_jax.run_sweep(EXP.replace(data__data_seed=1), grid, options=resume)
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[: len(data) // 2])
+  with pytest.raises(lr_jax.ConfigError, match="corrupted") as exc:
+    lr_jax.run_sweep(EXP, grid, options=resume)
+  assert "\n" not in str(exc.value)
+
+
+def test_checkpoint_roundtrip_and_tag():
+  tree = {"a": np.arange(3, dtype=np.int32), "b": [np.ones((2, 2), np.float32)]}
+  arrays = checkpoint.flatten("x", tree)
+  back = checkpoint.unflatten("x", arrays, tree)
+  np.testing.assert_array_equal(back["b"][0], tree["b"][0])
+  assert checkpoint.fingerprint({"a": 1}, np.ones(2)) != checkpoint.fingerprint({"a": 1}, np.zeros(2))
