@@ -68,10 +68,23 @@ def run_main(main: Callable[[], object]) -> None:
     sys.exit(2)
 
 
+class _Once:
+  """absl's `flags` module whose DEFINE_* skip a flag another script already defined."""
+
+  def __getattr__(self, name):
+    from absl import flags
+    define = getattr(flags, name)
+
+    def once(flag_name, *args, **kwargs):
+      if flag_name not in flags.FLAGS:
+        define(flag_name, *args, **kwargs)
+
+    return once
+
+
 def define_sweep_flags() -> None:
   """Defines the flags of a learning-rate sweep (data, model, optimizer, schedule, training)."""
-  from absl import flags
-  d = flags
+  d = _Once()
   # Data.
   d.DEFINE_string("dataset", "digits", "Built-in data set name, or a .npz/.csv file path.")
   d.DEFINE_integer("train_size", None, "Training examples (stratified subsample); default all.")
@@ -153,8 +166,7 @@ def grid_from_flags(f) -> "Grid":
 
 def define_run_flags() -> None:
   """Defines the flags of how a sweep runs: chunks, checkpoints, resume, processes."""
-  from absl import flags
-  d = flags
+  d = _Once()
   d.DEFINE_integer("max_variants_per_chunk", None,
                    "Most variants per compiled call; default from the device's memory.")
   d.DEFINE_integer("checkpoint_every", 0, "Checkpoint the sweep every this many epochs (0: off).")

@@ -95,10 +95,51 @@ def _tree_where(cond: jax.Array, new, old):
   return jax.tree_util.tree_map(lambda a, b: jnp.where(cond, a, b), new, old)
 
 
-def _stream_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Independent init, data-order and dropout keys of a stream; they depend only on the seed."""
+def stream_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Independent init, data-order and dropout keys of a stream; they depend only on the seed.
+
+  The contract tests and users rely on: the init key of seed s is `fold_in(PRNGKey(s), 0)`.
+  """
   key = jax.random.PRNGKey(seed)
   return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
+
+
+def batching(batch_size: int, n_max: int) -> tuple[int, int]:
+  """(batch, steps per epoch) for a configured batch size (0 = full batch) and n_max rows."""
+  batch = n_max if batch_size == 0 else min(batch_size, n_max)
+  return batch, math.ceil(n_max / batch)
+
+
+def example_losses(model: Model, classification: bool, params, x_BxD, y_B, key, train: bool):
+  """Per-example loss and correctness `([B], [B])`: softmax cross-entropy or squared error."""
+  out = model.apply(params, x_BxD, key, train)
+  if classification:
+    loss_B = optax.softmax_cross_entropy_with_integer_labels(out, y_B)
+    correct_B = (jnp.argmax(out, axis=-1) == y_B).astype(jnp.float32)
+  else:
+    loss_B = jnp.square(out[:, 0] - y_B)
+    correct_B = jnp.full_like(loss_B, jnp.nan)
+  return loss_B, correct_B
+
+
+def weighted_mean(v_B: jax.Array, w_B: jax.Array) -> jax.Array:
+  """Mean of `v_B` over the rows with weight 1 (padding has weight 0); 0 for no rows."""
+  return jnp.sum(v_B * w_B) / jnp.maximum(jnp.sum(w_B), 1.0)
+
+
+def epoch_order(order_key: jax.Array, epoch: jax.Array, idx_N: jax.Array, mask_N: jax.Array,
+                batch: int, steps_per_epoch: int) -> tuple[jax.Array, jax.Array]:
+  """One epoch's minibatches of a fold: row indices `[M, B]` and weights `[M, B]`.
+
+  Real rows are shuffled by `fold_in(order_key, epoch)`; padding sorts to the end, so it only
+  fills the last batch (weight 0).
+  """
+  u_N = jax.random.uniform(jax.random.fold_in(order_key, epoch), idx_N.shape)
+  order = jnp.argsort(jnp.where(mask_N, u_N, 2.0))
+  pad = steps_per_epoch * batch - idx_N.shape[0]
+  idx_MxB = jnp.pad(idx_N[order], (0, pad)).reshape(steps_per_epoch, batch)
+  w_MxB = jnp.pad(mask_N[order], (0, pad)).reshape(steps_per_epoch, batch).astype(jnp.float32)
+  return idx_MxB, w_MxB
 
 
 def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int) -> Trainer:
@@ -115,24 +156,10 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
     A `Trainer`; its functions are pure and may be jitted, sharded and checkpointed freely.
   """
   tcfg = experiment.train
-  batch = n_max if tcfg.batch_size == 0 else min(tcfg.batch_size, n_max)
-  steps_per_epoch = math.ceil(n_max / batch)
+  batch, steps_per_epoch = batching(tcfg.batch_size, n_max)
   make_tx = make_optimizer(experiment.optim, steps_per_epoch * tcfg.epochs)
-  classification = task == "classification"
+  losses = functools.partial(example_losses, model, task == "classification")
   use_accuracy = tcfg.monitor == "val_accuracy"
-
-  def losses(params, x_BxD, y_B, key, train):
-    out = model.apply(params, x_BxD, key, train)
-    if classification:
-      loss_B = optax.softmax_cross_entropy_with_integer_labels(out, y_B)
-      correct_B = (jnp.argmax(out, axis=-1) == y_B).astype(jnp.float32)
-    else:
-      loss_B = jnp.square(out[:, 0] - y_B)
-      correct_B = jnp.full_like(loss_B, jnp.nan)
-    return loss_B, correct_B
-
-  def weighted_mean(v_B, w_B):
-    return jnp.sum(v_B * w_B) / jnp.maximum(jnp.sum(w_B), 1.0)
 
   def batch_loss(params, x_BxD, y_B, w_B, key):
     loss_B, correct_B = losses(params, x_BxD, y_B, key, True)
@@ -209,7 +236,7 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
   over_points = functools.partial(jax.vmap, in_axes=(0, 0) + (None,) * 4)
 
   def init_stream(hparams_H, seed, fold, data: DataArrays):
-    init_key, _, _ = _stream_keys(seed)
+    init_key, _, _ = stream_keys(seed)
     params = model.init(init_key)
     x_train, y_train = fetch(data, fold, data.train_idx[fold])
     loss_B, _ = losses(params, x_train, y_train, None, False)
@@ -217,14 +244,9 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
     return jax.vmap(init_variant, in_axes=(0, None, None))(hparams_H, params, train_loss)
 
   def epoch_stream(v_H: VariantState, hparams_H, seed, fold, epoch, data: DataArrays):
-    _, order_key, dropout_key = _stream_keys(seed)
-    idx_N, mask_N = data.train_idx[fold], data.train_mask[fold]
-    # Shuffle real rows only; padding sorts to the end, so it fills the last batch.
-    u_N = jax.random.uniform(jax.random.fold_in(order_key, epoch), idx_N.shape)
-    order = jnp.argsort(jnp.where(mask_N, u_N, 2.0))
-    pad = steps_per_epoch * batch - n_max
-    idx_MxB = jnp.pad(idx_N[order], (0, pad)).reshape(steps_per_epoch, batch)
-    w_MxB = jnp.pad(mask_N[order], (0, pad)).reshape(steps_per_epoch, batch).astype(jnp.float32)
+    _, order_key, dropout_key = stream_keys(seed)
+    idx_MxB, w_MxB = epoch_order(order_key, epoch, data.train_idx[fold], data.train_mask[fold],
+                                 batch, steps_per_epoch)
     was_training = ~v_H.stopped & ~v_H.diverged
 
     def minibatch(carry, inputs):

@@ -1,0 +1,106 @@
+r"""The LR range test ("LR finder"), checked against a real sweep.
+
+    python -m experiments.lr_finder                          # digits, MLP(128), Adam, 3 seeds
+    python -m experiments.lr_finder --optimizer=sgd --finder_steps=300 --out=runs/finder_sgd
+    python -m experiments.lr_finder --nocheck_sweep          # the range test alone, seconds
+
+One run per seed raises the learning rate exponentially every step from --finder_lr_min to
+--finder_lr_max over --finder_steps steps (all seeds in one compiled program), then suggests
+learning rates from the smoothed loss curve. With --check_sweep (default) a real sweep around
+the suggestions (--check_num_lrs LRs from --check_span x below the smallest to --check_span x
+above the largest, or --lrs) trains --seeds seeds for up to --epochs epochs and the report says
+where each suggestion lands against the sweep's best learning rate.
+
+Writes finder.png, finder.json and report.md into --out (and the check sweep's results.csv,
+history.npz and summary.json into --out/sweep).
+"""
+
+import math
+import os
+
+from absl import app, flags, logging
+
+from lr_jax import cli
+from lr_jax.errors import ConfigError
+
+cli.define_sweep_flags()
+flags.DEFINE_float("finder_lr_min", 1e-7, "Learning rate of the range test's first step.")
+flags.DEFINE_float("finder_lr_max", 10.0, "Learning rate of the range test's last step.")
+flags.DEFINE_integer("finder_steps", 200, "Steps of the range test (one learning rate each).")
+flags.DEFINE_float("finder_beta", 0.98, "Decay of the loss's moving average.")
+flags.DEFINE_bool("check_sweep", True, "Check the suggestions with a real sweep around them.")
+flags.DEFINE_integer("check_num_lrs", 9, "Learning rates of the check sweep (unless --lrs).")
+flags.DEFINE_float("check_span", 30.0, "The check sweep spans this factor beyond the suggestions.")
+flags.DEFINE_string("out", "runs/lr_finder", "Output folder.")
+FLAGS = flags.FLAGS
+
+# The sweep script's grid flags mean nothing here; refusing them beats ignoring them.
+_SWEEP_ONLY = {"lr_min": "--finder_lr_min", "lr_max": "--finder_lr_max",
+               "num_lrs": "--check_num_lrs"}
+
+
+def _one_value(name):
+  values = cli.parse_floats(name, getattr(FLAGS, name))
+  if values is None:
+    return None
+  if len(values) != 1:
+    raise ConfigError(
+        f"--{name}: the range test takes one value, got {','.join(map(str, values))}; valid: a "
+        "single number")
+  return values[0]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+
+  def run():
+    # Every check runs before anything compiles (lr_finder's own checks included).
+    for name, instead in _SWEEP_ONLY.items():
+      if FLAGS[name].present:
+        raise ConfigError(
+            f"--{name} sets lr_sweep's grid and is not used here; valid: {instead} (and --lrs "
+            "for the check sweep's grid)")
+    experiment = cli.experiment_from_flags(FLAGS)
+    from lr_jax import config, engine, finder, results
+    finder.check_finder_args(
+        FLAGS.finder_lr_min, FLAGS.finder_lr_max, FLAGS.finder_steps, FLAGS.finder_beta,
+        names=("--finder_lr_min", "--finder_lr_max", "--finder_steps", "--finder_beta"))
+    config.check_positive("--seeds", FLAGS.seeds, integer=True)
+    config.check_positive("--check_num_lrs", FLAGS.check_num_lrs, integer=True)
+    if not FLAGS.check_span > 1 or not math.isfinite(FLAGS.check_span):
+      raise ConfigError(f"--check_span must be a finite number > 1, got {FLAGS.check_span!r}")
+    check_lrs = cli.parse_floats("lrs", FLAGS.lrs)
+    if check_lrs is not None:
+      check_lrs = config.check_learning_rates(check_lrs)
+    hparams = {k: v for k in ("weight_decay", "momentum") if (v := _one_value(k)) is not None}
+    seeds = tuple(range(FLAGS.seeds))
+    cli.enable_compilation_cache()
+
+    result = finder.lr_finder(
+        experiment, lr_min=FLAGS.finder_lr_min, lr_max=FLAGS.finder_lr_max,
+        num_steps=FLAGS.finder_steps, seeds=seeds, beta=FLAGS.finder_beta, hparams=hparams)
+    sweep = comparison = None
+    if FLAGS.check_sweep:
+      lrs = check_lrs or finder.check_grid(result, num=FLAGS.check_num_lrs, span=FLAGS.check_span)
+      if lrs is None:
+        logging.warning("no suggestion (every seed stopped within the skipped steps): no check")
+      else:
+        grid = engine.Grid(learning_rates=lrs, seeds=seeds,
+                           hparams=tuple((k, (v,)) for k, v in hparams.items()))
+        logging.info("check sweep: %d learning rates %.3g..%.3g x %d seeds, up to %d epochs",
+                     len(lrs), lrs[0], lrs[-1], len(seeds), experiment.train.epochs)
+        sweep = engine.run_sweep(experiment, grid)
+        comparison = finder.compare_with_sweep(result, sweep)
+        paths = results.write_outputs(sweep, os.path.join(FLAGS.out, "sweep"))
+        logging.info("wrote %s", ", ".join(paths))
+    paths = finder.write_finder_outputs(result, FLAGS.out, sweep=sweep, comparison=comparison)
+    logging.info("wrote %s", ", ".join(paths))
+    report = finder.finder_markdown(result, comparison=comparison, sweep=sweep)
+    print(report.split("## Suggestions", 1)[1].strip())
+
+  cli.run_main(run)
+
+
+if __name__ == "__main__":
+  app.run(main)
