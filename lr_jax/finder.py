@@ -41,7 +41,7 @@ from lr_jax.config import Experiment, OptimConfig, check_positive, log_spaced
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model, build_model
 from lr_jax.optim import OPTIMIZERS, make_optimizer
-from lr_jax.results import SweepResult, atomic_write, mean_ci
+from lr_jax.results import SweepResult, atomic_write, jsonable, mean_ci
 from lr_jax import train as train_lib
 from lr_jax.train import DataArrays
 
@@ -256,7 +256,7 @@ class FinderResult:
 
   def to_dict(self) -> dict:
     """JSON-ready: settings, suggestions, and the curves (NaN as null)."""
-    return _jsonable({
+    return jsonable({
         "config": self.config, "seeds": list(self.seeds), "suggestions": self.suggestions,
         "steps_kept": self.steps_kept.tolist(), "timings": self.timings,
         "lrs": self.lrs.tolist(), "losses": self.losses.tolist(),
@@ -354,7 +354,7 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
   result = FinderResult(
       lrs=lrs, losses=np.asarray(trace.loss, np.float64), smoothed=smoothed, seeds=grid.seeds,
       suggestions=suggest(lrs, smoothed),
-      config={"experiment": _jsonable(dataclasses.asdict(experiment)),
+      config={"experiment": jsonable(dataclasses.asdict(experiment)),
               "model": "user" if model is not None else experiment.model.name,
               "lr_min": lr_min, "lr_max": lr_max, "num_steps": num_steps, "beta": beta,
               "hparams": {k: float(v) for k, v in extras.items()},
@@ -585,7 +585,7 @@ def write_finder_outputs(result: FinderResult, out_dir: str, *, sweep: SweepResu
   paths = [os.path.join(out_dir, name) for name in ("finder.png", "finder.json", "report.md")]
   plot_finder(result, paths[0])
   summary = result.to_dict()
-  summary["check"] = None if sweep is None else _jsonable(
+  summary["check"] = None if sweep is None else jsonable(
       {"comparison": list(comparison or ()), "best": sweep.best[0], "grid": sweep.config["grid"],
        "timings": sweep.timings})
   atomic_write(paths[1], (json.dumps(summary, indent=2) + "\n").encode())
@@ -593,17 +593,3 @@ def write_finder_outputs(result: FinderResult, out_dir: str, *, sweep: SweepResu
                            sweep=sweep)
   atomic_write(paths[2], report.encode())
   return paths
-
-
-def _jsonable(x):
-  if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, (bool, np.bool_)):
-    return bool(x)
-  if isinstance(x, (int, np.integer)):
-    return int(x)
-  if isinstance(x, (float, np.floating)):
-    return float(x) if math.isfinite(x) else None
-  return x

@@ -148,8 +148,8 @@ class SweepResult:
     return cls(
         rows=rows_np, history=history_np, aggregates=aggregates,
         best=best_points(aggregates, len(groups)),
-        config={"experiments": [_jsonable(dataclasses.asdict(g.experiment)) for g in groups],
-                "grid": _jsonable(dataclasses.asdict(grid)), "target": target},
+        config={"experiments": [jsonable(dataclasses.asdict(g.experiment)) for g in groups],
+                "grid": jsonable(dataclasses.asdict(grid)), "target": target},
         timings=[{"group": i, "compile_s": o["compile_s"], "run_s": o["run_s"],
                   "epochs_executed": o["epochs_executed"]} for i, o in enumerate(outputs)],
         params=[o["params"] for o in outputs])
@@ -212,18 +212,18 @@ def best_points(aggregates: Sequence[dict], num_groups: int) -> list[dict]:
   return best
 
 
-def _jsonable(x):
+def jsonable(x):
+  """`x` with numpy scalars and arrays as Python values and non-finite floats as None (JSON null)."""
   if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, (np.integer,)):
+    return {k: jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple, np.ndarray)):
+    return [jsonable(v) for v in x]
+  if isinstance(x, (bool, np.bool_)):
+    return bool(x)
+  if isinstance(x, (int, np.integer)):
     return int(x)
   if isinstance(x, (float, np.floating)):
-    x = float(x)
-    return x if math.isfinite(x) else None
-  if isinstance(x, np.bool_):
-    return bool(x)
+    return float(x) if math.isfinite(x) else None
   return x
 
 
@@ -269,7 +269,7 @@ def results_csv(result: SweepResult) -> str:
 
 def summary_dict(result: SweepResult) -> dict:
   """The JSON summary: configuration, aggregates, best points, timings."""
-  return _jsonable({"config": result.config, "aggregates": result.aggregates,
+  return jsonable({"config": result.config, "aggregates": result.aggregates,
                     "best": result.best, "timings": result.timings,
                     "num_variants": result.num_variants})
 

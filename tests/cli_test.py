@@ -11,6 +11,8 @@ from absl import flags
 from experiments import lr_sweep
 from lr_jax import engine
 
+from data_test import _npz, _write  # tests/ is on sys.path under pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -35,18 +37,6 @@ def run_script(monkeypatch, capsys, tmp_path):
 
   yield run
   flags.FLAGS.unparse_flags()
-
-
-def _write(tmp_path, name, text):
-  path = tmp_path / name
-  path.write_text(text)
-  return str(path)
-
-
-def _npz(tmp_path, name, **arrays):
-  path = tmp_path / name
-  np.savez(path, **arrays)
-  return str(path)
 
 
 CASES = [
