@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lr_jax.config import Experiment
@@ -226,8 +227,10 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
     history = History(
         train_loss=jnp.where(seen, loss_sum / jnp.maximum(weight, 1.0), nan),
         train_accuracy=jnp.where(seen, acc_sum / jnp.maximum(weight, 1.0), nan),
-        val_loss=jnp.where(was_training, val_loss, nan),
-        val_accuracy=jnp.where(was_training, val_acc, nan),
+        # The epoch a variant diverges in does not count, in the history as in best_*: a
+        # diverged variant must not "reach a target" its best metrics never show.
+        val_loss=jnp.where(counts, val_loss, nan),
+        val_accuracy=jnp.where(counts, val_acc, nan),
         learning_rate=jnp.where(was_training, current_learning_rate(v.opt_state), nan))
     return v, history
 
@@ -297,11 +300,14 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
 
 
 def final_params(v: VariantState, restore_best: bool):
-  """The parameters a variant ends with: its best epoch's if `restore_best` and it has one."""
+  """The parameters a variant ends with: its best epoch's if `restore_best` and it has one.
+
+  Host-side numpy (the engine calls it on fetched state): no extra XLA program to compile.
+  """
   if not restore_best:
     return v.params
-  has_best = v.best_epoch > 0
+  has_best = np.asarray(v.best_epoch) > 0
   return jax.tree_util.tree_map(
-      lambda best, cur: jnp.where(
+      lambda best, cur: np.where(
           has_best.reshape(has_best.shape + (1,) * (cur.ndim - has_best.ndim)), best, cur),
       v.best_params, v.params)

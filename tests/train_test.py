@@ -167,6 +167,8 @@ def test_divergence_flags_and_freezes_only_the_bad_variant():
   assert not bool(v.diverged[0, 0]) and bool(v.diverged[0, 1])
   np.testing.assert_allclose(v.params["w"][0, 1], [[-3.0]], rtol=1e-6)
   assert int(v.epochs_run[0, 1]) == 3
+  # The epoch it diverged in is not in its history: no target can be "reached" there.
+  assert np.isfinite(history.val_loss[:2, 0, 1]).all() and np.isnan(history.val_loss[2:, 0, 1]).all()
   alone, _ = _train_toy(cfg, [0.25])
   np.testing.assert_array_equal(v.params["w"][0, 0], alone.params["w"][0, 0])
 
