@@ -1,0 +1,354 @@
+r"""Workload P written the usual way in other frameworks: the peers lr_jax is measured against.
+
+Each peer trains one learning rate at a time, as its users write it:
+
+- `flax`: the Flax examples' shape (`examples/mnist/train.py`): a jitted
+  `train_step(state, x, y)` on a `flax.training.train_state.TrainState`, called per minibatch
+  from a Python loop; the host shuffles and slices the batches. The optimizer is
+  `optax.inject_hyperparams(optax.adam)` built *once*, and each learning rate is written into
+  the optimizer state, so one compiled step serves every learning rate. (A naive
+  `optax.adam(lr)`, or a new `inject_hyperparams(...)` per rate, puts a new optimizer object
+  in the state's static fields, and every learning rate retraces and recompiles.)
+- `torch`: a PyTorch eager loop (`nn.Sequential`, `torch.optim.Adam`, `loss.backward()`),
+  by default on one intra-op thread, its fastest setting for matmuls this small.
+- `keras`: Keras 3 `model.fit` on the TensorFlow backend, a new model per learning rate.
+
+All train the same MLP (64-128-10, ReLU) with Adam (eps 1e-8 everywhere) on the same
+standardized digits split (written by `benchmarks.throughput` to an .npz), batch 32 with the
+last partial batch kept, shuffled every epoch, validation on the whole validation set after
+every epoch. Initializers are each framework's default, so accuracies agree to within noise,
+not bitwise.
+
+The worker is run in a fresh process per measurement (its peak memory is its own):
+
+    python -m benchmarks.peers --spec=spec.json
+
+`spec.json` holds `system`, `data`, `learning_rates`, `epochs`, `batch_size`, `seed`, `repeats`,
+`torch_threads` (0 keeps torch's default) and `result` (the JSON file to write). torch and
+keras run from the peers' own virtual environment (`python3 -m venv .venv-peers &&
+.venv-peers/bin/pip install -e '.[peers]'`), so the main one stays clean. Only numpy, absl, the
+standard library and the peer's framework are imported here; lr_jax is not.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from absl import app, flags
+
+from benchmarks import current_rss_mb, loadavg, package_versions, peak_rss_mb, write_json
+
+# What a learning rate's training run returns: final validation accuracy and loss (last epoch).
+Outcome = tuple[float, float]
+
+
+def load_data(path: str) -> dict[str, np.ndarray]:
+  """The standardized split: `x_train` [n, 64] float32, `y_train` [n] int32, `x_val`, `y_val`."""
+  with np.load(path) as f:
+    return {k: f[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+
+
+# ----------------------------------------------------------------------------- compile events
+
+
+def watch_compiles() -> dict[str, float]:
+  """Starts summing JAX's compile-time events into the returned dict (live-updated).
+
+  Keys: `trace_s` (Python tracing to a jaxpr), `lower_s` (jaxpr to StableHLO), `compile_s`
+  (XLA compile, or loading it from the persistent cache), `cache_hits`, `cache_misses`.
+  """
+  from jax import monitoring
+  events = {"trace_s": 0.0, "lower_s": 0.0, "compile_s": 0.0, "cache_hits": 0, "cache_misses": 0}
+  durations = {"/jax/core/compile/jaxpr_trace_duration": "trace_s",
+               "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+               "/jax/core/compile/backend_compile_duration": "compile_s"}
+  counts = {"/jax/compilation_cache/cache_hits": "cache_hits",
+            "/jax/compilation_cache/cache_misses": "cache_misses"}
+
+  def on_duration(event, duration, **kwargs):
+    del kwargs
+    if event in durations:
+      events[durations[event]] += float(duration)
+
+  def on_event(event, **kwargs):
+    del kwargs
+    if event in counts:
+      events[counts[event]] += 1
+
+  monitoring.register_event_duration_secs_listener(on_duration)
+  monitoring.register_event_listener(on_event)
+  return events
+
+
+def enable_jax_cache() -> None:
+  """Uses `$JAX_COMPILATION_CACHE_DIR` as a persistent cache for every program, as lr_jax does."""
+  import jax
+  path = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+  if path:
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+# ----------------------------------------------------------------------------- the harness
+
+
+def measure(run_all: Callable[[], Sequence[Outcome]], repeats: int,
+            first: Callable[[], object] | None = None, first_share: float = 1.0) -> dict:
+  """Times a first call, then `run_all` (train every variant once) `repeats` times.
+
+  The first call pays each system's one-time costs (tracing, compiling, caches, lazy imports);
+  `first_call_overhead_s` is its time minus what the same work costs later.
+
+  Args:
+    run_all: trains every variant; returns one outcome per variant.
+    repeats: timed calls of `run_all` (at least 1).
+    first: the first call; default `run_all`. A system that trains one variant at a time
+      passes one variant here, so that a large N is not trained once more only to warm up.
+    first_share: the first call's share of `run_all`'s work (1/N for one variant of N).
+
+  Returns:
+    A JSON-ready dict: `first_s`, `runs_s`, `median_s`, `min_s`, `max_s`,
+    `first_call_overhead_s`, `final_val_accuracy` / `final_val_loss` (per variant, from the
+    last run), `rss_before_mb` (after setup, before training) and `peak_rss_mb`.
+  """
+  if repeats < 1:
+    raise ValueError(f"repeats must be >= 1, got {repeats}")
+  rss_before = current_rss_mb()
+  t0 = time.perf_counter()
+  (first or run_all)()
+  first_s = time.perf_counter() - t0
+  runs = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    outcomes = list(run_all())
+    runs.append(time.perf_counter() - t0)
+  median = statistics.median(runs)
+  return {
+      "first_s": first_s, "first_share": first_share, "runs_s": runs, "median_s": median,
+      "min_s": min(runs), "max_s": max(runs),
+      "first_call_overhead_s": first_s - first_share * median,
+      "final_val_accuracy": [float(a) for a, _ in outcomes],
+      "final_val_loss": [float(l) for _, l in outcomes],
+      "rss_before_mb": rss_before, "peak_rss_mb": peak_rss_mb(),
+  }
+
+
+# ----------------------------------------------------------------------------- flax
+
+
+@functools.lru_cache(maxsize=None)
+def _flax_program(num_features: int, hidden: int, num_classes: int):
+  """The model and the jitted steps, built once per process so every learning rate shares them."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from flax.training import train_state
+
+  class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.relu(nn.Dense(hidden)(x))
+      return nn.Dense(num_classes)(x)
+
+  model = MLP()
+  # One optimizer object for the whole process: TrainState keeps `tx` as a static field, so a
+  # new one per learning rate would be a new jit cache key, i.e. a recompile per rate.
+  tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3, eps=1e-8)
+  traces = {"train_step": 0, "eval_step": 0}
+
+  @jax.jit
+  def train_step(state, x, y):
+    traces["train_step"] += 1
+
+    def loss_fn(params):
+      logits = state.apply_fn({"params": params}, x)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return loss, logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads)
+    return state, loss, jnp.mean(jnp.argmax(logits, -1) == y)
+
+  @jax.jit
+  def eval_step(params, x, y):
+    traces["eval_step"] += 1
+    logits = model.apply({"params": params}, x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, jnp.mean(jnp.argmax(logits, -1) == y)
+
+  def create_state(key, learning_rate: float):
+    params = model.init(key, jnp.ones((1, num_features), jnp.float32))["params"]
+    state = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    hyper = dict(state.opt_state.hyperparams, learning_rate=jnp.asarray(learning_rate, jnp.float32))
+    return state.replace(opt_state=state.opt_state._replace(hyperparams=hyper))
+
+  return create_state, train_step, eval_step, traces
+
+
+def train_flax(data, learning_rate: float, *, epochs: int, batch_size: int, seed: int) -> Outcome:
+  """One learning rate, Flax-example style; returns the last epoch's validation accuracy, loss."""
+  import jax
+  x, y = data["x_train"], data["y_train"]
+  create_state, train_step, eval_step, _ = _flax_program(x.shape[1], 128, 10)
+  key, init_key = jax.random.split(jax.random.PRNGKey(seed))
+  state = create_state(init_key, learning_rate)
+  n = len(x)
+  for _ in range(epochs):
+    key, perm_key = jax.random.split(key)
+    perm = np.asarray(jax.random.permutation(perm_key, n))
+    epoch_loss, epoch_accuracy = [], []
+    # Unlike the MNIST example, the last partial batch is kept (as lr_jax and Keras do), so
+    # every system does the same work; it is a second shape, compiled once.
+    for start in range(0, n, batch_size):
+      idx = perm[start:start + batch_size]
+      state, loss, accuracy = train_step(state, x[idx], y[idx])
+      epoch_loss.append(loss)
+      epoch_accuracy.append(accuracy)
+    # The example logs the epoch's mean training metrics: one host sync per epoch.
+    jax.device_get((epoch_loss, epoch_accuracy))
+    val_loss, val_accuracy = eval_step(state.params, data["x_val"], data["y_val"])
+    val_loss, val_accuracy = float(val_loss), float(val_accuracy)
+  return val_accuracy, val_loss
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+def train_torch(data, learning_rate: float, *, epochs: int, batch_size: int, seed: int) -> Outcome:
+  """One learning rate, a PyTorch eager loop; returns the last epoch's validation accuracy, loss."""
+  import torch
+  from torch import nn
+  from torch.nn import functional as F
+  torch.manual_seed(seed)
+  x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"]).long()
+  x_val, y_val = torch.from_numpy(data["x_val"]), torch.from_numpy(data["y_val"]).long()
+  model = nn.Sequential(nn.Linear(x.shape[1], 128), nn.ReLU(), nn.Linear(128, 10))
+  optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, eps=1e-8)
+  order = torch.Generator().manual_seed(seed)
+  n = len(x)
+  for _ in range(epochs):
+    model.train()
+    perm = torch.randperm(n, generator=order)
+    running = 0.0  # The usual running loss: `.item()` syncs every step, as such loops do.
+    for start in range(0, n, batch_size):
+      idx = perm[start:start + batch_size]
+      optimizer.zero_grad(set_to_none=True)
+      loss = F.cross_entropy(model(x[idx]), y[idx])
+      loss.backward()
+      optimizer.step()
+      running += loss.item() * len(idx)
+    model.eval()
+    with torch.no_grad():
+      logits = model(x_val)
+      val_loss = float(F.cross_entropy(logits, y_val))
+      val_accuracy = float((logits.argmax(-1) == y_val).float().mean())
+  return val_accuracy, val_loss
+
+
+# ----------------------------------------------------------------------------- keras
+
+
+def _keras():
+  os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import keras
+  return keras
+
+
+def train_keras(data, learning_rate: float, *, epochs: int, batch_size: int, seed: int) -> Outcome:
+  """One learning rate, Keras 3 `fit`; returns the last epoch's validation accuracy, loss."""
+  keras = _keras()
+  # Keras' advice for a loop that builds models: start each from a clean global state.
+  keras.backend.clear_session()
+  keras.utils.set_random_seed(seed)
+  model = keras.Sequential([
+      keras.Input((data["x_train"].shape[1],)),
+      keras.layers.Dense(128, activation="relu"),
+      keras.layers.Dense(10),
+  ])
+  model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, epsilon=1e-8),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"])
+  history = model.fit(data["x_train"], data["y_train"], batch_size=batch_size, epochs=epochs,
+                      validation_data=(data["x_val"], data["y_val"]), shuffle=True, verbose=0)
+  _KERAS_FACTS["jit_compile"] = bool(getattr(model, "jit_compile", False))
+  return float(history.history["val_accuracy"][-1]), float(history.history["val_loss"][-1])
+
+
+_KERAS_FACTS: dict[str, object] = {}
+
+SYSTEMS: dict[str, Callable[..., Outcome]] = {
+    "flax": train_flax, "torch": train_torch, "keras": train_keras}
+
+
+def _facts(system: str) -> dict:
+  """Versions and thread counts of the framework that ran (for the benchmark's record)."""
+  if system == "flax":
+    import jax
+    facts = package_versions(["jax", "jaxlib", "flax", "optax"])
+    facts["backend"] = jax.default_backend()
+    facts["traces"] = dict(_flax_program(64, 128, 10)[3])
+    return facts
+  if system == "torch":
+    import torch
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads()}
+  keras = _keras()
+  import tensorflow as tf
+  return {"keras": keras.__version__, "tensorflow": tf.__version__,
+          "backend": keras.backend.backend(),
+          "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+          **_KERAS_FACTS}
+
+
+def run_spec(spec: dict) -> dict:
+  """Runs one measurement described by `spec` (see the module docstring); returns its record."""
+  start_load = loadavg()
+  system = spec["system"]
+  train = SYSTEMS[system]
+  events = None
+  if system == "flax":
+    enable_jax_cache()
+    events = watch_compiles()
+  elif system == "torch":
+    import torch  # Imported before timing.
+    if spec.get("torch_threads"):
+      # For 32x64 @ 64x128 matmuls OpenMP threads cost more than they give: on the 2-core
+      # development machine, 20 epochs took 1.0 s with one thread and 4.0 s with torch's
+      # default of two (and up to 50 s with two on a busy machine).
+      torch.set_num_threads(spec["torch_threads"])
+  else:
+    _keras()
+  data = load_data(spec["data"])
+  lrs = [float(lr) for lr in spec["learning_rates"]]
+  run_one = functools.partial(train, data, epochs=spec["epochs"], batch_size=spec["batch_size"],
+                              seed=spec.get("seed", 0))
+  record = measure(lambda: [run_one(lr) for lr in lrs], spec.get("repeats", 3),
+                   first=lambda: run_one(lrs[0]), first_share=1 / len(lrs))
+  record.update(system=system, n=len(lrs), learning_rates=lrs, facts=_facts(system),
+                loadavg_start=start_load, loadavg_end=loadavg())
+  if events is not None:
+    record["compile_events"] = dict(events)
+  return record
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  with open(FLAGS.spec) as f:
+    spec = json.load(f)
+  write_json(spec["result"], run_spec(spec))
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("spec", None, "JSON file describing the measurement.", required=True)
+  FLAGS = flags.FLAGS
+  app.run(main)
