@@ -1,0 +1,97 @@
+r"""The small-data study: is a very small learning rate necessary with a small training set?
+
+    python -m experiments.small_data_study --quick               # a first look, < 2 minutes
+    python -m experiments.small_data_study --out=runs/study      # the full study on digits
+    python -m experiments.small_data_study --train_sizes=25,100,all --optimizers=adam,sgd
+
+Axes: training-set size x optimizer x MLP width x schedule (constant, exponential decay),
+early stopping on; every cell is a full learning-rate sweep over seeds x k-fold
+cross-validation. One compile group per (optimizer, width, size): the schedule is a dynamic
+hyperparameter. Writes report.md (conclusion, table, figures), best_lr.png,
+sensitivity_<optimizer>.png, results.csv, history.npz and summary.json into --out.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from lr_jax import cli
+from lr_jax.errors import ConfigError
+
+flags.DEFINE_bool("quick", False, "A small study (fewer sizes, optimizers, epochs, runs).")
+flags.DEFINE_string("dataset", None, "Classification data set; default digits.")
+flags.DEFINE_list("train_sizes", None, "Training-set sizes, comma list; 'all' = the whole pool.")
+flags.DEFINE_list("optimizers", None, "Optimizer families, comma list.")
+flags.DEFINE_list("widths", None, "Hidden widths of the one-layer MLPs, comma list.")
+flags.DEFINE_list("schedules", None, "constant and/or exponential.")
+flags.DEFINE_list("lrs", None, "Learning rates, comma list (must contain --reference_lr).")
+flags.DEFINE_integer("seeds", None, "Training seeds per fold.")
+flags.DEFINE_integer("folds", None, "k of the k-fold cross-validation (capped per size).")
+flags.DEFINE_integer("epochs", None, "Maximum epochs.")
+flags.DEFINE_integer("patience", None, "Early-stopping patience on the validation loss.")
+flags.DEFINE_float("final_lr_fraction", None,
+                   "Exponential decay reaches this fraction of the peak at the last epoch.")
+flags.DEFINE_float("reference_lr", None, "The article's small learning rate, reported per cell.")
+flags.DEFINE_float("tolerance", None, "Accuracy within which an LR counts as near the best.")
+flags.DEFINE_integer("data_seed", None, "Seed of the subsample and the folds.")
+flags.DEFINE_string("out", "runs/small_data_study", "Output folder.")
+FLAGS = flags.FLAGS
+
+
+def parse_sizes(values: list[str] | None) -> tuple[int | None, ...] | None:
+  """'25,100,all' -> (25, 100, None); a bad entry is a `ConfigError` naming it."""
+  if values is None:
+    return None
+  sizes = []
+  for text in values:
+    if text.strip().lower() == "all":
+      sizes.append(None)
+      continue
+    try:
+      sizes.append(int(text))
+    except ValueError:
+      raise ConfigError(f"--train_sizes: {text!r} is not an integer or 'all'; give a comma "
+                        "list like 25,100,all") from None
+  return tuple(sizes)
+
+
+def config_from_flags(f):
+  """The `StudyConfig` the flags describe: --quick's or the full defaults, then the overrides."""
+  from lr_jax.study import StudyConfig
+  changes = {
+      "dataset": f.dataset, "train_sizes": parse_sizes(f.train_sizes),
+      "optimizers": tuple(f.optimizers) if f.optimizers is not None else None,
+      "widths": cli.parse_ints("widths", f.widths),
+      "schedules": tuple(f.schedules) if f.schedules is not None else None,
+      "learning_rates": cli.parse_floats("lrs", f.lrs), "seeds": f.seeds, "folds": f.folds,
+      "epochs": f.epochs, "patience": f.patience, "final_lr_fraction": f.final_lr_fraction,
+      "reference_lr": f.reference_lr, "tolerance": f.tolerance, "data_seed": f.data_seed}
+  changes = {k: v for k, v in changes.items() if v is not None}
+  return StudyConfig.quick(**changes) if f.quick else StudyConfig(**changes)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+
+  def study():
+    from lr_jax import study as study_lib
+    plan = study_lib.plan_study(config_from_flags(FLAGS))  # Every check, nothing compiled.
+    cli.enable_compilation_cache()
+    logging.info("small-data study: %d compile groups, %d cells", len(plan.groups),
+                 len(plan.cells) * len(plan.config.schedules))
+    result = study_lib.run_study(plan)
+    command = "python -m experiments.small_data_study " + " ".join(sys.argv[1:])
+    path = study_lib.write_study_report(result, FLAGS.out,
+                                        extra=[("Command", f"```\n{command.strip()}\n```")])
+    print(" ".join(study_lib.conclusion(result.rows, reference_lr=plan.config.reference_lr,
+                                        tolerance=plan.config.tolerance)))
+    logging.info("total wall time %.1f s; wrote %s", result.wall_s, path)
+
+  cli.run_main(study)
+
+
+if __name__ == "__main__":
+  app.run(main)
