@@ -166,8 +166,12 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
   for gi, g in enumerate(groups):
     classification = g.dataset.task == "classification"
     in_group = rows["group"] == gi
-    point_keys = sorted({tuple(rows[k][i] for k in keys) for i in np.flatnonzero(in_group)},
-                        key=lambda t: tuple(np.nan_to_num(t, nan=-1.0)))
+    # The group's own grid points; a hyperparameter only other groups have is NaN here. Not a
+    # set of the rows' tuples: NaN != NaN would split one point into one entry per run.
+    point_keys = sorted(
+        {tuple(float(g.points[k][h]) if k in g.points else math.nan for k in keys)
+         for h in range(len(g.points["learning_rate"]))},
+        key=lambda t: tuple(np.nan_to_num(t, nan=-1.0)))
     for pk in point_keys:
       sel = in_group.copy()
       for k, value in zip(keys, pk):

@@ -631,13 +631,8 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
   for gi, cell in enumerate(plan.cells):
     for schedule in cfg.schedules:
       rate = SCHEDULE_DECAY[schedule]
-      # One entry per learning rate: results.aggregate repeats a point once per run when a
-      # hyperparameter of another group (momentum) is NaN in this one; the copies are equal.
-      by_lr = {}
-      for a in sweep.aggregates:
-        if a["group"] == gi and math.isclose(a["decay_rate"], rate, rel_tol=1e-6):
-          by_lr.setdefault(round(math.log10(a["learning_rate"]), 6), a)
-      entries = list(by_lr.values())
+      entries = [a for a in sweep.aggregates
+                 if a["group"] == gi and math.isclose(a["decay_rate"], rate, rel_tol=1e-6)]
       rows.append(cell_row(
           optimizer=cell.optimizer, width=cell.width, schedule=schedule,
           train_size=cell.train_size, runs=max(a["n"] for a in entries), steps=cell.steps,

@@ -34,6 +34,18 @@ def test_first_reaching_target():
   np.testing.assert_array_equal(results.first_reaching(curve, 0.15, False), [1, 1, 0])
 
 
+def test_aggregates_one_entry_per_point_when_groups_have_different_hyperparameters():
+  # sgd has no momentum, so its rows hold NaN there; each of its points is still one entry.
+  sgd, momentum = TINY, TINY.replace(optim__name="momentum")
+  result = lr_jax.run_sweep([sgd, momentum], lr_jax.Grid(learning_rates=(1e-2, 1e-1), seeds=(0, 1)))
+  for gi in (0, 1):
+    entries = [a for a in result.aggregates if a["group"] == gi]
+    assert [a["learning_rate"] for a in entries] == [1e-2, 1e-1]
+    assert [a["n"] for a in entries] == [2, 2]
+  assert all(math.isnan(a["momentum"]) for a in result.aggregates if a["group"] == 0)
+  assert all(a["momentum"] == 0.9 for a in result.aggregates if a["group"] == 1)
+
+
 def test_user_linen_module_trains():
 
   class Tiny(nn.Module):
