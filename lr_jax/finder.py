@@ -292,7 +292,7 @@ def _compiled(key: tuple, model: Model | None):
     model = build_model(model_cfg, num_outputs, feature_shape)
   exp = Experiment(model=model_cfg, optim=optim).replace(train__batch_size=batch_size)
   find = make_finder(exp, model, task=task, n_max=n_max, num_steps=num_steps, beta=beta)
-  return jax.jit(jax.vmap(find, in_axes=(None, 0, None)))
+  return jax.jit(jax.vmap(find, in_axes=(None, 0, None)), compiler_options=engine.compiler_options())
 
 
 def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 10.0,

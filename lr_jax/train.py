@@ -3,7 +3,8 @@
 `make_trainer(...)` closes over everything static (model, optimizer family, schedule shape,
 batch size, early-stopping rules) and returns two pure functions:
 
-    state = trainer.init(hparams_H, seeds_S, folds_S, data)
+    params_S = stack of initial_params(model, seed) over the streams' seeds
+    state = trainer.init(params_S, hparams_H, folds_S, data)
     state, history_ExSxH = trainer.run(state, hparams_H, seeds_S, folds_S, data, num_epochs)
 
 A *stream* is a (seed, fold): it fixes the init and the minibatch order. A *point* is one set
@@ -86,7 +87,7 @@ class History(NamedTuple):
 class Trainer(NamedTuple):
   """The two pure functions of one compile group, and its static facts."""
 
-  init: object   # (hparams_H, seeds_S, folds_S, data) -> SweepState
+  init: object   # (params_S, hparams_H, folds_S, data) -> SweepState
   run: object    # (state, hparams_H, seeds_S, folds_S, data, num_epochs) -> (state, History)
   steps_per_epoch: int
   num_epochs: int
@@ -103,6 +104,17 @@ def stream_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """
   key = jax.random.PRNGKey(seed)
   return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
+
+
+def initial_params(model: Model, seed: jax.Array):
+  """A stream's initial parameters: the model's init with the seed's init key.
+
+  Apart from `Trainer.init` because it depends only on the model: the engine compiles it once
+  per model and calls it per seed, rather than compiling a vmapped copy of the initializers
+  (threefry hashes, seconds of XLA compilation on a CPU) into every group's program.
+  """
+  init_key, _, _ = stream_keys(seed)
+  return model.init(init_key)
 
 
 def batching(batch_size: int, n_max: int) -> tuple[int, int]:
@@ -238,9 +250,7 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
 
   over_points = functools.partial(jax.vmap, in_axes=(0, 0) + (None,) * 4)
 
-  def init_stream(hparams_H, seed, fold, data: DataArrays):
-    init_key, _, _ = stream_keys(seed)
-    params = model.init(init_key)
+  def init_stream(params, hparams_H, fold, data: DataArrays):
     x_train, y_train = fetch(data, fold, data.train_idx[fold])
     loss_B, _ = losses(params, x_train, y_train, None, False)
     train_loss = weighted_mean(loss_B, data.train_mask[fold].astype(jnp.float32))
@@ -272,8 +282,8 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
 
   # ----- the population ----------------------------------------------------------------------
 
-  def init(hparams_H, seeds_S, folds_S, data: DataArrays) -> SweepState:
-    variants = jax.vmap(init_stream, in_axes=(None, 0, 0, None))(hparams_H, seeds_S, folds_S, data)
+  def init(params_S, hparams_H, folds_S, data: DataArrays) -> SweepState:
+    variants = jax.vmap(init_stream, in_axes=(0, None, 0, None))(params_S, hparams_H, folds_S, data)
     return SweepState(epoch=jnp.zeros((), jnp.int32), variants=variants)
 
   def run(state: SweepState, hparams_H, seeds_S, folds_S, data: DataArrays, num_epochs: int):

@@ -9,7 +9,7 @@ import pytest
 import lr_jax
 from lr_jax import engine
 from lr_jax.models import Model
-from lr_jax.train import DataArrays, make_trainer
+from lr_jax.train import DataArrays, initial_params, make_trainer
 
 SMALL = lr_jax.Experiment(
     data=lr_jax.DataConfig(dataset="digits", train_size=200),
@@ -130,7 +130,8 @@ def _train_toy(train_cfg, lrs):
   trainer = make_trainer(exp, model, task="regression", n_max=8)
   hp = {"learning_rate": jnp.asarray(lrs, jnp.float32)}
   seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
-  state = trainer.init(hp, seeds, folds, data)
+  params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
+  state = trainer.init(params, hp, folds, data)
   state, history = trainer.run(state, hp, seeds, folds, data, num_epochs=train_cfg.epochs)
   return state.variants, history
 
