@@ -436,8 +436,11 @@ def analyse(cfg: dict, records: dict, peak: dict, flops: dict) -> dict:
           "rss_before_mb": rec["rss_before_mb"] if rec else math.nan,
           "first_call_overhead_s": rec["first_call_overhead_s"] if rec else math.nan,
           "compile_events_s": _compile_s(rec.get("compile_events")) if rec else math.nan,
-          "final_val_accuracy_mean": (statistics.fmean(rec["final_val_accuracy"])
-                                      if rec else math.nan),
+          # Over the variants that have a final accuracy: a diverged one (JSON null) has none.
+          "final_val_accuracy_mean": (
+              statistics.fmean([a for a in rec["final_val_accuracy"]
+                                if a is not None and math.isfinite(a)] or [math.nan])
+              if rec else math.nan),
       })
   return {"rows": rows, "checks": checks(cfg, records),
           "targets": targets(cfg, records, rows, peak)}

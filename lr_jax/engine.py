@@ -27,7 +27,7 @@ from lr_jax import checkpoint
 from lr_jax import data as data_lib
 from lr_jax.config import DataConfig, Experiment, OptimConfig, check_learning_rates, check_positive
 from lr_jax.errors import ConfigError
-from lr_jax.models import Model, build_model
+from lr_jax.models import Flat, Model, build_model, flattened
 from lr_jax.optim import SCHEDULES, dynamic_hparams
 from lr_jax.results import SweepResult
 from lr_jax.train import DataArrays, final_params, initial_params, make_trainer
@@ -164,6 +164,20 @@ def compiler_options() -> dict | None:
 
 
 @functools.lru_cache(maxsize=32)
+def _flat_model(model_cfg, model: Model | None, num_outputs: int,
+                feature_shape: tuple[int, ...]) -> Flat:
+  """The model the engine trains: the user's or the built-in one, its parameters one vector."""
+  if model is None:
+    model = build_model(model_cfg, num_outputs, feature_shape)
+  return flattened(model)
+
+
+def _group_model(group: Group) -> Flat:
+  return _flat_model(group.experiment.model, group.model, _num_outputs(group.dataset),
+                     group.dataset.feature_shape)
+
+
+@functools.lru_cache(maxsize=32)
 def _compiled(experiment: Experiment, model: Model | None, task: str, num_outputs: int,
               feature_shape: tuple[int, ...], n_max: int):
   """The trainer of a static signature and its jitted functions, built once per process.
@@ -171,9 +185,8 @@ def _compiled(experiment: Experiment, model: Model | None, task: str, num_output
   Keyed by the static signature only, so a new learning rate (or seed, or grid of the same
   size) reuses the compiled program instead of tracing again.
   """
-  if model is None:
-    model = build_model(experiment.model, num_outputs, feature_shape)
-  trainer = make_trainer(experiment, model, task=task, n_max=n_max)
+  flat = _flat_model(experiment.model, model, num_outputs, feature_shape)
+  trainer = make_trainer(experiment, flat.model, task=task, n_max=n_max)
   init = jax.jit(trainer.init, compiler_options=compiler_options())
   run = jax.jit(trainer.run, static_argnames="num_epochs", donate_argnums=0,
                 compiler_options=compiler_options())
@@ -181,17 +194,13 @@ def _compiled(experiment: Experiment, model: Model | None, task: str, num_output
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_init(model_cfg, model: Model | None, num_outputs: int,
-                   feature_shape: tuple[int, ...]):
+def _compiled_init(flat: Flat):
   """`seed -> params` of a model, jitted once per process for every group with that model."""
-  if model is None:
-    model = build_model(model_cfg, num_outputs, feature_shape)
-  return jax.jit(functools.partial(initial_params, model), compiler_options=compiler_options())
+  return jax.jit(functools.partial(initial_params, flat.model), compiler_options=compiler_options())
 
 
 def _init_fn(group: Group):
-  return _compiled_init(group.experiment.model, group.model, _num_outputs(group.dataset),
-                        group.dataset.feature_shape)
+  return _compiled_init(_group_model(group))
 
 
 def stream_params(group: Group, seeds: np.ndarray) -> object:
@@ -467,7 +476,9 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
   leaves, treedef = jax.tree_util.tree_flatten(like.variants)
   variants = jax.tree_util.tree_unflatten(treedef, [
       assemble(lambda f, i=i: jax.tree_util.tree_leaves(f[0].variants)[i]) for i in range(len(leaves))])
-  variants = variants._replace(params=final_params(variants, exp.train.restore_best))
+  unravel = _group_model(group).unravel
+  variants = variants._replace(params=unravel(final_params(variants, exp.train.restore_best)),
+                               best_params=unravel(variants.best_params))
   history = {k: assemble(lambda f, k=k: np.moveaxis(f[1][k], 0, -1)) for k in hist_fields}
   params = jax.tree_util.tree_map(
       lambda a: a.reshape((-1,) + a.shape[2:]), variants.params)  # [S*H, ...], stream-major
