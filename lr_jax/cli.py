@@ -168,7 +168,7 @@ def define_run_flags() -> None:
   """Defines the flags of how a sweep runs: chunks, checkpoints, resume, processes."""
   d = _Once()
   d.DEFINE_integer("max_variants_per_chunk", None,
-                   "Most variants per compiled call; default from the device's memory.")
+                   "Most variants per compiled call; default from the memory and, on a CPU, the cache.")
   d.DEFINE_integer("checkpoint_every", 0, "Checkpoint the sweep every this many epochs (0: off).")
   d.DEFINE_string("checkpoint_dir", None, "Checkpoint folder; default <out>/checkpoints.")
   d.DEFINE_bool("resume", False, "Continue an interrupted sweep from its checkpoints.")

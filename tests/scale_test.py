@@ -1,5 +1,6 @@
 """Scaling out and surviving faults: devices, processes, chunks, checkpoints, resume."""
 
+import functools
 import os
 import signal
 import socket
@@ -58,15 +59,25 @@ def test_chunking_under_a_memory_budget_does_not_change_results():
     _assert_close(whole, chunked)
 
 
-def test_default_budget_fits_the_default_sweep_in_one_chunk():
+def test_default_budget_is_the_smaller_of_memory_and_cache(monkeypatch):
   group = engine.plan_sweep(lr_jax.Experiment(), lr_jax.Grid(learning_rates=(1e-3,) * 16,
                                                              seeds=(0, 1, 2)))[0]
   trainer = engine._compiled(*engine._compile_key(group))[0]
-  assert engine.default_max_variants(group, trainer) >= 48
-  # It shrinks with the budget fraction, linearly.
-  a = engine.default_max_variants(group, trainer, fraction=1e-3)
-  b = engine.default_max_variants(group, trainer, fraction=2e-3)
-  assert 1 < a and abs(b - 2 * a) <= 1
+  budget = functools.partial(engine.default_max_variants, group, trainer)
+  monkeypatch.setattr(engine, "_device_memory_bytes", lambda: 2**30)
+  monkeypatch.setattr(engine, "_cache_bytes", lambda: 2**40)  # The cache does not bind.
+  a, b = budget(fraction=1e-2), budget(fraction=2e-2)
+  assert 1 < a and abs(b - 2 * a) <= 1  # Memory binds, linearly in its fraction.
+  monkeypatch.setattr(engine, "_cache_bytes", lambda: 2**23)  # An 8 MiB cache binds.
+  c = budget(fraction=1e-2)
+  monkeypatch.setattr(engine, "_cache_bytes", lambda: 2**24)
+  d = budget(fraction=1e-2)
+  assert 1 < c < a and abs(d - 2 * c) <= 1
+
+
+def test_chunks_are_as_even_as_their_count_allows():
+  assert [engine._even_chunk(n, most) for n, most in [(256, 21), (16, 7), (3, 21), (7, 7)]] == [
+      20, 6, 3, 7]
 
 
 def test_four_devices_give_the_results_of_one():
