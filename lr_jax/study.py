@@ -1070,7 +1070,8 @@ def comparison_sentence(article: ArticleConfig, c: Comparison, tolerance: float 
   standing = (f"ranks {c.rank} of {c.num_eligible} learning rates" if c.rank else
               f"is not ranked (a run diverged there) among {len(c.lrs)} learning rates")
   if excluded and c.rank:
-    standing += f" ({excluded} more excluded: a run diverged there)"
+    standing += (" (1 more excluded: a run diverged there)" if excluded == 1 else
+                 f" ({excluded} more excluded: runs diverged at each)")
   text = (f"Configuration {article.name} ({article.optimizer}, MLP({article.width}), "
           f"{article.schedule}): the article's lr={ref} {standing}, mean best validation "
           f"accuracy {report.format_ci(c.ref_mean, c.ref_ci)} (95% CI, {c.runs} runs)")
