@@ -35,7 +35,7 @@ FLAGS = flags.FLAGS
 
 def config_from_flags(f):
   """The `ExamplesConfig` the flags describe: --quick's or the full defaults, then overrides."""
-  from lr_jax.study import ExamplesConfig
+  from lr_jax.article import ExamplesConfig
   changes = {
       "configs": tuple(c.strip().upper() for c in f.configs) if f.configs is not None else None,
       "dataset": f.dataset, "train_size": f.train_size, "seeds": f.seeds,
@@ -50,15 +50,16 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
 
   def examples():
-    from lr_jax import study
-    plan = study.plan_examples(config_from_flags(FLAGS))  # Every check, nothing compiled.
+    from lr_jax import article as article_lib
+    plan = article_lib.plan_examples(config_from_flags(FLAGS))  # Every check, nothing compiled.
     cli.enable_compilation_cache()
-    sweeps, wall_s = study.run_examples(plan)
+    sweeps, wall_s = article_lib.run_examples(plan)
     command = "python -m experiments.seed_examples " + " ".join(sys.argv[1:])
-    path = study.write_examples_report(plan, sweeps, wall_s, FLAGS.out,
-                                       extra=[("Command", f"```\n{command.strip()}\n```")])
+    path = article_lib.write_examples_report(plan, sweeps, wall_s, FLAGS.out,
+                                           extra=[("Command", f"```\n{command.strip()}\n```")])
     for article, sweep in zip(plan.articles, sweeps):
-      print(study.comparison_sentence(article, study.compare_sweep(sweep, article.learning_rate)))
+      print(article_lib.comparison_sentence(
+          article, article_lib.compare_sweep(sweep, article.learning_rate)))
     logging.info("total wall time %.1f s; wrote %s", wall_s, path)
 
   cli.run_main(examples)

@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from lr_jax import results, study
+from lr_jax import article, results, study
 from lr_jax.config import log_spaced
 from lr_jax.errors import ConfigError
 
@@ -201,26 +201,26 @@ def test_compare_to_reference_by_hand():
   seed = np.tile([0, 1, 2], 3)
   score = np.array([0.80, 0.82, 0.78, 0.90, 0.93, 0.90, 0.95, 0.20, 0.99])
   diverged = np.array([0, 0, 0, 0, 0, 0, 0, 1, 0], bool)
-  c = study.compare_to_reference(lr, seed, score, score - 0.01, diverged, 1e-4)
+  c = article.compare_to_reference(lr, seed, score, score - 0.01, diverged, 1e-4)
   assert c.lrs == (1e-4, 1e-3, 1e-2)
   assert c.best_lr == 1e-3  # 1e-2 had a divergence: not eligible
   assert (c.rank, c.num_eligible) == (2, 2)
   diff = results.mean_ci(np.array([0.10, 0.11, 0.12]))
   assert c.diff_mean == pytest.approx(diff[0]) and c.diff_ci == pytest.approx(diff[2])
   assert c.ref_mean == pytest.approx(0.80) and c.final_mean[0] == pytest.approx(0.79)
-  sentence = study.comparison_sentence(study.ARTICLE_CONFIGS["A"], c)
+  sentence = article.comparison_sentence(article.ARTICLE_CONFIGS["A"], c)
   assert "ranks 2 of 2 learning rates (1 more excluded" in sentence
   assert "the best is lr=1e-3 (10x larger) at 0.910 ± " in sentence
   assert "significant at 95%." in sentence and "not significant" not in sentence
   assert ("The learning rates within 0.01 of the best run from 1e-3 to 1e-3 (1 of 3); the "
           "article's is not among them.") in sentence
   healthy = np.where(diverged, 0.97, score)  # 1e-2 without its divergence: the best, at the edge
-  edge = study.compare_to_reference(lr, seed, healthy, healthy, np.zeros(9, bool), 1e-4)
+  edge = article.compare_to_reference(lr, seed, healthy, healthy, np.zeros(9, bool), 1e-4)
   assert edge.best_lr == 1e-2 and "(100x larger; the top of the sweep: the optimum may" in (
-      study.comparison_sentence(study.ARTICLE_CONFIGS["A"], edge))
-  best = study.compare_to_reference(lr, seed, score, score, diverged, 1e-3)
-  assert best.rank == 1 and "it is the best learning rate" in study.comparison_sentence(
-      study.ARTICLE_CONFIGS["B"], best)
+      article.comparison_sentence(article.ARTICLE_CONFIGS["A"], edge))
+  best = article.compare_to_reference(lr, seed, score, score, diverged, 1e-3)
+  assert best.rank == 1 and "it is the best learning rate" in article.comparison_sentence(
+      article.ARTICLE_CONFIGS["B"], best)
 
 
 def test_mean_curves_average_the_runs_still_training():
@@ -229,13 +229,13 @@ def test_mean_curves_average_the_runs_still_training():
       rows={"learning_rate": np.array([1e-3, 1e-3, 1e-2, 1e-2])},
       history={"val_loss": np.array([[2.0, 1.0, nan], [4.0, 3.0, 2.0],
                                      [1.0, nan, nan], [3.0, nan, nan]])})
-  lrs, curves = study.mean_curves(sweep)
+  lrs, curves = article.mean_curves(sweep)
   np.testing.assert_allclose(lrs, [1e-3, 1e-2])
   np.testing.assert_allclose(curves, [[3.0, 2.0, 2.0], [2.0, nan, nan]])
 
 
 def test_article_grids_hold_the_article_rate_exactly():
-  lrs = study.article_lrs(1e-4, 13, 100.0)
+  lrs = article.article_lrs(1e-4, 13, 100.0)
   assert len(lrs) == 13 and lrs[6] == 1e-4
   assert lrs[0] == pytest.approx(1e-6) and lrs[-1] == pytest.approx(1e-2)
   assert lrs == tuple(sorted(lrs))
@@ -314,20 +314,20 @@ def test_study_rows_split_the_schedules_of_one_group():
 ])
 def test_examples_refuse_bad_values_before_compiling(changes, needles):
   with pytest.raises(ConfigError) as e:
-    study.plan_examples(study.ExamplesConfig(**changes))
+    article.plan_examples(article.ExamplesConfig(**changes))
   for needle in needles:
     assert needle in str(e.value)
 
 
 def test_article_configs_are_the_articles():
-  a, b, c = (study.ARTICLE_CONFIGS[k] for k in "ABC")
+  a, b, c = (article.ARTICLE_CONFIGS[k] for k in "ABC")
   assert (a.width, a.optimizer, a.learning_rate, a.epochs, a.patience, a.schedule) == (
       128, "adam", 1e-4, 100, 0, "constant")
   assert (b.width, b.optimizer, b.learning_rate, b.epochs, b.patience, b.schedule) == (
       64, "rmsprop", 1e-3, 50, 5, "constant")
   assert (c.width, c.optimizer, c.learning_rate, c.epochs, c.patience, c.schedule,
           c.decay_steps, c.decay_rate) == (128, "adam", 1e-3, 50, 0, "exponential", 1000, 0.9)
-  plan = study.plan_examples(study.ExamplesConfig(seeds=2, num_lrs=5, max_epochs=7))
+  plan = article.plan_examples(article.ExamplesConfig(seeds=2, num_lrs=5, max_epochs=7))
   exps = [g.experiment for g in plan.groups]
   assert [e.train.epochs for e in exps] == [7, 7, 7]
   assert [e.train.batch_size for e in exps] == [32, 32, 32]
