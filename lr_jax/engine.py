@@ -451,6 +451,7 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
   progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * trainer.num_epochs, options)
   t0 = time.perf_counter()
   compile_s = None
+  params_S = stream_params(group, seeds)  # Once, not once per chunk of points.
   for b, (si, hi) in enumerate(blocks):
     if b in finished:
       continue
@@ -463,8 +464,7 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
           lambda a: _put(a, mesh, P(None, "points") if a.ndim >= 2 else P()), state_np)
       history = {k: saved[f"live{b}/hist/{k}"] for k in hist_fields}
     else:
-      params = jax.tree_util.tree_map(lambda a: _put(a, mesh, P()),
-                                      stream_params(group, seeds[si:si + s_c]))
+      params = jax.tree_util.tree_map(lambda a: _put(a[si:si + s_c], mesh, P()), params_S)
       state = init(params, block_points, block_folds, data)
       history = {k: np.zeros((0, s_c, h_c), np.float32) for k in hist_fields}
     last_saved = int(_to_host(state.epoch))
