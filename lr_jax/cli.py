@@ -93,7 +93,7 @@ def define_sweep_flags() -> None:
   d.DEFINE_integer("data_seed", 0, "Seed of the split and subsample.")
   d.DEFINE_string("label_column", None, "Label column of a .csv file (name or index); default last.")
   d.DEFINE_bool("standardize", True, "Standardize features with training statistics.")
-  d.DEFINE_string("task", None, "classification or regression (a .npz/.csv file); default inferred.")
+  d.DEFINE_string("task", None, "classification or regression (.npz/.csv files); default inferred.")
   # Model.
   d.DEFINE_string("model", "mlp", "Model: mlp, linear or cnn.")
   d.DEFINE_list("hidden", ["128"], "Hidden widths (MLP) or conv channels (CNN), comma list.")

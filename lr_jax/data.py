@@ -425,7 +425,8 @@ def _load_npz(path: str, cfg: DataConfig) -> Dataset:
     raise ConfigError(
         f"data file {path!r} holds a single array, not a .npz archive; {_NPZ_HOW}")
   if not head.startswith(_ZIP_MAGICS):
-    raise ConfigError(f"data file {path!r} is not a valid .npz archive (not a zip file); {_NPZ_HOW}")
+    raise ConfigError(
+        f"data file {path!r} is not a valid .npz archive (not a zip file); {_NPZ_HOW}")
   try:
     with np.load(path, allow_pickle=False) as archive:
       present = list(archive.files)

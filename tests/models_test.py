@@ -58,7 +58,8 @@ def test_from_linen_passes_train_and_the_dropout_key():
   model = models.from_linen(TwoLayer(), 64)
   assert model.name == "TwoLayer"
   params = model.init(jax.random.PRNGKey(0))
-  assert params["Dense_0"]["kernel"].shape == (64, 16) and params["Dense_1"]["kernel"].shape == (16, 10)
+  assert params["Dense_0"]["kernel"].shape == (64, 16)
+  assert params["Dense_1"]["kernel"].shape == (16, 10)
   x = jnp.ones((4, 64))
   evaluated = model.apply(params, x, jax.random.PRNGKey(1), False)
   assert evaluated.shape == (4, 10)
