@@ -93,6 +93,7 @@ def define_sweep_flags() -> None:
   d.DEFINE_integer("data_seed", 0, "Seed of the split and subsample.")
   d.DEFINE_string("label_column", None, "Label column of a .csv file (name or index); default last.")
   d.DEFINE_bool("standardize", True, "Standardize features with training statistics.")
+  d.DEFINE_string("task", None, "classification or regression (.npz/.csv files); default inferred.")
   # Model.
   d.DEFINE_string("model", "mlp", "Model: mlp, linear or cnn.")
   d.DEFINE_list("hidden", ["128"], "Hidden widths (MLP) or conv channels (CNN), comma list.")
@@ -136,7 +137,7 @@ def experiment_from_flags(f) -> "Experiment":
       data=DataConfig(
           dataset=f.dataset, train_size=f.train_size, val_fraction=f.val_fraction,
           folds=f.folds, data_seed=f.data_seed, label_column=f.label_column,
-          standardize=f.standardize),
+          standardize=f.standardize, task=f.task),
       model=ModelConfig(
           name=f.model, hidden=parse_ints("hidden", f.hidden), activation=f.activation,
           dropout=f.dropout),

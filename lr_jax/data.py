@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from absl import logging
 
 from lr_jax.config import DataConfig
 from lr_jax.errors import ConfigError
@@ -43,6 +44,8 @@ class Dataset:
     num_classes: C for classification, 0 for regression.
     feature_shape: the shape of one example before flattening, e.g. (8, 8, 1) for digits
       (image-shaped, for a CNN); its product is D.
+    task_reason: why `task` is what it is, e.g. "inferred: 10 distinct integer labels"; empty
+      for the built-in data sets.
   """
 
   name: str
@@ -51,6 +54,7 @@ class Dataset:
   task: str
   num_classes: int
   feature_shape: tuple[int, ...]
+  task_reason: str = ""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -98,11 +102,33 @@ def _describe(indices: Sequence[int], names: Sequence[str] | None, limit: int = 
   return ", ".join(what) + more
 
 
+# The task lines already logged: a file loaded again (another data_seed, another script step)
+# is not news.
+_LOGGED_TASKS: set[str] = set()
+
+
+def _log_task(name: str, task: str, reason: str) -> None:
+  line = f"data set {name!r}: task {task} ({reason})"
+  if reason.startswith("inferred"):
+    other = REGRESSION if task == CLASSIFICATION else CLASSIFICATION
+    line = line[:-1] + f"; pass task={other!r} (--task={other}) to override)"
+  if line not in _LOGGED_TASKS:
+    _LOGGED_TASKS.add(line)
+    logging.info("%s", line)
+
+
 def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
             feature_shape: tuple[int, ...] | None = None,
-            columns: Sequence[str] | None = None) -> Dataset:
-  """Checks raw arrays and builds a `Dataset`; `task` None infers it from the labels."""
+            columns: Sequence[str] | None = None, user_file: bool = False) -> Dataset:
+  """Checks raw arrays and builds a `Dataset`; `task` None infers it from the labels.
+
+  A user file's task, inferred or given, is logged once with its reason.
+  """
   x, y = np.asarray(x), np.asarray(y)
+  if x.ndim == 0:
+    raise ConfigError(
+        f"features x of {name!r} must be an array [examples, features...], got a "
+        "0-dimensional array (a single value)")
   if x.ndim == 1:
     x = x[:, None]
   if y.ndim == 2 and y.shape[1] == 1:
@@ -127,10 +153,13 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
         f"data set {name!r} has {int(bad.sum())} NaN or inf feature value(s), in "
         f"{_describe(cols, columns)}; remove or fill them")
 
+  reason = "given"
   if y.dtype.kind in "US":
     if task == REGRESSION:
       raise ConfigError(
           f"task 'regression' needs numeric labels, {name!r} has labels like {str(y[0])!r}")
+    if task is None:
+      reason = "inferred: the labels are text"
     task = CLASSIFICATION
   elif y.dtype.kind in "biuf":
     y_num = y.astype(np.float64)
@@ -139,7 +168,13 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
           f"data set {name!r} has {int((~np.isfinite(y_num)).sum())} NaN or inf label(s); "
           "every example needs a finite label")
     if task is None:
-      task = CLASSIFICATION if bool(np.all(y_num == np.round(y_num))) else REGRESSION
+      # Integer labels are read as class ids, as scikit-learn's type_of_target does; counts
+      # are integers too, hence the logged reason and the override.
+      if bool(np.all(y_num == np.round(y_num))):
+        task = CLASSIFICATION
+        reason = f"inferred: {len(np.unique(y_num))} distinct integer labels"
+      else:
+        task, reason = REGRESSION, "inferred: the labels are not all integers"
     y = y_num
   else:
     raise ConfigError(f"labels of {name!r} must be numbers or strings, got dtype {y.dtype}")
@@ -158,7 +193,10 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
       raise ConfigError(f"labels of {name!r} exceed the float32 range")
   x.flags.writeable = False
   y.flags.writeable = False
-  return Dataset(name, x, y, task, num_classes, feature_shape)
+  if user_file:
+    _log_task(name, task, reason)
+  return Dataset(name, x, y, task, num_classes, feature_shape,
+                 task_reason=reason if user_file else "")
 
 
 # ----------------------------------------------------------------------------- built-ins
@@ -296,6 +334,23 @@ def _label_index(header: list[str], label_column: str | int | None, path: str) -
   return index
 
 
+def _is_number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
+def _shorten(cells: Sequence[str], limit: int = 4) -> str:
+  return ",".join(cells[:limit]) + (",..." if len(cells) > limit else "")
+
+
+def _example_header(num_columns: int) -> str:
+  names = [f"x{i + 1}" for i in range(num_columns - 1)] + ["label"]
+  return _shorten(names[:-1], 3) + ",label" if num_columns > 4 else ",".join(names)
+
+
 def _load_csv(path: str, cfg: DataConfig) -> Dataset:
   rows, lines = [], []
   try:
@@ -305,6 +360,11 @@ def _load_csv(path: str, cfg: DataConfig) -> Dataset:
       if header is None:
         raise ConfigError(f"data file {path!r} is empty")
       header = [h.strip() for h in header]
+      if all(_is_number(h) for h in header):
+        raise ConfigError(
+            f"the first line of {path!r} is all numbers ({_shorten(header)}), not a header: it "
+            "would be lost as column names; add a first line naming the columns, e.g. "
+            f"{_example_header(len(header))}")
       for row in reader:
         if not any(cell.strip() for cell in row):
           continue  # Blank lines, e.g. at the end.
@@ -348,30 +408,50 @@ def _load_csv(path: str, cfg: DataConfig) -> Dataset:
     y = np.array(labels, dtype=np.float64)  # Numeric labels sort as numbers ("9" < "10").
   except ValueError:
     y = np.array(labels)
-  return _finish(path, x, y, cfg.task, columns=[header[j] for j in features])
+  return _finish(path, x, y, cfg.task, columns=[header[j] for j in features], user_file=True)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # A zip's first entry, or an empty zip.
+_NPZ_HOW = "save one with np.savez(path, x=features, y=labels)"
 
 
 def _load_npz(path: str, cfg: DataConfig) -> Dataset:
+  # Decided by the magic bytes, not by np.load: anything that is neither a zip nor a .npy is,
+  # to numpy, a pickle, and its error advises loading it unsafely.
+  with open(path, "rb") as f:
+    head = f.read(len(_NPY_MAGIC))
+  if head.startswith(_NPY_MAGIC):
+    raise ConfigError(
+        f"data file {path!r} holds a single array, not a .npz archive; {_NPZ_HOW}")
+  if not head.startswith(_ZIP_MAGICS):
+    raise ConfigError(
+        f"data file {path!r} is not a valid .npz archive (not a zip file); {_NPZ_HOW}")
   try:
-    archive = np.load(path, allow_pickle=False)
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-      raise ConfigError(
-          f"data file {path!r} holds a single array, not a .npz archive; save one with "
-          "np.savez(path, x=features, y=labels)")
-    with archive:
+    with np.load(path, allow_pickle=False) as archive:
       present = list(archive.files)
       for key in ("x", "y"):
         if key not in present:
           raise ConfigError(
               f"data file {path!r} has no array {key!r}; arrays present: "
               f"{', '.join(present) or 'none'}")
-      x, y = archive["x"], archive["y"]
+      arrays = {}
+      for key in ("x", "y"):
+        try:
+          arrays[key] = archive[key]
+        except ValueError as e:
+          if "allow_pickle" not in str(e) and "pickle" not in str(e):
+            raise
+          raise ConfigError(
+              f"array {key!r} of {path!r} holds Python objects, which are not read; save it as "
+              "numbers (or, for y, strings)") from None
+  except ConfigError:
+    raise
   except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-    if isinstance(e, ConfigError):
-      raise
     reason = " ".join(str(e).split())
-    raise ConfigError(f"cannot read {path!r} as a .npz file: {reason}") from None
-  return _finish(path, x, y, cfg.task)
+    raise ConfigError(
+        f"data file {path!r} is not a valid .npz archive ({reason}); {_NPZ_HOW}") from None
+  return _finish(path, arrays["x"], arrays["y"], cfg.task, user_file=True)
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -380,7 +460,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
   A .npz file holds arrays `x` [N, ...] and `y` [N]. A .csv file has a header row; the label
   column is `cfg.label_column` (a name or 0-based index; default the last) and every other
   column is a numeric feature. Classification labels are mapped to 0..C-1 in sorted order;
-  with `cfg.task` None, integer-valued or text labels mean classification, others regression.
+  with `cfg.task` None, integer-valued or text labels mean classification, others regression
+  (logged once, with the reason: integer targets such as counts need `task="regression"`).
 
   Args:
     cfg: the data configuration; `train_size`, `folds` and `val_fraction` are not used here.
@@ -523,9 +604,13 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
   if labels is not None:
     counts = np.bincount(labels, minlength=dataset.num_classes)
     if counts.min() < 2:
+      # Rare "classes" are typical of counts read as classes: say how to train them as numbers.
+      hint = ("; if the labels are quantities, pass task='regression' (--task=regression)"
+              if "integer labels" in dataset.task_reason else "")
       raise ConfigError(
           f"class {int(counts.argmin())} of {dataset.name!r} has {int(counts.min())} example(s); "
-          "a stratified split needs at least 2 of each class (one to train, one to validate)")
+          f"a stratified split needs at least 2 of each class (one to train, one to validate)"
+          f"{hint}")
     if n_val < need:
       raise ConfigError(
           f"val_fraction={cfg.val_fraction} holds out {n_val} of {n_all} examples, fewer than "

@@ -27,7 +27,7 @@ from lr_jax import checkpoint
 from lr_jax import data as data_lib
 from lr_jax.config import DataConfig, Experiment, OptimConfig, check_learning_rates, check_positive
 from lr_jax.errors import ConfigError
-from lr_jax.models import Flat, Model, build_model, flattened
+from lr_jax.models import Flat, Model, build_model, check_widths, flattened
 from lr_jax.optim import SCHEDULES, dynamic_hparams
 from lr_jax.results import SweepResult
 from lr_jax.train import DataArrays, final_params, initial_params, make_trainer
@@ -139,6 +139,8 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
           "regression; valid choice: val_loss")
     if model is None:  # Build once here so a bad model/data pairing is refused before compiling.
       build_model(exp.model, _num_outputs(dataset), dataset.feature_shape)
+    else:
+      _check_user_model(model, dataset)
     folds = range(splits.num_folds) if exp.data.folds else [0]
     streams = [(s, f) for s in grid.seeds for f in folds]
     groups.append(Group(
@@ -151,6 +153,13 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
 
 def _num_outputs(dataset: data_lib.Dataset) -> int:
   return dataset.num_classes if dataset.task == "classification" else 1
+
+
+def _check_user_model(model: Model, dataset: data_lib.Dataset) -> None:
+  """Refuses a user model whose input or output width does not fit the data (no compiling)."""
+  needs = (f"{dataset.num_classes} classes" if dataset.task == "classification"
+           else "regression, 1 output")
+  check_widths(model, dataset.x.shape[1], _num_outputs(dataset), f"{dataset.name!r} ({needs})")
 
 
 def compiler_options() -> dict | None:

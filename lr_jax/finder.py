@@ -355,7 +355,7 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
       lrs=lrs, losses=np.asarray(trace.loss, np.float64), smoothed=smoothed, seeds=grid.seeds,
       suggestions=suggest(lrs, smoothed),
       config={"experiment": jsonable(dataclasses.asdict(experiment)),
-              "model": "user" if model is not None else experiment.model.name,
+              "model": model.name if model is not None else experiment.model.name,
               "lr_min": lr_min, "lr_max": lr_max, "num_steps": num_steps, "beta": beta,
               "hparams": {k: float(v) for k, v in extras.items()},
               "train_size": int(splits.train_sizes[0])},

@@ -30,10 +30,13 @@ class Model(NamedTuple):
   Attributes:
     init: `key -> params`.
     apply: `(params, x_BxD, key, train) -> out_BxK`; `key` drives dropout when `train`.
+    name: what results call the model: the module's class name for `from_linen` and
+      `from_nnx`.
   """
 
   init: Callable[[jax.Array], Params]
   apply: Callable[[Params, jax.Array, jax.Array, bool], jax.Array]
+  name: str = "user"
 
 
 class MLP(nn.Module):
@@ -121,7 +124,7 @@ def from_linen(module: nn.Module, num_features: int) -> Model:
     rngs = {"dropout": key} if key is not None else {}
     return module.apply({"params": params}, x_BxD, rngs=rngs, **kwargs)
 
-  return Model(init, apply)
+  return Model(init, apply, type(module).__name__)
 
 
 def from_nnx(make_module: Callable[..., object]) -> Model:
@@ -132,7 +135,8 @@ def from_nnx(make_module: Callable[..., object]) -> Model:
   `__call__(x)` maps `[B, D]` to `[B, K]`; dropout layers are not supported through NNX.
   """
   from flax import nnx
-  graphdef, _, rest = nnx.split(make_module(nnx.Rngs(0)), nnx.Param, ...)
+  module = make_module(nnx.Rngs(0))
+  graphdef, _, rest = nnx.split(module, nnx.Param, ...)
 
   def init(key: jax.Array) -> Params:
     _, params, _ = nnx.split(make_module(nnx.Rngs(key)), nnx.Param, ...)
@@ -142,7 +146,65 @@ def from_nnx(make_module: Callable[..., object]) -> Model:
     del key, train
     return nnx.merge(graphdef, params, rest)(x_BxD)
 
-  return Model(init, apply)
+  return Model(init, apply, type(module).__name__)
+
+
+def _one_line(e: Exception, limit: int = 200) -> str:
+  text = " ".join(f"{type(e).__name__}: {e}".split())
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_widths(model: Model, num_features: int, num_outputs: int, data: str) -> None:
+  """Refuses a user model whose input or output width does not fit the data, from shapes alone.
+
+  `jax.eval_shape` traces `init` and `apply` without compiling or running them. A model that
+  fails on `[B, num_features]` inputs is tried on the other widths its parameters have, to
+  name the width it was built for.
+
+  Args:
+    model: the user's model.
+    num_features: D, the width of the data's (flattened) examples.
+    num_outputs: K, the classes (1 for regression).
+    data: how to name the data set in a message, e.g. "'digits' (10 classes)".
+
+  Raises:
+    ConfigError: naming both widths of the mismatch, or the model's own error in one line.
+  """
+  key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # A raw PRNGKey, as the trainer passes.
+  try:
+    params = jax.eval_shape(model.init, key)
+  except Exception as e:  # Any error of the user's code: report it, in one line.
+    raise ConfigError(f"model {model.name!r} fails to initialize: {_one_line(e)}") from None
+
+  def out_shape(width: int) -> tuple[int, ...]:
+    x_BxD = jax.ShapeDtypeStruct((2, width), jnp.float32)
+    return jax.eval_shape(lambda p, x, k: model.apply(p, x, k, False), params, x_BxD, key).shape
+
+  try:
+    shape = out_shape(num_features)
+  except Exception as error:
+    dims = sorted({int(d) for leaf in jax.tree_util.tree_leaves(params)
+                   for d in getattr(leaf, "shape", ())} - {num_features})
+    for width in dims:
+      try:
+        out_shape(width)
+      except Exception:
+        continue
+      raise ConfigError(
+          f"model {model.name!r} takes {width} input features, the data set {data} has "
+          f"{num_features}; build its input for {num_features} features (from_linen's "
+          "num_features, or the in_features of an nnx first layer)") from None
+    raise ConfigError(
+        f"model {model.name!r} fails on inputs of {num_features} features, the width of the "
+        f"data set {data}: {_one_line(error)}") from None
+  if len(shape) != 2:
+    raise ConfigError(
+        f"model {model.name!r} returns shape {shape} for a batch of shape (2, {num_features}); "
+        f"it must return [examples, {num_outputs}]")
+  if shape[1] != num_outputs:
+    raise ConfigError(
+        f"model {model.name!r} has {shape[1]} outputs, the data set {data} needs "
+        f"{num_outputs}; make its last layer {num_outputs} wide")
 
 
 class Flat(NamedTuple):

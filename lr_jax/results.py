@@ -124,8 +124,9 @@ class SweepResult:
       columns = {
           "group": np.full(n, gi), "dataset": np.full(n, g.dataset.name, object),
           "train_size": rep(g.splits.train_sizes[g.folds]),
-          "model": np.full(n, "user" if g.model is not None else exp.model.name, object),
-          "hidden": np.full(n, "-".join(map(str, exp.model.hidden)) or "-", object),
+          "model": np.full(n, g.model.name if g.model is not None else exp.model.name, object),
+          "hidden": np.full(n, "-" if g.model is not None
+                            else "-".join(map(str, exp.model.hidden)) or "-", object),
           "optimizer": np.full(n, exp.optim.name, object),
           "schedule": np.full(n, exp.optim.schedule, object),
           "batch_size": np.full(n, exp.train.batch_size),
@@ -148,7 +149,10 @@ class SweepResult:
     return cls(
         rows=rows_np, history=history_np, aggregates=aggregates,
         best=best_points(aggregates, len(groups)),
-        config={"experiments": [jsonable(dataclasses.asdict(g.experiment)) for g in groups],
+        # A user model replaces the experiment's ModelConfig: its class name, no widths.
+        config={"experiments": [jsonable(dataclasses.asdict(g.experiment)) | (
+                    {"model": {"name": g.model.name, "hidden": [], "user_model": True}}
+                    if g.model is not None else {}) for g in groups],
                 "grid": jsonable(dataclasses.asdict(grid)), "target": target},
         timings=[{"group": i, "compile_s": o["compile_s"], "run_s": o["run_s"],
                   "epochs_executed": o["epochs_executed"]} for i, o in enumerate(outputs)],

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
+from absl import flags
 
 from lr_jax import data
 from lr_jax.config import DataConfig
@@ -264,7 +266,27 @@ ERRORS = {
     "npz_single_array": (lambda t: lambda: (np.save(t / "s.npy", np.zeros(3)), (t / "s.npy").rename(
         t / "s.npz"), data.load_dataset(DataConfig(dataset=str(t / "s.npz")))),
                          r"s\.npz' holds a single array"),
-    "npz_corrupt": (lambda t: _load(t, "c.npz", "not a zip"), r"cannot read .*c\.npz' as a \.npz"),
+    "npz_corrupt": (lambda t: _load(t, "c.npz", "not a zip"),
+                    r"c\.npz' is not a valid \.npz archive \(not a zip file\); save one with"),
+    "npz_bad_zip": (lambda t: lambda: ((t / "z.npz").write_bytes(b"PK\x03\x04" + bytes(200)),
+                                       data.load_dataset(DataConfig(dataset=str(t / "z.npz")))),
+                    r"z\.npz' is not a valid \.npz archive \("),
+    "npz_objects": (lambda t: lambda: data.load_dataset(DataConfig(dataset=_npz(
+        t, "o.npz", x=np.zeros((3, 2)), y=np.array([1, "a", None], object)))),
+                    r"array 'y' of .*o\.npz' holds Python objects"),
+    "npz_scalar_x": (lambda t: lambda: data.load_dataset(DataConfig(
+        dataset=_npz(t, "s0.npz", x=np.float64(3.0), y=np.zeros(1)))),
+                     r"features x of .*s0\.npz' must be an array \[examples, features\.\.\.\], "
+                     r"got a 0-dimensional"),
+    "csv_no_header": (lambda t: _load(t, "nh.csv", "1.5,2,0\n3,4,1\n5,6,0\n"),
+                      r"first line of .*nh\.csv' is all numbers \(1\.5,2,0\), not a header.*"
+                      r"e\.g\. x1,x2,label$"),
+    "csv_no_header_wide": (lambda t: _load(t, "nw.csv", "1,2,3,4,5,6\n3,4,1,1,1,1\n"),
+                           r"all numbers \(1,2,3,4,\.\.\.\).*e\.g\. x1,x2,x3,\.\.\.,label$"),
+    "counts_singleton": (lambda t: lambda: data.make_splits(data.load_dataset(DataConfig(
+        dataset=_write(t, "counts.csv", "a,n\n1,0\n2,0\n3,7\n4,1\n5,1\n"))), DataConfig()),
+                         r"class 2 of .* has 1 example.*pass task='regression' "
+                         r"\(--task=regression\)"),
     "train_size_big": (lambda t: _split("digits", train_size=1500),
                        r"train_size=1500 .*pool of 1437 examples"),
     "train_size_small": (lambda t: _split("digits", train_size=5),
@@ -294,3 +316,72 @@ def test_bad_input_raises_one_line_config_error(tmp_path, case):
   with pytest.raises(ConfigError, match=pattern) as info:
     make(tmp_path)()
   assert "\n" not in str(info.value)
+
+
+def test_file_errors_never_advise_loading_pickles(tmp_path):
+  # numpy reads any file that is neither a zip nor a .npy as a pickle, and its error advises
+  # `allow_pickle=True`: never pass that advice on.
+  junk = tmp_path / "junk.npz"
+  junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+  pickled = tmp_path / "p.npz"
+  pickled.write_bytes(b"\x80\x04\x95" + bytes(64))
+  for path in (junk, pickled):
+    with pytest.raises(ConfigError, match=r"is not a valid \.npz archive") as info:
+      data.load_dataset(DataConfig(dataset=str(path)))
+    assert "pickle" not in str(info.value).replace(str(tmp_path), "")
+
+
+# ------------------------------------------------------------------------------ task
+
+
+def _counts_csv(tmp_path):
+  """Integer targets (counts): 0..4 each 8 times, x the count plus a little."""
+  n = np.repeat(np.arange(5), 8)
+  rows = ["x,count"] + [f"{c + 0.01 * i},{c}" for i, c in enumerate(n)]
+  return _write(tmp_path, "counts.csv", "\n".join(rows) + "\n")
+
+
+def test_inferred_task_is_logged_once_with_its_reason_and_the_override(tmp_path, caplog):
+  caplog.set_level(logging.INFO)
+  path = _counts_csv(tmp_path)
+  ds = data.load_dataset(DataConfig(dataset=path))
+  assert ds.task == "classification" and ds.num_classes == 5
+  data.load_dataset(DataConfig(dataset=path, data_seed=3))  # Loaded again: not logged again.
+  lines = [r.getMessage() for r in caplog.records if "task" in r.getMessage()]
+  assert lines == [f"data set {path!r}: task classification (inferred: 5 distinct integer "
+                   "labels; pass task='regression' (--task=regression) to override)"], lines
+  path = _write(tmp_path, "r.csv", "a,y\n1,0.5\n2,1.5\n3,2.25\n")
+  assert data.load_dataset(DataConfig(dataset=path)).task == "regression"
+  assert "inferred: the labels are not all integers; pass task='classification'" in (
+      caplog.records[-1].getMessage())
+
+
+def test_task_flag_trains_integer_targets_as_regression(tmp_path):
+  from lr_jax import cli
+  cli.define_sweep_flags()
+  path = _counts_csv(tmp_path)
+  try:
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["prog", f"--dataset={path}", "--task=regression"])
+    exp = cli.experiment_from_flags(flags.FLAGS)
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["prog", "--task=counts"])
+    with pytest.raises(ConfigError, match=r"unknown task 'counts'; valid choices: "
+                                          r"classification, regression"):
+      cli.experiment_from_flags(flags.FLAGS)
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert exp.data.task == "regression"
+  ds = data.load_dataset(exp.data)
+  assert ds.task == "regression" and ds.num_classes == 0 and ds.y.dtype == np.float32
+  np.testing.assert_array_equal(ds.y, np.repeat(np.arange(5), 8))
+  assert ds.task_reason == "given"
+
+
+def test_csv_first_row_of_data_is_not_taken_as_a_header(tmp_path):
+  # A header with one name is a header: only an all-number first line is refused.
+  path = _write(tmp_path, "h.csv", "1,2,label\n1,2,0\n3,4,1\n")
+  assert data.load_dataset(DataConfig(dataset=path)).x.shape == (2, 2)
+  path = _write(tmp_path, "nh.csv", "1,2,0\n1,2,0\n3,4,1\n")
+  with pytest.raises(ConfigError, match=r"is all numbers \(1,2,0\), not a header"):
+    data.load_dataset(DataConfig(dataset=path))
