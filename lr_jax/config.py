@@ -35,10 +35,10 @@ def check_choice(what: str, value: object, choices: Iterable[str]) -> None:
 def check_fields(config) -> None:
   """Checks every field of a config dataclass against its annotation, normalizing it in place.
 
-  The one type check of every config (called first in each `__post_init__`): numpy numbers
-  become Python `int`/`float`/`bool` and sequences (numpy arrays too) tuples, so a config stays
-  hashable and JSON-able; a `os.PathLike` becomes a `str`. A string is never a sequence, a
-  number never a bool, a float never an integer.
+  The one type check of every config (called first in each `__post_init__`): numpy and JAX
+  numbers become Python `int`/`float`/`bool` and sequences (1-D arrays too) tuples, so a
+  config stays hashable and JSON-able; a `os.PathLike` becomes a `str`. A string is never a
+  sequence, a number never a bool, a float never an integer.
 
   Args:
     config: a dataclass instance (frozen or not) whose annotations are `bool`, `int`, `float`,
@@ -71,6 +71,10 @@ def check_type(value, kind, where: str):
   Returns:
     `value` normalized: Python numbers, tuples for sequences, `str` for a path.
   """
+  if hasattr(value, "__array__") and not isinstance(value, (np.ndarray, np.generic)):
+    value = np.asarray(value)  # A JAX array reads as numpy's.
+  if isinstance(value, np.ndarray) and value.ndim == 0:
+    value = value[()]  # A 0-d array is its number.
   origin, args = typing.get_origin(kind), typing.get_args(kind)
   if origin in (typing.Union, types.UnionType):
     if value is None and type(None) in args:

@@ -47,8 +47,8 @@ class Grid:
       does not have, or a value outside its range, is refused when planned; one it has but not
       listed takes its default (`lr_jax.optim.OPTIMIZERS`).
 
-  Numbers may be numpy numbers and sequences numpy arrays; they are stored as Python tuples of
-  Python numbers.
+  Numbers may be numpy or JAX numbers and sequences 1-D arrays; they are stored as Python
+  tuples of Python numbers.
   """
 
   learning_rates: tuple[float, ...] = (1e-3,)

@@ -36,7 +36,7 @@ class HParam(NamedTuple):
   valid: Interval
 
 
-LEARNING_RATE = HParam(1e-3, POSITIVE)  # Every grid lists its learning rates; 1e-3 is Grid's default.
+LEARNING_RATE = HParam(1e-3, POSITIVE)  # A grid lists its learning rates; 1e-3 is Grid's default.
 
 
 class Optimizer(NamedTuple):
@@ -107,7 +107,8 @@ def _warmup_cosine(cfg, total_steps: int):
 # name -> Schedule; every shape is 1.0 at its peak and is scaled by the variant's learning rate.
 SCHEDULES: dict[str, Schedule] = {
     "constant": Schedule(lambda cfg, total: _fixed(optax.constant_schedule(1.0)), {}),
-    "exponential": Schedule(_exponential, {"decay_rate": "decay_rate"}, {"decay_rate": POSITIVE}),
+    "exponential": Schedule(_exponential, {"decay_rate": "decay_rate"},
+                            {"decay_rate": POSITIVE}),
     "cosine": Schedule(
         lambda cfg, total: _fixed(optax.cosine_decay_schedule(1.0, total, alpha=cfg.alpha)), {}),
     "warmup_cosine": Schedule(_warmup_cosine, {}),

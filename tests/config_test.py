@@ -9,6 +9,7 @@ import json
 import math
 
 import flax.linen as nn
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl import flags
@@ -57,7 +58,8 @@ WRONG_TYPES = [
     (lambda: lr_jax.Grid(seeds=(0, 1.5)), "Grid.seeds[1] must be an integer, got float 1.5"),
     (lambda: lr_jax.Grid(hparams=("momentum", (0.9,))),
      "Grid.hparams[0] must be a pair (a string, a sequence of numbers), got str 'momentum'"),
-    (lambda: ModelConfig(hidden=64), "ModelConfig.hidden must be a sequence of integers, got int 64"),
+    (lambda: ModelConfig(hidden=64),
+     "ModelConfig.hidden must be a sequence of integers, got int 64"),
     (lambda: ModelConfig(hidden="64"),
      "ModelConfig.hidden must be a sequence of integers, got str '64'"),
     (lambda: ModelConfig(dropout="0.1"), "ModelConfig.dropout must be a number, got str '0.1'"),
@@ -66,7 +68,8 @@ WRONG_TYPES = [
     (lambda: DataConfig(train_size=100.0),
      "DataConfig.train_size must be an integer or None, got float 100.0"),
     (lambda: DataConfig(dataset=3), "DataConfig.dataset must be a string, got int 3"),
-    (lambda: OptimConfig(staircase=1), "OptimConfig.staircase must be a bool (True or False), got int 1"),
+    (lambda: OptimConfig(staircase=1),
+     "OptimConfig.staircase must be a bool (True or False), got int 1"),
     (lambda: OptimConfig(schedule="piecewise", boundaries=100, scales=(0.1,)),
      "OptimConfig.boundaries must be a sequence of integers, got int 100"),
     (lambda: TrainConfig(epochs="10"), "TrainConfig.epochs must be an integer, got str '10'"),
@@ -78,7 +81,8 @@ WRONG_TYPES = [
      "RunOptions.resume must be a bool (True or False), got str 'no'"),
     (lambda: lr_jax.RunOptions(max_variants_per_chunk=2.5),
      "RunOptions.max_variants_per_chunk must be an integer or None, got float 2.5"),
-    (lambda: Experiment().replace(data__trainsize=100), "unknown field 'data__trainsize'; data fields"),
+    (lambda: Experiment().replace(data__trainsize=100),
+     "unknown field 'data__trainsize'; data fields"),
 ]
 
 
@@ -106,7 +110,8 @@ WRONG_ARGUMENTS = [
 
 
 @pytest.mark.parametrize("call,message", WRONG_ARGUMENTS, ids=[m for _, m in WRONG_ARGUMENTS])
-def test_a_wrong_argument_to_the_sweep_is_refused_before_any_data_loads(nothing_loads, call, message):
+def test_a_wrong_argument_to_the_sweep_is_refused_before_any_data_loads(nothing_loads, call,
+                                                                        message):
   _refused(call, message)
 
 
@@ -123,12 +128,15 @@ def test_numpy_inputs_plan_the_same_points_as_python_inputs():
                       standardize=np.bool_(True)),
       model=ModelConfig(hidden=np.array([16, 8]), dropout=np.float32(0.25)),
       optim=OptimConfig(name="momentum", schedule="exponential", decay_rate=np.float32(0.5)),
-      train=TrainConfig(epochs=np.int32(3), batch_size=np.int64(16)))
+      train=TrainConfig(epochs=np.array(3), batch_size=np.int64(16)))
   python_grid = lr_jax.Grid(learning_rates=(1e-3, 1e-2, 0.1), seeds=(0, 1, 2),
                             hparams=(("momentum", (0.5, 0.9)),))
   numpy_grid = lr_jax.Grid(learning_rates=np.array([1e-3, 1e-2, 0.1], np.float32),
                            seeds=np.arange(3), hparams={"momentum": np.array([0.5, 0.9])})
-  assert numpy == python and hash(numpy) == hash(python) and numpy_grid == python_grid
+  jax_grid = lr_jax.Grid(learning_rates=jnp.array([1e-3, 1e-2, 0.1]), seeds=jnp.arange(3),
+                         hparams=(("momentum", (jnp.float32(0.5), 0.9)),))
+  assert numpy == python and hash(numpy) == hash(python)
+  assert numpy_grid == python_grid and jax_grid == python_grid
   # Stored as Python numbers: json refuses numpy's integers and float32.
   json.dumps([dataclasses.asdict(numpy), dataclasses.asdict(numpy_grid)])
   [a], [b] = lr_jax.plan_sweep(python, python_grid), lr_jax.plan_sweep(numpy, numpy_grid)
