@@ -37,7 +37,7 @@ def check_fields(config) -> None:
 
   The one type check of every config (called first in each `__post_init__`): numpy and JAX
   numbers become Python `int`/`float`/`bool` and sequences (1-D arrays too) tuples, so a
-  config stays hashable and JSON-able; a `os.PathLike` becomes a `str`. A string is never a
+  config stays hashable and JSON-able; an `os.PathLike` becomes a `str`. A string is never a
   sequence, a number never a bool, a float never an integer.
 
   Args:
@@ -145,7 +145,7 @@ def _describe(kind, plural: bool = False) -> str:
 
 
 def _type_error(where: str, kind, value) -> ConfigError:
-  shown = repr(value)
+  shown = " ".join(repr(value).split())  # One line, also for a 2-D array.
   shown = shown if len(shown) <= 60 else shown[:57] + "..."
   return ConfigError(f"{where} must be {_describe(kind)}, got {type(value).__name__} {shown}")
 

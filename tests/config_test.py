@@ -56,6 +56,8 @@ WRONG_TYPES = [
      "Grid.learning_rates must be a sequence of numbers, got str '0.1'"),
     (lambda: lr_jax.Grid(seeds=3), "Grid.seeds must be a sequence of integers, got int 3"),
     (lambda: lr_jax.Grid(seeds=(0, 1.5)), "Grid.seeds[1] must be an integer, got float 1.5"),
+    (lambda: lr_jax.Grid(seeds=np.zeros((2, 2), int)),
+     "Grid.seeds must be a sequence of integers, got ndarray array([[0, 0], [0, 0]])"),
     (lambda: lr_jax.Grid(hparams=("momentum", (0.9,))),
      "Grid.hparams[0] must be a pair (a string, a sequence of numbers), got str 'momentum'"),
     (lambda: ModelConfig(hidden=64),
