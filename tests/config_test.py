@@ -157,9 +157,10 @@ def test_numpy_inputs_plan_the_same_points_as_python_inputs():
 
 DUPLICATES = [
     (lambda: lr_jax.Grid(learning_rates=(1e-3, 1e-2, 1e-3)),
-     "learning rates must be distinct"),
-    (lambda: lr_jax.Grid(learning_rates=(1e-3, 1e-2, 1e-3)), "got 0.001 twice"),
-    (lambda: lr_jax.Grid(learning_rates=(np.float32(1e-3), 1e-3)), "got 0.001 twice"),
+     "learning rates must be distinct (a repeated one would be trained twice and counted as "
+     "more runs), got 0.001 twice in (0.001, 0.01, 0.001)"),
+    (lambda: lr_jax.Grid(learning_rates=(np.float32(1e-3), 1e-3)),
+     "got 0.001 twice in (0.001, 0.001)"),
     (lambda: lr_jax.Grid(hparams=(("weight_decay", (0.0, 1e-4, 0.0)),)),
      "weight_decay values must be distinct"),
     (lambda: lr_jax.Grid(hparams=(("momentum", (0.9,)), ("momentum", (0.5,)))),
