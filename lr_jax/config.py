@@ -8,8 +8,16 @@ weight decay, momentum -- are not here: they are dynamic hyperparameters (see `s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
+import os
+import types
+import typing
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import numpy as np
 
 from lr_jax.errors import ConfigError
 
@@ -24,10 +32,161 @@ def check_choice(what: str, value: object, choices: Iterable[str]) -> None:
     raise ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(choices)}")
 
 
+def check_fields(config) -> None:
+  """Checks every field of a config dataclass against its annotation, normalizing it in place.
+
+  The one type check of every config (called first in each `__post_init__`): numpy and JAX
+  numbers become Python `int`/`float`/`bool` and sequences (1-D arrays too) tuples, so a
+  config stays hashable and JSON-able; an `os.PathLike` becomes a `str`. A string is never a
+  sequence, a number never a bool, a float never an integer.
+
+  Args:
+    config: a dataclass instance (frozen or not) whose annotations are `bool`, `int`, `float`,
+      `str`, a class, `X | None`, `tuple[X, ...]` or a fixed `tuple[X, Y]`, nested.
+
+  Raises:
+    ConfigError: one line naming `Class.field` (and the index inside a sequence), the
+      expected type and the value given.
+  """
+  cls = type(config)
+  for name, kind in _field_types(cls).items():
+    value = check_type(getattr(config, name), kind, f"{cls.__name__}.{name}")
+    object.__setattr__(config, name, value)
+
+
+@functools.cache
+def _field_types(cls) -> dict[str, object]:
+  hints = typing.get_type_hints(cls)
+  return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def check_type(value, kind, where: str):
+  """Checks one value against a type, as `check_fields` checks a field.
+
+  Args:
+    value: the value given.
+    kind: the type it must have (see `check_fields`), e.g. `float | None`.
+    where: its name in the error message, e.g. "target".
+
+  Returns:
+    `value` normalized: Python numbers, tuples for sequences, `str` for a path.
+  """
+  if hasattr(value, "__array__") and not isinstance(value, (np.ndarray, np.generic)):
+    value = np.asarray(value)  # A JAX array reads as numpy's.
+  if isinstance(value, np.ndarray) and value.ndim == 0:
+    value = value[()]  # A 0-d array is its number.
+  origin, args = typing.get_origin(kind), typing.get_args(kind)
+  if origin in (typing.Union, types.UnionType):
+    if value is None and type(None) in args:
+      return None
+    element_error = None
+    for option in args:
+      if option is type(None):
+        continue
+      try:
+        return check_type(value, option, where)
+      except ConfigError as e:
+        if typing.get_origin(option) is tuple and _is_sequence(value):
+          element_error = e  # It names the bad element: says more than the union would.
+    raise element_error or _type_error(where, kind, value)
+  if origin is tuple:
+    if not _is_sequence(value):
+      raise _type_error(where, kind, value)
+    items = list(value)
+    if len(args) == 2 and args[1] is Ellipsis:
+      return tuple(check_type(x, args[0], f"{where}[{i}]") for i, x in enumerate(items))
+    if len(items) != len(args):
+      raise _type_error(where, kind, value)
+    return tuple(check_type(x, a, f"{where}[{i}]") for i, (x, a) in enumerate(zip(items, args)))
+  is_bool = isinstance(value, (bool, np.bool_))
+  if kind is bool and is_bool:
+    return bool(value)
+  if kind is int and isinstance(value, numbers.Integral) and not is_bool:
+    return int(value)
+  if kind is float and isinstance(value, numbers.Real) and not is_bool:
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+      # np.float32(0.1) is 0.10000000149 as a double; its shortest repr is what was meant.
+      return float(str(value))
+    return float(value)
+  if kind is str and isinstance(value, (str, os.PathLike)):
+    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+  if origin is None and isinstance(kind, type) and kind not in (bool, int, float, str):
+    if isinstance(value, kind):
+      return value
+  raise _type_error(where, kind, value)
+
+
+def _is_sequence(value) -> bool:
+  if isinstance(value, np.ndarray):
+    return value.ndim == 1
+  return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+_SINGULAR = {bool: "a bool (True or False)", int: "an integer", float: "a number", str: "a string"}
+_PLURAL = {bool: "bools", int: "integers", float: "numbers", str: "strings"}
+
+
+def _describe(kind, plural: bool = False) -> str:
+  """`int | None` -> "an integer or None"; `tuple[float, ...]` -> "a sequence of numbers"."""
+  origin, args = typing.get_origin(kind), typing.get_args(kind)
+  if origin in (typing.Union, types.UnionType):
+    words = [_describe(a, plural) for a in args if a is not type(None)]
+    return " or ".join(words + ["None"] * (type(None) in args))
+  if origin is tuple:
+    if len(args) == 2 and args[1] is Ellipsis:
+      return ("sequences" if plural else "a sequence") + f" of {_describe(args[0], True)}"
+    name = {2: "pair"}.get(len(args), f"{len(args)}-tuple")
+    inner = ", ".join(_describe(a) for a in args)
+    return f"{name}s ({inner})" if plural else f"a {name} ({inner})"
+  if plural:
+    return _PLURAL.get(kind) or f"{getattr(kind, '__name__', kind)}s"
+  name = getattr(kind, "__name__", str(kind))
+  return _SINGULAR.get(kind) or ("an " if name[0] in "AEIOUaeiou" else "a ") + name
+
+
+def _type_error(where: str, kind, value) -> ConfigError:
+  shown = " ".join(repr(value).split())  # One line, also for a 2-D array.
+  shown = shown if len(shown) <= 60 else shown[:57] + "..."
+  return ConfigError(f"{where} must be {_describe(kind)}, got {type(value).__name__} {shown}")
+
+
+class Interval(NamedTuple):
+  """The valid values of a number: `low` to `high`, each end included or not.
+
+  Attributes:
+    low: the lower end.
+    high: the upper end (`math.inf` for none).
+    ends: "[]", "[)", "(]" or "()": which ends are included, as written in mathematics.
+  """
+
+  low: float
+  high: float
+  ends: str = "[]"
+
+  def __contains__(self, x: float) -> bool:
+    above = x >= self.low if self.ends[0] == "[" else x > self.low
+    below = x <= self.high if self.ends[1] == "]" else x < self.high
+    return math.isfinite(x) and above and below
+
+  def __str__(self) -> str:
+    return f"{self.ends[0]}{self.low:g}, {self.high:g}{self.ends[1]}"
+
+
+def check_distinct(what: str, values: Sequence, why: str = "") -> None:
+  """Raises `ConfigError` naming the first value that repeats in `values`."""
+  seen = set()
+  for x in values:
+    if x in seen:
+      count = list(values).count(x)
+      times = "twice" if count == 2 else f"{count} times"
+      raise ConfigError(f"{what} must be distinct{why}, got {x!r} {times} in {tuple(values)}")
+    seen.add(x)
+
+
 def check_positive(what: str, value: float, *, integer: bool = False, allow_zero: bool = False) -> None:
   """Raises `ConfigError` unless `value` is a finite positive (or zero) number."""
-  ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-  if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+  ok_type = isinstance(value, numbers.Integral if integer else numbers.Real)
+  if isinstance(value, (bool, np.bool_)) or not ok_type or not math.isfinite(value):
     kind = "an integer" if integer else "a finite number"
     raise ConfigError(f"{what} must be {kind}, got {value!r}")
   if value < 0 or (value == 0 and not allow_zero):
@@ -63,18 +222,18 @@ class DataConfig:
   folds: int | None = None
   standardize: bool = True
   data_seed: int = 0
-  label_column: str | None = None
+  label_column: str | int | None = None
   task: str | None = None
   noise: float = 0.1
   num_samples: int = 1000
 
   def __post_init__(self):
-    if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
+    check_fields(self)
+    if not 0 < self.val_fraction < 1:
       raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
     if self.train_size is not None:
       check_positive("train_size", self.train_size, integer=True)
-    if self.folds is not None and (
-        not isinstance(self.folds, int) or isinstance(self.folds, bool) or self.folds < 2):
+    if self.folds is not None and self.folds < 2:
       raise ConfigError(
           f"folds must be an integer >= 2 (or unset for a holdout split), got {self.folds!r}")
     if self.task is not None:
@@ -100,15 +259,15 @@ class ModelConfig:
   dropout: float = 0.0
 
   def __post_init__(self):
+    check_fields(self)
     from lr_jax.models import MODELS  # Late: models imports flax, config stays light.
     check_choice("model", self.name, MODELS)
-    object.__setattr__(self, "hidden", tuple(self.hidden))
     for width in self.hidden:
       check_positive("hidden width", width, integer=True)
     if self.name == "cnn" and not self.hidden:
       raise ConfigError("model 'cnn' needs at least one conv width in hidden, got ()")
     check_choice("activation", self.activation, ACTIVATIONS)
-    if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+    if not 0 <= self.dropout < 1:
       raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
 
@@ -147,6 +306,7 @@ class OptimConfig:
   clip_norm: float | None = None
 
   def __post_init__(self):
+    check_fields(self)
     from lr_jax.optim import OPTIMIZERS, SCHEDULES
     check_choice("optimizer", self.name, OPTIMIZERS)
     check_choice("schedule", self.schedule, SCHEDULES)
@@ -154,12 +314,10 @@ class OptimConfig:
     check_positive("decay_rate", self.decay_rate)
     for name in ("warmup_fraction", "pct_start"):
       value = getattr(self, name)
-      if not isinstance(value, (int, float)) or not 0 < value < 1:
+      if not 0 < value < 1:
         raise ConfigError(f"{name} must be in (0, 1), got {value!r}")
-    if not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+    if not 0 <= self.alpha <= 1:
       raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
-    object.__setattr__(self, "boundaries", tuple(self.boundaries))
-    object.__setattr__(self, "scales", tuple(self.scales))
     if self.schedule == "piecewise":
       if not self.boundaries or len(self.boundaries) != len(self.scales):
         raise ConfigError(
@@ -203,6 +361,7 @@ class TrainConfig:
   chunk_epochs: int = 10
 
   def __post_init__(self):
+    check_fields(self)
     check_positive("epochs", self.epochs, integer=True)
     check_positive("batch_size", self.batch_size, integer=True, allow_zero=True)
     check_positive("patience", self.patience, integer=True, allow_zero=True)
@@ -223,6 +382,9 @@ class Experiment:
   optim: OptimConfig = OptimConfig()
   train: TrainConfig = TrainConfig()
 
+  def __post_init__(self):
+    check_fields(self)
+
   def replace(self, **changes) -> "Experiment":
     """Returns a copy with fields of the sub-configs changed, e.g. `replace(optim__name='sgd')`."""
     parts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -231,6 +393,9 @@ class Experiment:
       part, _, field = key.partition("__")
       if part not in parts or not field:
         raise ConfigError(f"unknown field {key!r}; use <part>__<field>, parts: {', '.join(parts)}")
+      names = [f.name for f in dataclasses.fields(parts[part])]
+      if field not in names:
+        raise ConfigError(f"unknown field {key!r}; {part} fields: {', '.join(names)}")
       grouped.setdefault(part, {})[field] = value
     for part, fields in grouped.items():
       parts[part] = dataclasses.replace(parts[part], **fields)
@@ -239,12 +404,13 @@ class Experiment:
 
 def log_spaced(lr_min: float, lr_max: float, num: int) -> tuple[float, ...]:
   """`num` learning rates log-spaced from `lr_min` to `lr_max` inclusive."""
-  check_learning_rates((lr_min, lr_max))
+  lr_min, lr_max = check_learning_rates((lr_min, lr_max))
   if lr_min >= lr_max:
     raise ConfigError(f"lr_min must be < lr_max, got lr_min={lr_min!r} lr_max={lr_max!r}")
   check_positive("num_lrs", num, integer=True)
+  num = int(num)
   if num == 1:
-    return (float(lr_min),)
+    return (lr_min,)
   ratio = math.log(lr_max / lr_min) / (num - 1)
   return tuple(float(lr_min * math.exp(ratio * i)) for i in range(num))
 
@@ -255,6 +421,7 @@ def check_learning_rates(lrs: Sequence[float]) -> tuple[float, ...]:
   if not lrs:
     raise ConfigError("the learning-rate grid is empty; give at least one learning rate")
   for lr in lrs:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+    if (isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real)
+        or not math.isfinite(lr) or lr <= 0):
       raise ConfigError(f"learning rate must be a finite number > 0, got {lr!r}")
-  return tuple(float(lr) for lr in lrs)
+  return tuple(check_type(lr, float, "learning rate") for lr in lrs)

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,10 +25,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lr_jax import checkpoint
 from lr_jax import data as data_lib
-from lr_jax.config import DataConfig, Experiment, OptimConfig, check_learning_rates, check_positive
+from lr_jax.config import (DataConfig, Experiment, Interval, OptimConfig, check_distinct,
+                           check_fields, check_learning_rates, check_positive, check_type)
 from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, build_model, check_widths, flattened
-from lr_jax.optim import SCHEDULES, dynamic_hparams
+from lr_jax.optim import SCHEDULES, hparam_specs
 from lr_jax.results import SweepResult
 from lr_jax.train import DataArrays, final_params, initial_params, make_trainer
 
@@ -38,11 +39,16 @@ class Grid:
   """The dynamic axes of a sweep; their product is the variant axis of every compile group.
 
   Attributes:
-    learning_rates: peak learning rates.
-    seeds: training seeds (init and minibatch order; the data split has its own `data_seed`).
-    hparams: other per-variant numbers of the optimizer, e.g. `(("weight_decay", (0, 1e-4)),)`;
-      a name the optimizer does not have is refused, one it has but not listed takes its
-      default (`lr_jax.optim.OPTIMIZERS`).
+    learning_rates: peak learning rates, distinct.
+    seeds: training seeds, distinct (init and minibatch order; the data split has its own
+      `data_seed`).
+    hparams: other per-variant numbers of the optimizer, e.g. `(("weight_decay", (0, 1e-4)),)`
+      (a `{name: values}` dict is read as its items); values distinct. A name the optimizer
+      does not have, or a value outside its range, is refused when planned; one it has but not
+      listed takes its default (`lr_jax.optim.OPTIMIZERS`).
+
+  Numbers may be numpy or JAX numbers and sequences 1-D arrays; they are stored as Python
+  tuples of Python numbers.
   """
 
   learning_rates: tuple[float, ...] = (1e-3,)
@@ -50,22 +56,26 @@ class Grid:
   hparams: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
   def __post_init__(self):
+    if isinstance(self.hparams, Mapping):
+      object.__setattr__(self, "hparams", tuple(self.hparams.items()))
+    check_fields(self)
     object.__setattr__(self, "learning_rates", check_learning_rates(self.learning_rates))
-    seeds = tuple(self.seeds)
-    if not seeds:
+    # A repeated point would narrow the interval: n counts runs, not distinct points.
+    twice = " (a repeated one would be trained twice and counted as more runs)"
+    check_distinct("learning rates", self.learning_rates, twice)
+    if not self.seeds:
       raise ConfigError("the seed list is empty; give at least one seed")
-    for s in seeds:
+    for s in self.seeds:
       check_positive("seed", s, integer=True, allow_zero=True)
-    if len(set(seeds)) != len(seeds):
-      raise ConfigError(f"seeds must be distinct, got {seeds}")
-    object.__setattr__(self, "seeds", seeds)
-    hparams = tuple((str(k), tuple(float(x) for x in v)) for k, v in dict(self.hparams).items())
-    for name, values in hparams:
+    check_distinct("seeds", self.seeds, twice)
+    check_distinct("hyperparameter names", [name for name, _ in self.hparams])
+    for name, values in self.hparams:
       if not values:
         raise ConfigError(f"hyperparameter {name!r} has an empty list of values")
-      for x in values:
-        check_positive(name, x, allow_zero=True)
-    object.__setattr__(self, "hparams", hparams)
+      for x in values:  # The optimizer's range is checked when planned (`_points`).
+        if not math.isfinite(x):
+          raise ConfigError(f"hyperparameter {name!r} must be finite, got {x!r}")
+      check_distinct(f"{name} values", values, twice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,20 +92,69 @@ class Group:
 
 
 def _points(experiment: Experiment, grid: Grid) -> dict[str, np.ndarray]:
-  defaults = dynamic_hparams(experiment.optim)
+  """The grid points of an experiment: name -> [H] values, every value in its declared range."""
+  specs = hparam_specs(experiment.optim)
   extra = dict(grid.hparams)
-  unknown = sorted(set(extra) - set(defaults))
+  unknown = sorted(set(extra) - set(specs))
   if unknown:
-    valid = ", ".join(k for k in defaults if k != "learning_rate") or "none"
+    valid = ", ".join(k for k in specs if k != "learning_rate") or "none"
     raise ConfigError(
         f"optimizer {experiment.optim.name!r} with schedule {experiment.optim.schedule!r} has "
         f"no hyperparameter {unknown[0]!r}; "
         f"valid choices: {valid}")
   axes = {"learning_rate": grid.learning_rates}
-  axes.update({k: extra.get(k, (v,)) for k, v in defaults.items() if k != "learning_rate"})
+  axes.update({k: extra.get(k, (spec.default,))
+               for k, spec in specs.items() if k != "learning_rate"})
+  for name, values in axes.items():
+    for x in values:
+      if x not in specs[name].valid:
+        raise ConfigError(f"{name} {x!r} is outside its valid range {specs[name].valid}")
   combos = list(itertools.product(*axes.values()))
   # float64 on the host, so results report the values as given; float32 on the device.
   return {k: np.array([c[i] for c in combos], np.float64) for i, k in enumerate(axes)}
+
+
+def _check_arguments(experiments, grid, model) -> list[Experiment]:
+  """The distinct experiments to plan, once the arguments' types are checked."""
+  experiments = check_type(experiments, Experiment | tuple[Experiment, ...], "experiments")
+  if isinstance(experiments, Experiment):
+    experiments = (experiments,)
+  if not experiments:
+    raise ConfigError("no experiments to run; give at least one configuration")
+  check_type(grid, Grid, "grid")
+  if model is not None and not isinstance(model, Model):
+    raise ConfigError(
+        "model must be a Model (lr_jax.from_linen(module, num_features) or "
+        f"lr_jax.from_nnx(factory)) or None, got {type(model).__name__}")
+  return list(dict.fromkeys(experiments))
+
+
+# What a target is compared with, per task, and the values that metric can take.
+_TARGET_METRICS = {"classification": ("validation accuracy", Interval(0.0, 1.0, "[]")),
+                   "regression": ("validation loss", Interval(0.0, math.inf, "[)"))}
+
+
+def check_target(target: float | None, groups: Sequence[Group] = ()) -> float | None:
+  """Checks a target metric: None, or a finite number that every group's metric can reach.
+
+  Args:
+    target: validation accuracy (classification) or loss (regression) to reach, or None.
+    groups: planned groups, whose tasks give the metric; none checks only the type.
+
+  Returns:
+    The target as a Python float (numpy numbers accepted), or None.
+  """
+  target = check_type(target, float | None, "target")
+  if target is None:
+    return None
+  if not math.isfinite(target):
+    raise ConfigError(f"target must be finite, got {target!r}")
+  for g in groups:
+    metric, valid = _TARGET_METRICS[g.dataset.task]
+    if target not in valid:
+      raise ConfigError(f"target {target!r} can never be reached: the {metric} of "
+                        f"{g.dataset.name!r} ({g.dataset.task}) lies in {valid}")
+  return target
 
 
 @functools.lru_cache(maxsize=8)
@@ -117,13 +176,12 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
     The groups, in the order given.
 
   Raises:
-    ConfigError: on any bad input, before anything is compiled.
+    ConfigError: on any bad input, before anything is compiled; a wrong type, an unknown or
+      out-of-range hyperparameter before any data is loaded.
   """
-  if isinstance(experiments, Experiment):
-    experiments = [experiments]
-  experiments = list(dict.fromkeys(experiments))
-  if not experiments:
-    raise ConfigError("no experiments to run; give at least one configuration")
+  experiments = _check_arguments(experiments, grid, model)
+  for exp in experiments:  # Unknown or out-of-range hyperparameters: before loading any data.
+    _points(exp, grid)
   groups = []
   for exp in experiments:
     dataset = _load(dataclasses.replace(exp.data, train_size=None, folds=None))
@@ -265,9 +323,11 @@ class RunOptions:
   progress_bar: bool | None = None
 
   def __post_init__(self):
+    check_fields(self)
     if self.max_variants_per_chunk is not None:
       check_positive("max_variants_per_chunk", self.max_variants_per_chunk, integer=True)
     check_positive("checkpoint_every", self.checkpoint_every, integer=True, allow_zero=True)
+    check_positive("log_every_s", self.log_every_s, allow_zero=True)
     if self.resume and not self.checkpoint_dir:
       raise ConfigError("resume needs a checkpoint folder; give --checkpoint_dir (or --out)")
 
@@ -561,13 +621,19 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
 
   Returns:
     A `SweepResult`: one row per variant, histories, aggregates and the best learning rate.
+
+  Raises:
+    ConfigError: on any bad input, before anything is compiled (see `plan_sweep`).
   """
+  target = check_target(target)  # Types before any data is loaded; the range once planned.
+  check_type(options, RunOptions, "options")
   return run_planned(plan_sweep(experiments, grid, model), grid, target=target, options=options)
 
 
 def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = None,
                 options: RunOptions = RunOptions()) -> SweepResult:
   """Runs groups from `plan_sweep` (so a script can check all input before compiling)."""
+  target = check_target(target, groups)  # Its range needs the tasks, known once planned.
   tag = sweep_fingerprint(groups, grid) if options.checkpoint_dir else ""
   outputs = []
   for i, group in enumerate(groups):

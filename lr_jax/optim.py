@@ -8,6 +8,7 @@ peak) scaled by the variant's learning rate.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -15,31 +16,53 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lr_jax.config import Interval
+
+# The valid values of the dynamic hyperparameters: the planner refuses a grid value outside.
+POSITIVE = Interval(0.0, math.inf, "()")
+NON_NEGATIVE = Interval(0.0, math.inf, "[)")
+MOMENTUM = Interval(0.0, 1.0, "[)")  # 1 never forgets a gradient: the updates grow without bound.
+
+
+class HParam(NamedTuple):
+  """A dynamic hyperparameter: its default and the values it may take.
+
+  Attributes:
+    default: the value a sweep uses where its grid does not list this hyperparameter.
+    valid: the values a grid may give it.
+  """
+
+  default: float
+  valid: Interval
+
+
+LEARNING_RATE = HParam(1e-3, POSITIVE)  # A grid lists its learning rates; 1e-3 is Grid's default.
+
 
 class Optimizer(NamedTuple):
   """An optax optimizer family and its dynamic hyperparameters.
 
   Attributes:
     factory: the optax alias; called with `learning_rate` plus `hparams`.
-    hparams: names of the per-variant numbers besides the learning rate, with defaults.
+    hparams: the per-variant numbers besides the learning rate: name -> default and range.
     fixed: keyword arguments that select the family's variant (e.g. `nesterov=True`).
   """
 
   factory: Callable[..., optax.GradientTransformation]
-  hparams: Mapping[str, float]
+  hparams: Mapping[str, HParam]
   fixed: Mapping[str, object]
 
 
 OPTIMIZERS: dict[str, Optimizer] = {
     "sgd": Optimizer(optax.sgd, {}, {}),
-    "momentum": Optimizer(optax.sgd, {"momentum": 0.9}, {}),
-    "nesterov": Optimizer(optax.sgd, {"momentum": 0.9}, {"nesterov": True}),
+    "momentum": Optimizer(optax.sgd, {"momentum": HParam(0.9, MOMENTUM)}, {}),
+    "nesterov": Optimizer(optax.sgd, {"momentum": HParam(0.9, MOMENTUM)}, {"nesterov": True}),
     "adam": Optimizer(optax.adam, {}, {}),
-    "adamw": Optimizer(optax.adamw, {"weight_decay": 1e-4}, {}),
+    "adamw": Optimizer(optax.adamw, {"weight_decay": HParam(1e-4, NON_NEGATIVE)}, {}),
     "rmsprop": Optimizer(optax.rmsprop, {}, {}),
     "adagrad": Optimizer(optax.adagrad, {}, {}),
-    "lion": Optimizer(optax.lion, {"weight_decay": 1e-3}, {}),
-    "lamb": Optimizer(optax.lamb, {"weight_decay": 0.0}, {}),
+    "lion": Optimizer(optax.lion, {"weight_decay": HParam(1e-3, NON_NEGATIVE)}, {}),
+    "lamb": Optimizer(optax.lamb, {"weight_decay": HParam(0.0, NON_NEGATIVE)}, {}),
 }
 
 
@@ -49,10 +72,12 @@ class Schedule(NamedTuple):
   Attributes:
     factory: `(OptimConfig, total_steps) -> shape(step, hparams)`, 1.0 at the peak.
     hparams: names of its per-variant numbers -> the `OptimConfig` field giving the default.
+    valid: names of its per-variant numbers -> the values they may take.
   """
 
   factory: Callable[..., Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]]
   hparams: Mapping[str, str]
+  valid: Mapping[str, Interval] = {}
 
 
 def _fixed(schedule: optax.Schedule):
@@ -82,7 +107,8 @@ def _warmup_cosine(cfg, total_steps: int):
 # name -> Schedule; every shape is 1.0 at its peak and is scaled by the variant's learning rate.
 SCHEDULES: dict[str, Schedule] = {
     "constant": Schedule(lambda cfg, total: _fixed(optax.constant_schedule(1.0)), {}),
-    "exponential": Schedule(_exponential, {"decay_rate": "decay_rate"}),
+    "exponential": Schedule(_exponential, {"decay_rate": "decay_rate"},
+                            {"decay_rate": POSITIVE}),
     "cosine": Schedule(
         lambda cfg, total: _fixed(optax.cosine_decay_schedule(1.0, total, alpha=cfg.alpha)), {}),
     "warmup_cosine": Schedule(_warmup_cosine, {}),
@@ -95,15 +121,21 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
-def dynamic_hparams(cfg) -> dict[str, float]:
-  """The per-variant numbers of an `OptimConfig` with their defaults, learning rate first.
+def hparam_specs(cfg) -> dict[str, HParam]:
+  """The per-variant numbers of an `OptimConfig`, their defaults and ranges, learning rate first.
 
   The optimizer family's (weight decay, momentum) and the schedule's (exponential decay rate)
   are all dynamic: sweeping them costs no recompilation.
   """
   schedule = SCHEDULES[cfg.schedule]
-  return {"learning_rate": 1e-3, **OPTIMIZERS[cfg.name].hparams,
-          **{k: float(getattr(cfg, field)) for k, field in schedule.hparams.items()}}
+  return {"learning_rate": LEARNING_RATE, **OPTIMIZERS[cfg.name].hparams,
+          **{k: HParam(float(getattr(cfg, field)), schedule.valid[k])
+             for k, field in schedule.hparams.items()}}
+
+
+def dynamic_hparams(cfg) -> dict[str, float]:
+  """The per-variant numbers of an `OptimConfig` with their defaults, learning rate first."""
+  return {k: spec.default for k, spec in hparam_specs(cfg).items()}
 
 
 def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]], optax.GradientTransformation]:

@@ -60,8 +60,8 @@ def test_chunking_under_a_memory_budget_does_not_change_results():
 
 
 def test_default_budget_is_the_smaller_of_memory_and_cache(monkeypatch):
-  group = engine.plan_sweep(lr_jax.Experiment(), lr_jax.Grid(learning_rates=(1e-3,) * 16,
-                                                             seeds=(0, 1, 2)))[0]
+  grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 1e-2, 16), seeds=(0, 1, 2))
+  group = engine.plan_sweep(lr_jax.Experiment(), grid)[0]
   trainer = engine._compiled(*engine._compile_key(group))[0]
   budget = functools.partial(engine.default_max_variants, group, trainer)
   monkeypatch.setattr(engine, "_device_memory_bytes", lambda: 2**30)
