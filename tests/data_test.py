@@ -342,7 +342,9 @@ def _counts_csv(tmp_path):
 
 
 def test_inferred_task_is_logged_once_with_its_reason_and_the_override(tmp_path, caplog):
-  caplog.set_level(logging.INFO)
+  # On the absl logger itself: once any test has parsed absl flags, --verbosity holds it at
+  # WARNING, whatever the root logger says.
+  caplog.set_level(logging.INFO, logger="absl")
   path = _counts_csv(tmp_path)
   ds = data.load_dataset(DataConfig(dataset=path))
   assert ds.task == "classification" and ds.num_classes == 5
