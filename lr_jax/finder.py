@@ -410,7 +410,9 @@ def compare_with_sweep(result: FinderResult, sweep: SweepResult) -> list[dict]:
   def scores(lr):
     sel = in_group & np.isclose(rows["learning_rate"], lr, rtol=1e-6)
     order = np.lexsort((rows["fold"][sel], rows["seed"][sel]))
-    return rows[metric][sel][order], int(rows["diverged"][sel].sum())
+    # A diverged run has no score: its pre-divergence best would flatter its learning rate.
+    score = np.where(rows["diverged"][sel], np.nan, rows[metric][sel])
+    return score[order], int(rows["diverged"][sel].sum())
 
   out = []
   best_lr = float(best.get("learning_rate", math.nan))
@@ -567,7 +569,7 @@ def finder_markdown(result: FinderResult, *, figure: str = "finder.png",
     for a in (a for a in sweep.aggregates if a["group"] == 0):
       note = (["best"] if a is best else []) + marks.get(a["learning_rate"], [])
       lines.append(f"| {a['learning_rate']:.3g} | {_ci(a['mean'], a['ci95'])} | "
-                   f"{a['diverged']}/{a['n']} | {', '.join(note)} |")
+                   f"{a['diverged']}/{a['n_total']} | {', '.join(note)} |")
     lines.append("")
   return "\n".join(lines)
 
