@@ -542,9 +542,10 @@ def finder_markdown(result: FinderResult, *, figure: str = "finder.png",
         f"{len(grid['learning_rates'])} learning rates from {min(grid['learning_rates']):.3g} to "
         f"{max(grid['learning_rates']):.3g}, seeds {', '.join(map(str, grid['seeds']))}, up to "
         f"{sexp['train']['epochs']} epochs ({sexp['optim']['schedule']} schedule, patience "
-        f"{sexp['train']['patience']}). Best learning rate "
-        f"{_lr(best.get('learning_rate', math.nan))}: "
-        f"{metric} {_ci(best.get('mean', math.nan), best.get('ci95', math.nan))} (mean ± 95% CI).",
+        f"{sexp['train']['patience']}). " + (
+            f"Best learning rate: {best['reason']}." if "reason" in best else
+            f"Best learning rate {_lr(best.get('learning_rate', math.nan))}: {metric} "
+            f"{_ci(best.get('mean', math.nan), best.get('ci95', math.nan))} (mean ± 95% CI)."),
         "",
         f"| rule | suggestion | suggestion / best LR | nearest grid LR | {metric} there | "
         f"{metric} at best LR | gap to best, paired |",
