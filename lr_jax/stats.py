@@ -143,7 +143,9 @@ def p_best(scores_SxP: np.ndarray, higher_is_better: bool, *, num_resamples: int
   A resample draws S streams with replacement and keeps each drawn stream's runs together
   across points, so the pairing (same weights, minibatches and fold) survives resampling and
   a point that beats another stream by stream wins every resample. A tie at the top shares the
-  resample equally, so the shares sum to 1.
+  resample equally, so the shares sum to 1. With few streams the shares are coarse: S = 3
+  streams have only 10 distinct resamples, and a point that wins every stream gets 1.0 however
+  small its lead.
 
   Args:
     scores_SxP: [S streams, P points] finite scores of the eligible points.
