@@ -108,7 +108,7 @@ def measure(experiment, grid, target: float) -> dict:
     reached = a["reached_target"]
     epochs = a["mean_epochs_to_target"] if reached else math.nan
     points.append({
-        "learning_rate": a["learning_rate"], "seeds": a["n"], "reached": reached,
+        "learning_rate": a["learning_rate"], "seeds": a["n_total"], "reached": reached,
         "epochs_to_target": epochs, "steps_to_target": a["mean_steps_to_target"] if reached
         else math.nan, "wall_to_target_s": per_epoch * epochs,
         "best_val_accuracy": a["mean"], "best_val_accuracy_std": a["std"],
@@ -133,6 +133,8 @@ def _reached(p: dict) -> str:
 def _acc(p: dict) -> str:
   if not math.isfinite(p["best_val_accuracy"]):
     return "-"
+  if not math.isfinite(p["best_val_accuracy_std"]):  # One run: no spread to show.
+    return f"{p['best_val_accuracy']:.4f}, n=1"
   return f"{p['best_val_accuracy']:.4f} ± {p['best_val_accuracy_std']:.4f}"
 
 

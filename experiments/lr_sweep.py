@@ -26,11 +26,13 @@ def main(argv):
     experiment = cli.experiment_from_flags(FLAGS)
     grid = cli.grid_from_flags(FLAGS)
     options = cli.options_from_flags(FLAGS, FLAGS.out)
+    from lr_jax import stats
+    select = stats.check_select(FLAGS.select)
     cli.initialize_distributed(FLAGS)  # Before anything touches a JAX backend.
     from lr_jax import engine, results
     groups = engine.plan_sweep(experiment, grid)
     cli.enable_compilation_cache()
-    result = engine.run_planned(groups, grid, target=FLAGS.target, options=options)
+    result = engine.run_planned(groups, grid, target=FLAGS.target, options=options, select=select)
     import jax
     if jax.process_index() != 0:
       return  # Process 0 writes the outputs.

@@ -197,7 +197,7 @@ class Comparison:
 
   Attributes:
     lrs: [P] learning rates, increasing.
-    mean: [P] mean best validation accuracy over seeds.
+    mean: [P] mean best validation accuracy over the seeds that did not diverge.
     ci95: [P] 95% half-widths.
     final_mean: [P] mean validation accuracy at the last epoch trained (what Keras leaves
       without restore_best_weights).
@@ -252,6 +252,7 @@ def compare_to_reference(lr_V: np.ndarray, stream_V: np.ndarray, score_V: np.nda
     The `Comparison`.
   """
   from lr_jax.results import mean_ci
+  score_V = np.where(diverged_V, np.nan, score_V)  # A diverged run's best is no result.
   lrs = sorted({float(x) for x in lr_V})
   stats = []
   for lr in lrs:

@@ -128,6 +128,8 @@ def define_sweep_flags() -> None:
   d.DEFINE_float("divergence_factor", 10.0, "Diverged when loss > this x initial loss.")
   d.DEFINE_integer("chunk_epochs", 10, "Epochs per compiled call (progress, early exit).")
   d.DEFINE_float("target", None, "Validation accuracy (loss for regression) to reach.")
+  d.DEFINE_string("select", "best", "How the learning rate is chosen: best (highest mean) or "
+                  "one_se (largest LR within one standard error of the best).")
 
 
 def experiment_from_flags(f) -> "Experiment":

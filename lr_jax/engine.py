@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lr_jax import checkpoint
 from lr_jax import data as data_lib
+from lr_jax import stats
 from lr_jax.config import (DataConfig, Experiment, Interval, OptimConfig, check_distinct,
                            check_fields, check_learning_rates, check_positive, check_type)
 from lr_jax.errors import ConfigError
@@ -608,7 +609,8 @@ def sweep_fingerprint(groups: Sequence[Group], grid: Grid) -> str:
 
 def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
               model: Model | None = None, target: float | None = None,
-              options: RunOptions = RunOptions()) -> SweepResult:
+              options: RunOptions = RunOptions(),
+              select: str = stats.DEFAULT_SELECT) -> SweepResult:
   """Runs a learning-rate sweep: every experiment x every grid point x seed x fold.
 
   Args:
@@ -618,28 +620,34 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
     target: a validation metric to reach (accuracy for classification, loss for regression),
       for epochs- and steps-to-target.
     options: chunking, checkpointing, resuming and progress (`RunOptions`).
+    select: how each group's learning rate is chosen: "best" (highest mean) or "one_se"
+      (`lr_jax.stats.select_index`).
 
   Returns:
-    A `SweepResult`: one row per variant, histories, aggregates and the best learning rate.
+    A `SweepResult`: one row per variant, histories, aggregates and the selected learning rate.
 
   Raises:
     ConfigError: on any bad input, before anything is compiled (see `plan_sweep`).
   """
   target = check_target(target)  # Types before any data is loaded; the range once planned.
   check_type(options, RunOptions, "options")
-  return run_planned(plan_sweep(experiments, grid, model), grid, target=target, options=options)
+  stats.check_select(select)
+  return run_planned(plan_sweep(experiments, grid, model), grid, target=target, options=options,
+                     select=select)
 
 
 def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = None,
-                options: RunOptions = RunOptions()) -> SweepResult:
+                options: RunOptions = RunOptions(),
+                select: str = stats.DEFAULT_SELECT) -> SweepResult:
   """Runs groups from `plan_sweep` (so a script can check all input before compiling)."""
   target = check_target(target, groups)  # Its range needs the tasks, known once planned.
+  stats.check_select(select)
   tag = sweep_fingerprint(groups, grid) if options.checkpoint_dir else ""
   outputs = []
   for i, group in enumerate(groups):
     logging.info("compile group %d/%d: %s, %d streams x %d points", i + 1, len(groups),
                  group.experiment.optim.name, len(group.seeds), len(group.points["learning_rate"]))
     outputs.append(run_group(group, index=i, options=options, tag=tag))
-  return SweepResult.from_groups(groups, outputs, grid=grid, target=target)
+  return SweepResult.from_groups(groups, outputs, grid=grid, target=target, select=select)
 
 

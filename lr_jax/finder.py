@@ -410,7 +410,9 @@ def compare_with_sweep(result: FinderResult, sweep: SweepResult) -> list[dict]:
   def scores(lr):
     sel = in_group & np.isclose(rows["learning_rate"], lr, rtol=1e-6)
     order = np.lexsort((rows["fold"][sel], rows["seed"][sel]))
-    return rows[metric][sel][order], int(rows["diverged"][sel].sum())
+    # A diverged run has no score: its pre-divergence best would flatter its learning rate.
+    score = np.where(rows["diverged"][sel], np.nan, rows[metric][sel])
+    return score[order], int(rows["diverged"][sel].sum())
 
   out = []
   best_lr = float(best.get("learning_rate", math.nan))
@@ -540,9 +542,10 @@ def finder_markdown(result: FinderResult, *, figure: str = "finder.png",
         f"{len(grid['learning_rates'])} learning rates from {min(grid['learning_rates']):.3g} to "
         f"{max(grid['learning_rates']):.3g}, seeds {', '.join(map(str, grid['seeds']))}, up to "
         f"{sexp['train']['epochs']} epochs ({sexp['optim']['schedule']} schedule, patience "
-        f"{sexp['train']['patience']}). Best learning rate "
-        f"{_lr(best.get('learning_rate', math.nan))}: "
-        f"{metric} {_ci(best.get('mean', math.nan), best.get('ci95', math.nan))} (mean ± 95% CI).",
+        f"{sexp['train']['patience']}). " + (
+            f"Best learning rate: {best['reason']}." if "reason" in best else
+            f"Best learning rate {_lr(best.get('learning_rate', math.nan))}: {metric} "
+            f"{_ci(best.get('mean', math.nan), best.get('ci95', math.nan))} (mean ± 95% CI)."),
         "",
         f"| rule | suggestion | suggestion / best LR | nearest grid LR | {metric} there | "
         f"{metric} at best LR | gap to best, paired |",
@@ -567,7 +570,7 @@ def finder_markdown(result: FinderResult, *, figure: str = "finder.png",
     for a in (a for a in sweep.aggregates if a["group"] == 0):
       note = (["best"] if a is best else []) + marks.get(a["learning_rate"], [])
       lines.append(f"| {a['learning_rate']:.3g} | {_ci(a['mean'], a['ci95'])} | "
-                   f"{a['diverged']}/{a['n']} | {', '.join(note)} |")
+                   f"{a['diverged']}/{a['n_total']} | {', '.join(note)} |")
     lines.append("")
   return "\n".join(lines)
 

@@ -18,10 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom; the normal 1.96 beyond.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+from lr_jax import stats
+from lr_jax.stats import t_quantile_975  # noqa: F401  (its home was here)
 
 RESULT_COLUMNS = (
     "group", "dataset", "train_size", "model", "hidden", "optimizer", "schedule", "batch_size",
@@ -30,21 +28,13 @@ RESULT_COLUMNS = (
     "epochs_to_target", "steps_to_target")
 
 
-def t_quantile_975(df: int) -> float:
-  """The 97.5% quantile of Student's t with `df` degrees of freedom (for 95% intervals)."""
-  return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
-
-
 def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
-  """Mean, sample std and 95% confidence half-width of the finite entries of `values`."""
-  v = np.asarray(values, np.float64)
-  v = v[np.isfinite(v)]
-  if v.size == 0:
-    return math.nan, math.nan, math.nan
-  if v.size == 1:
-    return float(v[0]), 0.0, math.nan
-  std = float(v.std(ddof=1))
-  return float(v.mean()), std, t_quantile_975(v.size - 1) * std / math.sqrt(v.size)
+  """Mean, sample std and 95% confidence half-width of the finite entries of `values`.
+
+  One value has a mean but no spread: its std and half-width are NaN, never 0.
+  """
+  s = stats.summarize(values)
+  return s.mean, s.std, s.ci95
 
 
 def first_reaching(curve_VxE: np.ndarray, target: float, higher_is_better: bool) -> np.ndarray:
@@ -72,12 +62,13 @@ class SweepResult:
     rows: column -> [V] array, one entry per variant (see `RESULT_COLUMNS`, plus one column per
       extra dynamic hyperparameter).
     history: metric -> [V, E] float array; E is the longest run's epochs, NaN-padded.
-    aggregates: one dict per (group, grid point) over seeds and folds.
-    best: one dict per group: its best grid point by mean validation metric.
+    aggregates: one dict per (group, grid point) over seeds and folds (see `aggregate`).
+    best: one dict per group: its grid point selected by the rule `select` (see `best_points`).
     config: JSON-ready description of the experiments and the grid.
     timings: per group, compile and run seconds.
     params: per group, the final parameters (best epoch's with `restore_best`), leaves
       [variants of the group, ...] in row order.
+    select: the selection rule of `best` (`stats.SELECT_RULES`).
   """
 
   rows: dict[str, np.ndarray]
@@ -87,14 +78,20 @@ class SweepResult:
   config: dict
   timings: list[dict]
   params: list
+  select: str = stats.DEFAULT_SELECT
 
   @property
   def num_variants(self) -> int:
     return len(self.rows["learning_rate"])
 
   @classmethod
-  def from_groups(cls, groups: Sequence, outputs: Sequence[dict], *, grid, target=None) -> "SweepResult":
-    """Assembles the result of `engine.run_sweep` from each group's plan and output."""
+  def from_groups(cls, groups: Sequence, outputs: Sequence[dict], *, grid, target=None,
+                  select: str = stats.DEFAULT_SELECT) -> "SweepResult":
+    """Assembles the result of `engine.run_sweep` from each group's plan and output.
+
+    `select` is the rule that picks each group's learning rate (`stats.select_index`).
+    """
+    stats.check_select(select)
     rows: dict[str, list] = {}
     histories: dict[str, list] = {}
     num_epochs = max(g.experiment.train.epochs for g in groups)
@@ -148,22 +145,33 @@ class SweepResult:
     aggregates = aggregate(rows_np, groups, hparam_names)
     return cls(
         rows=rows_np, history=history_np, aggregates=aggregates,
-        best=best_points(aggregates, len(groups)),
+        best=best_points(aggregates, len(groups), select),
         # A user model replaces the experiment's ModelConfig: its class name, no widths.
         config={"experiments": [jsonable(dataclasses.asdict(g.experiment)) | (
                     {"model": {"name": g.model.name, "hidden": [], "user_model": True}}
                     if g.model is not None else {}) for g in groups],
-                "grid": jsonable(dataclasses.asdict(grid)), "target": target},
+                "grid": jsonable(dataclasses.asdict(grid)), "target": target, "select": select},
         timings=[{"group": i, "compile_s": o["compile_s"], "run_s": o["run_s"],
                   "epochs_executed": o["epochs_executed"]} for i, o in enumerate(outputs)],
-        params=[o["params"] for o in outputs])
+        params=[o["params"] for o in outputs], select=select)
 
 
 def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Sequence[str]) -> list[dict]:
-  """Mean, std and 95% CI over seeds and folds of each (group, grid point).
+  """Statistics over seeds and folds of each (group, grid point), and how the points compare.
 
   The score is the best validation accuracy for classification and the best validation loss
-  for regression.
+  for regression. A run that diverged has no score (its pre-divergence best is not a result of
+  that learning rate), nor does a run whose score is not finite.
+
+  Each entry holds: the point's hyperparameters; `n` (runs with a score), `n_diverged`,
+  `n_total` (runs of the point) and `diverged` (= `n_diverged`, its older name); `mean`, `std`,
+  `se` and `ci95` (95% Student-t half-width) of the score over those `n` runs -- the std, SE and
+  interval are NaN when n < 2; `eligible` (may be selected: no run diverged and every run has
+  a score); `p_best` (share of paired bootstrap resamples in which it is the best eligible
+  point; 0 where not eligible, NaN with fewer than 2 streams or where streams do not pair);
+  `not_worse` (eligible and not significantly worse than the best, paired by stream:
+  `stats.not_worse`; None where streams do not pair); `selected` (set by `best_points`);
+  epochs run, and reaching the target.
   """
   out = []
   keys = ["learning_rate", *hparam_names]
@@ -176,47 +184,112 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
         {tuple(float(g.points[k][h]) if k in g.points else math.nan for k in keys)
          for h in range(len(g.points["learning_rate"]))},
         key=lambda t: tuple(np.nan_to_num(t, nan=-1.0)))
+    entries, streams, scores = [], [], []
     for pk in point_keys:
       sel = in_group.copy()
       for k, value in zip(keys, pk):
         sel &= (rows[k] == value) | (np.isnan(rows[k]) & np.isnan(value))
-      score = rows["best_val_accuracy" if classification else "best_val_loss"][sel]
-      mean, std, ci = mean_ci(score)
-      reach = rows["epochs_to_target"][sel]
+      idx = np.flatnonzero(sel)
+      idx = idx[np.lexsort((rows["fold"][idx], rows["seed"][idx]))]  # Stream order: pairs points.
+      score = rows["best_val_accuracy" if classification else "best_val_loss"][idx]
+      score = np.asarray(score, np.float64)
+      diverged = np.asarray(rows["diverged"][idx], bool)
+      has_value = np.isfinite(score) & ~diverged
+      summary = stats.summarize(score[has_value])
+      reach = rows["epochs_to_target"][idx]
       reached = reach > 0
+      n_diverged = int(diverged.sum())
       entry = {
           "group": gi, "optimizer": g.experiment.optim.name,
           **{k: float(v) for k, v in zip(keys, pk)},
           "metric": "val_accuracy" if classification else "val_loss",
           "higher_is_better": classification,
-          "n": int(sel.sum()), "mean": mean, "std": std, "ci95": ci,
-          "mean_val_loss": mean_ci(rows["best_val_loss"][sel])[0],
-          "mean_epochs_run": float(rows["epochs_run"][sel].mean()),
-          "diverged": int(rows["diverged"][sel].sum()),
+          "n": summary.n, "n_diverged": n_diverged, "n_total": int(idx.size),
+          "mean": summary.mean, "std": summary.std, "se": summary.se, "ci95": summary.ci95,
+          "mean_val_loss": stats.summarize(rows["best_val_loss"][idx][has_value]).mean,
+          "mean_epochs_run": float(rows["epochs_run"][idx].mean()),
+          "diverged": n_diverged,
+          "eligible": bool(n_diverged == 0 and 0 < summary.n == idx.size),
+          "p_best": 0.0, "not_worse": False, "selected": False,
           "reached_target": int(reached.sum()),
           "mean_epochs_to_target": float(reach[reached].mean()) if reached.any() else math.nan,
-          "mean_steps_to_target": (float(rows["steps_to_target"][sel][reached].mean())
+          "mean_steps_to_target": (float(rows["steps_to_target"][idx][reached].mean())
                                    if reached.any() else math.nan),
       }
-      out.append(entry)
+      entries.append(entry)
+      streams.append(list(zip(rows["seed"][idx].tolist(), rows["fold"][idx].tolist())))
+      scores.append(score)
+    compare_points(entries, streams, scores)
+    out += entries
   return out
 
 
-def best_points(aggregates: Sequence[dict], num_groups: int) -> list[dict]:
-  """Each group's best grid point by mean validation metric.
+def compare_points(entries: Sequence[dict], streams: Sequence[list], scores: Sequence[np.ndarray]
+                   ) -> None:
+  """Fills `p_best` and `not_worse` of one group's entries (see `aggregate`), in place.
 
-  A point where any seed or fold diverged is not eligible unless every point diverged:
-  a learning rate that sometimes blows up is not a recommendation.
+  Args:
+    entries: the group's aggregate entries.
+    streams: per entry, its runs' (seed, fold) in the order of `scores`.
+    scores: per entry, [runs] scores.
   """
+  eligible = [i for i, e in enumerate(entries) if e["eligible"]]
+  if not eligible:
+    return
+  if any(streams[i] != streams[eligible[0]] for i in eligible):
+    for i in eligible:  # Not one run per stream at every point: no pairing to resample.
+      entries[i]["p_best"], entries[i]["not_worse"] = math.nan, None
+    return
+  higher = entries[0]["higher_is_better"]
+  scores_SxP = np.stack([scores[i] for i in eligible], axis=1)
+  best = stats.best_index(np.array([entries[i]["mean"] for i in eligible]),
+                          np.ones(len(eligible), bool), higher)
+  # One stream resamples to itself: its "P(best) = 1" would say nothing.
+  shares = (stats.p_best(scores_SxP, higher) if scores_SxP.shape[0] >= 2
+            else np.full(len(eligible), math.nan))
+  keep = stats.not_worse(scores_SxP, best, higher)
+  for j, i in enumerate(eligible):
+    entries[i]["p_best"], entries[i]["not_worse"] = float(shares[j]), bool(keep[j])
+
+
+def best_points(aggregates: Sequence[dict], num_groups: int, select: str = stats.DEFAULT_SELECT
+                ) -> list[dict]:
+  """Each group's selected grid point, by the rule `select` (see `stats.select_index`).
+
+  Only eligible points can be selected: a learning rate where any seed or fold diverged (or a
+  run has no score) is not a recommendation, and its survivors' mean would flatter it. The
+  selected aggregate gets `selected = True` and is the group's entry. A group with no eligible
+  point, or whose eligible points all tie (e.g. constant features), has no selection: its entry
+  is `{"group", "learning_rate": NaN, "mean": NaN, "ci95": NaN, "n": 0, "reason"}`.
+
+  Returns:
+    One dict per group.
+  """
+  stats.check_select(select)
   best = []
   for gi in range(num_groups):
-    entries = [a for a in aggregates if a["group"] == gi and math.isfinite(a["mean"])]
-    stable = [a for a in entries if a["diverged"] == 0] or entries
-    if not stable:
-      best.append({"group": gi, "learning_rate": math.nan})
+    entries = [a for a in aggregates if a["group"] == gi]
+    eligible = [a for a in entries if a["eligible"]]
+    means = np.array([a["mean"] for a in eligible], np.float64)
+    reason = None
+    if not eligible:
+      reason = ("none eligible (every grid point had a diverged run)"
+                if entries and all(a["n_diverged"] for a in entries) else
+                "none eligible (every grid point had a diverged run or a run without a score)")
+    elif len(eligible) > 1 and np.ptp(means) <= 1e-12 * max(1.0, float(np.abs(means).max())):
+      reason = (f"unresolved: all {len(eligible)} eligible points tie at {means[0]:.4f}, so the "
+                "data do not tell the learning rates apart")
+    if reason is not None:
+      best.append({"group": gi, "learning_rate": math.nan, "mean": math.nan, "ci95": math.nan,
+                   "n": 0, "reason": reason})
       continue
-    sign = 1.0 if stable[0]["higher_is_better"] else -1.0
-    best.append(max(stable, key=lambda a: sign * a["mean"]))
+    chosen = eligible[stats.select_index(
+        select, np.array([a["learning_rate"] for a in eligible]), means,
+        np.array([a["se"] for a in eligible], np.float64), np.ones(len(eligible), bool),
+        eligible[0]["higher_is_better"])]
+    for a in entries:
+      a["selected"] = a is chosen
+    best.append(chosen)
   return best
 
 
@@ -300,8 +373,38 @@ def write_outputs(result: SweepResult, out_dir: str) -> list[str]:
   return paths
 
 
+def format_score(mean: float, ci95: float, n: int) -> str:
+  """'0.9712 ± 0.0040' (95% half-width) for n >= 2, '0.9500, n=1' for one run, 'n/a' for none."""
+  if n == 0 or not math.isfinite(mean):
+    return "n/a"
+  if n < 2 or not math.isfinite(ci95):
+    return f"{mean:.4f}, n={n}"
+  return f"{mean:.4f} ± {ci95:.4f}"
+
+
+def point_notes(a: dict) -> str:
+  """Why a point cannot be selected, and over which runs its mean is, as the table says it."""
+  notes = []
+  if a["n_diverged"]:
+    notes.append(f"diverged {a['n_diverged']}/{a['n_total']}, ineligible")
+  elif not a["eligible"]:
+    notes.append(f"{a['n_total'] - a['n']}/{a['n_total']} without a score, ineligible")
+  if 0 < a["n"] < a["n_total"]:
+    notes.append(f"mean over {a['n']} survivor{'s' if a['n'] > 1 else ''}")
+  return "; ".join(notes)
+
+
+_RULES = {"best": "highest mean", "one_se": "largest LR within one SE of the highest mean"}
+
+
 def format_table(result: SweepResult) -> str:
-  """A compact text table per group: LR, mean±std of the val metric, epochs run, diverged."""
+  """A compact text table per group: each point's score with its n, P(best), runs, divergences.
+
+  Columns: learning rate (and other swept hyperparameters), mean best validation metric ± 95%
+  CI over the runs with a score, n, P(best) (paired bootstrap), "~" where not significantly
+  worse than the highest mean, epochs run, diverged runs / runs, epochs to target, notes;
+  "*" marks the selected point. Below, the selection, its rule, and the not-worse set.
+  """
   lines = []
   for gi, best in enumerate(result.best):
     entries = [a for a in result.aggregates if a["group"] == gi]
@@ -313,31 +416,59 @@ def format_table(result: SweepResult) -> str:
                  f"{exp['model']['name']}{tuple(exp['model']['hidden'])} on "
                  f"{exp['data']['dataset']}")
     extra = [k for k in entries[0] if k not in _AGG_FIXED]
+    target = result.config.get("target") is not None
     head = f"{'lr':>10} " + "".join(f"{k:>13} " for k in extra)
-    head += f"{'best ' + metric:>22} {'epochs run':>10} {'diverged':>9}"
-    if any(a["reached_target"] for a in entries) or result.config.get("target") is not None:
-      head += f" {'ep->target':>10}"
+    head += f"{'best ' + metric + ' ± 95% CI':>27} {'n':>3} {'P(best)':>7}   {'epochs run':>10} "
+    head += f"{'diverged':>9}" + (f" {'ep->target':>10}" if target else "") + "  notes"
     lines.append(head)
     for a in entries:
-      marker = " *" if a is best else ""
-      cell = f"{a['mean']:.4f} ± {a['std']:.4f}" if math.isfinite(a["mean"]) else "n/a"
+      cell = format_score(a["mean"], a["ci95"], a["n"])
+      p = a["p_best"]
+      p_text = f"{p:.2f}" if a["eligible"] and p is not None and math.isfinite(p) else "-"
       line = f"{a['learning_rate']:>10.3g} " + "".join(f"{a[k]:>13.3g} " for k in extra)
-      line += f"{cell:>22} {a['mean_epochs_run']:>10.1f} {a['diverged']:>5d}/{a['n']:<3d}"
-      if result.config.get("target") is not None:
+      line += f"{cell:>27} {a['n']:>3d} {p_text:>7} {'~' if a['not_worse'] else ' '} "
+      line += f"{a['mean_epochs_run']:>10.1f} {a['diverged']:>5d}/{a['n_total']:<3d}"
+      if target:
         t = a["mean_epochs_to_target"]
         line += f" {t:>10.1f}" if math.isfinite(t) else f" {'-':>10}"
-      lines.append(line + marker)
-    if math.isfinite(best.get("learning_rate", math.nan)):
-      ci = best["ci95"]
-      ci_text = f" (95% CI ± {ci:.4f}, n={best['n']})" if math.isfinite(ci) else f" (n={best['n']})"
-      lines.append(f"best learning rate: {best['learning_rate']:.3g}, mean best {metric} "
-                   f"{best['mean']:.4f}{ci_text}")
-    else:
-      lines.append("best learning rate: none (every variant failed)")
+      notes = point_notes(a)
+      lines.append((line + ("  " + notes if notes else "")).rstrip() + (" *" if a is best else ""))
+    lines += _selection_lines(entries, best, metric, result.select)
     lines.append("")
   return "\n".join(lines)
 
 
-_AGG_FIXED = {"group", "optimizer", "learning_rate", "metric", "higher_is_better", "n", "mean",
-              "std", "ci95", "mean_val_loss", "mean_epochs_run", "diverged", "reached_target",
-              "mean_epochs_to_target", "mean_steps_to_target"}
+def _selection_lines(entries: Sequence[dict], best: dict, metric: str, select: str) -> list[str]:
+  """The lines under a group's table: the selected point, its rule, the not-worse set."""
+  if not math.isfinite(best.get("learning_rate", math.nan)):
+    return [f"best learning rate: {best.get('reason', 'none (every variant failed)')}"]
+  interval = (f"95% CI ± {best['ci95']:.4f}, n={best['n']}" if best["n"] >= 2
+              and math.isfinite(best["ci95"]) else f"n={best['n']}, no interval")
+  p = best.get("p_best", math.nan)
+  p_text = f", P(best) {p:.2f}" if p is not None and math.isfinite(p) else ""
+  rule = f"rule {select}: {_RULES.get(select, select)}"
+  eligible = [a for a in entries if a["eligible"]]
+  top = eligible[stats.best_index(np.array([a["mean"] for a in eligible]),
+                                  np.ones(len(eligible), bool), best["higher_is_better"])]
+  if top is not best:
+    rule += f", {top['mean']:.4f} at {top['learning_rate']:.3g}"
+  lines = [f"best learning rate: {best['learning_rate']:.3g} ({rule}), mean best {metric} "
+           f"{best['mean']:.4f} ({interval}){p_text}"]
+  near = [a for a in eligible if a["not_worse"]]
+  if any(a["not_worse"] is None for a in eligible):
+    lines.append("points not significantly worse than the highest mean: unknown (runs unpaired)")
+  elif best["n"] < 2:
+    lines.append("points not significantly worse than the highest mean: all eligible ones "
+                 "(one run per point: nothing can be excluded)")
+  else:
+    lines.append(f"points not significantly worse than the highest mean (\"~\"; one-sided "
+                 f"paired t-test by seed and fold, alpha {stats.ALPHA:g}): {len(near)} of "
+                 f"{len(eligible)} eligible, lr " + ", ".join(f"{a['learning_rate']:.3g}"
+                                                            for a in near))
+  return lines
+
+
+_AGG_FIXED = {"group", "optimizer", "learning_rate", "metric", "higher_is_better", "n",
+              "n_diverged", "n_total", "mean", "std", "se", "ci95", "mean_val_loss",
+              "mean_epochs_run", "diverged", "eligible", "p_best", "not_worse", "selected",
+              "reached_target", "mean_epochs_to_target", "mean_steps_to_target"}

@@ -208,7 +208,7 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
   """Summarizes one cell's LR sweep: best LR, accuracy at the reference LR, near-best range.
 
   The best point follows `lr_jax.results.best_points`: a learning rate where any run diverged
-  is not eligible unless every one did.
+  is not eligible; when no point is, there is no best.
 
   Args:
     optimizer, width, schedule, train_size, runs, steps: the cell (see `CellRow`).
@@ -229,8 +229,6 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
   div_P = np.asarray(diverged, int)[order]
   finite = np.isfinite(mean_P)
   eligible = finite & (div_P == 0)
-  if not eligible.any():
-    eligible = finite
   if eligible.any():
     best = int(np.flatnonzero(eligible)[np.argmax(mean_P[eligible])])
     near = eligible & (mean_P >= mean_P[best] - tolerance)
@@ -632,7 +630,7 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
                  if a["group"] == gi and math.isclose(a["decay_rate"], rate, rel_tol=1e-6)]
       rows.append(cell_row(
           optimizer=cell.optimizer, width=cell.width, schedule=schedule,
-          train_size=cell.train_size, runs=max(a["n"] for a in entries), steps=cell.steps,
+          train_size=cell.train_size, runs=max(a["n_total"] for a in entries), steps=cell.steps,
           lrs=[a["learning_rate"] for a in entries], mean=[a["mean"] for a in entries],
           ci95=[a["ci95"] for a in entries], diverged=[a["diverged"] for a in entries],
           reference_lr=cfg.reference_lr, tolerance=cfg.tolerance))

@@ -44,6 +44,7 @@ CASES = [
     (["--model=transformer"], ["transformer", "mlp", "cnn"]),
     (["--optimizer=adamax"], ["adamax", "adam", "rmsprop"]),
     (["--schedule=linear_warmup"], ["linear_warmup", "exponential", "cosine"]),
+    (["--select=median"], ["median", "best", "one_se"]),
     (["--lrs=1e-3,-0.1"], ["-0.1"]),
     (["--lrs=1e-3,0"], ["0"]),
     (["--lrs=1e-3,nan"], ["nan"]),

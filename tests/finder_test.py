@@ -179,7 +179,8 @@ def _script(*args, timeout=300):
 def test_script_end_to_end_small(tmp_path):
   out = tmp_path / "out"
   proc = _script("--dataset=moons", "--train_size=100", "--hidden=8", "--finder_steps=50",
-                 "--epochs=2", "--seeds=2", "--check_num_lrs=3", "--patience=0", f"--out={out}")
+                 "--epochs=2", "--seeds=2", "--check_num_lrs=5", "--patience=0", f"--out={out}")
+  # 5 LRs: with 3, the two that do not diverge both stay at chance (0.5), a tie with no best.
   assert proc.returncode == 0, proc.stderr[-3000:]
   png = (out / "finder.png").read_bytes()
   assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -289,7 +289,7 @@ def test_study_rows_split_the_schedules_of_one_group():
   plan = types.SimpleNamespace(config=cfg, cells=(cell,))
 
   def entry(lr, rate, mean, diverged=0):
-    return {"group": 0, "learning_rate": lr, "decay_rate": rate, "n": 4, "mean": mean,
+    return {"group": 0, "learning_rate": lr, "decay_rate": rate, "n_total": 4, "mean": mean,
             "ci95": 0.01, "diverged": diverged}
 
   # The constant schedule is the decay rate 1.0 of the group's exponential schedule.
