@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lr_jax.data import config_dict
+
 # Two-sided 95% Student-t quantiles for 1..30 degrees of freedom; the normal 1.96 beyond.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
          2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
@@ -150,7 +152,7 @@ class SweepResult:
         rows=rows_np, history=history_np, aggregates=aggregates,
         best=best_points(aggregates, len(groups)),
         # A user model replaces the experiment's ModelConfig: its class name, no widths.
-        config={"experiments": [jsonable(dataclasses.asdict(g.experiment)) | (
+        config={"experiments": [jsonable(config_dict(g.experiment)) | (
                     {"model": {"name": g.model.name, "hidden": [], "user_model": True}}
                     if g.model is not None else {}) for g in groups],
                 "grid": jsonable(dataclasses.asdict(grid)), "target": target},
