@@ -335,18 +335,18 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
 
 
 @functools.lru_cache(maxsize=None)
-def _sklearn_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+def _sklearn_arrays(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
   import sklearn.datasets  # Late: importing scikit-learn takes about a second.
   bunch = getattr(sklearn.datasets, f"load_{name}")()
-  return bunch.data, bunch.target
+  return bunch.data, bunch.target, list(bunch.feature_names)
 
 
 def _real(name: str,
           feature_shape: tuple[int, ...] | None = None) -> Callable[[DataConfig], Dataset]:
   def load(cfg: DataConfig) -> Dataset:
     del cfg  # Fixed data: num_samples and noise are for the synthetic sets.
-    x, y = _sklearn_arrays(name)
-    return _finish(name, x, y, CLASSIFICATION, feature_shape)
+    x, y, columns = _sklearn_arrays(name)
+    return _finish(name, x, y, CLASSIFICATION, feature_shape, columns)
   load.__doc__ = f"scikit-learn's {name} data set (shipped with it, no download)."
   return load
 

@@ -413,6 +413,15 @@ def test_from_arrays_encodes_any_labels_and_keeps_names():
                                  [0, 1, 0, 1])
   assert img.feature_shape == (2, 2, 1) and img.x.shape == (4, 4)
 
+  class Frame:  # What a pandas DataFrame offers: its values and its columns.
+    columns = ["u", "v", "w"]
+
+    def __array__(self, dtype=None, copy=None):
+      return x
+
+  framed = data.Dataset.from_arrays(Frame(), np.array(["no", "yes"] * 15, dtype=object))
+  assert framed.feature_names == ("u", "v", "w") and framed.class_names == ("no", "yes")
+
 
 FROM_ARRAYS_ERRORS = {
     "nan": (lambda x, y: data.Dataset.from_arrays(np.where(np.arange(3) == 1, np.nan, x), y,
@@ -561,3 +570,11 @@ def test_val_dataset_refuses_options_that_do_not_apply(tmp_path):
       DataConfig(val_dataset=valid, **cfg)
   with pytest.raises(ConfigError, match=r"val_dataset needs dataset to be a \.npz or \.csv"):
     data.load_dataset(DataConfig(dataset="iris", val_dataset=valid))
+
+
+def test_builtin_and_file_data_sets_name_their_features_and_classes(tmp_path):
+  iris = data.load_dataset(DataConfig(dataset="iris"))
+  assert iris.feature_names[0] == "sepal length (cm)" and iris.class_names == (0, 1, 2)
+  path = _write(tmp_path, "s.csv", "w,h,size\n1,2,10\n3,4,-2.5\n5,6,10\n7,8,-2.5\n")
+  ds = data.load_dataset(DataConfig(dataset=path, task="classification"))
+  assert ds.feature_names == ("w", "h") and ds.class_names == (-2.5, 10)
