@@ -89,7 +89,7 @@ def define_sweep_flags() -> None:
   d.DEFINE_string("dataset", "digits", "Built-in data set name, or a .npz/.csv file path.")
   d.DEFINE_integer("train_size", None, "Training examples (stratified subsample); default all.")
   d.DEFINE_float("val_fraction", 0.2, "Fraction held out for validation (holdout mode).")
-  d.DEFINE_string("val_dataset", None, "Validation file (.npz/.csv, --dataset's columns), as is.")
+  d.DEFINE_string("val_dataset", None, "Validation rows: a .npz/.csv with --dataset's columns.")
   d.DEFINE_integer("folds", None, "k-fold cross-validation over the training examples (k >= 2).")
   d.DEFINE_integer("data_seed", 0, "Seed of the split and subsample.")
   d.DEFINE_string("label_column", None, "Label column of a .csv file (name or index); default last.")

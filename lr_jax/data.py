@@ -487,7 +487,7 @@ class _Raw(NamedTuple):
   """A data file as read, before `_finish` checks and encodes it."""
 
   x: np.ndarray                # [N, ...] features
-  y: np.ndarray                # [N] labels; a .csv file's as text, parsed in `_parse_labels`
+  y: np.ndarray                # [N] labels; a .csv file's as text, parsed in `_file_labels`
   columns: list[str] | None    # a .csv file's feature columns
   label: str | None            # a .csv file's label column
 

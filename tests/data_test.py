@@ -387,7 +387,7 @@ def test_csv_first_row_of_data_is_not_taken_as_a_header(tmp_path):
     data.load_dataset(DataConfig(dataset=path))
 
 
-# ------------------------------------------------------------------------------ arrays, given splits
+# --------------------------------------------------------------- arrays, given validation splits
 
 
 def _separable(n, seed=0, labels=(-1, 1)):
