@@ -2,6 +2,7 @@
 
     dataset = load_dataset(DataConfig(dataset="digits"))
     splits = make_splits(dataset, DataConfig(train_size=200, folds=5))
+    mine = Dataset.from_arrays(x, y, x_val, y_val)  # arrays, with a given validation split
 
 A data set is held once, whole, as `[N, D]` float32 features. A split is only indices into it,
 padded per fold to a common length and masked, so that every fold of a sweep has the same shapes
