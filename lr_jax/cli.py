@@ -89,6 +89,7 @@ def define_sweep_flags() -> None:
   d.DEFINE_string("dataset", "digits", "Built-in data set name, or a .npz/.csv file path.")
   d.DEFINE_integer("train_size", None, "Training examples (stratified subsample); default all.")
   d.DEFINE_float("val_fraction", 0.2, "Fraction held out for validation (holdout mode).")
+  d.DEFINE_string("val_dataset", None, "Validation rows: a .npz/.csv with --dataset's columns.")
   d.DEFINE_integer("folds", None, "k-fold cross-validation over the training examples (k >= 2).")
   d.DEFINE_integer("data_seed", 0, "Seed of the split and subsample.")
   d.DEFINE_string("label_column", None, "Label column of a .csv file (name or index); default last.")
@@ -135,11 +136,14 @@ def define_sweep_flags() -> None:
 def experiment_from_flags(f) -> "Experiment":
   """Builds the `Experiment` the sweep flags describe; bad values raise `ConfigError`."""
   from lr_jax.config import DataConfig, Experiment, ModelConfig, OptimConfig, TrainConfig
+  if f.val_dataset is not None and f["val_fraction"].present:  # Even at its default value.
+    raise ConfigError(f"--val_fraction does not apply with --val_dataset={f.val_dataset}: its "
+                      "rows are the validation split; drop --val_fraction")
   return Experiment(
       data=DataConfig(
           dataset=f.dataset, train_size=f.train_size, val_fraction=f.val_fraction,
           folds=f.folds, data_seed=f.data_seed, label_column=f.label_column,
-          standardize=f.standardize, task=f.task),
+          standardize=f.standardize, task=f.task, val_dataset=f.val_dataset),
       model=ModelConfig(
           name=f.model, hidden=parse_ints("hidden", f.hidden), activation=f.activation,
           dropout=f.dropout),

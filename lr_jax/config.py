@@ -15,11 +15,14 @@ import os
 import types
 import typing
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from lr_jax.errors import ConfigError
+
+if TYPE_CHECKING:
+  from lr_jax.data import Dataset
 
 MONITORS = ("val_loss", "val_accuracy")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "silu")
@@ -56,7 +59,8 @@ def check_fields(config) -> None:
 
 @functools.cache
 def _field_types(cls) -> dict[str, object]:
-  hints = typing.get_type_hints(cls)
+  from lr_jax.data import Dataset  # Late: data imports this module; DataConfig's hints name it.
+  hints = typing.get_type_hints(cls, localns={"Dataset": Dataset})
   return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
@@ -199,8 +203,9 @@ class DataConfig:
   """Which data, how much of it, and how it is split.
 
   Attributes:
-    dataset: a built-in name (see `lr_jax.data.DATASETS`) or a path to a `.npz` (arrays `x`,
-      `y`) or `.csv` file.
+    dataset: a built-in name (see `lr_jax.data.DATASETS`), a path to a `.npz` (arrays `x`,
+      `y`) or `.csv` file, or a `lr_jax.Dataset` (e.g. `Dataset.from_arrays(x, y)`), which
+      compares and hashes by identity.
     train_size: examples to train on, a stratified subsample of the training pool (the "small
       dataset" knob); None uses the whole pool.
     val_fraction: fraction of the whole data set held out for validation (holdout mode only).
@@ -214,9 +219,12 @@ class DataConfig:
     task: for user files, "classification" or "regression"; None infers it from the labels.
     noise: noise level of the synthetic data sets.
     num_samples: size of the synthetic data sets.
+    val_dataset: a `.npz` or `.csv` file of validation rows with the training file's columns,
+      used as they are: `val_fraction` and `folds` do not apply, `train_size` subsamples the
+      training file only.
   """
 
-  dataset: str = "digits"
+  dataset: str | os.PathLike | Dataset = "digits"
   train_size: int | None = None
   val_fraction: float = 0.2
   folds: int | None = None
@@ -226,9 +234,14 @@ class DataConfig:
   task: str | None = None
   noise: float = 0.1
   num_samples: int = 1000
+  val_dataset: str | None = None
 
   def __post_init__(self):
     check_fields(self)
+    if not isinstance(self.dataset, str):
+      self._check_dataset_object()
+    if self.val_dataset is not None:
+      self._check_given_split(f"val_dataset={self.val_dataset!r}")
     if not 0 < self.val_fraction < 1:
       raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
     if self.train_size is not None:
@@ -240,6 +253,32 @@ class DataConfig:
       check_choice("task", self.task, ("classification", "regression"))
     check_positive("noise", self.noise, allow_zero=True)
     check_positive("num_samples", self.num_samples, integer=True)
+
+  def _check_dataset_object(self) -> None:
+    from lr_jax.data import Dataset  # Late: data imports this module.
+    if not isinstance(self.dataset, Dataset):
+      raise ConfigError(
+          f"dataset must be a name, a file path or a lr_jax.Dataset (for arrays: "
+          f"Dataset.from_arrays(x, y)), got a {type(self.dataset).__name__}")
+    if self.val_dataset is not None:
+      raise ConfigError(
+          f"val_dataset={self.val_dataset!r} applies to data files; give a Dataset's validation "
+          "rows as Dataset.from_arrays(x, y, x_val, y_val)")
+    for field, value in (("label_column", None), ("task", self.dataset.task)):
+      if getattr(self, field) not in (None, value):
+        raise ConfigError(
+            f"{field}={getattr(self, field)!r} does not apply to the Dataset object "
+            f"{self.dataset.name!r}; give it to Dataset.from_arrays")
+    if self.dataset.num_val:
+      self._check_given_split(f"{self.dataset.name!r} with x_val, y_val")
+
+  def _check_given_split(self, given: str) -> None:
+    # 0.2 is val_fraction's default, so as far as a dataclass can tell it was not given.
+    for field, unset in (("folds", None), ("val_fraction", 0.2)):
+      if getattr(self, field) != unset:
+        raise ConfigError(
+            f"{field}={getattr(self, field)!r} does not apply with a given validation split "
+            f"({given}); drop {field}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
     dataset = load_dataset(DataConfig(dataset="digits"))
     splits = make_splits(dataset, DataConfig(train_size=200, folds=5))
+    mine = Dataset.from_arrays(x, y, x_val, y_val)  # arrays, with a given validation split
 
 A data set is held once, whole, as `[N, D]` float32 features. A split is only indices into it,
 padded per fold to a common length and masked, so that every fold of a sweep has the same shapes
@@ -18,11 +19,12 @@ import math
 import os
 import zipfile
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from absl import logging
 
-from lr_jax.config import DataConfig
+from lr_jax.config import DataConfig, check_choice
 from lr_jax.errors import ConfigError
 
 CLASSIFICATION = "classification"
@@ -46,6 +48,12 @@ class Dataset:
       (image-shaped, for a CNN); its product is D.
     task_reason: why `task` is what it is, e.g. "inferred: 10 distinct integer labels"; empty
       for the built-in data sets.
+    class_names: the label of each class id as it appeared in the data (an int, float or
+      str; class c is `class_names[c]`), or the names given; () for regression.
+    feature_names: the name of each of the D features (a .csv file's columns), or () when the
+      data names none.
+    num_val: the last `num_val` rows are a given validation split, used as it is (no
+      stratified re-split, no folds); 0 when `make_splits` draws the validation rows.
   """
 
   name: str
@@ -55,6 +63,51 @@ class Dataset:
   num_classes: int
   feature_shape: tuple[int, ...]
   task_reason: str = ""
+  class_names: tuple = ()
+  feature_names: tuple[str, ...] = ()
+  num_val: int = 0
+
+  @classmethod
+  def from_arrays(cls, x, y, x_val=None, y_val=None, *, task: str | None = None,
+                  feature_names: Sequence[str] | None = None,
+                  class_names: Sequence | None = None, name: str = "arrays") -> Dataset:
+    """A data set from arrays in memory, checked exactly as a data file is.
+
+    Pass it as `DataConfig(dataset=Dataset.from_arrays(x, y))`. The object is its own cache
+    key (it compares and hashes by identity), so new arrays are never mistaken for old ones.
+
+    Args:
+      x: [N, ...] numeric features; rows after the first axis are flattened for training and
+        their shape kept as `feature_shape` (e.g. [N, 8, 8, 1] images for a CNN).
+      y: [N] labels: any numbers or strings (e.g. -1/+1, "cat"/"dog") for classification,
+        mapped to class ids 0..C-1 in sorted order; numbers for regression.
+      x_val: [M, ...] features of a given validation split, used exactly as given; None lets
+        `make_splits` draw one (stratified, `val_fraction`, or `folds`).
+      y_val: [M] labels of the validation split; encoded together with `y`, so equal labels
+        get equal ids. A class the training labels lack is refused.
+      task: "classification" or "regression"; None infers it from the labels, as for files.
+      feature_names: D names, one per (flattened) feature; default a DataFrame's columns.
+      class_names: one name per distinct label, in sorted label order; default the labels.
+      name: how logs, errors and results name the data set.
+
+    Returns:
+      The checked data set; training rows first, then the `num_val` validation rows.
+
+    Raises:
+      ConfigError: non-finite features or labels, mismatched lengths or shapes, fewer than 2
+        classes, a validation class unseen in training, names of the wrong length.
+    """
+    if task is not None:
+      check_choice("task", task, (CLASSIFICATION, REGRESSION))
+    if (x_val is None) != (y_val is None):
+      raise ConfigError(
+          f"a validation split needs both x_val and y_val, got only "
+          f"{'x_val' if y_val is None else 'y_val'}")
+    if feature_names is None and hasattr(x, "columns"):
+      feature_names = [str(c) for c in x.columns]  # A pandas DataFrame names its columns.
+    return _finish(name, x, y, task, columns=feature_names, user_file=True,
+                   val=None if x_val is None else (x_val, y_val),
+                   val_name=f"{name} (x_val, y_val)", class_names=class_names)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -93,6 +146,23 @@ class Splits:
     return self.val_mask.sum(axis=1).astype(np.int32)
 
 
+def config_dict(config) -> dict:
+  """`dataclasses.asdict(config)`, a `Dataset` in it given by its name, not its arrays (JSON)."""
+
+  def inner(value):
+    if isinstance(value, Dataset):
+      return value.name
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+      return {f.name: inner(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+      return type(value)(inner(v) for v in value)
+    if isinstance(value, dict):
+      return {k: inner(v) for k, v in value.items()}
+    return value
+
+  return inner(config)
+
+
 # ----------------------------------------------------------------------------- building
 
 
@@ -117,13 +187,8 @@ def _log_task(name: str, task: str, reason: str) -> None:
     logging.info("%s", line)
 
 
-def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
-            feature_shape: tuple[int, ...] | None = None,
-            columns: Sequence[str] | None = None, user_file: bool = False) -> Dataset:
-  """Checks raw arrays and builds a `Dataset`; `task` None infers it from the labels.
-
-  A user file's task, inferred or given, is logged once with its reason.
-  """
+def _rows(name: str, x, y) -> tuple[np.ndarray, np.ndarray]:
+  """Checks the shapes and dtypes of raw features and labels: x [N, ...], y [N]."""
   x, y = np.asarray(x), np.asarray(y)
   if x.ndim == 0:
     raise ConfigError(
@@ -141,8 +206,15 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
     raise ConfigError(f"data set {name!r} has {len(x)} rows of features but {len(y)} labels")
   if x.dtype.kind not in "biuf":
     raise ConfigError(f"features of {name!r} must be numeric, got dtype {x.dtype}")
-  if feature_shape is None:
-    feature_shape = tuple(int(d) for d in x.shape[1:])
+  if y.dtype == object and all(isinstance(v, str) for v in y):
+    y = y.astype(str)  # Text labels from a list or a pandas column.
+  if y.dtype.kind not in "USbiuf":
+    raise ConfigError(f"labels of {name!r} must be numbers or strings, got dtype {y.dtype}")
+  return x, y
+
+
+def _features(name: str, x: np.ndarray, columns: Sequence[str] | None) -> np.ndarray:
+  """x [N, ...] as [N, D] float32, refusing non-finite values."""
   # Cast first: a float64 value beyond float32's range becomes inf and is caught below.
   with np.errstate(over="ignore"):
     x = x.reshape(len(x), -1).astype(np.float32)
@@ -152,43 +224,103 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
     raise ConfigError(
         f"data set {name!r} has {int(bad.sum())} NaN or inf feature value(s), in "
         f"{_describe(cols, columns)}; remove or fill them")
+  return x
 
+
+def _class_name(label) -> int | float | str:
+  """A label as a plain Python value: integer-valued numbers as int."""
+  if isinstance(label, (str, np.str_)):
+    return str(label)
+  return int(label) if float(label).is_integer() else float(label)
+
+
+def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
+            feature_shape: tuple[int, ...] | None = None,
+            columns: Sequence[str] | None = None, user_file: bool = False, *,
+            val: tuple[np.ndarray, np.ndarray] | None = None, val_name: str = "",
+            class_names: Sequence | None = None) -> Dataset:
+  """Checks raw arrays and builds a `Dataset`; `task` None infers it from the labels.
+
+  `val`, the (x, y) of a given validation split, gets the same checks (errors name it
+  `val_name`), and its labels are encoded together with the training labels. A user file's
+  task, inferred or given, is logged once with its reason.
+  """
+  parts = [(name, *_rows(name, x, y))]
+  if val is not None:
+    parts.append((val_name, *_rows(val_name, *val)))
+    if parts[1][1].shape[1:] != parts[0][1].shape[1:]:
+      raise ConfigError(
+          f"examples of {val_name!r} have shape {parts[1][1].shape[1:]}, those of {name!r} "
+          f"{parts[0][1].shape[1:]}; the validation data needs the training data's features")
+  if feature_shape is None:
+    feature_shape = tuple(int(d) for d in parts[0][1].shape[1:])
+  num_features = math.prod(feature_shape)
+  if columns is not None:
+    columns = tuple(str(c) for c in columns)
+    if len(columns) != num_features:
+      raise ConfigError(
+          f"{len(columns)} feature names given for {name!r}, which has {num_features} features")
+  x = np.concatenate([_features(n, a, columns) for n, a, _ in parts])
+
+  kinds = {n: "text" if b.dtype.kind in "US" else "numbers" for n, _, b in parts}
+  if len(set(kinds.values())) > 1:
+    raise ConfigError(
+        f"labels of {name!r} are {kinds[name]}, labels of {val_name!r} are {kinds[val_name]}; "
+        "the training and validation labels must be of one kind")
   reason = "given"
-  if y.dtype.kind in "US":
+  if kinds[name] == "text":
+    y = np.concatenate([b for _, _, b in parts])
     if task == REGRESSION:
       raise ConfigError(
           f"task 'regression' needs numeric labels, {name!r} has labels like {str(y[0])!r}")
     if task is None:
       reason = "inferred: the labels are text"
     task = CLASSIFICATION
-  elif y.dtype.kind in "biuf":
-    y_num = y.astype(np.float64)
-    if not np.isfinite(y_num).all():
-      raise ConfigError(
-          f"data set {name!r} has {int((~np.isfinite(y_num)).sum())} NaN or inf label(s); "
-          "every example needs a finite label")
+  else:
+    for n, _, b in parts:
+      b = b.astype(np.float64)
+      if not np.isfinite(b).all():
+        raise ConfigError(
+            f"data set {n!r} has {int((~np.isfinite(b)).sum())} NaN or inf label(s); "
+            "every example needs a finite label")
+    y = np.concatenate([b.astype(np.float64) for _, _, b in parts])
     if task is None:
       # Integer labels are read as class ids, as scikit-learn's type_of_target does; counts
       # are integers too, hence the logged reason and the override.
-      if bool(np.all(y_num == np.round(y_num))):
+      if bool(np.all(y == np.round(y))):
         task = CLASSIFICATION
-        reason = f"inferred: {len(np.unique(y_num))} distinct integer labels"
+        reason = f"inferred: {len(np.unique(y))} distinct integer labels"
       else:
         task, reason = REGRESSION, "inferred: the labels are not all integers"
-    y = y_num
-  else:
-    raise ConfigError(f"labels of {name!r} must be numbers or strings, got dtype {y.dtype}")
 
+  num_train = len(parts[0][2])
   if task == CLASSIFICATION:
     classes, y = np.unique(y, return_inverse=True)  # Sorted: numbers numerically, text by text.
+    y = y.reshape(-1).astype(np.int32)
+    unseen = np.setdiff1d(y[num_train:], y[:num_train])
+    if len(unseen):
+      raise ConfigError(
+          f"the labels of {val_name!r} hold {len(unseen)} class(es) that the training data "
+          f"{name!r} lacks: {', '.join(repr(_class_name(classes[c])) for c in unseen[:5])}"
+          f"{' and more' if len(unseen) > 5 else ''}; a model cannot predict an untrained class")
     if len(classes) < 2:
       raise ConfigError(
           f"classification needs at least 2 classes, {name!r} has 1 (every label is "
           f"{classes[0].item()!r})")
-    y, num_classes = y.reshape(-1).astype(np.int32), len(classes)
+    num_classes = len(classes)
+    names = tuple(_class_name(c) for c in classes)
+    if class_names is not None:
+      if len(class_names) != num_classes:
+        raise ConfigError(
+            f"{len(class_names)} class names given for {name!r}, which has {num_classes} "
+            f"classes ({', '.join(repr(n) for n in names[:10])}"
+            f"{', ...' if num_classes > 10 else ''})")
+      names = tuple(class_names)
   else:
+    if class_names is not None:
+      raise ConfigError(f"class_names apply to classification, {name!r} is regression")
     with np.errstate(over="ignore"):
-      y, num_classes = y.astype(np.float32), 0
+      y, num_classes, names = y.astype(np.float32), 0, ()
     if not np.isfinite(y).all():
       raise ConfigError(f"labels of {name!r} exceed the float32 range")
   x.flags.writeable = False
@@ -196,25 +328,26 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
   if user_file:
     _log_task(name, task, reason)
   return Dataset(name, x, y, task, num_classes, feature_shape,
-                 task_reason=reason if user_file else "")
+                 task_reason=reason if user_file else "", class_names=names,
+                 feature_names=columns or (), num_val=len(y) - num_train)
 
 
 # ----------------------------------------------------------------------------- built-ins
 
 
 @functools.lru_cache(maxsize=None)
-def _sklearn_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+def _sklearn_arrays(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
   import sklearn.datasets  # Late: importing scikit-learn takes about a second.
   bunch = getattr(sklearn.datasets, f"load_{name}")()
-  return bunch.data, bunch.target
+  return bunch.data, bunch.target, list(bunch.feature_names)
 
 
 def _real(name: str,
           feature_shape: tuple[int, ...] | None = None) -> Callable[[DataConfig], Dataset]:
   def load(cfg: DataConfig) -> Dataset:
     del cfg  # Fixed data: num_samples and noise are for the synthetic sets.
-    x, y = _sklearn_arrays(name)
-    return _finish(name, x, y, CLASSIFICATION, feature_shape)
+    x, y, columns = _sklearn_arrays(name)
+    return _finish(name, x, y, CLASSIFICATION, feature_shape, columns)
   load.__doc__ = f"scikit-learn's {name} data set (shipped with it, no download)."
   return load
 
@@ -351,7 +484,45 @@ def _example_header(num_columns: int) -> str:
   return _shorten(names[:-1], 3) + ",label" if num_columns > 4 else ",".join(names)
 
 
-def _load_csv(path: str, cfg: DataConfig) -> Dataset:
+class _Raw(NamedTuple):
+  """A data file as read, before `_finish` checks and encodes it."""
+
+  x: np.ndarray                # [N, ...] features
+  y: np.ndarray                # [N] labels; a .csv file's as text, parsed in `_file_labels`
+  columns: list[str] | None    # a .csv file's feature columns
+  label: str | None            # a .csv file's label column
+
+
+def _csv_columns(header: list[str], path: str, label_column: str | int | None,
+                 like: _Raw | None) -> tuple[int, list[int]]:
+  """The label column's index and the feature columns' indices, in `like`'s order if given."""
+  if like is None or like.columns is None:
+    label = _label_index(header, label_column, path)
+    return label, [j for j in range(len(header)) if j != label]
+  if label_column is None:  # The training file's label column, found by name.
+    if like.label not in header:
+      raise ConfigError(
+          f"label column {like.label!r} of the training data is not in {path!r}; its columns: "
+          f"{', '.join(header)}")
+    label = header.index(like.label)
+  else:
+    label = _label_index(header, label_column, path)
+  names = [h for j, h in enumerate(header) if j != label]
+  missing = [c for c in like.columns if c not in names]
+  extra = [c for c in names if c not in like.columns]
+  if missing or extra or header[label] != like.label:
+    what = [f"missing {', '.join(missing)}" if missing else "",
+            f"extra {', '.join(extra)}" if extra else "",
+            f"label column {header[label]!r}, not {like.label!r}"
+            if header[label] != like.label else ""]
+    raise ConfigError(
+        f"the columns of {path!r} differ from the training data's: "
+        f"{'; '.join(w for w in what if w)}")
+  # Same columns in another order: matched by name.
+  return label, [header.index(c) for c in like.columns]
+
+
+def _read_csv(path: str, label_column: str | int | None, like: _Raw | None = None) -> _Raw:
   rows, lines = [], []
   try:
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -384,8 +555,7 @@ def _load_csv(path: str, cfg: DataConfig) -> Dataset:
     raise ConfigError(
         f"data file {path!r} has only the column {header[0]!r}; it needs a label column and at "
         "least one feature column")
-  label = _label_index(header, cfg.label_column, path)
-  features = [j for j in range(len(header)) if j != label]
+  label, features = _csv_columns(header, path, label_column, like)
   cells = [[row[j] for j in features] for row in rows]
   try:
     x = np.array(cells, dtype=np.float64)
@@ -404,11 +574,19 @@ def _load_csv(path: str, cfg: DataConfig) -> Dataset:
   for text, line in zip(labels, lines):
     if not text:
       raise ConfigError(f"missing label in column {header[label]!r}, line {line} of {path!r}")
+  return _Raw(x, np.array(labels), [header[j] for j in features], header[label])
+
+
+def _file_labels(raws: Sequence[_Raw]) -> list[np.ndarray]:
+  """The labels of files read together; .csv text as numbers if every .csv label is one."""
+  texts = [r.y for r in raws if r.columns is not None]
   try:
-    y = np.array(labels, dtype=np.float64)  # Numeric labels sort as numbers ("9" < "10").
+    # Numeric labels sort as numbers ("9" < "10"); all files at once, so that "1" in one file
+    # and "1.0" in the other are one class.
+    parsed = iter([np.array(t, dtype=np.float64) for t in texts])
   except ValueError:
-    y = np.array(labels)
-  return _finish(path, x, y, cfg.task, columns=[header[j] for j in features], user_file=True)
+    parsed = iter(texts)
+  return [next(parsed) if r.columns is not None else r.y for r in raws]
 
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -416,7 +594,7 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # A zip's first entry, or an empty
 _NPZ_HOW = "save one with np.savez(path, x=features, y=labels)"
 
 
-def _load_npz(path: str, cfg: DataConfig) -> Dataset:
+def _read_npz(path: str) -> _Raw:
   # Decided by the magic bytes, not by np.load: anything that is neither a zip nor a .npy is,
   # to numpy, a pickle, and its error advises loading it unsafely.
   with open(path, "rb") as f:
@@ -451,7 +629,32 @@ def _load_npz(path: str, cfg: DataConfig) -> Dataset:
     reason = " ".join(str(e).split())
     raise ConfigError(
         f"data file {path!r} is not a valid .npz archive ({reason}); {_NPZ_HOW}") from None
-  return _finish(path, arrays["x"], arrays["y"], cfg.task, user_file=True)
+  return _Raw(arrays["x"], arrays["y"], None, None)
+
+
+def _check_file(path: str, what: str = "data file") -> str:
+  """Refuses a missing, empty or unknown kind of file; returns its extension."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in (".npz", ".csv"):
+    if os.path.exists(path):
+      raise ConfigError(f"cannot read {what} {path!r}: a data file must end in .npz or .csv")
+    return ext
+  if not os.path.exists(path):
+    raise ConfigError(f"{what} {path!r} does not exist")
+  if not os.path.isfile(path):
+    raise ConfigError(f"{what} {path!r} is not a file")
+  if os.path.getsize(path) == 0:
+    raise ConfigError(f"{what} {path!r} is empty")
+  return ext
+
+
+def _read_file(path: str, cfg: DataConfig, like: _Raw | None = None) -> _Raw:
+  if os.path.splitext(path)[1].lower() == ".npz":
+    if cfg.label_column is not None:
+      raise ConfigError(
+          f"label_column applies to .csv files only, got {cfg.label_column!r} with {path!r}")
+    return _read_npz(path)
+  return _read_csv(path, cfg.label_column, like)
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -473,6 +676,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     ConfigError: an unknown name, a missing or malformed file, non-finite features, or fewer
       than 2 classes.
   """
+  if isinstance(cfg.dataset, Dataset):
+    return cfg.dataset  # Checked when built; `DataConfig` refuses options that do not apply.
   name = os.fspath(cfg.dataset) if isinstance(cfg.dataset, os.PathLike) else cfg.dataset
   if not isinstance(name, str):
     raise ConfigError(f"dataset must be a name or a path, got {name!r}")
@@ -481,31 +686,28 @@ def load_dataset(cfg: DataConfig) -> Dataset:
       raise ConfigError(
           f"label_column applies to .csv files only, got {cfg.label_column!r} with built-in "
           f"dataset {name!r}")
+    if cfg.val_dataset is not None:
+      raise ConfigError(
+          f"val_dataset needs dataset to be a .npz or .csv file with the same columns, got "
+          f"built-in dataset {name!r}")
     dataset = DATASETS[name](cfg)
     if cfg.task is not None and cfg.task != dataset.task:
       raise ConfigError(
           f"dataset {name!r} is a {dataset.task} data set, got task={cfg.task!r}; task applies "
           "to .npz and .csv files only")
     return dataset
-  ext = os.path.splitext(name)[1].lower()
-  if ext in (".npz", ".csv"):
-    if not os.path.exists(name):
-      raise ConfigError(f"data file {name!r} does not exist")
-    if not os.path.isfile(name):
-      raise ConfigError(f"data file {name!r} is not a file")
-    if os.path.getsize(name) == 0:
-      raise ConfigError(f"data file {name!r} is empty")
-    if ext == ".npz":
-      if cfg.label_column is not None:
-        raise ConfigError(
-            f"label_column applies to .csv files only, got {cfg.label_column!r} with {name!r}")
-      return _load_npz(name, cfg)
-    return _load_csv(name, cfg)
-  if os.path.exists(name):
-    raise ConfigError(f"cannot read data file {name!r}: a data file must end in .npz or .csv")
-  raise ConfigError(
-      f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}, or the path of a .npz "
-      "or .csv file")
+  if _check_file(name) not in (".npz", ".csv"):
+    raise ConfigError(
+        f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}, or the path of a .npz "
+        "or .csv file")
+  raw, val = _read_file(name, cfg), None
+  if cfg.val_dataset is not None:
+    if _check_file(cfg.val_dataset, "validation file") not in (".npz", ".csv"):
+      raise ConfigError(f"val_dataset {cfg.val_dataset!r} must be a .npz or .csv file")
+    val = _read_file(cfg.val_dataset, cfg, like=raw)
+  y, *y_val = _file_labels([raw] if val is None else [raw, val])
+  return _finish(name, raw.x, y, cfg.task, columns=raw.columns, user_file=True,
+                 val=None if val is None else (val.x, y_val[0]), val_name=cfg.val_dataset or "")
 
 
 # ----------------------------------------------------------------------------- splits
@@ -574,33 +776,13 @@ def _pad(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   return idx, mask
 
 
-def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
-  """Splits a data set into training and validation indices, deterministically in `data_seed`.
-
-  Holdout (`cfg.folds` None, F = 1): ceil(val_fraction * N) examples are held out for
-  validation, stratified by class for classification; the rest is the training pool, of which
-  a stratified subsample of `cfg.train_size` is trained on. k-fold (`cfg.folds` = k, F = k):
-  the same `train_size` examples are split into k stratified folds, and fold f trains on the
-  other k - 1 and validates on fold f; the holdout part is not used.
-
-  Args:
-    dataset: the whole data set.
-    cfg: the data configuration.
-
-  Returns:
-    The padded indices of each fold and their standardization statistics.
-
-  Raises:
-    ConfigError: when `val_fraction`, `train_size` or `folds` do not fit the data.
-  """
-  _check_seed(cfg.data_seed)
-  rng = np.random.default_rng(cfg.data_seed)
+def _holdout(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, need: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+  """Draws the validation rows of a holdout split: (val, pool, n_val), stratified."""
   n_all = len(dataset.y)
-  labels = dataset.y if dataset.task == CLASSIFICATION else None
   # ceil, as scikit-learn's train_test_split: digits at 0.2 holds out 360 of 1797. The round
   # keeps float error (0.1 * 30 = 3.0000000000000004) from adding one.
   n_val = math.ceil(round(cfg.val_fraction * n_all, 6))
-  need = dataset.num_classes if labels is not None else 1
   if labels is not None:
     counts = np.bincount(labels, minlength=dataset.num_classes)
     if counts.min() < 2:
@@ -620,6 +802,45 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
         f"val_fraction={cfg.val_fraction} leaves {n_all - n_val} of {n_all} examples to train "
         f"on, fewer than {need}; valid: val_fraction <= {(n_all - need) / n_all:.4g}")
   val, pool = _draw(np.arange(n_all), labels, n_val, rng, keep_each=True)
+  return val, pool, n_val
+
+
+def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
+  """Splits a data set into training and validation indices, deterministically in `data_seed`.
+
+  Holdout (`cfg.folds` None, F = 1): ceil(val_fraction * N) examples are held out for
+  validation, stratified by class for classification; the rest is the training pool, of which
+  a stratified subsample of `cfg.train_size` is trained on. A data set with a given validation
+  split (`Dataset.num_val` > 0) validates on exactly those rows and draws `train_size` from the
+  others (`val_fraction` and `folds` do not apply). k-fold (`cfg.folds` = k, F = k):
+  the same `train_size` examples are split into k stratified folds, and fold f trains on the
+  other k - 1 and validates on fold f; the holdout part is not used.
+
+  Args:
+    dataset: the whole data set.
+    cfg: the data configuration.
+
+  Returns:
+    The padded indices of each fold and their standardization statistics.
+
+  Raises:
+    ConfigError: when `val_fraction`, `train_size` or `folds` do not fit the data.
+  """
+  _check_seed(cfg.data_seed)
+  rng = np.random.default_rng(cfg.data_seed)
+  n_all = len(dataset.y)
+  labels = dataset.y if dataset.task == CLASSIFICATION else None
+  need = dataset.num_classes if labels is not None else 1
+  if dataset.num_val:
+    if cfg.folds is not None:
+      raise ConfigError(
+          f"folds={cfg.folds} does not apply to {dataset.name!r}: its {dataset.num_val} "
+          "validation rows are given; drop folds, or give no validation split to cross-validate")
+    # Taken as given: building the data set checked that training holds every class.
+    n_val = dataset.num_val
+    val, pool = np.arange(n_all - n_val, n_all), np.arange(n_all - n_val)
+  else:
+    val, pool, n_val = _holdout(dataset, cfg, labels, need, rng)
 
   size = len(pool) if cfg.train_size is None else cfg.train_size
   if size > len(pool):

@@ -38,6 +38,7 @@ from absl import logging
 
 from lr_jax import engine
 from lr_jax.config import Experiment, OptimConfig, check_positive, log_spaced
+from lr_jax.data import config_dict
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model, build_model
 from lr_jax.optim import OPTIMIZERS, make_optimizer
@@ -354,7 +355,7 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
   result = FinderResult(
       lrs=lrs, losses=np.asarray(trace.loss, np.float64), smoothed=smoothed, seeds=grid.seeds,
       suggestions=suggest(lrs, smoothed),
-      config={"experiment": jsonable(dataclasses.asdict(experiment)),
+      config={"experiment": jsonable(config_dict(experiment)),
               "model": model.name if model is not None else experiment.model.name,
               "lr_min": lr_min, "lr_max": lr_max, "num_steps": num_steps, "beta": beta,
               "hparams": {k: float(v) for k, v in extras.items()},

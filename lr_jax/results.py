@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lr_jax import stats
+from lr_jax.data import config_dict
 from lr_jax.stats import t_quantile_975  # noqa: F401  (its home was here)
 
 RESULT_COLUMNS = (
@@ -147,7 +148,7 @@ class SweepResult:
         rows=rows_np, history=history_np, aggregates=aggregates,
         best=best_points(aggregates, len(groups), select),
         # A user model replaces the experiment's ModelConfig: its class name, no widths.
-        config={"experiments": [jsonable(dataclasses.asdict(g.experiment)) | (
+        config={"experiments": [jsonable(config_dict(g.experiment)) | (
                     {"model": {"name": g.model.name, "hidden": [], "user_model": True}}
                     if g.model is not None else {}) for g in groups],
                 "grid": jsonable(dataclasses.asdict(grid)), "target": target, "select": select},

@@ -180,3 +180,23 @@ def test_the_engine_trains_raveled_params_and_gives_back_the_tree():
   mixed = lr_jax.Model(init=lambda k: {"w": jnp.zeros(2), "n": jnp.zeros((), jnp.int32)},
                        apply=lambda p, x, k, t: x)
   assert lr_jax.models.flattened(mixed).model is mixed
+
+
+def test_sweep_on_arrays_with_minus_one_plus_one_labels_and_a_given_split(tmp_path):
+  # The validation rows are labelled against the training rule: a sweep that validated on any
+  # training rows (a re-split) would score far above 0 on them.
+  x = np.random.default_rng(0).normal(size=(200, 4))
+  rule = np.where(x[:, 0] - x[:, 1] > 0, 1, -1)
+  ds = lr_jax.Dataset.from_arrays(x[:150], rule[:150], x[150:], -rule[150:], name="flipped")
+  exp = lr_jax.Experiment(
+      data=lr_jax.DataConfig(dataset=ds, train_size=100),
+      model=lr_jax.ModelConfig(name="linear"),
+      train=lr_jax.TrainConfig(epochs=15, batch_size=0, patience=0, chunk_epochs=0))
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(0.1, 0.3), seeds=(0, 1)))
+  final_val_accuracy = result.history["val_accuracy"][:, -1]
+  assert final_val_accuracy.shape == (4,) and np.all(final_val_accuracy < 0.25)
+  assert np.all(result.history["train_loss"][:, -1] < result.history["train_loss"][:, 0])
+  paths = lr_jax.write_outputs(result, str(tmp_path))
+  summary = json.load(open(paths[2]))
+  assert summary["config"]["experiments"][0]["data"]["dataset"] == "flipped"
+  assert "flipped" in lr_jax.format_table(result)

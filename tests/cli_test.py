@@ -11,7 +11,7 @@ from absl import flags
 from experiments import lr_sweep
 from lr_jax import engine
 
-from data_test import _npz, _write  # tests/ is on sys.path under pytest
+from data_test import _npz, _pets, _write  # tests/ is on sys.path under pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,3 +110,28 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
   assert proc.stderr.strip().splitlines() == [
       proc.stderr.strip().splitlines()[0]] and "adamax" in proc.stderr
   assert not out.exists()
+
+
+def test_val_dataset_flag(run_script, tmp_path):
+  train, valid = _pets(tmp_path)
+  bird = _write(tmp_path, "bird.csv", "a,b,pet\n1,2,bird\n")
+  for extra, needles in ((["--folds=3"], ["folds=3", "valid.csv"]),
+                         (["--val_fraction=0.2"], ["--val_fraction", "--val_dataset"]),
+                         ([f"--val_dataset={bird}"], ["bird.csv", "'bird'"])):
+    code, err = run_script(f"--dataset={train}", f"--val_dataset={valid}", *extra)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (extra, err)
+    for needle in needles:
+      assert needle in lines[0], (needle, lines[0])
+  from lr_jax import cli
+  try:
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["lr_sweep", f"--dataset={train}", f"--val_dataset={valid}", "--train_size=6",
+                 "--batch_size=0"])
+    exp, grid = cli.experiment_from_flags(flags.FLAGS), cli.grid_from_flags(flags.FLAGS)
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert exp.data.val_dataset == valid
+  group = engine.plan_sweep(exp, grid)[0]
+  val = group.splits.val_idx[0][group.splits.val_mask[0]]
+  np.testing.assert_array_equal(group.dataset.x[val], [[70, 7], [80, 8], [90, 9]])

@@ -387,3 +387,196 @@ def test_csv_first_row_of_data_is_not_taken_as_a_header(tmp_path):
   path = _write(tmp_path, "nh.csv", "1,2,0\n1,2,0\n3,4,1\n")
   with pytest.raises(ConfigError, match=r"is all numbers \(1,2,0\), not a header"):
     data.load_dataset(DataConfig(dataset=path))
+
+
+# --------------------------------------------------------------- arrays, given validation splits
+
+
+def _separable(n, seed=0, labels=(-1, 1)):
+  x = np.random.default_rng(seed).normal(size=(n, 3))
+  return x, np.where(x[:, 0] + x[:, 1] > 0, labels[1], labels[0])
+
+
+def test_from_arrays_encodes_any_labels_and_keeps_names():
+  x, y = _separable(30)
+  ds = data.Dataset.from_arrays(x, y, feature_names=["a", "b", "c"])
+  assert ds.task == "classification" and ds.num_classes == 2 and ds.num_val == 0
+  np.testing.assert_array_equal(ds.y, (y == 1).astype(np.int32))  # -1 -> 0, +1 -> 1
+  assert ds.class_names == (-1, 1) and ds.feature_names == ("a", "b", "c")
+  assert ds.x.dtype == np.float32 and not ds.x.flags.writeable
+  # Text labels of both parts are encoded together: "dog" is one id in training and validation.
+  ds = data.Dataset.from_arrays(x[:20], np.where(y[:20] > 0, "dog", "cat"), x[20:],
+                                np.array(["dog"] * 10), class_names=["Cat", "Dog"])
+  assert ds.class_names == ("Cat", "Dog") and ds.num_val == 10
+  np.testing.assert_array_equal(ds.y[20:], np.ones(10))
+  np.testing.assert_array_equal(ds.y[:20], (y[:20] > 0).astype(np.int32))
+  # Images keep their shape for a CNN; a pandas-like object names its features.
+  img = data.Dataset.from_arrays(np.zeros((4, 2, 2, 1)) + np.arange(4)[:, None, None, None],
+                                 [0, 1, 0, 1])
+  assert img.feature_shape == (2, 2, 1) and img.x.shape == (4, 4)
+
+  class Frame:  # What a pandas DataFrame offers: its values and its columns.
+    columns = ["u", "v", "w"]
+
+    def __array__(self, dtype=None, copy=None):
+      return x
+
+  framed = data.Dataset.from_arrays(Frame(), np.array(["no", "yes"] * 15, dtype=object))
+  assert framed.feature_names == ("u", "v", "w") and framed.class_names == ("no", "yes")
+
+
+FROM_ARRAYS_ERRORS = {
+    "nan": (lambda x, y: data.Dataset.from_arrays(np.where(np.arange(3) == 1, np.nan, x), y,
+                                                  feature_names=["a", "b", "c"]),
+            r"'arrays' has 30 NaN or inf feature value\(s\), in column 'b'"),
+    "nan_val": (lambda x, y: data.Dataset.from_arrays(x[:20], y[:20], x[20:] * np.inf, y[20:]),
+                r"'arrays \(x_val, y_val\)' has 30 NaN or inf feature"),
+    "one_class": (lambda x, y: data.Dataset.from_arrays(x, np.ones(30)),
+                  r"at least 2 classes, 'arrays' has 1 \(every label is 1\.0\)"),
+    "unseen": (lambda x, y: data.Dataset.from_arrays(x[:20], y[:20], x[20:], np.full(10, 7)),
+               r"labels of 'arrays \(x_val, y_val\)' hold 1 class\(es\) that the training data "
+               r"'arrays' lacks: 7"),
+    "kinds": (lambda x, y: data.Dataset.from_arrays(x[:20], y[:20], x[20:], ["a"] * 10),
+              r"labels of 'arrays' are numbers, labels of .* are text"),
+    "half_split": (lambda x, y: data.Dataset.from_arrays(x, y, x_val=x),
+                   r"needs both x_val and y_val, got only x_val"),
+    "val_shape": (lambda x, y: data.Dataset.from_arrays(x, y, x[:, :2], y),
+                  r"examples of .* have shape \(2,\), those of 'arrays' \(3,\)"),
+    "feature_names": (lambda x, y: data.Dataset.from_arrays(x, y, feature_names=["a"]),
+                      r"1 feature names given for 'arrays', which has 3 features"),
+    "class_names": (lambda x, y: data.Dataset.from_arrays(x, y, class_names=["a", "b", "c"]),
+                    r"3 class names given for 'arrays', which has 2 classes \(-1, 1\)"),
+    "lengths": (lambda x, y: data.Dataset.from_arrays(x, y[:5], name="mine"),
+                r"'mine' has 30 rows of features but 5 labels"),
+    "task": (lambda x, y: data.Dataset.from_arrays(x, y, task="ordinal"),
+             r"unknown task 'ordinal'; valid choices: classification, regression"),
+    "tuple": (lambda x, y: DataConfig(dataset=(x, y)),
+              r"dataset must be a name, a file path or a lr_jax\.Dataset .*from_arrays.*tuple"),
+    "folds": (lambda x, y: DataConfig(dataset=data.Dataset.from_arrays(x[:20], y[:20], x[20:],
+                                                                       y[20:]), folds=2),
+              r"folds=2 does not apply with a given validation split"),
+    "val_fraction": (lambda x, y: DataConfig(dataset=data.Dataset.from_arrays(
+        x[:20], y[:20], x[20:], y[20:]), val_fraction=0.5), r"val_fraction=0\.5 does not apply"),
+    "make_splits_folds": (lambda x, y: data.make_splits(data.Dataset.from_arrays(
+        x[:20], y[:20], x[20:], y[20:]), DataConfig(folds=2)),
+                          r"folds=2 does not apply to 'arrays': its 10 validation rows"),
+    "too_few_per_class": (lambda x, y: data.make_splits(data.Dataset.from_arrays(
+        x, np.r_[np.zeros(29), 1]), DataConfig()), r"class 1 of 'arrays' has 1 example"),
+}
+
+
+@pytest.mark.parametrize("case", FROM_ARRAYS_ERRORS)
+def test_from_arrays_refuses_what_a_file_would_with_one_line(case):
+  make, pattern = FROM_ARRAYS_ERRORS[case]
+  with pytest.raises(ConfigError, match=pattern) as info:
+    make(*_separable(30))
+  assert "\n" not in str(info.value)
+
+
+def test_given_validation_split_is_used_as_is_and_train_size_subsamples_the_rest():
+  x, y = _separable(200, seed=1)
+  ds = data.Dataset.from_arrays(x[:150], y[:150], x[150:], y[150:])
+  whole = data.make_splits(ds, DataConfig(dataset=ds))
+  np.testing.assert_array_equal(_rows(whole, 0, "val"), np.arange(150, 200))
+  np.testing.assert_array_equal(_rows(whole, 0), np.arange(150))
+  small = data.make_splits(ds, DataConfig(dataset=ds, train_size=40, data_seed=3))
+  train = _rows(small, 0)
+  np.testing.assert_array_equal(_rows(small, 0, "val"), np.arange(150, 200))
+  assert len(train) == 40 and train.max() < 150
+  # Stratified as ever: the class shares of the 150 training rows, to within one example.
+  share = np.bincount(ds.y[:150]) / 150 * 40
+  assert np.all(np.abs(np.bincount(ds.y[train]) - share) <= 1)
+  again = data.make_splits(ds, DataConfig(dataset=ds, train_size=40, data_seed=3))
+  np.testing.assert_array_equal(again.train_idx, small.train_idx)
+  # Standardized with the training rows' statistics only.
+  np.testing.assert_allclose(small.mean[0], ds.x[train].mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_dataset_object_is_its_own_cache_key():
+  from lr_jax import engine
+  (x, y), (x2, y2) = _separable(60, seed=0), _separable(60, seed=1)
+  first, second = data.Dataset.from_arrays(x, y), data.Dataset.from_arrays(x2, y2)
+  assert first.name == second.name  # Both "arrays": a name-keyed cache would give back `first`.
+  assert DataConfig(dataset=first) != DataConfig(dataset=second)
+  assert engine._load(DataConfig(dataset=first)) is first
+  assert engine._load(DataConfig(dataset=second)) is second
+  exp = lambda ds: engine.Experiment(data=DataConfig(dataset=ds, train_size=40))  # noqa: E731
+  g1, g2 = (engine.plan_sweep(exp(ds), engine.Grid())[0] for ds in (first, second))
+  np.testing.assert_array_equal(g2.dataset.x, second.x)
+  hash(g1.experiment)
+  assert engine._compile_key(g1) == engine._compile_key(g2)  # Same shapes: one program.
+
+
+def _pets(tmp_path):
+  train = _write(tmp_path, "train.csv",
+                 "a,b,pet\n" + "".join(f"{i},{i % 3},{'dog' if i % 2 else 'cat'}\n"
+                                       for i in range(12)))
+  # The same columns in another order: matched by name.
+  valid = _write(tmp_path, "valid.csv", "pet,b,a\ndog,7,70\ncat,8,80\ndog,9,90\n")
+  return train, valid
+
+
+def test_val_dataset_rows_are_exactly_the_files_rows(tmp_path):
+  train, valid = _pets(tmp_path)
+  cfg = DataConfig(dataset=train, val_dataset=valid, train_size=6, standardize=False)
+  ds = data.load_dataset(cfg)
+  assert ds.num_val == 3 and ds.class_names == ("cat", "dog") and ds.feature_names == ("a", "b")
+  splits = data.make_splits(ds, cfg)
+  val = _rows(splits, 0, "val")
+  np.testing.assert_array_equal(ds.x[val], [[70, 7], [80, 8], [90, 9]])
+  np.testing.assert_array_equal(ds.y[val], [1, 0, 1])  # dog, cat, dog: ids shared with train
+  train_rows = _rows(splits, 0)
+  assert len(train_rows) == 6 and train_rows.max() < 12
+  np.testing.assert_array_equal(np.bincount(ds.y[train_rows]), [3, 3])
+  # A .npz validation file works with a .npz training file.
+  x, y = _separable(20)
+  npz = data.load_dataset(DataConfig(dataset=_npz(tmp_path, "t.npz", x=x[:15], y=y[:15]),
+                                     val_dataset=_npz(tmp_path, "v.npz", x=x[15:], y=y[15:])))
+  np.testing.assert_array_equal(npz.x[15:], x[15:].astype(np.float32))
+  assert npz.class_names == (-1, 1) and npz.num_val == 5
+
+
+VAL_FILE_ERRORS = {
+    "unseen": ("a,b,pet\n1,2,dog\n3,4,bird\n5,6,fish\n",
+               r"labels of '.*v\.csv' hold 2 class\(es\) that the training data '.*train\.csv' "
+               r"lacks: 'bird', 'fish'"),
+    "columns": ("a,c,pet\n1,2,dog\n", r"columns of '.*v\.csv' differ from the training data's: "
+                                      r"missing b; extra c"),
+    "label": ("a,b,animal\n1,2,dog\n", r"label column 'pet' of the training data is not in "
+                                       r"'.*v\.csv'; its columns: a, b, animal"),
+    "nan": ("a,b,pet\n1,nan,dog\n", r"'.*v\.csv' has 1 NaN or inf feature value\(s\), in column "
+                                    r"'b'"),
+    "missing": (None, r"validation file '.*v\.csv' does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", VAL_FILE_ERRORS)
+def test_bad_val_dataset_is_refused_with_one_line(tmp_path, case):
+  text, pattern = VAL_FILE_ERRORS[case]
+  train, _ = _pets(tmp_path)
+  valid = str(tmp_path / "v.csv") if text is None else _write(tmp_path, "v.csv", text)
+  with pytest.raises(ConfigError, match=pattern) as info:
+    data.load_dataset(DataConfig(dataset=train, val_dataset=valid))
+  assert "\n" not in str(info.value)
+
+
+def test_val_dataset_refuses_options_that_do_not_apply(tmp_path):
+  train, valid = _pets(tmp_path)
+  for cfg, pattern in (
+      (dict(dataset=train, folds=3), r"folds=3 does not apply with a given validation split "
+                                     r"\(val_dataset='.*valid\.csv'\)"),
+      (dict(dataset=train, val_fraction=0.3), r"val_fraction=0\.3 does not apply"),
+      (dict(dataset=data.Dataset.from_arrays(*_separable(10))), r"val_dataset=.* applies to "
+                                                                r"data files")):
+    with pytest.raises(ConfigError, match=pattern):
+      DataConfig(val_dataset=valid, **cfg)
+  with pytest.raises(ConfigError, match=r"val_dataset needs dataset to be a \.npz or \.csv"):
+    data.load_dataset(DataConfig(dataset="iris", val_dataset=valid))
+
+
+def test_builtin_and_file_data_sets_name_their_features_and_classes(tmp_path):
+  iris = data.load_dataset(DataConfig(dataset="iris"))
+  assert iris.feature_names[0] == "sepal length (cm)" and iris.class_names == (0, 1, 2)
+  path = _write(tmp_path, "s.csv", "w,h,size\n1,2,10\n3,4,-2.5\n5,6,10\n7,8,-2.5\n")
+  ds = data.load_dataset(DataConfig(dataset=path, task="classification"))
+  assert ds.feature_names == ("w", "h") and ds.class_names == (-2.5, 10)
