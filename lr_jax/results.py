@@ -278,13 +278,15 @@ def summary_dict(result: SweepResult) -> dict:
                     "num_variants": result.num_variants})
 
 
-def write_outputs(result: SweepResult, out_dir: str) -> list[str]:
-  """Writes `results.csv`, `history.npz` and `summary.json` into `out_dir`, each atomically.
+def write_files(result: SweepResult, directory: str) -> list[str]:
+  """Writes `results.csv`, `history.npz` and `summary.json` into `directory`, each atomically.
+
+  No lock and no checks: for a staging folder (see `lr_jax.outputs`); use `write_outputs`.
 
   Returns:
     The paths written.
   """
-  paths = [os.path.join(out_dir, name) for name in ("results.csv", "history.npz", "summary.json")]
+  paths = [os.path.join(directory, name) for name in ("results.csv", "history.npz", "summary.json")]
   atomic_write(paths[0], results_csv(result).encode())
   buf = io.BytesIO()
   meta = {f"variant_{k}": np.asarray(result.rows[k]).astype(np.float64 if k == "learning_rate" else
@@ -294,6 +296,33 @@ def write_outputs(result: SweepResult, out_dir: str) -> list[str]:
   atomic_write(paths[1], buf.getvalue())
   atomic_write(paths[2], (json.dumps(summary_dict(result), indent=2) + "\n").encode())
   return paths
+
+
+def write_outputs(result: SweepResult, out_dir: str, overwrite: bool = False) -> list[str]:
+  """Writes `results.csv`, `history.npz` and `summary.json` into `out_dir` as one unit.
+
+  The folder is locked while writing, the three files replace the previous three together or
+  not at all, and the results of a different sweep (another `result.config`) are only
+  replaced with `overwrite`; the same sweep's are replaced without asking (`lr_jax.outputs`).
+
+  Args:
+    result: from `run_sweep`.
+    out_dir: the output folder; created if missing.
+    overwrite: replace another sweep's results.
+
+  Returns:
+    The paths written.
+
+  Raises:
+    ConfigError: `out_dir` cannot be written, another process is writing it, it holds a
+      different sweep's results, or writing failed (then the previous files are unchanged).
+  """
+  from lr_jax.outputs import OutputFolder
+  with OutputFolder(out_dir, identity={"kind": "sweep", "config": result.config},
+                    overwrite=overwrite, flag="out_dir", overwrite_hint="overwrite=True") as folder:
+    with folder.staging() as staging:
+      names = [os.path.basename(p) for p in write_files(result, staging)]
+  return [os.path.join(out_dir, name) for name in names]
 
 
 def format_table(result: SweepResult) -> str:
