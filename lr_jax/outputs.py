@@ -146,7 +146,9 @@ class OutputFolder:
 
   def __init__(self, path: str, *, identity: dict, overwrite: bool = False, flag: str = "--out",
                overwrite_hint: str = "--overwrite"):
-    """Args:
+    """Describes the hold; nothing is touched until `open()`.
+
+    Args:
       path: the output folder.
       identity: JSON-able description of what this run computes (its kind and configuration,
         not how it runs); results with another identity are only replaced with `overwrite`.
