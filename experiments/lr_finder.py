@@ -12,18 +12,21 @@ above the largest, or --lrs) trains --seeds seeds for up to --epochs epochs and 
 where each suggestion lands against the sweep's best learning rate.
 
 Writes finder.png, finder.json and report.md into --out (and the check sweep's results.csv,
-history.npz and summary.json into --out/sweep).
+history.npz and summary.json into --out/sweep), all committed together; --out is checked and
+locked before anything compiles, and another run's results are only replaced with --overwrite.
 """
 
+import dataclasses
 import math
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from lr_jax import cli
 from lr_jax.errors import ConfigError
 
 cli.define_sweep_flags()
+cli.define_output_flags()
 flags.DEFINE_float("finder_lr_min", 1e-7, "Learning rate of the range test's first step.")
 flags.DEFINE_float("finder_lr_max", 10.0, "Learning rate of the range test's last step.")
 flags.DEFINE_integer("finder_steps", 200, "Steps of the range test (one learning rate each).")
@@ -51,8 +54,7 @@ def _one_value(name):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.parse_flags refuses stray arguments.
 
   def run():
     # Every check runs before anything compiles (lr_finder's own checks included).
@@ -62,7 +64,7 @@ def main(argv):
             f"--{name} sets lr_sweep's grid and is not used here; valid: {instead} (and --lrs "
             "for the check sweep's grid)")
     experiment = cli.experiment_from_flags(FLAGS)
-    from lr_jax import config, engine, finder, results
+    from lr_jax import config, engine, finder, outputs, results
     finder.check_finder_args(
         FLAGS.finder_lr_min, FLAGS.finder_lr_max, FLAGS.finder_steps, FLAGS.finder_beta,
         names=("--finder_lr_min", "--finder_lr_max", "--finder_steps", "--finder_beta"))
@@ -75,32 +77,39 @@ def main(argv):
       check_lrs = config.check_learning_rates(check_lrs)
     hparams = {k: v for k in ("weight_decay", "momentum") if (v := _one_value(k)) is not None}
     seeds = tuple(range(FLAGS.seeds))
-    cli.enable_compilation_cache()
-
-    result = finder.lr_finder(
-        experiment, lr_min=FLAGS.finder_lr_min, lr_max=FLAGS.finder_lr_max,
-        num_steps=FLAGS.finder_steps, seeds=seeds, beta=FLAGS.finder_beta, hparams=hparams)
-    sweep = comparison = None
-    if FLAGS.check_sweep:
-      lrs = check_lrs or finder.check_grid(result, num=FLAGS.check_num_lrs, span=FLAGS.check_span)
-      if lrs is None:
-        logging.warning("no suggestion (every seed stopped within the skipped steps): no check")
-      else:
-        grid = engine.Grid(learning_rates=lrs, seeds=seeds,
-                           hparams=tuple((k, (v,)) for k, v in hparams.items()))
-        logging.info("check sweep: %d learning rates %.3g..%.3g x %d seeds, up to %d epochs",
-                     len(lrs), lrs[0], lrs[-1], len(seeds), experiment.train.epochs)
-        sweep = engine.run_sweep(experiment, grid)
-        comparison = finder.compare_with_sweep(result, sweep)
-        paths = results.write_outputs(sweep, os.path.join(FLAGS.out, "sweep"))
-        logging.info("wrote %s", ", ".join(paths))
-    paths = finder.write_finder_outputs(result, FLAGS.out, sweep=sweep, comparison=comparison)
-    logging.info("wrote %s", ", ".join(paths))
+    identity = {
+        "kind": "lr_finder", "experiment": dataclasses.asdict(experiment), "seeds": seeds,
+        "hparams": hparams,
+        "finder": [FLAGS.finder_lr_min, FLAGS.finder_lr_max, FLAGS.finder_steps, FLAGS.finder_beta],
+        "check": [FLAGS.check_sweep, check_lrs, FLAGS.check_num_lrs, FLAGS.check_span]}
+    with outputs.OutputFolder(FLAGS.out, identity=identity, overwrite=FLAGS.overwrite) as folder:
+      cli.enable_compilation_cache()
+      result = finder.lr_finder(
+          experiment, lr_min=FLAGS.finder_lr_min, lr_max=FLAGS.finder_lr_max,
+          num_steps=FLAGS.finder_steps, seeds=seeds, beta=FLAGS.finder_beta, hparams=hparams)
+      sweep = comparison = None
+      if FLAGS.check_sweep:
+        lrs = check_lrs or finder.check_grid(result, num=FLAGS.check_num_lrs, span=FLAGS.check_span)
+        if lrs is None:
+          logging.warning("no suggestion (every seed stopped within the skipped steps): no check")
+        else:
+          grid = engine.Grid(learning_rates=lrs, seeds=seeds,
+                             hparams=tuple((k, (v,)) for k, v in hparams.items()))
+          logging.info("check sweep: %d learning rates %.3g..%.3g x %d seeds, up to %d epochs",
+                       len(lrs), lrs[0], lrs[-1], len(seeds), experiment.train.epochs)
+          sweep = engine.run_sweep(experiment, grid)
+          comparison = finder.compare_with_sweep(result, sweep)
+      with folder.staging() as staging:
+        if sweep is not None:
+          results.write_files(sweep, os.path.join(staging, "sweep"))
+        paths = finder.write_finder_outputs(result, staging, sweep=sweep, comparison=comparison)
+    logging.info("wrote %s into %s", ", ".join(map(os.path.basename, paths))
+                 + (" and sweep/" if sweep is not None else ""), FLAGS.out)
     report = finder.finder_markdown(result, comparison=comparison, sweep=sweep)
     print(report.split("## Suggestions", 1)[1].strip())
 
-  cli.run_main(run)
+  cli.run_main(run, on_interrupt=lambda: f"nothing written to {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run_app(main)

@@ -4,22 +4,29 @@ r"""The main job: a learning-rate sweep, every variant in one compiled program.
     python -m experiments.lr_sweep --optimizer=sgd --lrs=1e-3,1e-2,1e-1 --seeds=5 --out=runs/sgd
     python -m experiments.lr_sweep --train_size=100 --folds=5 --schedule=exponential
 
-Writes results.csv, history.npz and summary.json into --out and prints the table.
+Writes results.csv, history.npz and summary.json into --out and prints the table. --out is
+checked and locked before anything compiles; the three files replace the previous ones together;
+a different sweep's results are only replaced with --overwrite.
 """
 
-from absl import app, flags, logging
+import contextlib
+import os
+import sys
+
+from absl import flags, logging
 
 from lr_jax import cli
 
 cli.define_sweep_flags()
 cli.define_run_flags()
+cli.define_output_flags()
 flags.DEFINE_string("out", "runs/lr_sweep", "Output folder.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.parse_flags refuses stray arguments.
+  state = {}
 
   def sweep():
     # Check every flag before importing the engine's heavy parts or compiling anything.
@@ -29,21 +36,37 @@ def main(argv):
     from lr_jax import stats
     select = stats.check_select(FLAGS.select)
     cli.initialize_distributed(FLAGS)  # Before anything touches a JAX backend.
-    from lr_jax import engine, results
+    from lr_jax import engine, outputs, results
     groups = engine.plan_sweep(experiment, grid)
-    cli.enable_compilation_cache()
-    result = engine.run_planned(groups, grid, target=FLAGS.target, options=options, select=select)
     import jax
-    if jax.process_index() != 0:
-      return  # Process 0 writes the outputs.
-    paths = results.write_outputs(result, FLAGS.out)
-    if options.checkpoint_dir and not FLAGS.checkpoint_dir:
-      engine.clear_checkpoints(options.checkpoint_dir)  # The results now hold everything.
+    primary = not FLAGS.distributed or jax.process_index() == 0  # Process 0 writes the files.
+    with contextlib.ExitStack() as stack:
+      if primary:  # The output folder checked and locked, the checkpoints checked: no compiling.
+        folder = stack.enter_context(outputs.OutputFolder(
+            FLAGS.out, overwrite=FLAGS.overwrite,
+            identity=outputs.sweep_identity(groups, grid, FLAGS.target, select)))
+        cli.check_checkpoints(options, FLAGS.overwrite)
+      state["checkpoint_dir"] = options.checkpoint_dir
+      cli.enable_compilation_cache()
+      result = engine.run_planned(groups, grid, target=FLAGS.target, options=options,
+                                   select=select)
+      if not primary:
+        return
+      with folder.staging() as staging:
+        names = results.write_files(result, staging)
+      if options.checkpoint_dir and not FLAGS.checkpoint_dir:
+        engine.clear_checkpoints(options.checkpoint_dir)  # The results now hold everything.
     print(results.format_table(result))
-    logging.info("wrote %s", ", ".join(paths))
+    logging.info("wrote %s into %s", ", ".join(map(os.path.basename, names)), FLAGS.out)
 
-  cli.run_main(sweep)
+  def interrupted():
+    if cli.checkpoint_files(state.get("checkpoint_dir")):
+      return (f"the checkpoint in {state['checkpoint_dir']} keeps the progress; continue with: "
+              f"{cli.resume_command('experiments.lr_sweep', sys.argv)}")
+    return "no results written (--checkpoint_every=K would let --resume continue)"
+
+  cli.run_main(sweep, on_interrupt=interrupted)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run_app(main)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from lr_jax import cli
 
@@ -29,6 +29,7 @@ flags.DEFINE_integer("num_lrs", None, "Learning rates per sweep (odd); default 1
 flags.DEFINE_float("span", None, "The sweep goes from lr/span to lr*span; default 100.")
 flags.DEFINE_integer("max_epochs", None, "Cap on every configuration's epochs.")
 flags.DEFINE_integer("data_seed", None, "Seed of the split and subsample.")
+cli.define_output_flags()
 flags.DEFINE_string("out", "runs/seed_examples", "Output folder.")
 FLAGS = flags.FLAGS
 
@@ -46,24 +47,31 @@ def config_from_flags(f):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.parse_flags refuses stray arguments.
 
   def examples():
+    import dataclasses
+    import os
+
     from lr_jax import article as article_lib
+    from lr_jax import outputs
     plan = article_lib.plan_examples(config_from_flags(FLAGS))  # Every check, nothing compiled.
-    cli.enable_compilation_cache()
-    sweeps, wall_s = article_lib.run_examples(plan)
-    command = "python -m experiments.seed_examples " + " ".join(sys.argv[1:])
-    path = article_lib.write_examples_report(plan, sweeps, wall_s, FLAGS.out,
-                                           extra=[("Command", f"```\n{command.strip()}\n```")])
+    identity = {"kind": "seed_examples", "config": dataclasses.asdict(plan.config)}
+    with outputs.OutputFolder(FLAGS.out, identity=identity, overwrite=FLAGS.overwrite) as folder:
+      cli.enable_compilation_cache()
+      sweeps, wall_s = article_lib.run_examples(plan)
+      command = "python -m experiments.seed_examples " + " ".join(sys.argv[1:])
+      with folder.staging() as staging:
+        path = article_lib.write_examples_report(
+            plan, sweeps, wall_s, staging, extra=[("Command", f"```\n{command.strip()}\n```")])
     for article, sweep in zip(plan.articles, sweeps):
       print(article_lib.comparison_sentence(
           article, article_lib.compare_sweep(sweep, article.learning_rate)))
-    logging.info("total wall time %.1f s; wrote %s", wall_s, path)
+    logging.info("total wall time %.1f s; wrote %s", wall_s,
+                 os.path.join(FLAGS.out, os.path.relpath(path, staging)))
 
-  cli.run_main(examples)
+  cli.run_main(examples, on_interrupt=lambda: f"nothing written to {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run_app(main)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from lr_jax import cli
 from lr_jax.errors import ConfigError
@@ -36,6 +36,7 @@ flags.DEFINE_float("final_lr_fraction", None,
 flags.DEFINE_float("reference_lr", None, "The article's small learning rate, reported per cell.")
 flags.DEFINE_float("tolerance", None, "Accuracy within which an LR counts as near the best.")
 flags.DEFINE_integer("data_seed", None, "Seed of the subsample and the folds.")
+cli.define_output_flags()
 flags.DEFINE_string("out", "runs/small_data_study", "Output folder.")
 FLAGS = flags.FLAGS
 
@@ -73,25 +74,32 @@ def config_from_flags(f):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.parse_flags refuses stray arguments.
 
   def study():
+    import dataclasses
+    import os
+
+    from lr_jax import outputs
     from lr_jax import study as study_lib
     plan = study_lib.plan_study(config_from_flags(FLAGS))  # Every check, nothing compiled.
-    cli.enable_compilation_cache()
-    logging.info("small-data study: %d compile groups, %d cells", len(plan.groups),
-                 len(plan.cells) * len(plan.config.schedules))
-    result = study_lib.run_study(plan)
-    command = "python -m experiments.small_data_study " + " ".join(sys.argv[1:])
-    path = study_lib.write_study_report(result, FLAGS.out,
-                                        extra=[("Command", f"```\n{command.strip()}\n```")])
+    identity = {"kind": "small_data_study", "config": dataclasses.asdict(plan.config)}
+    with outputs.OutputFolder(FLAGS.out, identity=identity, overwrite=FLAGS.overwrite) as folder:
+      cli.enable_compilation_cache()
+      logging.info("small-data study: %d compile groups, %d cells", len(plan.groups),
+                   len(plan.cells) * len(plan.config.schedules))
+      result = study_lib.run_study(plan)
+      command = "python -m experiments.small_data_study " + " ".join(sys.argv[1:])
+      with folder.staging() as staging:
+        path = study_lib.write_study_report(result, staging,
+                                            extra=[("Command", f"```\n{command.strip()}\n```")])
     print(" ".join(study_lib.conclusion(result.rows, reference_lr=plan.config.reference_lr,
                                         tolerance=plan.config.tolerance)))
-    logging.info("total wall time %.1f s; wrote %s", result.wall_s, path)
+    logging.info("total wall time %.1f s; wrote %s", result.wall_s,
+                 os.path.join(FLAGS.out, os.path.relpath(path, staging)))
 
-  cli.run_main(study)
+  cli.run_main(study, on_interrupt=lambda: f"nothing written to {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run_app(main)

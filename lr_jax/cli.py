@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 
@@ -59,13 +60,89 @@ def parse_ints(flag: str, values: Sequence[str] | None) -> tuple[int, ...] | Non
   return tuple(out)
 
 
-def run_main(main: Callable[[], object]) -> None:
-  """Runs `main`, turning a `ConfigError` into one line on stderr and exit status 2."""
+def run_main(main: Callable[[], object], on_interrupt: Callable[[], str | None] | None = None
+             ) -> None:
+  """Runs `main`: a `ConfigError` is one `error:` line and exit 2, Ctrl-C one line and exit 130.
+
+  Args:
+    main: the script's work.
+    on_interrupt: returns what to say after "interrupted; " (e.g. the command that resumes),
+      or None.
+  """
   try:
     main()
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:
+    hint = on_interrupt() if on_interrupt is not None else None
+    print("interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
+    sys.exit(130)  # 128 + SIGINT, as a shell reports a process Ctrl-C ended.
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """absl's flag parser, with a bad flag or a stray argument one `error:` line and exit 2."""
+  from absl import flags
+  try:
+    rest = flags.FLAGS(list(argv))
+  except flags.Error as e:
+    message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    print(f"error: {message} (--helpfull lists the flags)", file=sys.stderr)
+    sys.exit(2)
+  if len(rest) > 1:
+    print(f"error: unexpected arguments {' '.join(rest[1:])!r}; flags are written "
+          "--name=value", file=sys.stderr)
+    sys.exit(2)
+  return rest
+
+
+def run_app(main: Callable[[list[str]], object]) -> None:
+  """`absl.app.run(main)` with `parse_flags`, so a flag error exits 2 as the README promises."""
+  from absl import app
+  app.run(main, flags_parser=parse_flags)
+
+
+def resume_command(module: str, argv: Sequence[str]) -> str:
+  """The command line that continues the run `argv` started: the same flags plus `--resume`."""
+  kept = [a for a in argv[1:]
+          if a.lstrip("-").split("=", 1)[0] not in ("resume", "noresume")]
+  return f"python -m {module} " + shlex.join([*kept, "--resume"])
+
+
+def checkpoint_files(checkpoint_dir: str | None) -> list[str]:
+  """The sweep checkpoint files in `checkpoint_dir` (none if it is None or missing)."""
+  if not checkpoint_dir or not os.path.isdir(checkpoint_dir):
+    return []
+  return sorted(n for n in os.listdir(checkpoint_dir)
+                if n.startswith("group") and n.endswith(".npz"))
+
+
+def check_checkpoints(options, overwrite: bool) -> None:
+  """Checks the checkpoint folder can be written and refuses to start over a resumable one.
+
+  Starting afresh would overwrite, then delete, a checkpoint that `--resume` could continue:
+  that needs `--overwrite`, which discards it here (so a stale file cannot be resumed later).
+
+  Raises:
+    ConfigError: the folder is not writable, or holds a checkpoint and neither `--resume`
+      nor `--overwrite` was given.
+  """
+  from lr_jax import outputs
+  directory = options.checkpoint_dir
+  if not directory:
+    return
+  outputs.remove_empty(outputs.check_writable(directory, "--checkpoint_dir"))
+  found = checkpoint_files(directory)
+  if not found or options.resume:
+    return
+  if not overwrite:
+    raise ConfigError(
+        f"{os.path.join(directory, found[0])} is the checkpoint of an interrupted sweep; "
+        "continue it with --resume, or pass --overwrite to discard it and start afresh")
+  from absl import logging
+  logging.warning("--overwrite: discarding the checkpoint in %s", directory)
+  for name in found:
+    os.unlink(os.path.join(directory, name))
 
 
 class _Once:
@@ -169,6 +246,13 @@ def grid_from_flags(f) -> "Grid":
   extra = {name: parse_floats(name, getattr(f, name)) for name in ("weight_decay", "momentum")}
   return Grid(learning_rates=lrs, seeds=tuple(range(f.seeds)),
               hparams=tuple((k, v) for k, v in extra.items() if v is not None))
+
+
+def define_output_flags() -> None:
+  """Defines `--overwrite`, which every script with an `--out` takes."""
+  _Once().DEFINE_bool(
+      "overwrite", False, "Replace a different run's results in --out (and discard a checkpoint "
+      "that --resume could continue); the same run's results are replaced without it.")
 
 
 def define_run_flags() -> None:

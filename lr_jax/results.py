@@ -147,14 +147,22 @@ class SweepResult:
     return cls(
         rows=rows_np, history=history_np, aggregates=aggregates,
         best=best_points(aggregates, len(groups), select),
-        # A user model replaces the experiment's ModelConfig: its class name, no widths.
-        config={"experiments": [jsonable(config_dict(g.experiment)) | (
-                    {"model": {"name": g.model.name, "hidden": [], "user_model": True}}
-                    if g.model is not None else {}) for g in groups],
-                "grid": jsonable(dataclasses.asdict(grid)), "target": target, "select": select},
+        config=sweep_config(groups, grid, target, select),
         timings=[{"group": i, "compile_s": o["compile_s"], "run_s": o["run_s"],
                   "epochs_executed": o["epochs_executed"]} for i, o in enumerate(outputs)],
         params=[o["params"] for o in outputs], select=select)
+
+
+def sweep_config(groups: Sequence, grid, target: float | None, select: str) -> dict:
+  """What a sweep computes, JSON-ready: `SweepResult.config`, and what output folders compare.
+
+  A user model replaces the experiment's `ModelConfig`: it is described by its class name.
+  """
+  return jsonable({
+      "experiments": [config_dict(g.experiment) | (
+          {"model": {"name": g.model.name, "hidden": [], "user_model": True}}
+          if g.model is not None else {}) for g in groups],
+      "grid": dataclasses.asdict(grid), "target": target, "select": select})
 
 
 def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Sequence[str]) -> list[dict]:
@@ -356,13 +364,15 @@ def summary_dict(result: SweepResult) -> dict:
                     "num_variants": result.num_variants})
 
 
-def write_outputs(result: SweepResult, out_dir: str) -> list[str]:
-  """Writes `results.csv`, `history.npz` and `summary.json` into `out_dir`, each atomically.
+def write_files(result: SweepResult, directory: str) -> list[str]:
+  """Writes `results.csv`, `history.npz` and `summary.json` into `directory`, each atomically.
+
+  No lock and no checks: for a staging folder (see `lr_jax.outputs`); use `write_outputs`.
 
   Returns:
     The paths written.
   """
-  paths = [os.path.join(out_dir, name) for name in ("results.csv", "history.npz", "summary.json")]
+  paths = [os.path.join(directory, name) for name in ("results.csv", "history.npz", "summary.json")]
   atomic_write(paths[0], results_csv(result).encode())
   buf = io.BytesIO()
   meta = {f"variant_{k}": np.asarray(result.rows[k]).astype(np.float64 if k == "learning_rate" else
@@ -396,6 +406,33 @@ def point_notes(a: dict) -> str:
 
 
 _RULES = {"best": "highest mean", "one_se": "largest LR within one SE of the highest mean"}
+
+
+def write_outputs(result: SweepResult, out_dir: str, overwrite: bool = False) -> list[str]:
+  """Writes `results.csv`, `history.npz` and `summary.json` into `out_dir` as one unit.
+
+  The folder is locked while writing, the three files replace the previous three together or
+  not at all, and the results of a different sweep (another `result.config`) are only
+  replaced with `overwrite`; the same sweep's are replaced without asking (`lr_jax.outputs`).
+
+  Args:
+    result: from `run_sweep`.
+    out_dir: the output folder; created if missing.
+    overwrite: replace another sweep's results.
+
+  Returns:
+    The paths written.
+
+  Raises:
+    ConfigError: `out_dir` cannot be written, another process is writing it, it holds a
+      different sweep's results, or writing failed (then the previous files are unchanged).
+  """
+  from lr_jax.outputs import OutputFolder
+  with OutputFolder(out_dir, identity={"kind": "sweep", "config": result.config},
+                    overwrite=overwrite, flag="out_dir", overwrite_hint="overwrite=True") as folder:
+    with folder.staging() as staging:
+      names = [os.path.basename(p) for p in write_files(result, staging)]
+  return [os.path.join(out_dir, name) for name in names]
 
 
 def format_table(result: SweepResult) -> str:

@@ -1,6 +1,7 @@
 """Bad input to the main script: one line naming the value and the choices, exit 2, nothing run."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -135,3 +136,171 @@ def test_val_dataset_flag(run_script, tmp_path):
   group = engine.plan_sweep(exp, grid)[0]
   val = group.splits.val_idx[0][group.splits.val_mask[0]]
   np.testing.assert_array_equal(group.dataset.x[val], [[70, 7], [80, 8], [90, 9]])
+
+
+# The output folder, checkpoints, Ctrl-C and flag parsing (the engine replaced by a fake result:
+# these are about the files around a run, not the run).
+
+from lr_jax import cli, outputs  # noqa: E402
+from outputs_test import fake_result  # noqa: E402
+
+
+@pytest.fixture
+def sweep(monkeypatch, capsys):
+  """Runs lr_sweep's main in-process; returns (exit code or 0, stderr, whether it ran)."""
+  ran = []
+
+  def fake_run(groups, grid, target=None, options=None, select=None):
+    ran.append(options)
+    return fake_result(grid.learning_rates)
+
+  monkeypatch.setattr(engine, "run_planned", fake_run)
+
+  def run(*args):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["lr_sweep", "--train_size=100", "--epochs=2", *args])
+    code = 0
+    try:
+      lr_sweep.main(["lr_sweep"])
+    except SystemExit as e:
+      code = e.code
+    out = capsys.readouterr()
+    return code, out.err, bool(ran) and ran.pop() is not None
+
+  yield run
+  flags.FLAGS.unparse_flags()
+
+
+def _error_line(err):
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), err
+  return lines[0]
+
+
+def test_a_bad_out_is_refused_before_anything_runs(sweep, tmp_path):
+  existing = tmp_path / "results.csv"
+  existing.write_text("keep")
+  for out, needle in ((existing, "is an existing file"), (existing / "sub", "is a file"),
+                      ("/proc/lr_jax/out", "not writable")):
+    code, err, ran = sweep(f"--out={out}")
+    assert code == 2 and not ran, err
+    line = _error_line(err)
+    assert f"--out {out}" in line and needle in line, line
+  code, err, ran = sweep(f"--out={tmp_path / 'ok'}", "--checkpoint_every=1",
+                         "--checkpoint_dir=/proc/lr_jax/ckpt")
+  assert code == 2 and not ran
+  assert "--checkpoint_dir /proc/lr_jax/ckpt is not writable" in _error_line(err)
+  assert existing.read_text() == "keep"
+
+
+def test_a_second_sweep_on_the_same_out_is_refused_before_it_runs(sweep, tmp_path):
+  out = tmp_path / "out"
+  with outputs.OutputFolder(str(out), identity={"kind": "sweep"}):  # Another sweep, running.
+    code, err, ran = sweep(f"--out={out}", "--lrs=0.1")
+  assert code == 2 and not ran
+  assert f"--out {out} is in use by another run (process {os.getpid()})" in _error_line(err)
+  assert sorted(os.listdir(out)) == [outputs.LOCK_NAME]
+
+
+def test_rerunning_a_sweep_replaces_its_results_another_needs_overwrite(sweep, tmp_path):
+  out = tmp_path / "out"
+  assert sweep(f"--out={out}", "--lrs=0.01,0.1")[:2] == (0, "")
+  assert sweep(f"--out={out}", "--lrs=0.01,0.1")[0] == 0  # `make run` twice.
+  csv_before = (out / "results.csv").read_text()
+  code, err, ran = sweep(f"--out={out}", "--lrs=0.01,0.2")
+  assert code == 2 and not ran
+  line = _error_line(err)
+  assert "holds the results of a different sweep" in line and "grid.learning_rates" in line
+  assert "--overwrite" in line
+  assert (out / "results.csv").read_text() == csv_before
+  code, err, ran = sweep(f"--out={out}", "--lrs=0.01,0.2", "--overwrite")
+  assert code == 0 and ran
+  assert "0.2" in (out / "results.csv").read_text()
+
+
+def test_starting_afresh_over_a_checkpoint_is_refused_naming_resume_and_overwrite(sweep, tmp_path):
+  out = tmp_path / "out"
+  ckpt = out / "checkpoints" / "group0.npz"
+  ckpt.parent.mkdir(parents=True)
+  ckpt.write_bytes(b"an interrupted sweep's state")
+  code, err, ran = sweep(f"--out={out}", "--lrs=0.1", "--checkpoint_every=1")
+  assert code == 2 and not ran
+  line = _error_line(err)
+  assert str(ckpt) in line and "--resume" in line and "--overwrite" in line
+  assert ckpt.read_bytes() == b"an interrupted sweep's state"
+  code, err, ran = sweep(f"--out={out}", "--lrs=0.1", "--checkpoint_every=1", "--resume")
+  assert code == 0 and ran  # --resume may use it (the engine checks its fingerprint).
+  ckpt.parent.mkdir(exist_ok=True)
+  ckpt.write_bytes(b"an interrupted sweep's state")
+  code, err, ran = sweep(f"--out={out}", "--lrs=0.1", "--checkpoint_every=1", "--overwrite")
+  assert code == 0 and ran and not ckpt.exists()
+
+
+def test_ctrl_c_is_one_line_with_the_resume_command_and_exit_130(sweep, monkeypatch, tmp_path):
+  out = tmp_path / "out"
+  argv = ["lr_sweep.py", f"--out={out}", "--lrs=0.1", "--checkpoint_every=1"]
+  monkeypatch.setattr(sys, "argv", argv)
+
+  def interrupted_after_a_checkpoint(groups, grid, target=None, options=None, select=None):
+    os.makedirs(options.checkpoint_dir, exist_ok=True)
+    open(os.path.join(options.checkpoint_dir, "group0.npz"), "wb").close()
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(engine, "run_planned", interrupted_after_a_checkpoint)
+  code, err, _ = sweep(*argv[1:])
+  assert code == 130
+  assert err.strip().splitlines() == [
+      f"interrupted; the checkpoint in {out}/checkpoints keeps the progress; continue with: "
+      f"python -m experiments.lr_sweep --out={out} --lrs=0.1 --checkpoint_every=1 --resume"]
+  assert not (out / "results.csv").exists()
+
+
+def test_resume_command_keeps_the_flags_and_adds_resume_once():
+  assert cli.resume_command("experiments.lr_sweep", ["x", "--out=a b", "--noresume", "--seeds=2"]
+                            ) == "python -m experiments.lr_sweep '--out=a b' --seeds=2 --resume"
+
+
+def test_a_real_sigint_prints_one_line_and_exits_130(tmp_path):
+  # The child stops at a known point (the fake engine, after it printed "running") and waits on
+  # its stdin; SIGINT is sent only once that line was read, so nothing depends on timing.
+  out = tmp_path / "out"
+  child = ("import sys\n"
+           "from experiments import lr_sweep\n"
+           "from lr_jax import cli, engine\n"
+           "def blocked(*a, **k):\n"
+           "  print('running', flush=True)\n"
+           "  sys.stdin.readline()\n"
+           "engine.run_planned = blocked\n"
+           "cli.run_app(lr_sweep.main)\n")
+  proc = subprocess.Popen(
+      [sys.executable, "-c", child, f"--out={out}", "--train_size=100", "--lrs=0.1"], cwd=ROOT,
+      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  try:
+    assert proc.stdout.readline().strip() == "running"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+  finally:
+    proc.kill()
+  assert proc.returncode == 130, err
+  assert err.strip().splitlines() == [
+      "interrupted; no results written (--checkpoint_every=K would let --resume continue)"]
+
+
+def test_flag_parse_errors_are_one_line_and_exit_2(capsys):
+  for argv, needle in ((["lr_sweep", "--seeds=x"], "--seeds=x"),
+                       (["lr_sweep", "--nonsense=1"], "nonsense"),
+                       (["lr_sweep", "stray"], "stray")):
+    flags.FLAGS.unparse_flags()
+    with pytest.raises(SystemExit) as exc:
+      cli.parse_flags(argv)
+    assert exc.value.code == 2
+    assert needle in _error_line(capsys.readouterr().err)
+  flags.FLAGS.unparse_flags()
+
+
+def test_a_real_process_with_an_unknown_flag_exits_2(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "experiments.lr_sweep", "--lrz=0.1"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2  # absl's own parser exits 1.
+  assert "lrz" in _error_line(proc.stderr)

@@ -78,6 +78,11 @@ def test_seed_examples_smallest_mode_end_to_end(tmp_path):
   assert "Configuration C (adam, MLP(128), exponential): the article's lr=1e-3" in answer
   assert "ExponentialDecay with decay_steps=1000 over 8 steps ends at 0.999x" in text
   assert text.count("| 1e-3 (article") == 2  # the article's row in each table
+  # Committed as one unit from a staging folder: nothing of it left, the manifest in place.
+  assert sorted(os.listdir(out)) == [".lr_jax-run.json", ".lr_jax.lock", "B", "C",
+                                     "loss_curves.png", "report.md", "sensitivity.png"]
+  assert sorted(os.listdir(os.path.join(out, "B"))) == [
+      ".lr_jax-run.json", "history.npz", "results.csv", "summary.json"]
   for name, lrs in (("B", {"1e-05", "0.001", "0.1"}), ("C", {"1e-05", "0.001", "0.1"})):
     rows = _csv_rows(os.path.join(out, name, "results.csv"))
     assert len(rows) == 3 * 2  # 3 learning rates x 2 seeds
@@ -113,3 +118,58 @@ def test_bad_input_is_one_line_exit_2_and_nothing_compiled(tmp_path, module, arg
   for needle in needles:
     assert needle in lines[0], (needle, lines[0])
   assert not out.exists()
+
+
+# The output folder, for every script: checked before anything compiles, one writer, another
+# run's results kept unless --overwrite; and a flag error exits 2 with one line.
+
+SCRIPTS = {"experiments.small_data_study": ["--quick"],
+           "experiments.seed_examples": ["--quick"],
+           "experiments.lr_finder": ["--nocheck_sweep"]}
+
+
+def _refused(proc):
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+  return lines[0]
+
+
+@pytest.mark.parametrize("module", sorted(SCRIPTS))
+def test_an_existing_file_as_out_is_refused_before_anything_compiles(tmp_path, module):
+  out = tmp_path / "report.md"
+  out.write_text("keep")
+  proc = _run(module, *SCRIPTS[module], f"--out={out}", env={"JAX_LOG_COMPILES": "1"},
+              timeout=60)
+  assert f"--out {out} is an existing file" in _refused(proc)
+  assert out.read_text() == "keep"
+
+
+@pytest.mark.parametrize("module", sorted(SCRIPTS))
+def test_another_runs_results_are_kept_without_overwrite(tmp_path, module):
+  from lr_jax import outputs
+  out = tmp_path / "out"
+  with outputs.OutputFolder(str(out), identity={"kind": "sweep", "config": {}}) as folder:
+    with folder.staging() as staging:
+      open(os.path.join(staging, "results.csv"), "w").write("a sweep's rows\n")
+  proc = _run(module, *SCRIPTS[module], f"--out={out}", env={"JAX_LOG_COMPILES": "1"},
+              timeout=60)
+  line = _refused(proc)
+  assert "holds the results of a different run (a sweep" in line and "--overwrite" in line
+  assert (out / "results.csv").read_text() == "a sweep's rows\n"
+
+
+def test_a_second_run_on_the_same_out_is_refused(tmp_path):
+  from lr_jax import outputs
+  out = tmp_path / "out"
+  with outputs.OutputFolder(str(out), identity={"kind": "seed_examples"}):
+    proc = _run("experiments.seed_examples", "--quick", f"--out={out}",
+                env={"JAX_LOG_COMPILES": "1"}, timeout=60)
+  assert f"--out {out} is in use by another run (process {os.getpid()})" in _refused(proc)
+
+
+@pytest.mark.parametrize("module", sorted(SCRIPTS))
+def test_a_bad_flag_value_exits_2_with_one_line(tmp_path, module):
+  proc = _run(module, "--seeds=three", f"--out={tmp_path / 'out'}", timeout=60)
+  assert "three" in _refused(proc)  # absl alone exits 1 with two lines.
+  assert not (tmp_path / "out").exists()
