@@ -9,10 +9,12 @@ directory-per-step layout, async commit protocol and tensorstore back end solve 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import json
 import os
+import signal
 import zipfile
 
 import jax
@@ -22,6 +24,46 @@ from lr_jax.errors import ConfigError
 from lr_jax.results import atomic_write
 
 _FINGERPRINT = "__fingerprint__"
+
+FAULT_ENV = "LR_JAX_FAULT"
+FAULT_POINTS = ("before_compile", "after_compile", "in_checkpoint_write", "after_checkpoint")
+_fault_passes: collections.Counter = collections.Counter()
+
+
+def fault_point(point: str) -> None:
+  """Test-only: signals this process at a named point when `$LR_JAX_FAULT` asks for it.
+
+  `LR_JAX_FAULT=<point>[:<k>[:<signal>]]` makes the k-th pass (default 1st) of this process
+  through `point` send itself `signal` (default SIGKILL, e.g. `SIGINT` for a Ctrl-C), so a test
+  interrupts a run at an exact place instead of racing a timer. Points: `before_compile` (a
+  group is about to run its first compiled call; nothing of it is on disk), `after_compile`
+  (its first compiled call returned; no checkpoint written yet), `in_checkpoint_write` (the new
+  checkpoint is complete under a temporary name, not yet renamed over the previous one),
+  `after_checkpoint` (a checkpoint is in place). Unset, as in every real run, this does nothing.
+
+  Args:
+    point: one of `FAULT_POINTS`.
+
+  Raises:
+    ConfigError: `$LR_JAX_FAULT` is malformed.
+  """
+  spec = os.environ.get(FAULT_ENV)
+  if not spec:
+    return
+  name, _, rest = spec.partition(":")
+  count, _, sig = rest.partition(":")
+  try:
+    k, signum = int(count or 1), signal.Signals[sig or "SIGKILL"]
+  except (ValueError, KeyError):
+    k = signum = None
+  if name not in FAULT_POINTS or k is None or k < 1:
+    raise ConfigError(f"{FAULT_ENV}={spec!r} is malformed; expected <point>[:<k>[:<signal>]] "
+                      f"with point one of {', '.join(FAULT_POINTS)}")
+  if point != name:
+    return
+  _fault_passes[point] += 1
+  if _fault_passes[point] == k:
+    os.kill(os.getpid(), signum)
 
 
 def fingerprint(*parts) -> str:
@@ -59,7 +101,13 @@ def save(path: str, arrays: dict[str, np.ndarray], tag: str) -> None:
   """Writes `arrays` and the fingerprint `tag` to `path` atomically (temp file + rename)."""
   buf = io.BytesIO()
   np.savez(buf, **arrays, **{_FINGERPRINT: np.array(tag)})
-  atomic_write(path, buf.getvalue())
+  # Staged whole under a temporary name, then renamed over the previous checkpoint: a kill at
+  # any point leaves one complete checkpoint (`clear_checkpoints` removes a stale `.tmp-`).
+  staged = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+  atomic_write(staged, buf.getvalue())
+  fault_point("in_checkpoint_write")
+  os.replace(staged, path)
+  fault_point("after_checkpoint")
 
 
 def load(path: str, tag: str) -> dict[str, np.ndarray] | None:

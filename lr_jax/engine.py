@@ -424,8 +424,6 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
   saved = checkpoint.load(path, tag) if (path and options.resume) else None
   saved = saved or {}
   write = path is not None and jax.process_index() == 0
-  if saved:
-    logging.info("resuming group %d from %s", index, path)
 
   chunk = min(exp.train.chunk_epochs or trainer.num_epochs, trainer.num_epochs)
   finished: dict[int, tuple] = {}
@@ -433,6 +431,11 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
     if f"done{b}/epoch" in saved:
       finished[b] = (checkpoint.unflatten(f"done{b}/state", saved, like),
                      {k: saved[f"done{b}/hist/{k}"] for k in hist_fields}, int(saved[f"done{b}/epoch"]))
+  if saved:
+    live = [f", chunk {b + 1} at epoch {len(saved[f'live{b}/hist/train_loss'])}/{trainer.num_epochs}"
+            for b in range(len(blocks)) if f"live{b}/state/0" in saved]
+    logging.info("resuming group %d from %s: %d of %d chunks done%s", index, path, len(finished),
+                 len(blocks), "".join(live))
 
   def save_checkpoint(current=None):
     if not write:
@@ -449,6 +452,7 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
     checkpoint.save(path, arrays, tag)
 
   progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * trainer.num_epochs, options)
+  checkpoint.fault_point("before_compile")
   t0 = time.perf_counter()
   compile_s = None
   params_S = stream_params(group, seeds)  # Once, not once per chunk of points.
@@ -478,6 +482,7 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
       active = int(np.sum((~host_state.variants.stopped & ~host_state.variants.diverged)[real]))
       if compile_s is None:
         compile_s = time.perf_counter() - t0
+        checkpoint.fault_point("after_compile")
       done = epoch >= trainer.num_epochs or active == 0
       progress.update(b * trainer.num_epochs + (trainer.num_epochs if done else epoch), active,
                       num_streams * num_points, done and b == len(blocks) - 1)

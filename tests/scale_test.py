@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -132,73 +131,48 @@ def test_two_processes_give_the_results_of_one(tmp_path):
         assert x == y
 
 
-# A wrapper that makes checkpoint writes slow, so a kill can land inside one.
-_SLOW_WRITES = textwrap.dedent("""
-    import sys, time
-    import lr_jax.checkpoint as ck
-    real = ck.atomic_write
-    def slow(path, data):
-      time.sleep(1.5)
-      real(path, data)
-    ck.atomic_write = slow
-    sys.argv = ["lr_sweep"] + sys.argv[1:]
-    from absl import app
-    from experiments import lr_sweep
-    app.run(lr_sweep.main)
-""")
+def _finish(procs, timeout=300):
+  """Waits for every process; returns (returncode, stderr) of each."""
+  outs = []
+  for p in procs:
+    _, err = p.communicate(timeout=timeout)
+    outs.append((p.returncode, err))
+  return outs
 
 
-def _wait_for(predicate, proc, timeout=240):
-  t0 = time.time()
-  while not predicate():
-    assert proc.poll() is None, "the process ended before the kill point"
-    assert time.time() - t0 < timeout, "timed out waiting"
-    time.sleep(0.05)
+def test_sigkill_at_any_point_then_resume_is_bit_identical(tmp_path):
+  # 3 chunks of 2 streams x 1 point, each 3 calls of 2 epochs; a checkpoint after each call
+  # but a chunk's last, and one when a chunk finishes: 3 per chunk.
+  flags = ["--epochs=6", "--chunk_epochs=2", "--checkpoint_every=2", "--max_variants_per_chunk=3"]
+  # Where `LR_JAX_FAULT` kills each run (`checkpoint.fault_point`), what it leaves in the
+  # checkpoint folder, and the line the resumed run logs (None: starts afresh).
+  scenarios = {
+      "after_compile": ([], None),
+      "in_checkpoint_write:5": ([".tmp-group0.npz", "group0.npz"],  # write 4 in place, 5 staged
+                                "1 of 3 chunks done, chunk 2 at epoch 2/6"),
+      "after_checkpoint:3": (["group0.npz"], "1 of 3 chunks done"),  # just after chunk 1
+  }
+  outs = {fault: tmp_path / fault.replace(":", "_") for fault in scenarios}
+  # Started together, each runs to its own deterministic end: nothing waits on a timer.
+  procs = [_script(tmp_path / "ref", *flags)] + [
+      _script(outs[fault], *flags, env=_env(LR_JAX_FAULT=fault)) for fault in scenarios]
+  (code, err), *killed = _finish(procs)
+  assert code == 0, err[-2000:]
+  for (fault, (left, _)), (code, err) in zip(scenarios.items(), killed):
+    assert code == -signal.SIGKILL, f"{fault}: exit {code}\n{err[-2000:]}"
+    assert not (outs[fault] / "results.csv").exists(), fault
+    ckpt = outs[fault] / "checkpoints"
+    assert (sorted(p.name for p in ckpt.iterdir()) if ckpt.exists() else []) == left, fault
 
-
-def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path):
-  flags = ["--epochs=12", "--chunk_epochs=2", "--checkpoint_every=2"]
-  ref = _script(tmp_path / "ref", *flags)
-  _, err = ref.communicate(timeout=300)
-  assert ref.returncode == 0, err[-2000:]
-
-  def ckpt_files(out):
-    d = out / "checkpoints"
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
-
-  # 1. During compilation: once the log says the group is being compiled, before any checkpoint.
-  out = tmp_path / "compile"
-  log = tmp_path / "compile.log"
-  with open(log, "w") as f:
-    p = subprocess.Popen(
-        [sys.executable, "-m", "experiments.lr_sweep", f"--out={out}", *SMALL_FLAGS, *flags],
-        cwd=ROOT, env=_env(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cold")), stdout=f, stderr=f)
-    _wait_for(lambda: "compile group" in log.read_text(), p)
-    p.send_signal(signal.SIGKILL)
-  p.wait()
-  assert not (out / "results.csv").exists()
-  # 2. Mid-run: killed after a checkpoint was written, between chunks.
-  out2 = tmp_path / "midrun"
-  p = _script(out2, *flags)
-  _wait_for(lambda: "group0.npz" in ckpt_files(out2), p)
-  p.send_signal(signal.SIGKILL)
-  p.wait()
-  # 3. During a checkpoint write: the wrapper sleeps inside the write; kill it there.
-  out3 = tmp_path / "inwrite"
-  p = subprocess.Popen([sys.executable, "-c", _SLOW_WRITES, f"--out={out3}", *SMALL_FLAGS, *flags],
-                       cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  _wait_for(lambda: "group0.npz" in ckpt_files(out3), p)  # one complete write...
-  time.sleep(0.5)  # ...and now inside the 1.5 s of the next one.
-  p.send_signal(signal.SIGKILL)
-  p.wait()
-  assert not (out3 / "results.csv").exists()
-
-  for out in (tmp_path / "compile", out2, out3):
-    resumed = _script(out, *flags, "--resume")
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err[-2000:]
-    _same_outputs(tmp_path / "ref", out)
-    assert not (out / "checkpoints").exists()  # cleared once the results are written
+  resumed = _finish([_script(outs[fault], *flags, "--resume") for fault in scenarios])
+  for (fault, (_, line)), (code, err) in zip(scenarios.items(), resumed):
+    assert code == 0, f"{fault}: {err[-2000:]}"
+    if line is None:
+      assert "resuming" not in err, fault
+    else:
+      assert line in err, f"{fault}: {err[-2000:]}"
+    _same_outputs(tmp_path / "ref", outs[fault])
+    assert not (outs[fault] / "checkpoints").exists(), fault  # cleared once results are written
 
 
 def test_a_checkpoint_of_another_configuration_or_corrupted_is_refused(tmp_path):
