@@ -91,11 +91,13 @@ def test_resume_keeps_the_checkpoints_chunks_when_max_variants_per_chunk_changes
   assert "chunks of 2 streams x 1 point" in log and "max_variants_per_chunk=6" in log
 
 
-def test_fault_point_signals_at_the_kth_pass_inside_a_checkpoint_write(tmp_path, monkeypatch):
-  sent = []
+class Killed(Exception):
+  pass
 
-  class Killed(Exception):
-    pass
+
+def _fake_kill(monkeypatch):
+  """Makes `fault_point`'s signal raise `Killed` instead; returns the list of signals sent."""
+  sent = []
 
   def kill(pid, signum):
     sent.append((pid, signum))
@@ -103,6 +105,11 @@ def test_fault_point_signals_at_the_kth_pass_inside_a_checkpoint_write(tmp_path,
 
   monkeypatch.setattr(checkpoint.os, "kill", kill)
   monkeypatch.setattr(checkpoint, "_fault_passes", collections.Counter())
+  return sent
+
+
+def test_fault_point_signals_at_the_kth_pass_inside_a_checkpoint_write(tmp_path, monkeypatch):
+  sent = _fake_kill(monkeypatch)
   monkeypatch.setenv("LR_JAX_FAULT", "in_checkpoint_write:2")
   path = str(tmp_path / "group0.npz")
   checkpoint.save(path, {"w": np.zeros(2)}, CONFIG)
@@ -148,3 +155,19 @@ def test_a_user_model_resumes_in_a_new_process_and_another_width_is_named(tmp_pa
   with pytest.raises(lr_jax.ConfigError, match=r"model\.user\.Dense_1\.kernel \(checkpoint "
                                                r"\[\[64, 8\], \"float32\"\], now \[\[64, 12\]"):
     lr_jax.run_sweep(EXP, grid, model=lr_jax.from_linen(Net(12), 64), options=resume)
+
+
+@pytest.mark.parametrize("fault,left", [
+    ("before_compile", []), ("after_compile", []), ("after_checkpoint", ["group0.npz"])])
+def test_the_engines_fault_points_stop_a_sweep_where_they_say(fault, left, tmp_path, monkeypatch):
+  sent = _fake_kill(monkeypatch)
+  monkeypatch.setenv("LR_JAX_FAULT", fault)
+  ckdir = tmp_path / "ck"
+  opts = engine.RunOptions(checkpoint_dir=str(ckdir), checkpoint_every=1)
+  with pytest.raises(Killed):
+    lr_jax.run_sweep(EXP, lr_jax.Grid(learning_rates=(1e-3,)), options=opts)
+  assert len(sent) == 1
+  assert (sorted(os.listdir(ckdir)) if ckdir.exists() else []) == left
+  if left:  # The first checkpoint, at the first call boundary: 2 of 4 epochs done.
+    with np.load(ckdir / "group0.npz") as f:
+      assert f["live0/hist/val_loss"].shape[0] == 2 and "done0/epoch" not in f.files
