@@ -420,9 +420,9 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
     planned = (s_c, h_c)
     s_c, h_c = (int(n) for n in saved["layout"])
     if h_c % ndev:
-      raise ConfigError(f"checkpoint {path} holds chunks of {h_c} points, which {ndev} devices "
-                        f"cannot share evenly; resume on a device count that divides {h_c}, or "
-                        "delete it to start afresh")
+      raise ConfigError(f"checkpoint {path} holds chunks of {h_c} point{'s' * (h_c != 1)}, "
+                        f"which {ndev} devices cannot share evenly; resume on a device count "
+                        f"that divides {h_c}, or delete it to start afresh")
     if (s_c, h_c) != planned:
       flag = options.max_variants_per_chunk
       logging.info("group %d: resuming in the checkpoint's chunks of %d streams x %d points, not "

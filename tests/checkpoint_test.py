@@ -3,6 +3,7 @@
 import collections
 import logging
 import os
+import types
 
 import numpy as np
 import pytest
@@ -68,7 +69,8 @@ def test_a_sweep_resumes_only_its_own_checkpoint_and_says_what_differs(tmp_path)
     lr_jax.run_sweep(EXP.replace(train__epochs=6), grid, options=resume)
 
 
-def test_resume_keeps_the_checkpoints_chunks_when_max_variants_per_chunk_changes(tmp_path, caplog):
+def test_resume_keeps_the_checkpoints_chunks_when_max_variants_per_chunk_changes(
+    tmp_path, caplog, monkeypatch):
   ckdir = str(tmp_path / "ck")
   chunked = engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=2, max_variants_per_chunk=3)
   whole = lr_jax.run_sweep(EXP, GRID, options=chunked)  # 3 chunks of 2 streams x 1 point
@@ -89,6 +91,10 @@ def test_resume_keeps_the_checkpoints_chunks_when_max_variants_per_chunk_changes
   log = caplog.text
   assert "1 of 3 chunks done" in log
   assert "chunks of 2 streams x 1 point" in log and "max_variants_per_chunk=6" in log
+  # Chunks of one point cannot be sharded over two devices: refused before anything runs.
+  monkeypatch.setattr(engine, "_mesh", lambda: types.SimpleNamespace(size=2))
+  with pytest.raises(lr_jax.ConfigError, match="chunks of 1 point, which 2 devices cannot share"):
+    lr_jax.run_sweep(EXP, GRID, options=engine.RunOptions(checkpoint_dir=ckdir, resume=True))
 
 
 class Killed(Exception):
