@@ -1,18 +1,23 @@
-"""Sweep checkpoints: one `.npz` of named arrays, written atomically, tagged with a fingerprint.
+"""Sweep checkpoints: one `.npz` of named arrays, written atomically, with the configuration
+that wrote it (as JSON and as a fingerprint), so a resume is refused naming what differs.
 
 Why not Orbax (which Flax brings): a sweep's state is a few megabytes of host arrays that one
 process writes. A single `.npz` written to a temporary file and renamed into place is atomic
 on POSIX, bit-exact, readable with numpy alone, and costs no start-up time; Orbax's
 directory-per-step layout, async commit protocol and tensorstore back end solve problems
 (sharded multi-terabyte state written by many hosts) that a sweep does not have.
+
+`fault_point` is for tests only: it lets them kill a run at an exact point (`$LR_JAX_FAULT`).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import json
 import os
+import signal
 import zipfile
 
 import jax
@@ -22,6 +27,47 @@ from lr_jax.errors import ConfigError
 from lr_jax.results import atomic_write
 
 _FINGERPRINT = "__fingerprint__"
+_CONFIG = "__config__"
+
+FAULT_ENV = "LR_JAX_FAULT"
+FAULT_POINTS = ("before_compile", "after_compile", "in_checkpoint_write", "after_checkpoint")
+_fault_passes: collections.Counter = collections.Counter()
+
+
+def fault_point(point: str) -> None:
+  """Test-only: signals this process at a named point when `$LR_JAX_FAULT` asks for it.
+
+  `LR_JAX_FAULT=<point>[:<k>[:<signal>]]` makes the k-th pass (default 1st) of this process
+  through `point` send itself `signal` (default SIGKILL, e.g. `SIGINT` for a Ctrl-C), so a test
+  interrupts a run at an exact place instead of racing a timer. Points: `before_compile` (a
+  group is about to run its first compiled call; nothing of it is on disk), `after_compile`
+  (its first compiled call returned; no checkpoint written yet), `in_checkpoint_write` (the new
+  checkpoint is complete under a temporary name, not yet renamed over the previous one),
+  `after_checkpoint` (a checkpoint is in place). Unset, as in every real run, this does nothing.
+
+  Args:
+    point: one of `FAULT_POINTS`.
+
+  Raises:
+    ConfigError: `$LR_JAX_FAULT` is malformed.
+  """
+  spec = os.environ.get(FAULT_ENV)
+  if not spec:
+    return
+  name, _, rest = spec.partition(":")
+  count, _, sig = rest.partition(":")
+  try:
+    k, signum = int(count or 1), signal.Signals[sig or "SIGKILL"]
+  except (ValueError, KeyError):
+    k = signum = None
+  if name not in FAULT_POINTS or k is None or k < 1:
+    raise ConfigError(f"{FAULT_ENV}={spec!r} is malformed; expected <point>[:<k>[:<signal>]] "
+                      f"with point one of {', '.join(FAULT_POINTS)}")
+  if point != name:
+    return
+  _fault_passes[point] += 1
+  if _fault_passes[point] == k:
+    os.kill(os.getpid(), signum)
 
 
 def fingerprint(*parts) -> str:
@@ -55,18 +101,33 @@ def unflatten(prefix: str, arrays: dict[str, np.ndarray], like):
   return jax.tree_util.tree_unflatten(treedef, restored)
 
 
-def save(path: str, arrays: dict[str, np.ndarray], tag: str) -> None:
-  """Writes `arrays` and the fingerprint `tag` to `path` atomically (temp file + rename)."""
+def save(path: str, arrays: dict[str, np.ndarray], config: dict) -> None:
+  """Writes `arrays` and the configuration they belong to to `path`, atomically.
+
+  Args:
+    path: the checkpoint file.
+    arrays: the state, e.g. from `flatten`.
+    config: a JSON-able description of what produced the state (flags, grid, a fingerprint
+      of the data); `load` compares it with the resuming run's and names the fields that differ.
+  """
   buf = io.BytesIO()
-  np.savez(buf, **arrays, **{_FINGERPRINT: np.array(tag)})
-  atomic_write(path, buf.getvalue())
+  np.savez(buf, **arrays, **{_FINGERPRINT: np.array(fingerprint(config)),
+                             _CONFIG: np.array(_canonical(config))})
+  # Staged whole under a temporary name, then renamed over the previous checkpoint: a kill at
+  # any point leaves one complete checkpoint (`clear_checkpoints` removes a stale `.tmp-`).
+  staged = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+  atomic_write(staged, buf.getvalue())
+  fault_point("in_checkpoint_write")
+  os.replace(staged, path)
+  fault_point("after_checkpoint")
 
 
-def load(path: str, tag: str) -> dict[str, np.ndarray] | None:
-  """Reads a checkpoint; None if there is none.
+def load(path: str, config: dict) -> dict[str, np.ndarray] | None:
+  """Reads a checkpoint written by `save` with the same `config`; None if there is none.
 
   Raises:
-    ConfigError: the file is corrupted or was written by a different configuration.
+    ConfigError: the file is corrupted, or was written by a different configuration (the
+      one-line message names the fields that differ, with both values).
   """
   if not os.path.exists(path):
     return None
@@ -76,8 +137,41 @@ def load(path: str, tag: str) -> dict[str, np.ndarray] | None:
   except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
     raise ConfigError(f"checkpoint {path} is corrupted ({type(e).__name__}: {e}); delete it or "
                       "run without --resume") from None
-  found = arrays.pop(_FINGERPRINT, None)
-  if found is None or str(found) != tag:
-    raise ConfigError(f"checkpoint {path} was written by a different configuration (data, flags "
-                      "or grid); resume with the same flags, or delete it to start afresh")
+  found, written = arrays.pop(_FINGERPRINT, None), arrays.pop(_CONFIG, None)
+  if found is None or str(found) != fingerprint(config):
+    fields = ([] if written is None else
+              differences(json.loads(str(written)), json.loads(_canonical(config))))
+    what = (": " + ", ".join(fields[:3]) + (f" and {len(fields) - 3} more" if len(fields) > 3 else "")
+            if fields else " (data, flags or grid)")
+    raise ConfigError(f"checkpoint {path} was written by a different configuration{what}; "
+                      "resume with the same flags, or delete it to start afresh")
   return arrays
+
+
+def differences(old: dict, new: dict) -> list[str]:
+  """The leaves of two nested JSON dicts that differ, as `a.b.c (checkpoint X, now Y)`."""
+  a, b = _leaves(old), _leaves(new)
+  keys = list(dict.fromkeys([*b, *a]))
+  return [f"{k} (checkpoint {_short(a.get(k, _MISSING))}, now {_short(b.get(k, _MISSING))})"
+          for k in keys if a.get(k, _MISSING) != b.get(k, _MISSING)]
+
+
+_MISSING = object()
+
+
+def _canonical(config: dict) -> str:
+  return json.dumps(config, sort_keys=True, default=str)
+
+
+def _leaves(tree, prefix: str = "") -> dict[str, object]:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out = {}
+  for k, v in tree.items():
+    out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+  return out
+
+
+def _short(value, width: int = 60) -> str:
+  text = "none" if value is _MISSING else json.dumps(value)
+  return text if len(text) <= width else text[:width - 3] + "..."

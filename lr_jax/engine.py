@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import math
 import os
 import sys
@@ -450,19 +451,19 @@ class _Progress:
       self.last = now
 
 
-def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(),
-              tag: str = "") -> dict:
+def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions()) -> dict:
   """Trains every variant of one compile group; returns its final state and history on the host.
 
   The variants are run in chunks of at most `options.max_variants_per_chunk` (each chunk the
   same shape, so one compiled program serves all), each chunk's epochs in compiled calls of
-  `chunk_epochs`, with a checkpoint between calls when asked.
+  `chunk_epochs`, with a checkpoint between calls when asked. A resumed group keeps the chunks
+  of its checkpoint, whatever `max_variants_per_chunk` says now: they change no result.
 
   Args:
     group: from `plan_sweep`.
     index: the group's position in the sweep (names its checkpoint file).
-    options: chunking, checkpointing and progress.
-    tag: the sweep's fingerprint; a checkpoint with another is refused.
+    options: chunking, checkpointing and progress; a checkpoint of another `group_config`
+      is refused.
 
   Returns:
     A dict with `variants` (the final `VariantState`, numpy leaves [S, H, ...]), `params`
@@ -474,11 +475,29 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
   num_streams, num_points = len(group.seeds), len(group.points["learning_rate"])
   mesh = _mesh()
   ndev = mesh.size if mesh is not None else 1
+  path = (os.path.join(options.checkpoint_dir, f"group{index}.npz")
+          if options.checkpoint_dir else None)
+  config = group_config(group) if path else None
+  saved = (checkpoint.load(path, config) if (path and options.resume) else None) or {}
+  write = path is not None and jax.process_index() == 0
+
   budget = options.max_variants_per_chunk or default_max_variants(group, trainer)
   # A chunk: s_c streams x h_c points; h_c a multiple of the device count (the sharded axis).
   s_c = _even_chunk(num_streams, budget)
   h_c = _even_chunk(num_points, max(1, budget // s_c))
   h_c = -(-h_c // ndev) * ndev
+  if "layout" in saved:  # The checkpoint's state is in its chunks: keep them.
+    planned = (s_c, h_c)
+    s_c, h_c = (int(n) for n in saved["layout"])
+    if h_c % ndev:
+      raise ConfigError(f"checkpoint {path} holds chunks of {h_c} point{'s' * (h_c != 1)}, "
+                        f"which {ndev} devices cannot share evenly; resume on a device count "
+                        f"that divides {h_c}, or delete it to start afresh")
+    if (s_c, h_c) != planned:
+      flag = options.max_variants_per_chunk
+      logging.info("group %d: resuming in the checkpoint's chunks of %d streams x %d points, not "
+                   "the %d x %d of %s", index, s_c, h_c, *planned,
+                   f"max_variants_per_chunk={flag}" if flag else "the default chunk budget")
   s_pad, h_pad = -(-num_streams // s_c) * s_c, -(-num_points // h_c) * h_c
   seeds, folds = _pad_to(group.seeds, s_pad), _pad_to(group.folds, s_pad)
   points = {k: _pad_to(v, h_pad).astype(np.float32) for k, v in group.points.items()}
@@ -488,26 +507,22 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
   like = _init_shape(group, trainer, {k: v[:h_c] for k, v in points.items()}, s_c)
   hist_fields = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate")
 
-  path = (os.path.join(options.checkpoint_dir, f"group{index}.npz")
-          if options.checkpoint_dir else None)
-  tag = checkpoint.fingerprint(tag, index, s_c, h_c)
-  saved = checkpoint.load(path, tag) if (path and options.resume) else None
-  saved = saved or {}
-  write = path is not None and jax.process_index() == 0
-  if saved:
-    logging.info("resuming group %d from %s", index, path)
-
   chunk = min(exp.train.chunk_epochs or trainer.num_epochs, trainer.num_epochs)
   finished: dict[int, tuple] = {}
   for b in range(len(blocks)):
     if f"done{b}/epoch" in saved:
       finished[b] = (checkpoint.unflatten(f"done{b}/state", saved, like),
                      {k: saved[f"done{b}/hist/{k}"] for k in hist_fields}, int(saved[f"done{b}/epoch"]))
+  if saved:
+    live = [f", chunk {b + 1} at epoch {len(saved[f'live{b}/hist/train_loss'])}/{trainer.num_epochs}"
+            for b in range(len(blocks)) if f"live{b}/state/0" in saved]
+    logging.info("resuming group %d from %s: %d of %d chunks done%s", index, path, len(finished),
+                 len(blocks), "".join(live))
 
   def save_checkpoint(current=None):
     if not write:
       return
-    arrays = {}
+    arrays = {"layout": np.array([s_c, h_c])}
     for b, (state, hist, epochs) in finished.items():
       arrays.update(checkpoint.flatten(f"done{b}/state", state))
       arrays.update({f"done{b}/hist/{k}": v for k, v in hist.items()})
@@ -516,9 +531,10 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
       b, state, hist = current
       arrays.update(checkpoint.flatten(f"live{b}/state", state))
       arrays.update({f"live{b}/hist/{k}": v for k, v in hist.items()})
-    checkpoint.save(path, arrays, tag)
+    checkpoint.save(path, arrays, config)
 
   progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * trainer.num_epochs, options)
+  checkpoint.fault_point("before_compile")
   t0 = time.perf_counter()
   compile_s = None
   params_S = stream_params(group, seeds)  # Once, not once per chunk of points.
@@ -548,6 +564,7 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
       active = int(np.sum((~host_state.variants.stopped & ~host_state.variants.diverged)[real]))
       if compile_s is None:
         compile_s = time.perf_counter() - t0
+        checkpoint.fault_point("after_compile")
       done = epoch >= trainer.num_epochs or active == 0
       progress.update(b * trainer.num_epochs + (trainer.num_epochs if done else epoch), active,
                       num_streams * num_points, done and b == len(blocks) - 1)
@@ -598,13 +615,43 @@ def clear_checkpoints(checkpoint_dir: str) -> None:
     os.rmdir(checkpoint_dir)
 
 
+def _axes(columns: dict[str, np.ndarray]) -> dict[str, list]:
+  """Columns of a product table (`Group.points`, streams) as the axes that make it, in order.
+
+  The full columns where they are not such a product (an axis with a repeated value), so the
+  description stays exact.
+  """
+  axes = {k: list(dict.fromkeys(v.tolist())) for k, v in columns.items()}
+  rows = list(zip(*(v.tolist() for v in columns.values())))
+  return axes if list(itertools.product(*axes.values())) == rows else {
+      k: v.tolist() for k, v in columns.items()}
+
+
+def group_config(group: Group) -> dict:
+  """What a group's checkpoint must match, as JSON: its configuration, grid and data.
+
+  The experiment's fields (`data.data_seed`, `train.epochs`, ...), the grid's axes
+  (`grid.learning_rates`, `grid.seeds`, other hyperparameters), `data.fingerprint` (a hash of
+  the arrays and the split) and, for a user model, `model.user` (its parameter shapes). A
+  checkpoint stores it, so a refused resume names the fields that differ.
+  """
+  config = json.loads(json.dumps(dataclasses.asdict(group.experiment), default=str))
+  s = group.splits
+  config["data"]["fingerprint"] = checkpoint.fingerprint(  # 64 bits: short enough to print.
+      group.dataset.x, group.dataset.y, s.train_idx, s.train_mask, s.val_idx, s.val_mask)[:16]
+  if group.model is not None:  # Its repr holds addresses; its parameter shapes describe it.
+    shapes = jax.eval_shape(group.model.init, jax.random.PRNGKey(0))
+    config["model"]["user"] = json.loads(json.dumps(
+        jax.tree_util.tree_map(lambda a: [list(a.shape), str(a.dtype)], shapes), default=str))
+  grid = _axes(group.points)
+  grid["learning_rates"] = grid.pop("learning_rate")
+  config["grid"] = {**grid, **_axes({"seeds": group.seeds, "folds": group.folds})}
+  return config
+
+
 def sweep_fingerprint(groups: Sequence[Group], grid: Grid) -> str:
-  """What a checkpoint must match: every configuration, the grid and the data itself."""
-  parts = [dataclasses.asdict(grid)]
-  for g in groups:
-    parts += [dataclasses.asdict(g.experiment), repr(g.model), g.dataset.x, g.dataset.y,
-              g.splits.train_idx, g.splits.val_idx]
-  return checkpoint.fingerprint(*parts)
+  """A hash of a whole sweep: every group's configuration, grid and data (`group_config`)."""
+  return checkpoint.fingerprint(dataclasses.asdict(grid), [group_config(g) for g in groups])
 
 
 def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
@@ -642,12 +689,11 @@ def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = N
   """Runs groups from `plan_sweep` (so a script can check all input before compiling)."""
   target = check_target(target, groups)  # Its range needs the tasks, known once planned.
   stats.check_select(select)
-  tag = sweep_fingerprint(groups, grid) if options.checkpoint_dir else ""
   outputs = []
   for i, group in enumerate(groups):
     logging.info("compile group %d/%d: %s, %d streams x %d points", i + 1, len(groups),
                  group.experiment.optim.name, len(group.seeds), len(group.points["learning_rate"]))
-    outputs.append(run_group(group, index=i, options=options, tag=tag))
+    outputs.append(run_group(group, index=i, options=options))
   return SweepResult.from_groups(groups, outputs, grid=grid, target=target, select=select)
 
 
