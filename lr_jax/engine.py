@@ -635,7 +635,7 @@ def group_config(group: Group) -> dict:
   the arrays and the split) and, for a user model, `model.user` (its parameter shapes). A
   checkpoint stores it, so a refused resume names the fields that differ.
   """
-  config = json.loads(json.dumps(dataclasses.asdict(group.experiment), default=str))
+  config = json.loads(json.dumps(data_lib.config_dict(group.experiment), default=str))
   s = group.splits
   config["data"]["fingerprint"] = checkpoint.fingerprint(  # 64 bits: short enough to print.
       group.dataset.x, group.dataset.y, s.train_idx, s.train_mask, s.val_idx, s.val_mask)[:16]
@@ -647,11 +647,6 @@ def group_config(group: Group) -> dict:
   grid["learning_rates"] = grid.pop("learning_rate")
   config["grid"] = {**grid, **_axes({"seeds": group.seeds, "folds": group.folds})}
   return config
-
-
-def sweep_fingerprint(groups: Sequence[Group], grid: Grid) -> str:
-  """A hash of a whole sweep: every group's configuration, grid and data (`group_config`)."""
-  return checkpoint.fingerprint(dataclasses.asdict(grid), [group_config(g) for g in groups])
 
 
 def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
