@@ -56,7 +56,8 @@ def test_user_linen_module_trains():
       return nn.Dense(10)(nn.tanh(nn.Dense(24)(x)))
 
   model = lr_jax.from_linen(Tiny(), 64)
-  result = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(3e-3,)), model=model)
+  exp = lr_jax.Experiment(data=TINY.data, train=TINY.train)  # ModelConfig's defaults: unused.
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(3e-3,)), model=model)
   assert result.rows["best_val_accuracy"][0] > 0.6
   assert result.params[0]["Dense_1"]["kernel"].shape == (1, 64, 24)  # Dense_0 was built first
 
@@ -75,7 +76,8 @@ def test_user_nnx_module_trains_and_seeds_change_its_init():
   model = lr_jax.from_nnx(lambda rngs: Tiny(rngs))
   p0, p1 = model.init(jax.random.PRNGKey(0)), model.init(jax.random.PRNGKey(1))
   assert not np.allclose(p0["hidden"]["kernel"][...], p1["hidden"]["kernel"][...])
-  result = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(3e-3,), seeds=(0, 1)), model=model)
+  exp = lr_jax.Experiment(data=TINY.data, train=TINY.train)  # ModelConfig's defaults: unused.
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(3e-3,), seeds=(0, 1)), model=model)
   assert (result.rows["best_val_accuracy"] > 0.6).all()
 
 
