@@ -125,7 +125,7 @@ def _check_arguments(experiments, grid, model) -> list[Experiment]:
   check_type(grid, Grid, "grid")
   if model is not None and not isinstance(model, Model):
     raise ConfigError(
-        "model must be a Model (lr_jax.from_linen(module, num_features) or "
+        "model must be a Model (lr_jax.from_linen(module, input_shape) or "
         f"lr_jax.from_nnx(factory)) or None, got {type(model).__name__}")
   return list(dict.fromkeys(experiments))
 
