@@ -177,8 +177,8 @@ def from_nnx(make_module: Callable[..., object],
              input_shape: int | tuple[int, ...] | None = None) -> Model:
   """Wraps a `flax.nnx.Module` factory, `make_module(rngs: nnx.Rngs) -> module`.
 
-  The module is split into its graph, its `nnx.Param`s (trained) and the rest (its rng
-  streams); `apply` merges copies of them for one call and throws the copies away, so the
+  The module is split into its graph, its `nnx.Param`s (trained) and the rest (rng streams,
+  constants); `apply` merges copies of them for one call and throws the copies away, so the
   trainer stays functional and no call changes what the next one sees. In that call the module
   is in `train()` mode when training and `eval()` mode in validation (so `nnx.Dropout` is on,
   then off), and every rng stream it holds is reseeded from the trainer's key, so dropout masks
@@ -232,7 +232,7 @@ def from_nnx(make_module: Callable[..., object],
         node.key.set_value(stream_key)
         node.count.set_value(jnp.zeros(node.key.shape, jnp.uint32))
       elif isinstance(node, nnx.Variable) and not isinstance(node, (nnx.Param, nnx.RngState)):
-        fixed.append((path, node, node.get_value()))
+        fixed.append((path, node, jax.tree_util.tree_leaves(node.get_value())))
     kwargs = {}
     if "train" in call_args:
       kwargs["train"] = train
@@ -240,8 +240,9 @@ def from_nnx(make_module: Callable[..., object],
       kwargs["rngs"] = nnx.Rngs(0 if key is None else jax.random.fold_in(_typed_key(key), 0))
     x = x_BxD if shape is None else x_BxD.reshape((x_BxD.shape[0], *shape))
     out = model(x, **kwargs)
-    for path, variable, value in fixed:
-      if variable.get_value() is not value:
+    for path, variable, leaves in fixed:  # A write replaces an array: compare identities.
+      now = jax.tree_util.tree_leaves(variable.get_value())
+      if len(now) != len(leaves) or any(a is not b for a, b in zip(now, leaves)):
         _refuse_mutable_state(name, f"{type(variable).__name__} {_dotted(path)}, which a call "
                               "changes")
     return out
