@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import flax.linen as nn
 import jax
@@ -121,7 +121,7 @@ def _input_shape(input_shape: int | tuple[int, ...], name: str) -> tuple[int, ..
   return tuple(int(d) for d in shape)
 
 
-def _refuse_mutable_state(name: str, kind: str) -> None:
+def _refuse_mutable_state(name: str, kind: str) -> NoReturn:
   raise ConfigError(
       f"model {name!r} has mutable state ({kind}), which lr_jax does not carry: it trains "
       "models whose only variables are their parameters; use a stateless layer instead "
