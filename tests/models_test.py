@@ -327,6 +327,9 @@ def test_built_in_model_settings_are_refused_with_a_user_model(field, value, fla
       f"ModelConfig.{field}={value!r} ({flag}) does not apply to the user model 'TwoLayer', "
       f"which builds its own layers; leave {field} at its default {default!r}")
   lr_jax.plan_sweep(exp, GRID)  # The built-in model uses them.
+  with pytest.raises(ConfigError, match=rf"^ModelConfig\.{field}="):  # Before loading any data.
+    lr_jax.plan_sweep(exp.replace(data__dataset="/nonexistent/x.csv"), GRID,
+                      models.from_linen(TwoLayer(), 64))
 
 
 # ------------------------------------------------------------------------------ width checks
