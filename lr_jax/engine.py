@@ -126,7 +126,7 @@ def _check_arguments(experiments, grid, model) -> list[Experiment]:
   check_type(grid, Grid, "grid")
   if model is not None and not isinstance(model, Model):
     raise ConfigError(
-        "model must be a Model (lr_jax.from_linen(module, num_features) or "
+        "model must be a Model (lr_jax.from_linen(module, input_shape) or "
         f"lr_jax.from_nnx(factory)) or None, got {type(model).__name__}")
   return list(dict.fromkeys(experiments))
 
@@ -184,6 +184,8 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
   experiments = _check_arguments(experiments, grid, model)
   for exp in experiments:  # Unknown or out-of-range hyperparameters: before loading any data.
     _points(exp, grid)
+    if model is not None:
+      _check_unused_model_fields(exp, model)
   groups = []
   for exp in experiments:
     dataset = _load(dataclasses.replace(exp.data, train_size=None, folds=None))
@@ -216,10 +218,29 @@ def _num_outputs(dataset: data_lib.Dataset) -> int:
 
 
 def _check_user_model(model: Model, dataset: data_lib.Dataset) -> None:
-  """Refuses a user model whose input or output width does not fit the data (no compiling)."""
+  """Refuses a user model whose input or output shape does not fit the data (no compiling)."""
   needs = (f"{dataset.num_classes} classes" if dataset.task == "classification"
            else "regression, 1 output")
-  check_widths(model, dataset.x.shape[1], _num_outputs(dataset), f"{dataset.name!r} ({needs})")
+  check_widths(model, dataset.x.shape[1], _num_outputs(dataset), f"{dataset.name!r} ({needs})",
+               dataset.feature_shape)
+
+
+# ModelConfig's fields, by the flag that sets them (`lr_jax.cli`).
+_MODEL_FLAGS = {"name": "--model", "hidden": "--hidden", "activation": "--activation",
+                "dropout": "--dropout"}
+
+
+def _check_unused_model_fields(exp: Experiment, model: Model) -> None:
+  """Refuses a built-in model's setting given with a user model, which would ignore it."""
+  default = type(exp.model)()
+  for field in dataclasses.fields(exp.model):
+    value = getattr(exp.model, field.name)
+    if value != getattr(default, field.name):
+      flag = _MODEL_FLAGS.get(field.name)
+      raise ConfigError(
+          f"ModelConfig.{field.name}={value!r}{f' ({flag})' if flag else ''} does not apply "
+          f"to the user model {model.name!r}, which builds its own layers; leave "
+          f"{field.name} at its default {getattr(default, field.name)!r}")
 
 
 def compiler_options() -> dict | None:

@@ -6,8 +6,9 @@ The trainer sees a model only as a `Model`: two pure functions, `init(key) -> pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import flax.linen as nn
 import jax
@@ -32,11 +33,14 @@ class Model(NamedTuple):
     apply: `(params, x_BxD, key, train) -> out_BxK`; `key` drives dropout when `train`.
     name: what results call the model: the module's class name for `from_linen` and
       `from_nnx`.
+    input_shape: the shape of one example that `apply` reshapes its `[B, D]` rows to (so
+      `prod(input_shape) == D`), or None where the model declares none.
   """
 
   init: Callable[[jax.Array], Params]
   apply: Callable[[Params, jax.Array, jax.Array, bool], jax.Array]
   name: str = "user"
+  input_shape: tuple[int, ...] | None = None
 
 
 class MLP(nn.Module):
@@ -105,48 +109,149 @@ def _cnn(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> nn.Module:
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": _mlp, "linear": _linear, "cnn": _cnn}
 
 
-def from_linen(module: nn.Module, num_features: int) -> Model:
-  """Wraps a `flax.linen.Module` whose `__call__(x, train=...)` maps `[B, D]` to `[B, K]`.
+def _input_shape(input_shape: int | tuple[int, ...], name: str) -> tuple[int, ...]:
+  """`input_shape` as a tuple of positive ints: an int D is the flat shape (D,)."""
+  shape = (input_shape,) if isinstance(input_shape, (int, np.integer)) else input_shape
+  if (not isinstance(shape, (tuple, list)) or not shape
+      or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
+             for d in shape)):
+    raise ConfigError(
+        f"input_shape of model {name!r} must be a positive int (flat features) or a tuple of "
+        f"positive ints (one example's shape, e.g. (8, 8, 1)), got {input_shape!r}")
+  return tuple(int(d) for d in shape)
 
-  A module whose `__call__` has no `train` argument is called without one. Dropout, if any,
-  draws from the "dropout" rng stream.
+
+def _refuse_mutable_state(name: str, kind: str) -> NoReturn:
+  raise ConfigError(
+      f"model {name!r} has mutable state ({kind}), which lr_jax does not carry: it trains "
+      "models whose only variables are their parameters; use a stateless layer instead "
+      "(e.g. LayerNorm for BatchNorm)")
+
+
+def _typed_key(key: jax.Array) -> jax.Array:
+  """A typed PRNG key (what nnx streams hold) from a raw `uint32[2]` one or a typed one."""
+  return key if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(key)
+
+
+def from_linen(module: nn.Module, input_shape: int | tuple[int, ...]) -> Model:
+  """Wraps a `flax.linen.Module` whose `__call__(x[, train])` maps `[B, *input_shape]` to `[B, K]`.
+
+  The trainer hands a model the data's rows flat, `[B, D]`; `apply` reshapes them to
+  `[B, *input_shape]` first, so a CNN on the digits images is `from_linen(cnn, (8, 8, 1))`
+  (`Dataset.feature_shape` is the data's own shape). A module whose `__call__` has no `train`
+  argument is called without one. Dropout, if any, draws from the "dropout" rng stream, keyed
+  by the trainer per seed and step; `train=False` (validation) must switch it off.
+
+  Args:
+    module: the module; its only variables must be its "params" (BatchNorm's "batch_stats",
+      or any other collection, is refused when the model is initialized).
+    input_shape: D for flat `[B, D]` inputs, or the shape of one example, e.g. (8, 8, 1).
+
+  Returns:
+    The `Model`, named by the module's class.
   """
   import inspect
+  name = type(module).__name__
+  shape = _input_shape(input_shape, name)
   takes_train = "train" in inspect.signature(module.__call__).parameters
-  dummy = np.zeros((1, num_features), np.float32)  # numpy: building a model starts no backend.
+  dummy = np.zeros((1, *shape), np.float32)  # numpy: building a model starts no backend.
 
   def init(key: jax.Array) -> Params:
     kwargs = {"train": False} if takes_train else {}
-    return module.init({"params": key}, dummy, **kwargs)["params"]
+    variables = module.init({"params": key}, dummy, **kwargs)
+    others = sorted(set(variables) - {"params"})
+    if others:
+      _refuse_mutable_state(name, "the linen collection " + ", ".join(map(repr, others)))
+    return variables["params"]
 
   def apply(params: Params, x_BxD: jax.Array, key: jax.Array, train: bool) -> jax.Array:
     kwargs = {"train": train} if takes_train else {}
     rngs = {"dropout": key} if key is not None else {}
-    return module.apply({"params": params}, x_BxD, rngs=rngs, **kwargs)
+    x = x_BxD.reshape((x_BxD.shape[0], *shape))
+    return module.apply({"params": params}, x, rngs=rngs, **kwargs)
 
-  return Model(init, apply, type(module).__name__)
+  return Model(init, apply, name, shape)
 
 
-def from_nnx(make_module: Callable[..., object]) -> Model:
+def from_nnx(make_module: Callable[..., object],
+             input_shape: int | tuple[int, ...] | None = None) -> Model:
   """Wraps a `flax.nnx.Module` factory, `make_module(rngs: nnx.Rngs) -> module`.
 
-  The module is split into its graph, its `nnx.Param`s (trained) and the rest (held fixed);
-  `apply` merges them back for one pure call, so the trainer stays functional. The module's
-  `__call__(x)` maps `[B, D]` to `[B, K]`; dropout layers are not supported through NNX.
+  The module is split into its graph, its `nnx.Param`s (trained) and the rest (rng streams,
+  constants); `apply` merges copies of them for one call and throws the copies away, so the
+  trainer stays functional and no call changes what the next one sees. In that call the module
+  is in `train()` mode when training and `eval()` mode in validation (so `nnx.Dropout` is on,
+  then off), and every rng stream it holds is reseeded from the trainer's key, so dropout masks
+  depend only on the seed and the step. A `__call__` with a `train` argument also gets it; one
+  with an `rngs` argument gets an `nnx.Rngs` of that key.
+
+  Args:
+    make_module: builds the module from an `nnx.Rngs`; called once here and once per seed.
+    input_shape: the shape `apply` reshapes the flat `[B, D]` rows to, e.g. (8, 8, 1) for a
+      convolution on the digits images; None (or D) passes them flat.
+
+  Returns:
+    The `Model`, named by the module's class.
+
+  Raises:
+    ConfigError: if the module has state besides its parameters and rng streams that training
+      would change: `nnx.BatchStat`s (BatchNorm) here, any other variable when a call changes
+      it.
   """
+  import inspect
+
   from flax import nnx
   module = make_module(nnx.Rngs(0))
+  name = type(module).__name__
+  shape = None if input_shape is None else _input_shape(input_shape, name)
   graphdef, _, rest = nnx.split(module, nnx.Param, ...)
+  for path, leaf in nnx.iter_graph(module):
+    if isinstance(leaf, nnx.BatchStat):
+      _refuse_mutable_state(name, f"nnx.{type(leaf).__name__} {_dotted(path)}")
+  call_args = inspect.signature(type(module).__call__).parameters
 
   def init(key: jax.Array) -> Params:
     _, params, _ = nnx.split(make_module(nnx.Rngs(key)), nnx.Param, ...)
     return params
 
   def apply(params: Params, x_BxD: jax.Array, key: jax.Array, train: bool) -> jax.Array:
-    del key, train
-    return nnx.merge(graphdef, params, rest)(x_BxD)
+    # Copies: the call below may advance rng counts, which must not reach `rest`.
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    if train:
+      model.train()
+    else:
+      model.eval()
+    fixed = []  # Variables besides parameters and rng streams: a call must leave them as is.
+    streams = 0
+    for path, node in nnx.iter_graph(model):
+      if isinstance(node, nnx.RngStream) and key is not None:
+        streams += 1
+        stream_key = jax.random.fold_in(_typed_key(key), streams)
+        if node.key.shape:
+          stream_key = jax.random.split(stream_key, node.key.shape)
+        node.key.set_value(stream_key)
+        node.count.set_value(jnp.zeros(node.key.shape, jnp.uint32))
+      elif isinstance(node, nnx.Variable) and not isinstance(node, (nnx.Param, nnx.RngState)):
+        fixed.append((path, node, jax.tree_util.tree_leaves(node.get_value())))
+    kwargs = {}
+    if "train" in call_args:
+      kwargs["train"] = train
+    if "rngs" in call_args:
+      kwargs["rngs"] = nnx.Rngs(0 if key is None else jax.random.fold_in(_typed_key(key), 0))
+    x = x_BxD if shape is None else x_BxD.reshape((x_BxD.shape[0], *shape))
+    out = model(x, **kwargs)
+    for path, variable, leaves in fixed:  # A write replaces an array: compare identities.
+      now = jax.tree_util.tree_leaves(variable.get_value())
+      if len(now) != len(leaves) or any(a is not b for a, b in zip(now, leaves)):
+        _refuse_mutable_state(name, f"{type(variable).__name__} {_dotted(path)}, which a call "
+                              "changes")
+    return out
 
-  return Model(init, apply, type(module).__name__)
+  return Model(init, apply, name, shape)
+
+
+def _dotted(path: tuple) -> str:
+  return ".".join(map(str, path))
 
 
 def _one_line(e: Exception, limit: int = 200) -> str:
@@ -154,38 +259,58 @@ def _one_line(e: Exception, limit: int = 200) -> str:
   return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def check_widths(model: Model, num_features: int, num_outputs: int, data: str) -> None:
-  """Refuses a user model whose input or output width does not fit the data, from shapes alone.
+def check_widths(model: Model, num_features: int, num_outputs: int, data: str,
+                 feature_shape: tuple[int, ...] | None = None) -> None:
+  """Refuses a user model that does not fit the data, from shapes alone.
 
-  `jax.eval_shape` traces `init` and `apply` without compiling or running them. A model that
-  fails on `[B, num_features]` inputs is tried on the other widths its parameters have, to
-  name the width it was built for.
+  `jax.eval_shape` traces `init` and `apply` (in validation and in training mode) without
+  compiling or running them. A model that fails on `[B, num_features]` inputs is tried on the
+  other widths its parameters have, to name the width it was built for. A `ConfigError` of the
+  model's own (mutable state, say) is raised as it is.
 
   Args:
     model: the user's model.
     num_features: D, the width of the data's (flattened) examples.
     num_outputs: K, the classes (1 for regression).
     data: how to name the data set in a message, e.g. "'digits' (10 classes)".
+    feature_shape: the shape of the data's examples, to name in a message; default (D,).
 
   Raises:
-    ConfigError: naming both widths of the mismatch, or the model's own error in one line.
+    ConfigError: naming both widths (or shapes) of the mismatch, or the model's own error in
+      one line.
   """
+  feature_shape = tuple(feature_shape or (num_features,))
+  declared = model.input_shape
+  if declared is not None and math.prod(declared) != num_features:
+    if len(declared) == 1:
+      raise ConfigError(
+          f"model {model.name!r} takes {declared[0]} input features, the data set {data} has "
+          f"{num_features}; build its input for {num_features} features (input_shape="
+          f"{num_features})")
+    raise ConfigError(
+        f"model {model.name!r} takes examples of shape {declared} ({math.prod(declared)} "
+        f"features), the data set {data} has {num_features} features of shape {feature_shape}; "
+        f"give input_shape={feature_shape} or another shape of {num_features} elements")
   key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # A raw PRNGKey, as the trainer passes.
   try:
     params = jax.eval_shape(model.init, key)
+  except ConfigError:
+    raise
   except Exception as e:  # Any error of the user's code: report it, in one line.
     raise ConfigError(f"model {model.name!r} fails to initialize: {_one_line(e)}") from None
 
-  def out_shape(width: int) -> tuple[int, ...]:
+  def out_shape(width: int, train: bool = False) -> tuple[int, ...]:
     x_BxD = jax.ShapeDtypeStruct((2, width), jnp.float32)
-    return jax.eval_shape(lambda p, x, k: model.apply(p, x, k, False), params, x_BxD, key).shape
+    return jax.eval_shape(lambda p, x, k: model.apply(p, x, k, train), params, x_BxD, key).shape
 
   try:
     shape = out_shape(num_features)
+  except ConfigError:
+    raise
   except Exception as error:
     dims = sorted({int(d) for leaf in jax.tree_util.tree_leaves(params)
                    for d in getattr(leaf, "shape", ())} - {num_features})
-    for width in dims:
+    for width in dims if declared is None else ():
       try:
         out_shape(width)
       except Exception:
@@ -193,7 +318,7 @@ def check_widths(model: Model, num_features: int, num_outputs: int, data: str) -
       raise ConfigError(
           f"model {model.name!r} takes {width} input features, the data set {data} has "
           f"{num_features}; build its input for {num_features} features (from_linen's "
-          "num_features, or the in_features of an nnx first layer)") from None
+          "input_shape, or the in_features of an nnx first layer)") from None
     raise ConfigError(
         f"model {model.name!r} fails on inputs of {num_features} features, the width of the "
         f"data set {data}: {_one_line(error)}") from None
@@ -205,6 +330,14 @@ def check_widths(model: Model, num_features: int, num_outputs: int, data: str) -
     raise ConfigError(
         f"model {model.name!r} has {shape[1]} outputs, the data set {data} needs "
         f"{num_outputs}; make its last layer {num_outputs} wide")
+  try:  # Training mode: dropout's rngs, state a training call would change.
+    out_shape(num_features, train=True)
+  except ConfigError:
+    raise
+  except Exception as error:
+    raise ConfigError(
+        f"model {model.name!r} fails in training mode (train=True) on the data set {data}: "
+        f"{_one_line(error)}") from None
 
 
 class Flat(NamedTuple):

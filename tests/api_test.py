@@ -56,7 +56,8 @@ def test_user_linen_module_trains():
       return nn.Dense(10)(nn.tanh(nn.Dense(24)(x)))
 
   model = lr_jax.from_linen(Tiny(), 64)
-  result = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(3e-3,)), model=model)
+  exp = lr_jax.Experiment(data=TINY.data, train=TINY.train)  # ModelConfig's defaults: unused.
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(3e-3,)), model=model)
   assert result.rows["best_val_accuracy"][0] > 0.6
   assert result.params[0]["Dense_1"]["kernel"].shape == (1, 64, 24)  # Dense_0 was built first
 
@@ -75,8 +76,43 @@ def test_user_nnx_module_trains_and_seeds_change_its_init():
   model = lr_jax.from_nnx(lambda rngs: Tiny(rngs))
   p0, p1 = model.init(jax.random.PRNGKey(0)), model.init(jax.random.PRNGKey(1))
   assert not np.allclose(p0["hidden"]["kernel"][...], p1["hidden"]["kernel"][...])
-  result = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(3e-3,), seeds=(0, 1)), model=model)
+  exp = lr_jax.Experiment(data=TINY.data, train=TINY.train)  # ModelConfig's defaults: unused.
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(3e-3,), seeds=(0, 1)), model=model)
   assert (result.rows["best_val_accuracy"] > 0.6).all()
+
+
+def test_nnx_dropout_trains_reproducibly_and_is_off_in_validation():
+
+  class Net(nnx.Module):
+
+    def __init__(self, rngs, rate=0.5):
+      self.hidden = nnx.Linear(64, 32, rngs=rngs)
+      self.drop = nnx.Dropout(rate, rngs=rngs)
+      self.out = nnx.Linear(32, 10, rngs=rngs)
+
+    def __call__(self, x):
+      return self.out(self.drop(nnx.relu(self.hidden(x))))
+
+  exp = lr_jax.Experiment(data=lr_jax.DataConfig(dataset="digits", train_size=150),
+                          train=TINY.train)  # ModelConfig at its defaults: a user model.
+  # 1e-9 leaves the weights where they started: validation sees the initial network.
+  grid = lr_jax.Grid(learning_rates=(1e-9, 1e-2), seeds=(0, 1))
+  model = lr_jax.from_nnx(Net)
+  drop, again = (lr_jax.run_sweep(exp, grid, model=model) for _ in range(2))
+  plain = lr_jax.run_sweep(exp, grid, model=lr_jax.from_nnx(lambda rngs: Net(rngs, rate=0.0)))
+  for name in ("train_loss", "val_loss"):  # The same seeds, the same masks.
+    np.testing.assert_array_equal(drop.history[name], again.history[name], err_msg=name)
+  rows = {(lr, seed): i for i, (lr, seed) in
+          enumerate(zip(drop.rows["learning_rate"], drop.rows["seed"]))}
+  frozen = [rows[1e-9, 0], rows[1e-9, 1]]
+  # Training drops units (another loss than without dropout, another per seed)...
+  assert not np.allclose(drop.history["train_loss"][frozen], plain.history["train_loss"][frozen])
+  assert drop.history["train_loss"][frozen[0], 0] != drop.history["train_loss"][frozen[1], 0]
+  # ... validation does not: the same numbers every epoch, those of the net without dropout.
+  val = drop.history["val_loss"][frozen]
+  np.testing.assert_allclose(val, val[:, :1] * np.ones_like(val), rtol=1e-6)
+  np.testing.assert_allclose(val, plain.history["val_loss"][frozen], rtol=1e-6)
+  assert (drop.rows["best_val_accuracy"][[rows[1e-2, 0], rows[1e-2, 1]]] > 0.6).all()
 
 
 def test_cnn_on_image_shaped_digits():

@@ -134,10 +134,11 @@ def test_seeds_vmapped_equal_each_seed_alone_and_a_new_range_does_not_retrace():
   # Tracing runs init once per compiled program: the count of programs built.
   model = Model(init=lambda key: (traces.append(1), base.init(key))[1], apply=base.apply)
   kwargs = dict(lr_min=1e-5, lr_max=1000.0, num_steps=40, model=model)
-  many = finder.lr_finder(SMALL, seeds=(0, 1, 2), **kwargs)
+  user = lr_jax.Experiment(data=SMALL.data, optim=SMALL.optim, train=SMALL.train)  # No ModelConfig.
+  many = finder.lr_finder(user, seeds=(0, 1, 2), **kwargs)
   assert (many.steps_kept < 40).all(), "the range should reach divergence for the stop to count"
   for i, seed in enumerate(many.seeds):
-    alone = finder.lr_finder(SMALL, seeds=(seed,), **kwargs)
+    alone = finder.lr_finder(user, seeds=(seed,), **kwargs)
     for name in ("losses", "smoothed"):
       a, b = getattr(many, name)[i], getattr(alone, name)[0]
       np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
@@ -148,7 +149,7 @@ def test_seeds_vmapped_equal_each_seed_alone_and_a_new_range_does_not_retrace():
   assert len(traces) == 2  # One program for 3 seeds, one for 1 seed.
 
   # The range and the seeds are numbers, not shapes: a new range reuses the program.
-  finder.lr_finder(SMALL, seeds=(7,), **{**kwargs, "lr_min": 1e-4, "lr_max": 1.0})
+  finder.lr_finder(user, seeds=(7,), **{**kwargs, "lr_min": 1e-4, "lr_max": 1.0})
   assert len(traces) == 2
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import flax.linen as nn
 import jax
@@ -90,7 +91,7 @@ def test_from_nnx_params_follow_the_key_and_apply_is_pure():
   x = jnp.ones((3, 64))
   out0 = model.apply(p0, x, None, False)
   assert out0.shape == (3, 10)
-  np.testing.assert_array_equal(out0, model.apply(p0, x, None, True))  # No dropout through NNX.
+  np.testing.assert_array_equal(out0, model.apply(p0, x, None, True))  # It has no dropout.
   assert not np.allclose(out0, model.apply(p1, x, None, False))
 
 
@@ -102,6 +103,233 @@ def test_build_model_cnn_refuses_flat_features_and_takes_images():
   params = model.init(jax.random.PRNGKey(0))
   assert params["Conv_0"]["kernel"].shape == (3, 3, 1, 4)
   assert model.apply(params, jnp.ones((2, 64)), None, False).shape == (2, 10)
+
+
+class NnxDropout(nnx.Module):
+  """64 -> 16 -> 10 with `nnx.Dropout` holding its own rng stream (as nnx's examples build it)."""
+
+  def __init__(self, rngs, rate: float = 0.5):
+    self.hidden = nnx.Linear(64, 16, rngs=rngs)
+    self.drop = nnx.Dropout(rate, rngs=rngs)
+    self.out = nnx.Linear(16, 10, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(self.drop(nnx.relu(self.hidden(x))))
+
+
+class NnxDropoutRngsAtCall(NnxDropout):
+  """The other nnx convention: the dropout layer holds no stream, the call passes `rngs`."""
+
+  def __init__(self, rngs, rate: float = 0.5):
+    super().__init__(rngs, rate)
+    self.drop = nnx.Dropout(rate)
+
+  def __call__(self, x, rngs=None):
+    return self.out(self.drop(nnx.relu(self.hidden(x)), rngs=rngs))
+
+
+@pytest.mark.parametrize("net", [NnxDropout, NnxDropoutRngsAtCall])
+def test_from_nnx_dropout_follows_train_and_the_key_and_apply_is_pure(net):
+  model = models.from_nnx(net)
+  params = model.init(jax.random.PRNGKey(0))
+  x = jnp.ones((4, 64))
+  k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
+  # Validation: dropout off, whatever the key, and equal to the same net without dropout.
+  evaluated = model.apply(params, x, k1, False)
+  np.testing.assert_array_equal(evaluated, model.apply(params, x, k2, False))
+  without = models.from_nnx(lambda rngs: net(rngs, rate=0.0))
+  np.testing.assert_allclose(evaluated, without.apply(params, x, k1, True), rtol=1e-6)
+  # Training: units dropped (a quarter of 4 x 16 stay whole only by a 2^-64 chance), by the key.
+  a = model.apply(params, x, k1, True)
+  assert not np.allclose(a, evaluated) and not np.allclose(a, model.apply(params, x, k2, True))
+  # Pure: the same key gives the same mask, in a jitted call too; nothing carries over.
+  np.testing.assert_array_equal(a, model.apply(params, x, k1, True))
+  jitted = jax.jit(model.apply, static_argnums=3)
+  np.testing.assert_allclose(jitted(params, x, k1, True), a, rtol=1e-6)
+  np.testing.assert_allclose(jitted(params, x, k1, True), a, rtol=1e-6)
+
+
+class ConvNet(nn.Module):
+  """A 3x3 convolution on `[B, H, W, C]` images, then one dense layer."""
+
+  out: int = 10
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.relu(nn.Conv(4, (3, 3))(x))
+    return nn.Dense(self.out)(h.reshape((h.shape[0], -1)))
+
+
+class NnxConvNet(nnx.Module):
+
+  def __init__(self, rngs):
+    self.conv = nnx.Conv(1, 4, (3, 3), rngs=rngs)
+    self.out = nnx.Linear(8 * 8 * 4, 10, rngs=rngs)
+
+  def __call__(self, x):
+    h = nnx.relu(self.conv(x))
+    return self.out(h.reshape((h.shape[0], -1)))
+
+
+def test_a_linen_cnn_takes_the_digits_images_in_their_shape_and_trains():
+  model = models.from_linen(ConvNet(), (8, 8, 1))
+  assert model.input_shape == (8, 8, 1)
+  params = model.init(jax.random.PRNGKey(0))
+  assert params["Conv_0"]["kernel"].shape == (3, 3, 1, 4)  # One channel: it saw [B, 8, 8, 1].
+  # The trainer's flat rows are reshaped in apply: row-major, as the data set flattened them.
+  x_BxD = jax.random.normal(jax.random.PRNGKey(1), (2, 64))
+  np.testing.assert_allclose(model.apply(params, x_BxD, None, False),
+                             ConvNet().apply({"params": params}, x_BxD.reshape(2, 8, 8, 1)),
+                             rtol=1e-6)
+  result = lr_jax.run_sweep(SMALL, GRID, model=model)
+  assert result.rows["model"].tolist() == ["ConvNet"]
+  assert result.rows["best_val_accuracy"][0] > 0.5  # Chance is 0.1.
+
+
+def test_an_nnx_model_takes_an_input_shape_too():
+  model = models.from_nnx(NnxConvNet, input_shape=(8, 8, 1))
+  params = model.init(jax.random.PRNGKey(0))
+  assert model.apply(params, jnp.ones((3, 64)), None, False).shape == (3, 10)
+  lr_jax.plan_sweep(SMALL, GRID, model)  # Fits digits.
+  flat = models.from_nnx(NnxConvNet)  # Without it, the conv sees [B, 64] rows: refused.
+  with pytest.raises(ConfigError, match=r"^model 'NnxConvNet' fails on inputs of 64 features"):
+    lr_jax.plan_sweep(SMALL, GRID, flat)
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda: models.from_linen(ConvNet(), (8, 8, 3)),
+     r"^model 'ConvNet' takes examples of shape \(8, 8, 3\) \(192 features\), the data set "
+     r"'digits' \(10 classes\) has 64 features of shape \(8, 8, 1\); give "
+     r"input_shape=\(8, 8, 1\) or another shape of 64 elements$"),
+    (lambda: models.from_nnx(NnxConvNet, input_shape=(4, 4, 1)),
+     r"^model 'NnxConvNet' takes examples of shape \(4, 4, 1\) \(16 features\), the data set "
+     r"'digits' \(10 classes\) has 64 features of shape \(8, 8, 1\)"),
+])
+def test_an_input_shape_of_another_size_is_refused_naming_both(make, pattern):
+  with pytest.raises(ConfigError, match=pattern):
+    lr_jax.plan_sweep(SMALL, GRID, make())
+
+
+@pytest.mark.parametrize("bad", [(8, 0, 1), (), "64", 6.4, (8, 8.0), True])
+def test_a_bad_input_shape_is_refused(bad):
+  with pytest.raises(ConfigError, match=r"^input_shape of model 'ConvNet' must be a positive int "
+                                        r"\(flat features\) or a tuple of positive ints"):
+    models.from_linen(ConvNet(), bad)
+
+
+# ------------------------------------------------------------------------------ mutable state
+
+
+class LinenBatchNorm(nn.Module):
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return nn.Dense(10)(nn.BatchNorm(use_running_average=not train)(x))
+
+
+class NnxBatchNorm(nnx.Module):
+
+  def __init__(self, rngs):
+    self.norm = nnx.BatchNorm(64, rngs=rngs)
+    self.out = nnx.Linear(64, 10, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(self.norm(x))
+
+
+class Counter(nnx.Variable):
+  """A variable of the user's own kind."""
+
+
+class NnxCounting(nnx.Module):
+  """Counts its calls in a variable of its own: state a training step would change."""
+
+  def __init__(self, rngs):
+    self.out = nnx.Linear(64, 10, rngs=rngs)
+    self.calls = Counter(jnp.zeros((), jnp.int32))
+
+  def __call__(self, x):
+    self.calls[...] += 1
+    return self.out(x)
+
+
+_STATELESS = r"which lr_jax does not carry: it trains models whose only variables are their " \
+             r"parameters; use a stateless layer instead \(e.g. LayerNorm for BatchNorm\)$"
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda: models.from_linen(LinenBatchNorm(), 64), r"the linen collection 'batch_stats'"),
+    (lambda: lr_jax.plan_sweep(SMALL, GRID, models.from_nnx(NnxBatchNorm)),
+     r"nnx\.BatchStat norm\.(mean|var)"),
+    (lambda: models.from_nnx(NnxCounting), r"Counter calls, which a call changes"),
+])
+def test_mutable_state_is_refused_before_training_in_one_line(make, what):
+  caught = None
+  try:
+    model = make()
+    lr_jax.plan_sweep(SMALL, GRID, model)
+  except ConfigError as e:
+    caught = e
+  assert caught is not None
+  message = str(caught)
+  assert "\n" not in message
+  assert re.fullmatch(r"model '\w+' has mutable state \(" + what + r"\), " + _STATELESS,
+                      message), message
+
+
+def test_constant_nnx_variables_are_allowed():
+
+  class Scaled(nnx.Module):
+
+    def __init__(self, rngs):
+      self.out = nnx.Linear(64, 10, rngs=rngs)
+      self.scale = nnx.Variable(jnp.full((), 2.0))  # Read, never written.
+
+    def __call__(self, x):
+      return self.out(x) * self.scale[...]
+
+  model = models.from_nnx(Scaled)
+  lr_jax.plan_sweep(SMALL, GRID, model)
+  params = model.init(jax.random.PRNGKey(0))
+  x = jnp.ones((1, 64))
+  kernel, bias = params["out"]["kernel"][...], params["out"]["bias"][...]
+  np.testing.assert_allclose(model.apply(params, x, None, False), 2 * (x @ kernel + bias[None]),
+                             rtol=1e-6)
+
+
+def test_a_model_that_fails_only_in_training_is_refused_before_training():
+
+  class NoDropoutRngs(NnxDropout):
+
+    def __init__(self, rngs):
+      super().__init__(rngs)
+      self.drop = nnx.Dropout(0.5)  # No stream, and its call passes none.
+
+  with pytest.raises(ConfigError, match=r"^model 'NoDropoutRngs' fails in training mode "
+                                        r"\(train=True\) on the data set 'digits' \(10 classes\): "
+                                        r"ValueError: `deterministic` is False, but no `rngs`"):
+    lr_jax.plan_sweep(SMALL, GRID, models.from_nnx(NoDropoutRngs))
+
+
+# ------------------------------------------------------------------------------ ignored settings
+
+
+@pytest.mark.parametrize("field, value, flag", [
+    ("hidden", (64,), "--hidden"), ("dropout", 0.1, "--dropout"),
+    ("activation", "tanh", "--activation"), ("name", "linear", "--model"),
+])
+def test_built_in_model_settings_are_refused_with_a_user_model(field, value, flag):
+  exp = SMALL.replace(**{f"model__{field}": value})
+  default = getattr(lr_jax.ModelConfig(), field)
+  with pytest.raises(ConfigError) as info:
+    lr_jax.plan_sweep(exp, GRID, models.from_linen(TwoLayer(), 64))
+  assert str(info.value) == (
+      f"ModelConfig.{field}={value!r} ({flag}) does not apply to the user model 'TwoLayer', "
+      f"which builds its own layers; leave {field} at its default {default!r}")
+  lr_jax.plan_sweep(exp, GRID)  # The built-in model uses them.
+  with pytest.raises(ConfigError, match=rf"^ModelConfig\.{field}="):  # Before loading any data.
+    lr_jax.plan_sweep(exp.replace(data__dataset="/nonexistent/x.csv"), GRID,
+                      models.from_linen(TwoLayer(), 64))
 
 
 # ------------------------------------------------------------------------------ width checks
@@ -143,10 +371,23 @@ def test_regression_needs_one_output_and_a_broken_model_is_one_line():
   with pytest.raises(ConfigError, match=r"^model 'Broken' fails to initialize: ValueError: "
                                         r"cannot reshape array of size 64 into shape"):
     lr_jax.plan_sweep(SMALL, GRID, models.from_linen(Broken(), 64))
-  # Built for 63 = 7 x 9 features: no width it has (9, 10) takes the place of 64.
-  with pytest.raises(ConfigError, match=r"^model 'Broken' fails on inputs of 64 features, the "
-                                        r"width of the data set 'digits' \(10 classes\): ") as info:
+  # Built for 63 = 7 x 9 features: its declared input shape says so.
+  with pytest.raises(ConfigError, match=r"^model 'Broken' takes 63 input features, the data set "
+                                        r"'digits' \(10 classes\) has 64; "):
     lr_jax.plan_sweep(SMALL, GRID, models.from_linen(Broken(), 63))
+
+  class BrokenNnx(nnx.Module):  # Declares no input shape.
+
+    def __init__(self, rngs):
+      self.out = nnx.Linear(9, 10, rngs=rngs)
+
+    def __call__(self, x):
+      return self.out(x.reshape(x.shape[0], 7, -1)).mean(axis=1)
+
+  # No width its parameters have (9, 10) takes the place of 64.
+  with pytest.raises(ConfigError, match=r"^model 'BrokenNnx' fails on inputs of 64 features, the "
+                                        r"width of the data set 'digits' \(10 classes\): ") as info:
+    lr_jax.plan_sweep(SMALL, GRID, models.from_nnx(BrokenNnx))
   assert "\n" not in str(info.value)
 
 

@@ -103,7 +103,8 @@ def test_same_seed_same_result_other_seed_other_init_and_order():
   zero_model = Model(
       init=lambda key: {"w": jnp.zeros((64, 10), jnp.float32)},
       apply=lambda p, x, key, train: x @ p["w"])
-  c = lr_jax.run_sweep(SMALL, grid, model=zero_model)
+  c = lr_jax.run_sweep(lr_jax.Experiment(data=SMALL.data, train=SMALL.train), grid,
+                      model=zero_model)
   assert not np.allclose(c.history["train_loss"][0], c.history["train_loss"][1])
 
 
