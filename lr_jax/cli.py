@@ -127,6 +127,11 @@ def run_app(main: Callable[[list[str]], object]) -> None:
   app.run(main, flags_parser=parse_flags)
 
 
+def command_line(module: str, argv: Sequence[str]) -> str:
+  """'python -m module --flag=value ...': the command `argv` ran, quoted for a shell."""
+  return f"python -m {module} {shlex.join(argv[1:])}".rstrip()
+
+
 def resume_command(module: str, argv: Sequence[str]) -> str:
   """The command line that continues the run `argv` started: the same flags plus `--resume`."""
   kept = [a for a in argv[1:]
