@@ -311,12 +311,12 @@ def test_a_real_process_with_an_unknown_flag_exits_2(tmp_path):
 # lr_jax's flags in a script of one's own: defined by one call, listed in the script's
 # --helpshort, and a clash with the script's own flag refused when it is defined.
 
-@pytest.mark.parametrize("define", [cli.define_flags, cli.define_sweep_flags])
+@pytest.mark.parametrize("define", ["define_flags", "define_sweep_flags"])
 def test_a_scripts_own_flag_of_the_same_name_is_refused_at_definition(define):
   fv = flags.FlagValues()
   flags.DEFINE_integer("seeds", 5, "The script's own seeds: a list of them.", flag_values=fv)
   with pytest.raises(flags.DuplicateFlagError, match=r"--seeds is defined by .*cli_test"):
-    define(flag_values=fv)
+    getattr(cli, define)(flag_values=fv)
   # Defined afterwards, absl refuses it itself.
   fv = flags.FlagValues()
   cli.define_flags(flag_values=fv)
