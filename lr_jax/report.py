@@ -3,6 +3,7 @@
     table = markdown_table(["lr", "accuracy"], [[1e-3, "0.95 ± 0.01"]])
     plot_lr_sensitivity("out/sens.png", {"adam": [Curve("n=25", lrs_P, acc_P)]})
     write_report("out", "My study", [("Results", table + "\n\n" + image("sens.png", "curves"))])
+    write_sweep_report(result, "out")  # the main script's report.md and figures of a sweep
 
 matplotlib is imported only inside the functions that draw (start-up time matters for the
 scripts and their bad-input path), always with the non-interactive Agg backend.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -595,11 +597,9 @@ def _trajectory(curves_RxE: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
   c = np.asarray(curves_RxE, np.float64)
   running = np.isfinite(c).sum(axis=0)
   enough = running * 2 >= max(c.shape[0], 1)
-  with np.errstate(all="ignore"):
-    import warnings
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", RuntimeWarning)  # An epoch no run reached.
-      mean, lo, hi = np.nanmean(c, axis=0), np.nanmin(c, axis=0), np.nanmax(c, axis=0)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # An epoch no run reached: NaN is right.
+    mean, lo, hi = np.nanmean(c, axis=0), np.nanmin(c, axis=0), np.nanmax(c, axis=0)
   return (np.where(enough, mean, np.nan), np.where(enough, lo, np.nan),
           np.where(enough, hi, np.nan))
 
@@ -808,33 +808,30 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
             if any(a["group"] == gi for a in result.aggregates)]
   classification = any(a["higher_is_better"] for a in result.aggregates)
   paths, figures = [], []
-
-  def add(name: str, alt: str, draw) -> None:
-    paths.append(draw(os.path.join(out_dir, name)))
-    figures.append(image(name, alt))
-
   runs = sorted({a["n_total"] for a in result.aggregates})
   band = (f"band: 95% CI over {runs[0]} run{'s' if runs[0] > 1 else ''} per point"
           if len(runs) == 1 else "band: 95% CI over each point's runs")
-  if groups:
-    for column, name, what in ((("best_val_accuracy", "lr_accuracy.png", "validation accuracy"),)
-                               if classification else ()) + (
-                                   ("best_val_loss", "lr_loss.png", "validation loss"),):
-      panels, marks = _sensitivity_panels(result, groups, column)
-      add(name, f"best {what} against learning rate", lambda path, p=panels, m=marks, w=what:
-          plot_panels(path, p, xlabel="learning rate", ylabel=f"best {w}", logx=True,
-                      markers=m, palette="sequential",
-                      suptitle=f"Best {w} against learning rate ({band})"))
-    for metric, name in (("loss", "curves_loss.png"),) + (
-        (("accuracy", "curves_accuracy.png"),) if classification else ()):
-      panels = _curve_panels(result, groups, metric)
-      if panels:
-        positive = all(np.nanmin(c.y) > 0 for cs in panels.values() for c in cs)
-        add(name, f"{metric} per epoch, selected learning rate and neighbours",
-            lambda path, p=panels, m=metric, lg=positive and metric == "loss":
-            plot_panels(path, p, xlabel="epoch", ylabel=m, logy=lg, palette="sequential",
-                        suptitle=f"{m.capitalize()} per epoch: the selected learning rate and "
-                                 "its neighbours (mean over runs; band: lowest to highest run)"))
+  sensitivity = [("best_val_loss", "lr_loss.png", "validation loss")]
+  if classification:
+    sensitivity.insert(0, ("best_val_accuracy", "lr_accuracy.png", "validation accuracy"))
+  for column, name, what in sensitivity if groups else ():
+    panels, marks = _sensitivity_panels(result, groups, column)
+    paths.append(plot_panels(
+        os.path.join(out_dir, name), panels, xlabel="learning rate", ylabel=f"best {what}",
+        logx=True, markers=marks, suptitle=f"Best {what} against learning rate ({band})"))
+    figures.append(image(name, f"best {what} against learning rate"))
+  for metric in (("loss", "accuracy") if classification else ("loss",)) if groups else ():
+    panels = _curve_panels(result, groups, metric)
+    if not panels:
+      continue
+    name = f"curves_{metric}.png"
+    # Losses span decades: a log axis, where every value is positive.
+    logy = metric == "loss" and all(np.nanmin(c.y) > 0 for cs in panels.values() for c in cs)
+    paths.append(plot_panels(
+        os.path.join(out_dir, name), panels, xlabel="epoch", ylabel=metric, logy=logy,
+        suptitle=f"{metric.capitalize()} per epoch: the selected learning rate and its "
+                 "neighbours (mean over runs; band: lowest to highest run)"))
+    figures.append(image(name, f"{metric} per epoch, selected learning rate and neighbours"))
   selection = "\n\n".join(_selection_markdown(result, gi) for gi in groups) or (
       "No compile group has results.")
   sections = [("Selection", selection)]
