@@ -4,9 +4,10 @@ r"""The main job: a learning-rate sweep, every variant in one compiled program.
     python -m experiments.lr_sweep --optimizer=sgd --lrs=1e-3,1e-2,1e-1 --seeds=5 --out=runs/sgd
     python -m experiments.lr_sweep --train_size=100 --folds=5 --schedule=exponential
 
-Writes results.csv, history.npz and summary.json into --out and prints the table. --out is
-checked and locked before anything compiles; the three files replace the previous ones together;
-a different sweep's results are only replaced with --overwrite.
+Writes results.csv, history.npz, summary.json, report.md and its figures (lr_accuracy.png,
+lr_loss.png, curves_loss.png, curves_accuracy.png; --noreport: none) into --out and prints the
+table. --out is checked and locked before anything compiles; the files replace the previous ones
+together; a different sweep's results are only replaced with --overwrite.
 """
 
 import contextlib
@@ -21,6 +22,7 @@ cli.define_sweep_flags()
 cli.define_run_flags()
 cli.define_output_flags()
 flags.DEFINE_string("out", "runs/lr_sweep", "Output folder.")
+flags.DEFINE_bool("report", True, "Write report.md and its figures (PNG) into --out.")
 FLAGS = flags.FLAGS
 
 
@@ -54,6 +56,10 @@ def main(argv):
         return
       with folder.staging() as staging:
         names = results.write_files(result, staging)
+        if FLAGS.report:  # The figures and the page go with the files they describe.
+          from lr_jax import report
+          names += report.write_sweep_report(
+              result, staging, command=cli.command_line("experiments.lr_sweep", sys.argv))
       if options.checkpoint_dir and not FLAGS.checkpoint_dir:
         engine.clear_checkpoints(options.checkpoint_dir)  # The results now hold everything.
     print(results.format_table(result))

@@ -1,4 +1,29 @@
-"""What every absl script shares: one-line errors, the compilation cache, list-flag parsing."""
+"""lr_jax's absl flags and what every absl script shares: one-line errors, the compilation cache.
+
+Public, for scripts of your own (see `experiments/custom_model.py`):
+
+    from absl import flags
+    from lr_jax import cli
+
+    cli.define_flags()                       # lr_jax's flags, listed in this script's --helpshort
+    flags.DEFINE_integer("width", 64, "My model's width.")   # and the script's own
+    flags.DEFINE_string("out", "runs/mine", "Output folder.")
+    FLAGS = flags.FLAGS
+
+    def main(argv):
+      def run():
+        exp, grid = cli.experiment_from_flags(FLAGS), cli.grid_from_flags(FLAGS)
+        ...                                  # lr_jax.run_sweep(exp, grid, model=...)
+      cli.run_main(run)                      # ConfigError: one `error:` line, exit 2
+
+    if __name__ == "__main__":
+      cli.run_app(main)                      # a flag error: one `error:` line, exit 2
+
+A flag of the script's own with the name of one of lr_jax's is refused when it is defined
+(`flags.DuplicateFlagError` naming it), whichever is defined first: rename yours, or read
+lr_jax's (`FLAGS.seeds`). lr_jax's own scripts may each call the `define_*` functions; a flag
+lr_jax already defined is defined once.
+"""
 
 from __future__ import annotations
 
@@ -102,6 +127,11 @@ def run_app(main: Callable[[list[str]], object]) -> None:
   app.run(main, flags_parser=parse_flags)
 
 
+def command_line(module: str, argv: Sequence[str]) -> str:
+  """'python -m module --flag=value ...': the command `argv` ran, quoted for a shell."""
+  return f"python -m {module} {shlex.join(argv[1:])}".rstrip()
+
+
 def resume_command(module: str, argv: Sequence[str]) -> str:
   """The command line that continues the run `argv` started: the same flags plus `--resume`."""
   kept = [a for a in argv[1:]
@@ -145,23 +175,95 @@ def check_checkpoints(options, overwrite: bool) -> None:
     os.unlink(os.path.join(directory, name))
 
 
+FLAG_GROUPS = ("sweep", "run", "output")
+"""The flag sets `define_flags` can define: the sweep's (data, model, optimizer, schedule,
+training, selection), how it runs (chunks, checkpoints, processes), and `--overwrite`."""
+
+
+def define_flags(*groups: str, flag_values: "flags.FlagValues | None" = None) -> list[str]:
+  """Defines lr_jax's flags for the calling script and lists them in its `--helpshort`.
+
+  absl's `--helpshort` shows the key flags of the main module only; each flag defined here is
+  registered as a key flag of the module that called this function (the script).
+
+  Args:
+    *groups: which of `FLAG_GROUPS` to define; default all of them.
+    flag_values: the `absl.flags.FlagValues` to define them in; default `absl.flags.FLAGS`.
+
+  Returns:
+    The names of the flags, in the order defined.
+
+  Raises:
+    absl.flags.DuplicateFlagError: the script already defined a flag of the same name (absl
+      itself raises it for one defined afterwards).
+    ValueError: an unknown group.
+  """
+  defines = {"sweep": define_sweep_flags, "run": define_run_flags,
+             "output": define_output_flags}
+  for group in groups:
+    if group not in defines:
+      raise ValueError(f"unknown flag group {group!r}; valid choices: {', '.join(FLAG_GROUPS)}")
+  names = []
+  for group in groups or FLAG_GROUPS:
+    names += defines[group](flag_values)
+  return names
+
+
+def _calling_module() -> str:
+  """The name absl gives the first module on the stack outside this one (the script).
+
+  absl names the main module by its path, `sys.argv[0]`, as its `--helpshort` looks it up.
+  """
+  frame = sys._getframe(1)
+  while frame is not None and frame.f_globals.get("__name__") == __name__:
+    frame = frame.f_back
+  name = frame.f_globals.get("__name__") if frame is not None else None
+  return sys.argv[0] if name in (None, "__main__") else name
+
+
 class _Once:
-  """absl's `flags` module whose DEFINE_* skip a flag another script already defined."""
+  """absl's `flags` module whose DEFINE_* define each of lr_jax's flags once per `FlagValues`.
+
+  A flag of that name defined by lr_jax already (another of lr_jax's scripts, or a second
+  call) is kept; one defined by anyone else is a `flags.DuplicateFlagError`: silently taking
+  over a script's own flag of the same name (say `--seeds`, with another meaning) is how a run
+  goes wrong without a word. Every flag is made a key flag of the calling script, so that its
+  `--helpshort` lists it.
+  """
+
+  def __init__(self, flag_values: "flags.FlagValues | None" = None):
+    from absl import flags
+    self.flag_values = flag_values if flag_values is not None else flags.FLAGS
+    self.key_module = _calling_module()
+    self.names: list[str] = []
 
   def __getattr__(self, name):
     from absl import flags
     define = getattr(flags, name)
+    fv = self.flag_values
 
     def once(flag_name, *args, **kwargs):
-      if flag_name not in flags.FLAGS:
-        define(flag_name, *args, **kwargs)
+      if flag_name not in fv:
+        define(flag_name, *args, flag_values=fv, module_name=__name__, **kwargs)
+      else:
+        owner = fv.find_module_defining_flag(flag_name, default="an unknown module")
+        if owner != __name__:
+          raise flags.DuplicateFlagError(
+              f"--{flag_name} is defined by {owner} and by lr_jax ({__name__}); lr_jax's "
+              f"flags come with lr_jax.cli.define_flags: read FLAGS.{flag_name} instead of "
+              "defining it, or rename yours")
+      fv.register_key_flag_for_module(self.key_module, fv[flag_name])
+      self.names.append(flag_name)
 
     return once
 
 
-def define_sweep_flags() -> None:
-  """Defines the flags of a learning-rate sweep (data, model, optimizer, schedule, training)."""
-  d = _Once()
+def define_sweep_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]:
+  """Defines the flags of a learning-rate sweep (data, model, optimizer, schedule, training).
+
+  Returns their names; see `define_flags` (key flags of the caller, clashes refused).
+  """
+  d = _Once(flag_values)
   # Data.
   d.DEFINE_string("dataset", "digits", "Built-in data set name, or a .npz/.csv file path.")
   d.DEFINE_integer("train_size", None, "Training examples (stratified subsample); default all.")
@@ -208,6 +310,7 @@ def define_sweep_flags() -> None:
   d.DEFINE_float("target", None, "Validation accuracy (loss for regression) to reach.")
   d.DEFINE_string("select", "best", "How the learning rate is chosen: best (highest mean) or "
                   "one_se (largest LR within one standard error of the best).")
+  return d.names
 
 
 def experiment_from_flags(f) -> "Experiment":
@@ -248,16 +351,21 @@ def grid_from_flags(f) -> "Grid":
               hparams=tuple((k, v) for k, v in extra.items() if v is not None))
 
 
-def define_output_flags() -> None:
-  """Defines `--overwrite`, which every script with an `--out` takes."""
-  _Once().DEFINE_bool(
+def define_output_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]:
+  """Defines `--overwrite`, which every script with an `--out` takes; returns its name."""
+  d = _Once(flag_values)
+  d.DEFINE_bool(
       "overwrite", False, "Replace a different run's results in --out (and discard a checkpoint "
       "that --resume could continue); the same run's results are replaced without it.")
+  return d.names
 
 
-def define_run_flags() -> None:
-  """Defines the flags of how a sweep runs: chunks, checkpoints, resume, processes."""
-  d = _Once()
+def define_run_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]:
+  """Defines the flags of how a sweep runs: chunks, checkpoints, resume, processes.
+
+  Returns their names; see `define_flags`.
+  """
+  d = _Once(flag_values)
   d.DEFINE_integer("max_variants_per_chunk", None,
                    "Most variants per compiled call; default from the memory and, on a CPU, the cache.")
   d.DEFINE_integer("checkpoint_every", 0, "Checkpoint the sweep every this many epochs (0: off).")
@@ -267,6 +375,7 @@ def define_run_flags() -> None:
   d.DEFINE_string("coordinator_address", None, "host:port of process 0 (or JAX_COORDINATOR_ADDRESS).")
   d.DEFINE_integer("num_processes", None, "Number of processes (or JAX_NUM_PROCESSES).")
   d.DEFINE_integer("process_id", None, "This process's index (or JAX_PROCESS_ID).")
+  return d.names
 
 
 def options_from_flags(f, out: str):

@@ -1,6 +1,8 @@
 """Bad input to the main script: one line naming the value and the choices, exit 2, nothing run."""
 
+import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -304,3 +306,53 @@ def test_a_real_process_with_an_unknown_flag_exits_2(tmp_path):
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2  # absl's own parser exits 1.
   assert "lrz" in _error_line(proc.stderr)
+
+
+# lr_jax's flags in a script of one's own: defined by one call, listed in the script's
+# --helpshort, and a clash with the script's own flag refused when it is defined.
+
+@pytest.mark.parametrize("define", ["define_flags", "define_sweep_flags"])
+def test_a_scripts_own_flag_of_the_same_name_is_refused_at_definition(define):
+  fv = flags.FlagValues()
+  flags.DEFINE_integer("seeds", 5, "The script's own seeds: a list of them.", flag_values=fv)
+  with pytest.raises(flags.DuplicateFlagError, match=r"--seeds is defined by .*cli_test"):
+    getattr(cli, define)(flag_values=fv)
+  # Defined afterwards, absl refuses it itself.
+  fv = flags.FlagValues()
+  cli.define_flags(flag_values=fv)
+  with pytest.raises(flags.DuplicateFlagError, match="seeds"):
+    flags.DEFINE_integer("seeds", 5, "mine", flag_values=fv)
+
+
+def test_define_flags_makes_lr_jax_flags_key_flags_of_the_script_once():
+  fv = flags.FlagValues()
+  names = cli.define_flags(flag_values=fv)
+  assert {"dataset", "lrs", "seeds", "select", "checkpoint_every", "overwrite"} <= set(names)
+  key = {f.name for f in fv.get_key_flags_for_module(__name__)}
+  assert set(names) <= key  # what --helpshort lists for this module
+  assert fv.find_module_defining_flag("seeds") == "lr_jax.cli"
+  # lr_jax's own scripts share flags: a second definition keeps the first.
+  assert cli.define_flags(flag_values=fv) == names
+  assert cli.define_flags("output", flag_values=fv) == ["overwrite"]
+  with pytest.raises(ValueError, match="'sweeps'.*sweep, run, output"):
+    cli.define_flags("sweeps", flag_values=fv)
+
+
+def test_custom_model_example_helpshort_and_a_tiny_run(tmp_path):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, "-m", "experiments.custom_model", "--helpshort"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+  listed = set(re.findall(r"^  --(?:\[no\])?(\w+):", proc.stdout, re.M))
+  assert {"width", "blocks", "out"} <= listed, proc.stdout  # its own
+  assert {"dataset", "lrs", "seeds", "optimizer", "select", "overwrite"} <= listed  # lr_jax's
+  out = tmp_path / "out"
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.custom_model", f"--out={out}", "--train_size=100",
+       "--width=8", "--blocks=1", "--epochs=2", "--lrs=0.01,0.1", "--seeds=2"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "group 0: adam / constant / ResidualMLP" in proc.stdout
+  with open(out / "results.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 4 and {r["model"] for r in rows} == {"ResidualMLP"}
+  assert {float(r["learning_rate"]) for r in rows} == {0.01, 0.1}

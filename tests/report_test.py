@@ -3,6 +3,7 @@
 import math
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -109,3 +110,185 @@ def test_plot_panels_refuses_an_unknown_palette(tmp_path):
   with pytest.raises(ValueError, match="rainbow"):
     report.plot_panels(str(tmp_path / "x.png"), {"a": []}, xlabel="x", ylabel="y",
                        palette="rainbow")
+
+
+# The main script's report (`write_sweep_report`), on a sweep built by hand: its numbers are
+# chosen so that the two selection rules disagree and divergence takes two forms.
+
+from types import SimpleNamespace  # noqa: E402
+
+from lr_jax import results  # noqa: E402
+
+LRS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+# [seed, point] best validation accuracy; NaN where the run diverged. The best mean is at 0.01
+# (0.9133, SE 0.0088); 0.1 (0.9083) is within one SE of it, so the one-SE rule picks 0.1. At 1.0
+# two of three runs diverged: its survivor's 0.95 must not win. At 10 all three diverged.
+ACC_SxP = np.array([[0.80, 0.90, 0.900, 0.95, np.nan],
+                    [0.82, 0.93, 0.910, np.nan, np.nan],
+                    [0.81, 0.91, 0.915, np.nan, np.nan]])
+
+
+def hand_made_sweep(select="best"):
+  """A one-group `SweepResult` of 5 learning rates x 3 seeds, aggregated by the real code."""
+  num_seeds, num_points = ACC_SxP.shape
+  n, epochs = num_seeds * num_points, 6
+  diverged = np.isnan(ACC_SxP).reshape(n)
+  acc = ACC_SxP.reshape(n)
+  rows = {"group": np.zeros(n, np.int64), "learning_rate": np.tile(LRS, num_seeds),
+          "seed": np.repeat(np.arange(num_seeds), num_points), "fold": np.zeros(n, np.int64),
+          "best_val_accuracy": acc, "best_val_loss": np.where(diverged, np.nan, 1.0 - acc),
+          "diverged": diverged, "epochs_run": np.where(diverged, 1, epochs),
+          "epochs_to_target": np.zeros(n, np.int64), "steps_to_target": np.zeros(n, np.int64)}
+  e = np.arange(1, epochs + 1)
+  history = {"train_loss": np.stack([2.0 / (e * (1 + i % num_points)) for i in range(n)]),
+             "val_loss": np.stack([2.2 / (e * (1 + i % num_points)) for i in range(n)]),
+             "train_accuracy": np.stack([1 - 0.9 / e for _ in range(n)]),
+             "val_accuracy": np.stack([0.95 - 0.8 / e for _ in range(n)])}
+  for h in history.values():
+    h[diverged, 1:] = np.nan  # A diverged run stops after its first epoch.
+  group = SimpleNamespace(dataset=SimpleNamespace(task="classification"),
+                          points={"learning_rate": np.array(LRS)},
+                          experiment=SimpleNamespace(optim=SimpleNamespace(name="adam")))
+  aggregates = results.aggregate(rows, [group], [])
+  best = results.best_points(aggregates, 1, select)
+  config = {"experiments": [{"optim": {"name": "adam", "schedule": "constant"},
+                             "model": {"name": "mlp", "hidden": [16]},
+                             "data": {"dataset": "digits"}}], "target": None, "select": select}
+  return results.SweepResult(rows=rows, history=history, aggregates=aggregates, best=best,
+                             config=config, timings=[], params=[], select=select)
+
+
+def _table_row(text, lr):
+  rows = [line for line in text.splitlines() if line.startswith(f"| {lr} |")]
+  assert len(rows) == 1, (lr, text)
+  return _cells(rows[0])
+
+
+def test_sweep_report_files_table_rules_and_divergence(tmp_path):
+  out = str(tmp_path)
+  paths = report.write_sweep_report(hand_made_sweep(), out, command="python -m x --seeds=3")
+  names = [os.path.basename(p) for p in paths]
+  assert names == ["lr_accuracy.png", "lr_loss.png", "curves_loss.png", "curves_accuracy.png",
+                   "report.md"]
+  assert all(report.is_png(p) for p in paths[:-1])
+  text = open(paths[-1]).read()
+  for name in names[:-1]:
+    assert f"]({name})" in text  # Embedded, relative to the report.
+  # The chosen point and the other rule's, in the selection and the table.
+  assert "- selected: **lr 0.01** by `--select=best`" in text
+  assert "0.9133 ± 0.0379 (n=3)" in text  # std 0.01528 / sqrt(3) x t(0.975, df=2) 4.303
+  assert "the `one_se` rule (largest learning rate within one standard error" in text
+  assert "picks lr 0.1: 0.9083" in text
+  header = [line for line in text.splitlines() if line.startswith("| learning rate |")][0]
+  assert _cells(header) == ["learning rate", "best val_accuracy, mean ± 95% CI", "n", "P(best)",
+                            "not worse", "epochs run", "diverged", "notes"]
+  assert _table_row(text, "0.01")[-1] == "**selected** (highest mean)"
+  assert _table_row(text, "0.1")[-1] == "one-SE rule"
+  assert [_table_row(text, lr)[4] for lr in ("1e-3", "0.01", "0.1")] == ["", "~", "~"]
+  p_best = [float(_table_row(text, lr)[3]) for lr in ("1e-3", "0.01", "0.1")]
+  assert abs(sum(p_best) - 1.0) < 0.011 and p_best[1] > p_best[2] > p_best[0] == 0.0
+  # Diverged points: ineligible, the survivor's mean named as such, no P(best).
+  one, ten = _table_row(text, "1"), _table_row(text, "10")
+  assert one[1:4] == ["0.9500, n=1", "1", "-"] and one[6] == "2/3"
+  assert one[-1] == "diverged 2/3, ineligible; mean over 1 survivor"
+  assert ten[1:4] == ["n/a", "0", "-"] and ten[-1] == "diverged 3/3, ineligible"
+  assert "- ineligible, a run diverged: lr 1: 2/3 runs, lr 10: 3/3 runs" in text
+  assert "not significantly worse than the highest mean (paired by seed and fold)" in text
+  assert "```text\ngroup 0: adam / constant / mlp(16,) on digits" in text  # as printed
+  assert "## Estimate" not in text
+  assert "python -m x --seeds=3" in text
+
+
+def test_sweep_report_with_one_se_selected_marks_both(tmp_path):
+  text = open(report.write_sweep_report(hand_made_sweep("one_se"), str(tmp_path))[-1]).read()
+  assert "- selected: **lr 0.1** by `--select=one_se`" in text
+  assert "the `best` rule (highest mean) picks lr 0.01: 0.9133" in text
+  assert _table_row(text, "0.1")[-1] == "**selected** (one-SE rule)"
+  assert _table_row(text, "0.01")[-1] == "highest mean"
+
+
+def test_sweep_figures_mark_points_and_leave_diverged_ones_unjoined():
+  result = hand_made_sweep()
+  panels, markers = report._sensitivity_panels(result, [0], "best_val_accuracy")
+  (title, curves), = panels.items()
+  assert title == "group 0: adam / constant / mlp(16) on digits"
+  np.testing.assert_allclose(curves[0].y, [0.81, 0.91333, 0.90833, np.nan, np.nan], atol=1e-4)
+  marks = {m.kind: m for m in markers[title]}
+  assert marks["selected"].x == [0.01] and marks["alternative"].x == [0.1]
+  np.testing.assert_array_equal(marks["diverged"].x, [1.0, 10.0])
+  np.testing.assert_allclose(marks["diverged"].y, [0.95, np.nan])  # NaN: drawn on the edge
+  assert marks["diverged"].edge == "bottom"
+  _, loss_marks = report._sensitivity_panels(result, [0], "best_val_loss")
+  assert [m.edge for m in loss_marks[title] if m.kind == "diverged"] == ["top"]
+  # Curves: the selected point and its grid neighbours, the selected one emphasised.
+  curves = report._curve_panels(result, [0], "loss")
+  assert list(curves) == ["training", "validation"]
+  assert [(c.label, c.emphasis) for c in curves["validation"]] == [
+      ("lr 1e-3", False), ("lr 0.01 (selected)", True), ("lr 0.1", False)]
+  np.testing.assert_allclose(curves["validation"][1].y, 2.2 / (2 * np.arange(1, 7)))
+
+
+def test_sweep_report_estimate_section_from_a_hand_made_dict(tmp_path):
+  estimate = {"kind": "test", "metric": "accuracy", "score": 0.88, "n": 60,
+              "validation_score": 0.9133, "learning_rate": 0.01, "refit_epochs": 12}
+  text = open(report.write_sweep_report(hand_made_sweep(), str(tmp_path),
+                                        estimate=estimate)[-1]).read()
+  section = text.split("## Estimate of the chosen configuration")[1].split("\n## ")[0]
+  assert ("The chosen configuration (lr 0.01) scores accuracy **0.8800** on the held-out test "
+          "set (60 test rows).") in section
+  assert "validation score in the sweep was 0.9133" in section
+  assert "gap (validation minus test score) is **+0.0333**" in section
+  assert "| refit_epochs | 12 |" in section  # Keys it does not know are listed, not dropped.
+  assert text.index("## Selection") < text.index("## Estimate") < text.index("## Figures")
+
+  nested = report.estimate_markdown({
+      "kind": "nested_cv", "metric": "loss", "score": 0.30, "ci95": 0.05, "n": 3,
+      "validation_score": 0.25, "outer_scores": [0.25, 0.30, 0.35],
+      "selected_learning_rates": {"0.1": 1, "0.01": 2}})
+  assert "scores loss **0.3000 ± 0.0500** by nested cross-validation (3 outer folds)" in nested
+  assert "is **+0.0500**" in nested  # a loss: nested-CV minus validation
+  assert "| 0.01 | 2 |\n| 0.1 | 1 |" in nested  # selection counts, by learning rate
+  with pytest.raises(ValueError, match="score"):
+    report.estimate_markdown({"metric": "accuracy"})
+
+
+def test_plot_panels_refuses_an_unknown_marker_kind(tmp_path):
+  with pytest.raises(ValueError, match="circle"):
+    report.plot_panels(str(tmp_path / "x.png"), {"a": []}, xlabel="x", ylabel="y",
+                       markers={"a": [report.Marker("m", [1.0], [1.0], "circle")]})
+
+
+# The main script writes the report with its results, into the same committed set.
+
+@pytest.fixture
+def sweep_script(monkeypatch, capsys):
+  """Runs lr_sweep's main in-process, the engine replaced by the hand-made sweep."""
+  from absl import flags
+  from experiments import lr_sweep
+  from lr_jax import engine
+  monkeypatch.setattr(engine, "run_planned", lambda *a, **k: hand_made_sweep())
+
+  def run(*args):
+    argv = ["lr_sweep.py", *args, "--train_size=100", "--lrs=1e-3,1e-2,1e-1,1,10"]
+    monkeypatch.setattr(sys, "argv", argv)  # The report shows the command.
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(argv)
+    lr_sweep.main(["lr_sweep"])
+    return capsys.readouterr()
+
+  yield run
+  flags.FLAGS.unparse_flags()
+
+
+def test_lr_sweep_writes_the_report_and_noreport_writes_none(sweep_script, tmp_path):
+  out = tmp_path / "out"
+  sweep_script(f"--out={out}")
+  figures = {"lr_accuracy.png", "lr_loss.png", "curves_loss.png", "curves_accuracy.png"}
+  assert {"report.md", *figures} <= set(os.listdir(out))
+  text = (out / "report.md").read_text()
+  assert "- selected: **lr 0.01**" in text
+  assert f"```\npython -m experiments.lr_sweep --out={out} --train_size=100" in text
+  sweep_script(f"--out={out}", "--noreport")  # The same sweep: replaces its own files.
+  left = set(os.listdir(out))
+  assert "report.md" not in left and not figures & left, left
+  assert {"results.csv", "history.npz", "summary.json"} <= left

@@ -1,0 +1,64 @@
+r"""Your own absl script on lr_jax: a user `flax.nnx` model with its own flags, swept by lr_jax.
+
+    python -m experiments.custom_model --width=32 --blocks=2 --lrs=1e-3,1e-2,1e-1 --seeds=3
+    python -m experiments.custom_model --helpshort        # lr_jax's flags and this script's own
+
+A template to copy: `cli.define_flags(...)` brings lr_jax's flags (data, optimizer, schedule,
+training, --select, --overwrite; listed in --helpshort), the script adds its own (a flag with
+one of lr_jax's names is refused when it is defined), builds its model, and calls the public
+API. Writes results.csv, history.npz and summary.json into --out and prints the table.
+"""
+
+from absl import flags
+from flax import nnx
+
+import lr_jax
+from lr_jax import cli
+
+cli.define_flags("sweep", "output")  # Not "run": this script takes no checkpoints.
+flags.DEFINE_integer("width", 32, "Width of the residual blocks.")
+flags.DEFINE_integer("blocks", 2, "Number of residual blocks.")
+flags.DEFINE_string("out", "runs/custom_model", "Output folder.")
+FLAGS = flags.FLAGS
+
+
+class ResidualMLP(nnx.Module):
+  """x -> Linear -> `blocks` x (h + relu(Linear(h))) -> Linear: [B, D] -> [B, K]."""
+
+  def __init__(self, num_features: int, num_outputs: int, width: int, blocks: int, *,
+               rngs: nnx.Rngs):
+    self.embed = nnx.Linear(num_features, width, rngs=rngs)
+    self.blocks = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(blocks)])
+    self.head = nnx.Linear(width, num_outputs, rngs=rngs)
+
+  def __call__(self, x_BxD):
+    h_BxW = nnx.relu(self.embed(x_BxD))
+    for block in self.blocks:
+      h_BxW = h_BxW + nnx.relu(block(h_BxW))
+    return self.head(h_BxW)
+
+
+def main(argv):
+  del argv  # cli.parse_flags refuses stray arguments.
+
+  def run():
+    if FLAGS.width < 1 or FLAGS.blocks < 0:
+      raise lr_jax.ConfigError(f"--width must be >= 1 and --blocks >= 0, got {FLAGS.width} and "
+                               f"{FLAGS.blocks}")
+    experiment = cli.experiment_from_flags(FLAGS)  # lr_jax's flags, checked before any work.
+    grid = cli.grid_from_flags(FLAGS)
+    data = lr_jax.load_dataset(experiment.data)  # The model's input and output widths.
+    outputs = data.num_classes if data.task == "classification" else 1
+    model = lr_jax.from_nnx(lambda rngs: ResidualMLP(
+        data.x.shape[1], outputs, FLAGS.width, FLAGS.blocks, rngs=rngs))
+    cli.enable_compilation_cache()
+    result = lr_jax.run_sweep(experiment, grid, model=model, target=FLAGS.target,
+                              select=FLAGS.select)
+    lr_jax.write_outputs(result, FLAGS.out, overwrite=FLAGS.overwrite)
+    print(lr_jax.format_table(result))
+
+  cli.run_main(run)
+
+
+if __name__ == "__main__":
+  cli.run_app(main)
