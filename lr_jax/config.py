@@ -237,6 +237,8 @@ class DataConfig:
   val_dataset: str | None = None
 
   def __post_init__(self):
+    if isinstance(self.dataset, (tuple, list)):  # Arrays given as they are: say how instead.
+      self._check_dataset_object()
     check_fields(self)
     if not isinstance(self.dataset, str):
       self._check_dataset_object()
