@@ -1,0 +1,418 @@
+"""A trained model out of a sweep: refit the chosen configuration, score it on the test set, save it.
+
+    result = run_sweep(Experiment(data=DataConfig(test_fraction=0.2)), grid)
+    model = refit(result)            # the selected point, retrained on every row the sweep saw
+    model.estimate["line"]           # "validation 0.962 (selected from 16 points, ...) vs test ..."
+    save_model(model, "runs/model")  # params.msgpack + model.json
+    load_model("runs/model").predict(x_raw)
+
+The refit reuses the engine (`run_sweep` on the sweep's rows, a fixed number of epochs), so
+there is one training loop. Parameters are saved with `flax.serialization` (msgpack): one small
+file, bit-exact float32, read back without any async machinery; Orbax's checkpoint directories
+solve sharded, asynchronous saving, which a model of a few thousand parameters does not need.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import math
+import os
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from lr_jax.config import Experiment, ModelConfig
+from lr_jax.errors import ConfigError
+from lr_jax.models import Model, build_model
+
+FORMAT = "lr_jax.model/1"
+PARAMS_NAME = "params.msgpack"
+CARD_NAME = "model.json"
+ENSEMBLE_RULE = ("the mean of the members' softmax probabilities (classification) or outputs "
+                 "(regression); one member per training seed")
+
+
+def _num_outputs(task: str, num_classes: int) -> int:
+  return num_classes if task == "classification" else 1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainedModel:
+  """A trained model on raw features: standardization, an ensemble of members, class labels.
+
+  Attributes:
+    model: the pure model (`lr_jax.Model`) the parameters belong to.
+    params: one parameter pytree per ensemble member (one per training seed).
+    mean: [D] float32 feature means the model standardizes with.
+    std: [D] float32 feature stds (0 replaced by 1).
+    task: "classification" or "regression".
+    class_names: class id c's label as in the data, `class_names[c]`; () for regression.
+    feature_names: the D feature names (a .csv file's columns), or ().
+    feature_shape: one example's shape before flattening (e.g. (8, 8, 1)).
+    card: what `model.json` holds: configuration, selection, standardization, scores.
+  """
+
+  model: Model
+  params: tuple
+  mean: np.ndarray
+  std: np.ndarray
+  task: str
+  class_names: tuple = ()
+  feature_names: tuple = ()
+  feature_shape: tuple = ()
+  card: dict = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def build(cls, group, params: Sequence, mean: np.ndarray, std: np.ndarray,
+            card: dict | None = None) -> "TrainedModel":
+    """A model of a planned group (`engine.Group`) with these members and statistics."""
+    ds = group.dataset
+    return cls(model=group_model(group), params=tuple(params),
+               mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32),
+               task=ds.task, class_names=tuple(ds.class_names),
+               feature_names=tuple(ds.feature_names), feature_shape=tuple(ds.feature_shape),
+               card=card or {})
+
+  @property
+  def estimate(self) -> dict | None:
+    """The validation and test scores of the selection (`model.json`'s "estimate")."""
+    return self.card.get("estimate")
+
+  @functools.cached_property
+  def _forward(self):
+    classification = self.task == "classification"
+    model = self.model
+
+    def forward(params, mean_D, std_D, x_NxD):
+      x_NxD = (x_NxD - mean_D[None, :]) / std_D[None, :]  # As the trainer standardizes.
+      outs = [model.apply(p, x_NxD, None, False) for p in params]
+      if classification:
+        outs = [jax.nn.softmax(o, axis=-1) for o in outs]
+      return jnp.mean(jnp.stack(outs), axis=0)
+
+    return jax.jit(forward)
+
+  def _features(self, x) -> np.ndarray:
+    x = np.asarray(x)
+    width = int(self.mean.shape[0])
+    if x.ndim == 1 and x.shape[0] == width:
+      x = x[None, :]
+    if x.ndim < 2 or math.prod(x.shape[1:]) != width:
+      raise ConfigError(f"the model takes examples of {width} features (shape "
+                        f"{tuple(self.feature_shape)}), got an array of shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+      raise ConfigError(f"features must be numbers, got dtype {x.dtype}")
+    x = x.reshape(len(x), width).astype(np.float32)
+    if not np.isfinite(x).all():
+      raise ConfigError(f"{int((~np.isfinite(x)).sum())} feature value(s) are NaN or inf")
+    return x
+
+  def outputs(self, x) -> np.ndarray:
+    """[N, K] ensemble outputs on raw features: probabilities, or [N, 1] regression values."""
+    return np.asarray(self._forward(self.params, self.mean, self.std, self._features(x)))
+
+  def predict_proba(self, x) -> np.ndarray:
+    """[N, C] class probabilities on raw features `x` ([N, D] or [N, *feature_shape])."""
+    if self.task != "classification":
+      raise ConfigError("predict_proba applies to classification; this model is regression, "
+                        "use predict")
+    return self.outputs(x)
+
+  def predict(self, x) -> np.ndarray:
+    """[N] predictions on raw features: class labels as in the data, or regression values."""
+    out = self.outputs(x)
+    if self.task != "classification":
+      return out[:, 0]
+    return np.asarray(self.class_names)[np.argmax(out, axis=-1)]
+
+
+def group_model(group) -> Model:
+  """The unflattened model of a planned group: the user's, or the built-in one it names."""
+  if group.model is not None:
+    return group.model
+  ds = group.dataset
+  return build_model(group.experiment.model, _num_outputs(ds.task, ds.num_classes),
+                     ds.feature_shape)
+
+
+def scores(model: TrainedModel, x, y_ids: np.ndarray) -> dict:
+  """Accuracy and loss of `model` on raw features `x` and class ids (or targets) `y_ids`.
+
+  The loss is the cross-entropy of the ensemble's probabilities, or the squared error of its
+  mean output for regression: the sweep's validation loss, for one member.
+  """
+  out = model.outputs(x).astype(np.float64)
+  y = np.asarray(y_ids)
+  if model.task == "classification":
+    p = out[np.arange(len(y)), y.astype(int)]
+    return {"n": int(len(y)), "accuracy": float(np.mean(np.argmax(out, -1) == y)),
+            "loss": float(np.mean(-np.log(np.maximum(p, 1e-30))))}
+  return {"n": int(len(y)), "accuracy": None, "loss": float(np.mean((out[:, 0] - y) ** 2))}
+
+
+# ----------------------------------------------------------------------------- refit
+
+
+def _chosen_rows(result, group: int) -> np.ndarray:
+  """Row indices of the group's selected grid point (all its seeds and folds)."""
+  best, g = result.best[group], result.groups[group]
+  sel = result.rows["group"] == group
+  for k in g.points:
+    sel &= np.asarray(result.rows[k], np.float64) == best[k]
+  return np.flatnonzero(sel)
+
+
+def _seen_rows(splits) -> np.ndarray:
+  """Every row some fold trained or validated on: the data the sweep saw."""
+  return np.union1d(splits.train_idx[splits.train_mask], splits.val_idx[splits.val_mask])
+
+
+def refit(result, group: int | None = None) -> "TrainedModel":
+  """Retrains the selected configuration on every row the sweep saw, and scores it on the test set.
+
+  The selected point of `group` (`result.best`) is trained, with each of the sweep's seeds, on
+  the union of its folds' training and validation rows (all non-test data when `train_size`
+  is unset) for the median best epoch of its sweep runs (seeds x folds), without early
+  stopping; a schedule that spans the training (cosine, onecycle) spans these epochs. The
+  members form an ensemble (`ENSEMBLE_RULE`). With a test set (`DataConfig.test_fraction`) it
+  is scored once on the test rows, which no fold saw.
+
+  Args:
+    result: from `run_sweep`.
+    group: the compile group whose selection to refit; None for a one-group sweep.
+
+  Returns:
+    The model; `model.card` is what `save_model` writes to model.json, `model.estimate` the
+    validation-vs-test line and numbers.
+
+  Raises:
+    ConfigError: several groups and no `group`, no point selected, or every refit run diverged.
+  """
+  from lr_jax import engine  # Late: the engine imports results, which imports this lazily.
+  from lr_jax.data import Dataset, DataConfig
+  if not result.groups:
+    raise ConfigError("this result carries no groups (it was not built by run_sweep)")
+  if group is None:
+    if len(result.groups) > 1:
+      raise ConfigError(f"the sweep has {len(result.groups)} compile groups; choose the one to "
+                        f"refit: refit(result, group=0..{len(result.groups) - 1})")
+    group = 0
+  if not 0 <= group < len(result.groups):
+    raise ConfigError(f"group must be in 0..{len(result.groups) - 1}, got {group!r}")
+  g, best = result.groups[group], result.best[group]
+  if not math.isfinite(best.get("learning_rate", math.nan)):
+    raise ConfigError(f"group {group} has no selected learning rate to refit: "
+                      f"{best.get('reason', 'none eligible')}")
+  chosen = _chosen_rows(result, group)
+  best_epochs = np.asarray(result.rows["best_epoch"])[chosen]
+  epochs = max(1, math.floor(float(np.median(best_epochs)) + 0.5))  # Half up, not to even.
+
+  ds, exp = g.dataset, g.experiment
+  rows = _seen_rows(g.splits)
+  x = ds.x[rows].reshape((len(rows),) + tuple(ds.feature_shape))
+  if ds.task == "classification" and len(np.unique(ds.y[rows])) != ds.num_classes:
+    raise ConfigError("the refit rows lack a class; use a larger train_size")
+  # The rows validate themselves: nothing is selected on them (no early stopping, the last
+  # epoch's parameters), so they only cost one forward pass per epoch.
+  data = Dataset.from_arrays(
+      x, ds.y[rows], x, ds.y[rows], task=ds.task, name=f"{ds.name} (refit)",
+      feature_names=ds.feature_names or None,
+      class_names=ds.class_names if ds.task == "classification" else None)
+  refit_exp = Experiment(
+      data=DataConfig(dataset=data, standardize=exp.data.standardize,
+                      data_seed=exp.data.data_seed),
+      model=exp.model, optim=exp.optim,
+      train=dataclasses.replace(exp.train, epochs=epochs, patience=0, restore_best=False))
+  seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
+  hparams = tuple((k, (float(best[k]),)) for k in g.points if k != "learning_rate")
+  logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows, seeds %s",
+               best["learning_rate"], epochs, len(chosen), len(rows), seeds)
+  fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best["learning_rate"]),),
+                                                seeds=seeds, hparams=hparams), model=g.model)
+  diverged = np.asarray(fit.rows["diverged"], bool)
+  if diverged.all():
+    raise ConfigError(f"every refit run diverged (lr {best['learning_rate']:.3g}, {epochs} "
+                      "epochs on all the sweep's rows); nothing to export")
+  if diverged.any():
+    logging.warning("refit: seed(s) %s diverged and are left out of the ensemble",
+                    np.asarray(fit.rows["seed"])[diverged].tolist())
+  members = [fit.params_of(i) for i in range(fit.num_variants) if not diverged[i]]
+  splits = fit.groups[0].splits
+  model = TrainedModel.build(g, members, splits.mean[0], splits.std[0])
+
+  test_idx = g.splits.test_idx
+  test = scores(model, ds.x[test_idx], ds.y[test_idx]) if len(test_idx) else None
+  num_points = sum(1 for a in result.aggregates if a["group"] == group)
+  estimate = estimate_of(best, result.select, num_points, test, group, len(rows))
+  card = {
+      "format": FORMAT,
+      "experiment": result.config["experiments"][group],
+      "user_model": g.model.name if g.model is not None else None,
+      "task": ds.task, "feature_shape": list(ds.feature_shape),
+      "feature_names": list(ds.feature_names), "label_column": _label_name(exp, ds),
+      "class_names": list(ds.class_names),
+      "standardization": {"mean": model.mean.tolist(), "std": model.std.tolist()},
+      "selection": {
+          "group": group, "rule": result.select, "num_points": num_points,
+          "hyperparameters": {k: float(best[k]) for k in g.points},
+          "validation": {"metric": best["metric"], "mean": best["mean"], "ci95": best["ci95"],
+                         "n": best["n"]}},
+      "refit": {"epochs": epochs, "sweep_best_epochs": best_epochs.tolist(), "n": len(rows),
+                "seeds": [s for s, d in zip(seeds, diverged) if not d],
+                "diverged_seeds": [s for s, d in zip(seeds, diverged) if d],
+                "ensemble": ENSEMBLE_RULE},
+      "test": test, "estimate": estimate,
+  }
+  logging.info("%s", estimate["line"])
+  return dataclasses.replace(model, card=_jsonable(card))
+
+
+def estimate_of(best: dict, select: str, num_points: int, test: dict | None, group: int,
+                refit_n: int) -> dict:
+  """The selected point's validation score beside its test score, and the gap between them.
+
+  The gap is how much worse the test score is (validation - test for accuracy, test -
+  validation for a loss): positive when the validation score was optimistic, as the best of
+  many noisy scores tends to be (the winner's curse). The refit trains on more rows than each
+  sweep run (the validation rows too), which pulls the other way.
+  """
+  classification = best["higher_is_better"]
+  metric = "accuracy" if classification else "loss"
+  val = float(best["mean"])
+  how = "best" if select == "best" else f"rule {select}"
+  line = (f"validation {metric} {val:.4f} ({how} of {num_points} points, optimistic)")
+  out = {"group": group, "metric": metric, "validation": val, "num_points": num_points,
+         "rule": select, "test": None, "test_n": 0, "gap": None, "refit_n": refit_n}
+  if test is None:
+    out["line"] = line + "; no test set (--test_fraction)"
+    return out
+  score = test[metric]
+  gap = val - score if classification else score - val
+  out.update(test=score, test_n=test["n"], gap=gap)
+  out["line"] = (f"{line} vs test {score:.4f} (n={test['n']}; refit on {refit_n} rows): "
+                 f"gap {gap:.4f}")
+  return out
+
+
+def _label_name(exp: Experiment, ds) -> str | None:
+  """The label column's name in a .csv training file (predictions may carry it), else None."""
+  path = exp.data.dataset
+  if not isinstance(path, str) or not path.lower().endswith(".csv") or not ds.feature_names:
+    return None
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      header = [h.strip() for h in next(csv.reader(f), [])]
+  except OSError:
+    return None
+  rest = [h for h in header if h not in ds.feature_names]
+  return rest[0] if len(rest) == 1 else None
+
+
+def _jsonable(x):
+  from lr_jax.results import jsonable
+  return jsonable(x)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def model_folder(path: str, identity: dict, overwrite: bool = False, flag: str = "--save_model"):
+  """The model's folder as a `lr_jax.outputs.OutputFolder`: checked, locked, written as one unit.
+
+  Open it before training, so a bad path is refused before anything compiles.
+  """
+  from lr_jax.outputs import OutputFolder
+  return OutputFolder(path, identity={**identity, "kind": "model"}, overwrite=overwrite,
+                      flag=flag, overwrite_hint="--overwrite" if flag.startswith("--")
+                      else "overwrite=True")
+
+
+def write_model(model: TrainedModel, directory: str) -> list[str]:
+  """Writes `params.msgpack` and `model.json` into `directory` (a staging folder), each atomically."""
+  from flax import serialization
+  from lr_jax.results import atomic_write
+  members = {str(i): p for i, p in enumerate(model.params)}
+  blob = serialization.msgpack_serialize(
+      serialization.to_state_dict({"members": jax.device_get(members)}))
+  paths = [os.path.join(directory, PARAMS_NAME), os.path.join(directory, CARD_NAME)]
+  atomic_write(paths[0], blob)
+  atomic_write(paths[1], (json.dumps(model.card, indent=2) + "\n").encode())
+  return paths
+
+
+def save_model(model: TrainedModel, path: str, overwrite: bool = False) -> list[str]:
+  """Saves a refit model into folder `path`: `params.msgpack` and `model.json`, as one unit.
+
+  Args:
+    model: from `refit`.
+    path: the folder; created if missing. The same configuration's model is replaced; another
+      configuration's files only with `overwrite`.
+    overwrite: replace another run's files.
+
+  Returns:
+    The paths written.
+  """
+  with model_folder(path, {"config": model.card.get("experiment")}, overwrite,
+                    flag="path") as folder:
+    with folder.staging() as staging:
+      names = [os.path.basename(p) for p in write_model(model, staging)]
+  return [os.path.join(path, n) for n in names]
+
+
+def load_model(path: str, model: Model | None = None) -> TrainedModel:
+  """Loads a model saved by `save_model` (or `lr_sweep --save_model=DIR`).
+
+  Args:
+    path: the model's folder.
+    model: the user model it was trained with (`from_linen`/`from_nnx`); built-in models are
+      rebuilt from model.json.
+
+  Returns:
+    A `TrainedModel`: `predict(x)` and `predict_proba(x)` on raw features.
+
+  Raises:
+    ConfigError: a missing folder or file, a file of another format, or a user model not given.
+  """
+  from flax import serialization
+  card_path, params_path = os.path.join(path, CARD_NAME), os.path.join(path, PARAMS_NAME)
+  if not os.path.isdir(path):
+    raise ConfigError(f"model folder {path!r} does not exist (save one with lr_sweep "
+                      "--save_model=DIR)")
+  for p in (card_path, params_path):
+    if not os.path.isfile(p):
+      raise ConfigError(f"{path!r} is not a saved model: it has no {os.path.basename(p)}")
+  try:
+    with open(card_path, encoding="utf-8") as f:
+      card = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"cannot read {card_path!r}: {' '.join(str(e).split())}") from None
+  if not isinstance(card, dict) or card.get("format") != FORMAT:
+    raise ConfigError(f"{card_path!r} is not an lr_jax model card (format {FORMAT!r})")
+  task, names = card["task"], tuple(card["class_names"])
+  shape = tuple(card["feature_shape"])
+  if card.get("user_model") is not None:
+    if model is None:
+      raise ConfigError(f"{path!r} holds user model {card['user_model']!r}, which cannot be "
+                        "rebuilt from model.json; pass it: load_model(path, model=...)")
+  else:
+    cfg = card["experiment"]["model"]
+    model = build_model(ModelConfig(name=cfg["name"], hidden=tuple(cfg["hidden"]),
+                                    activation=cfg["activation"], dropout=cfg["dropout"]),
+                        _num_outputs(task, len(names)), shape)
+  with open(params_path, "rb") as f:
+    state = serialization.msgpack_restore(f.read())
+  target = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  members = state["members"]
+  params = tuple(serialization.from_state_dict(target, members[str(i)])
+                 for i in range(len(members)))
+  std = card["standardization"]
+  return TrainedModel(model=model, params=params, mean=np.asarray(std["mean"], np.float32),
+                      std=np.asarray(std["std"], np.float32), task=task, class_names=names,
+                      feature_names=tuple(card["feature_names"]), feature_shape=shape,
+                      card=card)
