@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import io
 import json
 import math
 import os
@@ -416,3 +417,89 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
                       std=np.asarray(std["std"], np.float32), task=task, class_names=names,
                       feature_names=tuple(card["feature_names"]), feature_shape=shape,
                       card=card)
+
+
+def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarray | None]:
+  """The raw features of a .csv or .npz file for `model`, its columns checked against the model's.
+
+  A .csv file needs a header with the model's feature columns, in any order (matched by name),
+  and may carry one more column, the training file's label column; a .npz file an array `x`
+  of the model's feature width (and maybe `y`).
+
+  Returns:
+    ([N, D] float32 features in the model's order, [N] labels as read or None).
+
+  Raises:
+    ConfigError: a missing or unreadable file, or columns that differ from the model's (the
+      message names the missing and the unexpected ones).
+  """
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in (".csv", ".npz"):
+    raise ConfigError(f"cannot read {path!r}: give a .csv or .npz file")
+  if not os.path.isfile(path):
+    raise ConfigError(f"data file {path!r} does not exist")
+  width = int(model.mean.shape[0])
+  if ext == ".npz":
+    try:
+      with np.load(path, allow_pickle=False) as archive:
+        if "x" not in archive.files:
+          raise ConfigError(f"{path!r} has no array 'x'; arrays: {', '.join(archive.files)}")
+        x, y = archive["x"], archive["y"] if "y" in archive.files else None
+    except (OSError, ValueError) as e:
+      raise ConfigError(f"cannot read {path!r}: {' '.join(str(e).split())}") from None
+    if x.ndim < 2 or math.prod(x.shape[1:]) != width:
+      raise ConfigError(f"x of {path!r} has shape {x.shape}; the model takes {width} features")
+    return model._features(x), y
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      reader = csv.reader(f)
+      header = [h.strip() for h in next(reader, [])]
+      body = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise ConfigError(f"cannot read {path!r}: {' '.join(str(e).split())}") from None
+  names = list(model.feature_names) or [f"x{i}" for i in range(width)]
+  missing = [c for c in names if c not in header]
+  extra = [c for c in header if c not in names]
+  label = model.card.get("label_column")
+  if len(extra) == 1 and not missing and label in (None, extra[0]):
+    label = extra[0]  # The labels, as in the training file: not a feature.
+  elif missing or extra:
+    what = ([f"missing {', '.join(map(repr, missing[:5]))}{' and more' if len(missing) > 5 else ''}"]
+            if missing else []) + ([f"unexpected {', '.join(map(repr, extra[:5]))}"] if extra else [])
+    raise ConfigError(f"the columns of {path!r} do not match the model's {width} features: "
+                      f"{'; '.join(what)}")
+  else:
+    label = None
+  if not body:
+    raise ConfigError(f"{path!r} has a header but no data rows")
+  cols = [header.index(c) for c in names]
+  x = np.empty((len(body), width), np.float64)
+  for i, (line, row) in enumerate(body):
+    if len(row) != len(header):
+      raise ConfigError(f"line {line} of {path!r} has {len(row)} columns, the header {len(header)}")
+    for j, c in enumerate(cols):
+      try:
+        x[i, j] = float(row[c])
+      except ValueError:
+        raise ConfigError(f"non-numeric value {row[c].strip()!r} in column {header[c]!r}, line "
+                          f"{line} of {path!r}") from None
+  y = np.array([row[header.index(label)].strip() for _, row in body]) if label else None
+  return model._features(x), y
+
+
+def predictions_csv(model: TrainedModel, x) -> str:
+  """One line per row of `x`: the prediction (a class label as in the data, or a value) and,
+  for classification, each class's probability (`p_<label>`)."""
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator="\n")
+  if model.task == "classification":
+    proba = model.predict_proba(x)
+    labels = np.asarray(model.class_names)[np.argmax(proba, axis=-1)]
+    writer.writerow(["prediction"] + [f"p_{c}" for c in model.class_names])
+    for label, p in zip(labels.tolist(), proba):
+      writer.writerow([label] + [f"{float(v):.6g}" for v in p])
+  else:
+    writer.writerow(["prediction"])
+    for v in model.predict(x):
+      writer.writerow([f"{float(v):.9g}"])
+  return buf.getvalue()
