@@ -248,9 +248,16 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   model = TrainedModel.build(g, members, splits.mean[0], splits.std[0])
 
   test_idx = g.splits.test_idx
-  test = scores(model, ds.x[test_idx], ds.y[test_idx]) if len(test_idx) else None
+  test = sweep_test = None
+  if len(test_idx):
+    test = scores(model, ds.x[test_idx], ds.y[test_idx])
+    # The chosen point's own sweep runs, trained on the rows their validation scores come from:
+    # validation minus this is the optimism of selection alone.
+    key = "accuracy" if ds.task == "classification" else "loss"
+    sweep_test = float(np.mean([scores(result.model_of(int(i)), ds.x[test_idx],
+                                       ds.y[test_idx])[key] for i in chosen]))
   num_points = sum(1 for a in result.aggregates if a["group"] == group)
-  estimate = estimate_of(best, result.select, num_points, test, group, len(rows))
+  estimate = estimate_of(best, result.select, num_points, test, group, len(rows), sweep_test)
   card = {
       "format": FORMAT,
       "experiment": result.config["experiments"][group],
@@ -275,13 +282,15 @@ def refit(result, group: int | None = None) -> "TrainedModel":
 
 
 def estimate_of(best: dict, select: str, num_points: int, test: dict | None, group: int,
-                refit_n: int) -> dict:
+                refit_n: int, sweep_test: float | None = None) -> dict:
   """The selected point's validation score beside its test score, and the gap between them.
 
   The gap is how much worse the test score is (validation - test for accuracy, test -
   validation for a loss): positive when the validation score was optimistic, as the best of
   many noisy scores tends to be (the winner's curse). The refit trains on more rows than each
-  sweep run (the validation rows too), which pulls the other way.
+  sweep run (the validation rows too), which pulls the other way; `sweep_test`, the mean
+  test score of the chosen point's own sweep runs, separates the two: `selection_gap` is the
+  gap between their validation and test scores, from selection (and sampling) alone.
   """
   classification = best["higher_is_better"]
   metric = "accuracy" if classification else "loss"
@@ -289,7 +298,8 @@ def estimate_of(best: dict, select: str, num_points: int, test: dict | None, gro
   how = "best" if select == "best" else f"rule {select}"
   line = (f"validation {metric} {val:.4f} ({how} of {num_points} points, optimistic)")
   out = {"group": group, "metric": metric, "validation": val, "num_points": num_points,
-         "rule": select, "test": None, "test_n": 0, "gap": None, "refit_n": refit_n}
+         "rule": select, "test": None, "test_n": 0, "gap": None, "refit_n": refit_n,
+         "sweep_test": None, "selection_gap": None}
   if test is None:
     out["line"] = line + "; no test set (--test_fraction)"
     return out
@@ -298,6 +308,11 @@ def estimate_of(best: dict, select: str, num_points: int, test: dict | None, gro
   out.update(test=score, test_n=test["n"], gap=gap)
   out["line"] = (f"{line} vs test {score:.4f} (n={test['n']}; refit on {refit_n} rows): "
                  f"gap {gap:.4f}")
+  if sweep_test is not None:
+    selection_gap = val - sweep_test if classification else sweep_test - val
+    out.update(sweep_test=sweep_test, selection_gap=selection_gap)
+    out["line"] += (f"; the chosen point's sweep runs score {sweep_test:.4f} on the test rows: "
+                    f"gap {selection_gap:.4f}")
   return out
 
 

@@ -178,6 +178,10 @@ def test_refit_save_load_predict_round_trip_and_test_score(two_groups, tmp_path)
   assert card["test"]["n"] == 30
   assert card["estimate"]["test"] == hand == model.estimate["test"]
   assert card["estimate"]["gap"] == pytest.approx(best["mean"] - hand)
+  runs = [np.mean(result.predict(int(i), ds.x[test]) == np.array(NAMES)[ds.y[test]])
+          for i in rows]  # The chosen point's sweep runs, on the same test rows.
+  assert card["estimate"]["sweep_test"] == pytest.approx(np.mean(runs), abs=1e-12)
+  assert card["estimate"]["selection_gap"] == pytest.approx(best["mean"] - np.mean(runs))
   assert card["class_names"] == list(NAMES) and card["feature_names"] == ["a", "b", "c", "d"]
   assert card["standardization"]["mean"] == model.mean.tolist()
 
@@ -215,7 +219,7 @@ def test_sweep_reports_validation_against_test_with_the_gap(saved):
   est = summary["estimate"]
   assert est["metric"] == "accuracy" and est["test_n"] == 30 and est["num_points"] == 2
   assert est["gap"] == pytest.approx(est["validation"] - est["test"])
-  assert est["line"] in stdout and f"gap {est['gap']:.4f}" in est["line"]
+  assert est["line"] in stdout and f"): gap {est['gap']:.4f}" in est["line"]
   assert "epoch_learning_rate" in np.load(os.path.join(out, "history.npz")).files
   # The reported test score is the saved model's accuracy on the held-out rows, by hand.
   cfg = lr_jax.DataConfig(dataset=data, test_fraction=0.2)
