@@ -186,12 +186,18 @@ def test_refit_save_load_predict_round_trip_and_test_score(two_groups, tmp_path)
   assert card["standardization"]["mean"] == model.mean.tolist()
 
 
-def test_load_model_refuses_a_missing_folder_and_a_user_model_it_cannot_rebuild(tmp_path):
+def test_load_model_refuses_a_missing_folder_and_a_user_model_not_given(tmp_path):
   with pytest.raises(lr_jax.ConfigError, match="does not exist"):
     lr_jax.load_model(str(tmp_path / "none"))
   (tmp_path / "m").mkdir()
   (tmp_path / "m" / "model.json").write_text(json.dumps({"format": export.FORMAT}))
   with pytest.raises(lr_jax.ConfigError, match="has no params.msgpack"):
+    lr_jax.load_model(str(tmp_path / "m"))
+  (tmp_path / "m" / "params.msgpack").write_bytes(b"")
+  (tmp_path / "m" / "model.json").write_text(json.dumps(
+      {"format": export.FORMAT, "user_model": "Mine", "task": "classification",
+       "class_names": [0, 1], "feature_shape": [4]}))
+  with pytest.raises(lr_jax.ConfigError, match=r"user model 'Mine'.*load_model\(path, model=\.\.\.\)"):
     lr_jax.load_model(str(tmp_path / "m"))
 
 
@@ -262,8 +268,7 @@ def test_predict_script_refuses_bad_input_in_one_line_writing_nothing(saved):
   assert not os.path.exists(preds)
 
 
-@pytest.mark.parametrize("flag", ["--test_fraction=1", "--test_fraction=0",
-                                  "--norefit --save_model=M"])
+@pytest.mark.parametrize("flag", ["--test_fraction=1", "--norefit --save_model=M"])
 def test_sweep_refuses_bad_export_flags_in_one_line_writing_nothing(tmp_path, flag):
   out = tmp_path / "out"
   args = [a.replace("=M", f"={tmp_path / 'model'}") for a in flag.split()]
