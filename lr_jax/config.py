@@ -449,7 +449,7 @@ class Experiment:
 
 
 def log_spaced(lr_min: float, lr_max: float, num: int) -> tuple[float, ...]:
-  """`num` learning rates log-spaced from `lr_min` to `lr_max` inclusive, to 12 significant digits."""
+  """`num` learning rates log-spaced from `lr_min` to `lr_max` inclusive, to 12 digits."""
   lr_min, lr_max = check_learning_rates((lr_min, lr_max))
   if lr_min >= lr_max:
     raise ConfigError(f"lr_min must be < lr_max, got lr_min={lr_min!r} lr_max={lr_max!r}")

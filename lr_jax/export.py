@@ -1,4 +1,4 @@
-"""A trained model out of a sweep: refit the chosen configuration, score it on the test set, save it.
+"""A trained model out of a sweep: refit the chosen configuration, test it once, save it.
 
     result = run_sweep(Experiment(data=DataConfig(test_fraction=0.2)), grid)
     model = refit(result)            # the selected point, retrained on every row the sweep saw
@@ -350,7 +350,7 @@ def model_folder(path: str, identity: dict, overwrite: bool = False, flag: str =
 
 
 def write_model(model: TrainedModel, directory: str) -> list[str]:
-  """Writes `params.msgpack` and `model.json` into `directory` (a staging folder), each atomically."""
+  """Writes `params.msgpack` and `model.json` into `directory` (a staging folder), atomically."""
   from flax import serialization
   from lr_jax.results import atomic_write
   members = {str(i): p for i, p in enumerate(model.params)}
@@ -479,8 +479,9 @@ def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarra
   if len(extra) == 1 and not missing and label in (None, extra[0]):
     label = extra[0]  # The labels, as in the training file: not a feature.
   elif missing or extra:
-    what = ([f"missing {', '.join(map(repr, missing[:5]))}{' and more' if len(missing) > 5 else ''}"]
-            if missing else []) + ([f"unexpected {', '.join(map(repr, extra[:5]))}"] if extra else [])
+    more = lambda names: ", ".join(map(repr, names[:5])) + (" and more" if len(names) > 5 else "")
+    what = ([f"missing {more(missing)}"] if missing else []) + (
+        [f"unexpected {more(extra)}"] if extra else [])
     raise ConfigError(f"the columns of {path!r} do not match the model's {width} features: "
                       f"{'; '.join(what)}")
   else:

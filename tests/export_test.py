@@ -197,7 +197,8 @@ def test_load_model_refuses_a_missing_folder_and_a_user_model_not_given(tmp_path
   (tmp_path / "m" / "model.json").write_text(json.dumps(
       {"format": export.FORMAT, "user_model": "Mine", "task": "classification",
        "class_names": [0, 1], "feature_shape": [4]}))
-  with pytest.raises(lr_jax.ConfigError, match=r"user model 'Mine'.*load_model\(path, model=\.\.\.\)"):
+  with pytest.raises(lr_jax.ConfigError,
+                     match=r"user model 'Mine'.*load_model\(path, model=\.\.\.\)"):
     lr_jax.load_model(str(tmp_path / "m"))
 
 

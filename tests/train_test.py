@@ -228,7 +228,8 @@ def test_every_schedule_trains_and_follows_its_shape(schedule, expected):
   steps = 45  # ceil(1437 / 32) updates per epoch
   # The learning rate recorded after epoch e is the one the epoch's last update used.
   t = np.arange(1, 4) * steps - 1
-  np.testing.assert_allclose(result.history["epoch_learning_rate"][0], 3e-3 * expected(t, 3 * steps),
+  np.testing.assert_allclose(result.history["epoch_learning_rate"][0],
+                             3e-3 * expected(t, 3 * steps),
                              rtol=1e-4)
 
 
@@ -255,6 +256,7 @@ def test_decay_rate_is_a_dynamic_axis_of_one_program():
   t = np.arange(1, 3) * steps - 1
   for rate in (1.0, 0.5):
     i = _rows(result, decay_rate=rate)
-    np.testing.assert_allclose(result.history["epoch_learning_rate"][i], 0.1 * rate ** (t / 10), rtol=1e-5)
+    np.testing.assert_allclose(result.history["epoch_learning_rate"][i], 0.1 * rate ** (t / 10),
+                               rtol=1e-5)
   with pytest.raises(lr_jax.ConfigError, match="momentum"):
     lr_jax.run_sweep(exp, lr_jax.Grid(hparams=(("momentum", (0.9,)),)))
