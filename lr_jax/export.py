@@ -296,7 +296,8 @@ def estimate_of(best: dict, select: str, num_points: int, test: dict | None, gro
   metric = "accuracy" if classification else "loss"
   val = float(best["mean"])
   how = "best" if select == "best" else f"rule {select}"
-  line = (f"validation {metric} {val:.4f} ({how} of {num_points} points, optimistic)")
+  points = f"{num_points} point{'s' if num_points != 1 else ''}"
+  line = f"validation {metric} {val:.4f} ({how} of {points}, optimistic)"
   out = {"group": group, "metric": metric, "validation": val, "num_points": num_points,
          "rule": select, "test": None, "test_n": 0, "gap": None, "refit_n": refit_n,
          "sweep_test": None, "selection_gap": None}

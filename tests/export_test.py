@@ -202,6 +202,38 @@ def test_load_model_refuses_a_missing_folder_and_a_user_model_not_given(tmp_path
     lr_jax.load_model(str(tmp_path / "m"))
 
 
+def test_a_user_model_is_saved_and_loaded_with_model_given(tmp_path):
+  import flax.linen as nn
+
+  class Mine(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return nn.Dense(3)(nn.relu(nn.Dense(8)(x)))
+
+  x, labels = _arrays(90)
+  user = lr_jax.from_linen(Mine(), 4)
+  exp = lr_jax.Experiment(data=lr_jax.DataConfig(dataset=lr_jax.Dataset.from_arrays(x, labels)),
+                          train=lr_jax.TrainConfig(epochs=2, patience=0, batch_size=16))
+  model = export.refit(lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(0.03,)), model=user))
+  assert model.estimate["test"] is None and "no test set" in model.estimate["line"]
+  export.save_model(model, str(tmp_path / "m"))
+  with pytest.raises(lr_jax.ConfigError, match="user model 'Mine'"):
+    lr_jax.load_model(str(tmp_path / "m"))
+  loaded = lr_jax.load_model(str(tmp_path / "m"), model=user)
+  np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+
+
+def test_save_model_into_out_is_refused():
+  from types import SimpleNamespace
+  from lr_jax import cli
+  flags = SimpleNamespace(refit=None, test_fraction=None, save_model="runs/x/", out="runs/x")
+  with pytest.raises(lr_jax.ConfigError, match="--save_model=runs/x/ is --out"):
+    cli.refit_from_flags(flags)
+  assert cli.refit_from_flags(SimpleNamespace(refit=None, test_fraction=0.2, save_model=None))
+  assert not cli.refit_from_flags(SimpleNamespace(refit=None, test_fraction=None,
+                                                  save_model=None))
+
+
 # ----------------------------------------------------------------------------- scripts
 
 
