@@ -2,7 +2,9 @@
 
 A `SweepResult` is plain numpy on the host: `rows` (column -> [V]), `history`
 (metric -> [V, E], NaN after a variant stopped), and `aggregates` (one row per compile group
-and grid point, over its seeds and folds).
+and grid point, over its seeds and folds). It keeps each group's plan (splits, standardization
+statistics, class names), so a variant's parameters can be applied to raw features:
+`result.predict(row, x)`.
 """
 
 from __future__ import annotations
@@ -541,7 +543,8 @@ def format_table(result: SweepResult) -> str:
   Columns: learning rate (and other swept hyperparameters), mean best validation metric ± 95%
   CI over the runs with a score, n, P(best) (paired bootstrap), "~" where not significantly
   worse than the highest mean, epochs run, diverged runs / runs, epochs to target, notes;
-  "*" marks the selected point. Below, the selection, its rule, and the not-worse set.
+  "*" marks the selected point. Below, the selection, its rule, and the not-worse set; with
+  an `estimate` (a refit, `lr_jax.export.refit`), its validation-vs-test line.
   """
   lines = []
   for gi, best in enumerate(result.best):
