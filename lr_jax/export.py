@@ -85,20 +85,6 @@ class TrainedModel:
     """The validation and test scores of the selection (`model.json`'s "estimate")."""
     return self.card.get("estimate")
 
-  @functools.cached_property
-  def _forward(self):
-    classification = self.task == "classification"
-    model = self.model
-
-    def forward(params, mean_D, std_D, x_NxD):
-      x_NxD = (x_NxD - mean_D[None, :]) / std_D[None, :]  # As the trainer standardizes.
-      outs = [model.apply(p, x_NxD, None, False) for p in params]
-      if classification:
-        outs = [jax.nn.softmax(o, axis=-1) for o in outs]
-      return jnp.mean(jnp.stack(outs), axis=0)
-
-    return jax.jit(forward)
-
   def _features(self, x) -> np.ndarray:
     x = np.asarray(x)
     width = int(self.mean.shape[0])
@@ -116,7 +102,8 @@ class TrainedModel:
 
   def outputs(self, x) -> np.ndarray:
     """[N, K] ensemble outputs on raw features: probabilities, or [N, 1] regression values."""
-    return np.asarray(self._forward(self.params, self.mean, self.std, self._features(x)))
+    forward = _forward(self.model, self.task == "classification")
+    return np.asarray(forward(self.params, self.mean, self.std, self._features(x)))
 
   def predict_proba(self, x) -> np.ndarray:
     """[N, C] class probabilities on raw features `x` ([N, D] or [N, *feature_shape])."""
@@ -133,13 +120,31 @@ class TrainedModel:
     return np.asarray(self.class_names)[np.argmax(out, axis=-1)]
 
 
+@functools.lru_cache(maxsize=32)
+def _forward(model: Model, classification: bool):
+  """`(params, mean_D, std_D, x_NxD) -> [N, K]` ensemble outputs, jitted once per model."""
+
+  def forward(params, mean_D, std_D, x_NxD):
+    x_NxD = (x_NxD - mean_D[None, :]) / std_D[None, :]  # As the trainer standardizes.
+    outs = [model.apply(p, x_NxD, None, False) for p in params]
+    if classification:
+      outs = [jax.nn.softmax(o, axis=-1) for o in outs]
+    return jnp.mean(jnp.stack(outs), axis=0)
+
+  return jax.jit(forward)
+
+
+# One Model object per configuration, so that `_forward` compiles once for every variant of it.
+_built_model = functools.lru_cache(maxsize=32)(build_model)
+
+
 def group_model(group) -> Model:
   """The unflattened model of a planned group: the user's, or the built-in one it names."""
   if group.model is not None:
     return group.model
   ds = group.dataset
-  return build_model(group.experiment.model, _num_outputs(ds.task, ds.num_classes),
-                     ds.feature_shape)
+  return _built_model(group.experiment.model, _num_outputs(ds.task, ds.num_classes),
+                      tuple(ds.feature_shape))
 
 
 def scores(model: TrainedModel, x, y_ids: np.ndarray) -> dict:
@@ -419,9 +424,10 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
                         "rebuilt from model.json; pass it: load_model(path, model=...)")
   else:
     cfg = card["experiment"]["model"]
-    model = build_model(ModelConfig(name=cfg["name"], hidden=tuple(cfg["hidden"]),
-                                    activation=cfg["activation"], dropout=cfg["dropout"]),
-                        _num_outputs(task, len(names)), shape)
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
+                         if k in fields})
+    model = _built_model(cfg, _num_outputs(task, len(names)), shape)
   with open(params_path, "rb") as f:
     state = serialization.msgpack_restore(f.read())
   target = jax.eval_shape(model.init, jax.random.PRNGKey(0))
