@@ -11,6 +11,7 @@ together; a different sweep's results are only replaced with --overwrite.
 """
 
 import contextlib
+import dataclasses
 import os
 import sys
 
@@ -21,6 +22,7 @@ from lr_jax import cli
 cli.define_sweep_flags()
 cli.define_run_flags()
 cli.define_output_flags()
+cli.define_export_flags()
 flags.DEFINE_string("out", "runs/lr_sweep", "Output folder.")
 flags.DEFINE_bool("report", True, "Write report.md and its figures (PNG) into --out.")
 FLAGS = flags.FLAGS
@@ -37,8 +39,9 @@ def main(argv):
     options = cli.options_from_flags(FLAGS, FLAGS.out)
     from lr_jax import stats
     select = stats.check_select(FLAGS.select)
+    refit = cli.refit_from_flags(FLAGS)
     cli.initialize_distributed(FLAGS)  # Before anything touches a JAX backend.
-    from lr_jax import engine, outputs, results
+    from lr_jax import engine, export, outputs, results
     groups = engine.plan_sweep(experiment, grid)
     import jax
     primary = not FLAGS.distributed or jax.process_index() == 0  # Process 0 writes the files.
@@ -48,12 +51,21 @@ def main(argv):
             FLAGS.out, overwrite=FLAGS.overwrite,
             identity=outputs.sweep_identity(groups, grid, FLAGS.target, select)))
         cli.check_checkpoints(options, FLAGS.overwrite)
+        if FLAGS.save_model:  # Checked and locked before compiling, as --out.
+          model_folder = stack.enter_context(export.model_folder(
+              FLAGS.save_model, folder.identity, FLAGS.overwrite))
       state["checkpoint_dir"] = options.checkpoint_dir
       cli.enable_compilation_cache()
       result = engine.run_planned(groups, grid, target=FLAGS.target, options=options,
                                    select=select)
+      if refit:  # Every process: the refit is a sweep too.
+        model = export.refit(result)
+        result = dataclasses.replace(result, estimate=model.estimate)
       if not primary:
         return
+      if FLAGS.save_model:
+        with model_folder.staging() as staging:
+          export.write_model(model, staging)
       with folder.staging() as staging:
         names = results.write_files(result, staging)
         if FLAGS.report:  # The figures and the page go with the files they describe.

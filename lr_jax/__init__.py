@@ -13,6 +13,7 @@ from lr_jax.config import (DataConfig, Experiment, ModelConfig, OptimConfig, Tra
 from lr_jax.data import DATASETS, Dataset, Splits, load_dataset, make_splits
 from lr_jax.engine import Grid, RunOptions, plan_sweep, run_sweep
 from lr_jax.errors import ConfigError
+from lr_jax.export import TrainedModel, load_model, refit, save_model
 from lr_jax.finder import FinderResult, lr_finder, plot_finder
 from lr_jax.models import MODELS, Model, build_model, from_linen, from_nnx
 from lr_jax.optim import OPTIMIZERS, SCHEDULES, make_optimizer
@@ -24,5 +25,5 @@ __all__ = [
     "ModelConfig", "OPTIMIZERS", "OptimConfig", "RunOptions", "SCHEDULES", "Splits", "SweepResult",
     "TrainConfig", "build_model", "format_table", "from_linen", "from_nnx", "load_dataset",
     "log_spaced", "make_optimizer", "make_splits", "make_trainer", "plan_sweep", "run_sweep",
-    "write_outputs",
+    "write_outputs", "TrainedModel", "load_model", "refit", "save_model",
 ]

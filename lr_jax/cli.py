@@ -175,9 +175,10 @@ def check_checkpoints(options, overwrite: bool) -> None:
     os.unlink(os.path.join(directory, name))
 
 
-FLAG_GROUPS = ("sweep", "run", "output")
+FLAG_GROUPS = ("sweep", "run", "output", "export")
 """The flag sets `define_flags` can define: the sweep's (data, model, optimizer, schedule,
-training, selection), how it runs (chunks, checkpoints, processes), and `--overwrite`."""
+training, selection), how it runs (chunks, checkpoints, processes), `--overwrite`, and a trained
+model out (`--refit`, `--save_model`: `refit_from_flags`, `lr_jax.export`)."""
 
 
 def define_flags(*groups: str, flag_values: "flags.FlagValues | None" = None) -> list[str]:
@@ -199,7 +200,7 @@ def define_flags(*groups: str, flag_values: "flags.FlagValues | None" = None) ->
     ValueError: an unknown group.
   """
   defines = {"sweep": define_sweep_flags, "run": define_run_flags,
-             "output": define_output_flags}
+             "output": define_output_flags, "export": define_export_flags}
   for group in groups:
     if group not in defines:
       raise ValueError(f"unknown flag group {group!r}; valid choices: {', '.join(FLAG_GROUPS)}")
@@ -270,6 +271,8 @@ def define_sweep_flags(flag_values: "flags.FlagValues | None" = None) -> list[st
   d.DEFINE_float("val_fraction", 0.2, "Fraction held out for validation (holdout mode).")
   d.DEFINE_string("val_dataset", None, "Validation rows: a .npz/.csv with --dataset's columns.")
   d.DEFINE_integer("folds", None, "k-fold cross-validation over the training examples (k >= 2).")
+  d.DEFINE_float("test_fraction", None, "Fraction held out as a test set, drawn first and "
+                 "never seen by the sweep; the refit chosen configuration is scored on it.")
   d.DEFINE_integer("data_seed", 0, "Seed of the split and subsample.")
   d.DEFINE_string("label_column", None, "Label column of a .csv file (name or index); default last.")
   d.DEFINE_bool("standardize", True, "Standardize features with training statistics.")
@@ -323,7 +326,8 @@ def experiment_from_flags(f) -> "Experiment":
       data=DataConfig(
           dataset=f.dataset, train_size=f.train_size, val_fraction=f.val_fraction,
           folds=f.folds, data_seed=f.data_seed, label_column=f.label_column,
-          standardize=f.standardize, task=f.task, val_dataset=f.val_dataset),
+          standardize=f.standardize, task=f.task, val_dataset=f.val_dataset,
+          test_fraction=f.test_fraction),
       model=ModelConfig(
           name=f.model, hidden=parse_ints("hidden", f.hidden), activation=f.activation,
           dropout=f.dropout),
@@ -349,6 +353,32 @@ def grid_from_flags(f) -> "Grid":
   extra = {name: parse_floats(name, getattr(f, name)) for name in ("weight_decay", "momentum")}
   return Grid(learning_rates=lrs, seeds=tuple(range(f.seeds)),
               hparams=tuple((k, v) for k, v in extra.items() if v is not None))
+
+
+def define_export_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]:
+  """Defines `--refit` and `--save_model`: a trained model out of the sweep (`lr_jax.export`).
+
+  Returns their names; see `define_flags`.
+  """
+  d = _Once(flag_values)
+  d.DEFINE_bool("refit", None, "Retrain the chosen configuration on all the sweep's rows (an "
+                "ensemble of --seeds); default on with --test_fraction or --save_model.")
+  d.DEFINE_string("save_model", None, "Folder to save the refit model in (params.msgpack, "
+                  "model.json); load it with lr_jax.load_model or experiments.predict.")
+  return d.names
+
+
+def refit_from_flags(f) -> bool:
+  """Whether to refit: `--refit`, else on when `--test_fraction` or `--save_model` is given."""
+  wanted = f.test_fraction is not None or f.save_model is not None
+  if f.refit is False and wanted:
+    given = "--test_fraction" if f.test_fraction is not None else "--save_model"
+    raise ConfigError(f"{given} needs the refit model; drop --norefit")
+  out = getattr(f, "out", None)
+  if f.save_model is not None and out and os.path.abspath(f.save_model) == os.path.abspath(out):
+    raise ConfigError(f"--save_model={f.save_model} is --out; give the model its own folder, "
+                      f"e.g. --save_model={os.path.join(out, 'model')}")
+  return bool(f.refit) or wanted
 
 
 def define_output_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]:

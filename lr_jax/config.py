@@ -222,6 +222,9 @@ class DataConfig:
     val_dataset: a `.npz` or `.csv` file of validation rows with the training file's columns,
       used as they are: `val_fraction` and `folds` do not apply, `train_size` subsamples the
       training file only.
+    test_fraction: None, or the fraction of the data (of the training file, with a given
+      validation split) held out as a test set, stratified and drawn first with `data_seed`;
+      the sweep never sees it (`Splits.test_idx`; `lr_jax.export.refit` scores on it).
   """
 
   dataset: str | os.PathLike | Dataset = "digits"
@@ -235,11 +238,15 @@ class DataConfig:
   noise: float = 0.1
   num_samples: int = 1000
   val_dataset: str | None = None
+  test_fraction: float | None = None
 
   def __post_init__(self):
     if isinstance(self.dataset, (tuple, list)):  # Arrays given as they are: say how instead.
       self._check_dataset_object()
     check_fields(self)
+    if self.test_fraction is not None and not 0 < self.test_fraction < 1:
+      raise ConfigError(f"test_fraction must be in (0, 1) (or unset for no test set), got "
+                        f"{self.test_fraction!r}")
     if not isinstance(self.dataset, str):
       self._check_dataset_object()
     if self.val_dataset is not None:
@@ -444,7 +451,7 @@ class Experiment:
 
 
 def log_spaced(lr_min: float, lr_max: float, num: int) -> tuple[float, ...]:
-  """`num` learning rates log-spaced from `lr_min` to `lr_max` inclusive."""
+  """`num` learning rates log-spaced from `lr_min` to `lr_max` inclusive, to 12 digits."""
   lr_min, lr_max = check_learning_rates((lr_min, lr_max))
   if lr_min >= lr_max:
     raise ConfigError(f"lr_min must be < lr_max, got lr_min={lr_min!r} lr_max={lr_max!r}")
@@ -453,7 +460,9 @@ def log_spaced(lr_min: float, lr_max: float, num: int) -> tuple[float, ...]:
   if num == 1:
     return (lr_min,)
   ratio = math.log(lr_max / lr_min) / (num - 1)
-  return tuple(float(lr_min * math.exp(ratio * i)) for i in range(num))
+  # 12 significant digits: the grid prints as given (0.01, not 0.010000000000000005) and is
+  # still distinct at any spacing a sweep would use.
+  return tuple(float(f"{lr_min * math.exp(ratio * i):.12g}") for i in range(num))
 
 
 def check_learning_rates(lrs: Sequence[float]) -> tuple[float, ...]:

@@ -122,6 +122,8 @@ class Splits:
     mean: [F, D] float32 feature mean of each fold's training rows (zeros if not standardizing).
     std: [F, D] float32 feature std of each fold's training rows, 0 replaced by 1 (ones if not
       standardizing).
+    test_idx: [T] int32 sorted indices of the test rows (`DataConfig.test_fraction`), in no
+      fold's training or validation rows; empty without a test set.
   """
 
   train_idx: np.ndarray
@@ -130,6 +132,7 @@ class Splits:
   val_mask: np.ndarray
   mean: np.ndarray
   std: np.ndarray
+  test_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
 
   @property
   def num_folds(self) -> int:
@@ -776,15 +779,42 @@ def _pad(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   return idx, mask
 
 
+def _test_rows(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, need: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """Draws the test rows, before any other split: (test, rest), stratified; none without one.
+
+  With a given validation split the test rows come from the training rows only.
+  """
+  rows = np.arange(len(dataset.y) - dataset.num_val)
+  if cfg.test_fraction is None:
+    return np.zeros(0, np.int32), rows
+  n_test = math.ceil(round(cfg.test_fraction * len(rows), 6))  # As `_holdout`'s n_val.
+  if labels is not None:
+    counts = np.bincount(labels[rows], minlength=dataset.num_classes)
+    if counts.min() < 3:
+      raise ConfigError(
+          f"class {int(counts.argmin())} of {dataset.name!r} has {int(counts.min())} example(s); "
+          "test_fraction needs at least 3 of each class (to test, train and validate)")
+  if n_test < need or len(rows) - n_test < 2 * need:
+    raise ConfigError(
+        f"test_fraction={cfg.test_fraction} holds out {n_test} of {len(rows)} examples; the test "
+        f"set needs at least {need} and the rest {2 * need}; valid: test_fraction in "
+        f"[{need / len(rows):.4g}, {(len(rows) - 2 * need) / len(rows):.4g}]")
+  test, rest = _draw(rows, labels, n_test, rng, keep_each=True)
+  return test.astype(np.int32), rest
+
+
 def _holdout(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, need: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
-  """Draws the validation rows of a holdout split: (val, pool, n_val), stratified."""
-  n_all = len(dataset.y)
+             rng: np.random.Generator, rows: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, int]:
+  """Draws the validation rows of a holdout split from `rows` (default all): (val, pool, n_val)."""
+  rows = np.arange(len(dataset.y)) if rows is None else rows
+  n_all = len(rows)
   # ceil, as scikit-learn's train_test_split: digits at 0.2 holds out 360 of 1797. The round
   # keeps float error (0.1 * 30 = 3.0000000000000004) from adding one.
   n_val = math.ceil(round(cfg.val_fraction * n_all, 6))
   if labels is not None:
-    counts = np.bincount(labels, minlength=dataset.num_classes)
+    counts = np.bincount(labels[rows], minlength=dataset.num_classes)
     if counts.min() < 2:
       # Rare "classes" are typical of counts read as classes: say how to train them as numbers.
       hint = ("; if the labels are quantities, pass task='regression' (--task=regression)"
@@ -801,7 +831,7 @@ def _holdout(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, need:
     raise ConfigError(
         f"val_fraction={cfg.val_fraction} leaves {n_all - n_val} of {n_all} examples to train "
         f"on, fewer than {need}; valid: val_fraction <= {(n_all - need) / n_all:.4g}")
-  val, pool = _draw(np.arange(n_all), labels, n_val, rng, keep_each=True)
+  val, pool = _draw(rows, labels, n_val, rng, keep_each=True)
   return val, pool, n_val
 
 
@@ -812,7 +842,10 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
   validation, stratified by class for classification; the rest is the training pool, of which
   a stratified subsample of `cfg.train_size` is trained on. A data set with a given validation
   split (`Dataset.num_val` > 0) validates on exactly those rows and draws `train_size` from the
-  others (`val_fraction` and `folds` do not apply). k-fold (`cfg.folds` = k, F = k):
+  others (`val_fraction` and `folds` do not apply). With `cfg.test_fraction`, a stratified test
+  set is drawn first, from every row (the training rows, with a given validation split), and
+  everything above applies to the rest: no fold trains or validates on a test row.
+  k-fold (`cfg.folds` = k, F = k):
   the same `train_size` examples are split into k stratified folds, and fold f trains on the
   other k - 1 and validates on fold f; the holdout part is not used.
 
@@ -831,6 +864,7 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
   n_all = len(dataset.y)
   labels = dataset.y if dataset.task == CLASSIFICATION else None
   need = dataset.num_classes if labels is not None else 1
+  test, rest = _test_rows(dataset, cfg, labels, need, rng)  # First: nothing else sees them.
   if dataset.num_val:
     if cfg.folds is not None:
       raise ConfigError(
@@ -838,15 +872,16 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
           "validation rows are given; drop folds, or give no validation split to cross-validate")
     # Taken as given: building the data set checked that training holds every class.
     n_val = dataset.num_val
-    val, pool = np.arange(n_all - n_val, n_all), np.arange(n_all - n_val)
+    val, pool = np.arange(n_all - n_val, n_all), rest
   else:
-    val, pool, n_val = _holdout(dataset, cfg, labels, need, rng)
+    val, pool, n_val = _holdout(dataset, cfg, labels, need, rng, rest)
 
   size = len(pool) if cfg.train_size is None else cfg.train_size
   if size > len(pool):
     raise ConfigError(
         f"train_size={size} is larger than the training pool of {len(pool)} examples ({n_all} "
-        f"minus {n_val} held out for validation); valid: {need}..{len(pool)}")
+        f"minus {n_val} held out for validation{f' and {len(test)} for test' if len(test) else ''}"
+        f"); valid: {need}..{len(pool)}")
   if size < need:
     raise ConfigError(
         f"train_size={size} is smaller than the {need} classes of {dataset.name!r}; every class "
@@ -882,4 +917,4 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
       rows = dataset.x[part].astype(np.float64)
       mean[f], std[f] = rows.mean(axis=0), rows.std(axis=0)
   std[std == 0] = 1.0
-  return Splits(train_idx, train_mask, val_idx, val_mask, mean, std)
+  return Splits(train_idx, train_mask, val_idx, val_mask, mean, std, test_idx=test)

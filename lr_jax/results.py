@@ -2,7 +2,9 @@
 
 A `SweepResult` is plain numpy on the host: `rows` (column -> [V]), `history`
 (metric -> [V, E], NaN after a variant stopped), and `aggregates` (one row per compile group
-and grid point, over its seeds and folds).
+and grid point, over its seeds and folds). It keeps each group's plan (splits, standardization
+statistics, class names), so a variant's parameters can be applied to raw features:
+`result.predict(row, x)`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import os
 import tempfile
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from lr_jax import stats
+from lr_jax.config import check_choice
 from lr_jax.data import config_dict
+from lr_jax.errors import ConfigError
 from lr_jax.stats import t_quantile_975  # noqa: F401  (its home was here)
 
 RESULT_COLUMNS = (
@@ -27,6 +32,9 @@ RESULT_COLUMNS = (
     "learning_rate", "seed", "fold", "best_epoch", "best_val_loss", "best_val_accuracy",
     "final_train_loss", "epochs_run", "steps_run", "diverged", "stopped_early",
     "epochs_to_target", "steps_to_target")
+# The trainer's per-epoch "learning_rate" is the scheduled rate of the epoch's last update; in
+# the history it is renamed, so that it is not mistaken for `rows["learning_rate"]`, the peak.
+HISTORY_NAMES = {"learning_rate": "epoch_learning_rate"}
 
 
 def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
@@ -70,6 +78,11 @@ class SweepResult:
     params: per group, the final parameters (best epoch's with `restore_best`), leaves
       [variants of the group, ...] in row order.
     select: the selection rule of `best` (`stats.SELECT_RULES`).
+    groups: per group, its plan (`engine.Group`): experiment, data set (task, class and
+      feature names), `Splits` (each fold's indices, standardization statistics and test rows)
+      and user model -- what `params_of`, `predict` and `lr_jax.export.refit` need.
+    estimate: the refit chosen configuration's validation and test scores
+      (`lr_jax.export.refit`), or None; in `summary.json` and the table.
   """
 
   rows: dict[str, np.ndarray]
@@ -80,10 +93,98 @@ class SweepResult:
   timings: list[dict]
   params: list
   select: str = stats.DEFAULT_SELECT
+  groups: list = dataclasses.field(default_factory=list)
+  estimate: dict | None = None
 
   @property
   def num_variants(self) -> int:
     return len(self.rows["learning_rate"])
+
+  def _row(self, row: int) -> tuple[int, int]:
+    """(group, position within the group's params) of a row index of `rows`."""
+    if isinstance(row, (bool, np.bool_)) or not isinstance(row, (int, np.integer)) or not (
+        0 <= row < self.num_variants):
+      raise ConfigError(f"row must be an index into result.rows, 0..{self.num_variants - 1}, "
+                        f"got {row!r}")
+    group = int(self.rows["group"][row])
+    return group, row - int(np.flatnonzero(self.rows["group"] == group)[0])
+
+  def params_of(self, row: int):
+    """The final parameters (best epoch's with `restore_best`) of the variant in row `row`.
+
+    Args:
+      row: an index into `rows` (any column's entry `row` describes this variant).
+
+    Returns:
+      The model's parameter pytree, numpy leaves without the variant axis.
+    """
+    group, pos = self._row(row)
+    return jax.tree_util.tree_map(lambda a: a[pos], self.params[group])
+
+  def model_of(self, row: int):
+    """The variant in row `row` as a `lr_jax.export.TrainedModel` on raw features.
+
+    It standardizes with the statistics of the variant's own fold, as training did.
+    """
+    from lr_jax import export  # Late: export runs sweeps, so it imports the engine.
+    group, _ = self._row(row)
+    if not self.groups:
+      raise ConfigError("this result carries no groups (it was not built by run_sweep)")
+    g = self.groups[group]
+    fold = int(self.rows["fold"][row])
+    return export.TrainedModel.build(g, (self.params_of(row),), g.splits.mean[fold],
+                                     g.splits.std[fold])
+
+  def predict(self, row: int, x) -> np.ndarray:
+    """The predictions of the variant in row `row` on raw (unstandardized) features `x`.
+
+    Args:
+      row: an index into `rows`.
+      x: [N, D] (or [N, *feature_shape]) raw features, as in the data file.
+
+    Returns:
+      [N] class labels as in the data (`Dataset.class_names`), or [N] regression outputs.
+    """
+    return self.model_of(row).predict(x)
+
+  def predict_proba(self, row: int, x) -> np.ndarray:
+    """[N, C] class probabilities (softmax) of the variant in row `row` on raw features `x`."""
+    return self.model_of(row).predict_proba(x)
+
+  def rows_as_records(self) -> list[dict]:
+    """`rows` as one dict per variant (Python values), e.g. for `pandas.DataFrame(records)`."""
+    columns = {k: np.asarray(v).tolist() for k, v in self.rows.items()}
+    return [{k: columns[k][i] for k in columns} for i in range(self.num_variants)]
+
+  def history_long(self) -> dict[str, np.ndarray]:
+    """The per-epoch history in long format: one entry per (variant, epoch it trained).
+
+    Returns:
+      Column -> [R] array: `row` (index into `rows`), `group`, `learning_rate` (the grid's
+      peak), `seed`, `fold`, `epoch` (1-based), and every history metric, among them
+      `epoch_learning_rate` (the rate the epoch's last update used).
+    """
+    num_epochs = next(iter(self.history.values())).shape[1] if self.history else 0
+    ran_VxE = np.arange(1, num_epochs + 1)[None, :] <= np.asarray(self.rows["epochs_run"])[:, None]
+    row, epoch = np.nonzero(ran_VxE)
+    out = {"row": row, **{k: np.asarray(self.rows[k])[row]
+                          for k in ("group", "learning_rate", "seed", "fold")},
+           "epoch": epoch + 1}
+    out.update({k: v[row, epoch] for k, v in self.history.items()})
+    return out
+
+  def to_pandas(self, what: str = "rows"):
+    """`rows` (or, with what="history", `history_long()`) as a `pandas.DataFrame`.
+
+    pandas is not a dependency of lr_jax: this needs it installed.
+    """
+    check_choice("what", what, ("rows", "history"))
+    try:
+      import pandas as pd
+    except ImportError:
+      raise ImportError("SweepResult.to_pandas needs pandas, which lr_jax does not install: "
+                        "pip install pandas (or use rows_as_records())") from None
+    return pd.DataFrame(self.rows if what == "rows" else self.history_long())
 
   @classmethod
   def from_groups(cls, groups: Sequence, outputs: Sequence[dict], *, grid, target=None,
@@ -108,7 +209,7 @@ class SweepResult:
       for k, a in h.items():
         padded = np.full((n, num_epochs), np.nan, np.float32)
         padded[:, :a.shape[1]] = a
-        histories.setdefault(k, []).append(padded)
+        histories.setdefault(HISTORY_NAMES.get(k, k), []).append(padded)
       last_loss = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan
                             for row in h["train_loss"]])
       if target is None:
@@ -150,7 +251,7 @@ class SweepResult:
         config=sweep_config(groups, grid, target, select),
         timings=[{"group": i, "compile_s": o["compile_s"], "run_s": o["run_s"],
                   "epochs_executed": o["epochs_executed"]} for i, o in enumerate(outputs)],
-        params=[o["params"] for o in outputs], select=select)
+        params=[o["params"] for o in outputs], select=select, groups=list(groups))
 
 
 def sweep_config(groups: Sequence, grid, target: float | None, select: str) -> dict:
@@ -361,7 +462,8 @@ def summary_dict(result: SweepResult) -> dict:
   """The JSON summary: configuration, aggregates, best points, timings."""
   return jsonable({"config": result.config, "aggregates": result.aggregates,
                     "best": result.best, "timings": result.timings,
-                    "num_variants": result.num_variants})
+                    "num_variants": result.num_variants,
+                    **({"estimate": result.estimate} if result.estimate else {})})
 
 
 def write_files(result: SweepResult, directory: str) -> list[str]:
@@ -441,7 +543,8 @@ def format_table(result: SweepResult) -> str:
   Columns: learning rate (and other swept hyperparameters), mean best validation metric ± 95%
   CI over the runs with a score, n, P(best) (paired bootstrap), "~" where not significantly
   worse than the highest mean, epochs run, diverged runs / runs, epochs to target, notes;
-  "*" marks the selected point. Below, the selection, its rule, and the not-worse set.
+  "*" marks the selected point. Below, the selection, its rule, and the not-worse set; with
+  an `estimate` (a refit, `lr_jax.export.refit`), its validation-vs-test line.
   """
   lines = []
   for gi, best in enumerate(result.best):
@@ -472,6 +575,8 @@ def format_table(result: SweepResult) -> str:
       notes = point_notes(a)
       lines.append((line + ("  " + notes if notes else "")).rstrip() + (" *" if a is best else ""))
     lines += _selection_lines(entries, best, metric, result.select)
+    if result.estimate and result.estimate["group"] == gi:
+      lines.append(result.estimate["line"])
     lines.append("")
   return "\n".join(lines)
 

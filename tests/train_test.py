@@ -218,7 +218,8 @@ def test_every_schedule_trains_and_follows_its_shape(schedule, expected):
   steps = 45  # ceil(1437 / 32) updates per epoch
   # The learning rate recorded after epoch e is the one the epoch's last update used.
   t = np.arange(1, 4) * steps - 1
-  np.testing.assert_allclose(result.history["learning_rate"][0], 3e-3 * expected(t, 3 * steps),
+  np.testing.assert_allclose(result.history["epoch_learning_rate"][0],
+                             3e-3 * expected(t, 3 * steps),
                              rtol=1e-4)
 
 
@@ -228,7 +229,7 @@ def test_warmup_schedules_rise_then_fall(schedule):
       optim=lr_jax.OptimConfig(name="adam", schedule=schedule, warmup_fraction=0.4),
       train=lr_jax.TrainConfig(epochs=6, chunk_epochs=0, patience=0))
   result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(3e-3,), seeds=(0,)))
-  lr = result.history["learning_rate"][0]
+  lr = result.history["epoch_learning_rate"][0]
   peak = int(np.argmax(lr))
   assert 0 < peak < 5 and lr.max() <= 3e-3 * (1 + 1e-5) and lr[-1] < 0.5 * lr.max()
   assert result.rows["best_val_accuracy"][0] > 0.6
@@ -245,6 +246,7 @@ def test_decay_rate_is_a_dynamic_axis_of_one_program():
   t = np.arange(1, 3) * steps - 1
   for rate in (1.0, 0.5):
     i = _rows(result, decay_rate=rate)
-    np.testing.assert_allclose(result.history["learning_rate"][i], 0.1 * rate ** (t / 10), rtol=1e-5)
+    np.testing.assert_allclose(result.history["epoch_learning_rate"][i], 0.1 * rate ** (t / 10),
+                               rtol=1e-5)
   with pytest.raises(lr_jax.ConfigError, match="momentum"):
     lr_jax.run_sweep(exp, lr_jax.Grid(hparams=(("momentum", (0.9,)),)))

@@ -1,0 +1,528 @@
+"""A trained model out of a sweep: refit the chosen configuration, test it once, save it.
+
+    result = run_sweep(Experiment(data=DataConfig(test_fraction=0.2)), grid)
+    model = refit(result)            # the selected point, retrained on every row the sweep saw
+    model.estimate["line"]           # "validation 0.962 (selected from 16 points, ...) vs test ..."
+    save_model(model, "runs/model")  # params.msgpack + model.json
+    load_model("runs/model").predict(x_raw)
+
+The refit reuses the engine (`run_sweep` on the sweep's rows, a fixed number of epochs), so
+there is one training loop. Parameters are saved with `flax.serialization` (msgpack): one small
+file, bit-exact float32, read back without any async machinery; Orbax's checkpoint directories
+solve sharded, asynchronous saving, which a model of a few thousand parameters does not need.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import io
+import json
+import math
+import os
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from lr_jax.config import Experiment, ModelConfig
+from lr_jax.errors import ConfigError
+from lr_jax.models import Model, build_model
+
+FORMAT = "lr_jax.model/1"
+PARAMS_NAME = "params.msgpack"
+CARD_NAME = "model.json"
+ENSEMBLE_RULE = ("the mean of the members' softmax probabilities (classification) or outputs "
+                 "(regression); one member per training seed")
+
+
+def _num_outputs(task: str, num_classes: int) -> int:
+  return num_classes if task == "classification" else 1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainedModel:
+  """A trained model on raw features: standardization, an ensemble of members, class labels.
+
+  Attributes:
+    model: the pure model (`lr_jax.Model`) the parameters belong to.
+    params: one parameter pytree per ensemble member (one per training seed).
+    mean: [D] float32 feature means the model standardizes with.
+    std: [D] float32 feature stds (0 replaced by 1).
+    task: "classification" or "regression".
+    class_names: class id c's label as in the data, `class_names[c]`; () for regression.
+    feature_names: the D feature names (a .csv file's columns), or ().
+    feature_shape: one example's shape before flattening (e.g. (8, 8, 1)).
+    card: what `model.json` holds: configuration, selection, standardization, scores.
+  """
+
+  model: Model
+  params: tuple
+  mean: np.ndarray
+  std: np.ndarray
+  task: str
+  class_names: tuple = ()
+  feature_names: tuple = ()
+  feature_shape: tuple = ()
+  card: dict = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def build(cls, group, params: Sequence, mean: np.ndarray, std: np.ndarray,
+            card: dict | None = None) -> "TrainedModel":
+    """A model of a planned group (`engine.Group`) with these members and statistics."""
+    ds = group.dataset
+    return cls(model=group_model(group), params=tuple(params),
+               mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32),
+               task=ds.task, class_names=tuple(ds.class_names),
+               feature_names=tuple(ds.feature_names), feature_shape=tuple(ds.feature_shape),
+               card=card or {})
+
+  @property
+  def estimate(self) -> dict | None:
+    """The validation and test scores of the selection (`model.json`'s "estimate")."""
+    return self.card.get("estimate")
+
+  def _features(self, x) -> np.ndarray:
+    x = np.asarray(x)
+    width = int(self.mean.shape[0])
+    if x.ndim == 1 and x.shape[0] == width:
+      x = x[None, :]
+    if x.ndim < 2 or math.prod(x.shape[1:]) != width:
+      raise ConfigError(f"the model takes examples of {width} features (shape "
+                        f"{tuple(self.feature_shape)}), got an array of shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+      raise ConfigError(f"features must be numbers, got dtype {x.dtype}")
+    x = x.reshape(len(x), width).astype(np.float32)
+    if not np.isfinite(x).all():
+      raise ConfigError(f"{int((~np.isfinite(x)).sum())} feature value(s) are NaN or inf")
+    return x
+
+  def outputs(self, x) -> np.ndarray:
+    """[N, K] ensemble outputs on raw features: probabilities, or [N, 1] regression values."""
+    forward = _forward(self.model, self.task == "classification")
+    return np.asarray(forward(self.params, self.mean, self.std, self._features(x)))
+
+  def predict_proba(self, x) -> np.ndarray:
+    """[N, C] class probabilities on raw features `x` ([N, D] or [N, *feature_shape])."""
+    if self.task != "classification":
+      raise ConfigError("predict_proba applies to classification; this model is regression, "
+                        "use predict")
+    return self.outputs(x)
+
+  def predict(self, x) -> np.ndarray:
+    """[N] predictions on raw features: class labels as in the data, or regression values."""
+    out = self.outputs(x)
+    if self.task != "classification":
+      return out[:, 0]
+    return np.asarray(self.class_names)[np.argmax(out, axis=-1)]
+
+
+@functools.lru_cache(maxsize=32)
+def _forward(model: Model, classification: bool):
+  """`(params, mean_D, std_D, x_NxD) -> [N, K]` ensemble outputs, jitted once per model."""
+
+  def forward(params, mean_D, std_D, x_NxD):
+    x_NxD = (x_NxD - mean_D[None, :]) / std_D[None, :]  # As the trainer standardizes.
+    outs = [model.apply(p, x_NxD, None, False) for p in params]
+    if classification:
+      outs = [jax.nn.softmax(o, axis=-1) for o in outs]
+    return jnp.mean(jnp.stack(outs), axis=0)
+
+  return jax.jit(forward)
+
+
+# One Model object per configuration, so that `_forward` compiles once for every variant of it.
+_built_model = functools.lru_cache(maxsize=32)(build_model)
+
+
+def group_model(group) -> Model:
+  """The unflattened model of a planned group: the user's, or the built-in one it names."""
+  if group.model is not None:
+    return group.model
+  ds = group.dataset
+  return _built_model(group.experiment.model, _num_outputs(ds.task, ds.num_classes),
+                      tuple(ds.feature_shape))
+
+
+def scores(model: TrainedModel, x, y_ids: np.ndarray) -> dict:
+  """Accuracy and loss of `model` on raw features `x` and class ids (or targets) `y_ids`.
+
+  The loss is the cross-entropy of the ensemble's probabilities, or the squared error of its
+  mean output for regression: the sweep's validation loss, for one member.
+  """
+  out = model.outputs(x).astype(np.float64)
+  y = np.asarray(y_ids)
+  if model.task == "classification":
+    p = out[np.arange(len(y)), y.astype(int)]
+    return {"n": int(len(y)), "accuracy": float(np.mean(np.argmax(out, -1) == y)),
+            "loss": float(np.mean(-np.log(np.maximum(p, 1e-30))))}
+  return {"n": int(len(y)), "accuracy": None, "loss": float(np.mean((out[:, 0] - y) ** 2))}
+
+
+# ----------------------------------------------------------------------------- refit
+
+
+def _chosen_rows(result, group: int) -> np.ndarray:
+  """Row indices of the group's selected grid point (all its seeds and folds)."""
+  best, g = result.best[group], result.groups[group]
+  sel = result.rows["group"] == group
+  for k in g.points:
+    sel &= np.asarray(result.rows[k], np.float64) == best[k]
+  return np.flatnonzero(sel)
+
+
+def _seen_rows(splits) -> np.ndarray:
+  """Every row some fold trained or validated on: the data the sweep saw."""
+  return np.union1d(splits.train_idx[splits.train_mask], splits.val_idx[splits.val_mask])
+
+
+def refit(result, group: int | None = None) -> "TrainedModel":
+  """Retrains the selected configuration on every row the sweep saw, and scores it on the test set.
+
+  The selected point of `group` (`result.best`) is trained, with each of the sweep's seeds, on
+  the union of its folds' training and validation rows (all non-test data when `train_size`
+  is unset) for the median best epoch of its sweep runs (seeds x folds), without early
+  stopping; a schedule that spans the training (cosine, onecycle) spans these epochs. The
+  members form an ensemble (`ENSEMBLE_RULE`). With a test set (`DataConfig.test_fraction`) it
+  is scored once on the test rows, which no fold saw.
+
+  Args:
+    result: from `run_sweep`.
+    group: the compile group whose selection to refit; None for a one-group sweep.
+
+  Returns:
+    The model; `model.card` is what `save_model` writes to model.json, `model.estimate` the
+    validation-vs-test line and numbers.
+
+  Raises:
+    ConfigError: several groups and no `group`, no point selected, or every refit run diverged.
+  """
+  from lr_jax import engine  # Late: the engine imports results, which imports this lazily.
+  from lr_jax.data import Dataset, DataConfig
+  if not result.groups:
+    raise ConfigError("this result carries no groups (it was not built by run_sweep)")
+  if group is None:
+    if len(result.groups) > 1:
+      raise ConfigError(f"the sweep has {len(result.groups)} compile groups; choose the one to "
+                        f"refit: refit(result, group=0..{len(result.groups) - 1})")
+    group = 0
+  if not 0 <= group < len(result.groups):
+    raise ConfigError(f"group must be in 0..{len(result.groups) - 1}, got {group!r}")
+  g, best = result.groups[group], result.best[group]
+  if not math.isfinite(best.get("learning_rate", math.nan)):
+    raise ConfigError(f"group {group} has no selected learning rate to refit: "
+                      f"{best.get('reason', 'none eligible')}")
+  chosen = _chosen_rows(result, group)
+  best_epochs = np.asarray(result.rows["best_epoch"])[chosen]
+  epochs = max(1, math.floor(float(np.median(best_epochs)) + 0.5))  # Half up, not to even.
+
+  ds, exp = g.dataset, g.experiment
+  rows = _seen_rows(g.splits)
+  x = ds.x[rows].reshape((len(rows),) + tuple(ds.feature_shape))
+  if ds.task == "classification" and len(np.unique(ds.y[rows])) != ds.num_classes:
+    raise ConfigError("the refit rows lack a class; use a larger train_size")
+  # The rows validate themselves: nothing is selected on them (no early stopping, the last
+  # epoch's parameters), so they only cost one forward pass per epoch.
+  data = Dataset.from_arrays(
+      x, ds.y[rows], x, ds.y[rows], task=ds.task, name=f"{ds.name} (refit)",
+      feature_names=ds.feature_names or None,
+      class_names=ds.class_names if ds.task == "classification" else None)
+  refit_exp = Experiment(
+      data=DataConfig(dataset=data, standardize=exp.data.standardize,
+                      data_seed=exp.data.data_seed),
+      model=exp.model, optim=exp.optim,
+      train=dataclasses.replace(exp.train, epochs=epochs, patience=0, restore_best=False))
+  seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
+  hparams = tuple((k, (float(best[k]),)) for k in g.points if k != "learning_rate")
+  logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows, seeds %s",
+               best["learning_rate"], epochs, len(chosen), len(rows), seeds)
+  fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best["learning_rate"]),),
+                                                seeds=seeds, hparams=hparams), model=g.model)
+  diverged = np.asarray(fit.rows["diverged"], bool)
+  if diverged.all():
+    raise ConfigError(f"every refit run diverged (lr {best['learning_rate']:.3g}, {epochs} "
+                      "epochs on all the sweep's rows); nothing to export")
+  if diverged.any():
+    logging.warning("refit: seed(s) %s diverged and are left out of the ensemble",
+                    np.asarray(fit.rows["seed"])[diverged].tolist())
+  members = [fit.params_of(i) for i in range(fit.num_variants) if not diverged[i]]
+  splits = fit.groups[0].splits
+  model = TrainedModel.build(g, members, splits.mean[0], splits.std[0])
+
+  test_idx = g.splits.test_idx
+  test = sweep_test = None
+  if len(test_idx):
+    test = scores(model, ds.x[test_idx], ds.y[test_idx])
+    # The chosen point's own sweep runs, trained on the rows their validation scores come from:
+    # validation minus this is the optimism of selection alone.
+    key = "accuracy" if ds.task == "classification" else "loss"
+    sweep_test = float(np.mean([scores(result.model_of(int(i)), ds.x[test_idx],
+                                       ds.y[test_idx])[key] for i in chosen]))
+  num_points = sum(1 for a in result.aggregates if a["group"] == group)
+  estimate = estimate_of(best, result.select, num_points, test, group, len(rows), sweep_test)
+  card = {
+      "format": FORMAT,
+      "experiment": result.config["experiments"][group],
+      "user_model": g.model.name if g.model is not None else None,
+      "task": ds.task, "feature_shape": list(ds.feature_shape),
+      "feature_names": list(ds.feature_names), "label_column": _label_name(exp, ds),
+      "class_names": list(ds.class_names),
+      "standardization": {"mean": model.mean.tolist(), "std": model.std.tolist()},
+      "selection": {
+          "group": group, "rule": result.select, "num_points": num_points,
+          "hyperparameters": {k: float(best[k]) for k in g.points},
+          "validation": {"metric": best["metric"], "mean": best["mean"], "ci95": best["ci95"],
+                         "n": best["n"]}},
+      "refit": {"epochs": epochs, "sweep_best_epochs": best_epochs.tolist(), "n": len(rows),
+                "seeds": [s for s, d in zip(seeds, diverged) if not d],
+                "diverged_seeds": [s for s, d in zip(seeds, diverged) if d],
+                "ensemble": ENSEMBLE_RULE},
+      "test": test, "estimate": estimate,
+  }
+  logging.info("%s", estimate["line"])
+  return dataclasses.replace(model, card=_jsonable(card))
+
+
+def estimate_of(best: dict, select: str, num_points: int, test: dict | None, group: int,
+                refit_n: int, sweep_test: float | None = None) -> dict:
+  """The selected point's validation score beside its test score, and the gap between them.
+
+  The gap is how much worse the test score is (validation - test for accuracy, test -
+  validation for a loss): positive when the validation score was optimistic, as the best of
+  many noisy scores tends to be (the winner's curse). The refit trains on more rows than each
+  sweep run (the validation rows too), which pulls the other way; `sweep_test`, the mean
+  test score of the chosen point's own sweep runs, separates the two: `selection_gap` is the
+  gap between their validation and test scores, from selection (and sampling) alone.
+  """
+  classification = best["higher_is_better"]
+  metric = "accuracy" if classification else "loss"
+  val = float(best["mean"])
+  how = "best" if select == "best" else f"rule {select}"
+  points = f"{num_points} point{'s' if num_points != 1 else ''}"
+  line = f"validation {metric} {val:.4f} ({how} of {points}, optimistic)"
+  out = {"group": group, "metric": metric, "validation": val, "num_points": num_points,
+         "rule": select, "test": None, "test_n": 0, "gap": None, "refit_n": refit_n,
+         "sweep_test": None, "selection_gap": None}
+  if test is None:
+    out["line"] = line + "; no test set (--test_fraction)"
+    return out
+  score = test[metric]
+  gap = val - score if classification else score - val
+  out.update(test=score, test_n=test["n"], gap=gap)
+  out["line"] = (f"{line} vs test {score:.4f} (n={test['n']}; refit on {refit_n} rows): "
+                 f"gap {gap:.4f}")
+  if sweep_test is not None:
+    selection_gap = val - sweep_test if classification else sweep_test - val
+    out.update(sweep_test=sweep_test, selection_gap=selection_gap)
+    out["line"] += (f"; the chosen point's sweep runs score {sweep_test:.4f} on the test rows: "
+                    f"gap {selection_gap:.4f}")
+  return out
+
+
+def _label_name(exp: Experiment, ds) -> str | None:
+  """The label column's name in a .csv training file (predictions may carry it), else None."""
+  path = exp.data.dataset
+  if not isinstance(path, str) or not path.lower().endswith(".csv") or not ds.feature_names:
+    return None
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      header = [h.strip() for h in next(csv.reader(f), [])]
+  except OSError:
+    return None
+  rest = [h for h in header if h not in ds.feature_names]
+  return rest[0] if len(rest) == 1 else None
+
+
+def _jsonable(x):
+  from lr_jax.results import jsonable
+  return jsonable(x)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def model_folder(path: str, identity: dict, overwrite: bool = False, flag: str = "--save_model"):
+  """The model's folder as a `lr_jax.outputs.OutputFolder`: checked, locked, written as one unit.
+
+  Open it before training, so a bad path is refused before anything compiles.
+  """
+  from lr_jax.outputs import OutputFolder
+  return OutputFolder(path, identity={**identity, "kind": "model"}, overwrite=overwrite,
+                      flag=flag, overwrite_hint="--overwrite" if flag.startswith("--")
+                      else "overwrite=True")
+
+
+def write_model(model: TrainedModel, directory: str) -> list[str]:
+  """Writes `params.msgpack` and `model.json` into `directory` (a staging folder), atomically."""
+  from flax import serialization
+  from lr_jax.results import atomic_write
+  members = {str(i): p for i, p in enumerate(model.params)}
+  blob = serialization.msgpack_serialize(
+      serialization.to_state_dict({"members": jax.device_get(members)}))
+  paths = [os.path.join(directory, PARAMS_NAME), os.path.join(directory, CARD_NAME)]
+  atomic_write(paths[0], blob)
+  atomic_write(paths[1], (json.dumps(model.card, indent=2) + "\n").encode())
+  return paths
+
+
+def save_model(model: TrainedModel, path: str, overwrite: bool = False) -> list[str]:
+  """Saves a refit model into folder `path`: `params.msgpack` and `model.json`, as one unit.
+
+  Args:
+    model: from `refit`.
+    path: the folder; created if missing. The same configuration's model is replaced; another
+      configuration's files only with `overwrite`.
+    overwrite: replace another run's files.
+
+  Returns:
+    The paths written.
+  """
+  with model_folder(path, {"config": model.card.get("experiment")}, overwrite,
+                    flag="path") as folder:
+    with folder.staging() as staging:
+      names = [os.path.basename(p) for p in write_model(model, staging)]
+  return [os.path.join(path, n) for n in names]
+
+
+def load_model(path: str, model: Model | None = None) -> TrainedModel:
+  """Loads a model saved by `save_model` (or `lr_sweep --save_model=DIR`).
+
+  Args:
+    path: the model's folder.
+    model: the user model it was trained with (`from_linen`/`from_nnx`); built-in models are
+      rebuilt from model.json.
+
+  Returns:
+    A `TrainedModel`: `predict(x)` and `predict_proba(x)` on raw features.
+
+  Raises:
+    ConfigError: a missing folder or file, a file of another format, or a user model not given.
+  """
+  from flax import serialization
+  card_path, params_path = os.path.join(path, CARD_NAME), os.path.join(path, PARAMS_NAME)
+  if not os.path.isdir(path):
+    raise ConfigError(f"model folder {path!r} does not exist (save one with lr_sweep "
+                      "--save_model=DIR)")
+  for p in (card_path, params_path):
+    if not os.path.isfile(p):
+      raise ConfigError(f"{path!r} is not a saved model: it has no {os.path.basename(p)}")
+  try:
+    with open(card_path, encoding="utf-8") as f:
+      card = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"cannot read {card_path!r}: {' '.join(str(e).split())}") from None
+  if not isinstance(card, dict) or card.get("format") != FORMAT:
+    raise ConfigError(f"{card_path!r} is not an lr_jax model card (format {FORMAT!r})")
+  task, names = card["task"], tuple(card["class_names"])
+  shape = tuple(card["feature_shape"])
+  if card.get("user_model") is not None:
+    if model is None:
+      raise ConfigError(f"{path!r} holds user model {card['user_model']!r}, which cannot be "
+                        "rebuilt from model.json; pass it: load_model(path, model=...)")
+  else:
+    cfg = card["experiment"]["model"]
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
+                         if k in fields})
+    model = _built_model(cfg, _num_outputs(task, len(names)), shape)
+  with open(params_path, "rb") as f:
+    state = serialization.msgpack_restore(f.read())
+  target = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  members = state["members"]
+  params = tuple(serialization.from_state_dict(target, members[str(i)])
+                 for i in range(len(members)))
+  std = card["standardization"]
+  return TrainedModel(model=model, params=params, mean=np.asarray(std["mean"], np.float32),
+                      std=np.asarray(std["std"], np.float32), task=task, class_names=names,
+                      feature_names=tuple(card["feature_names"]), feature_shape=shape,
+                      card=card)
+
+
+def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarray | None]:
+  """The raw features of a .csv or .npz file for `model`, its columns checked against the model's.
+
+  A .csv file needs a header with the model's feature columns, in any order (matched by name),
+  and may carry one more column, the training file's label column; a .npz file an array `x`
+  of the model's feature width (and maybe `y`).
+
+  Returns:
+    ([N, D] float32 features in the model's order, [N] labels as read or None).
+
+  Raises:
+    ConfigError: a missing or unreadable file, or columns that differ from the model's (the
+      message names the missing and the unexpected ones).
+  """
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in (".csv", ".npz"):
+    raise ConfigError(f"cannot read {path!r}: give a .csv or .npz file")
+  if not os.path.isfile(path):
+    raise ConfigError(f"data file {path!r} does not exist")
+  width = int(model.mean.shape[0])
+  if ext == ".npz":
+    try:
+      with np.load(path, allow_pickle=False) as archive:
+        if "x" not in archive.files:
+          raise ConfigError(f"{path!r} has no array 'x'; arrays: {', '.join(archive.files)}")
+        x, y = archive["x"], archive["y"] if "y" in archive.files else None
+    except (OSError, ValueError) as e:
+      raise ConfigError(f"cannot read {path!r}: {' '.join(str(e).split())}") from None
+    if x.ndim < 2 or math.prod(x.shape[1:]) != width:
+      raise ConfigError(f"x of {path!r} has shape {x.shape}; the model takes {width} features")
+    return model._features(x), y
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      reader = csv.reader(f)
+      header = [h.strip() for h in next(reader, [])]
+      body = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise ConfigError(f"cannot read {path!r}: {' '.join(str(e).split())}") from None
+  names = list(model.feature_names) or [f"x{i}" for i in range(width)]
+  missing = [c for c in names if c not in header]
+  extra = [c for c in header if c not in names]
+  label = model.card.get("label_column")
+  if len(extra) == 1 and not missing and label in (None, extra[0]):
+    label = extra[0]  # The labels, as in the training file: not a feature.
+  elif missing or extra:
+    more = lambda names: ", ".join(map(repr, names[:5])) + (" and more" if len(names) > 5 else "")
+    what = ([f"missing {more(missing)}"] if missing else []) + (
+        [f"unexpected {more(extra)}"] if extra else [])
+    raise ConfigError(f"the columns of {path!r} do not match the model's {width} features: "
+                      f"{'; '.join(what)}")
+  else:
+    label = None
+  if not body:
+    raise ConfigError(f"{path!r} has a header but no data rows")
+  cols = [header.index(c) for c in names]
+  x = np.empty((len(body), width), np.float64)
+  for i, (line, row) in enumerate(body):
+    if len(row) != len(header):
+      raise ConfigError(f"line {line} of {path!r} has {len(row)} columns, the header {len(header)}")
+    for j, c in enumerate(cols):
+      try:
+        x[i, j] = float(row[c])
+      except ValueError:
+        raise ConfigError(f"non-numeric value {row[c].strip()!r} in column {header[c]!r}, line "
+                          f"{line} of {path!r}") from None
+  y = np.array([row[header.index(label)].strip() for _, row in body]) if label else None
+  return model._features(x), y
+
+
+def predictions_csv(model: TrainedModel, x) -> str:
+  """One line per row of `x`: the prediction (a class label as in the data, or a value) and,
+  for classification, each class's probability (`p_<label>`)."""
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator="\n")
+  if model.task == "classification":
+    proba = model.predict_proba(x)
+    labels = np.asarray(model.class_names)[np.argmax(proba, axis=-1)]
+    writer.writerow(["prediction"] + [f"p_{c}" for c in model.class_names])
+    for label, p in zip(labels.tolist(), proba):
+      writer.writerow([label] + [f"{float(v):.6g}" for v in p])
+  else:
+    writer.writerow(["prediction"])
+    for v in model.predict(x):
+      writer.writerow([f"{float(v):.9g}"])
+  return buf.getvalue()
