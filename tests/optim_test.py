@@ -133,6 +133,31 @@ def test_each_schedule_scales_the_peak_by_its_shape(schedule, fields, expected):
     np.testing.assert_allclose(optim.current_learning_rate(state), expected(step), rtol=1e-5)
 
 
+def _adafactor(learning_rate):
+  return optax.adafactor(learning_rate, min_dim_size_to_factor=4)
+
+
+def test_adafactor_factors_the_kernels_second_moments():
+  from jax.flatten_util import ravel_pytree
+  optim.register_optimizer("test_adafactor", _adafactor)
+  lr = 0.05
+  exp = ONE_STEP.replace(optim__name="test_adafactor")
+  _, (trained,) = _sweep_params(exp, lr)
+  expected, state, _ = _plain_optax(exp, _adafactor(lr))
+  _assert_trees_close(trained, expected, rtol=1e-4, atol=1e-6)
+  # Factored: the 64x8 kernel's second moment is a row and a column, not 512 numbers.
+  factored = state[0]
+  assert (factored.v_row["Dense_0"]["kernel"].size, factored.v_col["Dense_0"]["kernel"].size) == (8, 64)
+  # On the raveled vector (one 1-D leaf) adafactor cannot factor, and its step is another.
+  params, loss = _problem(exp)
+  vec, unravel = ravel_pytree(params)
+  tx = _adafactor(lr)
+  g = ravel_pytree(jax.grad(loss)(params))[0]
+  unfactored = unravel(vec + tx.update(g, tx.init(vec), vec)[0])
+  assert any(not np.allclose(a, b, rtol=1e-2) for a, b in zip(
+      jax.tree_util.tree_leaves(trained), jax.tree_util.tree_leaves(unfactored)))
+
+
 # ----------------------------------------------------------------------------- user optimizers
 
 TRACES = []
@@ -188,18 +213,33 @@ def _plateau_adam(learning_rate, factor):
                      optax.contrib.reduce_on_plateau(factor=factor, patience=1, accumulation_size=1))
 
 
-def test_extra_args_hook_passes_the_loss_to_a_plateau_transformation():
-  hook = lambda loss: {"value": loss}
+def _value(loss):
+  return {"value": loss}
+
+
+def _register_plateau_adam():
   # The factor is fixed: reduce_on_plateau checks it in Python, so it cannot be traced.
   optim.register_optimizer("test_plateau_adam", _plateau_adam, fixed={"factor": 0.25},
-                           extra_args=hook)
+                           extra_args=_value)
+
+
+def test_extra_args_hook_passes_the_loss_to_a_plateau_transformation():
+  _register_plateau_adam()
   lr = 0.3  # large enough that the full-batch loss rises and the plateau rule cuts the step
   exp = ONE_STEP.replace(optim__name="test_plateau_adam", train__epochs=8,
                          train__divergence_factor=1e6)
   _, (trained,) = _sweep_params(exp, lr)
-  expected, state, losses = _plain_optax(exp, _plateau_adam(lr, 0.25), steps=8, extra_args=hook)
+  expected, state, losses = _plain_optax(exp, _plateau_adam(lr, 0.25), steps=8, extra_args=_value)
   assert float(state[1].scale) < 1.0, losses  # the rule fired: the test sees the hook's effect
   _assert_trees_close(trained, expected, rtol=2e-4, atol=1e-5)
+
+
+def test_the_finder_passes_the_extra_args_too():
+  from lr_jax.finder import lr_finder
+  _register_plateau_adam()
+  exp = ONE_STEP.replace(optim__name="test_plateau_adam", train__batch_size=25)
+  result = lr_finder(exp, lr_min=1e-4, lr_max=1.0, num_steps=12, seeds=(0,))
+  assert np.isfinite(result.losses[0, :6]).all()
 
 
 def _schedule_free(learning_rate):
