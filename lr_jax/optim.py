@@ -3,7 +3,9 @@
 Every optimizer is `optax.inject_hyperparams`-wrapped, so its learning rate and its other
 dynamic hyperparameters are traced arrays -- one value per variant in a vmapped sweep, and no
 recompilation for a new value. A schedule is a shape (a function of the step with value 1 at its
-peak) scaled by the variant's learning rate.
+peak) scaled by the variant's learning rate. Every transformation is applied to the parameters'
+pytree (the model's layers), so per-layer ones -- LAMB's trust ratio, weight-decay masks,
+adafactor's factored moments -- are what they say. `register_optimizer` adds a user family.
 """
 
 from __future__ import annotations
