@@ -53,6 +53,14 @@ OPTIMIZERS: dict[str, Optimizer] = {
 }
 
 
+# Built-in families whose update on the raveled parameter vector is their update on the pytree,
+# bit for bit: elementwise, with no mask and no per-layer norm (lamb has one). The trainer
+# updates the raveled vector for them -- one loop over one buffer per state slot, measured
+# faster on workload P (benchmarks/BENCHMARKS.md) -- and the pytree for every other family.
+ELEMENTWISE = frozenset({"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad",
+                         "lion"})
+
+
 class Schedule(NamedTuple):
   """A schedule shape and its dynamic hyperparameters.
 

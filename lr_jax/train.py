@@ -31,7 +31,7 @@ import optax
 
 from lr_jax.config import Experiment
 from lr_jax.models import Flat, Model, unflattened
-from lr_jax.optim import OPTIMIZERS, current_learning_rate, family_state, make_optimizer
+from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, current_learning_rate, family_state, make_optimizer
 
 Hparams = Mapping[str, jax.Array]  # name -> [H] (or scalar for one variant).
 
@@ -165,9 +165,10 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     experiment: the static configuration (optimizer family, schedule, batch size, epochs,
       early stopping).
     model: the model as pure `init`/`apply` functions, or a `models.flattened` one: the state
-      then holds each variant's parameters as one vector (`params`, `best_params`), while the
-      gradient, the optimizer's state and its update stay on the model's pytree, so per-layer
-      optimizers see the layers.
+      then holds each variant's parameters as one vector (`params`, `best_params`); the
+      gradient, the optimizer's state and its update are on the model's pytree, so per-layer
+      optimizers see the layers -- except for the `optim.ELEMENTWISE` families, whose update
+      on the vector is the same numbers, and faster.
     task: "classification" (softmax cross-entropy, labels int32) or "regression" (MSE).
     n_max: the padded number of training examples per fold (`Splits.train_idx.shape[1]`).
 
@@ -178,7 +179,12 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
   batch, steps_per_epoch = batching(tcfg.batch_size, n_max)
   make_tx = make_optimizer(experiment.optim, steps_per_epoch * tcfg.epochs)
   family = OPTIMIZERS[experiment.optim.name]
-  flat = model if isinstance(model, Flat) else unflattened(model)
+  if not isinstance(model, Flat):
+    flat = unflattened(model)
+  elif experiment.optim.name in ELEMENTWISE:
+    flat = unflattened(model.model)  # the vector is the optimizer's "pytree": one leaf
+  else:
+    flat = model
   # On the pytree: the step differentiates with respect to the layers, not the vector (no
   # gradient scattered into [P] only to be sliced again for the optimizer).
   losses = functools.partial(example_losses, flat.tree, task == "classification")
