@@ -179,8 +179,9 @@ def flattened(model: Model) -> Flat:
   of stopped variants and the best-params copy are then one fused loop over one buffer instead
   of one per layer and bias. The optimizer still sees the pytree (`to_tree`/`to_flat` around
   its update), so per-layer transformations (LAMB's trust ratio, weight-decay masks, adafactor)
-  are what they say. A model whose parameters are not all of one float dtype is left as it is
-  (raveling would cast them).
+  are what they say; only the elementwise built-in families (`optim.ELEMENTWISE`) update the
+  vector, the same numbers. A model whose parameters are not all of one float dtype is left as
+  it is (raveling would cast them).
   """
   from jax.flatten_util import ravel_pytree
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))
