@@ -19,10 +19,11 @@ import time
 
 from absl import app, flags
 
+# Workload P and its --epochs, --batch_size and --repeats (timed sweeps) flags.
+from benchmarks.throughput import learning_rates, workload_experiment
+
 flags.DEFINE_string("label", "", "Name of this checkout in the output line.")
 flags.DEFINE_integer("n", 64, "Number of learning rates (variants).", lower_bound=1)
-flags.DEFINE_integer("repeats", 7, "Timed sweeps after the untimed first one.", lower_bound=1)
-flags.DEFINE_integer("epochs", 20, "Epochs of workload P.", lower_bound=1)
 FLAGS = flags.FLAGS
 
 
@@ -30,10 +31,9 @@ def main(argv):
   del argv
   import numpy as np
   import lr_jax
-  from benchmarks.throughput import learning_rates, workload_experiment
   from lr_jax import cli
   cli.enable_compilation_cache()
-  exp = workload_experiment(FLAGS.epochs, 32)
+  exp = workload_experiment(FLAGS.epochs, FLAGS.batch_size)
   grid = lr_jax.Grid(learning_rates=tuple(learning_rates(FLAGS.n, 1e-3)), seeds=(0,))
   load_start = os.getloadavg()[0]
   t0 = time.perf_counter()
