@@ -276,7 +276,7 @@ def _compiled(experiment: Experiment, model: Model | None, task: str, num_output
   size) reuses the compiled program instead of tracing again.
   """
   flat = _flat_model(experiment.model, model, num_outputs, feature_shape)
-  trainer = make_trainer(experiment, flat.model, task=task, n_max=n_max)
+  trainer = make_trainer(experiment, flat, task=task, n_max=n_max)
   init = jax.jit(trainer.init, compiler_options=compiler_options())
   run = jax.jit(trainer.run, static_argnames="num_epochs", donate_argnums=0,
                 compiler_options=compiler_options())

@@ -107,6 +107,7 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
   batch, steps_per_epoch = train_lib.batching(experiment.train.batch_size, n_max)
   num_epochs = math.ceil(num_steps / steps_per_epoch)
   make_tx = make_optimizer(finder_optim(experiment.optim), num_steps)
+  family = OPTIMIZERS[experiment.optim.name]
   losses = functools.partial(train_lib.example_losses, model, task == "classification")
 
   # The trainer's loss and minibatch order, so a finder step is a trainer step.
@@ -140,7 +141,8 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
       x_BxD = (data.x[idx_B] - mean_D[None, :]) / std_D[None, :]
       key = jax.random.fold_in(dropout_key, k)
       loss, grads = jax.value_and_grad(batch_loss)(params, x_BxD, data.y[idx_B], w_B, key)
-      updates, new_opt_state = tx.update(grads, opt_state, params)
+      extra = {} if family.extra_args is None else family.extra_args(loss)  # as the trainer
+      updates, new_opt_state = tx.update(grads, opt_state, params, **extra)
       new_params = optax.apply_updates(params, updates)
       avg = beta * avg + (1.0 - beta) * loss
       smoothed = avg / (1.0 - jnp.power(beta, (k + 1).astype(jnp.float32)))

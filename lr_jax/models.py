@@ -341,32 +341,49 @@ def check_widths(model: Model, num_features: int, num_outputs: int, data: str,
 
 
 class Flat(NamedTuple):
-  """A model whose parameters are one vector, and the way back to its pytree on the host.
+  """A model whose parameters are one vector, and the ways back to its pytree.
 
   Attributes:
     model: the same model; its `init` returns `[P]` and its `apply` takes `[P]`.
     unravel: numpy `[..., P]` -> the original pytree, every leaf with the same leading axes.
+    tree: the model on its own pytree (the one `flattened` was given).
+    to_tree: traced `[P]` -> the pytree (slices and reshapes).
+    to_flat: traced pytree -> `[P]` (one concatenation).
   """
 
   model: Model
   unravel: Callable[[np.ndarray], Params]
+  tree: Model
+  to_tree: Callable[[jax.Array], Params]
+  to_flat: Callable[[Params], jax.Array]
+
+
+def _identity(params: Params) -> Params:
+  return params
+
+
+def unflattened(model: Model) -> Flat:
+  """A `Flat` whose "vector" is the pytree itself: every conversion is the identity."""
+  return Flat(model, _identity, model, _identity, _identity)
 
 
 def flattened(model: Model) -> Flat:
   """The model with its parameters raveled into one vector (`jax.flatten_util.ravel_pytree`).
 
-  One vector per variant makes each per-step pass of the trainer (the optimizer's update, the
-  masks of stopped variants, the best-params copy) one fused loop over one buffer instead of one
-  per layer and bias: on workload P (`benchmarks/throughput.py`) about 15% faster per variant,
-  and a smaller program to compile. A model whose parameters are not all of one float dtype is
-  left as it is (raveling would cast them).
+  The trainer stores each variant's parameters (and best parameters) as one vector: the masks
+  of stopped variants and the best-params copy are then one fused loop over one buffer instead
+  of one per layer and bias. The optimizer still sees the pytree (`to_tree`/`to_flat` around
+  its update), so per-layer transformations (LAMB's trust ratio, weight-decay masks, adafactor)
+  are what they say; only the elementwise built-in families (`optim.ELEMENTWISE`) update the
+  vector, the same numbers. A model whose parameters are not all of one float dtype is left as
+  it is (raveling would cast them).
   """
   from jax.flatten_util import ravel_pytree
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))
   leaves, treedef = jax.tree_util.tree_flatten(shapes)
   dtypes = {leaf.dtype for leaf in leaves}
   if len(dtypes) != 1 or not jnp.issubdtype(next(iter(dtypes)), jnp.floating):
-    return Flat(model, lambda params: params)
+    return unflattened(model)
   _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes))
   ends = np.cumsum([int(np.prod(leaf.shape)) for leaf in leaves])
 
@@ -375,10 +392,13 @@ def flattened(model: Model) -> Flat:
     return jax.tree_util.tree_unflatten(
         treedef, [p.reshape(p.shape[:-1] + leaf.shape) for p, leaf in zip(parts, leaves)])
 
+  def to_flat(params: Params) -> jax.Array:
+    return ravel_pytree(params)[0]
+
   return Flat(
-      Model(init=lambda key: ravel_pytree(model.init(key))[0],
+      Model(init=lambda key: to_flat(model.init(key)),
             apply=lambda params, x_BxD, key, train: model.apply(unravel(params), x_BxD, key, train)),
-      unravel_host)
+      unravel_host, model, unravel, to_flat)
 
 
 def build_model(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> Model:

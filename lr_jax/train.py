@@ -30,8 +30,8 @@ import numpy as np
 import optax
 
 from lr_jax.config import Experiment
-from lr_jax.models import Model
-from lr_jax.optim import current_learning_rate, make_optimizer
+from lr_jax.models import Flat, Model, unflattened
+from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, current_learning_rate, family_state, make_optimizer
 
 Hparams = Mapping[str, jax.Array]  # name -> [H] (or scalar for one variant).
 
@@ -65,6 +65,9 @@ class VariantState(NamedTuple):
   diverged: jax.Array       # [] bool, frozen after a non-finite or exploding loss
   epochs_run: jax.Array     # [] int32 epochs trained
   steps_run: jax.Array      # [] int32 optimizer updates applied
+  # The parameters validated at the last epoch, for an optimizer family with an `eval_params`
+  # hook (schedule-free); None (no leaves, no cost) for every other.
+  eval_params: object = None
 
 
 class SweepState(NamedTuple):
@@ -155,13 +158,17 @@ def epoch_order(order_key: jax.Array, epoch: jax.Array, idx_N: jax.Array, mask_N
   return idx_MxB, w_MxB
 
 
-def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int) -> Trainer:
+def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int) -> Trainer:
   """Builds the pure trainer of one static configuration.
 
   Args:
     experiment: the static configuration (optimizer family, schedule, batch size, epochs,
       early stopping).
-    model: the model as pure `init`/`apply` functions.
+    model: the model as pure `init`/`apply` functions, or a `models.flattened` one: the state
+      then holds each variant's parameters as one vector (`params`, `best_params`); the
+      gradient, the optimizer's state and its update are on the model's pytree, so per-layer
+      optimizers see the layers -- except for the `optim.ELEMENTWISE` families, whose update
+      on the vector is the same numbers, and faster.
     task: "classification" (softmax cross-entropy, labels int32) or "regression" (MSE).
     n_max: the padded number of training examples per fold (`Splits.train_idx.shape[1]`).
 
@@ -171,7 +178,16 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
   tcfg = experiment.train
   batch, steps_per_epoch = batching(tcfg.batch_size, n_max)
   make_tx = make_optimizer(experiment.optim, steps_per_epoch * tcfg.epochs)
-  losses = functools.partial(example_losses, model, task == "classification")
+  family = OPTIMIZERS[experiment.optim.name]
+  if not isinstance(model, Flat):
+    flat = unflattened(model)
+  elif experiment.optim.name in ELEMENTWISE:
+    flat = unflattened(model.model)  # the vector is the optimizer's "pytree": one leaf
+  else:
+    flat = model
+  # On the pytree: the step differentiates with respect to the layers, not the vector (no
+  # gradient scattered into [P] only to be sliced again for the optimizer).
+  losses = functools.partial(example_losses, flat.tree, task == "classification")
   use_accuracy = tcfg.monitor == "val_accuracy"
 
   def batch_loss(params, x_BxD, y_B, w_B, key):
@@ -185,22 +201,31 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
 
   # ----- one variant -----------------------------------------------------------------------
 
+  def eval_params(params, opt_state):
+    """The parameters to validate, in the state's layout: the trained ones unless a hook says."""
+    if family.eval_params is None:
+      return params
+    return flat.to_flat(family.eval_params(family_state(opt_state), flat.to_tree(params)))
+
   def init_variant(hp, params, train_loss):
-    opt_state = make_tx(hp).init(params)
+    opt_state = make_tx(hp).init(flat.to_tree(params))
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
     i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
     return VariantState(
         params=params, opt_state=opt_state, best_params=params, init_loss=train_loss,
         best_score=f32(jnp.inf), best_epoch=i32(0), best_val_loss=f32(jnp.nan),
         best_val_accuracy=f32(jnp.nan), wait=i32(0), stopped=jnp.asarray(False),
-        diverged=jnp.asarray(False), epochs_run=i32(0), steps_run=i32(0))
+        diverged=jnp.asarray(False), epochs_run=i32(0), steps_run=i32(0),
+        eval_params=None if family.eval_params is None else eval_params(params, opt_state))
 
   def step_variant(v: VariantState, hp, x_BxD, y_B, w_B, key):
     """One minibatch update; a no-op for a stopped or diverged variant or an empty batch."""
     tx = make_tx(hp)
-    (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(v.params, x_BxD, y_B, w_B, key)
-    updates, opt_state = tx.update(grads, v.opt_state, v.params)
-    params = optax.apply_updates(v.params, updates)
+    tree = flat.to_tree(v.params)
+    (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(tree, x_BxD, y_B, w_B, key)
+    extra = {} if family.extra_args is None else family.extra_args(loss)
+    updates, opt_state = tx.update(grads, v.opt_state, tree, **extra)
+    params = optax.apply_updates(v.params, flat.to_flat(updates))
     healthy = (jnp.isfinite(loss) & (loss <= tcfg.divergence_factor * v.init_loss)
                & jnp.isfinite(optax.tree.norm(grads)))
     training = ~v.stopped & ~v.diverged & (jnp.sum(w_B) > 0)
@@ -217,7 +242,8 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
   def end_epoch_variant(v: VariantState, was_training, epoch, sums, x_val, y_val, w_val):
     """Validation, early stopping and best-params tracking at the end of an epoch."""
     loss_sum, acc_sum, weight = sums
-    val_loss_B, val_correct_B = losses(v.params, x_val, y_val, None, False)
+    current = eval_params(v.params, v.opt_state)
+    val_loss_B, val_correct_B = losses(flat.to_tree(current), x_val, y_val, None, False)
     val_loss = weighted_mean(val_loss_B, w_val)
     val_acc = weighted_mean(val_correct_B, w_val)
     score = -val_acc if use_accuracy else val_loss
@@ -226,14 +252,15 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
     wait = jnp.where(improved, 0, v.wait + counts.astype(jnp.int32))
     stop = counts & (tcfg.patience > 0) & (wait >= tcfg.patience)
     v = v._replace(
-        best_params=_tree_where(improved, v.params, v.best_params),
+        best_params=_tree_where(improved, current, v.best_params),
         best_score=jnp.where(improved, score, v.best_score),
         best_epoch=jnp.where(improved, epoch, v.best_epoch),
         best_val_loss=jnp.where(improved, val_loss, v.best_val_loss),
         best_val_accuracy=jnp.where(improved, val_acc, v.best_val_accuracy),
         wait=wait,
         stopped=v.stopped | stop,
-        epochs_run=v.epochs_run + was_training.astype(jnp.int32))
+        epochs_run=v.epochs_run + was_training.astype(jnp.int32),
+        eval_params=None if family.eval_params is None else current)
     nan = jnp.float32(jnp.nan)
     seen = was_training & (weight > 0)
     history = History(
@@ -252,7 +279,7 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
 
   def init_stream(params, hparams_H, fold, data: DataArrays):
     x_train, y_train = fetch(data, fold, data.train_idx[fold])
-    loss_B, _ = losses(params, x_train, y_train, None, False)
+    loss_B, _ = losses(flat.to_tree(params), x_train, y_train, None, False)
     train_loss = weighted_mean(loss_B, data.train_mask[fold].astype(jnp.float32))
     return jax.vmap(init_variant, in_axes=(0, None, None))(hparams_H, params, train_loss)
 
@@ -312,12 +339,14 @@ def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int)
 def final_params(v: VariantState, restore_best: bool):
   """The parameters a variant ends with: its best epoch's if `restore_best` and it has one.
 
+  Those of the last epoch are the validated ones (`eval_params`, for a family with that hook).
   Host-side numpy (the engine calls it on fetched state): no extra XLA program to compile.
   """
+  current = v.params if v.eval_params is None else v.eval_params
   if not restore_best:
-    return v.params
+    return current
   has_best = np.asarray(v.best_epoch) > 0
   return jax.tree_util.tree_map(
       lambda best, cur: np.where(
           has_best.reshape(has_best.shape + (1,) * (cur.ndim - has_best.ndim)), best, cur),
-      v.best_params, v.params)
+      v.best_params, current)
