@@ -24,6 +24,7 @@ from lr_jax.config import Interval
 POSITIVE = Interval(0.0, math.inf, "()")
 NON_NEGATIVE = Interval(0.0, math.inf, "[)")
 MOMENTUM = Interval(0.0, 1.0, "[)")  # 1 never forgets a gradient: the updates grow without bound.
+FINITE = Interval(-math.inf, math.inf, "()")  # A user's number whose range was not declared.
 
 
 class HParam(NamedTuple):
@@ -157,7 +158,7 @@ def dynamic_hparams(cfg) -> dict[str, float]:
 
 
 def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],
-                       hparams: Mapping[str, float] | None = None, *,
+                       hparams: Mapping[str, float | HParam] | None = None, *,
                        fixed: Mapping[str, object] | None = None,
                        extra_args: Callable[[jax.Array], Mapping[str, jax.Array]] | None = None,
                        eval_params: Callable[[optax.OptState, object], object] | None = None
@@ -180,7 +181,9 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
   Args:
     name: the family's name in `OptimConfig(name=...)`.
     factory: `(learning_rate, **hparams, **fixed) -> optax.GradientTransformation`.
-    hparams: its dynamic hyperparameters besides the learning rate, with their defaults.
+    hparams: its dynamic hyperparameters besides the learning rate: name -> default, or
+      `HParam(default, valid)` to declare the values a grid may give it (a bare default allows
+      any finite number).
     fixed: static keyword arguments (e.g. `{"nesterov": True}`).
     extra_args: `loss -> {name: value}`, extra keyword arguments of `update` from the
       minibatch's mean loss: `lambda loss: {"value": loss}` for plateau-style transformations.
@@ -206,19 +209,24 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
     if key in ("learning_rate", *_schedule_hparams()):
       raise ConfigError(f"optimizer {name!r}: hyperparameter {key!r} is taken by the learning "
                         f"rate or a schedule; valid choices: other names")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-      raise ConfigError(f"optimizer {name!r}: default of {key!r} must be a finite number, "
-                        f"got {value!r}")
+    spec = value if isinstance(value, HParam) else HParam(value, FINITE)
+    default = spec.default
+    if isinstance(default, bool) or not isinstance(default, (int, float)) or not math.isfinite(
+        default) or not isinstance(spec.valid, Interval) or default not in spec.valid:
+      raise ConfigError(f"optimizer {name!r}: default of {key!r} must be a finite number in "
+                        f"its valid range, got {value!r}")
+    hparams[key] = HParam(float(default), spec.valid)
   if not callable(factory):
     raise ConfigError(f"optimizer {name!r}: factory must be callable, got {factory!r}")
   try:
-    inspect.signature(factory).bind(learning_rate=1.0, **hparams, **fixed)
+    inspect.signature(factory).bind(learning_rate=1.0, **{k: v.default for k, v in hparams.items()},
+                                    **fixed)
   except TypeError as e:
     raise ConfigError(f"optimizer {name!r}: factory cannot be called with learning_rate, "
                       f"{', '.join([*hparams, *fixed]) or 'nothing else'}: {e}") from None
   except ValueError:  # No signature (a builtin): let the first trace tell.
     pass
-  entry = Optimizer(factory, {k: float(v) for k, v in hparams.items()}, fixed,
+  entry = Optimizer(factory, hparams, fixed,
                     extra_args=extra_args, eval_params=eval_params)
   if name in OPTIMIZERS and OPTIMIZERS[name] != entry:
     raise ConfigError(f"optimizer {name!r} is already registered to another optimizer; "

@@ -108,7 +108,8 @@ def test_each_optimizer_takes_the_step_of_plain_optax_on_the_pytree(name):
   exp = ONE_STEP.replace(optim__name=name)
   _, (trained,) = _sweep_params(exp, lr)
   family = optim.OPTIMIZERS[name]
-  expected, _, _ = _plain_optax(exp, family.factory(lr, **family.hparams, **family.fixed))
+  defaults = {k: h.default for k, h in family.hparams.items()}
+  expected, _, _ = _plain_optax(exp, family.factory(lr, **defaults, **family.fixed))
   _assert_trees_close(trained, expected, rtol=1e-4)
 
 
