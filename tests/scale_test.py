@@ -61,6 +61,11 @@ def test_four_devices_give_the_results_of_one(tmp_path):
   np.testing.assert_array_equal(four["best_epoch"], one.rows["best_epoch"])
 
 
+def _why(err: str) -> str:
+  """What a failed child said: its first lines (where an abort says why) and its last."""
+  return err if len(err) <= 5000 else f"{err[:3000]}\n[...]\n{err[-2000:]}"
+
+
 def _free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -74,11 +79,11 @@ def test_two_processes_give_the_results_of_one(tmp_path):
                    "--num_processes=2", f"--process_id={i}") for i in range(2)]
   for p in procs:
     _, err = p.communicate(timeout=400)
-    assert p.returncode == 0, err[-2000:]
+    assert p.returncode == 0, _why(err)
   assert not outs[1].exists()  # only process 0 writes
   single = _script(tmp_path / "single", "--epochs=3")
   _, err = single.communicate(timeout=300)
-  assert single.returncode == 0, err[-2000:]
+  assert single.returncode == 0, _why(err)
   with open(outs[0] / "results.csv") as a, open(tmp_path / "single" / "results.csv") as b:
     rows_a, rows_b = a.read().splitlines(), b.read().splitlines()
   assert len(rows_a) == 7 and rows_a[0] == rows_b[0]
@@ -116,19 +121,19 @@ def test_sigkill_at_any_point_then_resume_is_bit_identical(tmp_path):
   procs = [_script(tmp_path / "ref", *flags)] + [
       _script(outs[fault], *flags, env=_env(LR_JAX_FAULT=fault)) for fault in scenarios]
   (code, err), *killed = _finish(procs)
-  assert code == 0, err[-2000:]
+  assert code == 0, _why(err)
   for (fault, (left, _)), (code, err) in zip(scenarios.items(), killed):
-    assert code == -signal.SIGKILL, f"{fault}: exit {code}\n{err[-2000:]}"
+    assert code == -signal.SIGKILL, f"{fault}: exit {code}\n{_why(err)}"
     assert not (outs[fault] / "results.csv").exists(), fault
     ckpt = outs[fault] / "checkpoints"
     assert (sorted(p.name for p in ckpt.iterdir()) if ckpt.exists() else []) == left, fault
 
   resumed = _finish([_script(outs[fault], *flags, "--resume") for fault in scenarios])
   for (fault, (_, line)), (code, err) in zip(scenarios.items(), resumed):
-    assert code == 0, f"{fault}: {err[-2000:]}"
+    assert code == 0, f"{fault}: {_why(err)}"
     if line is None:
       assert "resuming" not in err, fault
     else:
-      assert line in err, f"{fault}: {err[-2000:]}"
+      assert line in err, f"{fault}: {_why(err)}"
     _same_outputs(tmp_path / "ref", outs[fault])
     assert not (outs[fault] / "checkpoints").exists(), fault  # cleared once results are written
