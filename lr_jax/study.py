@@ -367,6 +367,11 @@ def _label(budget: str) -> str:
   return BUDGETS.get(budget, budget)
 
 
+def _under(budget: str) -> str:
+  """The budget as an adverbial: 'under fixed epochs', 'trained to convergence'."""
+  return "trained to convergence" if budget == "converge" else f"under {_label(budget)}"
+
+
 def _sizes(rows: Sequence[CellRow]) -> tuple[int, int]:
   sizes = sorted({r.train_size for r in rows})
   return sizes[0], sizes[-1]
@@ -381,7 +386,7 @@ def _short_answer(tables: Mapping[str, list[CellRow]], ref_lr: float) -> list[st
   """Two or three sentences: the article's question answered per budget."""
   ref = report.format_lr(ref_lr)
   parts = lambda pred: ", ".join(
-      f"{_count(pred(r, ref_lr) for r in t)} of {len(t)} cells {_label(b)}"
+      f"{_count(pred(r, ref_lr) for r in t)} of {len(t)} cells {_under(b)}"
       for b, t in tables.items())
   answer = [f"A learning rate of {ref} or smaller was necessary (every learning rate not "
             f"significantly worse than the best was that small) in {parts(small_lr_needed)}.",
@@ -393,7 +398,7 @@ def _short_answer(tables: Mapping[str, list[CellRow]], ref_lr: float) -> list[st
       answer.append("The budget does not change this answer.")
     else:
       answer.append(f"The budget changes the answer: a small learning rate is within the "
-                    f"noise of the best most often {_label(most)} ({shares[most]:.0%} of cells).")
+                    f"noise of the best most often {_under(most)} ({shares[most]:.0%} of cells).")
   return answer
 
 
@@ -641,7 +646,7 @@ class StudyConfig:
   @classmethod
   def quick(cls, **changes) -> "StudyConfig":
     """A small version for a first look (a minute on a laptop): fewer cells, steps, runs."""
-    base = dict(train_sizes=(25, 400), optimizers=("sgd", "adam"), widths=(128,),
+    base = dict(train_sizes=(25, 400), optimizers=("adam",), widths=(128,),
                 learning_rates=log_spaced(1e-5, 1.0, 6), seeds=2, folds=2, epochs=20,
                 steps=300, converge_steps=1000)
     base.update(changes)

@@ -103,10 +103,10 @@ def test_small_lrs_winning_only_under_the_steps_budget_is_said_per_budget():
   answer, findings = study.conclusion(_three_budgets())
   assert answer[0] == (
       "A learning rate of 1e-4 or smaller was necessary (every learning rate not significantly "
-      "worse than the best was that small) in 0 of 48 cells fixed epochs, 16 of 48 cells fixed "
-      "steps, 0 of 48 cells to convergence.")
+      "worse than the best was that small) in 0 of 48 cells under fixed epochs, 16 of 48 cells "
+      "under fixed steps, 0 of 48 cells trained to convergence.")
   assert answer[2].startswith("The budget changes the answer: a small learning rate is within "
-                              "the noise of the best most often fixed steps (33% of cells)")
+                              "the noise of the best most often under fixed steps (33% of cells)")
   assert len(answer) == 3
   assert _sentence(findings, "Fixed steps: a learning rate <= 1e-4") == (
       "Fixed steps: a learning rate <= 1e-4 is not significantly worse than the best in 16 of "
@@ -129,7 +129,7 @@ def test_the_same_answer_under_every_budget_is_said_once():
            _table(lambda *a: 1e-4)]
   answer, _ = study.conclusion(table)
   assert answer[1].startswith("It was at least as good as the best within the noise in 48 of "
-                              "48 cells fixed epochs, 48 of 48 cells fixed steps")
+                              "48 cells under fixed epochs, 48 of 48 cells under fixed steps")
   assert answer[2] == "The budget does not change this answer."
 
 
