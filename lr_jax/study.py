@@ -597,7 +597,7 @@ class StudyConfig:
   budgets: tuple[str, ...] = tuple(BUDGETS)
   epochs: int = 50
   steps: int = 2000
-  converge_steps: int = 10000
+  converge_steps: int = 5000
   batch_size: int = 32
   patience: int = 5
   reference_lr: float = 1e-4
@@ -800,8 +800,10 @@ class StudyResult:
 def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
   """The study's table: one `CellRow` per (cell, schedule), from the sweep's aggregates.
 
-  P(best) and the not-worse set come from the aggregates; the runs still training at the end
-  of the budget (neither stopped early nor diverged) from the sweep's rows.
+  P(best) and the not-worse set are the cell's own, from its runs paired by stream
+  (`cell_selection`): the aggregates' are over the whole compile group, both schedules
+  together. The runs still training at the end of the budget (neither stopped early nor
+  diverged) come from the sweep's rows too.
   """
   cfg = plan.config
   runs = sweep.rows
@@ -814,18 +816,59 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
                  if a["group"] == gi and math.isclose(a["decay_rate"], rate, rel_tol=1e-6)]
       in_cell = ((np.asarray(runs["group"]) == gi)
                  & np.isclose(np.asarray(runs["decay_rate"], float), rate, rtol=1e-6))
-      left = [int(np.sum(unfinished_N & in_cell
-                         & np.isclose(np.asarray(runs["learning_rate"], float),
-                                      a["learning_rate"], rtol=1e-6))) for a in entries]
+      at_lr = [in_cell & np.isclose(np.asarray(runs["learning_rate"], float), a["learning_rate"],
+                                    rtol=1e-6) for a in entries]
+      left = [int(np.sum(unfinished_N & sel)) for sel in at_lr]
+      p_best, keep = cell_selection(runs, at_lr, [bool(a["eligible"]) for a in entries])
       rows.append(cell_row(
           optimizer=cell.optimizer, width=cell.width, schedule=schedule,
           train_size=cell.train_size, runs=max(a["n_total"] for a in entries), steps=cell.steps,
           lrs=[a["learning_rate"] for a in entries], mean=[a["mean"] for a in entries],
           ci95=[a["ci95"] for a in entries], diverged=[a["diverged"] for a in entries],
           reference_lr=cfg.reference_lr, tolerance=cfg.tolerance, budget=cell.budget,
-          p_best=[a["p_best"] for a in entries],
-          not_worse=[bool(a["not_worse"]) for a in entries], unfinished=left))
+          p_best=p_best, not_worse=keep, unfinished=left))
   return rows
+
+
+def cell_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
+                   eligible: Sequence[bool]) -> tuple[list[float], list[bool]]:
+  """P(best) and the not-worse set of one cell's learning rates, paired by (seed, fold).
+
+  Args:
+    runs: the sweep's rows (columns `seed`, `fold`, `best_val_accuracy`).
+    at_lr: [P] boolean masks over the rows: the runs of each learning rate of the cell.
+    eligible: [P] may be selected (no run diverged, every run has a score).
+
+  Returns:
+    [P] P(best) (0 where not eligible; NaN with fewer than 2 streams or where the streams do
+    not pair) and [P] not significantly worse than the cell's best (`lr_jax.stats`).
+  """
+  from lr_jax import stats
+  num = len(at_lr)
+  p_best, keep = [0.0] * num, [False] * num
+  chosen = [i for i in range(num) if eligible[i]]
+  if not chosen:
+    return p_best, keep
+  streams, scores = [], []
+  for i in chosen:
+    idx = np.flatnonzero(at_lr[i])
+    idx = idx[np.lexsort((runs["fold"][idx], runs["seed"][idx]))]
+    streams.append(list(zip(np.asarray(runs["seed"])[idx].tolist(),
+                            np.asarray(runs["fold"])[idx].tolist())))
+    scores.append(np.asarray(runs["best_val_accuracy"], np.float64)[idx])
+  if any(s != streams[0] for s in streams) or len(streams[0]) < 2:
+    best = chosen[int(np.argmax([np.mean(s) for s in scores]))]
+    keep[best] = True  # No pairing to test against: the best alone.
+    for i in chosen:
+      p_best[i] = math.nan
+    return p_best, keep
+  scores_SxP = np.stack(scores, axis=1)
+  best = stats.best_index(scores_SxP.mean(axis=0), np.ones(len(chosen), bool), True)
+  shares = stats.p_best(scores_SxP, True)
+  kept = stats.not_worse(scores_SxP, best, True)
+  for j, i in enumerate(chosen):
+    p_best[i], keep[i] = float(shares[j]), bool(kept[j])
+  return p_best, keep
 
 
 def run_study(plan: StudyPlan) -> StudyResult:

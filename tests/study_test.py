@@ -366,29 +366,39 @@ def test_study_rows_split_the_schedules_of_one_group():
   cell = study.Cell("adam", 128, 25, 2, 0, 20, 1, "converge", 20)
   plan = types.SimpleNamespace(config=cfg, cells=(cell,))
 
-  def entry(lr, rate, mean, diverged=0, p=0.5, keep=True):
-    return {"group": 0, "learning_rate": lr, "decay_rate": rate, "n_total": 4, "mean": mean,
-            "ci95": 0.01, "diverged": diverged, "p_best": p, "not_worse": keep}
+  def entry(lr, rate, mean, diverged=0):
+    return {"group": 0, "learning_rate": lr, "decay_rate": rate, "n_total": 3, "mean": mean,
+            "ci95": 0.01, "diverged": diverged, "eligible": diverged == 0,
+            # The group's statistics, over both schedules: a cell must not use them.
+            "p_best": 0.25, "not_worse": True}
 
   # The constant schedule is the decay rate 1.0 of the group's exponential schedule.
-  aggregates = [entry(1e-4, 1.0, 0.5, p=0.1, keep=False), entry(1e-4, 0.9, 0.4),
-                entry(1e-3, 1.0, 0.8, p=0.9), entry(1e-3, 0.9, 0.7, 1, p=0.0, keep=None)]
-  # Runs: (learning rate, decay rate, stopped early, diverged); two at 1e-4, constant, still
-  # training at the end.
-  runs = [(1e-4, 1.0, 0, 0), (1e-4, 1.0, 0, 0), (1e-4, 1.0, 1, 0), (1e-3, 0.9, 0, 1),
-          (1e-3, 1.0, 1, 0)]
-  columns = dict(zip(("learning_rate", "decay_rate", "stopped_early", "diverged"),
-                     map(np.array, zip(*runs))))
+  aggregates = [entry(1e-4, 1.0, 0.5), entry(1e-4, 0.9, 0.4), entry(1e-3, 1.0, 0.81),
+                entry(1e-3, 0.9, 0.7, 1)]
+  # Runs: (learning rate, decay rate, seed, fold, accuracy, stopped early, diverged).
+  runs = [(1e-4, 1.0, 0, 0, 0.50, 0, 0), (1e-4, 1.0, 0, 1, 0.52, 0, 0),
+          (1e-4, 1.0, 1, 0, 0.48, 1, 0),
+          (1e-3, 1.0, 1, 0, 0.81, 1, 0), (1e-3, 1.0, 0, 0, 0.80, 1, 0),
+          (1e-3, 1.0, 0, 1, 0.82, 1, 0),
+          (1e-4, 0.9, 0, 0, 0.40, 0, 0), (1e-4, 0.9, 0, 1, 0.41, 1, 0),
+          (1e-4, 0.9, 1, 0, 0.39, 1, 0),
+          (1e-3, 0.9, 0, 0, 0.70, 1, 0), (1e-3, 0.9, 0, 1, 0.70, 1, 0),
+          (1e-3, 0.9, 1, 0, math.nan, 0, 1)]
+  names = ("learning_rate", "decay_rate", "seed", "fold", "best_val_accuracy", "stopped_early",
+           "diverged")
+  columns = dict(zip(names, map(np.array, zip(*runs))))
   columns["group"] = np.zeros(len(runs), int)
   rows = study.study_rows(plan, types.SimpleNamespace(aggregates=aggregates, rows=columns))
   assert [(r.schedule, r.num_near, r.diverged) for r in rows] == [
       ("constant", 1, (0, 0)), ("exponential", 1, (0, 1))]
   for r in rows:
-    assert r.lrs == pytest.approx((1e-4, 1e-3)) and r.runs == 4 and r.budget == "converge"
+    assert r.lrs == pytest.approx((1e-4, 1e-3)) and r.runs == 3 and r.budget == "converge"
   assert rows[0].best_lr == pytest.approx(1e-3) and rows[1].best_lr == 1e-4  # 1e-3 diverged once
-  assert rows[0].p_best == pytest.approx((0.1, 0.9)) and rows[0].not_worse == (False, True)
-  assert rows[1].not_worse == (True, False)
-  assert rows[0].unfinished == (2, 0) and rows[1].unfinished == (0, 0)
+  # Each cell's own P(best) and not-worse set: 1e-3 beats 1e-4 in every stream of the constant
+  # cell; the exponential cell's only eligible point is its best.
+  assert rows[0].p_best == pytest.approx((0.0, 1.0)) and rows[0].not_worse == (False, True)
+  assert rows[1].p_best == pytest.approx((1.0, 0.0)) and rows[1].not_worse == (True, False)
+  assert rows[0].unfinished == (2, 0) and rows[1].unfinished == (1, 0)
 
 
 @pytest.mark.parametrize("changes,needles", [
