@@ -645,7 +645,7 @@ class StudyConfig:
 
   @classmethod
   def quick(cls, **changes) -> "StudyConfig":
-    """A small version for a first look (a minute on a laptop): fewer cells, steps, runs."""
+    """A small version for a first look: Adam only, two sizes, fewer steps and runs."""
     base = dict(train_sizes=(25, 400), optimizers=("adam",), widths=(128,),
                 learning_rates=log_spaced(1e-5, 1.0, 6), seeds=2, folds=2, epochs=20,
                 steps=300, converge_steps=1000)
