@@ -508,9 +508,11 @@ class Conclusion(NamedTuple):
   findings: tuple[str, ...]
 
   def markdown(self) -> str:
+    """The answer as a paragraph, then the findings as a Markdown list."""
     return " ".join(self.answer) + "\n\n" + "\n".join(f"- {f}" for f in self.findings)
 
   def text(self) -> str:
+    """The same for a terminal: the answer on one line, a finding per line."""
     return " ".join(self.answer) + "\n" + "\n".join(f"- {f}" for f in self.findings)
 
 
