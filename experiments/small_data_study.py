@@ -1,14 +1,15 @@
 r"""The small-data study: is a very small learning rate necessary with a small training set?
 
-    python -m experiments.small_data_study --quick               # a first look, < 2 minutes
+    python -m experiments.small_data_study --quick               # a first look: 6 programs
     python -m experiments.small_data_study --out=runs/study      # the full study on digits
     python -m experiments.small_data_study --train_sizes=25,100,all --optimizers=adam,sgd
 
-Axes: training-set size x optimizer x MLP width x schedule (constant, exponential decay),
-early stopping on; every cell is a full learning-rate sweep over seeds x k-fold
-cross-validation. One compile group per (optimizer, width, size): the schedule is a dynamic
-hyperparameter. Writes report.md (conclusion, table, figures), best_lr.png,
-sensitivity_<optimizer>.png, results.csv, history.npz and summary.json into --out.
+Axes: budget (fixed epochs, fixed steps, to convergence) x training-set size x optimizer x
+MLP width x schedule (constant, exponential decay); every cell is a full learning-rate sweep
+over seeds x k-fold cross-validation. One compile group per (budget, optimizer, width, size):
+the schedule is a dynamic hyperparameter. Writes report.md (answer, findings, table, figures),
+best_lr_<budget>.png, sensitivity_<budget>_<optimizer>.png, results.csv, history.npz and
+summary.json into --out.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ flags.DEFINE_list("schedules", None, "constant and/or exponential.")
 flags.DEFINE_list("lrs", None, "Learning rates, comma list (must contain --reference_lr).")
 flags.DEFINE_integer("seeds", None, "Training seeds per fold.")
 flags.DEFINE_integer("folds", None, "k of the k-fold cross-validation (capped per size).")
-flags.DEFINE_integer("epochs", None, "Maximum epochs.")
+flags.DEFINE_list("budgets", None, "Training budgets, comma list: epochs, steps, converge.")
+flags.DEFINE_integer("epochs", None, "The fixed-epochs budget: maximum epochs.")
+flags.DEFINE_integer("steps", None, "The fixed-steps budget: optimizer updates per run.")
+flags.DEFINE_integer("converge_steps", None,
+                     "The to-convergence budget: at most about this many steps, early stopping.")
 flags.DEFINE_integer("patience", None, "Early-stopping patience on the validation loss.")
 flags.DEFINE_float("final_lr_fraction", None,
                    "Exponential decay reaches this fraction of the peak at the last epoch.")
@@ -67,7 +72,9 @@ def config_from_flags(f):
       "widths": cli.parse_ints("widths", f.widths),
       "schedules": tuple(f.schedules) if f.schedules is not None else None,
       "learning_rates": cli.parse_floats("lrs", f.lrs), "seeds": f.seeds, "folds": f.folds,
-      "epochs": f.epochs, "patience": f.patience, "final_lr_fraction": f.final_lr_fraction,
+      "budgets": tuple(f.budgets) if f.budgets is not None else None,
+      "epochs": f.epochs, "steps": f.steps, "converge_steps": f.converge_steps,
+      "patience": f.patience, "final_lr_fraction": f.final_lr_fraction,
       "reference_lr": f.reference_lr, "tolerance": f.tolerance, "data_seed": f.data_seed}
   changes = {k: v for k, v in changes.items() if v is not None}
   return StudyConfig.quick(**changes) if f.quick else StudyConfig(**changes)
@@ -93,8 +100,7 @@ def main(argv):
       with folder.staging() as staging:
         path = study_lib.write_study_report(result, staging,
                                             extra=[("Command", f"```\n{command.strip()}\n```")])
-    print(" ".join(study_lib.conclusion(result.rows, reference_lr=plan.config.reference_lr,
-                                        tolerance=plan.config.tolerance)))
+    print(study_lib.conclusion(result.rows, reference_lr=plan.config.reference_lr).text())
     logging.info("total wall time %.1f s; wrote %s", result.wall_s,
                  os.path.join(FLAGS.out, os.path.relpath(path, staging)))
 

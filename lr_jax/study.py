@@ -1,9 +1,13 @@
 """The small-data study: many compile groups, one table, a conclusion computed from it.
 
     plan = plan_study(StudyConfig(train_sizes=(25, 100, None), optimizers=("sgd", "adam")))
-    study = run_study(plan)                 # one compile group per (optimizer, width, size)
+    study = run_study(plan)       # one compile group per (budget, optimizer, width, size)
     write_study_report(study, "runs/study")
-    print(conclusion(study.rows))           # every claim computed from the table
+    print(conclusion(study.rows).text())    # every claim computed from the table
+
+Every cell runs under three budgets (`BUDGETS`): the same epochs at every size, the same
+optimizer steps at every size, and to convergence (early stopping, a generous step cap), so
+the answer can be told apart from the budget.
 
 `run_groups` runs planned compile groups and logs "cell i/n, elapsed, ETA" across them (the
 article's examples, `lr_jax.article`, use it too). The schedule axis of the study costs no
@@ -19,7 +23,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from absl import logging
@@ -140,9 +144,19 @@ def run_groups(groups: Sequence[Group], *, options: RunOptions | None = None
 # ------------------------------------------------------------------------- one cell's numbers
 
 
+BUDGETS = {
+    "epochs": "fixed epochs",
+    "steps": "fixed steps",
+    "converge": "to convergence",
+}
+"""The study's training budgets, by name (see `StudyConfig`): the same epochs at every size;
+the same optimizer steps at every size (early stopping off); and a generous step budget with
+early stopping on the validation loss."""
+
+
 @dataclasses.dataclass(frozen=True)
 class CellRow:
-  """One cell of the study: an LR sweep of one (optimizer, width, schedule, training size).
+  """One cell of the study: an LR sweep of one (budget, optimizer, width, schedule, size).
 
   Attributes:
     optimizer: optimizer family.
@@ -150,7 +164,7 @@ class CellRow:
     schedule: "constant" or "exponential".
     train_size: training examples (before the k-fold split).
     runs: runs per learning rate (seeds x folds).
-    steps: optimizer steps of a run that trains every epoch.
+    steps: optimizer steps of a run that trains to the end of its budget.
     lrs: [P] learning rates, increasing.
     mean: [P] mean best validation accuracy over the runs.
     ci95: [P] 95% confidence half-width of `mean`.
@@ -163,6 +177,13 @@ class CellRow:
     near_lo: smallest learning rate whose mean is within `tolerance` of the best.
     near_hi: largest such learning rate.
     num_near: how many grid points are within `tolerance` of the best.
+    budget: the training budget, a key of `BUDGETS`.
+    p_best: [P] share of paired bootstrap resamples in which the point is the best (NaN where
+      unknown: fewer than 2 streams).
+    not_worse: [P] not significantly worse than the best (`lr_jax.stats.not_worse`); True at
+      the best.
+    unfinished: [P] runs that neither stopped early nor diverged: still training when the
+      budget ran out.
   """
 
   optimizer: str
@@ -183,6 +204,10 @@ class CellRow:
   near_lo: float
   near_hi: float
   num_near: int
+  budget: str = "epochs"
+  p_best: tuple[float, ...] = ()
+  not_worse: tuple[bool, ...] = ()
+  unfinished: tuple[int, ...] = ()
 
   @property
   def line(self) -> tuple[str, int, str]:
@@ -194,6 +219,17 @@ class CellRow:
     return math.isfinite(self.best_lr) and (
         math.isclose(self.best_lr, self.lrs[0]) or math.isclose(self.best_lr, self.lrs[-1]))
 
+  @property
+  def not_worse_lrs(self) -> tuple[float, ...]:
+    """The learning rates not significantly worse than the best (the best included)."""
+    return tuple(lr for lr, keep in zip(self.lrs, self.not_worse) if keep)
+
+  @property
+  def best_p(self) -> float:
+    """P(best) of the best learning rate (NaN when unknown or there is no best)."""
+    i = index_of(self.lrs, self.best_lr) if math.isfinite(self.best_lr) else None
+    return self.p_best[i] if i is not None and i < len(self.p_best) else math.nan
+
 
 def index_of(lrs: Sequence[float], lr: float) -> int | None:
   for i, x in enumerate(lrs):
@@ -204,29 +240,41 @@ def index_of(lrs: Sequence[float], lr: float) -> int | None:
 
 def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs: int, steps: int,
              lrs: Sequence[float], mean: Sequence[float], ci95: Sequence[float],
-             diverged: Sequence[int], reference_lr: float, tolerance: float) -> CellRow:
+             diverged: Sequence[int], reference_lr: float, tolerance: float,
+             budget: str = "epochs", p_best: Sequence[float] | None = None,
+             not_worse: Sequence[bool] | None = None,
+             unfinished: Sequence[int] | None = None) -> CellRow:
   """Summarizes one cell's LR sweep: best LR, accuracy at the reference LR, near-best range.
 
   The best point follows `lr_jax.results.best_points`: a learning rate where any run diverged
   is not eligible; when no point is, there is no best.
 
   Args:
-    optimizer, width, schedule, train_size, runs, steps: the cell (see `CellRow`).
+    optimizer, width, schedule, train_size, runs, steps, budget: the cell (see `CellRow`).
     lrs: [P] learning rates.
     mean: [P] mean best validation accuracy.
     ci95: [P] 95% half-widths.
     diverged: [P] diverged runs.
     reference_lr: the learning rate to report separately (the article's 1e-4).
     tolerance: accuracy difference that counts as "within one point" (0.01).
+    p_best: [P] P(best) from the aggregates; default NaN (unknown).
+    not_worse: [P] not significantly worse than the best, from the aggregates; default the
+      best alone. Whatever is given, the best point is in the set and ineligible points not.
+    unfinished: [P] runs still training at the end of the budget; default 0.
 
   Returns:
     The `CellRow`, points sorted by learning rate.
   """
+  num = len(lrs)
   order = np.argsort(np.asarray(lrs, float))
   lrs_P = np.asarray(lrs, float)[order]
   mean_P = np.asarray(mean, float)[order]
   ci_P = np.asarray(ci95, float)[order]
   div_P = np.asarray(diverged, int)[order]
+  p_P = np.asarray(p_best if p_best is not None else [math.nan] * num, float)[order]
+  keep_P = np.asarray([bool(k) for k in not_worse] if not_worse is not None else [False] * num,
+                      bool)[order]
+  left_P = np.asarray(unfinished if unfinished is not None else [0] * num, int)[order]
   finite = np.isfinite(mean_P)
   eligible = finite & (div_P == 0)
   if eligible.any():
@@ -235,9 +283,12 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
     best_lr, best_mean, best_ci = float(lrs_P[best]), float(mean_P[best]), float(ci_P[best])
     near_lo, near_hi = float(lrs_P[near].min()), float(lrs_P[near].max())
     num_near = int(near.sum())
+    keep_P = keep_P & eligible
+    keep_P[best] = True
   else:
     best_lr = best_mean = best_ci = near_lo = near_hi = math.nan
     num_near = 0
+    keep_P = np.zeros(num, bool)
   ref = index_of(lrs_P, reference_lr)
   return CellRow(
       optimizer=optimizer, width=int(width), schedule=schedule, train_size=int(train_size),
@@ -246,7 +297,9 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
       diverged=tuple(map(int, div_P)), best_lr=best_lr, best_mean=best_mean, best_ci=best_ci,
       ref_mean=float(mean_P[ref]) if ref is not None else math.nan,
       ref_ci=float(ci_P[ref]) if ref is not None else math.nan,
-      near_lo=near_lo, near_hi=near_hi, num_near=num_near)
+      near_lo=near_lo, near_hi=near_hi, num_near=num_near, budget=budget,
+      p_best=tuple(map(float, p_P)), not_worse=tuple(map(bool, keep_P)),
+      unfinished=tuple(map(int, left_P)))
 
 
 # ------------------------------------------------------------------- conclusions from a table
@@ -289,129 +342,208 @@ def _lines(rows: Sequence[CellRow]) -> dict[tuple, dict[int, CellRow]]:
   return lines
 
 
-def conclusion(rows: Sequence[CellRow], *, reference_lr: float = 1e-4,
-               tolerance: float = 0.01) -> list[str]:
-  """The study's conclusion as sentences, every number computed from the table.
+def small_lr_ok(row: CellRow, reference_lr: float) -> bool:
+  """A learning rate <= `reference_lr` is within the noise of the best (in the not-worse set)."""
+  return any(lr <= reference_lr * (1 + 1e-6) for lr in row.not_worse_lrs)
+
+
+def small_lr_needed(row: CellRow, reference_lr: float) -> bool:
+  """Every learning rate not significantly worse than the best is <= `reference_lr`."""
+  kept = row.not_worse_lrs
+  return bool(kept) and all(lr <= reference_lr * (1 + 1e-6) for lr in kept)
+
+
+def by_budget(rows: Sequence[CellRow]) -> dict[str, list[CellRow]]:
+  """The table's rows per budget, in `BUDGETS` order (then any other name), finite ones only."""
+  out: dict[str, list[CellRow]] = {}
+  for name in [*BUDGETS, *sorted({r.budget for r in rows} - set(BUDGETS))]:
+    chosen = [r for r in rows if r.budget == name and math.isfinite(r.best_lr)]
+    if chosen:
+      out[name] = chosen
+  return out
+
+
+def _label(budget: str) -> str:
+  return BUDGETS.get(budget, budget)
+
+
+def _under(budget: str) -> str:
+  """The budget as an adverbial: 'under fixed epochs', 'trained to convergence'."""
+  return "trained to convergence" if budget == "converge" else f"under {_label(budget)}"
+
+
+def _sizes(rows: Sequence[CellRow]) -> tuple[int, int]:
+  sizes = sorted({r.train_size for r in rows})
+  return sizes[0], sizes[-1]
+
+
+def _cells_at(rows: Sequence[CellRow], n: int, pred) -> str:
+  at = [r for r in rows if r.train_size == n]
+  return f"{_count(pred(r) for r in at)} of {len(at)} at n={n}"
+
+
+def _short_answer(tables: Mapping[str, list[CellRow]], ref_lr: float) -> list[str]:
+  """Two or three sentences: the article's question answered per budget."""
+  ref = report.format_lr(ref_lr)
+  parts = lambda pred: ", ".join(
+      f"{_count(pred(r, ref_lr) for r in t)} of {len(t)} cells {_under(b)}"
+      for b, t in tables.items())
+  answer = [f"A learning rate of {ref} or smaller was necessary (every learning rate not "
+            f"significantly worse than the best was that small) in {parts(small_lr_needed)}.",
+            f"It was at least as good as the best within the noise in {parts(small_lr_ok)}."]
+  shares = {b: _count(small_lr_ok(r, ref_lr) for r in t) / len(t) for b, t in tables.items()}
+  if len(tables) > 1:
+    most = max(shares, key=shares.get)
+    if max(shares.values()) - min(shares.values()) < 1e-9:
+      answer.append("The budget does not change this answer.")
+    else:
+      answer.append(f"The budget changes the answer: a small learning rate is within the "
+                    f"noise of the best most often {_under(most)} ({shares[most]:.0%} of cells).")
+  return answer
+
+
+def _reference_finding(budget: str, rows: Sequence[CellRow], ref_lr: float) -> str:
+  """In how many cells a learning rate <= the reference is within the noise of the best."""
+  small, large = _sizes(rows)
+  ok = lambda r: small_lr_ok(r, ref_lr)
+  text = (f"{_label(budget).capitalize()}: a learning rate <= {report.format_lr(ref_lr)} is "
+          f"not significantly worse than the best in {_count(ok(r) for r in rows)} of "
+          f"{len(rows)} cells")
+  if small != large:
+    text += f" ({_cells_at(rows, small, ok)}, {_cells_at(rows, large, ok)})"
+  return text + "."
+
+
+def _move_finding(budget: str, rows: Sequence[CellRow]) -> str | None:
+  """How the best learning rate moves from the smallest to the largest size, line by line.
+
+  A move counts only where the two cells' not-worse sets do not overlap; otherwise the data
+  cannot decide its direction.
+  """
+  small, large = _sizes(rows)
+  if small == large:
+    return None
+  larger = smaller = undecided = 0
+  for by_size in _lines(rows).values():
+    if small not in by_size or large not in by_size:
+      continue
+    a, b = by_size[small], by_size[large]
+    # Overlapping sets include the same best learning rate: undecided, not "the same".
+    if any(index_of(b.not_worse_lrs, lr) is not None for lr in a.not_worse_lrs):
+      undecided += 1
+    elif a.best_lr > b.best_lr:
+      larger += 1
+    else:
+      smaller += 1
+  total = larger + smaller + undecided
+  if not total:
+    return None
+  return (f"{_label(budget).capitalize()}: at n={small} the best learning rate is larger than "
+          f"at n={large} in {larger} of {total} (optimizer, width, schedule) lines and smaller "
+          f"in {smaller}; in the other {undecided} the not-worse sets overlap, so the data "
+          "cannot decide the direction.")
+
+
+def _factor_finding(budget: str, rows: Sequence[CellRow], ref_lr: float) -> str | None:
+  """Whether the reference's standing changes with the optimizer, the width, the schedule."""
+  clauses = []
+  for name, key, show in (("optimizer", lambda r: r.optimizer, str),
+                          ("width", lambda r: r.width, _model),
+                          ("schedule", lambda r: r.schedule, str)):
+    values = list(dict.fromkeys(key(r) for r in rows))
+    if len(values) < 2:
+      continue
+    counts = [(v, [small_lr_ok(r, ref_lr) for r in rows if key(r) == v]) for v in values]
+    shares = {_count(c) / len(c) for _, c in counts}
+    verb = "does not change" if len(shares) == 1 else "changes"
+    clauses.append(f"{verb} with the {name} (" + ", ".join(
+        f"{show(v)} {_count(c)} of {len(c)}" for v, c in counts) + ")")
+  if not clauses:
+    return None
+  return (f"{_label(budget).capitalize()}: the number of cells where a learning rate <= "
+          f"{report.format_lr(ref_lr)} is within the noise of the best " + "; ".join(clauses)
+          + ".")
+
+
+def _uncertainty_finding(budget: str, rows: Sequence[CellRow]) -> str:
+  """How sharply each cell's selection is decided: P(best), the not-worse set, the grid's edge."""
+  spans = [math.log10(max(r.not_worse_lrs) / min(r.not_worse_lrs)) for r in rows]
+  return (f"{_label(budget).capitalize()}: the best learning rate has a median P(best) of "
+          f"{_median([r.best_p for r in rows]):.2f}, and a median of "
+          f"{_median([len(r.not_worse_lrs) for r in rows]):.0f} learning rates spanning "
+          f"{_decades(_median(spans))} are not significantly worse than it, with "
+          f"{_median([r.runs for r in rows]):.0f} runs per point; the best lies at the edge of "
+          f"the grid in {_count(r.best_at_edge for r in rows)} of {len(rows)} cells.")
+
+
+def _steps_finding(budget: str, rows: Sequence[CellRow]) -> str | None:
+  """The optimizer steps a run had at the smallest and the largest size."""
+  small, large = _sizes(rows)
+  steps = lambda n: max(r.steps for r in rows if r.train_size == n)
+  if small == large:
+    return None
+  return (f"{_label(budget).capitalize()}: a run had at most {steps(small)} optimizer steps at "
+          f"n={small} and {steps(large)} at n={large}.")
+
+
+def _convergence_finding(budget: str, rows: Sequence[CellRow], ref_lr: float) -> str:
+  """How many runs were still improving when the budget ran out: was convergence reached?"""
+  left = sum(sum(r.unfinished) for r in rows)
+  total = sum(r.runs * len(r.lrs) for r in rows)
+  small = sum(u for r in rows for lr, u in zip(r.lrs, r.unfinished)
+              if lr <= ref_lr * (1 + 1e-6))
+  cells = _count(sum(r.unfinished) > 0 for r in rows)
+  verdict = ("so every run converged (stopped early or diverged)" if left == 0 else
+             "so convergence was not reached everywhere")
+  return (f"{_label(budget).capitalize()}: {left} of {total} runs were still improving when "
+          f"the budget of at most {max(r.steps for r in rows)} steps ran out, in {cells} of "
+          f"{len(rows)} cells ({small} of them at a learning rate <= "
+          f"{report.format_lr(ref_lr)}), {verdict}.")
+
+
+class Conclusion(NamedTuple):
+  """The study's conclusion: a short answer, then findings, one sentence each."""
+
+  answer: tuple[str, ...]
+  findings: tuple[str, ...]
+
+  def markdown(self) -> str:
+    """The answer as a paragraph, then the findings as a Markdown list."""
+    return " ".join(self.answer) + "\n\n" + "\n".join(f"- {f}" for f in self.findings)
+
+  def text(self) -> str:
+    """The same for a terminal: the answer on one line, a finding per line."""
+    return " ".join(self.answer) + "\n" + "\n".join(f"- {f}" for f in self.findings)
+
+
+def conclusion(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> Conclusion:
+  """The study's conclusion per budget, every number computed from the table.
+
+  "Within the noise of the best" is the cell's not-worse set (`CellRow.not_worse`): the
+  learning rates a paired test cannot tell from the best.
 
   Args:
-    rows: the table (`CellRow`s); any subset of optimizers, widths, schedules and sizes.
+    rows: the table (`CellRow`s); any subset of budgets, optimizers, widths, schedules, sizes.
     reference_lr: the small learning rate the article recommends.
-    tolerance: "within one point" in accuracy.
 
   Returns:
-    Sentences, in order: the reference LR's standing, the best LR's move from the smallest
-    to the largest training set per optimizer and overall, the width of the near-best range,
-    schedule and width effects, how well the best LR is resolved, and grid-edge cases.
+    The short answer (per budget: was a learning rate <= `reference_lr` necessary, was it good
+    enough), then per budget the findings: the reference's standing, the best learning rate's
+    move from the smallest to the largest size, the optimizer, width and schedule, the
+    selection's uncertainty, the steps a run had, and (to convergence) the runs still training.
   """
-  rows = [r for r in rows if math.isfinite(r.best_lr)]
-  if not rows:
-    return ["No cell has a finite result: nothing can be concluded."]
-  out = []
-  n_all = len(rows)
-  sizes = sorted({r.train_size for r in rows})
-  small, large = sizes[0], sizes[-1]
-  pt = f"{tolerance * 100:.3g} point" + ("" if math.isclose(tolerance, 0.01) else "s")
-  ref = report.format_lr(reference_lr)
-
-  # 0. The article's question: was a learning rate this small necessary, i.e. was every
-  # learning rate within tolerance of the best at most the reference?
-  needed = [r.near_hi <= reference_lr * (1 + 1e-6) for r in rows]
-  out.append(f"A learning rate of {ref} or smaller was necessary (every learning rate within "
-             f"{pt} of the best was {ref} or smaller) in {_count(needed)} of {n_all} cells.")
-
-  # 1. The article's small learning rate.
-  with_ref = [r for r in rows if math.isfinite(r.ref_mean)]
-  if with_ref:
-    near = [r.ref_mean >= r.best_mean - tolerance for r in with_ref]
-    text = (f"lr={ref} is within {pt} ({tolerance:g} accuracy) of the best learning rate in "
-            f"{_count(near)} of {len(with_ref)} cells")
-    if len(sizes) > 1:
-      at = lambda n: [r for r in with_ref if r.train_size == n]
-      text += (f" ({_count(r.ref_mean >= r.best_mean - tolerance for r in at(small))} of "
-               f"{len(at(small))} at n={small}, "
-               f"{_count(r.ref_mean >= r.best_mean - tolerance for r in at(large))} of "
-               f"{len(at(large))} at n={large})")
-    out.append(text + ".")
-  smaller_or_equal = [r.best_lr <= reference_lr * (1 + 1e-6) for r in rows]
-  out.append(f"The best learning rate is {ref} or smaller in {_count(smaller_or_equal)} of "
-             f"{n_all} cells; its median over all cells is "
-             f"{report.format_lr(_median([r.best_lr for r in rows]))}.")
-
-  # 2. How the best LR moves with the training-set size.
-  lines = _lines(rows)
-  if len(sizes) > 1:
-    moves = []
-    for opt in dict.fromkeys(r.optimizer for r in rows):
-      clauses = []
-      for (o, width, schedule), by_size in lines.items():
-        if o != opt or small not in by_size or large not in by_size:
-          continue
-        a, b = by_size[small].best_lr, by_size[large].best_lr
-        moves.append(b / a)
-        clauses.append(f"{report.format_lr(a)} -> {report.format_lr(b)} ({format_ratio(b / a)}) "
-                       f"with {_model(width)}, {schedule}")
-      if clauses:
-        out.append(f"For {opt}, from n={small} to n={large} the best learning rate goes "
-                   + "; ".join(clauses) + ".")
-    if moves:
-      out.append(
-          f"Over the {len(moves)} (optimizer, width, schedule) lines, the best learning rate at "
-          f"n={small} is smaller than at n={large} in {_count(m > 1 + 1e-6 for m in moves)}, "
-          f"the same in {_count(math.isclose(m, 1, rel_tol=1e-6) for m in moves)} and larger in "
-          f"{_count(m < 1 - 1e-6 for m in moves)} (median change: "
-          f"{format_ratio(10 ** _median([math.log10(m) for m in moves]))}).")
-
-    # 3. Sensitivity: how wide is the near-best range?
-    decades = lambda n: _decades(_median([math.log10(r.near_hi / r.near_lo)
-                                          for r in rows if r.train_size == n]))
-    out.append(
-        f"The learning rates within {pt} of the best span a median of {decades(small)} at "
-        f"n={small} and {decades(large)} at n={large}.")
-    steps = lambda n: max(r.steps for r in rows if r.train_size == n)
-    out.append(
-        f"Every cell had the same epoch budget, so a run had at most {steps(small)} optimizer "
-        f"steps at n={small} and {steps(large)} at n={large}: a small learning rate there "
-        "is judged on how far it gets in that budget.")
-
-  # 4. Schedule and width, paired on everything else.
-  by_key = {(r.optimizer, r.width, r.schedule, r.train_size): r for r in rows}
-  pairs = [(by_key[(o, w, "exponential", n)], r) for (o, w, s, n), r in by_key.items()
-           if s == "constant" and (o, w, "exponential", n) in by_key]
-  if pairs:
-    diff = [e.best_mean - c.best_mean for e, c in pairs]
-    out.append(
-        f"Exponential decay beats the constant schedule by more than {pt} at their best "
-        f"learning rates in {_count(d > tolerance for d in diff)} of {len(pairs)} cells and "
-        f"loses by more than {pt} in {_count(d < -tolerance for d in diff)}; its best "
-        f"learning rate is larger in {_count(e.best_lr > c.best_lr * (1 + 1e-6) for e, c in pairs)}"
-        f" and smaller in {_count(e.best_lr < c.best_lr * (1 - 1e-6) for e, c in pairs)}.")
-  widths = sorted({r.width for r in rows})
-  if len(widths) > 1:
-    narrow, wide = widths[0], widths[-1]
-    wpairs = [(by_key[(o, wide, s, n)], r) for (o, w, s, n), r in by_key.items()
-              if w == narrow and (o, wide, s, n) in by_key]
-    if wpairs:
-      ratio = [a.best_lr / b.best_lr for a, b in wpairs]
-      out.append(
-          f"{_model(wide)}'s best learning rate is smaller than {_model(narrow)}'s in "
-          f"{_count(r < 1 - 1e-6 for r in ratio)} of {len(wpairs)} paired cells, the same in "
-          f"{_count(math.isclose(r, 1, rel_tol=1e-6) for r in ratio)} and larger in "
-          f"{_count(r > 1 + 1e-6 for r in ratio)}; its best accuracy is higher by more than "
-          f"{pt} in {_count(a.best_mean - b.best_mean > tolerance for a, b in wpairs)}.")
-
-  # 5. Is the best LR resolved at all, and did the grid contain it?
-  unresolved = []
-  for r in rows:
-    others = [m for lr, m, d in zip(r.lrs, r.mean, r.diverged)
-              if not math.isclose(lr, r.best_lr) and math.isfinite(m) and d == 0]
-    unresolved.append(math.isfinite(r.best_ci) and any(m >= r.best_mean - r.best_ci
-                                                       for m in others))
-  out.append(
-      f"In {_count(unresolved)} of {n_all} cells another learning rate's mean lies inside the "
-      f"best one's 95% interval, so the best learning rate is not resolved from its "
-      f"neighbours with {_median([r.runs for r in rows]):.0f} runs per point; the best lies at "
-      f"the edge of the grid in {_count(r.best_at_edge for r in rows)} cells.")
-  return out
+  tables = by_budget(rows)
+  if not tables:
+    return Conclusion(("No cell has a finite result: nothing can be concluded.",), ())
+  findings = []
+  for budget, table in tables.items():
+    findings += [_reference_finding(budget, table, reference_lr),
+                 _move_finding(budget, table), _factor_finding(budget, table, reference_lr),
+                 _uncertainty_finding(budget, table), _steps_finding(budget, table)]
+    if budget == "converge":
+      findings.append(_convergence_finding(budget, table, reference_lr))
+  return Conclusion(tuple(_short_answer(tables, reference_lr)),
+                    tuple(f for f in findings if f))
 
 
 # ------------------------------------------------------------------------------ the study
@@ -441,7 +573,12 @@ class StudyConfig:
     seeds: training seeds per fold (seeds x folds runs per learning rate: the 95% intervals).
     folds: k of the stratified k-fold cross-validation; capped per cell at the smallest class
       count (digits at n=25 has 2 examples of some classes, so 2 folds there).
-    epochs: maximum epochs (early stopping on).
+    budgets: the training budgets each cell runs under (keys of `BUDGETS`).
+    epochs: the fixed-epochs budget: maximum epochs, early stopping on.
+    steps: the fixed-steps budget: exactly this many optimizer updates per run at every size
+      (early stopping off: a run that stopped early would have fewer).
+    converge_steps: the to-convergence budget: up to about this many steps (whole epochs),
+      early stopping on; the report counts the runs still improving when it ran out.
     batch_size: minibatch size; a training fold smaller than a batch trains full-batch
       (Keras takes one partial batch), see `keras_batch`.
     patience: early-stopping patience on the validation loss.
@@ -459,7 +596,10 @@ class StudyConfig:
   final_lr_fraction: float = 0.1
   seeds: int = 2
   folds: int = 3
+  budgets: tuple[str, ...] = tuple(BUDGETS)
   epochs: int = 50
+  steps: int = 2000
+  converge_steps: int = 5000
   batch_size: int = 32
   patience: int = 5
   reference_lr: float = 1e-4
@@ -468,7 +608,8 @@ class StudyConfig:
 
   def __post_init__(self):
     from lr_jax.optim import OPTIMIZERS
-    for name in ("train_sizes", "optimizers", "widths", "schedules", "learning_rates"):
+    for name in ("train_sizes", "optimizers", "widths", "schedules", "learning_rates",
+                 "budgets"):
       value = tuple(getattr(self, name))
       if not value:
         raise ConfigError(f"{name} is empty; give at least one")
@@ -479,6 +620,8 @@ class StudyConfig:
       check_choice("optimizer", opt, OPTIMIZERS)
     for s in self.schedules:
       check_choice("schedule", s, SCHEDULE_DECAY)
+    for b in self.budgets:
+      check_choice("budget", b, BUDGETS)
     for w in self.widths:
       check_positive("width", w, integer=True)
     for n in self.train_sizes:
@@ -496,15 +639,18 @@ class StudyConfig:
     if not isinstance(self.folds, int) or self.folds < 2:
       raise ConfigError(f"folds must be an integer >= 2, got {self.folds!r}")
     check_positive("epochs", self.epochs, integer=True)
+    check_positive("steps", self.steps, integer=True)
+    check_positive("converge_steps", self.converge_steps, integer=True)
     check_positive("batch_size", self.batch_size, integer=True)
     check_positive("patience", self.patience, integer=True, allow_zero=True)
     check_positive("tolerance", self.tolerance)
 
   @classmethod
   def quick(cls, **changes) -> "StudyConfig":
-    """A small version for a first look (minutes on a laptop): fewer cells, epochs, runs."""
-    base = dict(train_sizes=(25, 400), optimizers=("sgd", "adam"), widths=(128,),
-                learning_rates=log_spaced(1e-5, 1.0, 6), seeds=2, folds=2, epochs=20)
+    """A small version for a first look: Adam only, two sizes, fewer steps and runs."""
+    base = dict(train_sizes=(25, 400), optimizers=("adam",), widths=(128,),
+                learning_rates=log_spaced(1e-5, 1.0, 6), seeds=2, folds=2, epochs=20,
+                steps=300, converge_steps=1000)
     base.update(changes)
     return cls(**base)
 
@@ -518,8 +664,10 @@ class Cell:
   train_size: int
   folds: int
   batch_size: int
-  steps: int          # optimizer steps of a run that trains every epoch
+  steps: int          # optimizer steps of a run that trains to the end of its budget
   decay_steps: int
+  budget: str = "epochs"
+  epochs: int = 0     # the epochs the budget gives
 
 
 @dataclasses.dataclass(frozen=True)
@@ -532,8 +680,12 @@ class StudyPlan:
   grid: Grid
 
 
-def _size_plan(dataset, cfg: StudyConfig, n: int | None) -> tuple[int, int, int, int]:
-  """(train_size, folds, batch_size, steps per epoch) of one training-set size."""
+def _size_plan(dataset, cfg: StudyConfig, n: int | None) -> tuple[int, int, int, int, int]:
+  """(train_size, folds, batch_size, steps per epoch, the smallest fold's steps per epoch).
+
+  A fold smaller than the largest may fill one batch fewer: its last batch is all padding,
+  which the trainer skips.
+  """
   from lr_jax import data as data_lib
   base = DataConfig(dataset=cfg.dataset, train_size=n, data_seed=cfg.data_seed)
   holdout = data_lib.make_splits(dataset, base)  # Refuses sizes the data cannot give.
@@ -549,7 +701,34 @@ def _size_plan(dataset, cfg: StudyConfig, n: int | None) -> tuple[int, int, int,
   splits = data_lib.make_splits(dataset, dataclasses.replace(base, folds=folds))
   batch = keras_batch(cfg.batch_size, int(splits.train_sizes.min()), splits.train_idx.shape[1])
   n_max = splits.train_idx.shape[1]
-  return n, folds, batch, math.ceil(n_max / (batch or n_max))
+  n_min = int(splits.train_sizes.min())
+  return n, folds, batch, math.ceil(n_max / (batch or n_max)), math.ceil(n_min / (batch or n_max))
+
+
+def budget_plan(cfg: StudyConfig, budget: str, steps_per_epoch: int, fewest_per_epoch: int
+                ) -> tuple[int, int, int, int]:
+  """(epochs, max_steps, patience, steps of a full run) of a cell under one budget.
+
+  Args:
+    cfg: the study.
+    budget: a key of `BUDGETS`.
+    steps_per_epoch: optimizer steps per epoch of the largest training fold.
+    fewest_per_epoch: of the smallest fold (one fewer where its last batch would be empty).
+
+  Returns:
+    epochs: epochs to configure; under "steps" enough for the smallest fold to reach
+      `cfg.steps`.
+    max_steps: the trainer's cap on updates (0: none): "steps" stops every run at exactly
+      `cfg.steps`, however the epochs divide it.
+    patience: early stopping (0: off).
+    steps: the optimizer steps of a run that trains to the end.
+  """
+  if budget == "epochs":
+    return cfg.epochs, 0, cfg.patience, steps_per_epoch * cfg.epochs
+  if budget == "steps":
+    return math.ceil(cfg.steps / fewest_per_epoch), cfg.steps, 0, cfg.steps
+  epochs = math.ceil(cfg.converge_steps / steps_per_epoch)
+  return epochs, 0, cfg.patience, steps_per_epoch * epochs
 
 
 def keras_batch(batch_size: int, smallest: int, largest: int) -> int:
@@ -570,7 +749,7 @@ def keras_batch(batch_size: int, smallest: int, largest: int) -> int:
 
 
 def plan_study(cfg: StudyConfig) -> StudyPlan:
-  """Checks the study against its data and plans one compile group per (optimizer, width, size).
+  """Checks the study and plans one compile group per (budget, optimizer, width, size).
 
   Raises:
     ConfigError: on any bad input (unknown names, sizes the data cannot give, a regression
@@ -588,21 +767,22 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
   if len(set(resolved)) != len(resolved):
     raise ConfigError(f"train sizes {cfg.train_sizes} name the same size twice ({resolved})")
   cells, experiments = [], []
-  for opt in cfg.optimizers:
-    for width in cfg.widths:
-      for n, folds, batch, steps_per_epoch in sizes:
-        steps = steps_per_epoch * cfg.epochs
-        # 0.9 ** (steps / decay_steps) = final_lr_fraction at the last step.
-        decay_steps = max(1, round(steps * math.log(0.9) / math.log(cfg.final_lr_fraction)))
-        cells.append(Cell(opt, width, n, folds, batch, steps, decay_steps))
-        experiments.append(Experiment(
-            data=DataConfig(dataset=cfg.dataset, train_size=n, folds=folds,
-                            data_seed=cfg.data_seed),
-            model=ModelConfig(name="mlp", hidden=(width,)),
-            optim=OptimConfig(name=opt, schedule="exponential", decay_steps=decay_steps,
-                              decay_rate=0.9),
-            train=TrainConfig(epochs=cfg.epochs, batch_size=batch, patience=cfg.patience,
-                              monitor="val_loss")))
+  for budget in cfg.budgets:
+    for opt in cfg.optimizers:
+      for width in cfg.widths:
+        for n, folds, batch, steps_per_epoch, fewest in sizes:
+          epochs, max_steps, patience, steps = budget_plan(cfg, budget, steps_per_epoch, fewest)
+          # 0.9 ** (steps / decay_steps) = final_lr_fraction at the last step.
+          decay_steps = max(1, round(steps * math.log(0.9) / math.log(cfg.final_lr_fraction)))
+          cells.append(Cell(opt, width, n, folds, batch, steps, decay_steps, budget, epochs))
+          experiments.append(Experiment(
+              data=DataConfig(dataset=cfg.dataset, train_size=n, folds=folds,
+                              data_seed=cfg.data_seed),
+              model=ModelConfig(name="mlp", hidden=(width,)),
+              optim=OptimConfig(name=opt, schedule="exponential", decay_steps=decay_steps,
+                                decay_rate=0.9),
+              train=TrainConfig(epochs=epochs, batch_size=batch, patience=patience,
+                                monitor="val_loss", max_steps=max_steps)))
   grid = engine.Grid(learning_rates=cfg.learning_rates, seeds=tuple(range(cfg.seeds)),
                      hparams=(("decay_rate", tuple(SCHEDULE_DECAY[s] for s in cfg.schedules)),))
   groups = engine.plan_sweep(experiments, grid)
@@ -620,21 +800,77 @@ class StudyResult:
 
 
 def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
-  """The study's table: one `CellRow` per (cell, schedule), from the sweep's aggregates."""
+  """The study's table: one `CellRow` per (cell, schedule), from the sweep's aggregates.
+
+  P(best) and the not-worse set are the cell's own, from its runs paired by stream
+  (`cell_selection`): the aggregates' are over the whole compile group, both schedules
+  together. The runs still training at the end of the budget (neither stopped early nor
+  diverged) come from the sweep's rows too.
+  """
   cfg = plan.config
+  runs = sweep.rows
+  unfinished_N = ~np.asarray(runs["stopped_early"], bool) & ~np.asarray(runs["diverged"], bool)
   rows = []
   for gi, cell in enumerate(plan.cells):
     for schedule in cfg.schedules:
       rate = SCHEDULE_DECAY[schedule]
       entries = [a for a in sweep.aggregates
                  if a["group"] == gi and math.isclose(a["decay_rate"], rate, rel_tol=1e-6)]
+      in_cell = ((np.asarray(runs["group"]) == gi)
+                 & np.isclose(np.asarray(runs["decay_rate"], float), rate, rtol=1e-6))
+      at_lr = [in_cell & np.isclose(np.asarray(runs["learning_rate"], float), a["learning_rate"],
+                                    rtol=1e-6) for a in entries]
+      left = [int(np.sum(unfinished_N & sel)) for sel in at_lr]
+      p_best, keep = cell_selection(runs, at_lr, [bool(a["eligible"]) for a in entries])
       rows.append(cell_row(
           optimizer=cell.optimizer, width=cell.width, schedule=schedule,
           train_size=cell.train_size, runs=max(a["n_total"] for a in entries), steps=cell.steps,
           lrs=[a["learning_rate"] for a in entries], mean=[a["mean"] for a in entries],
           ci95=[a["ci95"] for a in entries], diverged=[a["diverged"] for a in entries],
-          reference_lr=cfg.reference_lr, tolerance=cfg.tolerance))
+          reference_lr=cfg.reference_lr, tolerance=cfg.tolerance, budget=cell.budget,
+          p_best=p_best, not_worse=keep, unfinished=left))
   return rows
+
+
+def cell_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
+                   eligible: Sequence[bool]) -> tuple[list[float], list[bool]]:
+  """P(best) and the not-worse set of one cell's learning rates, paired by (seed, fold).
+
+  Args:
+    runs: the sweep's rows (columns `seed`, `fold`, `best_val_accuracy`).
+    at_lr: [P] boolean masks over the rows: the runs of each learning rate of the cell.
+    eligible: [P] may be selected (no run diverged, every run has a score).
+
+  Returns:
+    [P] P(best) (0 where not eligible; NaN with fewer than 2 streams or where the streams do
+    not pair) and [P] not significantly worse than the cell's best (`lr_jax.stats`).
+  """
+  from lr_jax import stats
+  num = len(at_lr)
+  p_best, keep = [0.0] * num, [False] * num
+  chosen = [i for i in range(num) if eligible[i]]
+  if not chosen:
+    return p_best, keep
+  streams, scores = [], []
+  for i in chosen:
+    idx = np.flatnonzero(at_lr[i])
+    idx = idx[np.lexsort((runs["fold"][idx], runs["seed"][idx]))]
+    streams.append(list(zip(np.asarray(runs["seed"])[idx].tolist(),
+                            np.asarray(runs["fold"])[idx].tolist())))
+    scores.append(np.asarray(runs["best_val_accuracy"], np.float64)[idx])
+  if any(s != streams[0] for s in streams) or len(streams[0]) < 2:
+    best = chosen[int(np.argmax([np.mean(s) for s in scores]))]
+    keep[best] = True  # No pairing to test against: the best alone.
+    for i in chosen:
+      p_best[i] = math.nan
+    return p_best, keep
+  scores_SxP = np.stack(scores, axis=1)
+  best = stats.best_index(scores_SxP.mean(axis=0), np.ones(len(chosen), bool), True)
+  shares = stats.p_best(scores_SxP, True)
+  kept = stats.not_worse(scores_SxP, best, True)
+  for j, i in enumerate(chosen):
+    p_best[i], keep[i] = float(shares[j]), bool(kept[j])
+  return p_best, keep
 
 
 def run_study(plan: StudyPlan) -> StudyResult:
@@ -653,21 +889,98 @@ def ci_band(mean: Sequence[float], ci95: Sequence[float]) -> tuple[np.ndarray, n
   return np.clip(mean - ci, 0.0, 1.0), np.clip(mean + ci, 0.0, 1.0)
 
 
-def study_table(rows: Sequence[CellRow], *, reference_lr: float = 1e-4,
-                tolerance: float = 0.01) -> str:
+def _p_best_text(row: CellRow) -> str:
+  """The learning rates with a P(best) of at least 0.05, e.g. '1e-3: 0.62, 3.2e-3: 0.31'."""
+  shown = [f"{report.format_lr(lr)}: {p:.2f}" for lr, p in zip(row.lrs, row.p_best)
+           if math.isfinite(p) and p >= 0.05]
+  return ", ".join(shown) if shown else "n/a"
+
+
+def _not_worse_text(row: CellRow) -> str:
+  kept = row.not_worse_lrs
+  if not kept:
+    return "n/a"
+  return f"{report.format_lr(min(kept))} – {report.format_lr(max(kept))} ({len(kept)})"
+
+
+def study_table(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> str:
   """The study's Markdown table, one line per cell."""
   ref = report.format_lr(reference_lr)
-  headers = ["optimizer", "model", "schedule", "n", "runs", "best LR", "accuracy ± 95% CI",
-             f"accuracy at lr={ref}", f"LRs within {tolerance:g} of best", "diverged runs"]
+  headers = ["budget", "optimizer", "model", "schedule", "n", "runs", "steps", "best LR",
+             "accuracy ± 95% CI", f"accuracy at lr={ref}", "not worse than the best",
+             "P(best) by LR", "still training", "diverged runs"]
   body = []
   for r in rows:
     edge = " (edge)" if r.best_at_edge else ""
-    span = (f"{report.format_lr(r.near_lo)} – {report.format_lr(r.near_hi)} ({r.num_near})"
-            if r.num_near else "n/a")
-    body.append([r.optimizer, _model(r.width), r.schedule, r.train_size, r.runs,
-                 report.format_lr(r.best_lr) + edge, report.format_ci(r.best_mean, r.best_ci),
-                 report.format_ci(r.ref_mean, r.ref_ci), span, sum(r.diverged)])
-  return report.markdown_table(headers, body, align=["l", "l", "l"] + ["r"] * 7)
+    body.append([_label(r.budget), r.optimizer, _model(r.width), r.schedule, r.train_size,
+                 r.runs, r.steps, report.format_lr(r.best_lr) + edge,
+                 report.format_ci(r.best_mean, r.best_ci), report.format_ci(r.ref_mean, r.ref_ci),
+                 _not_worse_text(r), _p_best_text(r), sum(r.unfinished), sum(r.diverged)])
+  return report.markdown_table(headers, body, align=["l"] * 4 + ["r"] * 10)
+
+
+def _figures(cfg: StudyConfig, rows: Sequence[CellRow], out_dir: str) -> list[tuple[str, str]]:
+  """Draws each budget's figures into `out_dir`: (file name, alt text) of each."""
+  figures = []
+  for budget in cfg.budgets:
+    brows = [r for r in rows if r.budget == budget]
+    label = _label(budget)
+    panels = {}
+    for width in cfg.widths:
+      for schedule in cfg.schedules:
+        curves = []
+        for opt in cfg.optimizers:
+          line = sorted((r for r in brows if r.line == (opt, width, schedule)),
+                        key=lambda r: r.train_size)
+          lo = [min(r.not_worse_lrs, default=math.nan) for r in line]
+          hi = [max(r.not_worse_lrs, default=math.nan) for r in line]
+          curves.append(report.Curve(
+              opt, np.array([r.train_size for r in line]), np.array([r.best_lr for r in line]),
+              np.array(lo), np.array(hi)))
+        panels[f"{_model(width)}, {schedule}"] = curves
+    name = f"best_lr_{budget}.png"
+    report.plot_best_lr(
+        os.path.join(out_dir, name), panels,
+        lr_range=(cfg.learning_rates[0], cfg.learning_rates[-1]),
+        suptitle=f"{label}: best learning rate vs training-set size (band: not significantly "
+                 "worse)")
+    figures.append((name, f"best learning rate vs training-set size, {label}"))
+    for opt in cfg.optimizers:
+      panels = {}
+      for width in cfg.widths:
+        for schedule in cfg.schedules:
+          panels[f"{opt}, {_model(width)}, {schedule}"] = [
+              report.Curve(f"n={r.train_size}", np.array(r.lrs), np.array(r.mean),
+                           *ci_band(r.mean, r.ci95))
+              for r in sorted(brows, key=lambda r: r.train_size)
+              if r.line == (opt, width, schedule)]
+      name = f"sensitivity_{budget}_{opt}.png"
+      report.plot_lr_sensitivity(
+          os.path.join(out_dir, name), panels, reference_lr=cfg.reference_lr,
+          legend_title="training examples",
+          suptitle=f"{opt}, {label}: mean best validation accuracy vs learning rate (band: 95% CI)")
+      figures.append((name, f"LR sensitivity, {opt}, {label}"))
+  return figures
+
+
+def _budget_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
+  """One line per budget: what a run gets under it."""
+  lines = []
+  for budget in cfg.budgets:
+    mine = sorted((c for c in cells if c.budget == budget), key=lambda c: c.train_size)
+    span = (f"{mine[0].steps} steps ({mine[0].epochs} epochs) at n={mine[0].train_size} to "
+            f"{mine[-1].steps} ({mine[-1].epochs} epochs) at n={mine[-1].train_size}")
+    what = {
+        "epochs": f"up to {cfg.epochs} epochs at every size, early stopping on the validation "
+                  f"loss (patience {cfg.patience}): {span}",
+        "steps": f"exactly {cfg.steps} optimizer updates per run at every size, early stopping "
+                 f"off (a run that stopped early would have fewer); {span}",
+        "converge": f"up to about {cfg.converge_steps} steps (whole epochs), early stopping on "
+                    f"the validation loss (patience {cfg.patience}); a run that neither stopped "
+                    f"nor diverged was still improving when the budget ran out: {span}",
+    }[budget]
+    lines.append(f"  - *{_label(budget)}*: {what}")
+  return "\n".join(lines)
 
 
 def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tuple[str, str]] = ()
@@ -685,43 +998,10 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
   from lr_jax.results import write_outputs
   cfg, rows = study.plan.config, study.rows
   write_outputs(study.sweep, out_dir)
-  figures = []
-  for opt in cfg.optimizers:
-    panels = {}
-    for width in cfg.widths:
-      for schedule in cfg.schedules:
-        curves = [report.Curve(f"n={r.train_size}", np.array(r.lrs), np.array(r.mean),
-                               *ci_band(r.mean, r.ci95))
-                  for r in sorted(rows, key=lambda r: r.train_size)
-                  if r.line == (opt, width, schedule)]
-        panels[f"{opt}, {_model(width)}, {schedule}"] = curves
-    name = f"sensitivity_{opt}.png"
-    report.plot_lr_sensitivity(
-        os.path.join(out_dir, name), panels, reference_lr=cfg.reference_lr,
-        legend_title="training examples",
-        suptitle=f"{opt}: mean best validation accuracy vs learning rate (band: 95% CI)")
-    figures.append((name, f"LR sensitivity, {opt}"))
-  panels = {}
-  for width in cfg.widths:
-    for schedule in cfg.schedules:
-      curves = []
-      for opt in cfg.optimizers:
-        line = sorted((r for r in rows if r.line == (opt, width, schedule)),
-                      key=lambda r: r.train_size)
-        curves.append(report.Curve(
-            opt, np.array([r.train_size for r in line]), np.array([r.best_lr for r in line]),
-            np.array([r.near_lo for r in line]), np.array([r.near_hi for r in line])))
-      panels[f"{_model(width)}, {schedule}"] = curves
-  report.plot_best_lr(
-      os.path.join(out_dir, "best_lr.png"), panels,
-      lr_range=(cfg.learning_rates[0], cfg.learning_rates[-1]),
-      suptitle=f"best learning rate vs training-set size (band: LRs within {cfg.tolerance:g} "
-               "of the best)")
-  figures.insert(0, ("best_lr.png", "best learning rate vs training-set size"))
-
-  sentences = conclusion(rows, reference_lr=cfg.reference_lr, tolerance=cfg.tolerance)
+  figures = _figures(cfg, rows, out_dir)
   cells = study.plan.cells
-  keras_final = {c.train_size: 0.9 ** (c.steps / 1000) for c in cells}
+  first = [c for c in cells if c.budget == cfg.budgets[0]]
+  keras_final = {c.train_size: 0.9 ** (c.steps / 1000) for c in first}
   sizes = sorted(keras_final)
   setup = "\n".join([
       f"- data: `{cfg.dataset}`, training sizes {', '.join(str(n) for n in sizes)} "
@@ -732,33 +1012,39 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
       f"optimizers {', '.join(cfg.optimizers)}",
       f"- learning rates: {len(cfg.learning_rates)} log-spaced from "
       f"{report.format_lr(cfg.learning_rates[0])} to {report.format_lr(cfg.learning_rates[-1])}",
-      f"- training: up to {cfg.epochs} epochs, batch {cfg.batch_size} (the whole training fold "
-      "where it is smaller, as Keras), "
-      f"early stopping on the validation loss (patience {cfg.patience}, best epoch restored); "
-      "score: best validation accuracy on the held-out fold",
+      f"- budgets: every cell runs under {len(cfg.budgets)}; batch {cfg.batch_size} (the whole "
+      "training fold where it is smaller, as Keras); best epoch (lowest validation loss) "
+      "restored; score: best validation accuracy on the held-out fold",
+      _budget_setup(cfg, cells),
       f"- schedules: {', '.join(cfg.schedules)}. Exponential decay is Keras' "
       "ExponentialDecay, lr * 0.9^(step / decay_steps), with decay_steps chosen per cell so "
-      f"that the rate falls to {cfg.final_lr_fraction:g}x its peak at the last epoch "
-      f"(decay_steps = steps x ln 0.9 / ln {cfg.final_lr_fraction:g}; from "
-      f"{min(c.decay_steps for c in cells)} at n={sizes[0]} to "
-      f"{max(c.decay_steps for c in cells)} at n={sizes[-1]}). The article's decay_steps=1000 "
-      f"would end at {keras_final[sizes[0]]:.3f}x the peak at n={sizes[0]} "
-      f"({min(c.steps for c in cells)} steps) and {keras_final[sizes[-1]]:.3f}x at "
-      f"n={sizes[-1]} ({max(c.steps for c in cells)} steps): hardly a decay at all. "
-      "Both schedules share one compiled program: constant is decay rate 1.0",
+      f"that the rate falls to {cfg.final_lr_fraction:g}x its peak at the budget's last step "
+      f"(decay_steps = steps x ln 0.9 / ln {cfg.final_lr_fraction:g}). The article's "
+      f"decay_steps=1000 would end at {keras_final[sizes[0]]:.3f}x the peak at n={sizes[0]} "
+      f"({min(c.steps for c in first)} steps, {_label(cfg.budgets[0])}) and "
+      f"{keras_final[sizes[-1]]:.3f}x at n={sizes[-1]}. Both schedules share one compiled "
+      "program: constant is decay rate 1.0",
+      "- within the noise of the best: the learning rates a one-sided paired t-test (by "
+      "seed and fold, 5%) cannot tell from the best (*not worse than the best*); P(best): the "
+      "share of paired bootstrap resamples of the runs in which a learning rate is the best",
       f"- {len(study.plan.groups)} compile groups, {study.sweep.num_variants} training runs, "
       f"wall time {format_duration(study.wall_s)} ({study.wall_s:.0f} s) on "
       f"{os.cpu_count()} CPU cores",
   ])
+  summary = conclusion(rows, reference_lr=cfg.reference_lr)
   sections = [
-      ("Conclusion", " ".join(sentences)),
+      ("Answer", summary.markdown()),
+      ("Not measured yet", "Regularisation tuned beside the learning rate (dropout, weight "
+                           "decay) and label noise are not part of this study yet."),
       ("Setup", setup),
       ("Figures", "\n\n".join(report.image(f, alt) for f, alt in figures)),
       ("Table", "One line per cell. *best LR*: highest mean best-validation accuracy over the "
                 "runs (a learning rate where any run diverged is not eligible); *(edge)*: at "
-                "the end of the grid. *LRs within*: the smallest and largest learning rate whose "
-                "mean is within the tolerance of the best, and how many grid points are.\n\n"
-                + study_table(rows, reference_lr=cfg.reference_lr, tolerance=cfg.tolerance)),
+                "the end of the grid. *not worse than the best*: the smallest and largest "
+                "learning rate not significantly worse than the best, and how many there are. "
+                "*P(best) by LR*: the learning rates with P(best) >= 0.05. *still training*: "
+                "runs that neither stopped early nor diverged when the budget ran out.\n\n"
+                + study_table(rows, reference_lr=cfg.reference_lr)),
       *extra,
   ]
   return report.write_report(out_dir, "Is a very small learning rate necessary with small data?",

@@ -229,6 +229,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     healthy = (jnp.isfinite(loss) & (loss <= tcfg.divergence_factor * v.init_loss)
                & jnp.isfinite(optax.tree.norm(grads)))
     training = ~v.stopped & ~v.diverged & (jnp.sum(w_B) > 0)
+    if tcfg.max_steps:
+      training &= v.steps_run < tcfg.max_steps
     apply = training & healthy
     v = v._replace(
         params=_tree_where(apply, params, v.params),

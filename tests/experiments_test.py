@@ -42,22 +42,24 @@ def _csv_rows(path):
 def test_small_data_study_smallest_mode_end_to_end(tmp_path):
   out = str(tmp_path / "study")
   proc = _run("experiments.small_data_study", "--quick", "--train_sizes=25,50",
-              "--optimizers=adam", "--widths=8", "--epochs=2", "--seeds=2", f"--out={out}")
+              "--optimizers=adam", "--widths=8", "--epochs=2", "--seeds=2", "--budgets=epochs",
+              f"--out={out}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert re.search(r"cell 2/2 done in .*elapsed .*ETA 0s", proc.stderr), proc.stderr[-2000:]
   assert "total wall time" in proc.stderr
   text = open(os.path.join(out, "report.md")).read()
-  for heading in ("## Conclusion", "## Setup", "## Figures", "## Table", "## Command"):
+  for heading in ("## Answer", "## Setup", "## Figures", "## Table", "## Command"):
     assert heading in text
-  assert sorted(_figures(out, text)) == ["best_lr.png", "sensitivity_adam.png"]
-  table = [line for line in text.splitlines() if line.startswith("| adam | MLP(8) |")]
+  assert sorted(_figures(out, text)) == ["best_lr_epochs.png", "sensitivity_epochs_adam.png"]
+  table = [line for line in text.splitlines()
+           if line.startswith("| fixed epochs | adam | MLP(8) |")]
   assert len(table) == 4  # 2 sizes x 2 schedules
-  assert [line.split(" | ")[2:5] for line in table] == [
+  assert [line.split(" | ")[3:6] for line in table] == [
       ["constant", "25", "4"], ["exponential", "25", "4"],   # 2 seeds x 2 folds
       ["constant", "50", "4"], ["exponential", "50", "4"]]
-  conclusion = text.split("## Conclusion")[1].split("##")[0]
-  assert "of the best learning rate in" in conclusion and "of 4 cells" in conclusion
-  assert "For adam, from n=25 to n=50" in conclusion
+  answer = text.split("## Answer")[1].split("##")[0]
+  assert "or smaller was necessary" in answer and "of 4 cells under fixed epochs" in answer
+  assert "Fixed epochs: at n=25 the best learning rate is larger than at n=50" in answer
   rows = _csv_rows(os.path.join(out, "results.csv"))
   assert len(rows) == 2 * 6 * 2 * 4  # groups x LRs x decay rates x streams
   assert {r["decay_rate"] for r in rows} == {"1", "0.9"}

@@ -23,16 +23,23 @@ def _peaked(best_lr, peak=0.9, drop=0.05):
 
 
 def _row(optimizer="adam", width=16, schedule="constant", n=25, best_lr=1e-3, peak=0.9,
-         drop=0.05, ci=0.004, diverged=None, tolerance=0.01):
+         drop=0.05, ci=0.004, diverged=None, tolerance=0.01, budget="epochs", noise=0.0,
+         unfinished=None):
+  """A synthetic cell; the points within `noise` of the best are not significantly worse."""
+  mean = _peaked(best_lr, peak, drop)
+  p = [1.0 if math.isclose(lr, best_lr) else 0.0 for lr in GRID]
   return study.cell_row(
       optimizer=optimizer, width=width, schedule=schedule, train_size=n, runs=6, steps=2 * n,
-      lrs=GRID, mean=_peaked(best_lr, peak, drop), ci95=[ci] * len(GRID),
-      diverged=diverged or [0] * len(GRID), reference_lr=1e-4, tolerance=tolerance)
+      lrs=GRID, mean=mean, ci95=[ci] * len(GRID),
+      diverged=diverged or [0] * len(GRID), reference_lr=1e-4, tolerance=tolerance,
+      budget=budget, p_best=p, not_worse=[m >= max(mean) - noise - 1e-9 for m in mean],
+      unfinished=unfinished)
 
 
 def _table(best_lr_of, peak_of=lambda *a: 0.9, optimizers=("sgd", "adam"), widths=(16, 128),
-           schedules=("constant", "exponential"), sizes=SIZES):
-  return [_row(o, w, s, n, best_lr_of(o, w, s, n), peak_of(o, w, s, n))
+           schedules=("constant", "exponential"), sizes=SIZES, budget="epochs", noise=0.0):
+  return [_row(o, w, s, n, best_lr_of(o, w, s, n), peak_of(o, w, s, n), budget=budget,
+               noise=noise)
           for o in optimizers for w in widths for s in schedules for n in sizes]
 
 
@@ -55,6 +62,18 @@ def test_cell_row_finds_best_reference_and_near_range():
                                                       pytest.approx(GRID[5]), 2)
   assert not row.best_at_edge
   assert _row(best_lr=GRID[-1]).best_at_edge and _row(best_lr=GRID[0]).best_at_edge
+  # Without a not-worse set from the aggregates, the best alone is in it.
+  assert row.not_worse_lrs == pytest.approx((GRID[4],))
+
+
+def test_cell_row_keeps_the_best_and_drops_ineligible_points_from_the_not_worse_set():
+  row = study.cell_row(optimizer="sgd", width=16, schedule="constant", train_size=100, runs=6,
+                       steps=200, lrs=(1e-4, 1e-3, 1e-2), mean=(0.8, 0.9, 0.95),
+                       ci95=(0.01,) * 3, diverged=(0, 0, 1), reference_lr=1e-4, tolerance=0.01,
+                       p_best=(0.3, 0.7, 0.0), not_worse=(True, False, True))
+  assert row.best_lr == pytest.approx(1e-3) and row.best_p == pytest.approx(0.7)
+  assert row.not_worse_lrs == pytest.approx((1e-4, 1e-3))
+  assert study.small_lr_ok(row, 1e-4) and not study.small_lr_needed(row, 1e-4)
 
 
 def test_cell_row_without_the_reference_or_any_finite_point():
@@ -62,7 +81,8 @@ def test_cell_row_without_the_reference_or_any_finite_point():
                        steps=1, lrs=(1e-3, 1e-2), mean=(math.nan, math.nan), ci95=(0, 0),
                        diverged=(1, 1), reference_lr=1e-4, tolerance=0.01)
   assert math.isnan(row.best_lr) and math.isnan(row.ref_mean) and row.num_near == 0
-  assert study.conclusion([row]) == ["No cell has a finite result: nothing can be concluded."]
+  assert study.conclusion([row]) == (
+      ("No cell has a finite result: nothing can be concluded.",), ())
 
 
 @pytest.mark.parametrize("ratio,text", [
@@ -72,106 +92,114 @@ def test_format_ratio(ratio, text):
   assert study.format_ratio(ratio) == text
 
 
-def test_best_lr_growing_tenfold_with_data_is_reported_as_10x():
-  # adam's best LR is 1e-3 at n <= 100 and 1e-2 above; sgd's stays at 0.1.
-  table = _table(lambda o, w, s, n: (1e-3 if n <= 100 else 1e-2) if o == "adam" else 0.1)
-  sentences = study.conclusion(table)
-  adam = _sentence(sentences, "For adam, from n=25 to n=1437")
-  assert adam.count("1e-3 -> 0.01 (10x larger)") == 4  # every width x schedule line
-  sgd = _sentence(sentences, "For sgd")
-  assert sgd.count("0.1 -> 0.1 (unchanged)") == 4 and "10x" not in sgd
-  overall = _sentence(sentences, "Over the 8 (optimizer, width, schedule) lines")
-  assert "smaller than at n=1437 in 4, the same in 4 and larger in 0" in overall
+def _three_budgets():
+  """Small learning rates win only under the fixed-steps budget, and only with little data."""
+  return (_table(lambda *a: 1e-2, budget="epochs")
+          + _table(lambda o, w, s, n: 1e-4 if n <= 50 else 1e-3, budget="steps")
+          + _table(lambda *a: 1e-3, budget="converge"))
 
 
-def test_reference_lr_never_near_the_best_says_0_of_n():
-  table = _table(lambda *a: 1e-2)  # 1e-4 is two decades away: 0.2 below the best
-  sentences = study.conclusion(table)
-  n = len(table)
-  ref = _sentence(sentences, "lr=1e-4 is within 1 point")
-  assert ref.startswith(f"lr=1e-4 is within 1 point (0.01 accuracy) of the best learning rate "
-                        f"in 0 of {n} cells")
-  assert "(0 of 8 at n=25, 0 of 8 at n=1437)" in ref
-  assert (f"1e-4 or smaller in 0 of {n} cells; its median over all cells is 0.01"
-          in _sentence(sentences, "The best learning rate is"))
-  assert sentences[0].endswith(f"was 1e-4 or smaller) in 0 of {n} cells.")
+def test_small_lrs_winning_only_under_the_steps_budget_is_said_per_budget():
+  answer, findings = study.conclusion(_three_budgets())
+  assert answer[0] == (
+      "A learning rate of 1e-4 or smaller was necessary (every learning rate not significantly "
+      "worse than the best was that small) in 0 of 48 cells under fixed epochs, 16 of 48 cells "
+      "under fixed steps, 0 of 48 cells trained to convergence.")
+  assert answer[2].startswith("The budget changes the answer: a small learning rate is within "
+                              "the noise of the best most often under fixed steps (33% of cells)")
+  assert len(answer) == 3
+  assert _sentence(findings, "Fixed steps: a learning rate <= 1e-4") == (
+      "Fixed steps: a learning rate <= 1e-4 is not significantly worse than the best in 16 of "
+      "48 cells (8 of 8 at n=25, 0 of 8 at n=1437).")
+  for budget in ("Fixed epochs", "To convergence"):
+    assert "in 0 of 48 cells (0 of 8 at n=25, 0 of 8 at n=1437)" in _sentence(
+        findings, f"{budget}: a learning rate <= 1e-4")
+  # The best LR grows tenfold with the data only under the steps budget; elsewhere the sets
+  # overlap (the same best at both ends): undecided, not ranked.
+  assert _sentence(findings, "Fixed steps: at n=25") == (
+      "Fixed steps: at n=25 the best learning rate is larger than at n=1437 in 0 of 8 "
+      "(optimizer, width, schedule) lines and smaller in 8; in the other 0 the not-worse sets "
+      "overlap, so the data cannot decide the direction.")
+  assert "larger than at n=1437 in 0 of 8 (optimizer, width, schedule) lines and smaller in " \
+         "0; in the other 8" in _sentence(findings, "Fixed epochs: at n=25")
 
 
-def test_reference_lr_best_only_with_little_data():
-  table = _table(lambda o, w, s, n: 1e-4 if n <= 50 else 1e-3)
-  sentences = study.conclusion(table)
-  assert sentences[0] == ("A learning rate of 1e-4 or smaller was necessary (every learning "
-                          "rate within 1 point of the best was 1e-4 or smaller) in 16 of 48 "
-                          "cells.")
-  assert ("in 16 of 48 cells (8 of 8 at n=25, 0 of 8 at n=1437)"
-          in _sentence(sentences, "lr=1e-4 is within"))
-  assert "1e-4 or smaller in 16 of 48 cells" in _sentence(sentences, "The best learning rate is")
-  assert "1e-4 -> 1e-3 (10x larger)" in _sentence(sentences, "For adam")
+def test_the_same_answer_under_every_budget_is_said_once():
+  table = [dataclasses.replace(r, budget=b) for b in ("epochs", "steps") for r in
+           _table(lambda *a: 1e-4)]
+  answer, _ = study.conclusion(table)
+  assert answer[1].startswith("It was at least as good as the best within the noise in 48 of "
+                              "48 cells under fixed epochs, 48 of 48 cells under fixed steps")
+  assert answer[2] == "The budget does not change this answer."
 
 
-def test_schedule_width_resolution_and_edge_counts():
-  # exponential is 2 points better everywhere; MLP(128)'s best LR is a half decade lower;
-  # sgd's best sits at the top of the grid.
-  def best(o, w, s, n):
-    lr = GRID[-1] if o == "sgd" else 1e-3
-    return lr / 10 ** 0.5 if (w == 128 and o != "sgd") else lr
-
-  table = _table(best, peak_of=lambda o, w, s, n: 0.92 if s == "exponential" else 0.90)
-  sentences = study.conclusion(table)
-  schedule = _sentence(sentences, "Exponential decay beats the constant schedule")
-  assert "in 24 of 24 cells and loses by more than 1 point in 0" in schedule
-  assert "its best learning rate is larger in 0 and smaller in 0" in schedule
-  width = _sentence(sentences, "MLP(128)'s best learning rate is smaller than MLP(16)'s")
-  assert "in 12 of 24 paired cells, the same in 12 and larger in 0" in width
-  last = sentences[-1]
-  assert last.startswith("In 0 of 48 cells another learning rate's mean lies inside")
-  assert "edge of the grid in 24 cells" in last  # every sgd cell: 2 widths x 2 schedules x 6
-  assert _sentence(sentences, "The learning rates within 1 point") == (
-      "The learning rates within 1 point of the best span a median of 0 decades at n=25 and "
-      "0 decades at n=1437.")
-  assert "at most 50 optimizer steps at n=25 and 2874 at n=1437" in _sentence(
-      sentences, "Every cell had the same epoch budget")
+def test_larger_best_lr_with_less_data_counts_only_where_the_sets_do_not_overlap():
+  # At n=25 the best is 0.1, at n=1437 1e-3; with wide not-worse sets (2 decades each way)
+  # the two overlap in every line.
+  best = lambda o, w, s, n: 0.1 if n == 25 else 1e-3
+  narrow = study.conclusion(_table(best, sizes=(25, 1437)))[1]
+  wide = study.conclusion(_table(best, sizes=(25, 1437), noise=0.45))[1]
+  assert "larger than at n=1437 in 8 of 8 (optimizer, width, schedule) lines and smaller in 0;" \
+      in _sentence(narrow, "Fixed epochs: at n=25")
+  undecided = ("in 0 of 8 (optimizer, width, schedule) lines and smaller in 0; in the other 8 "
+               "the not-worse sets overlap, so the data cannot decide")
+  assert undecided in _sentence(wide, "Fixed epochs: at n=25")
 
 
-def test_near_best_range_in_decades():
-  # A flat curve: every point within a point of the best, 5 decades of grid.
-  flat = study.cell_row(optimizer="adam", width=16, schedule="constant", train_size=25, runs=6,
-                        steps=50, lrs=GRID, mean=[0.9] * 11, ci95=[0.01] * 11, diverged=[0] * 11,
-                        reference_lr=1e-4, tolerance=0.01)
-  one = _row(n=1437, drop=0.008)  # half-decade neighbours 0.008 below: a decade in all
-  one = dataclasses.replace(one, near_hi=one.near_hi * (1 - 1e-12))  # float error in a grid
-  sentence = _sentence(study.conclusion([flat, one]), "The learning rates within")
-  assert "a median of 5 decades at n=25 and 1 decade at n=1437" in sentence
+def test_the_optimizer_changing_the_answer_is_said_with_its_counts():
+  table = _table(lambda o, w, s, n: 1e-4 if o == "adam" else 0.1)
+  sentence = _sentence(study.conclusion(table)[1], "Fixed epochs: the number of cells")
+  assert ("changes with the optimizer (sgd 0 of 24, adam 24 of 24); does not change with the "
+          "width (MLP(16) 12 of 24, MLP(128) 12 of 24); does not change with the schedule "
+          "(constant 12 of 24, exponential 12 of 24).") in sentence
 
 
-def test_unresolved_best_is_counted():
-  wide_ci = [_row(n=n, ci=0.2) for n in (25, 1437)]  # neighbours 0.05 below, CI 0.2
-  narrow_ci = [_row(n=n, ci=0.01) for n in (25, 1437)]
-  assert study.conclusion(wide_ci)[-1].startswith("In 2 of 2 cells another")
-  assert study.conclusion(narrow_ci)[-1].startswith("In 0 of 2 cells another")
+def test_runs_still_training_under_the_convergence_budget_are_counted():
+  left = [0] * 11
+  left[0] = 3  # three runs at 3.2e-5 were still improving
+  rows = [_row(n=25, budget="converge", unfinished=left), _row(n=1437, budget="converge")]
+  sentence = _sentence(study.conclusion(rows)[1], "To convergence: 3 of")
+  assert sentence == (
+      "To convergence: 3 of 132 runs were still improving when the budget of at most 2874 "
+      "steps ran out, in 1 of 2 cells (3 of them at a learning rate <= 1e-4), so convergence "
+      "was not reached everywhere.")
+  done = [_row(n=n, budget="converge") for n in (25, 1437)]
+  assert "so every run converged" in study.conclusion(done)[1][-1]
+
+
+def test_selection_uncertainty_and_edges_are_counted():
+  rows = [_row(n=25, noise=0.11), _row(n=1437, best_lr=GRID[-1])]
+  sentence = _sentence(study.conclusion(rows)[1], "Fixed epochs: the best learning rate has")
+  # n=25: 1e-3 and its two half-decade neighbours each side (0.1 below): 5 points, 2 decades;
+  # n=1437: the best alone.
+  assert sentence == (
+      "Fixed epochs: the best learning rate has a median P(best) of 1.00, and a median of 3 "
+      "learning rates spanning 1 decade are not significantly worse than it, with 6 runs per "
+      "point; the best lies at the edge of the grid in 1 of 2 cells.")
 
 
 def test_conclusion_of_a_one_size_table_has_no_size_claims():
-  sentences = study.conclusion([_row(n=100), _row(n=100, optimizer="sgd")])
-  assert not [s for s in sentences if "from n=" in s or s.startswith("Over the")]
-  assert _sentence(sentences, "lr=1e-4 is within") == (
-      "lr=1e-4 is within 1 point (0.01 accuracy) of the best learning rate in 0 of 2 cells.")
+  _, findings = study.conclusion([_row(n=100), _row(n=100, optimizer="sgd")])
+  assert not [s for s in findings if "n=" in s]
+  assert _sentence(findings, "Fixed epochs: a learning rate <= 1e-4") == (
+      "Fixed epochs: a learning rate <= 1e-4 is not significantly worse than the best in 0 of "
+      "2 cells.")
 
 
 def test_every_number_in_the_conclusion_comes_from_the_table():
   # The same table shape with other numbers must give other sentences.
-  a = " ".join(study.conclusion(_table(lambda *x: 1e-4)))
-  b = " ".join(study.conclusion(_table(lambda *x: 1e-2)))
-  assert a != b
+  a = study.conclusion(_table(lambda *x: 1e-4)).text()
+  b = study.conclusion(_table(lambda *x: 1e-2)).text()
   numbers = lambda s: re.findall(r"\d+ of \d+", s)
   assert numbers(a) != numbers(b)
 
 
 def test_study_table_is_markdown_with_one_line_per_cell():
-  table = study.study_table([_row(n=25), _row(n=1437, best_lr=GRID[-1])])
+  table = study.study_table([_row(n=25, noise=0.11), _row(n=1437, best_lr=GRID[-1])])
   lines = table.splitlines()
-  assert len(lines) == 4 and all(line.count(" | ") == 9 for line in lines)
-  assert "| adam | MLP(16) | constant | 25 | 6 | 1e-3 | 0.900 ± 0.004 | 0.800 ± 0.004 |" in table
+  assert len(lines) == 4 and all(line.count(" | ") == 13 for line in lines)
+  assert ("| fixed epochs | adam | MLP(16) | constant | 25 | 6 | 50 | 1e-3 | 0.900 ± 0.004 | "
+          "0.800 ± 0.004 | 1e-4 – 0.01 (5) | 1e-3: 1.00 | 0 | 0 |") in table
   assert "3.2 (edge)" in lines[3]
 
 
@@ -249,6 +277,8 @@ def test_article_grids_hold_the_article_rate_exactly():
     ({"train_sizes": ()}, ["train_sizes", "empty"]),
     ({"folds": 1}, ["folds", "1"]),
     ({"final_lr_fraction": 1.5}, ["final_lr_fraction", "1.5"]),
+    ({"budgets": ("epochs", "forever")}, ["'forever'", "epochs, steps, converge"]),
+    ({"steps": 0}, ["steps", "0"]),
 ])
 def test_study_config_refuses_bad_values(changes, needles):
   with pytest.raises(ConfigError) as e:
@@ -271,7 +301,8 @@ def test_plan_study_refuses_what_the_data_cannot_give(changes, needles):
 
 
 def test_plan_study_caps_folds_and_batches_and_scales_the_decay():
-  plan = study.plan_study(study.StudyConfig.quick(train_sizes=(25, 400), optimizers=("adam",)))
+  plan = study.plan_study(study.StudyConfig.quick(train_sizes=(25, 400), optimizers=("adam",),
+                                                  budgets=("epochs",)))
   small, large = plan.cells
   assert (small.train_size, small.folds, small.batch_size) == (25, 2, 0)  # 2 of some classes
   assert (large.train_size, large.folds, large.batch_size) == (400, 2, 32)
@@ -282,25 +313,93 @@ def test_plan_study_caps_folds_and_batches_and_scales_the_decay():
   np.testing.assert_allclose(sorted(set(plan.groups[0].points["decay_rate"])), [0.9, 1.0])
 
 
+def test_plan_study_gives_each_budget_its_epochs_cap_and_patience():
+  cfg = study.StudyConfig.quick(train_sizes=(25, 400), optimizers=("adam",), steps=300,
+                                converge_steps=1000)
+  plan = study.plan_study(cfg)
+  train = {(c.budget, c.train_size): g.experiment.train for c, g in zip(plan.cells, plan.groups)}
+  assert len(plan.groups) == 6
+  # Fixed epochs: today's. Fixed steps: capped at 300 updates, no early stopping; at n=25 one
+  # full batch per epoch, at n=400 ceil(200 / 32) = 7 per epoch.
+  assert (train["epochs", 400].epochs, train["epochs", 400].max_steps,
+          train["epochs", 400].patience) == (20, 0, 5)
+  assert (train["steps", 25].epochs, train["steps", 25].max_steps,
+          train["steps", 25].patience) == (300, 300, 0)
+  assert (train["steps", 400].epochs, train["steps", 400].max_steps) == (43, 300)
+  # To convergence: whole epochs up to about 1000 steps, early stopping on.
+  assert (train["converge", 400].epochs, train["converge", 400].max_steps,
+          train["converge", 400].patience) == (143, 0, 5)
+  steps = {(c.budget, c.train_size): c.steps for c in plan.cells}
+  assert steps["steps", 25] == steps["steps", 400] == 300 and steps["converge", 400] == 1001
+
+
+def test_a_budget_of_s_steps_gives_every_run_exactly_s_updates_and_the_report_all_budgets(
+    tmp_path):
+  # n=99 in 2 folds of 50 and 49 with batches of 49: the larger fold takes 2 updates an epoch,
+  # the smaller 1 (its second batch is all padding). 7 steps is not a whole number of the larger
+  # fold's epochs, so only a cap on updates gives both exactly 7.
+  cfg = study.StudyConfig.quick(
+      train_sizes=(99,), optimizers=("sgd",), widths=(8,), schedules=("constant",),
+      learning_rates=(1e-4, 0.1), seeds=1, folds=2, batch_size=49, epochs=3, steps=7,
+      converge_steps=40, patience=2)
+  plan = study.plan_study(cfg)
+  result = study.run_study(plan)
+  rows = result.sweep.rows
+  budget_N = np.array([plan.cells[g].budget for g in rows["group"]])
+  fixed = (budget_N == "steps") & ~rows["diverged"].astype(bool)
+  assert fixed.sum() == 4  # 2 folds x 2 learning rates
+  np.testing.assert_array_equal(rows["steps_run"][fixed], 7)
+  assert not rows["stopped_early"][budget_N == "steps"].any()
+  # The fixed-epochs budget is not capped: the folds differ (3 x 2 and 3 x 1 updates).
+  assert set(rows["steps_run"][(budget_N == "epochs") & (rows["stopped_early"] == 0)
+                               & ~rows["diverged"].astype(bool)]) <= {3, 6}
+  text = open(study.write_study_report(result, str(tmp_path))).read()
+  for label in ("fixed epochs", "fixed steps", "to convergence"):
+    assert f"*{label}*:" in text  # the setup says what each budget gives
+    assert f"| {label} | sgd |" in text  # and the table has its cells
+  assert "To convergence: " in text and "runs were still improving" in text
+  assert [r.budget for r in result.rows] == ["epochs", "steps", "converge"]
+
+
 def test_study_rows_split_the_schedules_of_one_group():
   cfg = study.StudyConfig.quick(learning_rates=(1e-4, 1e-3), train_sizes=(25,),
                                 optimizers=("adam",))
-  cell = study.Cell("adam", 128, 25, 2, 0, 20, 1)
+  cell = study.Cell("adam", 128, 25, 2, 0, 20, 1, "converge", 20)
   plan = types.SimpleNamespace(config=cfg, cells=(cell,))
 
   def entry(lr, rate, mean, diverged=0):
-    return {"group": 0, "learning_rate": lr, "decay_rate": rate, "n_total": 4, "mean": mean,
-            "ci95": 0.01, "diverged": diverged}
+    return {"group": 0, "learning_rate": lr, "decay_rate": rate, "n_total": 3, "mean": mean,
+            "ci95": 0.01, "diverged": diverged, "eligible": diverged == 0,
+            # The group's statistics, over both schedules: a cell must not use them.
+            "p_best": 0.25, "not_worse": True}
 
   # The constant schedule is the decay rate 1.0 of the group's exponential schedule.
-  aggregates = [entry(1e-4, 1.0, 0.5), entry(1e-4, 0.9, 0.4), entry(1e-3, 1.0, 0.8),
+  aggregates = [entry(1e-4, 1.0, 0.5), entry(1e-4, 0.9, 0.4), entry(1e-3, 1.0, 0.81),
                 entry(1e-3, 0.9, 0.7, 1)]
-  rows = study.study_rows(plan, types.SimpleNamespace(aggregates=aggregates))
+  # Runs: (learning rate, decay rate, seed, fold, accuracy, stopped early, diverged).
+  runs = [(1e-4, 1.0, 0, 0, 0.50, 0, 0), (1e-4, 1.0, 0, 1, 0.52, 0, 0),
+          (1e-4, 1.0, 1, 0, 0.48, 1, 0),
+          (1e-3, 1.0, 1, 0, 0.81, 1, 0), (1e-3, 1.0, 0, 0, 0.80, 1, 0),
+          (1e-3, 1.0, 0, 1, 0.82, 1, 0),
+          (1e-4, 0.9, 0, 0, 0.40, 0, 0), (1e-4, 0.9, 0, 1, 0.41, 1, 0),
+          (1e-4, 0.9, 1, 0, 0.39, 1, 0),
+          (1e-3, 0.9, 0, 0, 0.70, 1, 0), (1e-3, 0.9, 0, 1, 0.70, 1, 0),
+          (1e-3, 0.9, 1, 0, math.nan, 0, 1)]
+  names = ("learning_rate", "decay_rate", "seed", "fold", "best_val_accuracy", "stopped_early",
+           "diverged")
+  columns = dict(zip(names, map(np.array, zip(*runs))))
+  columns["group"] = np.zeros(len(runs), int)
+  rows = study.study_rows(plan, types.SimpleNamespace(aggregates=aggregates, rows=columns))
   assert [(r.schedule, r.num_near, r.diverged) for r in rows] == [
       ("constant", 1, (0, 0)), ("exponential", 1, (0, 1))]
   for r in rows:
-    assert r.lrs == pytest.approx((1e-4, 1e-3)) and r.runs == 4
+    assert r.lrs == pytest.approx((1e-4, 1e-3)) and r.runs == 3 and r.budget == "converge"
   assert rows[0].best_lr == pytest.approx(1e-3) and rows[1].best_lr == 1e-4  # 1e-3 diverged once
+  # Each cell's own P(best) and not-worse set: 1e-3 beats 1e-4 in every stream of the constant
+  # cell; the exponential cell's only eligible point is its best.
+  assert rows[0].p_best == pytest.approx((0.0, 1.0)) and rows[0].not_worse == (False, True)
+  assert rows[1].p_best == pytest.approx((1.0, 0.0)) and rows[1].not_worse == (True, False)
+  assert rows[0].unfinished == (2, 0) and rows[1].unfinished == (1, 0)
 
 
 @pytest.mark.parametrize("changes,needles", [
