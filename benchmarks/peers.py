@@ -509,7 +509,8 @@ def run_spec(spec: dict) -> dict:
     if spec.get("torch_threads"):
       # For 32x64 @ 64x128 matmuls OpenMP threads cost more than they give: on the 2-core
       # development machine, 20 epochs took 1.0 s with one thread and 4.0 s with torch's
-      # default of two (and up to 50 s with two on a busy machine).
+      # default of two (and up to 50 s with two on a busy machine). torchvmap is pinned alike,
+      # so the two torch peers differ only in how they vectorize.
       torch.set_num_threads(spec["torch_threads"])
   else:
     _keras()
