@@ -13,6 +13,21 @@ Each peer trains one learning rate at a time, as its users write it:
   by default on one intra-op thread, its fastest setting for matmuls this small.
 - `keras`: Keras 3 `model.fit` on the TensorFlow backend, a new model per learning rate.
 
+Two more train all N learning rates at once, the way an expert in each framework vectorizes a
+sweep by hand; they are the yardsticks for what lr_jax's own features cost:
+
+- `jaxsweep`: a minimal hand-written JAX sweep, `jax.jit(jax.vmap(train))` over the learning
+  rates with epochs and minibatches a `lax.scan`, `optax.inject_hyperparams(optax.adam)`, one
+  init and one minibatch order shared by every learning rate, nothing else: no early stopping,
+  no divergence checks, no history (each epoch's validation overwrites the last, so it is
+  computed, as workload P asks, but only the final one is kept). Its keys are split as
+  `flax`'s are, so at N = 1 it trains exactly what `flax` trains.
+- `torchvmap`: PyTorch's own vectorized ensemble, `torch.func.stack_module_state` +
+  `functional_call` + `torch.func.vmap(torch.func.grad(...))` over N copies of one model, with
+  a hand-written Adam whose learning rate is a per-model tensor (torch's optimizers take one
+  float). Its model and minibatch order are seeded as `torch`'s are, so at N = 1 it trains
+  what `torch` trains.
+
 All train the same MLP (64-128-10, ReLU) with Adam (eps 1e-8 everywhere) on the same
 standardized digits split (written by `benchmarks.throughput` to an .npz), batch 32 with the
 last partial batch kept, shuffled every epoch, validation on the whole validation set after
@@ -24,8 +39,8 @@ The worker is run in a fresh process per measurement (its peak memory is its own
     python -m benchmarks.peers --spec=spec.json
 
 `spec.json` holds `system`, `data`, `learning_rates`, `epochs`, `batch_size`, `seed`, `repeats`,
-`torch_threads` (0 keeps torch's default) and `result` (the JSON file to write). torch and
-keras run from the peers' own virtual environment (`python3 -m venv .venv-peers &&
+`torch_threads` (0 keeps torch's default) and `result` (the JSON file to write). torch,
+torchvmap and keras run from the peers' own virtual environment (`python3 -m venv .venv-peers &&
 .venv-peers/bin/pip install -e '.[peers]'`), so the main one stays clean. Only numpy, absl, the
 standard library and the peer's framework are imported here; lr_jax is not.
 """
@@ -52,6 +67,10 @@ def load_data(path: str) -> dict[str, np.ndarray]:
   """The standardized split: `x_train` [n, 64] float32, `y_train` [n] int32, `x_val`, `y_val`."""
   with np.load(path) as f:
     return {k: f[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+
+
+def _num_classes(data: dict[str, np.ndarray]) -> int:
+  return int(max(data["y_train"].max(), data["y_val"].max())) + 1
 
 
 # ----------------------------------------------------------------------------- compile events
@@ -253,6 +272,168 @@ def train_torch(data, learning_rate: float, *, epochs: int, batch_size: int, see
   return val_accuracy, val_loss
 
 
+# ----------------------------------------------------------------------------- jaxsweep
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_sweep_program(n_train: int, num_features: int, hidden: int, num_classes: int,
+                       epochs: int, batch_size: int):
+  """The jitted `init` and `sweep` of the hand-written JAX sweep, built once per shape."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from jax import lax
+
+  class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.relu(nn.Dense(hidden)(x))
+      return nn.Dense(num_classes)(x)
+
+  model = MLP()
+  num_full, tail = divmod(n_train, batch_size)
+
+  def loss_fn(params, x_BxD, y_B):
+    logits_BxC = model.apply({"params": params}, x_BxD)
+    return optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y_B).mean()
+
+  def train_one(lr, params, x_train_NxD, y_train_N, x_val_VxD, y_val_V, perms_ExN):
+    """One learning rate's epochs; under `vmap` only `lr` and `params` carry the variant axis."""
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=lr, eps=1e-8)
+
+    def step(carry, batch):
+      params, opt_state = carry
+      grads = jax.grad(loss_fn)(params, *batch)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), None
+
+    def epoch(carry, perm_N):
+      params, opt_state, _, _ = carry
+      # The gathers read only unbatched operands, so vmap leaves them shared by every variant.
+      x_NxD, y_N = x_train_NxD[perm_N], y_train_N[perm_N]
+      full = num_full * batch_size
+      batches = (x_NxD[:full].reshape(num_full, batch_size, -1),
+                 y_N[:full].reshape(num_full, batch_size))
+      state, _ = lax.scan(step, (params, opt_state), batches)
+      if tail:  # The last partial batch is kept, as every system here does: a second shape.
+        state, _ = step(state, (x_NxD[full:], y_N[full:]))
+      params, opt_state = state
+      logits_VxC = model.apply({"params": params}, x_val_VxD)
+      val_loss = optax.softmax_cross_entropy_with_integer_labels(logits_VxC, y_val_V).mean()
+      val_accuracy = jnp.mean(jnp.argmax(logits_VxC, -1) == y_val_V)
+      return (params, opt_state, val_accuracy, val_loss), None
+
+    zero = jnp.zeros((), jnp.float32)
+    (params, _, val_accuracy, val_loss), _ = lax.scan(
+        epoch, (params, tx.init(params), zero, zero), perms_ExN)
+    return params, val_accuracy, val_loss
+
+  @functools.partial(jax.jit, static_argnums=1)
+  def init(key, n):
+    """The shared init, one copy per variant, and every epoch's minibatch order (as `flax`)."""
+    key, init_key = jax.random.split(key)
+    params = model.init(init_key, jnp.ones((1, num_features), jnp.float32))["params"]
+    perms = []
+    for _ in range(epochs):
+      key, perm_key = jax.random.split(key)
+      perms.append(jax.random.permutation(perm_key, n_train))
+    params_N = jax.tree.map(lambda p: jnp.broadcast_to(p, (n, *p.shape)), params)
+    return params_N, jnp.stack(perms)
+
+  # The initial parameters are donated: the trained ones are written into their buffers.
+  @functools.partial(jax.jit, donate_argnums=1)
+  def sweep(lrs_N, params_N, x_train, y_train, x_val, y_val, perms_ExN):
+    return jax.vmap(train_one, in_axes=(0, 0, None, None, None, None, None))(
+        lrs_N, params_N, x_train, y_train, x_val, y_val, perms_ExN)
+
+  return init, sweep
+
+
+def train_jax_sweep(data, learning_rates: Sequence[float], *, epochs: int, batch_size: int,
+                    seed: int) -> list[Outcome]:
+  """Every learning rate in one `jit(vmap(scan))` program; the last epoch's accuracy and loss."""
+  import jax
+  import jax.numpy as jnp
+  arrays = _device_arrays(data)
+  init, sweep = _jax_sweep_program(len(data["x_train"]), data["x_train"].shape[1], 128,
+                                   _num_classes(data), epochs, batch_size)
+  params_N, perms = init(jax.random.PRNGKey(seed), len(learning_rates))
+  _, accuracy_N, loss_N = sweep(jnp.asarray(learning_rates, jnp.float32), params_N,
+                                *arrays, perms)
+  accuracy_N, loss_N = jax.device_get((accuracy_N, loss_N))
+  return [(float(a), float(l)) for a, l in zip(accuracy_N, loss_N)]
+
+
+_DEVICE_ARRAYS: list = []
+
+
+def _device_arrays(data) -> tuple:
+  """The data on the device once per process: a sweep does not copy it in every call."""
+  import jax
+  if not _DEVICE_ARRAYS or _DEVICE_ARRAYS[0] is not data:
+    _DEVICE_ARRAYS[:] = [data, tuple(jax.device_put(data[k])
+                                     for k in ("x_train", "y_train", "x_val", "y_val"))]
+  return _DEVICE_ARRAYS[1]
+
+
+# ----------------------------------------------------------------------------- torchvmap
+
+
+def train_torch_vmap(data, learning_rates: Sequence[float], *, epochs: int, batch_size: int,
+                     seed: int) -> list[Outcome]:
+  """Every learning rate as one `torch.func` ensemble; the last epoch's accuracy and loss."""
+  import copy
+
+  import torch
+  from torch import nn
+  from torch.func import functional_call, grad, stack_module_state, vmap
+  from torch.nn import functional as F
+  torch.manual_seed(seed)
+  x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"]).long()
+  x_val, y_val = torch.from_numpy(data["x_val"]), torch.from_numpy(data["y_val"]).long()
+  # Seeded as `train_torch`'s model is, then copied: every learning rate starts from it.
+  base = nn.Sequential(nn.Linear(x.shape[1], 128), nn.ReLU(), nn.Linear(128, _num_classes(data)))
+  params, buffers = stack_module_state([copy.deepcopy(base) for _ in learning_rates])
+  # Plain tensors: torch.func differentiates them, and the in-place updates need no autograd.
+  params = {k: v.detach() for k, v in params.items()}
+  skeleton = copy.deepcopy(base).to("meta")
+
+  def loss_fn(p, b, x_BxD, y_B):
+    return F.cross_entropy(functional_call(skeleton, (p, b), (x_BxD,)), y_B)
+
+  grads_fn = vmap(grad(loss_fn), in_dims=(0, 0, None, None))
+  logits_fn = vmap(lambda p, b, x_BxD: functional_call(skeleton, (p, b), (x_BxD,)),
+                   in_dims=(0, 0, None))
+  # Adam as optax and torch.optim write it, with a learning rate per model (broadcast shapes).
+  lr = {k: torch.tensor(learning_rates, dtype=v.dtype).view(-1, *[1] * (v.dim() - 1))
+        for k, v in params.items()}
+  m = {k: torch.zeros_like(v) for k, v in params.items()}
+  v2 = {k: torch.zeros_like(v) for k, v in params.items()}
+  b1, b2, eps = 0.9, 0.999, 1e-8
+  order = torch.Generator().manual_seed(seed)
+  n, t = len(x), 0
+  for _ in range(epochs):
+    perm = torch.randperm(n, generator=order)
+    for start in range(0, n, batch_size):
+      idx = perm[start:start + batch_size]
+      grads = grads_fn(params, buffers, x[idx], y[idx])
+      t += 1
+      bc1, bc2 = 1 - b1**t, 1 - b2**t
+      for k, p in params.items():
+        g = grads[k]
+        m[k].mul_(b1).add_(g, alpha=1 - b1)
+        v2[k].mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v2[k] / bc2).sqrt_().add_(eps)
+        p.sub_(lr[k] * (m[k] / bc1) / denom)
+    with torch.no_grad():
+      logits = logits_fn(params, buffers, x_val)  # [N, V, C]
+      val_loss = F.cross_entropy(logits.permute(0, 2, 1), y_val.expand(len(logits), -1),
+                                 reduction="none").mean(-1)
+      val_accuracy = (logits.argmax(-1) == y_val).float().mean(-1)
+  return [(float(a), float(l)) for a, l in zip(val_accuracy, val_loss)]
+
+
 # ----------------------------------------------------------------------------- keras
 
 
@@ -287,6 +468,9 @@ _KERAS_FACTS: dict[str, object] = {}
 
 SYSTEMS: dict[str, Callable[..., Outcome]] = {
     "flax": train_flax, "torch": train_torch, "keras": train_keras}
+# These train every learning rate in one call: (data, learning_rates, ...) -> [Outcome].
+BATCHED: dict[str, Callable[..., list[Outcome]]] = {
+    "jaxsweep": train_jax_sweep, "torchvmap": train_torch_vmap}
 
 
 def _facts(system: str) -> dict:
@@ -297,7 +481,10 @@ def _facts(system: str) -> dict:
     facts["backend"] = jax.default_backend()
     facts["traces"] = dict(_flax_program(64, 128, 10)[3])
     return facts
-  if system == "torch":
+  if system == "jaxsweep":
+    import jax
+    return dict(package_versions(["jax", "jaxlib", "flax", "optax"]), backend=jax.default_backend())
+  if system in ("torch", "torchvmap"):
     import torch
     return {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "interop_threads": torch.get_num_interop_threads()}
@@ -313,26 +500,31 @@ def run_spec(spec: dict) -> dict:
   """Runs one measurement described by `spec` (see the module docstring); returns its record."""
   start_load = loadavg()
   system = spec["system"]
-  train = SYSTEMS[system]
   events = None
-  if system == "flax":
+  if system in ("flax", "jaxsweep"):
     enable_jax_cache()
     events = watch_compiles()
-  elif system == "torch":
+  elif system in ("torch", "torchvmap"):
     import torch  # Imported before timing.
     if spec.get("torch_threads"):
       # For 32x64 @ 64x128 matmuls OpenMP threads cost more than they give: on the 2-core
       # development machine, 20 epochs took 1.0 s with one thread and 4.0 s with torch's
-      # default of two (and up to 50 s with two on a busy machine).
+      # default of two (and up to 50 s with two on a busy machine). torchvmap is pinned alike,
+      # so the two torch peers differ only in how they vectorize.
       torch.set_num_threads(spec["torch_threads"])
   else:
     _keras()
   data = load_data(spec["data"])
   lrs = [float(lr) for lr in spec["learning_rates"]]
-  run_one = functools.partial(train, data, epochs=spec["epochs"], batch_size=spec["batch_size"],
-                              seed=spec.get("seed", 0))
-  record = measure(lambda: [run_one(lr) for lr in lrs], spec.get("repeats", 3),
-                   first=lambda: run_one(lrs[0]), first_share=1 / len(lrs))
+  kwargs = dict(epochs=spec["epochs"], batch_size=spec["batch_size"], seed=spec.get("seed", 0))
+  if system in BATCHED:
+    # All N at once, first call included: it compiles (or warms up) the N-wide program.
+    run_all = functools.partial(BATCHED[system], data, lrs, **kwargs)
+    record = measure(run_all, spec.get("repeats", 3))
+  else:
+    run_one = functools.partial(SYSTEMS[system], data, **kwargs)
+    record = measure(lambda: [run_one(lr) for lr in lrs], spec.get("repeats", 3),
+                     first=lambda: run_one(lrs[0]), first_share=1 / len(lrs))
   record.update(system=system, n=len(lrs), learning_rates=lrs, facts=_facts(system),
                 loadavg_start=start_load, loadavg_end=loadavg())
   if events is not None:

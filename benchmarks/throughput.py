@@ -15,6 +15,11 @@ Workload P: digits (1437 training, 360 validation examples), an MLP 64-128-10, A
            (`benchmarks.peers`).
   torch    a PyTorch eager loop (peers venv).
   keras    Keras 3 `fit` on TensorFlow-CPU (peers venv).
+  jaxsweep a minimal hand-written JAX sweep: `jit(vmap(scan))` over the learning rates with
+           `optax.inject_hyperparams(optax.adam)`, shared init and minibatch order, nothing
+           else; the yardstick for what lr_jax's features cost per variant.
+  torchvmap PyTorch's vectorized ensemble: `torch.func.stack_module_state` + `functional_call`
+           + `vmap(grad)`, a hand-written Adam with a learning rate per model (peers venv).
 
 Every measurement runs in a fresh process (its own peak RSS; cold = an empty JAX persistent
 compilation cache, warm = the cache the cold run filled). Each reports seconds per variant
@@ -44,20 +49,28 @@ from absl import app, flags
 import benchmarks
 from benchmarks import fmt, markdown_table
 
-SYSTEMS = ("vmapped", "loop", "flax", "torch", "keras")
+SYSTEMS = ("vmapped", "loop", "flax", "torch", "keras", "jaxsweep", "torchvmap")
 LR_JAX = ("vmapped", "loop")
-PEERS = ("torch", "keras")  # Run from the peers' virtual environment.
+# Run from the peers' virtual environment, which must hold these modules.
+PEER_MODULES = {"torch": ("torch",), "keras": ("tensorflow", "keras"), "torchvmap": ("torch",)}
+PEERS = tuple(PEER_MODULES)
+# Train all N variants in one program: their cost per variant depends on N, never extrapolated.
+BATCHED = ("vmapped", "jaxsweep", "torchvmap")
 LABELS = {
     "vmapped": "(a) lr_jax vmapped",
     "loop": "(b) lr_jax single-variant x N",
     "flax": "(c) Flax-example loop",
     "torch": "(d) PyTorch eager",
     "keras": "(e) Keras 3 fit (TF-CPU)",
+    "jaxsweep": "(f) hand-written JAX jit(vmap(scan))",
+    "torchvmap": "(g) PyTorch torch.func vmap ensemble",
 }
 PEERS_HINT = ("peers not installed: pip install -e '.[peers]' "
               "(python3 -m venv .venv-peers && .venv-peers/bin/pip install -e '.[peers]')")
 # (system, the least speed-up per variant of vmapped over it at --target_n).
 SPEEDUP_TARGETS = (("loop", 3.0), ("keras", 100.0), ("torch", 50.0), ("flax", 40.0))
+# vmapped may cost at most this many times the hand-written JAX sweep per variant at --target_n.
+YARDSTICK_FACTOR = 1.1
 
 flags.DEFINE_string("out", "runs/benchmarks/throughput", "Output folder.")
 flags.DEFINE_bool("quick", False,
@@ -67,7 +80,8 @@ flags.DEFINE_bool("quick", False,
 flags.DEFINE_bool("full", False, "Also measure the peers at N=64 instead of extrapolating.")
 flags.DEFINE_list("ns", ["1", "8", "64", "256"], "Numbers of variants (learning rates).")
 flags.DEFINE_list("peer_ns", ["1", "8"], "N at which torch and keras are measured (cost is "
-                  "linear in N: larger N are extrapolated).")
+                  "linear in N: larger N are extrapolated); jaxsweep and torchvmap train N at "
+                  "once, so they are measured at --ns.")
 flags.DEFINE_list("systems", list(SYSTEMS), f"Systems to measure: {', '.join(SYSTEMS)}.")
 flags.DEFINE_integer("epochs", 20, "Epochs of workload P.")
 flags.DEFINE_integer("batch_size", 32, "Minibatch size of workload P.")
@@ -291,14 +305,15 @@ class Runner:
     return self.spawn(name, argv, cache_dir, spec["result"])
 
 
-def _peers_python(venv: str) -> str | None:
-  """The peers' interpreter if torch, tensorflow and keras are installed there, else None."""
+def _peers_python(venv: str, modules: Sequence[str] = ("torch", "tensorflow", "keras")
+                  ) -> str | None:
+  """The peers' interpreter if every one of `modules` is installed there, else None."""
   python = benchmarks.python_of_venv(venv)
   if not os.path.exists(python):
     return None
   # find_spec, not import: importing TensorFlow alone takes many seconds.
   code = ("import importlib.util as u, sys; "
-          "sys.exit(not all(u.find_spec(m) for m in ('torch', 'tensorflow', 'keras')))")
+          f"sys.exit(not all(u.find_spec(m) for m in {tuple(modules)!r}))")
   probe = subprocess.run([python, "-c", code], capture_output=True, timeout=120, check=False)
   return python if probe.returncode == 0 else None
 
@@ -312,12 +327,13 @@ def collect(cfg: dict, runner: Runner) -> dict:
   records: dict = {"runs": {}, "warm": {}, "errors": []}
   data_path = os.path.join(runner.out, "data.npz")
   shared_cache = os.path.join(runner.out, "cache", "shared") if cfg["quick"] else None
-  peers_python = None
-  if any(s in PEERS for s in cfg["systems"]):
-    peers_python = _peers_python(cfg["peers_venv"])
-    if peers_python is None:
-      print(PEERS_HINT, flush=True)
-      records["peers_missing"] = PEERS_HINT
+  # Per peer: a venv with torch alone still runs both torch peers.
+  peers_python = {s: _peers_python(cfg["peers_venv"], PEER_MODULES[s])
+                  for s in cfg["systems"] if s in PEERS}
+  missing = [s for s, python in peers_python.items() if python is None]
+  if missing:
+    print(f"{PEERS_HINT}; skipped: {', '.join(missing)}", flush=True)
+    records["peers_missing"] = f"{PEERS_HINT}; skipped: {', '.join(missing)}"
   base = {"data": data_path, "epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "seed": 0,
           "torch_threads": cfg["torch_threads"]}
 
@@ -325,11 +341,11 @@ def collect(cfg: dict, runner: Runner) -> dict:
     return shared_cache or os.path.join(runner.out, "cache", f"{system}-{n}")
 
   for system in cfg["systems"]:
-    if system in PEERS and peers_python is None:
+    if system in PEERS and peers_python[system] is None:
       continue
-    python = peers_python if system in PEERS else sys.executable
+    python = peers_python[system] if system in PEERS else sys.executable
     module = "benchmarks.throughput" if system in LR_JAX else "benchmarks.peers"
-    ns = cfg["peer_ns"] if system in PEERS else cfg["ns"]
+    ns = cfg["peer_ns"] if system in PEERS and system not in BATCHED else cfg["ns"]
     for n in ns:
       name = f"{system}-{n}"
       cache = None if system in PEERS else cache_for(system, n)
@@ -418,7 +434,7 @@ def analyse(cfg: dict, records: dict, peak: dict, flops: dict) -> dict:
       if rec is not None:
         per, lo, hi = rec["median_s"] / n, rec["min_s"] / n, rec["max_s"] / n
         how = "measured"
-      elif system == "vmapped":
+      elif system in BATCHED:
         continue  # Its cost is not linear in N: never extrapolated.
       else:
         # The others train one variant at a time: their cost is linear in N.
@@ -478,6 +494,32 @@ def checks(cfg: dict, records: dict) -> list[dict]:
     if diffs:
       out.append({"name": f"vmapped = alone at N={n} (lr <= 1e-2), final val accuracy within 0.01",
                   "ok": max(diffs) <= 0.01, "detail": f"largest difference {max(diffs):.4f}"})
+  # The hand-vectorized peers are seeded as their one-at-a-time counterparts: at N = 1 they
+  # train the same model on the same minibatches, so their losses agree to float rounding.
+  for batched, single in (("jaxsweep", "flax"), ("torchvmap", "torch")):
+    a, b = runs.get(f"{batched}-1"), runs.get(f"{single}-1")
+    if a and b and a["final_val_loss"][0] is not None and b["final_val_loss"][0] is not None:
+      rel = abs(a["final_val_loss"][0] - b["final_val_loss"][0]) / abs(b["final_val_loss"][0])
+      out.append({"name": f"{batched} = {single} at N=1 (same init and minibatches): final val "
+                          "loss within 1e-3 relative",
+                  "ok": rel <= 1e-3, "detail": f"relative difference {rel:.2g}"})
+  # Their accuracies against lr_jax's at the same learning rates (other inits, other orders:
+  # within noise, not equal).
+  for system in ("jaxsweep", "torchvmap"):
+    for n in cfg["ns"]:
+      a, b = runs.get(f"vmapped-{n}"), runs.get(f"{system}-{n}")
+      if not a or not b:
+        continue
+      diffs = [abs(x - y) for lr, x, y in zip(a["learning_rates"], a["final_val_accuracy"],
+                                               b["final_val_accuracy"])
+               if lr <= 1e-2 and x is not None and y is not None]
+      if diffs:
+        mean = statistics.fmean(diffs)
+        out.append({"name": f"{system} ~ vmapped at N={n} (lr <= 1e-2): final val accuracy, mean "
+                            f"difference within {cfg['acc_tolerance']:.2f}, largest within "
+                            f"{2 * cfg['acc_tolerance']:.2f}",
+                    "ok": mean <= cfg["acc_tolerance"] and max(diffs) <= 2 * cfg["acc_tolerance"],
+                    "detail": f"mean difference {mean:.4f}, largest {max(diffs):.4f}"})
   for err in records["errors"]:
     out.append({"name": "measurement ran", "ok": False, "detail": err.splitlines()[0]})
   return out
@@ -500,7 +542,14 @@ def targets(cfg: dict, records: dict, rows: list[dict], peak: dict) -> list[dict
                             + ("" if r["how"] == "measured" else f" ({r['how']})")
                             + f"; needs vmapped at {needed:.3g} GFLOP/s, "
                               f"{100 * needed / peak['median_gflops']:.0f}% of the matmul peak"})
-  r = at.get(("vmapped", n))
+  r, f = at.get(("vmapped", n)), at.get(("jaxsweep", n))
+  if r and f:
+    ratio = r["s_per_variant"] / f["s_per_variant"]
+    out.append({"name": f"N={n}: vmapped <= {YARDSTICK_FACTOR:g}x {LABELS['jaxsweep']} per "
+                        "variant (what lr_jax's features cost)",
+                "ok": ratio <= YARDSTICK_FACTOR,
+                "measured": f"{ratio:.3g}x ({r['s_per_variant']:.4g} against "
+                            f"{f['s_per_variant']:.4g} s per variant)"})
   if r:
     out.append({"name": f"N={n}: vmapped >= 50% of the float32 matmul peak "
                         f"({peak['median_gflops']:.1f} GFLOP/s)",
@@ -703,6 +752,9 @@ def report(cfg: dict, result: dict) -> dict[str, str]:
           "torch": f"eager: nothing to compile; {rec['facts'].get('threads')} thread(s)",
           "keras": "a new tf.function per model, inside every variant's time; "
                    f"jit_compile={rec['facts'].get('jit_compile')}",
+          "jaxsweep": "one program per N",
+          "torchvmap": f"eager torch.func: nothing to compile; {rec['facts'].get('threads')} "
+                       "thread(s)",
       }
       note = notes.get(system, "") if state == "cold" else ""
       compile_rows.append([LABELS[system], rec["n"], state if system not in PEERS else "-",
@@ -771,7 +823,8 @@ def config_from_flags() -> dict:
     given = lambda name: FLAGS[name].present
     cfg.update({"ns": cfg["ns"] if given("ns") else [1, 2],
                 "peer_ns": cfg["peer_ns"] if given("peer_ns") else [1],
-                "systems": cfg["systems"] if given("systems") else ["vmapped", "loop", "flax"],
+                "systems": (cfg["systems"] if given("systems")
+                            else ["vmapped", "loop", "flax", "jaxsweep"]),
                 "epochs": cfg["epochs"] if given("epochs") else 1,
                 "repeats": cfg["repeats"] if given("repeats") else 1,
                 # One epoch is far from converged: only a broken system is this far off.

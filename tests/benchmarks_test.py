@@ -6,6 +6,7 @@ XLA's backend optimizations off, which cuts compile time several-fold at the cos
 that --quick does not have.
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import benchmarks
@@ -68,9 +70,11 @@ def test_fill_markers_replaces_only_the_marked_text(tmp_path):
 
 def test_throughput_quick(tmp_path):
   # A peers venv that does not exist: the peers are skipped with one line, the rest runs.
-  out, stdout = _run("benchmarks.throughput", tmp_path, "--systems=vmapped,loop,flax,torch",
+  out, stdout = _run("benchmarks.throughput", tmp_path,
+                     "--systems=vmapped,loop,flax,torch,jaxsweep,torchvmap",
                      f"--peers_venv={tmp_path / 'no-venv'}")
   assert "peers not installed: pip install -e '.[peers]'" in stdout
+  assert "skipped: torch, torchvmap" in stdout
   assert "FAIL" not in stdout
   with open(out / "throughput.json") as f:
     result = json.load(f)
@@ -83,7 +87,8 @@ def test_throughput_quick(tmp_path):
   assert _positive(result["matmul_peak"]["median_gflops"])
 
   runs = result["records"]["runs"]
-  assert set(runs) == {f"{s}-{n}" for s in ("vmapped", "loop", "flax") for n in (1, 2)}
+  systems = ("vmapped", "loop", "flax", "jaxsweep")
+  assert set(runs) == {f"{s}-{n}" for s in systems for n in (1, 2)}
   for name, rec in runs.items():
     assert rec["n"] == len(rec["learning_rates"]) == len(rec["final_val_accuracy"]), name
     for key in ("first_s", "median_s", "min_s", "max_s", "peak_rss_mb"):
@@ -98,15 +103,24 @@ def test_throughput_quick(tmp_path):
       assert rec["compile_events"]["trace_s"] >= 0
   assert runs["vmapped-1"]["learning_rates"] == pytest.approx([1e-3])
   assert runs["vmapped-2"]["learning_rates"] == pytest.approx([1e-4, 1e-1])
+  assert runs["jaxsweep-2"]["learning_rates"] == pytest.approx([1e-4, 1e-1])
 
   rows = result["analysis"]["rows"]
-  assert {(r["system"], r["n"]) for r in rows} == {(s, n) for s in ("vmapped", "loop", "flax")
-                                                   for n in (1, 2)}
+  assert {(r["system"], r["n"]) for r in rows} == {(s, n) for s in systems for n in (1, 2)}
   for r in rows:
     for key in ("s_per_variant", "gflops", "pct_of_matmul_peak", "x_slower_than_vmapped"):
       assert _positive(r[key]), (r["system"], r["n"], key)
   checks = result["analysis"]["checks"]
   assert checks and all(c["ok"] is True for c in checks), checks
+  names = [c["name"] for c in checks]
+  assert any(n.startswith("jaxsweep = flax at N=1") for n in names), names
+  assert any(n.startswith("jaxsweep ~ vmapped at N=2") for n in names), names
+  targets = {t["name"]: t for t in result["analysis"]["targets"]}
+  yardstick = next(t for name, t in targets.items() if "hand-written JAX" in name)
+  ratio = float(yardstick["measured"].split("x")[0])
+  rows_at = {(r["system"], r["n"]): r for r in rows}
+  assert ratio == pytest.approx(rows_at["vmapped", 2]["s_per_variant"]
+                                / rows_at["jaxsweep", 2]["s_per_variant"], rel=1e-2)
   for t in result["analysis"]["targets"]:
     assert isinstance(t["ok"], bool) and t["measured"], t
 
@@ -118,9 +132,75 @@ def test_throughput_quick(tmp_path):
   with open(out / "throughput.csv") as f:
     lines = f.read().splitlines()
   assert lines[0].startswith("system,label,n,how,s_per_variant") and len(lines) == 1 + len(rows)
+  assert sum(line.startswith("jaxsweep,") for line in lines) == 2
+  assert "(f) hand-written JAX jit(vmap(scan))" in _sections(out / "throughput.md")[
+      "throughput:per_variant"]
   sections = _sections(out / "throughput.md")
   assert set(sections) == {m for m in MARKERS if m.startswith("throughput:")}
   _check_fills_the_doc(tmp_path, sections)
+
+
+def _peer_outcomes(python, tmp_path, code):
+  data = tmp_path / "data.npz"
+  rng = np.random.default_rng(0)
+  # A small separable problem: 10 classes, 64 features, 320 training and 100 validation rows.
+  centers = rng.normal(0, 1, (10, 64)).astype(np.float32)
+  def split(n):
+    y = rng.integers(0, 10, n).astype(np.int32)
+    return (centers[y] + rng.normal(0, 1, (n, 64))).astype(np.float32), y
+  (x_train, y_train), (x_val, y_val) = split(320), split(100)
+  np.savez(data, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
+  proc = subprocess.run(
+      [python, "-c", "import json, sys; from benchmarks import peers; "
+       f"data = peers.load_data({str(data)!r}); print(json.dumps({code}))"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0"))
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return json.loads(proc.stdout.splitlines()[-1])
+
+
+_KW = "epochs=3, batch_size=32, seed=0"  # 320 = 10 full batches; 3 epochs.
+
+
+def test_jax_sweep_peer_trains_each_learning_rate_as_flax_alone(tmp_path):
+  sweep, alone = _peer_outcomes(
+      sys.executable, tmp_path,
+      f"[peers.train_jax_sweep(data, [0.0, 1e-3, 3e-2], {_KW}), "
+      f"[peers.train_flax(data, lr, {_KW}) for lr in (0.0, 1e-3, 3e-2)]]")
+  # One init, one minibatch order, each variant its own learning rate: the sweep's variants
+  # are exactly the one-at-a-time runs, to float rounding.
+  for (acc, loss), (acc1, loss1) in zip(sweep, alone):
+    assert acc == pytest.approx(acc1, abs=0.011) and loss == pytest.approx(loss1, rel=1e-3)
+  # lr 0 leaves the init alone; the others learn this easy problem.
+  assert sweep[0][0] < 0.4 and sweep[1][0] > 0.8 and sweep[2][0] > 0.8
+  assert sweep[0][1] > 2 * sweep[1][1]
+
+
+def _torch_python():
+  """An interpreter that imports torch: this one, else the benchmark's default peers venv."""
+  if importlib.util.find_spec("torch"):
+    return sys.executable
+  python = benchmarks.python_of_venv(os.path.join(ROOT, ".venv-peers"))
+  if os.path.exists(python) and subprocess.run([python, "-c", "import torch, numpy, absl"],
+                                               capture_output=True, check=False).returncode == 0:
+    return python
+  return None
+
+
+def test_torch_vmap_peer_trains_each_learning_rate_as_torch_alone(tmp_path):
+  python = _torch_python()
+  if python is None:
+    pytest.skip("torch is not importable, neither here nor in .venv-peers "
+                "(python3 -m venv .venv-peers && .venv-peers/bin/pip install -e '.[peers]')")
+  ensemble, alone = _peer_outcomes(
+      python, tmp_path,
+      f"[peers.train_torch_vmap(data, [0.0, 1e-3, 3e-2], {_KW}), "
+      f"[peers.train_torch(data, lr, {_KW}) for lr in (0.0, 1e-3, 3e-2)]]")
+  # The hand-written per-model Adam against torch.optim.Adam, same init and minibatches.
+  for (acc, loss), (acc1, loss1) in zip(ensemble, alone):
+    assert acc == pytest.approx(acc1, abs=0.011) and loss == pytest.approx(loss1, rel=1e-3)
+  assert ensemble[0][0] < 0.4 and ensemble[1][0] > 0.8 and ensemble[2][0] > 0.8
+  assert ensemble[0][1] > 2 * ensemble[1][1]
 
 
 def test_convergence_quick(tmp_path):
