@@ -19,9 +19,10 @@ divergence are per-variant masks (`jnp.where`), never Python control flow. No ho
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 import math
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -130,7 +131,6 @@ def history_type(metric_names: tuple[str, ...]) -> type:
   """`History`, plus a `val_<name>` field per user metric (`History` itself for none)."""
   if not metric_names:
     return History
-  import collections  # pylint: disable=g-import-not-at-top
   return collections.namedtuple(
       "History", History._fields + tuple(f"val_{n}" for n in metric_names))
 
@@ -196,6 +196,9 @@ def example_losses(model: Model, classification: bool, params, x_BxD, y_B, key, 
   """
   out = model.apply(params, x_BxD, key, train)
   loss_B = (builtin_loss(classification) if loss is None else loss)(out, y_B)
+  if jnp.shape(loss_B) != jnp.shape(y_B):  # A [B, 1] or scalar loss would broadcast silently.
+    raise ConfigError(f"the loss must return one value per example, shape {jnp.shape(y_B)}, "
+                      f"got shape {jnp.shape(loss_B)}")
   if classification:
     correct_B = (jnp.argmax(out, axis=-1) == y_B).astype(jnp.float32)
   else:
@@ -325,8 +328,10 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
                                                 with_outputs=True)
     val_loss = weighted_mean(val_loss_B, w_val)
     val_acc = weighted_mean(val_correct_B, w_val)
-    values = {n: jnp.asarray(m.fn(out_VxK, y_val, w_val), jnp.float32).reshape(())
-              for n, m in metrics}
+    values = {n: jnp.asarray(m.fn(out_VxK, y_val, w_val), jnp.float32) for n, m in metrics}
+    for n, value in values.items():
+      if value.shape != ():
+        raise ConfigError(f"metric {n!r} must return a scalar, got shape {value.shape}")
     # The score is lower-is-better: a higher-is-better metric is negated.
     if tcfg.monitor == "val_loss":
       score = val_loss

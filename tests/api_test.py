@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -275,6 +276,10 @@ def test_user_metric_in_rows_history_table_summary_and_selection(tmp_path):
     ({"metrics": {"bacc": _balanced_accuracy}}, {}, "must be lr_jax.Metric(fn, higher_is_better"),
     ({"metrics": {"loss": lr_jax.Metric(_balanced_accuracy)}}, {}, "metric name 'loss'"),
     ({"loss": "focal"}, {}, "loss must be a function"),
+    ({"loss": lambda out, y: jnp.sum(out, axis=1, keepdims=True)}, {},
+     "the loss must return one value per example"),
+    ({"metrics": {"recall": lr_jax.Metric(lambda out, y, w: out[:, 0])}}, {},
+     "metric 'recall' must return a scalar"),
 ])
 def test_unknown_monitor_select_by_or_bad_metric_is_one_line(kwargs, train, needle):
   exp = TINY.replace(**{f"train__{k}": v for k, v in train.items()})
@@ -290,3 +295,25 @@ def test_monitor_outside_val_names_is_refused_by_the_config():
     lr_jax.run_sweep(lr_jax.Experiment(data=lr_jax.DataConfig(dataset="linear", num_samples=100),
                                        train=lr_jax.TrainConfig(epochs=1)),
                      lr_jax.Grid(), select_by="val_accuracy")
+
+
+def test_refit_trains_with_the_sweeps_loss_and_metrics(monkeypatch):
+  # The refit's TrainConfig monitors the user metric, so it needs the metrics (else it fails),
+  # and it must train with the sweep's loss, not silently with cross-entropy.
+  from lr_jax import engine
+  exp = TINY.replace(train__monitor="val_bacc")
+  metrics = {"bacc": lr_jax.Metric(_balanced_accuracy, higher_is_better=True)}
+
+  def smoothed(out_BxK, y_B):
+    target_BxK = optax.smooth_labels(jax.nn.one_hot(y_B, out_BxK.shape[-1]), 0.1)
+    return optax.softmax_cross_entropy(out_BxK, target_BxK)
+
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2,)), loss=smoothed,
+                            metrics=metrics)
+  seen = []
+  run_sweep = engine.run_sweep
+  monkeypatch.setattr(engine, "run_sweep",
+                      lambda *a, **kw: seen.append(kw) or run_sweep(*a, **kw))
+  model = lr_jax.refit(result)
+  assert seen[0]["loss"] is smoothed and seen[0]["metrics"] == metrics
+  assert model.predict(np.zeros((2, 64), np.float32)).shape == (2,)
