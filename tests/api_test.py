@@ -317,3 +317,24 @@ def test_refit_trains_with_the_sweeps_loss_and_metrics(monkeypatch):
   model = lr_jax.refit(result)
   assert seen[0]["loss"] is smoothed and seen[0]["metrics"] == metrics
   assert model.predict(np.zeros((2, 64), np.float32)).shape == (2,)
+
+
+def test_a_checkpoint_resumes_with_its_metrics_and_refuses_another_loss(tmp_path):
+  from lr_jax import engine
+  exp = TINY.replace(train__epochs=2, train__chunk_epochs=1)
+  grid = lr_jax.Grid(learning_rates=(1e-2,))
+  metrics = {"bacc": lr_jax.Metric(_balanced_accuracy, higher_is_better=True)}
+  ckdir = str(tmp_path / "ck")
+  first = lr_jax.run_sweep(exp, grid, metrics=metrics,
+                           options=engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=1))
+  resume = engine.RunOptions(checkpoint_dir=ckdir, resume=True)
+  again = lr_jax.run_sweep(exp, grid, metrics=metrics, options=resume)  # from the checkpoint
+  np.testing.assert_array_equal(again.rows["best_val_bacc"], first.rows["best_val_bacc"])
+  np.testing.assert_array_equal(again.history["val_bacc"], first.history["val_bacc"])
+  with pytest.raises(lr_jax.ConfigError, match=r"different configuration: objective\.loss "
+                     r"\(checkpoint null, now \"api_test._cross_entropy\"\)"):
+    lr_jax.run_sweep(exp, grid, metrics=metrics, loss=_cross_entropy, options=resume)
+
+
+def _cross_entropy(out_BxK, y_B):
+  return optax.softmax_cross_entropy_with_integer_labels(out_BxK, y_B)
