@@ -18,12 +18,12 @@ from lr_jax.finder import FinderResult, lr_finder, plot_finder
 from lr_jax.models import MODELS, Model, build_model, from_linen, from_nnx
 from lr_jax.optim import OPTIMIZERS, SCHEDULES, make_optimizer
 from lr_jax.results import SweepResult, format_table, write_outputs
-from lr_jax.train import make_trainer
+from lr_jax.train import Metric, make_trainer
 
 __all__ = [
     "ConfigError", "DATASETS", "FinderResult", "lr_finder", "plot_finder", "DataConfig", "Dataset", "Experiment", "Grid", "MODELS", "Model",
     "ModelConfig", "OPTIMIZERS", "OptimConfig", "RunOptions", "SCHEDULES", "Splits", "SweepResult",
-    "TrainConfig", "build_model", "format_table", "from_linen", "from_nnx", "load_dataset",
+    "TrainConfig", "Metric", "build_model", "format_table", "from_linen", "from_nnx", "load_dataset",
     "log_spaced", "make_optimizer", "make_splits", "make_trainer", "plan_sweep", "run_sweep",
     "write_outputs", "TrainedModel", "load_model", "refit", "save_model",
 ]

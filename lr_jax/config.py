@@ -390,7 +390,9 @@ class TrainConfig:
       kept (as Keras does).
     patience: early stopping after this many epochs without improvement of `monitor`; 0
       disables early stopping (the best epoch is still tracked and restored).
-    monitor: "val_loss" (lower is better) or "val_accuracy" (higher is better).
+    monitor: "val_loss" (lower is better), "val_accuracy" (higher is better), or
+      "val_<name>" for a user metric `name` given to `run_sweep(metrics=...)` (its own
+      direction; checked against the metrics when the sweep is planned).
     min_delta: an improvement smaller than this does not count (Keras semantics).
     restore_best: end each variant with the parameters of its best epoch.
     divergence_factor: a variant diverges when a minibatch loss is non-finite or exceeds this
@@ -416,7 +418,9 @@ class TrainConfig:
     check_positive("epochs", self.epochs, integer=True)
     check_positive("batch_size", self.batch_size, integer=True, allow_zero=True)
     check_positive("patience", self.patience, integer=True, allow_zero=True)
-    check_choice("monitor", self.monitor, MONITORS)
+    if self.monitor not in MONITORS and not (
+        self.monitor.startswith("val_") and self.monitor[len("val_"):].isidentifier()):
+      check_choice("monitor", self.monitor, MONITORS + ("val_<name> of a user metric",))
     check_positive("min_delta", self.min_delta, allow_zero=True)
     check_positive("divergence_factor", self.divergence_factor)
     if self.divergence_factor <= 1:

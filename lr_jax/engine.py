@@ -33,7 +33,8 @@ from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, build_model, check_widths, flattened
 from lr_jax.optim import SCHEDULES, hparam_specs
 from lr_jax.results import SweepResult
-from lr_jax.train import DataArrays, final_params, initial_params, make_trainer
+from lr_jax.train import (DataArrays, Loss, Metric, Metrics, final_params, initial_params,
+                          make_trainer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +92,8 @@ class Group:
   points: dict[str, np.ndarray]  # name -> [H] float64; learning_rate first
   seeds: np.ndarray              # [S] int32, streams are seeds x folds (seed-major)
   folds: np.ndarray              # [S] int32
+  loss: Loss | None = None       # a user per-example loss; None is the task's built-in one
+  metrics: Metrics = ()          # user validation metrics, ((name, Metric), ...)
 
 
 def _points(experiment: Experiment, grid: Grid) -> dict[str, np.ndarray]:
@@ -131,6 +134,56 @@ def _check_arguments(experiments, grid, model) -> list[Experiment]:
   return list(dict.fromkeys(experiments))
 
 
+def check_loss_metrics(loss, metrics) -> tuple[Loss | None, Metrics]:
+  """Checks a user loss and metrics (`run_sweep`'s `loss=`, `metrics=`), before any compiling.
+
+  Returns:
+    The loss, and the metrics as `((name, Metric), ...)` in the order given.
+  """
+  if loss is not None and not callable(loss):
+    raise ConfigError(f"loss must be a function (outputs_BxK, y_B) -> [B] or None, got "
+                      f"{type(loss).__name__}")
+  if metrics is None:
+    metrics = {}
+  if not isinstance(metrics, Mapping):
+    raise ConfigError(f"metrics must be a dict {{name: lr_jax.Metric(fn, higher_is_better)}}, "
+                      f"got {type(metrics).__name__}")
+  for name, metric in metrics.items():
+    if not isinstance(name, str) or not name.isidentifier() or name in ("loss", "accuracy"):
+      raise ConfigError(f"metric name {name!r} must be an identifier other than 'loss' and "
+                        "'accuracy' (the built-in val_loss, val_accuracy)")
+    if not isinstance(metric, Metric):
+      raise ConfigError(f"metric {name!r} must be lr_jax.Metric(fn, higher_is_better=...), got "
+                        f"{type(metric).__name__}; its direction decides early stopping and "
+                        "the selection")
+  for what, f in [("loss", loss)] + [(f"metric {n!r}", m.fn) for n, m in metrics.items()]:
+    try:  # It keys the compile cache, by identity.
+      hash(f)
+    except TypeError:
+      raise ConfigError(f"{what} must be hashable (a function, not {type(f).__name__})") from None
+  return loss, tuple(metrics.items())
+
+
+def metric_names(task: str, metrics: Metrics) -> dict[str, bool]:
+  """The validation metrics a sweep of `task` tracks: `val_<name>` -> higher is better."""
+  names = {"val_loss": False}
+  if task == "classification":
+    names["val_accuracy"] = True
+  names.update({f"val_{n}": m.higher_is_better for n, m in metrics})
+  return names
+
+
+def check_select_by(select_by: str | None, groups: Sequence[Group]) -> str | None:
+  """Checks `run_sweep(select_by=...)`: None (the task's default) or a metric of every group."""
+  select_by = check_type(select_by, str | None, "select_by")
+  for g in groups:
+    valid = metric_names(g.dataset.task, g.metrics)
+    if select_by is not None and select_by not in valid:
+      raise ConfigError(f"select_by {select_by!r} is not a metric of {g.dataset.name!r} "
+                        f"({g.dataset.task}); valid choices: {', '.join(valid)}")
+  return select_by
+
+
 # What a target is compared with, per task, and the values that metric can take.
 _TARGET_METRICS = {"classification": ("validation accuracy", Interval(0.0, 1.0, "[]")),
                    "regression": ("validation loss", Interval(0.0, math.inf, "[)"))}
@@ -165,7 +218,8 @@ def _load(data_cfg) -> data_lib.Dataset:
 
 
 def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
-               model: Model | None = None) -> list[Group]:
+               model: Model | None = None, *, loss: Loss | None = None,
+               metrics: Mapping[str, Metric] | None = None) -> list[Group]:
   """Checks every input and plans one compile group per distinct experiment.
 
   Args:
@@ -173,6 +227,8 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
     grid: the dynamic axes.
     model: a user model (`lr_jax.models.from_linen` / `from_nnx`) used instead of the
       experiments' built-in `ModelConfig`.
+    loss: a per-example loss `(outputs_BxK, y_B) -> [B]` replacing the task's built-in one.
+    metrics: `{name: lr_jax.Metric(fn, higher_is_better)}`, validation metrics of one's own.
 
   Returns:
     The groups, in the order given.
@@ -182,8 +238,13 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
       out-of-range hyperparameter before any data is loaded.
   """
   experiments = _check_arguments(experiments, grid, model)
+  loss, metrics = check_loss_metrics(loss, metrics)
   for exp in experiments:  # Unknown or out-of-range hyperparameters: before loading any data.
     _points(exp, grid)
+    user = {f"val_{n}" for n, _ in metrics}
+    if exp.train.monitor not in ("val_loss", "val_accuracy") and exp.train.monitor not in user:
+      raise ConfigError(f"monitor {exp.train.monitor!r} is not a metric of this sweep; valid "
+                        f"choices: {', '.join(['val_loss', 'val_accuracy', *sorted(user)])}")
     if model is not None:
       _check_unused_model_fields(exp, model)
   groups = []
@@ -209,7 +270,7 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
         experiment=exp, dataset=dataset, splits=splits, model=model,
         points=_points(exp, grid),
         seeds=np.array([s for s, _ in streams], np.int32),
-        folds=np.array([f for _, f in streams], np.int32)))
+        folds=np.array([f for _, f in streams], np.int32), loss=loss, metrics=metrics))
   return groups
 
 
@@ -269,14 +330,16 @@ def _group_model(group: Group) -> Flat:
 
 @functools.lru_cache(maxsize=32)
 def _compiled(experiment: Experiment, model: Model | None, task: str, num_outputs: int,
-              feature_shape: tuple[int, ...], n_max: int):
+              feature_shape: tuple[int, ...], n_max: int, loss: Loss | None = None,
+              metrics: Metrics = ()):
   """The trainer of a static signature and its jitted functions, built once per process.
 
   Keyed by the static signature only, so a new learning rate (or seed, or grid of the same
-  size) reuses the compiled program instead of tracing again.
+  size) reuses the compiled program instead of tracing again; a user loss or metric is part
+  of it (by identity), so another one never reuses a program traced with the first.
   """
   flat = _flat_model(experiment.model, model, num_outputs, feature_shape)
-  trainer = make_trainer(experiment, flat, task=task, n_max=n_max)
+  trainer = make_trainer(experiment, flat, task=task, n_max=n_max, loss=loss, metrics=metrics)
   init = jax.jit(trainer.init, compiler_options=compiler_options())
   run = jax.jit(trainer.run, static_argnames="num_epochs", donate_argnums=0,
                 compiler_options=compiler_options())
@@ -319,7 +382,7 @@ def _compile_key(group: Group) -> tuple:
       exp.optim, **{field: getattr(OptimConfig(), field)
                     for field in SCHEDULES[exp.optim.schedule].hparams.values()})
   return (dataclasses.replace(exp, data=DataConfig(), optim=optim), group.model, group.dataset.task, _num_outputs(group.dataset),
-          group.dataset.feature_shape, group.splits.train_idx.shape[1])
+          group.dataset.feature_shape, group.splits.train_idx.shape[1], group.loss, group.metrics)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -526,7 +589,7 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
 
   data = jax.tree_util.tree_map(lambda a: _put(a, mesh, P()), _data_arrays(group))
   like = _init_shape(group, trainer, {k: v[:h_c] for k, v in points.items()}, s_c)
-  hist_fields = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate")
+  hist_fields = trainer.history_fields
 
   chunk = min(exp.train.chunk_epochs or trainer.num_epochs, trainer.num_epochs)
   finished: dict[int, tuple] = {}
@@ -664,16 +727,29 @@ def group_config(group: Group) -> dict:
     shapes = jax.eval_shape(group.model.init, jax.random.PRNGKey(0))
     config["model"]["user"] = json.loads(json.dumps(
         jax.tree_util.tree_map(lambda a: [list(a.shape), str(a.dtype)], shapes), default=str))
+  if group.loss is not None or group.metrics:  # By name: a function's identity is per process.
+    config["objective"] = {"loss": _describe(group.loss),
+                           "metrics": {n: [_describe(m.fn), m.higher_is_better]
+                                       for n, m in group.metrics}}
   grid = _axes(group.points)
   grid["learning_rates"] = grid.pop("learning_rate")
   config["grid"] = {**grid, **_axes({"seeds": group.seeds, "folds": group.folds})}
   return config
 
 
+def _describe(f) -> str | None:
+  """A function's module-qualified name (None for None), to describe it across processes."""
+  if f is None:
+    return None
+  return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"
+
+
 def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
               model: Model | None = None, target: float | None = None,
               options: RunOptions = RunOptions(),
-              select: str = stats.DEFAULT_SELECT) -> SweepResult:
+              select: str = stats.DEFAULT_SELECT, loss: Loss | None = None,
+              metrics: Mapping[str, Metric] | None = None,
+              select_by: str | None = None) -> SweepResult:
   """Runs a learning-rate sweep: every experiment x every grid point x seed x fold.
 
   Args:
@@ -685,6 +761,14 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
     options: chunking, checkpointing, resuming and progress (`RunOptions`).
     select: how each group's learning rate is chosen: "best" (highest mean) or "one_se"
       (`lr_jax.stats.select_index`).
+    loss: a per-example loss `(outputs_BxK, y_B) -> [B]` (the model's outputs, the labels or
+      targets) replacing softmax cross-entropy / squared error in training and validation.
+    metrics: `{name: lr_jax.Metric(fn, higher_is_better)}`; `fn(outputs_VxK, y_V, w_V)` is
+      computed on each fold's whole validation set every epoch (`w_V` is 0 on padding). Each
+      appears as `val_<name>` in the history and `best_val_<name>` (at the best epoch) in the
+      rows, and may be `TrainConfig.monitor` or `select_by`.
+    select_by: the metric the aggregates and the selection score, e.g. "val_auc"; None is
+      val_accuracy for classification, val_loss for regression.
 
   Returns:
     A `SweepResult`: one row per variant, histories, aggregates and the selected learning rate.
@@ -695,21 +779,30 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
   target = check_target(target)  # Types before any data is loaded; the range once planned.
   check_type(options, RunOptions, "options")
   stats.check_select(select)
-  return run_planned(plan_sweep(experiments, grid, model), grid, target=target, options=options,
-                     select=select)
+  loss, metric_items = check_loss_metrics(loss, metrics)
+  if select_by is not None:  # Before any data is loaded: a name no group can have.
+    valid = ["val_loss", "val_accuracy", *(f"val_{n}" for n, _ in metric_items)]
+    if check_type(select_by, str, "select_by") not in valid:
+      raise ConfigError(f"select_by {select_by!r} is not a metric of this sweep; valid "
+                        f"choices: {', '.join(valid)}")
+  groups = plan_sweep(experiments, grid, model, loss=loss, metrics=dict(metric_items))
+  return run_planned(groups, grid, target=target, options=options, select=select,
+                     select_by=select_by)
 
 
 def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = None,
                 options: RunOptions = RunOptions(),
-                select: str = stats.DEFAULT_SELECT) -> SweepResult:
+                select: str = stats.DEFAULT_SELECT, select_by: str | None = None) -> SweepResult:
   """Runs groups from `plan_sweep` (so a script can check all input before compiling)."""
   target = check_target(target, groups)  # Its range needs the tasks, known once planned.
   stats.check_select(select)
+  select_by = check_select_by(select_by, groups)
   outputs = []
   for i, group in enumerate(groups):
     logging.info("compile group %d/%d: %s, %d streams x %d points", i + 1, len(groups),
                  group.experiment.optim.name, len(group.seeds), len(group.points["learning_rate"]))
     outputs.append(run_group(group, index=i, options=options))
-  return SweepResult.from_groups(groups, outputs, grid=grid, target=target, select=select)
+  return SweepResult.from_groups(groups, outputs, grid=grid, target=target, select=select,
+                                 select_by=select_by)
 
 

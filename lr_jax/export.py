@@ -240,7 +240,8 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows, seeds %s",
                best["learning_rate"], epochs, len(chosen), len(rows), seeds)
   fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best["learning_rate"]),),
-                                                seeds=seeds, hparams=hparams), model=g.model)
+                                                seeds=seeds, hparams=hparams), model=g.model,
+                        loss=g.loss, metrics=dict(g.metrics))
   diverged = np.asarray(fit.rows["diverged"], bool)
   if diverged.all():
     raise ConfigError(f"every refit run diverged (lr {best['learning_rate']:.3g}, {epochs} "

@@ -188,24 +188,30 @@ class SweepResult:
 
   @classmethod
   def from_groups(cls, groups: Sequence, outputs: Sequence[dict], *, grid, target=None,
-                  select: str = stats.DEFAULT_SELECT) -> "SweepResult":
+                  select: str = stats.DEFAULT_SELECT, select_by: str | None = None
+                  ) -> "SweepResult":
     """Assembles the result of `engine.run_sweep` from each group's plan and output.
 
-    `select` is the rule that picks each group's learning rate (`stats.select_index`).
+    `select` is the rule that picks each group's learning rate (`stats.select_index`);
+    `select_by` the metric it scores (None: val_accuracy, or val_loss for regression).
     """
     stats.check_select(select)
     rows: dict[str, list] = {}
     histories: dict[str, list] = {}
     num_epochs = max(g.experiment.train.epochs for g in groups)
     hparam_names = []
+    user_metrics: list[str] = []  # `val_<name>` of every group's user metrics
     for g in groups:
       hparam_names += [k for k in g.points if k != "learning_rate" and k not in hparam_names]
+      user_metrics += [f"val_{n}" for n, _ in getattr(g, "metrics", ())
+                       if f"val_{n}" not in user_metrics]
     for gi, (g, out) in enumerate(zip(groups, outputs)):
       exp, v, hist = g.experiment, out["variants"], out["history"]
       num_streams, num_points = v.stopped.shape
       n = num_streams * num_points
       classification = g.dataset.task == "classification"
       h = {k: a.reshape(n, -1) for k, a in hist.items()}
+      h.update({k: np.full((n, 1), np.nan, np.float32) for k in user_metrics if k not in h})
       for k, a in h.items():
         padded = np.full((n, num_epochs), np.nan, np.float32)
         padded[:, :a.shape[1]] = a
@@ -240,15 +246,22 @@ class SweepResult:
       }
       for k in hparam_names:
         columns[k] = tile(g.points[k]) if k in g.points else np.full(n, np.nan)
+      best_metrics = v.best_metrics or {}
+      for k in user_metrics:
+        mine = best_metrics.get(k[len("val_"):])
+        columns[f"best_{k}"] = mine.reshape(n) if mine is not None else np.full(n, np.nan)
       for k, a in columns.items():
         rows.setdefault(k, []).append(a)
     rows_np = {k: np.concatenate(a) for k, a in rows.items()}
     history_np = {k: np.concatenate(a) for k, a in histories.items()}
-    aggregates = aggregate(rows_np, groups, hparam_names)
+    aggregates = aggregate(rows_np, groups, hparam_names, select_by)
+    config = sweep_config(groups, grid, target, select)
+    if select_by is not None:
+      config["select_by"] = select_by
     return cls(
         rows=rows_np, history=history_np, aggregates=aggregates,
         best=best_points(aggregates, len(groups), select),
-        config=sweep_config(groups, grid, target, select),
+        config=config,
         timings=[{"group": i, "compile_s": o["compile_s"], "run_s": o["run_s"],
                   "epochs_executed": o["epochs_executed"]} for i, o in enumerate(outputs)],
         params=[o["params"] for o in outputs], select=select, groups=list(groups))
@@ -266,11 +279,13 @@ def sweep_config(groups: Sequence, grid, target: float | None, select: str) -> d
       "grid": dataclasses.asdict(grid), "target": target, "select": select})
 
 
-def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Sequence[str]) -> list[dict]:
+def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Sequence[str],
+              select_by: str | None = None) -> list[dict]:
   """Statistics over seeds and folds of each (group, grid point), and how the points compare.
 
-  The score is the best validation accuracy for classification and the best validation loss
-  for regression. A run that diverged has no score (its pre-divergence best is not a result of
+  The score is the metric `select_by` at the best epoch (`rows["best_<select_by>"]`, with its
+  direction); by default the best validation accuracy for classification and the best
+  validation loss for regression. A run that diverged has no score (its pre-divergence best is not a result of
   that learning rate), nor does a run whose score is not finite.
 
   Each entry holds: the point's hyperparameters; `n` (runs with a score), `n_diverged`,
@@ -281,12 +296,16 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
   point; 0 where not eligible, NaN with fewer than 2 streams or where streams do not pair);
   `not_worse` (eligible and not significantly worse than the best, paired by stream:
   `stats.not_worse`; None where streams do not pair); `selected` (set by `best_points`);
-  epochs run, and reaching the target.
+  epochs run, and reaching the target; `metric_means` (user metric `val_<name>` -> its mean
+  over the runs with a score, at their best epochs).
   """
   out = []
   keys = ["learning_rate", *hparam_names]
   for gi, g in enumerate(groups):
     classification = g.dataset.task == "classification"
+    metric = select_by or ("val_accuracy" if classification else "val_loss")
+    directions = {f"val_{n}": m.higher_is_better for n, m in getattr(g, "metrics", ())}
+    higher = directions.get(metric, metric == "val_accuracy")
     in_group = rows["group"] == gi
     # The group's own grid points; a hyperparameter only other groups have is NaN here. Not a
     # set of the rows' tuples: NaN != NaN would split one point into one entry per run.
@@ -301,7 +320,7 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
         sel &= (rows[k] == value) | (np.isnan(rows[k]) & np.isnan(value))
       idx = np.flatnonzero(sel)
       idx = idx[np.lexsort((rows["fold"][idx], rows["seed"][idx]))]  # Stream order: pairs points.
-      score = rows["best_val_accuracy" if classification else "best_val_loss"][idx]
+      score = rows[f"best_{metric}"][idx]
       score = np.asarray(score, np.float64)
       diverged = np.asarray(rows["diverged"][idx], bool)
       has_value = np.isfinite(score) & ~diverged
@@ -312,8 +331,10 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
       entry = {
           "group": gi, "optimizer": g.experiment.optim.name,
           **{k: float(v) for k, v in zip(keys, pk)},
-          "metric": "val_accuracy" if classification else "val_loss",
-          "higher_is_better": classification,
+          # Each user metric's mean at the runs' best epochs, whatever scores the point.
+          **({"metric_means": {k: stats.summarize(rows[f"best_{k}"][idx][has_value]).mean
+                               for k in directions}} if directions else {}),
+          "metric": metric, "higher_is_better": higher,
           "n": summary.n, "n_diverged": n_diverged, "n_total": int(idx.size),
           "mean": summary.mean, "std": summary.std, "se": summary.se, "ci95": summary.ci95,
           "mean_val_loss": stats.summarize(rows["best_val_loss"][idx][has_value]).mean,
@@ -559,7 +580,9 @@ def format_table(result: SweepResult) -> str:
     extra = [k for k in entries[0] if k not in _AGG_FIXED]
     target = result.config.get("target") is not None
     head = f"{'lr':>10} " + "".join(f"{k:>13} " for k in extra)
-    head += f"{'best ' + metric + ' ± 95% CI':>27} {'n':>3} {'P(best)':>7}   {'epochs run':>10} "
+    shown = [k for k in entries[0].get("metric_means", {}) if k != metric]  # Other user metrics.
+    head += f"{'best ' + metric + ' ± 95% CI':>27} " + "".join(f"{k:>13} " for k in shown)
+    head += f"{'n':>3} {'P(best)':>7}   {'epochs run':>10} "
     head += f"{'diverged':>9}" + (f" {'ep->target':>10}" if target else "") + "  notes"
     lines.append(head)
     for a in entries:
@@ -567,7 +590,8 @@ def format_table(result: SweepResult) -> str:
       p = a["p_best"]
       p_text = f"{p:.2f}" if a["eligible"] and p is not None and math.isfinite(p) else "-"
       line = f"{a['learning_rate']:>10.3g} " + "".join(f"{a[k]:>13.3g} " for k in extra)
-      line += f"{cell:>27} {a['n']:>3d} {p_text:>7} {'~' if a['not_worse'] else ' '} "
+      line += f"{cell:>27} " + "".join(f"{a['metric_means'][k]:>13.4g} " for k in shown)
+      line += f"{a['n']:>3d} {p_text:>7} {'~' if a['not_worse'] else ' '} "
       line += f"{a['mean_epochs_run']:>10.1f} {a['diverged']:>5d}/{a['n_total']:<3d}"
       if target:
         t = a["mean_epochs_to_target"]
@@ -613,5 +637,5 @@ def _selection_lines(entries: Sequence[dict], best: dict, metric: str, select: s
 
 _AGG_FIXED = {"group", "optimizer", "learning_rate", "metric", "higher_is_better", "n",
               "n_diverged", "n_total", "mean", "std", "se", "ci95", "mean_val_loss",
-              "mean_epochs_run", "diverged", "eligible", "p_best", "not_worse", "selected",
+              "mean_epochs_run", "diverged", "eligible", "metric_means", "p_best", "not_worse", "selected",
               "reached_target", "mean_epochs_to_target", "mean_steps_to_target"}

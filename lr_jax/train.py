@@ -19,9 +19,11 @@ divergence are per-variant masks (`jnp.where`), never Python control flow. No ho
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax
@@ -30,10 +32,45 @@ import numpy as np
 import optax
 
 from lr_jax.config import Experiment
+from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, unflattened
 from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, current_learning_rate, family_state, make_optimizer
 
 Hparams = Mapping[str, jax.Array]  # name -> [H] (or scalar for one variant).
+
+# A per-example loss: `(outputs_BxK, y_B) -> loss_B`, replacing softmax cross-entropy / MSE.
+Loss = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """A validation metric of one's own, computed on a fold's WHOLE validation set every epoch.
+
+  Attributes:
+    fn: `(outputs_VxK, y_V, w_V) -> []`: the model's outputs on every validation row, their
+      labels or targets, and their weights (1 for a real row, 0 for padding, which `fn` must
+      ignore). Traced and jitted: jnp only, no Python control flow on values.
+    higher_is_better: its direction, for early stopping (`TrainConfig.monitor`) and the
+      selection (`run_sweep(select_by=...)`).
+
+  Hashed and compared by `fn`'s identity, like a user model: another function compiles
+  another program.
+  """
+
+  fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+  higher_is_better: bool = True
+
+  def __post_init__(self):
+    if not callable(self.fn):
+      raise ConfigError(f"Metric.fn must be a function (outputs_VxK, y_V, w_V) -> scalar, got "
+                        f"{type(self.fn).__name__}")
+    if not isinstance(self.higher_is_better, (bool, np.bool_)):
+      raise ConfigError(f"Metric.higher_is_better must be True or False, got "
+                        f"{self.higher_is_better!r}")
+
+
+# Metrics of a trainer: ((name, Metric), ...) -- a tuple, so it can key a compile cache.
+Metrics = tuple[tuple[str, Metric], ...]
 
 
 class DataArrays(NamedTuple):
@@ -68,6 +105,8 @@ class VariantState(NamedTuple):
   # The parameters validated at the last epoch, for an optimizer family with an `eval_params`
   # hook (schedule-free); None (no leaves, no cost) for every other.
   eval_params: object = None
+  # User metrics at best_epoch: name -> []; empty (no leaves) without user metrics.
+  best_metrics: object = None
 
 
 class SweepState(NamedTuple):
@@ -87,6 +126,15 @@ class History(NamedTuple):
   learning_rate: jax.Array
 
 
+@functools.lru_cache(maxsize=None)
+def history_type(metric_names: tuple[str, ...]) -> type:
+  """`History`, plus a `val_<name>` field per user metric (`History` itself for none)."""
+  if not metric_names:
+    return History
+  return collections.namedtuple(
+      "History", History._fields + tuple(f"val_{n}" for n in metric_names))
+
+
 class Trainer(NamedTuple):
   """The two pure functions of one compile group, and its static facts."""
 
@@ -94,6 +142,7 @@ class Trainer(NamedTuple):
   run: object    # (state, hparams_H, seeds_S, folds_S, data, num_epochs) -> (state, History)
   steps_per_epoch: int
   num_epochs: int
+  history_fields: tuple[str, ...] = History._fields  # the fields of `run`'s history
 
 
 def _tree_where(cond: jax.Array, new, old):
@@ -126,16 +175,35 @@ def batching(batch_size: int, n_max: int) -> tuple[int, int]:
   return batch, math.ceil(n_max / batch)
 
 
-def example_losses(model: Model, classification: bool, params, x_BxD, y_B, key, train: bool):
-  """Per-example loss and correctness `([B], [B])`: softmax cross-entropy or squared error."""
-  out = model.apply(params, x_BxD, key, train)
+def builtin_loss(classification: bool) -> Loss:
+  """The built-in per-example loss: softmax cross-entropy (integer labels) or squared error."""
   if classification:
-    loss_B = optax.softmax_cross_entropy_with_integer_labels(out, y_B)
+    return optax.softmax_cross_entropy_with_integer_labels
+  return lambda out_BxK, y_B: jnp.square(out_BxK[:, 0] - y_B)
+
+
+def example_losses(model: Model, classification: bool, params, x_BxD, y_B, key, train: bool,
+                   loss: Loss | None = None, with_outputs: bool = False):
+  """Per-example loss and correctness `([B], [B])`, and with `with_outputs` the outputs.
+
+  Args:
+    model: pure `init`/`apply` functions.
+    classification: correctness is argmax == label; NaN for regression.
+    params, x_BxD, y_B, key, train: the model's inputs.
+    loss: a per-example loss `(outputs_BxK, y_B) -> [B]`; None is the built-in one
+      (`builtin_loss`).
+    with_outputs: also return the outputs `[B, K]` (for metrics on them).
+  """
+  out = model.apply(params, x_BxD, key, train)
+  loss_B = (builtin_loss(classification) if loss is None else loss)(out, y_B)
+  if jnp.shape(loss_B) != jnp.shape(y_B):  # A [B, 1] or scalar loss would broadcast silently.
+    raise ConfigError(f"the loss must return one value per example, shape {jnp.shape(y_B)}, "
+                      f"got shape {jnp.shape(loss_B)}")
+  if classification:
     correct_B = (jnp.argmax(out, axis=-1) == y_B).astype(jnp.float32)
   else:
-    loss_B = jnp.square(out[:, 0] - y_B)
     correct_B = jnp.full_like(loss_B, jnp.nan)
-  return loss_B, correct_B
+  return (loss_B, correct_B, out) if with_outputs else (loss_B, correct_B)
 
 
 def weighted_mean(v_B: jax.Array, w_B: jax.Array) -> jax.Array:
@@ -158,7 +226,8 @@ def epoch_order(order_key: jax.Array, epoch: jax.Array, idx_N: jax.Array, mask_N
   return idx_MxB, w_MxB
 
 
-def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int) -> Trainer:
+def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
+                 loss: Loss | None = None, metrics: Metrics = ()) -> Trainer:
   """Builds the pure trainer of one static configuration.
 
   Args:
@@ -171,6 +240,11 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
       on the vector is the same numbers, and faster.
     task: "classification" (softmax cross-entropy, labels int32) or "regression" (MSE).
     n_max: the padded number of training examples per fold (`Splits.train_idx.shape[1]`).
+    loss: a per-example loss `(outputs_BxK, y_B) -> [B]` replacing the task's built-in one in
+      training, validation (`val_loss`) and the divergence check; None keeps the built-in.
+    metrics: `((name, Metric), ...)`, each computed on the whole validation set every epoch:
+      the history gets `val_<name>`, the state `best_metrics[name]` at the best epoch, and
+      `TrainConfig.monitor` may name `val_<name>`.
 
   Returns:
     A `Trainer`; its functions are pure and may be jitted, sharded and checkpointed freely.
@@ -187,8 +261,14 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     flat = model
   # On the pytree: the step differentiates with respect to the layers, not the vector (no
   # gradient scattered into [P] only to be sliced again for the optimizer).
-  losses = functools.partial(example_losses, flat.tree, task == "classification")
-  use_accuracy = tcfg.monitor == "val_accuracy"
+  losses = functools.partial(example_losses, flat.tree, task == "classification", loss=loss)
+  metrics = tuple(metrics)
+  names = tuple(name for name, _ in metrics)
+  monitored = dict(metrics).get(tcfg.monitor[len("val_"):]) if tcfg.monitor.startswith("val_") else None
+  if tcfg.monitor not in ("val_loss", "val_accuracy") and monitored is None:
+    valid = ", ".join(["val_loss", "val_accuracy", *(f"val_{n}" for n in names)])
+    raise ConfigError(f"monitor {tcfg.monitor!r} is not a metric of this sweep; valid choices: {valid}")
+  Hist = history_type(names)
 
   def batch_loss(params, x_BxD, y_B, w_B, key):
     loss_B, correct_B = losses(params, x_BxD, y_B, key, True)
@@ -216,7 +296,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
         best_score=f32(jnp.inf), best_epoch=i32(0), best_val_loss=f32(jnp.nan),
         best_val_accuracy=f32(jnp.nan), wait=i32(0), stopped=jnp.asarray(False),
         diverged=jnp.asarray(False), epochs_run=i32(0), steps_run=i32(0),
-        eval_params=None if family.eval_params is None else eval_params(params, opt_state))
+        eval_params=None if family.eval_params is None else eval_params(params, opt_state),
+        best_metrics={n: f32(jnp.nan) for n in names})
 
   def step_variant(v: VariantState, hp, x_BxD, y_B, w_B, key):
     """One minibatch update; a no-op for a stopped or diverged variant or an empty batch."""
@@ -245,10 +326,22 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     """Validation, early stopping and best-params tracking at the end of an epoch."""
     loss_sum, acc_sum, weight = sums
     current = eval_params(v.params, v.opt_state)
-    val_loss_B, val_correct_B = losses(flat.to_tree(current), x_val, y_val, None, False)
+    val_loss_B, val_correct_B, out_VxK = losses(flat.to_tree(current), x_val, y_val, None, False,
+                                                with_outputs=True)
     val_loss = weighted_mean(val_loss_B, w_val)
     val_acc = weighted_mean(val_correct_B, w_val)
-    score = -val_acc if use_accuracy else val_loss
+    values = {n: jnp.asarray(m.fn(out_VxK, y_val, w_val), jnp.float32) for n, m in metrics}
+    for n, value in values.items():
+      if value.shape != ():
+        raise ConfigError(f"metric {n!r} must return a scalar, got shape {value.shape}")
+    # The score is lower-is-better: a higher-is-better metric is negated.
+    if tcfg.monitor == "val_loss":
+      score = val_loss
+    elif tcfg.monitor == "val_accuracy":
+      score = -val_acc
+    else:
+      value = values[tcfg.monitor[len("val_"):]]
+      score = -value if monitored.higher_is_better else value
     counts = was_training & ~v.diverged
     improved = counts & (score < v.best_score - tcfg.min_delta)
     wait = jnp.where(improved, 0, v.wait + counts.astype(jnp.int32))
@@ -262,17 +355,19 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
         wait=wait,
         stopped=v.stopped | stop,
         epochs_run=v.epochs_run + was_training.astype(jnp.int32),
-        eval_params=None if family.eval_params is None else current)
+        eval_params=None if family.eval_params is None else current,
+        best_metrics={n: jnp.where(improved, values[n], v.best_metrics[n]) for n in names})
     nan = jnp.float32(jnp.nan)
     seen = was_training & (weight > 0)
-    history = History(
+    history = Hist(
         train_loss=jnp.where(seen, loss_sum / jnp.maximum(weight, 1.0), nan),
         train_accuracy=jnp.where(seen, acc_sum / jnp.maximum(weight, 1.0), nan),
         # The epoch a variant diverges in does not count, in the history as in best_*: a
         # diverged variant must not "reach a target" its best metrics never show.
         val_loss=jnp.where(counts, val_loss, nan),
         val_accuracy=jnp.where(counts, val_acc, nan),
-        learning_rate=jnp.where(was_training, current_learning_rate(v.opt_state), nan))
+        learning_rate=jnp.where(was_training, current_learning_rate(v.opt_state), nan),
+        **{f"val_{n}": jnp.where(counts, values[n], nan) for n in names})
     return v, history
 
   # ----- one stream: all points of a (seed, fold), sharing minibatches ----------------------
@@ -326,7 +421,7 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     def skip_epoch(state: SweepState):
       shape = state.variants.stopped.shape
       nan = jnp.full(shape, jnp.nan, jnp.float32)
-      return state, History(nan, nan, nan, nan, nan)
+      return state, Hist(*[nan] * len(Hist._fields))
 
     def body(state: SweepState, _):
       v = state.variants
@@ -335,7 +430,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
 
     return jax.lax.scan(body, state, None, length=num_epochs)
 
-  return Trainer(init=init, run=run, steps_per_epoch=steps_per_epoch, num_epochs=tcfg.epochs)
+  return Trainer(init=init, run=run, steps_per_epoch=steps_per_epoch, num_epochs=tcfg.epochs,
+                 history_fields=Hist._fields)
 
 
 def final_params(v: VariantState, restore_best: bool):

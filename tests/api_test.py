@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -236,3 +237,104 @@ def test_sweep_on_arrays_with_minus_one_plus_one_labels_and_a_given_split(tmp_pa
   summary = json.load(open(paths[2]))
   assert summary["config"]["experiments"][0]["data"]["dataset"] == "flipped"
   assert "flipped" in lr_jax.format_table(result)
+
+
+def _balanced_accuracy(out_VxK, y_V, w_V):
+  """Mean recall over the classes present in the validation rows of weight 1."""
+  hit_V = (jnp.argmax(out_VxK, -1) == y_V) * w_V
+  onehot_VxK = jax.nn.one_hot(y_V, out_VxK.shape[-1]) * w_V[:, None]
+  count_K = jnp.sum(onehot_VxK, 0)
+  recall_K = jnp.sum(onehot_VxK * hit_V[:, None], 0) / jnp.maximum(count_K, 1.0)
+  return jnp.sum(recall_K) / jnp.sum(count_K > 0)
+
+
+def test_user_metric_in_rows_history_table_summary_and_selection(tmp_path):
+  exp = TINY.replace(train__monitor="val_bacc", train__patience=1)
+  result = lr_jax.run_sweep(
+      exp, lr_jax.Grid(learning_rates=(1e-3, 3e-2), seeds=(0, 1)),
+      metrics={"bacc": lr_jax.Metric(_balanced_accuracy, higher_is_better=True)},
+      select_by="val_bacc")
+  bacc = result.rows["best_val_bacc"]
+  assert np.all((bacc > 0) & (bacc <= 1)) and result.history["val_bacc"].shape == (4, 3)
+  means = {lr: bacc[result.rows["learning_rate"] == lr].mean() for lr in (1e-3, 3e-2)}
+  assert result.best[0]["learning_rate"] == max(means, key=means.get)
+  assert result.best[0]["mean"] == pytest.approx(max(means.values()), rel=1e-6)
+  assert "best val_bacc" in lr_jax.format_table(result)
+  lr_jax.write_outputs(result, str(tmp_path))
+  with open(tmp_path / "results.csv") as f:
+    assert "best_val_bacc" in next(csv.reader(f))
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["best"][0]["metric"] == "val_bacc" and summary["config"]["select_by"] == "val_bacc"
+
+
+@pytest.mark.parametrize("kwargs, train, needle", [
+    ({}, {"monitor": "val_auc"}, "monitor 'val_auc' is not a metric of this sweep; valid "
+     "choices: val_loss, val_accuracy"),
+    ({"metrics": {"bacc": lr_jax.Metric(_balanced_accuracy)}}, {"monitor": "val_f1"},
+     "valid choices: val_loss, val_accuracy, val_bacc"),
+    ({"select_by": "val_auc"}, {}, "select_by 'val_auc' is not a metric of this sweep"),
+    ({"metrics": {"bacc": _balanced_accuracy}}, {}, "must be lr_jax.Metric(fn, higher_is_better"),
+    ({"metrics": {"loss": lr_jax.Metric(_balanced_accuracy)}}, {}, "metric name 'loss'"),
+    ({"loss": "focal"}, {}, "loss must be a function"),
+    ({"loss": lambda out, y: jnp.sum(out, axis=1, keepdims=True)}, {},
+     "the loss must return one value per example"),
+    ({"metrics": {"recall": lr_jax.Metric(lambda out, y, w: out[:, 0])}}, {},
+     "metric 'recall' must return a scalar"),
+])
+def test_unknown_monitor_select_by_or_bad_metric_is_one_line(kwargs, train, needle):
+  exp = TINY.replace(**{f"train__{k}": v for k, v in train.items()})
+  with pytest.raises(lr_jax.ConfigError) as e:
+    lr_jax.run_sweep(exp, lr_jax.Grid(), **kwargs)
+  assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_monitor_outside_val_names_is_refused_by_the_config():
+  with pytest.raises(lr_jax.ConfigError, match="unknown monitor 'auc'; valid choices: val_loss"):
+    lr_jax.TrainConfig(monitor="auc")
+  with pytest.raises(lr_jax.ConfigError, match="select_by 'val_accuracy' is not a metric of"):
+    lr_jax.run_sweep(lr_jax.Experiment(data=lr_jax.DataConfig(dataset="linear", num_samples=100),
+                                       train=lr_jax.TrainConfig(epochs=1)),
+                     lr_jax.Grid(), select_by="val_accuracy")
+
+
+def test_refit_trains_with_the_sweeps_loss_and_metrics(monkeypatch):
+  # The refit's TrainConfig monitors the user metric, so it needs the metrics (else it fails),
+  # and it must train with the sweep's loss, not silently with cross-entropy.
+  from lr_jax import engine
+  exp = TINY.replace(train__monitor="val_bacc")
+  metrics = {"bacc": lr_jax.Metric(_balanced_accuracy, higher_is_better=True)}
+
+  def smoothed(out_BxK, y_B):
+    target_BxK = optax.smooth_labels(jax.nn.one_hot(y_B, out_BxK.shape[-1]), 0.1)
+    return optax.softmax_cross_entropy(out_BxK, target_BxK)
+
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2,)), loss=smoothed,
+                            metrics=metrics)
+  seen = []
+  run_sweep = engine.run_sweep
+  monkeypatch.setattr(engine, "run_sweep",
+                      lambda *a, **kw: seen.append(kw) or run_sweep(*a, **kw))
+  model = lr_jax.refit(result)
+  assert seen[0]["loss"] is smoothed and seen[0]["metrics"] == metrics
+  assert model.predict(np.zeros((2, 64), np.float32)).shape == (2,)
+
+
+def test_a_checkpoint_resumes_with_its_metrics_and_refuses_another_loss(tmp_path):
+  from lr_jax import engine
+  exp = TINY.replace(train__epochs=2, train__chunk_epochs=1)
+  grid = lr_jax.Grid(learning_rates=(1e-2,))
+  metrics = {"bacc": lr_jax.Metric(_balanced_accuracy, higher_is_better=True)}
+  ckdir = str(tmp_path / "ck")
+  first = lr_jax.run_sweep(exp, grid, metrics=metrics,
+                           options=engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=1))
+  resume = engine.RunOptions(checkpoint_dir=ckdir, resume=True)
+  again = lr_jax.run_sweep(exp, grid, metrics=metrics, options=resume)  # from the checkpoint
+  np.testing.assert_array_equal(again.rows["best_val_bacc"], first.rows["best_val_bacc"])
+  np.testing.assert_array_equal(again.history["val_bacc"], first.history["val_bacc"])
+  with pytest.raises(lr_jax.ConfigError, match=r"different configuration: objective\.loss "
+                     r"\(checkpoint null, now \"(tests\.)?api_test\._cross_entropy\"\)"):
+    lr_jax.run_sweep(exp, grid, metrics=metrics, loss=_cross_entropy, options=resume)
+
+
+def _cross_entropy(out_BxK, y_B):
+  return optax.softmax_cross_entropy_with_integer_labels(out_BxK, y_B)

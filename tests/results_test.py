@@ -193,3 +193,28 @@ def test_tiny_real_sweep_with_a_diverging_learning_rate(tmp_path):
   assert summary["best"][0]["learning_rate"] == result.best[0]["learning_rate"]
   assert {"n", "n_diverged", "n_total", "p_best", "not_worse", "eligible"} <= \
       set(summary["aggregates"][0])
+
+
+def test_select_by_a_user_metric_picks_the_best_mean_in_its_direction():
+  # Two seeds x four learning rates; accuracy favours lr 1e-1, the user metric "cost" (lower
+  # is better) lr 1e-3, "gain" (higher is better) lr 1e-2.
+  acc_SxP = np.array([[0.5, 0.6, 0.7, 0.9], [0.5, 0.6, 0.7, 0.9]])
+  cost_SxP = np.array([[3.0, 1.0, 2.0, 4.0], [3.0, 1.2, 2.0, 4.0]])
+  gain_SxP = np.array([[0.1, 0.2, 0.8, 0.3], [0.2, 0.2, 0.6, 0.3]])
+  base = _sweep(acc_SxP)
+  rows = dict(base.rows, best_val_cost=cost_SxP.reshape(-1), best_val_gain=gain_SxP.reshape(-1))
+  metric = lambda higher: lr_jax.Metric(lambda out, y, w: 0.0, higher_is_better=higher)
+  group = types.SimpleNamespace(
+      dataset=types.SimpleNamespace(task="classification"),
+      points={"learning_rate": np.asarray(LRS, float)},
+      experiment=types.SimpleNamespace(optim=types.SimpleNamespace(name="adam")),
+      metrics=(("cost", metric(False)), ("gain", metric(True))))
+  picked = {}
+  for select_by in (None, "val_cost", "val_gain"):
+    aggregates = results.aggregate(rows, [group], [], select_by)
+    best = results.best_points(aggregates, 1)[0]
+    picked[select_by] = best["learning_rate"]
+    assert best["metric"] == (select_by or "val_accuracy")
+    assert [a["metric_means"]["val_cost"] for a in aggregates] == pytest.approx([3.0, 1.1, 2.0, 4.0])
+  assert picked == {None: 1e-1, "val_cost": 1e-3, "val_gain": 1e-2}
+  assert results.aggregate(rows, [group], [], "val_cost")[1]["mean"] == pytest.approx(1.1)

@@ -1,5 +1,7 @@
 """The pure core and the sweep engine: equivalences, invariants and hand-computed cases."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -250,3 +252,110 @@ def test_decay_rate_is_a_dynamic_axis_of_one_program():
                                rtol=1e-5)
   with pytest.raises(lr_jax.ConfigError, match="momentum"):
     lr_jax.run_sweep(exp, lr_jax.Grid(hparams=(("momentum", (0.9,)),)))
+
+
+# ----- a loss and metrics of one's own ----------------------------------------------------------
+
+
+def _cross_entropy(out_BxK, y_B):
+  """Softmax cross-entropy written by hand, as a user would."""
+  return -jnp.take_along_axis(jax.nn.log_softmax(out_BxK), y_B[:, None], axis=1)[:, 0]
+
+
+def test_a_custom_loss_equal_to_cross_entropy_gives_the_builtin_results():
+  grid = lr_jax.Grid(learning_rates=(1e-3, 1e-2), seeds=(0, 1))
+  builtin = lr_jax.run_sweep(SMALL, grid)
+  mine = lr_jax.run_sweep(SMALL, grid, loss=_cross_entropy)
+  for col in ("best_val_loss", "best_val_accuracy", "final_train_loss", "best_epoch"):
+    np.testing.assert_allclose(mine.rows[col], builtin.rows[col], rtol=1e-6, atol=1e-6, err_msg=col)
+  np.testing.assert_allclose(mine.history["val_loss"], builtin.history["val_loss"], rtol=1e-6,
+                             atol=1e-6)
+
+  def smoothed(out_BxK, y_B):  # Label smoothing 0.2: another loss, other numbers.
+    target_BxK = optax.smooth_labels(jax.nn.one_hot(y_B, out_BxK.shape[-1]), 0.2)
+    return optax.softmax_cross_entropy(out_BxK, target_BxK)
+
+  other = lr_jax.run_sweep(SMALL, grid, loss=smoothed)
+  assert np.all(np.abs(other.rows["final_train_loss"] - builtin.rows["final_train_loss"]) > 1e-3)
+
+
+def test_a_replaced_loss_compiles_a_new_program():
+  # Equal gradients, a validation loss one higher: a program reused from the first loss would
+  # give the first numbers.
+  grid = lr_jax.Grid(learning_rates=(1e-2,), seeds=(0,))
+  first = lr_jax.run_sweep(SMALL, grid, loss=_cross_entropy)
+  shifted = lr_jax.run_sweep(SMALL, grid, loss=lambda out, y: _cross_entropy(out, y) + 1.0)
+  np.testing.assert_allclose(shifted.rows["best_val_loss"], first.rows["best_val_loss"] + 1.0,
+                             rtol=1e-5)
+  np.testing.assert_allclose(shifted.rows["best_val_accuracy"], first.rows["best_val_accuracy"])
+
+
+def _auc(out_VxK, y_V, w_V):
+  """Rank-based ROC AUC of class 1 (ties count 1/2), over the rows of weight 1, in jnp."""
+  s_V = out_VxK[:, 1] - out_VxK[:, 0]
+  pos_V, neg_V = w_V * (y_V == 1), w_V * (y_V == 0)
+  wins_VxV = (s_V[:, None] > s_V[None, :]) + 0.5 * (s_V[:, None] == s_V[None, :])
+  return jnp.sum(pos_V[:, None] * neg_V[None, :] * wins_VxV) / (jnp.sum(pos_V) * jnp.sum(neg_V))
+
+
+def _binary_data(n=120, n_val=60, d=5):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n + n_val, d)).astype(np.float32)
+  y = (x[:, 0] + 1.5 * rng.normal(size=n + n_val) > 0).astype(np.int32)  # Noisy: AUC < 1.
+  return lr_jax.Dataset.from_arrays(x[:n], y[:n], x[n:], y[n:]), x[n:], y[n:]
+
+
+def test_a_metric_on_the_whole_validation_set_equals_a_hand_computation():
+  dataset, x_val, y_val = _binary_data()
+  exp = lr_jax.Experiment(data=lr_jax.DataConfig(dataset=dataset),
+                          model=lr_jax.ModelConfig(hidden=(8,)),
+                          train=lr_jax.TrainConfig(epochs=5, batch_size=16, patience=0,
+                                                   monitor="val_auc", chunk_epochs=2))
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-3, 3e-2), seeds=(0, 1)),
+                            metrics={"auc": lr_jax.Metric(_auc, higher_is_better=True)})
+  assert "best_val_auc" in result.rows and result.history["val_auc"].shape == (4, 5)
+  for row in range(result.num_variants):
+    # The restored (best epoch's) parameters on the 60 validation rows, by hand in numpy.
+    p1 = result.predict_proba(row, x_val)[:, 1]
+    pos, neg = p1[y_val == 1], p1[y_val == 0]
+    auc = np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
+    np.testing.assert_allclose(result.rows["best_val_auc"][row], auc, rtol=1e-5)
+    best = result.rows["best_epoch"][row]
+    curve = result.history["val_auc"][row]
+    assert curve[best - 1] == result.rows["best_val_auc"][row] == np.nanmax(curve)
+  assert 0.5 < np.nanmax(result.rows["best_val_auc"]) < 1.0
+
+
+def _train_toy_with_metric(train_cfg, metric):
+  """`_train_toy` with one user metric, "mean_out": the validation rows' mean output (= w)."""
+  data, model = _toy_regression()
+  exp = lr_jax.Experiment(optim=lr_jax.OptimConfig(name="sgd"), train=train_cfg)
+  trainer = make_trainer(exp, model, task="regression", n_max=8,
+                         metrics=(("mean_out", metric),))
+  hp = {"learning_rate": jnp.asarray([0.25], jnp.float32)}
+  seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
+  params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
+  state = trainer.init(params, hp, folds, data)
+  state, history = trainer.run(state, hp, seeds, folds, data, num_epochs=train_cfg.epochs)
+  return state.variants, history
+
+
+def test_early_stopping_on_a_user_metric_hand_computed():
+  # lr 0.25: w = 0.5, 0.75, 0.875, 0.9375, 0.96875, ... (`test_early_stopping_hand_computed`),
+  # and the metric "mean output" is w. Higher is better with min_delta 0.1: epochs 2 and 3
+  # improve (by 0.25, 0.125), epochs 4 and 5 gain less than 0.1 over 0.875, so patience 2
+  # stops after epoch 5 with the best at epoch 3. (On val_loss it would stop after epoch 3.)
+  mean_out = lambda out, y, w: jnp.sum(out[:, 0] * w) / jnp.sum(w)
+  cfg = lr_jax.TrainConfig(epochs=10, batch_size=0, patience=2, min_delta=0.1,
+                           monitor="val_mean_out")
+  v, history = _train_toy_with_metric(cfg, lr_jax.Metric(mean_out, higher_is_better=True))
+  assert int(v.best_epoch[0, 0]) == 3 and int(v.epochs_run[0, 0]) == 5
+  np.testing.assert_allclose(v.best_metrics["mean_out"][0, 0], 0.875, rtol=1e-6)
+  np.testing.assert_allclose(v.best_val_loss[0, 0], (0.875 - 0.5) ** 2, rtol=1e-5)
+  np.testing.assert_allclose(history.val_mean_out[:5, 0, 0], [0.5, 0.75, 0.875, 0.9375, 0.96875],
+                             rtol=1e-6)
+  assert np.isnan(history.val_mean_out[5:, 0, 0]).all()
+  # Lower is better: epoch 1 is the best and nothing improves on it; stops after epoch 3.
+  v, _ = _train_toy_with_metric(dataclasses.replace(cfg, min_delta=0.0),
+                                lr_jax.Metric(mean_out, higher_is_better=False))
+  assert int(v.best_epoch[0, 0]) == 1 and int(v.epochs_run[0, 0]) == 3
