@@ -151,16 +151,17 @@ def test_a_user_model_resumes_in_a_new_process_and_another_width_is_named(tmp_pa
 
   ckdir = str(tmp_path / "ck")
   grid = lr_jax.Grid(learning_rates=(1e-3,))
+  exp = lr_jax.Experiment(data=EXP.data, train=EXP.train)  # A user model takes no ModelConfig.
   # Each from_linen call builds new functions, as a new process would: the checkpoint must
   # not depend on their identity (their repr holds memory addresses).
-  first = lr_jax.run_sweep(EXP, grid, model=lr_jax.from_linen(Net(8), 64),
+  first = lr_jax.run_sweep(exp, grid, model=lr_jax.from_linen(Net(8), 64),
                            options=engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=2))
   resume = engine.RunOptions(checkpoint_dir=ckdir, resume=True)
-  again = lr_jax.run_sweep(EXP, grid, model=lr_jax.from_linen(Net(8), 64), options=resume)
+  again = lr_jax.run_sweep(exp, grid, model=lr_jax.from_linen(Net(8), 64), options=resume)
   np.testing.assert_array_equal(again.history["val_loss"], first.history["val_loss"])
   with pytest.raises(lr_jax.ConfigError, match=r"model\.user\.Dense_1\.kernel \(checkpoint "
                                                r"\[\[64, 8\], \"float32\"\], now \[\[64, 12\]"):
-    lr_jax.run_sweep(EXP, grid, model=lr_jax.from_linen(Net(12), 64), options=resume)
+    lr_jax.run_sweep(exp, grid, model=lr_jax.from_linen(Net(12), 64), options=resume)
 
 
 @pytest.mark.parametrize("fault,left", [
