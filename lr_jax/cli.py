@@ -305,7 +305,8 @@ def define_sweep_flags(flag_values: "flags.FlagValues | None" = None) -> list[st
   d.DEFINE_integer("epochs", 100, "Maximum epochs.")
   d.DEFINE_integer("batch_size", 32, "Minibatch size; 0 = full batch.")
   d.DEFINE_integer("patience", 5, "Early-stopping patience in epochs; 0 disables it.")
-  d.DEFINE_string("monitor", "val_loss", "Early-stopping metric: val_loss or val_accuracy.")
+  d.DEFINE_string("monitor", "val_loss", "Early-stopping metric: val_loss, val_accuracy, or "
+                  "val_<name> of a metric the script passes to run_sweep(metrics=...).")
   d.DEFINE_float("min_delta", 0.0, "Smallest change that counts as an improvement.")
   d.DEFINE_bool("restore_best", True, "End each variant with its best epoch's parameters.")
   d.DEFINE_float("divergence_factor", 10.0, "Diverged when loss > this x initial loss.")
