@@ -404,6 +404,8 @@ def point_notes(a: dict) -> str:
   notes = []
   if a["n_diverged"]:
     notes.append(f"diverged {a['n_diverged']}/{a['n_total']}, ineligible")
+  elif a.get("n_pruned"):
+    notes.append(f"pruned {a['n_pruned']}/{a['n_total']}, ineligible")
   elif not a["eligible"]:
     notes.append(f"{a['n_total'] - a['n']}/{a['n_total']} without a score, ineligible")
   if 0 < a["n"] < a["n_total"]:
@@ -513,6 +515,6 @@ def _selection_lines(entries: Sequence[dict], best: dict, metric: str, select: s
 
 
 _AGG_FIXED = {"group", "optimizer", "learning_rate", "metric", "higher_is_better", "n",
-              "n_diverged", "n_total", "mean", "std", "se", "ci95", "mean_val_loss",
+              "n_diverged", "n_pruned", "n_total", "mean", "std", "se", "ci95", "mean_val_loss",
               "mean_epochs_run", "diverged", "eligible", "p_best", "not_worse", "selected",
               "reached_target", "mean_epochs_to_target", "mean_steps_to_target"}

@@ -153,6 +153,7 @@ def test_halving_flags_pruned_rows_ineligible_and_shows_how_far_they_got():
   for a in r.aggregates:
     assert a["eligible"] == (a["learning_rate"] > 1e-5), a
   assert r.best[0]["learning_rate"] > 1e-5
+  assert "pruned 3/3, ineligible" in lr_jax.format_table(r)
   # The rest trained as without pruning (the pruned points changed nothing else).
   plain = lr_jax.run_sweep(exp, grid)
   np.testing.assert_allclose(r.rows["best_val_loss"][~slow], plain.rows["best_val_loss"][~slow],
