@@ -711,6 +711,9 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
   path = (os.path.join(options.checkpoint_dir, f"group{index}.npz")
           if options.checkpoint_dir else None)
   config = group_config(group) if path else None
+  if config is not None and options.prune:  # Pruning changes results: a resume must match it.
+    config["prune"] = {"rule": options.prune, "rungs": list(options.prune_rungs),
+                       "eta": options.prune_eta}
   saved = (checkpoint.load(path, config) if (path and options.resume) else None) or {}
 
   budget = options.max_variants_per_chunk or default_max_variants(group, trainer)
@@ -778,7 +781,9 @@ def _load_chunk(plan: _GroupPlan, name: str, real: np.ndarray) -> _Chunk | None:
     return None
   return _Chunk(state=checkpoint.unflatten(f"{name}/state", saved, plan.like),
                 history={k: saved[f"{name}/hist/{k}"] for k in _HISTORY_FIELDS},
-                pruned=saved[f"{name}/pruned"], real=real, executed=int(saved[f"{name}/executed"]))
+                # A checkpoint from before pruning and compaction existed has neither.
+                pruned=saved.get(f"{name}/pruned", np.zeros(real.shape, bool)), real=real,
+                executed=int(saved.get(f"{name}/executed", 0)))
 
 
 def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
