@@ -367,7 +367,7 @@ class RunOptions:
       raise ConfigError("resume needs a checkpoint folder; give --checkpoint_dir (or --out)")
     if self.prune not in PRUNE_RULES:
       raise ConfigError(f"prune {self.prune!r} is not a pruning rule; valid choices: "
-                        f"{', '.join(map(str, PRUNE_RULES))}")
+                        f"{', '.join(r for r in PRUNE_RULES if r)}, or None (unset) for none")
     if not self.prune_rungs:
       raise ConfigError("prune_rungs is empty; give at least one epoch, e.g. 5,15,45")
     for r in self.prune_rungs:

@@ -163,7 +163,7 @@ def test_halving_flags_pruned_rows_ineligible_and_shows_how_far_they_got():
 
 
 def test_bad_pruning_options_are_refused_in_one_line():
-  for kwargs, msg in [({"prune": "hyperband"}, "valid choices: None, halving"),
+  for kwargs, msg in [({"prune": "hyperband"}, "valid choices: halving, or None"),
                       ({"prune_eta": 1.0}, "prune_eta must be a number > 1"),
                       ({"prune_rungs": (15, 5)}, "must be increasing"),
                       ({"prune_rungs": ()}, "prune_rungs is empty"),
