@@ -744,6 +744,12 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
   rungs = ()
   if options.prune:
     rungs = tuple(r for r in options.prune_rungs if r < num_epochs)
+    if h_c < 2 or s_c < num_streams:  # Each chunk ranks its own points (`_halving`).
+      logging.warning(
+          "group %d: chunks of %d streams x %d points: halving ranks each chunk's points over "
+          "its streams, so it %s; give --max_variants_per_chunk of at least %d", index, s_c, h_c,
+          "prunes nothing" if h_c < 2 else "pairs fewer streams",
+          num_streams * max(2, math.ceil(options.prune_eta)))
     # Calls end at every rung; one call length keeps it one program per width.
     call_epochs = math.gcd(call_epochs, *rungs)
   return _GroupPlan(

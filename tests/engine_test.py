@@ -1,6 +1,7 @@
 """The host shell: chunking under a budget, the budget itself, and one program per signature."""
 
 import functools
+import logging
 import types
 
 import chex
@@ -170,3 +171,12 @@ def test_bad_pruning_options_are_refused_in_one_line():
                       ({"prune_rungs": (0,)}, "prune rung must be > 0")]:
     with pytest.raises(lr_jax.ConfigError, match=msg):
       engine.RunOptions(**kwargs)
+
+
+def test_halving_warns_when_its_chunks_hold_one_point(caplog):
+  grid = lr_jax.Grid(learning_rates=(1e-3, 1e-2), seeds=(0, 1))
+  options = engine.RunOptions(prune="halving", prune_rungs=(2,), max_variants_per_chunk=2)
+  with caplog.at_level(logging.WARNING):
+    lr_jax.run_sweep(EXP, grid, options=options)
+  assert "halving ranks each chunk's points over its streams, so it prunes nothing; give " \
+         "--max_variants_per_chunk of at least 6" in caplog.text
