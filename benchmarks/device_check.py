@@ -63,7 +63,7 @@ def time_workload(n: int, epochs: int, repeats: int) -> dict:
   med = statistics.median(times)
   return {"n": n, "first_s": first, "median_s": med, "per_variant_s": med / n,
           "min_s": min(times), "max_s": max(times),
-          "best_val_accuracy_max": float(np.nanmax(out["variants"].best_val_accuracy))}
+          "best_val_accuracy_max": float(np.nanmax(out.variants.best_val_accuracy))}
 
 
 def main(argv):

@@ -402,6 +402,12 @@ def define_run_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]
   d.DEFINE_integer("checkpoint_every", 0, "Checkpoint the sweep every this many epochs (0: off).")
   d.DEFINE_string("checkpoint_dir", None, "Checkpoint folder; default <out>/checkpoints.")
   d.DEFINE_bool("resume", False, "Continue an interrupted sweep from its checkpoints.")
+  d.DEFINE_bool("compact", True, "Between compiled calls, continue only the variants still "
+                "training, in a narrower program (--nocompact: keep every chunk whole).")
+  d.DEFINE_string("prune", None, "Pruning rule: 'halving' (successive halving of the grid "
+                  "points at --prune_rungs); default none.")
+  d.DEFINE_list("prune_rungs", ["5", "15", "45"], "Epochs at which --prune=halving decides.")
+  d.DEFINE_float("prune_eta", 3.0, "At each rung about 1/eta of the grid points continue.")
   d.DEFINE_bool("distributed", False, "Run on several processes (jax.distributed.initialize).")
   d.DEFINE_string("coordinator_address", None, "host:port of process 0 (or JAX_COORDINATOR_ADDRESS).")
   d.DEFINE_integer("num_processes", None, "Number of processes (or JAX_NUM_PROCESSES).")
@@ -414,8 +420,15 @@ def options_from_flags(f, out: str):
   from lr_jax.engine import RunOptions
   wants = f.checkpoint_every > 0 or f.resume
   ckpt = f.checkpoint_dir or (os.path.join(out, "checkpoints") if wants else None)
+  rungs = []
+  for r in f.prune_rungs:
+    try:
+      rungs.append(int(r))
+    except ValueError:
+      raise ConfigError(f"--prune_rungs {r!r} is not an integer epoch; e.g. 5,15,45") from None
   return RunOptions(max_variants_per_chunk=f.max_variants_per_chunk, checkpoint_dir=ckpt,
-                    checkpoint_every=f.checkpoint_every, resume=f.resume)
+                    checkpoint_every=f.checkpoint_every, resume=f.resume, compact=f.compact,
+                    prune=f.prune, prune_rungs=tuple(rungs), prune_eta=f.prune_eta)
 
 
 def initialize_distributed(f) -> None:

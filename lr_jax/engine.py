@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +34,8 @@ from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, build_model, check_widths, flattened
 from lr_jax.optim import SCHEDULES, hparam_specs
 from lr_jax.results import SweepResult
-from lr_jax.train import (DataArrays, Loss, Metric, Metrics, final_params, initial_params,
-                          make_trainer)
+from lr_jax.train import (DataArrays, Loss, Metric, Metrics, SweepState, final_params,
+                          initial_params, make_trainer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,6 +348,25 @@ def _compiled(experiment: Experiment, model: Model | None, task: str, num_output
 
 
 @functools.lru_cache(maxsize=32)
+def _compiled_flat(*key):
+  """The trainer's run over a compacted population: W variants, each its own stream of one
+  point (its own seed, fold and hyperparameters), so any set of survivors is rectangular.
+
+  Its state has `epoch` [W] and variant leaves [W, 1, 1, ...]; hyperparameters, seeds and
+  folds are [W, 1]; its history leaves [E, W, 1, 1]. A variant's minibatches depend only on
+  its seed and fold, so it trains as it would in its chunk, to float32 rounding.
+  """
+  trainer = _compiled(*key)[0]
+
+  def run_flat(state, hparams_W, seeds_W, folds_W, data, num_epochs):
+    one = lambda st, hp, s, f: trainer.run(st, hp, s, f, data, num_epochs)
+    return jax.vmap(one, out_axes=(0, 1))(state, hparams_W, seeds_W, folds_W)
+
+  return jax.jit(run_flat, static_argnames="num_epochs", donate_argnums=0,
+                 compiler_options=compiler_options())
+
+
+@functools.lru_cache(maxsize=32)
 def _compiled_init(flat: Flat):
   """`seed -> params` of a model, jitted once per process for every group with that model."""
   return jax.jit(functools.partial(initial_params, flat.model), compiler_options=compiler_options())
@@ -399,6 +419,15 @@ class RunOptions:
     resume: continue from the checkpoints in `checkpoint_dir` if there are any.
     log_every_s: seconds between progress log lines.
     progress_bar: draw a progress bar on stderr; None draws one when stderr is a terminal.
+    compact: between compiled calls, continue only the variants still training, gathered
+      into a narrower population (widths from `compaction_ladder`); changes no result beyond
+      float32 rounding.
+    prune: None, or "halving": successive halving of the grid points (`prune_rungs`,
+      `prune_eta`); this one does change results: pruned variants stop early, flagged `pruned`.
+    prune_rungs: epochs at which halving decides (each must be below the configured epochs to
+      take effect).
+    prune_eta: at each rung, about 1/eta of the grid points still in play continue (the
+      others stop unless not significantly worse than the best, `lr_jax.stats.not_worse`).
   """
 
   max_variants_per_chunk: int | None = None
@@ -407,6 +436,10 @@ class RunOptions:
   resume: bool = False
   log_every_s: float = 10.0
   progress_bar: bool | None = None
+  compact: bool = True
+  prune: str | None = None
+  prune_rungs: tuple[int, ...] = (5, 15, 45)
+  prune_eta: float = 3.0
 
   def __post_init__(self):
     check_fields(self)
@@ -416,6 +449,20 @@ class RunOptions:
     check_positive("log_every_s", self.log_every_s, allow_zero=True)
     if self.resume and not self.checkpoint_dir:
       raise ConfigError("resume needs a checkpoint folder; give --checkpoint_dir (or --out)")
+    if self.prune not in PRUNE_RULES:
+      raise ConfigError(f"prune {self.prune!r} is not a pruning rule; valid choices: "
+                        f"{', '.join(r for r in PRUNE_RULES if r)}, or None (unset) for none")
+    if not self.prune_rungs:
+      raise ConfigError("prune_rungs is empty; give at least one epoch, e.g. 5,15,45")
+    for r in self.prune_rungs:
+      check_positive("prune rung", r, integer=True)
+    if list(self.prune_rungs) != sorted(set(self.prune_rungs)):
+      raise ConfigError(f"prune_rungs {self.prune_rungs} must be increasing and distinct")
+    if not (math.isfinite(self.prune_eta) and self.prune_eta > 1):
+      raise ConfigError(f"prune_eta must be a number > 1, got {self.prune_eta!r}")
+
+
+PRUNE_RULES = (None, "halving")
 
 
 def _mesh() -> Mesh | None:
@@ -535,35 +582,224 @@ class _Progress:
       self.last = now
 
 
-def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions()) -> dict:
-  """Trains every variant of one compile group; returns its final state and history on the host.
+class GroupOutput(NamedTuple):
+  """What `run_group` returns: one compile group's final state and history, on the host.
 
-  The variants are run in chunks of at most `options.max_variants_per_chunk` (each chunk the
-  same shape, so one compiled program serves all), each chunk's epochs in compiled calls of
-  `chunk_epochs`, with a checkpoint between calls when asked. A resumed group keeps the chunks
-  of its checkpoint, whatever `max_variants_per_chunk` says now: they change no result.
-
-  Args:
-    group: from `plan_sweep`.
-    index: the group's position in the sweep (names its checkpoint file).
-    options: chunking, checkpointing and progress; a checkpoint of another `group_config`
-      is refused.
-
-  Returns:
-    A dict with `variants` (the final `VariantState`, numpy leaves [S, H, ...]), `params`
-    (final parameters, leaves [S*H, ...]), `history` (name -> [S, H, E]), `steps_per_epoch`,
-    `compile_s`, `run_s` and `epochs_executed` (most epochs any chunk ran).
+  Attributes:
+    variants: the final `VariantState`, numpy leaves [S, H, ...]; `params` are the final
+      parameters (the best epoch's with `restore_best`), `best_params` the best epoch's.
+    params: the final parameters, leaves [S*H, ...], stream-major (row order).
+    history: metric name -> [S, H, E], NaN where a variant was not training.
+    pruned: [S, H] bool, stopped by successive halving (`RunOptions.prune`).
+    steps_per_epoch: optimizer updates per epoch.
+    compile_s: seconds to the first compiled call's return (compiling, and that call).
+    run_s: seconds of the whole group.
+    epochs_executed: most epochs any chunk ran.
+    variant_epochs_trained: epochs the variants trained, summed over the variants.
+    variant_epochs_executed: epochs the compiled calls ran, summed over their lanes (padding,
+      and stopped variants still in a population, included): what the compute paid for.
   """
+
+  variants: object
+  params: object
+  history: dict[str, np.ndarray]
+  pruned: np.ndarray
+  steps_per_epoch: int
+  compile_s: float | None
+  run_s: float
+  epochs_executed: int
+  variant_epochs_trained: int
+  variant_epochs_executed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _GroupPlan:
+  """What `run_group` decides before training: programs, chunks, padding, call lengths."""
+
+  trainer: object
+  init: object
+  run: object
+  run_flat: object
+  mesh: Mesh | None
+  ndev: int
+  path: str | None               # the group's checkpoint file, or None
+  config: dict | None            # what that checkpoint must match
+  saved: dict                    # the checkpoint's arrays; empty when starting afresh
+  like: object                   # the shapes of a chunk's SweepState
+  s_c: int                       # streams per chunk
+  h_c: int                       # points per chunk, a multiple of ndev
+  seeds: np.ndarray              # [S_pad] int32
+  folds: np.ndarray              # [S_pad] int32
+  points: dict[str, np.ndarray]  # name -> [H_pad] float32
+  blocks: list[tuple[int, int]]  # each chunk's first stream and first point
+  call_epochs: int               # epochs per compiled call
+  rungs: tuple[int, ...]         # epochs at which halving decides; () without pruning
+
+
+@dataclasses.dataclass
+class _Chunk:
+  """One chunk between compiled calls, on the host: what the next call continues from and
+  what a checkpoint holds. Every variant's entry is its latest state.
+  """
+
+  state: object                   # SweepState (numpy), variants [s_c, h_c, ...]
+  history: dict[str, np.ndarray]  # name -> [epochs so far, s_c, h_c]
+  pruned: np.ndarray              # [s_c, h_c] bool
+  real: np.ndarray                # [s_c, h_c] bool: not padding
+  executed: int = 0               # variant-epochs the compiled calls ran for this chunk
+
+  @property
+  def epoch(self) -> int:
+    return int(self.state.epoch)
+
+
+def compaction_ladder(full: int, ndev: int) -> list[int]:
+  """Narrower widths a chunk of `full` variants may continue at: ndev * 2^k, at most full / 2.
+
+  A small fixed set, so a sweep compiles a handful of programs (each reused, also from the
+  persistent compilation cache), each a multiple of the device count, which shards it. At most
+  half the chunk: a compacted variant trains on its own minibatches, not its stream's shared
+  ones, and costs more per epoch (digits, MLP(128): ~1.2x, 48 variants either way), so a
+  narrower program pays only once it is much narrower.
+  """
+  widths, w = [], ndev
+  while 2 * w <= full:
+    widths.append(w)
+    w *= 2
+  return widths
+
+
+# ----- The survivors: the one place that decides what a compiled call continues. The loop and
+# ----- a resumed run both call it on the chunk's host state, so they continue alike, bit for bit.
+
+
+def _live(chunk: _Chunk) -> np.ndarray:
+  """[s_c, h_c] bool: the variants still training (not stopped, diverged, pruned or padding)."""
+  v = chunk.state.variants
+  return chunk.real & ~v.stopped & ~v.diverged & ~chunk.pruned
+
+
+def _population(chunk: _Chunk, ndev: int, compact: bool) -> tuple[np.ndarray | None, int]:
+  """The next call's population: (None, full width) for the whole chunk, or (flat indices of
+  the live variants, the ladder width they are padded to)."""
+  live = _live(chunk).reshape(-1)
+  if compact:
+    n = int(live.sum())
+    fits = [w for w in compaction_ladder(live.size, ndev) if w >= n]
+    if fits:
+      return np.flatnonzero(live), fits[0]
+  return None, live.size
+
+
+def _halving(chunk: _Chunk, eta: float) -> np.ndarray:
+  """Successive halving at a rung: the chunk's `pruned` mask after this rung.
+
+  The grid points still in play (none of their variants pruned) are ranked by their mean
+  best monitored value over the chunk's streams (a point with a diverged run ranks last); the
+  best ceil(n / eta) continue. Another point stops (its live variants flagged `pruned`)
+  unless it is not significantly worse than the best by `stats.not_worse`, the one-sided
+  paired t-test over streams that also gives a sweep's not-worse set.
+  """
+  v = chunk.state.variants
+  real_points = chunk.real.any(axis=0)
+  in_play = np.flatnonzero(real_points & ~chunk.pruned.any(axis=0))
+  if len(in_play) <= 1:
+    return chunk.pruned
+  streams = chunk.real[:, in_play[0]]
+  # best_score is lower-is-better (-accuracy or loss); inf until a variant has a best epoch.
+  score_SxP = np.where(v.diverged, np.inf, v.best_score)[streams][:, in_play].astype(np.float64)
+  mean_P = score_SxP.mean(axis=0)
+  order = np.argsort(mean_P, kind="stable")
+  keep = np.zeros(len(in_play), bool)
+  keep[order[:max(1, math.ceil(len(in_play) / eta))]] = True
+  finite = np.flatnonzero(np.isfinite(score_SxP).all(axis=0))
+  if order[0] in finite:  # Not significantly worse than the best: kept, whatever its rank.
+    protected = stats.not_worse(score_SxP[:, finite], int(np.flatnonzero(finite == order[0])[0]),
+                                higher_is_better=False)
+    keep[finite[protected]] = True
+  cut = np.zeros(chunk.pruned.shape[1], bool)
+  cut[in_play[~keep]] = True
+  return chunk.pruned | (_live(chunk) & cut[None, :])
+
+
+def _call(plan: _GroupPlan, chunk: _Chunk, b: int, data, compact: bool) -> None:
+  """Runs one compiled call of `plan.call_epochs` epochs on a chunk's live variants, in place.
+
+  The population is rebuilt from the host state every call (whole, or compacted to a ladder
+  width), so a resumed run, which has nothing else, makes exactly the same calls. Only the
+  variants that went in live are written back; the others keep their state and NaN history.
+  """
+  mesh, s_c, h_c = plan.mesh, plan.s_c, plan.h_c
+  si, hi = plan.blocks[b]
+  live_before = _live(chunk)
+  idx, width = _population(chunk, plan.ndev, compact)
+  num_epochs = plan.call_epochs
+  if idx is None:
+    v = chunk.state.variants
+    # A pruned variant is frozen as a stopped one is; its own `stopped` stays False.
+    device_state = chunk.state._replace(variants=v._replace(stopped=v.stopped | chunk.pruned))
+    state = jax.tree_util.tree_map(
+        lambda a: _put(a, mesh, P(None, "points") if a.ndim >= 2 else P()), device_state)
+    out_state, hist = plan.run(
+        state, {k: _put(a[hi:hi + h_c], mesh, P("points")) for k, a in plan.points.items()},
+        _put(plan.seeds[si:si + s_c], mesh, P()), _put(plan.folds[si:si + s_c], mesh, P()), data,
+        num_epochs=num_epochs)
+    out_state, hist = _to_host((out_state, hist))
+    new_epoch = int(out_state.epoch)
+    mask = lambda a: live_before.reshape(live_before.shape + (1,) * (a.ndim - 2))
+    variants = jax.tree_util.tree_map(lambda new, old: np.where(mask(new), new, old),
+                                      out_state.variants, chunk.state.variants)
+    hist_ExSxH = {k: getattr(hist, k) for k in plan.trainer.history_fields}
+    chunk.executed += width * (new_epoch - chunk.epoch)
+  else:
+    n = len(idx)
+    lanes = np.concatenate([idx, np.repeat(idx[-1:], width - n)])  # Padding: copies, dropped.
+    flat = lambda a: a.reshape((s_c * h_c,) + a.shape[2:])
+    gathered = jax.tree_util.tree_map(
+        lambda a: flat(a)[lanes].reshape((width, 1, 1) + a.shape[2:]), chunk.state.variants)
+    put = lambda a: _put(np.ascontiguousarray(a), mesh, P("points"))
+    state = SweepState(epoch=put(np.full(width, chunk.epoch, np.int32)),
+                       variants=jax.tree_util.tree_map(put, gathered))
+    out_state, hist = plan.run_flat(
+        state, {k: put(a[hi + lanes % h_c].reshape(width, 1)) for k, a in plan.points.items()},
+        put(plan.seeds[si + lanes // h_c].reshape(width, 1)),
+        put(plan.folds[si + lanes // h_c].reshape(width, 1)), data, num_epochs=num_epochs)
+    out_state, hist = _to_host((out_state, hist))
+    new_epoch = int(out_state.epoch.max())
+
+    def scatter(new, old):
+      out = flat(old).copy()
+      out[idx] = new[:n, 0, 0]
+      return out.reshape(old.shape)
+
+    variants = jax.tree_util.tree_map(scatter, out_state.variants, chunk.state.variants)
+    hist_ExSxH = {}
+    for k in plan.trainer.history_fields:
+      h = np.full((num_epochs, s_c * h_c), np.nan, np.float32)
+      h[:, idx] = getattr(hist, k)[:, :n, 0, 0]
+      hist_ExSxH[k] = h.reshape(num_epochs, s_c, h_c)
+    # The lanes of a vmapped population run every epoch of the call (its skip is per lane).
+    chunk.executed += width * num_epochs
+  chunk.state = SweepState(epoch=np.asarray(new_epoch, np.int32), variants=variants)
+  chunk.history = {k: np.concatenate([chunk.history[k], hist_ExSxH[k]])
+                   for k in plan.trainer.history_fields}
+
+
+def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
+  """Programs, chunks, padding and call lengths of a group; reads its checkpoint if resuming."""
   exp = group.experiment
-  trainer, init, run = _compiled(*_compile_key(group))
+  key = _compile_key(group)
+  trainer, init, run = _compiled(*key)
   num_streams, num_points = len(group.seeds), len(group.points["learning_rate"])
   mesh = _mesh()
   ndev = mesh.size if mesh is not None else 1
   path = (os.path.join(options.checkpoint_dir, f"group{index}.npz")
           if options.checkpoint_dir else None)
   config = group_config(group) if path else None
+  if config is not None and options.prune:  # Pruning changes results: a resume must match it.
+    config["prune"] = {"rule": options.prune, "rungs": list(options.prune_rungs),
+                       "eta": options.prune_eta}
   saved = (checkpoint.load(path, config) if (path and options.resume) else None) or {}
-  write = path is not None and jax.process_index() == 0
 
   budget = options.max_variants_per_chunk or default_max_variants(group, trainer)
   # A chunk: s_c streams x h_c points; h_c a multiple of the device count (the sharded axis).
@@ -583,109 +819,187 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
                    "the %d x %d of %s", index, s_c, h_c, *planned,
                    f"max_variants_per_chunk={flag}" if flag else "the default chunk budget")
   s_pad, h_pad = -(-num_streams // s_c) * s_c, -(-num_points // h_c) * h_c
-  seeds, folds = _pad_to(group.seeds, s_pad), _pad_to(group.folds, s_pad)
   points = {k: _pad_to(v, h_pad).astype(np.float32) for k, v in group.points.items()}
-  blocks = [(si, hi) for si in range(0, s_pad, s_c) for hi in range(0, h_pad, h_c)]
-
-  data = jax.tree_util.tree_map(lambda a: _put(a, mesh, P()), _data_arrays(group))
   like = _init_shape(group, trainer, {k: v[:h_c] for k, v in points.items()}, s_c)
-  hist_fields = trainer.history_fields
+  num_epochs = trainer.num_epochs
+  call_epochs = min(exp.train.chunk_epochs or num_epochs, num_epochs)
+  rungs = ()
+  if options.prune:
+    rungs = tuple(r for r in options.prune_rungs if r < num_epochs)
+    if h_c < 2 or s_c < num_streams:  # Each chunk ranks its own points (`_halving`).
+      logging.warning(
+          "group %d: chunks of %d streams x %d points: halving ranks each chunk's points over "
+          "its streams, so it %s; give --max_variants_per_chunk of at least %d", index, s_c, h_c,
+          "prunes nothing" if h_c < 2 else "pairs fewer streams",
+          num_streams * max(2, math.ceil(options.prune_eta)))
+    # Calls end at every rung; one call length keeps it one program per width.
+    call_epochs = math.gcd(call_epochs, *rungs)
+  return _GroupPlan(
+      trainer=trainer, init=init, run=run, run_flat=_compiled_flat(*key), mesh=mesh, ndev=ndev,
+      path=path, config=config, saved=saved, like=like, s_c=s_c, h_c=h_c,
+      seeds=_pad_to(group.seeds, s_pad), folds=_pad_to(group.folds, s_pad), points=points,
+      blocks=[(si, hi) for si in range(0, s_pad, s_c) for hi in range(0, h_pad, h_c)],
+      call_epochs=call_epochs, rungs=rungs)
 
-  chunk = min(exp.train.chunk_epochs or trainer.num_epochs, trainer.num_epochs)
-  finished: dict[int, tuple] = {}
-  for b in range(len(blocks)):
-    if f"done{b}/epoch" in saved:
-      finished[b] = (checkpoint.unflatten(f"done{b}/state", saved, like),
-                     {k: saved[f"done{b}/hist/{k}"] for k in hist_fields}, int(saved[f"done{b}/epoch"]))
-  if saved:
-    live = [f", chunk {b + 1} at epoch {len(saved[f'live{b}/hist/train_loss'])}/{trainer.num_epochs}"
-            for b in range(len(blocks)) if f"live{b}/state/0" in saved]
-    logging.info("resuming group %d from %s: %d of %d chunks done%s", index, path, len(finished),
-                 len(blocks), "".join(live))
 
-  def save_checkpoint(current=None):
-    if not write:
-      return
-    arrays = {"layout": np.array([s_c, h_c])}
-    for b, (state, hist, epochs) in finished.items():
-      arrays.update(checkpoint.flatten(f"done{b}/state", state))
-      arrays.update({f"done{b}/hist/{k}": v for k, v in hist.items()})
-      arrays[f"done{b}/epoch"] = np.array(epochs)
-    if current is not None:
-      b, state, hist = current
-      arrays.update(checkpoint.flatten(f"live{b}/state", state))
-      arrays.update({f"live{b}/hist/{k}": v for k, v in hist.items()})
-    checkpoint.save(path, arrays, config)
+def _real(group: Group, plan: _GroupPlan, b: int) -> np.ndarray:
+  si, hi = plan.blocks[b]
+  real = np.zeros((plan.s_c, plan.h_c), bool)
+  real[:len(group.seeds) - si, :len(group.points["learning_rate"]) - hi] = True
+  return real
 
-  progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * trainer.num_epochs, options)
+
+def _save_chunks(plan: _GroupPlan, finished: dict[int, _Chunk], current: int | None,
+                 chunk: _Chunk | None) -> None:
+  """Checkpoints the finished chunks and the current one (if any) as one file."""
+  if plan.path is None or jax.process_index() != 0:
+    return
+  arrays = {"layout": np.array([plan.s_c, plan.h_c])}
+  items = [(f"done{b}", c) for b, c in finished.items()]
+  if chunk is not None:
+    items.append((f"live{current}", chunk))
+  for name, c in items:
+    arrays.update(checkpoint.flatten(f"{name}/state", c.state))
+    arrays.update({f"{name}/hist/{k}": v for k, v in c.history.items()})
+    arrays[f"{name}/pruned"] = c.pruned
+    arrays[f"{name}/executed"] = np.array(c.executed)
+  checkpoint.save(plan.path, arrays, plan.config)
+
+
+def _load_chunk(plan: _GroupPlan, name: str, real: np.ndarray) -> _Chunk | None:
+  saved = plan.saved
+  if f"{name}/state/0" not in saved:
+    return None
+  return _Chunk(state=checkpoint.unflatten(f"{name}/state", saved, plan.like),
+                history={k: saved[f"{name}/hist/{k}"] for k in plan.trainer.history_fields},
+                # A checkpoint from before pruning and compaction existed has neither.
+                pruned=saved.get(f"{name}/pruned", np.zeros(real.shape, bool)), real=real,
+                executed=int(saved.get(f"{name}/executed", 0)))
+
+
+def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
+                ) -> tuple[dict[int, _Chunk], float | None]:
+  """The loop: every chunk in compiled calls, compacting and pruning between them.
+
+  Returns:
+    The finished chunks (history NaN-padded to the configured epochs) and the seconds to the
+    first compiled call's return.
+  """
+  exp, trainer, blocks = group.experiment, plan.trainer, plan.blocks
+  num_epochs = trainer.num_epochs
+  reals = [_real(group, plan, b) for b in range(len(blocks))]
+  finished = {b: c for b in range(len(blocks))
+              if (c := _load_chunk(plan, f"done{b}", reals[b])) is not None}
+  if plan.saved:
+    live = [f", chunk {b + 1} at epoch {len(plan.saved[f'live{b}/hist/train_loss'])}/{num_epochs}"
+            for b in range(len(blocks)) if f"live{b}/state/0" in plan.saved]
+    logging.info("resuming group %d from %s: %d of %d chunks done%s", index, plan.path,
+                 len(finished), len(blocks), "".join(live))
+  data = jax.tree_util.tree_map(lambda a: _put(a, plan.mesh, P()), _data_arrays(group))
+  num_variants = len(group.seeds) * len(group.points["learning_rate"])
+  progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * num_epochs, options)
   checkpoint.fault_point("before_compile")
   t0 = time.perf_counter()
   compile_s = None
-  params_S = stream_params(group, seeds)  # Once, not once per chunk of points.
+  params_S = stream_params(group, plan.seeds)  # Once, not once per chunk of points.
   for b, (si, hi) in enumerate(blocks):
     if b in finished:
       continue
-    block_points = {k: _put(v[hi:hi + h_c], mesh, P("points")) for k, v in points.items()}
-    block_seeds = _put(seeds[si:si + s_c], mesh, P())
-    block_folds = _put(folds[si:si + s_c], mesh, P())
-    if f"live{b}/state/0" in saved:
-      state_np = checkpoint.unflatten(f"live{b}/state", saved, like)
-      state = jax.tree_util.tree_map(
-          lambda a: _put(a, mesh, P(None, "points") if a.ndim >= 2 else P()), state_np)
-      history = {k: saved[f"live{b}/hist/{k}"] for k in hist_fields}
-    else:
-      params = jax.tree_util.tree_map(lambda a: _put(a[si:si + s_c], mesh, P()), params_S)
-      state = init(params, block_points, block_folds, data)
-      history = {k: np.zeros((0, s_c, h_c), np.float32) for k in hist_fields}
-    last_saved = int(_to_host(state.epoch))
+    chunk = _load_chunk(plan, f"live{b}", reals[b])
+    if chunk is None:
+      params = jax.tree_util.tree_map(lambda a: _put(a[si:si + plan.s_c], plan.mesh, P()), params_S)
+      state = plan.init(params, {k: _put(a[hi:hi + plan.h_c], plan.mesh, P("points"))
+                                 for k, a in plan.points.items()},
+                        _put(plan.folds[si:si + plan.s_c], plan.mesh, P()), data)
+      chunk = _Chunk(state=_to_host(state), pruned=np.zeros((plan.s_c, plan.h_c), bool),
+                     history={k: np.zeros((0, plan.s_c, plan.h_c), np.float32)
+                              for k in plan.trainer.history_fields}, real=reals[b])
+    last_saved = chunk.epoch
     while True:
-      state, hist = run(state, block_points, block_seeds, block_folds, data, num_epochs=chunk)
-      hist = _to_host(hist)
-      history = {k: np.concatenate([history[k], getattr(hist, k)]) for k in hist_fields}
-      host_state = _to_host(state)
-      epoch = int(host_state.epoch)
-      real = (slice(0, num_streams - si), slice(0, num_points - hi))  # Padding is not news.
-      active = int(np.sum((~host_state.variants.stopped & ~host_state.variants.diverged)[real]))
+      _call(plan, chunk, b, data, options.compact)
+      epoch = chunk.epoch
       if compile_s is None:
         compile_s = time.perf_counter() - t0
         checkpoint.fault_point("after_compile")
-      done = epoch >= trainer.num_epochs or active == 0
-      progress.update(b * trainer.num_epochs + (trainer.num_epochs if done else epoch), active,
-                      num_streams * num_points, done and b == len(blocks) - 1)
+      if epoch in plan.rungs:
+        chunk.pruned = _halving(chunk, options.prune_eta)
+      active = int(_live(chunk).sum())
+      done = epoch >= num_epochs or active == 0
+      progress.update(b * num_epochs + (num_epochs if done else epoch), active, num_variants,
+                      done and b == len(blocks) - 1)
       if done:
         break
       if options.checkpoint_every and epoch - last_saved >= options.checkpoint_every:
-        save_checkpoint((b, host_state, history))
+        _save_chunks(plan, finished, b, chunk)
         last_saved = epoch
     # [E, s_c, h_c] with E the configured epochs: a chunk that stopped early is NaN-padded.
-    history = {k: np.concatenate([v, np.full((max(0, trainer.num_epochs - len(v)),) + v.shape[1:],
-                                             np.nan, np.float32)])[:trainer.num_epochs]
-               for k, v in history.items()}
-    finished[b] = (host_state, history, epoch)
+    chunk.history = {
+        k: np.concatenate([v, np.full((max(0, num_epochs - len(v)),) + v.shape[1:], np.nan,
+                                      np.float32)])[:num_epochs]
+        for k, v in chunk.history.items()}
+    finished[b] = chunk
     if len(blocks) > 1 or options.checkpoint_every:
-      save_checkpoint()
-  run_s = time.perf_counter() - t0
+      _save_chunks(plan, finished, None, None)
+  return finished, compile_s
 
-  # Assemble the chunks into [S_pad, H_pad, ...], then drop the padding.
+
+def _assemble(group: Group, plan: _GroupPlan, finished: dict[int, _Chunk], compile_s, run_s
+              ) -> GroupOutput:
+  """The chunks as one [S, H] population (padding dropped), its parameters and counts."""
+  exp, blocks = group.experiment, plan.blocks
+  num_streams, num_points = len(group.seeds), len(group.points["learning_rate"])
+  s_pad, h_pad = len(plan.seeds), len(next(iter(plan.points.values())))
+
   def assemble(get):
     rows = []
-    for si in range(0, s_pad, s_c):
+    for si in range(0, s_pad, plan.s_c):
       rows.append(np.concatenate([get(finished[blocks.index((si, hi))])
-                                  for hi in range(0, h_pad, h_c)], axis=1))
+                                  for hi in range(0, h_pad, plan.h_c)], axis=1))
     return np.concatenate(rows, axis=0)[:num_streams, :num_points]
 
-  leaves, treedef = jax.tree_util.tree_flatten(like.variants)
+  leaves, treedef = jax.tree_util.tree_flatten(plan.like.variants)
   variants = jax.tree_util.tree_unflatten(treedef, [
-      assemble(lambda f, i=i: jax.tree_util.tree_leaves(f[0].variants)[i]) for i in range(len(leaves))])
+      assemble(lambda c, i=i: jax.tree_util.tree_leaves(c.state.variants)[i])
+      for i in range(len(leaves))])
   unravel = _group_model(group).unravel
   variants = variants._replace(params=unravel(final_params(variants, exp.train.restore_best)),
                                best_params=unravel(variants.best_params))
-  history = {k: assemble(lambda f, k=k: np.moveaxis(f[1][k], 0, -1)) for k in hist_fields}
+  history = {k: assemble(lambda c, k=k: np.moveaxis(c.history[k], 0, -1)) for k in plan.trainer.history_fields}
   params = jax.tree_util.tree_map(
       lambda a: a.reshape((-1,) + a.shape[2:]), variants.params)  # [S*H, ...], stream-major
-  return {"variants": variants, "params": params, "history": history,
-          "steps_per_epoch": trainer.steps_per_epoch, "compile_s": compile_s, "run_s": run_s,
-          "epochs_executed": max(f[2] for f in finished.values())}
+  return GroupOutput(
+      variants=variants, params=params, history=history,
+      pruned=assemble(lambda c: c.pruned), steps_per_epoch=plan.trainer.steps_per_epoch,
+      compile_s=compile_s, run_s=run_s,
+      epochs_executed=max(c.epoch for c in finished.values()),
+      variant_epochs_trained=int(variants.epochs_run.sum()),
+      variant_epochs_executed=int(sum(c.executed for c in finished.values())))
+
+
+def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions()) -> GroupOutput:
+  """Trains every variant of one compile group; returns its final state and history on the host.
+
+  Plan (`_plan_group`), loop (`_run_chunks`), assemble (`_assemble`). The variants are run in
+  chunks of at most `options.max_variants_per_chunk` (each chunk the same shape, so one
+  compiled program serves all), each chunk's epochs in compiled calls of `chunk_epochs`. Between
+  calls the chunk's live variants are compacted into a narrower population (`options.compact`),
+  halving may prune grid points (`options.prune`), and a checkpoint is written when asked. A
+  resumed group keeps the chunks of its checkpoint, whatever `max_variants_per_chunk` says now:
+  they change no result.
+
+  Args:
+    group: from `plan_sweep`.
+    index: the group's position in the sweep (names its checkpoint file).
+    options: chunking, compaction, pruning, checkpointing and progress; a checkpoint of another
+      `group_config` is refused.
+
+  Returns:
+    A `GroupOutput`.
+  """
+  plan = _plan_group(group, index, options)
+  t0 = time.perf_counter()
+  finished, compile_s = _run_chunks(group, plan, index, options)
+  return _assemble(group, plan, finished, compile_s, time.perf_counter() - t0)
 
 
 def clear_checkpoints(checkpoint_dir: str) -> None:

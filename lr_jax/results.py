@@ -31,7 +31,7 @@ RESULT_COLUMNS = (
     "group", "dataset", "train_size", "model", "hidden", "optimizer", "schedule", "batch_size",
     "learning_rate", "seed", "fold", "best_epoch", "best_val_loss", "best_val_accuracy",
     "final_train_loss", "epochs_run", "steps_run", "diverged", "stopped_early",
-    "epochs_to_target", "steps_to_target")
+    "pruned", "epochs_to_target", "steps_to_target")
 # The trainer's per-epoch "learning_rate" is the scheduled rate of the epoch's last update; in
 # the history it is renamed, so that it is not mistaken for `rows["learning_rate"]`, the peak.
 HISTORY_NAMES = {"learning_rate": "epoch_learning_rate"}
@@ -206,7 +206,7 @@ class SweepResult:
       user_metrics += [f"val_{n}" for n, _ in getattr(g, "metrics", ())
                        if f"val_{n}" not in user_metrics]
     for gi, (g, out) in enumerate(zip(groups, outputs)):
-      exp, v, hist = g.experiment, out["variants"], out["history"]
+      exp, v, hist = g.experiment, out.variants, out.history
       num_streams, num_points = v.stopped.shape
       n = num_streams * num_points
       classification = g.dataset.task == "classification"
@@ -241,8 +241,9 @@ class SweepResult:
           "best_val_accuracy": v.best_val_accuracy.reshape(n), "final_train_loss": last_loss,
           "epochs_run": v.epochs_run.reshape(n), "steps_run": v.steps_run.reshape(n),
           "diverged": v.diverged.reshape(n), "stopped_early": v.stopped.reshape(n),
+          "pruned": out.pruned.reshape(n),
           "epochs_to_target": reach,
-          "steps_to_target": np.where(reach > 0, reach * out["steps_per_epoch"], 0),
+          "steps_to_target": np.where(reach > 0, reach * out.steps_per_epoch, 0),
       }
       for k in hparam_names:
         columns[k] = tile(g.points[k]) if k in g.points else np.full(n, np.nan)
@@ -262,9 +263,12 @@ class SweepResult:
         rows=rows_np, history=history_np, aggregates=aggregates,
         best=best_points(aggregates, len(groups), select),
         config=config,
-        timings=[{"group": i, "compile_s": o["compile_s"], "run_s": o["run_s"],
-                  "epochs_executed": o["epochs_executed"]} for i, o in enumerate(outputs)],
-        params=[o["params"] for o in outputs], select=select, groups=list(groups))
+        timings=[{"group": i, "compile_s": o.compile_s, "run_s": o.run_s,
+                  "epochs_executed": o.epochs_executed,
+                  "variant_epochs_trained": o.variant_epochs_trained,
+                  "variant_epochs_executed": o.variant_epochs_executed}
+                 for i, o in enumerate(outputs)],
+        params=[o.params for o in outputs], select=select, groups=list(groups))
 
 
 def sweep_config(groups: Sequence, grid, target: float | None, select: str) -> dict:
@@ -328,6 +332,7 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
       reach = rows["epochs_to_target"][idx]
       reached = reach > 0
       n_diverged = int(diverged.sum())
+      n_pruned = int(np.sum(rows["pruned"][idx])) if "pruned" in rows else 0
       entry = {
           "group": gi, "optimizer": g.experiment.optim.name,
           **{k: float(v) for k, v in zip(keys, pk)},
@@ -340,7 +345,8 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
           "mean_val_loss": stats.summarize(rows["best_val_loss"][idx][has_value]).mean,
           "mean_epochs_run": float(rows["epochs_run"][idx].mean()),
           "diverged": n_diverged,
-          "eligible": bool(n_diverged == 0 and 0 < summary.n == idx.size),
+          "n_pruned": n_pruned,  # Stopped by halving: its score is not a finished run's.
+          "eligible": bool(n_diverged == 0 and n_pruned == 0 and 0 < summary.n == idx.size),
           "p_best": 0.0, "not_worse": False, "selected": False,
           "reached_target": int(reached.sum()),
           "mean_epochs_to_target": float(reach[reached].mean()) if reached.any() else math.nan,
@@ -521,6 +527,8 @@ def point_notes(a: dict) -> str:
   notes = []
   if a["n_diverged"]:
     notes.append(f"diverged {a['n_diverged']}/{a['n_total']}, ineligible")
+  elif a.get("n_pruned"):
+    notes.append(f"pruned {a['n_pruned']}/{a['n_total']}, ineligible")
   elif not a["eligible"]:
     notes.append(f"{a['n_total'] - a['n']}/{a['n_total']} without a score, ineligible")
   if 0 < a["n"] < a["n_total"]:
@@ -636,6 +644,7 @@ def _selection_lines(entries: Sequence[dict], best: dict, metric: str, select: s
 
 
 _AGG_FIXED = {"group", "optimizer", "learning_rate", "metric", "higher_is_better", "n",
-              "n_diverged", "n_total", "mean", "std", "se", "ci95", "mean_val_loss",
-              "mean_epochs_run", "diverged", "eligible", "metric_means", "p_best", "not_worse", "selected",
+              "n_diverged", "n_pruned", "n_total", "mean", "std", "se", "ci95", "mean_val_loss",
+              "mean_epochs_run", "diverged", "eligible", "metric_means", "p_best", "not_worse",
+              "selected",
               "reached_target", "mean_epochs_to_target", "mean_steps_to_target"}

@@ -131,12 +131,12 @@ def run_groups(groups: Sequence[Group], *, options: RunOptions | None = None
     epochs = group.experiment.train.epochs
     chunk = min(group.experiment.train.chunk_epochs or epochs, epochs)
     done.append({"work": works[i], "chunk_fraction": chunk / epochs,
-                 "executed_fraction": out.get("epochs_executed", epochs) / epochs,
-                 "compile_s": out["compile_s"], "run_s": out["run_s"]})
+                 "executed_fraction": out.epochs_executed / epochs,
+                 "compile_s": out.compile_s, "run_s": out.run_s})
     elapsed = time.perf_counter() - t0
     eta = estimate_remaining(done, works[i + 1:])
     logging.info("cell %d/%d done in %s (compile %s), elapsed %s, ETA %s", i + 1, len(groups),
-                 format_duration(out["run_s"]), format_duration(out["compile_s"]), format_duration(elapsed),
+                 format_duration(out.run_s), format_duration(out.compile_s), format_duration(elapsed),
                  format_duration(eta))
   return outputs, time.perf_counter() - t0
 

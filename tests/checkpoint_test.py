@@ -178,3 +178,37 @@ def test_the_engines_fault_points_stop_a_sweep_where_they_say(fault, left, tmp_p
   if left:  # The first checkpoint, at the first call boundary: 2 of 4 epochs done.
     with np.load(ckdir / "group0.npz") as f:
       assert f["live0/hist/val_loss"].shape[0] == 2 and "done0/epoch" not in f.files
+
+
+def test_a_pruned_sweep_resumes_bit_identically_and_only_under_the_same_pruning(tmp_path):
+  ckdir = str(tmp_path / "ck")
+  exp = EXP.replace(train__epochs=6, train__patience=2)
+  grid = lr_jax.Grid(learning_rates=(1e-6, 1e-3, 1e-2, 3.0), seeds=(0, 1))
+  prune = dict(prune="halving", prune_rungs=(2,), prune_eta=2)
+  ref = lr_jax.run_sweep(exp, grid, options=engine.RunOptions(**prune))
+  assert ref.rows["pruned"].any()
+  # Keep the checkpoint written after the rung (epoch 4): a run killed there.
+  kept = {}
+  real_save = checkpoint.save
+
+  def save(path, arrays, config):
+    if "live0/hist/train_loss" in arrays and len(arrays["live0/hist/train_loss"]) == 4:
+      kept.update(path=path, arrays=dict(arrays), config=config)
+    real_save(path, arrays, config)
+
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(checkpoint, "save", save)
+    lr_jax.run_sweep(exp, grid, options=engine.RunOptions(
+        checkpoint_dir=ckdir, checkpoint_every=2, **prune))
+  real_save(kept["path"], kept["arrays"], kept["config"])
+  assert kept["arrays"]["live0/pruned"].any()  # Decided before the kill, kept by the checkpoint.
+  resumed = lr_jax.run_sweep(exp, grid, options=engine.RunOptions(
+      checkpoint_dir=ckdir, resume=True, **prune))
+  for k in ("pruned", "epochs_run", "best_epoch", "stopped_early"):
+    np.testing.assert_array_equal(resumed.rows[k], ref.rows[k], err_msg=k)
+  for k in ref.history:
+    np.testing.assert_array_equal(resumed.history[k], ref.history[k], err_msg=k)
+  real_save(kept["path"], kept["arrays"], kept["config"])
+  with pytest.raises(lr_jax.ConfigError, match=r"prune\.eta \(checkpoint 2(\.0)?, now 3(\.0)?\)"):
+    lr_jax.run_sweep(exp, grid, options=engine.RunOptions(
+        checkpoint_dir=ckdir, resume=True, **{**prune, "prune_eta": 3}))

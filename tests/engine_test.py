@@ -1,6 +1,8 @@
 """The host shell: chunking under a budget, the budget itself, and one program per signature."""
 
 import functools
+import logging
+import types
 
 import chex
 import numpy as np
@@ -73,3 +75,108 @@ def test_new_learning_rates_and_seeds_reuse_the_compiled_program(traced_once):
   assert first.rows["learning_rate"].tolist() != second.rows["learning_rate"].tolist()
   with pytest.raises(AssertionError, match="traced > 1 times"):  # The check itself can fail.
     lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-3, 2e-3, 3e-3), seeds=(0,)))
+
+
+# Variants that stop at very different epochs: slow ones run all 12, fast ones stop within a
+# few, the largest learning rates diverge in the first epoch.
+SPREAD_EXP = lr_jax.Experiment(
+    data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(16,)),
+    train=lr_jax.TrainConfig(epochs=12, patience=1, chunk_epochs=2))
+SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=(0, 1))
+
+
+def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
+  engine._compiled_flat.cache_clear()
+  on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID)
+  off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(compact=False))
+  ran = off.rows["epochs_run"]
+  assert ran.max() == 12 and ran.min() <= 2 and off.rows["diverged"].any()  # A real spread.
+  for k in ("best_epoch", "epochs_run", "steps_run", "diverged", "stopped_early", "pruned"):
+    np.testing.assert_array_equal(on.rows[k], off.rows[k], err_msg=k)
+  for k in ("best_val_loss", "best_val_accuracy", "final_train_loss"):
+    np.testing.assert_allclose(on.rows[k], off.rows[k], rtol=1e-5, atol=1e-7, err_msg=k)
+  for k in off.history:
+    np.testing.assert_allclose(on.history[k], off.history[k], rtol=1e-5, atol=1e-6, err_msg=k)
+  t_on, t_off = on.timings[0], off.timings[0]
+  assert t_on["variant_epochs_trained"] == t_off["variant_epochs_trained"] == ran.sum()
+  assert t_off["variant_epochs_executed"] == 16 * 12  # The whole chunk, every epoch.
+  assert ran.sum() <= t_on["variant_epochs_executed"] < t_off["variant_epochs_executed"]
+  # Compacted populations come from the ladder only: at most one program per width.
+  group = engine.plan_sweep(SPREAD_EXP, SPREAD_GRID)[0]
+  flat = engine._compiled_flat(*engine._compile_key(group))
+  assert 1 <= flat._cache_size() <= len(engine.compaction_ladder(16, 1)) == 4
+
+
+def test_the_compaction_ladder_is_powers_of_two_times_the_devices_below_the_chunk():
+  assert engine.compaction_ladder(48, 1) == [1, 2, 4, 8, 16]
+  assert engine.compaction_ladder(16, 4) == [4, 8]
+  assert engine.compaction_ladder(15, 4) == [4]
+  assert engine.compaction_ladder(4, 4) == []
+
+
+def _chunk(score_SxP, stopped_SxP=None):
+  """A chunk of one stream per row whose variants' best monitored values are given."""
+  s = np.asarray(score_SxP, np.float32)
+  false = np.zeros(s.shape, bool)
+  v = types.SimpleNamespace(best_score=s, diverged=false.copy(),
+                            stopped=false.copy() if stopped_SxP is None else np.asarray(stopped_SxP))
+  return engine._Chunk(state=types.SimpleNamespace(epoch=np.int32(5), variants=v),
+                       history={}, pruned=false.copy(), real=~false)
+
+
+def test_halving_prunes_the_clearly_worse_and_never_a_point_inside_the_noise_of_the_best():
+  # Lower is better. Points: best, noisy (ranks 3rd, not significantly worse than the best),
+  # second, and three worse on every stream. eta 3 keeps the best ceil(6 / 3) = 2 by rank.
+  score_SxP = np.array([[0.10, 0.00, 0.20, 0.30, 0.40, 0.50],
+                        [0.10, 0.05, 0.21, 0.31, 0.41, 0.51],
+                        [0.10, 0.60, 0.19, 0.29, 0.39, 0.49]])
+  pruned = engine._halving(_chunk(score_SxP), eta=3)
+  np.testing.assert_array_equal(pruned.any(axis=0), [False, False, False, True, True, True])
+  assert pruned[:, 3:].all()  # Every stream of a pruned point.
+  # Without the noisy point's protection it would be cut: it is outside the best 2 by rank.
+  assert np.argsort(score_SxP.mean(axis=0)).tolist().index(1) == 2
+  # A variant that already stopped early stays `stopped_early`, not pruned.
+  stopped = np.zeros_like(score_SxP, bool)
+  stopped[0, 4] = True
+  pruned = engine._halving(_chunk(score_SxP, stopped), eta=3)
+  assert not pruned[0, 4] and pruned[1:, 4].all()
+
+
+def test_halving_flags_pruned_rows_ineligible_and_shows_how_far_they_got():
+  exp = SPREAD_EXP.replace(train__patience=0, train__epochs=8)
+  grid = lr_jax.Grid(learning_rates=(1e-6, 3e-6, 3e-3, 1e-2), seeds=(0, 1))
+  options = engine.RunOptions(prune="halving", prune_rungs=(2,), prune_eta=2)
+  r = lr_jax.run_sweep(exp, grid, options=options)
+  slow = r.rows["learning_rate"] < 1e-5  # Barely moves from init: worse on every seed.
+  assert r.rows["pruned"][slow].all() and not r.rows["pruned"][~slow].any()
+  np.testing.assert_array_equal(r.rows["epochs_run"][slow], 2)  # Stopped at the first rung.
+  assert not r.rows["stopped_early"][slow].any()  # A flag of its own.
+  assert np.isnan(r.history["val_loss"][slow][:, 2:]).all()
+  for a in r.aggregates:
+    assert a["eligible"] == (a["learning_rate"] > 1e-5), a
+  assert r.best[0]["learning_rate"] > 1e-5
+  assert "pruned 2/2, ineligible" in lr_jax.format_table(r)
+  # The rest trained as without pruning (the pruned points changed nothing else).
+  plain = lr_jax.run_sweep(exp, grid)
+  np.testing.assert_allclose(r.rows["best_val_loss"][~slow], plain.rows["best_val_loss"][~slow],
+                             rtol=1e-5)
+  assert r.timings[0]["variant_epochs_executed"] < plain.timings[0]["variant_epochs_executed"]
+
+
+def test_bad_pruning_options_are_refused_in_one_line():
+  for kwargs, msg in [({"prune": "hyperband"}, "valid choices: halving, or None"),
+                      ({"prune_eta": 1.0}, "prune_eta must be a number > 1"),
+                      ({"prune_rungs": (15, 5)}, "must be increasing"),
+                      ({"prune_rungs": ()}, "prune_rungs is empty"),
+                      ({"prune_rungs": (0,)}, "prune rung must be > 0")]:
+    with pytest.raises(lr_jax.ConfigError, match=msg):
+      engine.RunOptions(**kwargs)
+
+
+def test_halving_warns_when_its_chunks_hold_one_point(caplog):
+  grid = lr_jax.Grid(learning_rates=(1e-3, 1e-2), seeds=(0, 1))
+  options = engine.RunOptions(prune="halving", prune_rungs=(2,), max_variants_per_chunk=2)
+  with caplog.at_level(logging.WARNING):
+    lr_jax.run_sweep(EXP, grid, options=options)
+  assert "halving ranks each chunk's points over its streams, so it prunes nothing; give " \
+         "--max_variants_per_chunk of at least 6" in caplog.text

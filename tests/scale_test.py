@@ -1,5 +1,6 @@
 """Scaling out and surviving faults: several devices, several processes, SIGKILL and resume."""
 
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,10 @@ EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(32,)),
     train=lr_jax.TrainConfig(epochs=4, patience=2, chunk_epochs=2))
 GRID = lr_jax.Grid(learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), seeds=(0, 1))
+# Variants that stop at very different epochs (the largest learning rates diverge at once), so
+# the chunk is compacted between calls.
+SPREAD_EXP = EXP.replace(model__hidden=(16,), train__epochs=8, train__patience=1)
+SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=(0, 1))
 
 
 def _env(**extra):
@@ -42,23 +47,28 @@ def _same_outputs(a, b):
     np.testing.assert_array_equal(ha[k], hb[k], err_msg=k)
 
 
-def test_four_devices_give_the_results_of_one(tmp_path):
+def test_four_devices_give_the_results_of_one_also_when_compacted(tmp_path):
   code = textwrap.dedent("""
       import sys, numpy as np, lr_jax, jax
       sys.path.insert(0, %r)
-      from scale_test import EXP, GRID
+      from scale_test import SPREAD_EXP, SPREAD_GRID
       assert jax.device_count() == 4
-      r = lr_jax.run_sweep(EXP, GRID)
-      np.savez(sys.argv[1], **r.history, best_epoch=r.rows["best_epoch"])
+      r = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID)
+      np.savez(sys.argv[1], **r.history, best_epoch=r.rows["best_epoch"],
+               epochs_run=r.rows["epochs_run"],
+               executed=r.timings[0]["variant_epochs_executed"])
   """ % os.path.dirname(os.path.abspath(__file__)))
   out = tmp_path / "devices.npz"  # Not in the checkout: parallel sessions must not share it.
   subprocess.run([sys.executable, "-c", code, out], cwd=ROOT, check=True, timeout=300,
                  env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
   four = np.load(out)
-  one = lr_jax.run_sweep(EXP, GRID)
+  one = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID)
+  # Sharded and compacted: 2 streams x 8 points, then the survivors at a width of 4 or 8.
+  assert one.rows["epochs_run"].min() < 8 and four["executed"] < 16 * 8
   for k in one.history:
-    np.testing.assert_allclose(four[k], one.history[k], rtol=1e-5, atol=1e-7, err_msg=k)
+    np.testing.assert_allclose(four[k], one.history[k], rtol=1e-5, atol=1e-6, err_msg=k)
   np.testing.assert_array_equal(four["best_epoch"], one.rows["best_epoch"])
+  np.testing.assert_array_equal(four["epochs_run"], one.rows["epochs_run"])
 
 
 def _why(err: str) -> str:
@@ -72,16 +82,20 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_give_the_results_of_one(tmp_path):
+def test_two_processes_give_the_results_of_one_also_when_compacted(tmp_path):
   port = _free_port()
   outs = [tmp_path / f"p{i}" for i in range(2)]
-  procs = [_script(outs[i], "--epochs=3", "--distributed", f"--coordinator_address=127.0.0.1:{port}",
+  # lr 10 diverges in the first call: the other 4 variants continue compacted.
+  flags = ["--epochs=4", "--chunk_epochs=2", "--lrs=1e-3,1e-2,10", "--patience=1"]
+  procs = [_script(outs[i], *flags, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
                    "--num_processes=2", f"--process_id={i}") for i in range(2)]
   for p in procs:
     _, err = p.communicate(timeout=400)
     assert p.returncode == 0, _why(err)
   assert not outs[1].exists()  # only process 0 writes
-  single = _script(tmp_path / "single", "--epochs=3")
+  with open(outs[0] / "summary.json") as f:
+    assert json.load(f)["timings"][0]["variant_epochs_executed"] < 8 * 4  # 2 x 4 lanes, each epoch
+  single = _script(tmp_path / "single", *flags)
   _, err = single.communicate(timeout=300)
   assert single.returncode == 0, _why(err)
   with open(outs[0] / "results.csv") as a, open(tmp_path / "single" / "results.csv") as b:
@@ -137,3 +151,22 @@ def test_sigkill_at_any_point_then_resume_is_bit_identical(tmp_path):
       assert line in err, f"{fault}: {_why(err)}"
     _same_outputs(tmp_path / "ref", outs[fault])
     assert not (outs[fault] / "checkpoints").exists(), fault  # cleared once results are written
+
+
+def test_sigkill_after_a_compaction_then_resume_is_bit_identical(tmp_path):
+  # 2 seeds x 4 learning rates; the two largest diverge in the first call, so from the second
+  # call on the 4 survivors run compacted. A checkpoint after every call: the 2nd is written
+  # after a compacted call, and the run is killed right there.
+  flags = ["--lrs=1e-3,1e-2,10,30", "--patience=2", "--epochs=8", "--chunk_epochs=2",
+           "--checkpoint_every=2"]
+  runs = [_script(tmp_path / "ref", *flags),
+          _script(tmp_path / "killed", *flags, env=_env(LR_JAX_FAULT="after_checkpoint:2"))]
+  (code, err), (killed, kerr) = _finish(runs)
+  assert code == 0, err[-2000:]
+  assert killed == -signal.SIGKILL, kerr[-2000:]
+  with open(tmp_path / "ref" / "summary.json") as f:
+    timing = json.load(f)["timings"][0]
+  assert timing["variant_epochs_executed"] < 8 * 8  # It was compacted.
+  (code, err), = _finish([_script(tmp_path / "killed", *flags, "--resume")])
+  assert code == 0 and "chunk 1 at epoch 4/8" in err, err[-2000:]
+  _same_outputs(tmp_path / "ref", tmp_path / "killed")

@@ -1,0 +1,146 @@
+"""Compute follows the survivors: compaction and successive halving, measured side by side.
+
+    python -m benchmarks.compaction --out runs/benchmarks/compaction [--write_doc]
+
+1. The default sweep (`python -m experiments.lr_sweep` defaults: digits, MLP(128), Adam, 16
+   learning rates 1e-5..1 x 3 seeds, up to 100 epochs, patience 5) with compaction on and
+   off, alternating, `--reps` times each after one warm-up run of each (compiling): the
+   variant-epochs its variants trained, those its programs executed, and the wall time.
+2. A 64-learning-rate sweep (1e-5..1, Adam, 3 seeds, 100 epochs, patience 5) with and without
+   `prune="halving"` (rungs 5, 15, 45, eta 3) on each of `--datasets`: wall time, and whether
+   the learning rate chosen with pruning is in the unpruned sweep's set of points not
+   significantly worse than its best (`stats.not_worse`).
+
+Prints a table, writes the numbers to `<out>/compaction.json` and, with `--write_doc`, the
+tables into `benchmarks/BENCHMARKS.md` (its `compaction:*` markers).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from absl import app, flags
+
+import benchmarks
+
+flags.DEFINE_string("out", "runs/benchmarks/compaction", "Output folder.")
+flags.DEFINE_integer("reps", 3, "Timed runs of each setting of the default sweep.")
+flags.DEFINE_list("datasets", ["digits", "wine", "breast_cancer"], "Data sets of the halving runs.")
+flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script runs, measures nothing.")
+flags.DEFINE_bool("write_doc", False, "Fill the compaction sections of BENCHMARKS.md.")
+FLAGS = flags.FLAGS
+
+
+def _sweep(exp, grid, **options):
+  """(wall seconds, SweepResult) of one sweep."""
+  import lr_jax
+  t0 = time.perf_counter()
+  result = lr_jax.run_sweep(exp, grid, options=lr_jax.RunOptions(**options))
+  return time.perf_counter() - t0, result
+
+
+def default_sweep(reps: int, quick: bool) -> dict:
+  """Compaction on and off on the default sweep: medians of `reps` alternating runs each."""
+  import lr_jax
+  exp = lr_jax.Experiment()
+  grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-5, 1.0, 16), seeds=(0, 1, 2))
+  if quick:
+    exp = exp.replace(train__epochs=6, train__patience=1, train__chunk_epochs=2,
+                      model__hidden=(8,), data__train_size=200)
+    grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 4), seeds=(0, 1))
+  out = {}
+  for compact in (True, False):  # Warm-up: compiles every program of the setting.
+    _sweep(exp, grid, compact=compact)
+  walls = {True: [], False: []}
+  for _ in range(reps):
+    for compact in (True, False):
+      wall, result = _sweep(exp, grid, compact=compact)
+      walls[compact].append(wall)
+      out[compact] = result.timings[0]
+  rows = {}
+  for compact in (True, False):
+    t = out[compact]
+    rows["on" if compact else "off"] = {
+        "wall_s": walls[compact], "median_wall_s": statistics.median(walls[compact]),
+        "variant_epochs_trained": t["variant_epochs_trained"],
+        "variant_epochs_executed": t["variant_epochs_executed"],
+        "executed_per_trained": t["variant_epochs_executed"] / t["variant_epochs_trained"]}
+  rows["speedup"] = rows["off"]["median_wall_s"] / rows["on"]["median_wall_s"]
+  return rows
+
+
+def halving(dataset: str, quick: bool) -> dict:
+  """64 learning rates with and without halving on one data set: time and the chosen LR."""
+  import lr_jax
+  exp = lr_jax.Experiment(data=lr_jax.DataConfig(dataset=dataset))
+  grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-5, 1.0, 64), seeds=(0, 1, 2))
+  rungs = (5, 15, 45)
+  if quick:
+    exp = exp.replace(train__epochs=6, train__patience=1, train__chunk_epochs=2,
+                      model__hidden=(8,))
+    grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 6), seeds=(0, 1))
+    rungs = (2,)
+  row = {}
+  for prune in (None, "halving"):  # Warm-up (compiling), then one timed run each.
+    _sweep(exp, grid, prune=prune, prune_rungs=rungs)
+  wall_full, full = _sweep(exp, grid)
+  wall_pruned, pruned = _sweep(exp, grid, prune="halving", prune_rungs=rungs)
+  near = sorted(a["learning_rate"] for a in full.aggregates if a["not_worse"])
+  chosen = pruned.best[0].get("learning_rate")
+  row.update(
+      wall_s=wall_full, wall_pruned_s=wall_pruned, speedup=wall_full / wall_pruned,
+      best_lr=full.best[0].get("learning_rate"), chosen_lr_pruned=chosen,
+      chosen_in_not_worse_set=chosen in near, not_worse_set=near,
+      executed=full.timings[0]["variant_epochs_executed"],
+      executed_pruned=pruned.timings[0]["variant_epochs_executed"],
+      points_pruned=int(sum(a["n_pruned"] > 0 for a in pruned.aggregates)))
+  return row
+
+
+def tables(results: dict) -> dict[str, str]:
+  """The Markdown sections: the default sweep, halving per data set."""
+  d = results["default_sweep"]
+  fmt = benchmarks.fmt
+  default = benchmarks.markdown_table(
+      ["compaction", "variant-epochs trained", "executed", "executed / trained",
+       f"wall s (median of {len(d['on']['wall_s'])})", "runs (s)"],
+      [[k, d[k]["variant_epochs_trained"], d[k]["variant_epochs_executed"],
+        fmt(d[k]["executed_per_trained"]), fmt(d[k]["median_wall_s"]),
+        ", ".join(fmt(w) for w in d[k]["wall_s"])] for k in ("on", "off")])
+  default += (f"\n\nSpeed-up with compaction: {fmt(d['speedup'])}x. Load average (1, 5, 15 min) "
+              f"at start {results['load_start']}, at end {results['load_end']}.")
+  halv = benchmarks.markdown_table(
+      ["data set", "wall s", "wall s, halving", "speed-up", "variant-epochs executed",
+       "executed, halving", "points pruned", "best lr", "lr chosen with halving",
+       "in the not-worse set"],
+      [[name, fmt(r["wall_s"]), fmt(r["wall_pruned_s"]), fmt(r["speedup"]), r["executed"],
+        r["executed_pruned"], r["points_pruned"], fmt(r["best_lr"]),
+        fmt(r["chosen_lr_pruned"]), "yes" if r["chosen_in_not_worse_set"] else "no"]
+       for name, r in results["halving"].items()])
+  return {"compaction:default_sweep": default, "compaction:halving": halv}
+
+
+def main(argv):
+  del argv
+  results = {"load_start": benchmarks.loadavg(), "machine": benchmarks.machine_info()}
+  t0 = time.perf_counter()
+  results["default_sweep"] = default_sweep(FLAGS.reps, FLAGS.quick)
+  results["halving"] = {name: halving(name, FLAGS.quick) for name in FLAGS.datasets}
+  results["load_end"] = benchmarks.loadavg()
+  results["total_s"] = time.perf_counter() - t0
+  os.makedirs(FLAGS.out, exist_ok=True)
+  benchmarks.write_json(os.path.join(FLAGS.out, "compaction.json"), results)
+  sections = tables(results)
+  text = benchmarks.sections_markdown(sections)
+  benchmarks.write_text(os.path.join(FLAGS.out, "compaction.md"), text)
+  print(text)
+  if FLAGS.write_doc:
+    missing = benchmarks.fill_markers(benchmarks.DOC, sections)
+    if missing:
+      print("BENCHMARKS.md has no markers for: " + ", ".join(missing))
+
+
+if __name__ == "__main__":
+  app.run(main)
