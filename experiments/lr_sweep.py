@@ -49,7 +49,8 @@ def main(argv):
       if primary:  # The output folder checked and locked, the checkpoints checked: no compiling.
         folder = stack.enter_context(outputs.OutputFolder(
             FLAGS.out, overwrite=FLAGS.overwrite,
-            identity=outputs.sweep_identity(groups, grid, FLAGS.target, select)))
+            identity=outputs.sweep_identity(groups, grid, FLAGS.target, select,
+                                            options.prune_config())))
         cli.check_checkpoints(options, FLAGS.overwrite)
         if FLAGS.save_model:  # Checked and locked before compiling, as --out.
           model_folder = stack.enter_context(export.model_folder(

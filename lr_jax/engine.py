@@ -441,6 +441,12 @@ class RunOptions:
   prune_rungs: tuple[int, ...] = (5, 15, 45)
   prune_eta: float = 3.0
 
+  def prune_config(self) -> dict | None:
+    """The pruning rule and its settings (they change results), or None without pruning."""
+    if not self.prune:
+      return None
+    return {"rule": self.prune, "rungs": list(self.prune_rungs), "eta": self.prune_eta}
+
   def __post_init__(self):
     check_fields(self)
     if self.max_variants_per_chunk is not None:
@@ -1117,6 +1123,6 @@ def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = N
                  group.experiment.optim.name, len(group.seeds), len(group.points["learning_rate"]))
     outputs.append(run_group(group, index=i, options=options))
   return SweepResult.from_groups(groups, outputs, grid=grid, target=target, select=select,
-                                 select_by=select_by)
+                                 select_by=select_by, prune=options.prune_config())
 
 

@@ -358,7 +358,8 @@ def _sigint_held():
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def sweep_identity(groups, grid, target: float | None, select: str) -> dict:
+def sweep_identity(groups, grid, target: float | None, select: str,
+                   prune: dict | None = None) -> dict:
   """What a sweep computes, as `SweepResult.config` records it (before anything runs).
 
   Args:
@@ -366,6 +367,7 @@ def sweep_identity(groups, grid, target: float | None, select: str) -> dict:
     grid: the `Grid`.
     target: the metric value to reach, or None.
     select: the selection rule.
+    prune: `RunOptions.prune_config()`: pruning changes results.
   """
   from lr_jax.results import sweep_config
-  return {"kind": "sweep", "config": sweep_config(groups, grid, target, select)}
+  return {"kind": "sweep", "config": sweep_config(groups, grid, target, select, prune)}

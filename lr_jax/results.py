@@ -188,8 +188,8 @@ class SweepResult:
 
   @classmethod
   def from_groups(cls, groups: Sequence, outputs: Sequence[dict], *, grid, target=None,
-                  select: str = stats.DEFAULT_SELECT, select_by: str | None = None
-                  ) -> "SweepResult":
+                  select: str = stats.DEFAULT_SELECT, select_by: str | None = None,
+                  prune: dict | None = None) -> "SweepResult":
     """Assembles the result of `engine.run_sweep` from each group's plan and output.
 
     `select` is the rule that picks each group's learning rate (`stats.select_index`);
@@ -256,7 +256,7 @@ class SweepResult:
     rows_np = {k: np.concatenate(a) for k, a in rows.items()}
     history_np = {k: np.concatenate(a) for k, a in histories.items()}
     aggregates = aggregate(rows_np, groups, hparam_names, select_by)
-    config = sweep_config(groups, grid, target, select)
+    config = sweep_config(groups, grid, target, select, prune)
     if select_by is not None:
       config["select_by"] = select_by
     return cls(
@@ -271,16 +271,21 @@ class SweepResult:
         params=[o.params for o in outputs], select=select, groups=list(groups))
 
 
-def sweep_config(groups: Sequence, grid, target: float | None, select: str) -> dict:
+def sweep_config(groups: Sequence, grid, target: float | None, select: str,
+                 prune: dict | None = None) -> dict:
   """What a sweep computes, JSON-ready: `SweepResult.config`, and what output folders compare.
 
   A user model replaces the experiment's `ModelConfig`: it is described by its class name.
+  `prune` (the pruning rule and its settings, which change results) is recorded when given.
   """
-  return jsonable({
+  config = {
       "experiments": [config_dict(g.experiment) | (
           {"model": {"name": g.model.name, "hidden": [], "user_model": True}}
           if g.model is not None else {}) for g in groups],
-      "grid": dataclasses.asdict(grid), "target": target, "select": select})
+      "grid": dataclasses.asdict(grid), "target": target, "select": select}
+  if prune is not None:
+    config["prune"] = prune
+  return jsonable(config)
 
 
 def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Sequence[str],
