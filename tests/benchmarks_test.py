@@ -23,7 +23,8 @@ import benchmarks
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKERS = {"throughput:machine", "throughput:per_variant", "throughput:compile",
            "throughput:default_sweep", "throughput:targets", "convergence:optimizers",
-           "convergence:summary", "convergence:articles", "convergence:figure"}
+           "convergence:summary", "convergence:articles", "convergence:figure",
+           "compaction:default_sweep", "compaction:halving"}
 
 
 def _run(module, tmp_path, *args):
