@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+import types
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -685,18 +686,6 @@ def _live(chunk: _Chunk) -> np.ndarray:
   return chunk.real & ~v.stopped & ~v.diverged & ~chunk.pruned
 
 
-def _population(chunk: _Chunk, ndev: int, compact: bool) -> tuple[np.ndarray | None, int]:
-  """The next call's population: (None, full width) for the whole chunk, or (flat indices of
-  the live variants, the ladder width they are padded to)."""
-  live = _live(chunk).reshape(-1)
-  if compact:
-    n = int(live.sum())
-    fits = [w for w in compaction_ladder(live.size, ndev) if w >= n]
-    if fits:
-      return np.flatnonzero(live), fits[0]
-  return None, live.size
-
-
 def _halving(chunk: _Chunk, eta: float) -> np.ndarray:
   """Successive halving at a rung: the chunk's `pruned` mask after this rung.
 
@@ -728,67 +717,140 @@ def _halving(chunk: _Chunk, eta: float) -> np.ndarray:
   return chunk.pruned | (_live(chunk) & cut[None, :])
 
 
-def _call(plan: _GroupPlan, chunk: _Chunk, b: int, data, compact: bool) -> None:
-  """Runs one compiled call of `plan.call_epochs` epochs on a chunk's live variants, in place.
+def _call(plan: _GroupPlan, chunk: _Chunk, b: int, data) -> None:
+  """Runs one compiled call of `plan.call_epochs` epochs on a whole chunk, in place.
 
-  The population is rebuilt from the host state every call (whole, or compacted to a ladder
-  width), so a resumed run, which has nothing else, makes exactly the same calls. Only the
-  variants that went in live are written back; the others keep their state and NaN history.
+  Only the variants that went in live are written back; the others keep their state and NaN
+  history.
   """
   mesh, s_c, h_c = plan.mesh, plan.s_c, plan.h_c
   si, hi = plan.blocks[b]
   live_before = _live(chunk)
-  idx, width = _population(chunk, plan.ndev, compact)
   num_epochs = plan.call_epochs
-  if idx is None:
-    v = chunk.state.variants
-    # A pruned variant is frozen as a stopped one is; its own `stopped` stays False.
-    device_state = chunk.state._replace(variants=v._replace(stopped=v.stopped | chunk.pruned))
-    state = jax.tree_util.tree_map(
-        lambda a: _put(a, mesh, P(None, "points") if a.ndim >= 2 else P()), device_state)
-    out_state, hist = plan.run(
-        state, {k: _put(a[hi:hi + h_c], mesh, P("points")) for k, a in plan.points.items()},
-        _put(plan.seeds[si:si + s_c], mesh, P()), _put(plan.folds[si:si + s_c], mesh, P()), data,
-        num_epochs=num_epochs)
-    out_state, hist = _to_host((out_state, hist))
-    new_epoch = int(out_state.epoch)
-    mask = lambda a: live_before.reshape(live_before.shape + (1,) * (a.ndim - 2))
-    variants = jax.tree_util.tree_map(lambda new, old: np.where(mask(new), new, old),
-                                      out_state.variants, chunk.state.variants)
-    hist_ExSxH = {k: getattr(hist, k) for k in plan.trainer.history_fields}
-    chunk.executed += width * (new_epoch - chunk.epoch)
-  else:
-    n = len(idx)
-    lanes = np.concatenate([idx, np.repeat(idx[-1:], width - n)])  # Padding: copies, dropped.
-    flat = lambda a: a.reshape((s_c * h_c,) + a.shape[2:])
-    gathered = jax.tree_util.tree_map(
-        lambda a: flat(a)[lanes].reshape((width, 1, 1) + a.shape[2:]), chunk.state.variants)
-    put = lambda a: _put(np.ascontiguousarray(a), mesh, P("points"))
-    state = SweepState(epoch=put(np.full(width, chunk.epoch, np.int32)),
-                       variants=jax.tree_util.tree_map(put, gathered))
-    out_state, hist = plan.run_flat(
-        state, {k: put(a[hi + lanes % h_c].reshape(width, 1)) for k, a in plan.points.items()},
-        put(plan.seeds[si + lanes // h_c].reshape(width, 1)),
-        put(plan.folds[si + lanes // h_c].reshape(width, 1)), data, num_epochs=num_epochs)
-    out_state, hist = _to_host((out_state, hist))
-    new_epoch = int(out_state.epoch.max())
+  v = chunk.state.variants
+  # A pruned variant is frozen as a stopped one is; its own `stopped` stays False.
+  device_state = chunk.state._replace(variants=v._replace(stopped=v.stopped | chunk.pruned))
+  state = jax.tree_util.tree_map(
+      lambda a: _put(a, mesh, P(None, "points") if a.ndim >= 2 else P()), device_state)
+  out_state, hist = plan.run(
+      state, {k: _put(a[hi:hi + h_c], mesh, P("points")) for k, a in plan.points.items()},
+      _put(plan.seeds[si:si + s_c], mesh, P()), _put(plan.folds[si:si + s_c], mesh, P()), data,
+      num_epochs=num_epochs)
+  out_state, hist = _to_host((out_state, hist))
+  new_epoch = int(out_state.epoch)
+  mask = lambda a: live_before.reshape(live_before.shape + (1,) * (a.ndim - 2))
+  variants = jax.tree_util.tree_map(lambda new, old: np.where(mask(new), new, old),
+                                    out_state.variants, chunk.state.variants)
+  chunk.executed += s_c * h_c * (new_epoch - chunk.epoch)
+  chunk.state = SweepState(epoch=np.asarray(new_epoch, np.int32), variants=variants)
+  chunk.history = {k: np.concatenate([chunk.history[k], getattr(hist, k)])
+                   for k in plan.trainer.history_fields}
+
+
+def _call_flat(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int, data) -> None:
+  """Runs one compiled call on the live variants of `members` (chunks at one epoch), gathered
+  into one population of `width` lanes, each its own one-point stream; scatters them back.
+
+  Members from several chunks share the call: once few variants survive, the chunks continue
+  as one narrow program rather than one call each (lockstep).
+  """
+  mesh, s_c, h_c = plan.mesh, plan.s_c, plan.h_c
+  num_epochs = plan.call_epochs
+  flat = lambda a: a.reshape((s_c * h_c,) + a.shape[2:])
+  parts = [(b, c, np.flatnonzero(_live(c).reshape(-1))) for b, c in members]
+  owner = np.concatenate([np.full(len(idx), j) for j, (_, _, idx) in enumerate(parts)])
+  lane_idx = np.concatenate([idx for _, _, idx in parts])
+  n = len(lane_idx)
+  pad = lambda a: np.concatenate([a, np.repeat(a[-1:], width - n, axis=0)])  # Copies, dropped.
+  gathered = jax.tree_util.tree_map(
+      lambda *leaves: pad(np.concatenate([flat(leaf)[idx] for leaf, (_, _, idx) in
+                                          zip(leaves, parts)])).reshape(
+                                              (width, 1, 1) + leaves[0].shape[2:]),
+      *[c.state.variants for _, c, _ in parts])
+  first_stream = np.array([plan.blocks[b][0] for b, _, _ in parts])[owner] + lane_idx // h_c
+  first_point = np.array([plan.blocks[b][1] for b, _, _ in parts])[owner] + lane_idx % h_c
+  put = lambda a: _put(np.ascontiguousarray(a), mesh, P("points"))
+  epochs = np.array([c.epoch for _, c, _ in parts], np.int32)[owner]
+  state = SweepState(epoch=put(pad(epochs)), variants=jax.tree_util.tree_map(put, gathered))
+  out_state, hist = plan.run_flat(
+      state, {k: put(pad(a[first_point]).reshape(width, 1)) for k, a in plan.points.items()},
+      put(pad(plan.seeds[first_stream]).reshape(width, 1)),
+      put(pad(plan.folds[first_stream]).reshape(width, 1)), data, num_epochs=num_epochs)
+  out_state, hist = _to_host((out_state, hist))
+  for j, (b, chunk, idx) in enumerate(parts):
+    lanes = np.flatnonzero(owner == j)
 
     def scatter(new, old):
       out = flat(old).copy()
-      out[idx] = new[:n, 0, 0]
+      out[idx] = new[lanes, 0, 0]
       return out.reshape(old.shape)
 
     variants = jax.tree_util.tree_map(scatter, out_state.variants, chunk.state.variants)
     hist_ExSxH = {}
     for k in plan.trainer.history_fields:
       h = np.full((num_epochs, s_c * h_c), np.nan, np.float32)
-      h[:, idx] = getattr(hist, k)[:, :n, 0, 0]
+      h[:, idx] = getattr(hist, k)[:, lanes, 0, 0]
       hist_ExSxH[k] = h.reshape(num_epochs, s_c, h_c)
-    # The lanes of a vmapped population run every epoch of the call (its skip is per lane).
-    chunk.executed += width * num_epochs
-  chunk.state = SweepState(epoch=np.asarray(new_epoch, np.int32), variants=variants)
-  chunk.history = {k: np.concatenate([chunk.history[k], hist_ExSxH[k]])
-                   for k in plan.trainer.history_fields}
+    # The lanes of a vmapped population run every epoch of the call (its skip is per lane);
+    # the padding lanes are the first member's bill.
+    chunk.executed += (len(lanes) + (width - n if j == 0 else 0)) * num_epochs
+    chunk.state = SweepState(epoch=np.asarray(out_state.epoch[lanes].max(), np.int32),
+                             variants=variants)
+    chunk.history = {k: np.concatenate([chunk.history[k], hist_ExSxH[k]])
+                     for k in plan.trainer.history_fields}
+
+
+def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool) -> None:
+  """One compiled call's worth of epochs for every unfinished chunk, in place.
+
+  The populations are decided from the host state alone (whole chunks, each compacted, or all
+  survivors together), so a resumed run, which has nothing else, makes exactly the same calls.
+  """
+  members = [(b, c) for b, c in chunks.items() if not _done(plan, c)]
+  if compact and len(members) > 1:
+    # Survivors of several chunks: up to a whole chunk's width, which replaces two calls or more.
+    n = sum(int(_live(c).sum()) for _, c in members)
+    fits = [w for w in compaction_ladder(2 * plan.s_c * plan.h_c, plan.ndev) if w >= n]
+    if fits:
+      _call_flat(plan, members, fits[0], data)
+      return
+  for b, c in members:
+    n = int(_live(c).sum())
+    fits = [w for w in compaction_ladder(plan.s_c * plan.h_c, plan.ndev) if w >= n] if compact else []
+    if fits:
+      _call_flat(plan, [(b, c)], fits[0], data)
+    else:
+      _call(plan, c, b, data)
+
+
+def _done(plan: _GroupPlan, chunk: _Chunk) -> bool:
+  return chunk.epoch >= plan.trainer.num_epochs or not _live(chunk).any()
+
+
+def _tile(plan: _GroupPlan, chunks: dict[int, _Chunk], get) -> np.ndarray:
+  """[S_pad, H_pad]: a per-variant array of every chunk, placed as the chunks tile the grid."""
+  first = get(next(iter(chunks.values())))
+  out = np.zeros((len(plan.seeds), len(next(iter(plan.points.values())))), first.dtype)
+  for b, c in chunks.items():
+    si, hi = plan.blocks[b]
+    out[si:si + plan.s_c, hi:hi + plan.h_c] = get(c)
+  return out
+
+
+def _prune_all(plan: _GroupPlan, chunks: dict[int, _Chunk], eta: float) -> None:
+  """Successive halving over the whole group at a rung: every grid point ranked over every
+  stream, whichever chunk holds it; the chunks' `pruned` masks updated in place."""
+  tile = functools.partial(_tile, plan, chunks)
+  view = types.SimpleNamespace(
+      state=types.SimpleNamespace(variants=types.SimpleNamespace(
+          best_score=tile(lambda c: c.state.variants.best_score),
+          diverged=tile(lambda c: c.state.variants.diverged),
+          stopped=tile(lambda c: c.state.variants.stopped))),
+      real=tile(lambda c: c.real), pruned=tile(lambda c: c.pruned))
+  pruned = _halving(view, eta)
+  for b, c in chunks.items():
+    si, hi = plan.blocks[b]
+    c.pruned = pruned[si:si + plan.s_c, hi:hi + plan.h_c]
 
 
 def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
@@ -832,12 +894,6 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
   rungs = ()
   if options.prune:
     rungs = tuple(r for r in options.prune_rungs if r < num_epochs)
-    if h_c < 2 or s_c < num_streams:  # Each chunk ranks its own points (`_halving`).
-      logging.warning(
-          "group %d: chunks of %d streams x %d points: halving ranks each chunk's points over "
-          "its streams, so it %s; give --max_variants_per_chunk of at least %d", index, s_c, h_c,
-          "prunes nothing" if h_c < 2 else "pairs fewer streams",
-          num_streams * max(2, math.ceil(options.prune_eta)))
     # Calls end at every rung; one call length keeps it one program per width.
     call_epochs = math.gcd(call_epochs, *rungs)
   return _GroupPlan(
@@ -855,16 +911,13 @@ def _real(group: Group, plan: _GroupPlan, b: int) -> np.ndarray:
   return real
 
 
-def _save_chunks(plan: _GroupPlan, finished: dict[int, _Chunk], current: int | None,
-                 chunk: _Chunk | None) -> None:
-  """Checkpoints the finished chunks and the current one (if any) as one file."""
+def _save_chunks(plan: _GroupPlan, chunks: dict[int, _Chunk]) -> None:
+  """Checkpoints every chunk (`done<b>` once finished, `live<b>` before) as one file."""
   if plan.path is None or jax.process_index() != 0:
     return
   arrays = {"layout": np.array([plan.s_c, plan.h_c])}
-  items = [(f"done{b}", c) for b, c in finished.items()]
-  if chunk is not None:
-    items.append((f"live{current}", chunk))
-  for name, c in items:
+  for b, c in chunks.items():
+    name = f"{'done' if _done(plan, c) else 'live'}{b}"
     arrays.update(checkpoint.flatten(f"{name}/state", c.state))
     arrays.update({f"{name}/hist/{k}": v for k, v in c.history.items()})
     arrays[f"{name}/pruned"] = c.pruned
@@ -885,68 +938,75 @@ def _load_chunk(plan: _GroupPlan, name: str, real: np.ndarray) -> _Chunk | None:
 
 def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
                 ) -> tuple[dict[int, _Chunk], float | None]:
-  """The loop: every chunk in compiled calls, compacting and pruning between them.
+  """The loop: every chunk in compiled calls, in lockstep, compacting and pruning between them.
+
+  All chunks advance together, one call's epochs per round, so halving ranks every grid point
+  of the group at a rung, and once few variants survive they continue as one population
+  whichever chunks they came from.
 
   Returns:
-    The finished chunks (history NaN-padded to the configured epochs) and the seconds to the
-    first compiled call's return.
+    The chunks (history NaN-padded to the configured epochs) and the seconds to the first
+    compiled call's return.
   """
   exp, trainer, blocks = group.experiment, plan.trainer, plan.blocks
   num_epochs = trainer.num_epochs
   reals = [_real(group, plan, b) for b in range(len(blocks))]
-  finished = {b: c for b in range(len(blocks))
-              if (c := _load_chunk(plan, f"done{b}", reals[b])) is not None}
+  chunks = {b: c for b in range(len(blocks))
+            if (c := _load_chunk(plan, f"done{b}", reals[b]) or
+                _load_chunk(plan, f"live{b}", reals[b])) is not None}
   if plan.saved:
-    live = [f", chunk {b + 1} at epoch {len(plan.saved[f'live{b}/hist/train_loss'])}/{num_epochs}"
-            for b in range(len(blocks)) if f"live{b}/state/0" in plan.saved]
-    logging.info("resuming group %d from %s: %d of %d chunks done%s", index, plan.path,
-                 len(finished), len(blocks), "".join(live))
+    logging.info("resuming group %d from %s: %d of %d chunks done, at epoch %d/%d", index,
+                 plan.path, sum(_done(plan, c) for c in chunks.values()), len(blocks),
+                 max((c.epoch for c in chunks.values() if not _done(plan, c)), default=num_epochs),
+                 num_epochs)
   data = jax.tree_util.tree_map(lambda a: _put(a, plan.mesh, P()), _data_arrays(group))
   num_variants = len(group.seeds) * len(group.points["learning_rate"])
   progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * num_epochs, options)
   checkpoint.fault_point("before_compile")
   t0 = time.perf_counter()
   compile_s = None
-  params_S = stream_params(group, plan.seeds)  # Once, not once per chunk of points.
+  if len(chunks) < len(blocks):
+    params_S = stream_params(group, plan.seeds)  # Once, not once per chunk of points.
   for b, (si, hi) in enumerate(blocks):
-    if b in finished:
+    if b in chunks:
       continue
-    chunk = _load_chunk(plan, f"live{b}", reals[b])
-    if chunk is None:
-      params = jax.tree_util.tree_map(lambda a: _put(a[si:si + plan.s_c], plan.mesh, P()), params_S)
-      state = plan.init(params, {k: _put(a[hi:hi + plan.h_c], plan.mesh, P("points"))
-                                 for k, a in plan.points.items()},
-                        _put(plan.folds[si:si + plan.s_c], plan.mesh, P()), data)
-      chunk = _Chunk(state=_to_host(state), pruned=np.zeros((plan.s_c, plan.h_c), bool),
-                     history={k: np.zeros((0, plan.s_c, plan.h_c), np.float32)
-                              for k in plan.trainer.history_fields}, real=reals[b])
-    last_saved = chunk.epoch
-    while True:
-      _call(plan, chunk, b, data, options.compact)
-      epoch = chunk.epoch
-      if compile_s is None:
-        compile_s = time.perf_counter() - t0
-        checkpoint.fault_point("after_compile")
-      if epoch in plan.rungs:
-        chunk.pruned = _halving(chunk, options.prune_eta)
-      active = int(_live(chunk).sum())
-      done = epoch >= num_epochs or active == 0
-      progress.update(b * num_epochs + (num_epochs if done else epoch), active, num_variants,
-                      done and b == len(blocks) - 1)
-      if done:
-        break
-      if options.checkpoint_every and epoch - last_saved >= options.checkpoint_every:
-        _save_chunks(plan, finished, b, chunk)
-        last_saved = epoch
+    params = jax.tree_util.tree_map(lambda a: _put(a[si:si + plan.s_c], plan.mesh, P()), params_S)
+    state = plan.init(params, {k: _put(a[hi:hi + plan.h_c], plan.mesh, P("points"))
+                               for k, a in plan.points.items()},
+                      _put(plan.folds[si:si + plan.s_c], plan.mesh, P()), data)
+    chunks[b] = _Chunk(state=_to_host(state), pruned=np.zeros((plan.s_c, plan.h_c), bool),
+                       history={k: np.zeros((0, plan.s_c, plan.h_c), np.float32)
+                                for k in plan.trainer.history_fields}, real=reals[b])
+  last_saved = max((c.epoch for c in chunks.values() if not _done(plan, c)), default=0)
+  while not all(_done(plan, c) for c in chunks.values()):
+    finished_before = sum(_done(plan, c) for c in chunks.values())
+    _round(plan, chunks, data, options.compact)
+    epoch = max(c.epoch for c in chunks.values())
+    if compile_s is None:
+      compile_s = time.perf_counter() - t0
+      checkpoint.fault_point("after_compile")
+    if epoch in plan.rungs:
+      _prune_all(plan, chunks, options.prune_eta)
+    active = sum(int(_live(c).sum()) for c in chunks.values())
+    done = [_done(plan, c) for c in chunks.values()]
+    progress.update(sum(num_epochs if d else c.epoch for d, c in zip(done, chunks.values())),
+                    active, num_variants, all(done))
+    if all(done):
+      break
+    if options.checkpoint_every and epoch - last_saved >= options.checkpoint_every:
+      _save_chunks(plan, chunks)
+      last_saved = epoch
+    elif sum(done) > finished_before and len(blocks) > 1:
+      _save_chunks(plan, chunks)
+  for c in chunks.values():
     # [E, s_c, h_c] with E the configured epochs: a chunk that stopped early is NaN-padded.
-    chunk.history = {
+    c.history = {
         k: np.concatenate([v, np.full((max(0, num_epochs - len(v)),) + v.shape[1:], np.nan,
                                       np.float32)])[:num_epochs]
-        for k, v in chunk.history.items()}
-    finished[b] = chunk
-    if len(blocks) > 1 or options.checkpoint_every:
-      _save_chunks(plan, finished, None, None)
-  return finished, compile_s
+        for k, v in c.history.items()}
+  if len(blocks) > 1 or options.checkpoint_every:
+    _save_chunks(plan, chunks)
+  return chunks, compile_s
 
 
 def _assemble(group: Group, plan: _GroupPlan, finished: dict[int, _Chunk], compile_s, run_s

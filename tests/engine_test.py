@@ -107,6 +107,28 @@ def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
   assert 1 <= flat._cache_size() <= len(engine.compaction_ladder(16, 1)) == 4
 
 
+def test_survivors_of_several_chunks_continue_together_and_change_no_row():
+  # Two chunks of 2 seeds x 4 points, each with slow and fast learning rates: once half of
+  # each has stopped, the survivors of both share one compacted call per round (lockstep)
+  # instead of a call per chunk, with the rows of one whole uncompacted chunk.
+  lrs = lr_jax.log_spaced(1e-4, 3.0, 8)
+  grid = lr_jax.Grid(learning_rates=[lrs[i] for i in (0, 7, 1, 6, 2, 5, 3, 4)], seeds=(0, 1))
+  whole = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(compact=False))
+  calls = []
+  real_flat = engine._call_flat
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(engine, "_call_flat", lambda plan, members, *a: (
+        calls.append(len(members)), real_flat(plan, members, *a)))
+    split = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(max_variants_per_chunk=8))
+  assert max(calls) == 2  # The survivors of both chunks in one call.
+  for k in ("best_epoch", "epochs_run", "diverged", "stopped_early"):
+    np.testing.assert_array_equal(split.rows[k], whole.rows[k], err_msg=k)
+  np.testing.assert_allclose(split.rows["best_val_loss"], whole.rows["best_val_loss"],
+                             rtol=1e-5, atol=1e-7)
+  t = split.timings[0]
+  assert t["variant_epochs_trained"] <= t["variant_epochs_executed"] < 16 * 12
+
+
 def test_the_compaction_ladder_is_powers_of_two_times_the_devices_below_the_chunk():
   assert engine.compaction_ladder(48, 1) == [1, 2, 4, 8, 16]
   assert engine.compaction_ladder(16, 4) == [4, 8]
@@ -173,10 +195,15 @@ def test_bad_pruning_options_are_refused_in_one_line():
       engine.RunOptions(**kwargs)
 
 
-def test_halving_warns_when_its_chunks_hold_one_point(caplog):
-  grid = lr_jax.Grid(learning_rates=(1e-3, 1e-2), seeds=(0, 1))
-  options = engine.RunOptions(prune="halving", prune_rungs=(2,), max_variants_per_chunk=2)
-  with caplog.at_level(logging.WARNING):
-    lr_jax.run_sweep(EXP, grid, options=options)
-  assert "halving ranks each chunk's points over its streams, so it prunes nothing; give " \
-         "--max_variants_per_chunk of at least 6" in caplog.text
+def test_halving_ranks_every_point_of_the_group_whatever_the_chunks():
+  # Chunks of one point each: the chunks run in lockstep, so the rung ranks all four points
+  # over both seeds, as one chunk would, and the survivors then share compacted calls.
+  exp = SPREAD_EXP.replace(train__patience=0, train__epochs=8)
+  grid = lr_jax.Grid(learning_rates=(1e-6, 3e-6, 3e-3, 1e-2), seeds=(0, 1))
+  prune = dict(prune="halving", prune_rungs=(2,), prune_eta=2)
+  whole = lr_jax.run_sweep(exp, grid, options=engine.RunOptions(**prune))
+  split = lr_jax.run_sweep(exp, grid, options=engine.RunOptions(max_variants_per_chunk=2, **prune))
+  assert whole.rows["pruned"].sum() == 4
+  np.testing.assert_array_equal(split.rows["pruned"], whole.rows["pruned"])
+  np.testing.assert_array_equal(split.rows["epochs_run"], whole.rows["epochs_run"])
+  np.testing.assert_allclose(split.rows["best_val_loss"], whole.rows["best_val_loss"], rtol=1e-5)
