@@ -168,13 +168,17 @@ def test_jax_sweep_peer_trains_each_learning_rate_as_flax_alone(tmp_path):
       sys.executable, tmp_path,
       f"[peers.train_jax_sweep(data, [0.0, 1e-3, 3e-2], {_KW}), "
       f"[peers.train_flax(data, lr, {_KW}) for lr in (0.0, 1e-3, 3e-2)]]")
-  # One init, one minibatch order, each variant its own learning rate: the sweep's variants
-  # are exactly the one-at-a-time runs, to float rounding.
-  for (acc, loss), (acc1, loss1) in zip(sweep, alone):
+  # One init, one minibatch order, each variant its own learning rate.
+  _assert_like_alone(sweep, alone)
+
+
+def _assert_like_alone(population, alone):
+  """A peer's vectorized variants (lr 0, 1e-3, 3e-2) are its one-at-a-time runs, to float
+  rounding; lr 0 leaves the init alone and the others learn this easy problem."""
+  for (acc, loss), (acc1, loss1) in zip(population, alone):
     assert acc == pytest.approx(acc1, abs=0.011) and loss == pytest.approx(loss1, rel=1e-3)
-  # lr 0 leaves the init alone; the others learn this easy problem.
-  assert sweep[0][0] < 0.4 and sweep[1][0] > 0.8 and sweep[2][0] > 0.8
-  assert sweep[0][1] > 2 * sweep[1][1]
+  assert population[0][0] < 0.4 and population[1][0] > 0.8 and population[2][0] > 0.8
+  assert population[0][1] > 2 * population[1][1]
 
 
 def _torch_python():
@@ -198,10 +202,7 @@ def test_torch_vmap_peer_trains_each_learning_rate_as_torch_alone(tmp_path):
       f"[peers.train_torch_vmap(data, [0.0, 1e-3, 3e-2], {_KW}), "
       f"[peers.train_torch(data, lr, {_KW}) for lr in (0.0, 1e-3, 3e-2)]]")
   # The hand-written per-model Adam against torch.optim.Adam, same init and minibatches.
-  for (acc, loss), (acc1, loss1) in zip(ensemble, alone):
-    assert acc == pytest.approx(acc1, abs=0.011) and loss == pytest.approx(loss1, rel=1e-3)
-  assert ensemble[0][0] < 0.4 and ensemble[1][0] > 0.8 and ensemble[2][0] > 0.8
-  assert ensemble[0][1] > 2 * ensemble[1][1]
+  _assert_like_alone(ensemble, alone)
 
 
 def test_convergence_quick(tmp_path):
