@@ -303,10 +303,10 @@ class DataConfig:
       raise ConfigError(
           f"test_dataset={self.test_dataset!r} applies to data files; give a Dataset's test "
           "rows as Dataset.from_arrays(x, y, x_test=..., y_test=...)")
-    if self.outer_folds is not None and self.dataset.num_val:
+    if self.outer_folds is not None and (self.dataset.num_val or self.dataset.num_test):
       raise ConfigError(
           f"outer_folds={self.outer_folds} does not apply to {self.dataset.name!r}: its "
-          "validation rows are given; nested cross-validation makes its own")
+          "validation or test rows are given; nested cross-validation makes its own")
     for field, value in (("label_column", None), ("task", self.dataset.task)):
       if getattr(self, field) not in (None, value):
         raise ConfigError(

@@ -132,8 +132,13 @@ class Splits:
     mean: [F, D] float32 feature mean of each fold's training rows (zeros if not standardizing).
     std: [F, D] float32 feature std of each fold's training rows, 0 replaced by 1 (ones if not
       standardizing).
-    test_idx: [T] int32 sorted indices of the test rows (`DataConfig.test_fraction`), in no
-      fold's training or validation rows; empty without a test set.
+    test_idx: [T] int32 sorted indices of the test rows (`DataConfig.test_fraction` or
+      `test_dataset`), in no fold's training or validation rows; empty without a test set.
+    outer_test_idx: [K, t_max] int32 sorted indices of each outer fold's test part (nested
+      cross-validation, `DataConfig.outer_folds`); padded entries are 0; [0, 0] without.
+      Folds `o * inner_folds ... (o + 1) * inner_folds - 1` are outer fold o's inner folds:
+      they train and validate on its other parts only.
+    outer_test_mask: [K, t_max] bool, True for real entries.
   """
 
   train_idx: np.ndarray
@@ -143,10 +148,36 @@ class Splits:
   mean: np.ndarray
   std: np.ndarray
   test_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+  outer_test_idx: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros((0, 0), np.int32))
+  outer_test_mask: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros((0, 0), bool))
 
   @property
   def num_folds(self) -> int:
     return self.train_idx.shape[0]
+
+  @property
+  def num_outer(self) -> int:
+    """K, the outer folds of nested cross-validation; 0 without."""
+    return self.outer_test_idx.shape[0]
+
+  @property
+  def inner_folds(self) -> int:
+    """Folds per outer fold (all of them without nested cross-validation)."""
+    return self.num_folds // max(1, self.num_outer)
+
+  def outer_rows(self, outer: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training part, test part) of outer fold `outer`: sorted row indices.
+
+    The training part is every row its inner folds train or validate on.
+    """
+    if not 0 <= outer < self.num_outer:
+      raise ConfigError(f"outer fold must be in 0..{self.num_outer - 1}, got {outer!r}")
+    folds = slice(outer * self.inner_folds, (outer + 1) * self.inner_folds)
+    seen = np.union1d(self.train_idx[folds][self.train_mask[folds]],
+                      self.val_idx[folds][self.val_mask[folds]])
+    return seen.astype(np.int32), self.outer_test_idx[outer][self.outer_test_mask[outer]]
 
   @property
   def train_sizes(self) -> np.ndarray:
@@ -884,6 +915,11 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
   k-fold (`cfg.folds` = k, F = k):
   the same `train_size` examples are split into k stratified folds, and fold f trains on the
   other k - 1 and validates on fold f; the holdout part is not used.
+  Nested (`cfg.outer_folds` = K, F = K x inner folds): the pool, a stratified subsample of
+  `train_size` examples (default all), is split into K stratified outer folds; outer fold o's
+  other K - 1 parts are split as above, into `folds` k-folds (all its rows) or a
+  `val_fraction` holdout; these are folds o * F/K ... and outer fold o tests on its part
+  (`Splits.outer_test_idx`).
 
   Args:
     dataset: the whole data set.
@@ -901,6 +937,9 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
   labels = dataset.y if dataset.task == CLASSIFICATION else None
   need = dataset.num_classes if labels is not None else 1
   test, rest = _test_rows(dataset, cfg, labels, need, rng)  # First: nothing else sees them.
+  if cfg.outer_folds is not None:
+    train_parts, val_parts, outer = _nested(dataset, cfg, labels, need, rng, rest)
+    return _fold_splits(dataset, cfg.standardize, train_parts, val_parts, test, outer)
   if dataset.num_val:
     if cfg.folds is not None:
       raise ConfigError(
@@ -943,15 +982,75 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
     train_parts = [np.concatenate(val_parts[:f] + val_parts[f + 1:]) for f in range(k)]
     train_parts = [np.sort(p) for p in train_parts]
 
-  train_idx, train_mask = _pad(train_parts)
-  val_idx, val_mask = _pad(val_parts)
+  return _fold_splits(dataset, cfg.standardize, train_parts, val_parts, test)
+
+
+def _fold_splits(dataset: Dataset, standardize: bool, train_parts: Sequence[np.ndarray],
+                 val_parts: Sequence[np.ndarray], test: np.ndarray | None = None,
+                 outer: Sequence[np.ndarray] = ()) -> Splits:
+  """`Splits` of given row indices per fold, each fold standardized by its training rows."""
+  train_idx, train_mask = _pad(list(train_parts))
+  val_idx, val_mask = _pad(list(val_parts))
   num_features = dataset.x.shape[1]
   mean = np.zeros((len(train_parts), num_features), np.float32)
   std = np.ones((len(train_parts), num_features), np.float32)
-  if cfg.standardize:
+  if standardize:
     for f, part in enumerate(train_parts):
       # float64 makes a constant column's std exactly 0 (not ~1e-16, which would blow it up).
       rows = dataset.x[part].astype(np.float64)
       mean[f], std[f] = rows.mean(axis=0), rows.std(axis=0)
   std[std == 0] = 1.0
-  return Splits(train_idx, train_mask, val_idx, val_mask, mean, std, test_idx=test)
+  extra = dict(zip(("outer_test_idx", "outer_test_mask"), _pad(list(outer)))) if outer else {}
+  return Splits(train_idx, train_mask, val_idx, val_mask, mean, std,
+                test_idx=np.zeros(0, np.int32) if test is None else test, **extra)
+
+
+def fold_splits(dataset: Dataset, standardize: bool, train_parts: Sequence[np.ndarray],
+                val_parts: Sequence[np.ndarray]) -> Splits:
+  """`Splits` whose fold f trains on rows `train_parts[f]` and validates on `val_parts[f]`.
+
+  For splits of one's own (e.g. refitting each outer fold's choice on its training part and
+  scoring it on its test part); each fold is standardized by its training rows if asked.
+  """
+  return _fold_splits(dataset, standardize, train_parts, val_parts)
+
+
+def _nested(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, need: int,
+            rng: np.random.Generator, rows: np.ndarray
+            ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+  """Nested cross-validation's folds: (inner training parts, inner validation parts, outer
+  test parts), the inner ones outer fold by outer fold (see `make_splits`)."""
+  k = cfg.outer_folds
+  size = len(rows) if cfg.train_size is None else cfg.train_size
+  if not need <= size <= len(rows):
+    raise ConfigError(f"train_size={size} does not fit {dataset.name!r}: the pool of nested "
+                      f"cross-validation needs {need}..{len(rows)} examples")
+  pool, _ = _draw(rows, labels, size, rng, keep_each=False)
+  smallest = int(np.bincount(labels[pool]).min()) if labels is not None else size
+  if k > smallest:
+    what = (f"the smallest class count among the {size} examples" if labels is not None
+            else f"the {size} examples")
+    raise ConfigError(
+        f"outer_folds={k} is more than {smallest}, {what}; every outer fold must test "
+        f"{'each class' if labels is not None else 'an example'}; valid: "
+        f"{f'2..{smallest}' if smallest >= 2 else 'none, use a larger train_size'}")
+  outer = _kfold(pool, labels, k, rng)
+  train_parts, val_parts = [], []
+  for o in range(k):
+    part = np.sort(np.concatenate(outer[:o] + outer[o + 1:]))
+    if cfg.folds is None:
+      val, train, _ = _holdout(dataset, cfg, labels, need, rng, part)
+      train_parts.append(train)
+      val_parts.append(val)
+      continue
+    inner = int(np.bincount(labels[part]).min()) if labels is not None else len(part)
+    if cfg.folds > inner:
+      raise ConfigError(
+          f"folds={cfg.folds} is more than {inner}, the smallest class count of outer fold "
+          f"{o}'s {len(part)} training examples; every inner fold must hold each class; "
+          f"valid: {f'2..{inner}' if inner >= 2 else 'none, use a larger train_size'}")
+    parts = _kfold(part, labels, cfg.folds, rng)
+    val_parts += parts
+    train_parts += [np.sort(np.concatenate(parts[:f] + parts[f + 1:]))
+                    for f in range(cfg.folds)]
+  return train_parts, val_parts, outer

@@ -779,6 +779,29 @@ def estimate_markdown(estimate: Mapping[str, object]) -> str:
   return body
 
 
+def result_estimates(result) -> list[tuple[int, dict]]:
+  """The estimates a sweep result carries, as `estimate_markdown` reads them: (group, estimate).
+
+  Nested cross-validation's (`SweepResult.nested`, one per group) and a refit's test score
+  (`SweepResult.estimate`, when it has a test set).
+  """
+  out = []
+  for e in getattr(result, "nested", ()) or ():
+    out.append((e.group, {
+        "kind": "nested_cv", "metric": e.metric, "higher_is_better": e.higher_is_better,
+        "score": e.mean, "ci95": e.ci95, "n": len(e.folds), "validation_score": e.validation,
+        "outer_scores": [f.score for f in e.folds],
+        "selected_learning_rates": dict(e.selected), "rule": e.rule}))
+  est = getattr(result, "estimate", None)
+  if est and est.get("test") is not None:
+    out.append((int(est["group"]), {
+        "kind": "test", "metric": est["metric"], "score": est["test"], "n": est["test_n"],
+        "validation_score": est["validation"],
+        "learning_rate": result.best[int(est["group"])].get("learning_rate"),
+        "rule": est.get("rule"), "refit rows": est.get("refit_n")}))
+  return out
+
+
 def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] | None = None,
                        command: str | None = None, title: str = "Learning-rate sweep"
                        ) -> list[str]:
@@ -796,7 +819,8 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
     result: a `SweepResult`.
     out_dir: the folder (a staging folder, for a run's output folder).
     estimate: the chosen configuration's score on data the sweep never saw (test set or
-      nested CV; see `estimate_markdown`), or None for no such section.
+      nested CV; see `estimate_markdown`); None uses those the result carries
+      (`result_estimates`: nested CV, a refit's test score), if any.
     command: the command that ran, shown at the end.
     title: the page title.
 
@@ -835,8 +859,11 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
   selection = "\n\n".join(_selection_markdown(result, gi) for gi in groups) or (
       "No compile group has results.")
   sections = [("Selection", selection)]
-  if estimate is not None:
-    sections.append(("Estimate of the chosen configuration", estimate_markdown(estimate)))
+  estimates = [(None, estimate)] if estimate is not None else result_estimates(result)
+  if estimates:
+    sections.append(("Estimate of the chosen configuration", "\n\n".join(
+        (f"### group {gi}: {group_title(result, gi)}\n\n" if gi is not None and len(groups) > 1
+         else "") + estimate_markdown(e) for gi, e in estimates)))
   if figures:
     sections.append(("Figures", "\n\n".join(figures)))
   tables = "\n\n".join(f"### group {gi}: {group_title(result, gi)}\n\n{sweep_table(result, gi)}"
