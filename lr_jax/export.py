@@ -308,7 +308,7 @@ def estimate_of(best: dict, select: str, num_points: int, test: dict | None, gro
          "rule": select, "test": None, "test_n": 0, "gap": None, "refit_n": refit_n,
          "sweep_test": None, "selection_gap": None}
   if test is None:
-    out["line"] = line + "; no test set (--test_fraction)"
+    out["line"] = line + "; no test set (--test_fraction, --test_dataset)"
     return out
   score = test[metric]
   gap = val - score if classification else score - val
