@@ -170,7 +170,7 @@ def _chosen_rows(result, group: int) -> np.ndarray:
   best, g = result.best[group], result.groups[group]
   sel = result.rows["group"] == group
   for k in g.points:
-    sel &= np.asarray(result.rows[k], np.float64) == best[k]
+    sel &= np.asarray(result.rows[k], np.float64) == best.value(k)
   return np.flatnonzero(sel)
 
 
@@ -212,9 +212,9 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   if not 0 <= group < len(result.groups):
     raise ConfigError(f"group must be in 0..{len(result.groups) - 1}, got {group!r}")
   g, best = result.groups[group], result.best[group]
-  if not math.isfinite(best.get("learning_rate", math.nan)):
+  if not math.isfinite(best.learning_rate):
     raise ConfigError(f"group {group} has no selected learning rate to refit: "
-                      f"{best.get('reason', 'none eligible')}")
+                      f"{best.reason or 'none eligible'}")
   chosen = _chosen_rows(result, group)
   best_epochs = np.asarray(result.rows["best_epoch"])[chosen]
   epochs = _refit_epochs(best_epochs)
@@ -236,15 +236,15 @@ def refit(result, group: int | None = None) -> "TrainedModel":
       model=exp.model, optim=exp.optim,
       train=dataclasses.replace(exp.train, epochs=epochs, patience=0, restore_best=False))
   seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
-  hparams = tuple((k, (float(best[k]),)) for k in g.points if k != "learning_rate")
+  hparams = tuple((k, (float(best.value(k)),)) for k in g.points if k != "learning_rate")
   logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows, seeds %s",
-               best["learning_rate"], epochs, len(chosen), len(rows), seeds)
-  fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best["learning_rate"]),),
+               best.learning_rate, epochs, len(chosen), len(rows), seeds)
+  fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best.learning_rate),),
                                                 seeds=seeds, hparams=hparams), model=g.model,
                         loss=g.loss, metrics=dict(g.metrics))
   diverged = np.asarray(fit.rows["diverged"], bool)
   if diverged.all():
-    raise ConfigError(f"every refit run diverged (lr {best['learning_rate']:.3g}, {epochs} "
+    raise ConfigError(f"every refit run diverged (lr {best.learning_rate:.3g}, {epochs} "
                       "epochs on all the sweep's rows); nothing to export")
   if diverged.any():
     logging.warning("refit: seed(s) %s diverged and are left out of the ensemble",
@@ -262,7 +262,7 @@ def refit(result, group: int | None = None) -> "TrainedModel":
     key = "accuracy" if ds.task == "classification" else "loss"
     sweep_test = float(np.mean([scores(result.model_of(int(i)), ds.x[test_idx],
                                        ds.y[test_idx])[key] for i in chosen]))
-  num_points = sum(1 for a in result.aggregates if a["group"] == group)
+  num_points = sum(1 for a in result.aggregates if a.group == group)
   estimate = estimate_of(best, result.select, num_points, test, group, len(rows), sweep_test)
   card = {
       "format": FORMAT,
@@ -274,9 +274,9 @@ def refit(result, group: int | None = None) -> "TrainedModel":
       "standardization": {"mean": model.mean.tolist(), "std": model.std.tolist()},
       "selection": {
           "group": group, "rule": result.select, "num_points": num_points,
-          "hyperparameters": {k: float(best[k]) for k in g.points},
-          "validation": {"metric": best["metric"], "mean": best["mean"], "ci95": best["ci95"],
-                         "n": best["n"]}},
+          "hyperparameters": {k: float(best.value(k)) for k in g.points},
+          "validation": {"metric": best.metric, "mean": best.mean, "ci95": best.ci95,
+                         "n": best.n}},
       "refit": {"epochs": epochs, "sweep_best_epochs": best_epochs.tolist(), "n": len(rows),
                 "seeds": [s for s, d in zip(seeds, diverged) if not d],
                 "diverged_seeds": [s for s, d in zip(seeds, diverged) if d],
@@ -287,7 +287,7 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   return dataclasses.replace(model, card=_jsonable(card))
 
 
-def estimate_of(best: dict, select: str, num_points: int, test: dict | None, group: int,
+def estimate_of(best, select: str, num_points: int, test: dict | None, group: int,
                 refit_n: int, sweep_test: float | None = None) -> dict:
   """The selected point's validation score beside its test score, and the gap between them.
 
@@ -298,9 +298,9 @@ def estimate_of(best: dict, select: str, num_points: int, test: dict | None, gro
   test score of the chosen point's own sweep runs, separates the two: `selection_gap` is the
   gap between their validation and test scores, from selection (and sampling) alone.
   """
-  classification = best["higher_is_better"]
+  classification = best.higher_is_better
   metric = "accuracy" if classification else "loss"
-  val = float(best["mean"])
+  val = float(best.mean)
   how = "best" if select == "best" else f"rule {select}"
   points = f"{num_points} point{'s' if num_points != 1 else ''}"
   line = f"validation {metric} {val:.4f} ({how} of {points}, optimistic)"
@@ -365,17 +365,17 @@ def nested_estimates(result) -> list:
       train, test = splits.outer_rows(o)
       _, best = results.outer_selection(result, gi, o)
       base = dict(outer=o, train_n=len(train), test_n=len(test))
-      if not math.isfinite(best.get("learning_rate", math.nan)):
+      if not math.isfinite(best.learning_rate):
         folds[o] = results.OuterFold(**base, hyperparameters={}, validation=math.nan, epochs=0,
-                                     score=math.nan, reason=best.get("reason", "none selected"))
+                                     score=math.nan, reason=best.reason or "none selected")
         continue
       inner = splits.inner_folds
       sel = (result.rows["group"] == gi) & (result.rows["fold"] // inner == o)
       for k in names:
-        sel &= np.asarray(result.rows[k], np.float64) == best[k]
-      point = tuple(float(best[k]) for k in names)
+        sel &= np.asarray(result.rows[k], np.float64) == best.value(k)
+      point = tuple(float(best.value(k)) for k in names)
       # The selection's own score, where it is the metric the outer folds are scored by.
-      validation = float(best["mean"]) if best["metric"] == f"val_{metric}" else math.nan
+      validation = float(best.mean) if best.metric == f"val_{metric}" else math.nan
       choices[o] = (point, _refit_epochs(np.asarray(result.rows["best_epoch"])[sel]),
                     validation)
     seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
