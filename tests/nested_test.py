@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import lr_jax
-from lr_jax import export, results
+from lr_jax import export, results, stats
 from lr_jax.data import load_dataset, make_splits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,7 +124,7 @@ def test_nested_cv_equals_each_outer_folds_sweep_alone(nested):
     assert fold.score == pytest.approx(hand, abs=1e-12)
   scores = [f.score for f in est.folds]
   assert est.mean == pytest.approx(np.mean(scores))
-  assert est.ci95 == pytest.approx(lr_jax.stats.t_quantile_975(2) * np.std(scores, ddof=1)
+  assert est.ci95 == pytest.approx(stats.t_quantile_975(2) * np.std(scores, ddof=1)
                                    / np.sqrt(3))
 
 
