@@ -373,7 +373,7 @@ def define_export_flags(flag_values: "flags.FlagValues | None" = None) -> list[s
 
 
 def refit_from_flags(f) -> bool:
-  """Whether to refit: `--refit`, else on with `--test_fraction`, `--test_dataset`, `--save_model`."""
+  """Whether to refit: `--refit`, else on with --test_fraction, --test_dataset or --save_model."""
   given = [f"--{k}" for k in ("test_fraction", "test_dataset", "save_model")
            if getattr(f, k, None) is not None]
   wanted = bool(given)
