@@ -119,10 +119,12 @@ class Aggregate(Mapping):
            "learning_rate": self.learning_rate, **dict(self.hparams)}
     if self.metric_means is not None:
       out["metric_means"] = dict(self.metric_means)
-    out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("group", "optimizer", "learning_rate", "hparams",
-                                  "metric_means", "reason")})
-    out["diverged"] = self.n_diverged
+    for f in dataclasses.fields(self):
+      if f.name not in ("group", "optimizer", "learning_rate", "hparams", "metric_means",
+                        "reason"):
+        out[f.name] = getattr(self, f.name)
+      if f.name == "mean_epochs_run":
+        out["diverged"] = self.n_diverged  # Where `aggregate` always wrote it.
     return out
 
   def __getitem__(self, key: str):
