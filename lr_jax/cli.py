@@ -273,6 +273,8 @@ def define_sweep_flags(flag_values: "flags.FlagValues | None" = None) -> list[st
   d.DEFINE_integer("folds", None, "k-fold cross-validation over the training examples (k >= 2).")
   d.DEFINE_float("test_fraction", None, "Fraction held out as a test set, drawn first and "
                  "never seen by the sweep; the refit chosen configuration is scored on it.")
+  d.DEFINE_string("test_dataset", None, "Test rows: a .npz/.csv with --dataset's columns.")
+  d.DEFINE_integer("outer_folds", None, "Nested cross-validation: K >= 2 outer folds.")
   d.DEFINE_integer("data_seed", 0, "Seed of the split and subsample.")
   d.DEFINE_string("label_column", None, "Label column of a .csv file (name or index); default last.")
   d.DEFINE_bool("standardize", True, "Standardize features with training statistics.")
@@ -328,7 +330,8 @@ def experiment_from_flags(f) -> "Experiment":
           dataset=f.dataset, train_size=f.train_size, val_fraction=f.val_fraction,
           folds=f.folds, data_seed=f.data_seed, label_column=f.label_column,
           standardize=f.standardize, task=f.task, val_dataset=f.val_dataset,
-          test_fraction=f.test_fraction),
+          test_fraction=f.test_fraction, test_dataset=f.test_dataset,
+          outer_folds=f.outer_folds),
       model=ModelConfig(
           name=f.model, hidden=parse_ints("hidden", f.hidden), activation=f.activation,
           dropout=f.dropout),
@@ -370,11 +373,12 @@ def define_export_flags(flag_values: "flags.FlagValues | None" = None) -> list[s
 
 
 def refit_from_flags(f) -> bool:
-  """Whether to refit: `--refit`, else on when `--test_fraction` or `--save_model` is given."""
-  wanted = f.test_fraction is not None or f.save_model is not None
+  """Whether to refit: `--refit`, else on with --test_fraction, --test_dataset or --save_model."""
+  given = [f"--{k}" for k in ("test_fraction", "test_dataset", "save_model")
+           if getattr(f, k, None) is not None]
+  wanted = bool(given)
   if f.refit is False and wanted:
-    given = "--test_fraction" if f.test_fraction is not None else "--save_model"
-    raise ConfigError(f"{given} needs the refit model; drop --norefit")
+    raise ConfigError(f"{given[0]} needs the refit model; drop --norefit")
   out = getattr(f, "out", None)
   if f.save_model is not None and out and os.path.abspath(f.save_model) == os.path.abspath(out):
     raise ConfigError(f"--save_model={f.save_model} is --out; give the model its own folder, "

@@ -225,6 +225,12 @@ class DataConfig:
     test_fraction: None, or the fraction of the data (of the training file, with a given
       validation split) held out as a test set, stratified and drawn first with `data_seed`;
       the sweep never sees it (`Splits.test_idx`; `lr_jax.export.refit` scores on it).
+    test_dataset: a `.npz` or `.csv` file of test rows with the training file's columns, used
+      as they are (`Splits.test_idx`), the sweep never sees them; not with `test_fraction`.
+    outer_folds: None, or K >= 2 for nested cross-validation: the `train_size` pool is split
+      into K stratified outer folds, each outer fold's other K - 1 parts are split as
+      configured (`folds` or `val_fraction`), the selection runs per outer fold and its choice
+      is refit and scored on the held-out part (`SweepResult.nested`).
   """
 
   dataset: str | os.PathLike | Dataset = "digits"
@@ -239,6 +245,8 @@ class DataConfig:
   num_samples: int = 1000
   val_dataset: str | None = None
   test_fraction: float | None = None
+  test_dataset: str | None = None
+  outer_folds: int | None = None
 
   def __post_init__(self):
     if isinstance(self.dataset, (tuple, list)):  # Arrays given as they are: say how instead.
@@ -247,6 +255,7 @@ class DataConfig:
     if self.test_fraction is not None and not 0 < self.test_fraction < 1:
       raise ConfigError(f"test_fraction must be in (0, 1) (or unset for no test set), got "
                         f"{self.test_fraction!r}")
+    self._check_test_and_outer()
     if not isinstance(self.dataset, str):
       self._check_dataset_object()
     if self.val_dataset is not None:
@@ -263,6 +272,23 @@ class DataConfig:
     check_positive("noise", self.noise, allow_zero=True)
     check_positive("num_samples", self.num_samples, integer=True)
 
+  def _check_test_and_outer(self) -> None:
+    if self.test_dataset is not None and self.test_fraction is not None:
+      raise ConfigError(
+          f"test_dataset={self.test_dataset!r} and test_fraction={self.test_fraction!r} both "
+          "give a test set; keep one")
+    if self.outer_folds is None:
+      return
+    if self.outer_folds < 2:
+      raise ConfigError(f"outer_folds must be an integer >= 2 (or unset for no nested "
+                        f"cross-validation), got {self.outer_folds!r}")
+    for field in ("test_fraction", "test_dataset", "val_dataset"):
+      if getattr(self, field) is not None:
+        raise ConfigError(
+            f"{field}={getattr(self, field)!r} does not apply with outer_folds="
+            f"{self.outer_folds}: nested cross-validation makes its own test and validation "
+            f"parts; drop {field} or outer_folds")
+
   def _check_dataset_object(self) -> None:
     from lr_jax.data import Dataset  # Late: data imports this module.
     if not isinstance(self.dataset, Dataset):
@@ -273,6 +299,14 @@ class DataConfig:
       raise ConfigError(
           f"val_dataset={self.val_dataset!r} applies to data files; give a Dataset's validation "
           "rows as Dataset.from_arrays(x, y, x_val, y_val)")
+    if self.test_dataset is not None:
+      raise ConfigError(
+          f"test_dataset={self.test_dataset!r} applies to data files; give a Dataset's test "
+          "rows as Dataset.from_arrays(x, y, x_test=..., y_test=...)")
+    if self.outer_folds is not None and (self.dataset.num_val or self.dataset.num_test):
+      raise ConfigError(
+          f"outer_folds={self.outer_folds} does not apply to {self.dataset.name!r}: its "
+          "validation or test rows are given; nested cross-validation makes its own")
     for field, value in (("label_column", None), ("task", self.dataset.task)):
       if getattr(self, field) not in (None, value):
         raise ConfigError(

@@ -52,8 +52,10 @@ class Dataset:
       str; class c is `class_names[c]`), or the names given; () for regression.
     feature_names: the name of each of the D features (a .csv file's columns), or () when the
       data names none.
-    num_val: the last `num_val` rows are a given validation split, used as it is (no
-      stratified re-split, no folds); 0 when `make_splits` draws the validation rows.
+    num_val: the `num_val` rows before the test rows are a given validation split, used as
+      it is (no stratified re-split, no folds); 0 when `make_splits` draws the validation rows.
+    num_test: the last `num_test` rows are a given test split (`DataConfig.test_dataset`),
+      which no fold trains or validates on; 0 without one.
   """
 
   name: str
@@ -66,10 +68,11 @@ class Dataset:
   class_names: tuple = ()
   feature_names: tuple[str, ...] = ()
   num_val: int = 0
+  num_test: int = 0
 
   @classmethod
-  def from_arrays(cls, x, y, x_val=None, y_val=None, *, task: str | None = None,
-                  feature_names: Sequence[str] | None = None,
+  def from_arrays(cls, x, y, x_val=None, y_val=None, *, x_test=None, y_test=None,
+                  task: str | None = None, feature_names: Sequence[str] | None = None,
                   class_names: Sequence | None = None, name: str = "arrays") -> Dataset:
     """A data set from arrays in memory, checked exactly as a data file is.
 
@@ -85,13 +88,17 @@ class Dataset:
         `make_splits` draw one (stratified, `val_fraction`, or `folds`).
       y_val: [M] labels of the validation split; encoded together with `y`, so equal labels
         get equal ids. A class the training labels lack is refused.
+      x_test: [T, ...] features of a given test split (`Splits.test_idx`), which no fold trains
+        or validates on; `lr_jax.export.refit` scores the chosen configuration on it.
+      y_test: [T] labels of the test split, encoded with `y` as `y_val` is.
       task: "classification" or "regression"; None infers it from the labels, as for files.
       feature_names: D names, one per (flattened) feature; default a DataFrame's columns.
       class_names: one name per distinct label, in sorted label order; default the labels.
       name: how logs, errors and results name the data set.
 
     Returns:
-      The checked data set; training rows first, then the `num_val` validation rows.
+      The checked data set; training rows first, then the `num_val` validation rows, then the
+      `num_test` test rows.
 
     Raises:
       ConfigError: non-finite features or labels, mismatched lengths or shapes, fewer than 2
@@ -99,15 +106,18 @@ class Dataset:
     """
     if task is not None:
       check_choice("task", task, (CLASSIFICATION, REGRESSION))
-    if (x_val is None) != (y_val is None):
-      raise ConfigError(
-          f"a validation split needs both x_val and y_val, got only "
-          f"{'x_val' if y_val is None else 'y_val'}")
+    for what, (a, b) in (("validation", (x_val, y_val)), ("test", (x_test, y_test))):
+      if (a is None) != (b is None):
+        names = ("x_val", "y_val") if what == "validation" else ("x_test", "y_test")
+        raise ConfigError(f"a {what} split needs both {names[0]} and {names[1]}, got only "
+                          f"{names[0] if b is None else names[1]}")
     if feature_names is None and hasattr(x, "columns"):
       feature_names = [str(c) for c in x.columns]  # A pandas DataFrame names its columns.
     return _finish(name, x, y, task, columns=feature_names, user_file=True,
                    val=None if x_val is None else (x_val, y_val),
-                   val_name=f"{name} (x_val, y_val)", class_names=class_names)
+                   val_name=f"{name} (x_val, y_val)", class_names=class_names,
+                   test=None if x_test is None else (x_test, y_test),
+                   test_name=f"{name} (x_test, y_test)")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -122,8 +132,13 @@ class Splits:
     mean: [F, D] float32 feature mean of each fold's training rows (zeros if not standardizing).
     std: [F, D] float32 feature std of each fold's training rows, 0 replaced by 1 (ones if not
       standardizing).
-    test_idx: [T] int32 sorted indices of the test rows (`DataConfig.test_fraction`), in no
-      fold's training or validation rows; empty without a test set.
+    test_idx: [T] int32 sorted indices of the test rows (`DataConfig.test_fraction` or
+      `test_dataset`), in no fold's training or validation rows; empty without a test set.
+    outer_test_idx: [K, t_max] int32 sorted indices of each outer fold's test part (nested
+      cross-validation, `DataConfig.outer_folds`); padded entries are 0; [0, 0] without.
+      Folds `o * inner_folds ... (o + 1) * inner_folds - 1` are outer fold o's inner folds:
+      they train and validate on its other parts only.
+    outer_test_mask: [K, t_max] bool, True for real entries.
   """
 
   train_idx: np.ndarray
@@ -133,10 +148,36 @@ class Splits:
   mean: np.ndarray
   std: np.ndarray
   test_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+  outer_test_idx: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros((0, 0), np.int32))
+  outer_test_mask: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros((0, 0), bool))
 
   @property
   def num_folds(self) -> int:
     return self.train_idx.shape[0]
+
+  @property
+  def num_outer(self) -> int:
+    """K, the outer folds of nested cross-validation; 0 without."""
+    return self.outer_test_idx.shape[0]
+
+  @property
+  def inner_folds(self) -> int:
+    """Folds per outer fold (all of them without nested cross-validation)."""
+    return self.num_folds // max(1, self.num_outer)
+
+  def outer_rows(self, outer: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training part, test part) of outer fold `outer`: sorted row indices.
+
+    The training part is every row its inner folds train or validate on.
+    """
+    if not 0 <= outer < self.num_outer:
+      raise ConfigError(f"outer fold must be in 0..{self.num_outer - 1}, got {outer!r}")
+    folds = slice(outer * self.inner_folds, (outer + 1) * self.inner_folds)
+    seen = np.union1d(self.train_idx[folds][self.train_mask[folds]],
+                      self.val_idx[folds][self.val_mask[folds]])
+    return seen.astype(np.int32), self.outer_test_idx[outer][self.outer_test_mask[outer]]
 
   @property
   def train_sizes(self) -> np.ndarray:
@@ -241,20 +282,23 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
             feature_shape: tuple[int, ...] | None = None,
             columns: Sequence[str] | None = None, user_file: bool = False, *,
             val: tuple[np.ndarray, np.ndarray] | None = None, val_name: str = "",
-            class_names: Sequence | None = None) -> Dataset:
+            class_names: Sequence | None = None,
+            test: tuple[np.ndarray, np.ndarray] | None = None, test_name: str = "") -> Dataset:
   """Checks raw arrays and builds a `Dataset`; `task` None infers it from the labels.
 
-  `val`, the (x, y) of a given validation split, gets the same checks (errors name it
-  `val_name`), and its labels are encoded together with the training labels. A user file's
-  task, inferred or given, is logged once with its reason.
+  `val` and `test`, the (x, y) of a given validation and test split, get the same checks
+  (errors name them `val_name`, `test_name`), and their labels are encoded together with the
+  training labels. A user file's task, inferred or given, is logged once with its reason.
   """
   parts = [(name, *_rows(name, x, y))]
-  if val is not None:
-    parts.append((val_name, *_rows(val_name, *val)))
-    if parts[1][1].shape[1:] != parts[0][1].shape[1:]:
+  given = [(n, what, p) for n, what, p in ((val_name, "validation", val),
+                                           (test_name, "test", test)) if p is not None]
+  for part_name, what, part in given:
+    parts.append((part_name, *_rows(part_name, *part)))
+    if parts[-1][1].shape[1:] != parts[0][1].shape[1:]:
       raise ConfigError(
-          f"examples of {val_name!r} have shape {parts[1][1].shape[1:]}, those of {name!r} "
-          f"{parts[0][1].shape[1:]}; the validation data needs the training data's features")
+          f"examples of {part_name!r} have shape {parts[-1][1].shape[1:]}, those of {name!r} "
+          f"{parts[0][1].shape[1:]}; the {what} data needs the training data's features")
   if feature_shape is None:
     feature_shape = tuple(int(d) for d in parts[0][1].shape[1:])
   num_features = math.prod(feature_shape)
@@ -265,13 +309,14 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
           f"{len(columns)} feature names given for {name!r}, which has {num_features} features")
   x = np.concatenate([_features(n, a, columns) for n, a, _ in parts])
 
-  kinds = {n: "text" if b.dtype.kind in "US" else "numbers" for n, _, b in parts}
-  if len(set(kinds.values())) > 1:
-    raise ConfigError(
-        f"labels of {name!r} are {kinds[name]}, labels of {val_name!r} are {kinds[val_name]}; "
-        "the training and validation labels must be of one kind")
+  kinds = ["text" if b.dtype.kind in "US" else "numbers" for _, _, b in parts]
+  for (part_name, what, _), kind in zip(given, kinds[1:]):
+    if kind != kinds[0]:
+      raise ConfigError(
+          f"labels of {name!r} are {kinds[0]}, labels of {part_name!r} are {kind}; the "
+          f"training and {what} labels must be of one kind")
   reason = "given"
-  if kinds[name] == "text":
+  if kinds[0] == "text":
     y = np.concatenate([b for _, _, b in parts])
     if task == REGRESSION:
       raise ConfigError(
@@ -300,12 +345,17 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
   if task == CLASSIFICATION:
     classes, y = np.unique(y, return_inverse=True)  # Sorted: numbers numerically, text by text.
     y = y.reshape(-1).astype(np.int32)
-    unseen = np.setdiff1d(y[num_train:], y[:num_train])
-    if len(unseen):
-      raise ConfigError(
-          f"the labels of {val_name!r} hold {len(unseen)} class(es) that the training data "
-          f"{name!r} lacks: {', '.join(repr(_class_name(classes[c])) for c in unseen[:5])}"
-          f"{' and more' if len(unseen) > 5 else ''}; a model cannot predict an untrained class")
+    start = num_train
+    for (part_name, _, _), (_, _, b) in zip(given, parts[1:]):
+      size = len(b)
+      unseen = np.setdiff1d(y[start:start + size], y[:num_train])
+      start += size
+      if len(unseen):
+        raise ConfigError(
+            f"the labels of {part_name!r} hold {len(unseen)} class(es) that the training data "
+            f"{name!r} lacks: {', '.join(repr(_class_name(classes[c])) for c in unseen[:5])}"
+            f"{' and more' if len(unseen) > 5 else ''}; a model cannot predict an untrained "
+            "class")
     if len(classes) < 2:
       raise ConfigError(
           f"classification needs at least 2 classes, {name!r} has 1 (every label is "
@@ -330,9 +380,11 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
   y.flags.writeable = False
   if user_file:
     _log_task(name, task, reason)
+  num_test = len(parts[-1][2]) if test is not None else 0
   return Dataset(name, x, y, task, num_classes, feature_shape,
                  task_reason=reason if user_file else "", class_names=names,
-                 feature_names=columns or (), num_val=len(y) - num_train)
+                 feature_names=columns or (), num_val=len(y) - num_train - num_test,
+                 num_test=num_test)
 
 
 # ----------------------------------------------------------------------------- built-ins
@@ -689,10 +741,11 @@ def load_dataset(cfg: DataConfig) -> Dataset:
       raise ConfigError(
           f"label_column applies to .csv files only, got {cfg.label_column!r} with built-in "
           f"dataset {name!r}")
-    if cfg.val_dataset is not None:
-      raise ConfigError(
-          f"val_dataset needs dataset to be a .npz or .csv file with the same columns, got "
-          f"built-in dataset {name!r}")
+    for field in ("val_dataset", "test_dataset"):
+      if getattr(cfg, field) is not None:
+        raise ConfigError(
+            f"{field} needs dataset to be a .npz or .csv file with the same columns, got "
+            f"built-in dataset {name!r}")
     dataset = DATASETS[name](cfg)
     if cfg.task is not None and cfg.task != dataset.task:
       raise ConfigError(
@@ -703,14 +756,20 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     raise ConfigError(
         f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}, or the path of a .npz "
         "or .csv file")
-  raw, val = _read_file(name, cfg), None
-  if cfg.val_dataset is not None:
-    if _check_file(cfg.val_dataset, "validation file") not in (".npz", ".csv"):
-      raise ConfigError(f"val_dataset {cfg.val_dataset!r} must be a .npz or .csv file")
-    val = _read_file(cfg.val_dataset, cfg, like=raw)
-  y, *y_val = _file_labels([raw] if val is None else [raw, val])
+  raw = _read_file(name, cfg)
+  given = {}  # "val" / "test" -> the file's rows, read with the training file's columns
+  for key, path, what in (("val", cfg.val_dataset, "validation file"),
+                          ("test", cfg.test_dataset, "test file")):
+    if path is None:
+      continue
+    if _check_file(path, what) not in (".npz", ".csv"):
+      raise ConfigError(f"{key}_dataset {path!r} must be a .npz or .csv file")
+    given[key] = _read_file(path, cfg, like=raw)
+  y, *labels = _file_labels([raw, *given.values()])
+  split = {key: (r.x, b) for (key, r), b in zip(given.items(), labels)}
   return _finish(name, raw.x, y, cfg.task, columns=raw.columns, user_file=True,
-                 val=None if val is None else (val.x, y_val[0]), val_name=cfg.val_dataset or "")
+                 val=split.get("val"), val_name=cfg.val_dataset or "",
+                 test=split.get("test"), test_name=cfg.test_dataset or "")
 
 
 # ----------------------------------------------------------------------------- splits
@@ -783,9 +842,17 @@ def _test_rows(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, nee
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
   """Draws the test rows, before any other split: (test, rest), stratified; none without one.
 
-  With a given validation split the test rows come from the training rows only.
+  With a given validation split the test rows come from the training rows only; a given test
+  split (`Dataset.num_test`) is used as it is.
   """
-  rows = np.arange(len(dataset.y) - dataset.num_val)
+  n_all = len(dataset.y)
+  rows = np.arange(n_all - dataset.num_val - dataset.num_test)
+  if dataset.num_test:
+    if cfg.test_fraction is not None:
+      raise ConfigError(
+          f"test_fraction={cfg.test_fraction} does not apply to {dataset.name!r}: its "
+          f"{dataset.num_test} test rows are given; drop test_fraction")
+    return np.arange(n_all - dataset.num_test, n_all, dtype=np.int32), rows
   if cfg.test_fraction is None:
     return np.zeros(0, np.int32), rows
   n_test = math.ceil(round(cfg.test_fraction * len(rows), 6))  # As `_holdout`'s n_val.
@@ -848,6 +915,11 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
   k-fold (`cfg.folds` = k, F = k):
   the same `train_size` examples are split into k stratified folds, and fold f trains on the
   other k - 1 and validates on fold f; the holdout part is not used.
+  Nested (`cfg.outer_folds` = K, F = K x inner folds): the pool, a stratified subsample of
+  `train_size` examples (default all), is split into K stratified outer folds; outer fold o's
+  other K - 1 parts are split as above, into `folds` k-folds (all its rows) or a
+  `val_fraction` holdout; these are folds o * F/K ... and outer fold o tests on its part
+  (`Splits.outer_test_idx`).
 
   Args:
     dataset: the whole data set.
@@ -865,6 +937,9 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
   labels = dataset.y if dataset.task == CLASSIFICATION else None
   need = dataset.num_classes if labels is not None else 1
   test, rest = _test_rows(dataset, cfg, labels, need, rng)  # First: nothing else sees them.
+  if cfg.outer_folds is not None:
+    train_parts, val_parts, outer = _nested(dataset, cfg, labels, need, rng, rest)
+    return _fold_splits(dataset, cfg.standardize, train_parts, val_parts, test, outer)
   if dataset.num_val:
     if cfg.folds is not None:
       raise ConfigError(
@@ -872,7 +947,8 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
           "validation rows are given; drop folds, or give no validation split to cross-validate")
     # Taken as given: building the data set checked that training holds every class.
     n_val = dataset.num_val
-    val, pool = np.arange(n_all - n_val, n_all), rest
+    end = n_all - dataset.num_test
+    val, pool = np.arange(end - n_val, end), rest
   else:
     val, pool, n_val = _holdout(dataset, cfg, labels, need, rng, rest)
 
@@ -906,15 +982,75 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
     train_parts = [np.concatenate(val_parts[:f] + val_parts[f + 1:]) for f in range(k)]
     train_parts = [np.sort(p) for p in train_parts]
 
-  train_idx, train_mask = _pad(train_parts)
-  val_idx, val_mask = _pad(val_parts)
+  return _fold_splits(dataset, cfg.standardize, train_parts, val_parts, test)
+
+
+def _fold_splits(dataset: Dataset, standardize: bool, train_parts: Sequence[np.ndarray],
+                 val_parts: Sequence[np.ndarray], test: np.ndarray | None = None,
+                 outer: Sequence[np.ndarray] = ()) -> Splits:
+  """`Splits` of given row indices per fold, each fold standardized by its training rows."""
+  train_idx, train_mask = _pad(list(train_parts))
+  val_idx, val_mask = _pad(list(val_parts))
   num_features = dataset.x.shape[1]
   mean = np.zeros((len(train_parts), num_features), np.float32)
   std = np.ones((len(train_parts), num_features), np.float32)
-  if cfg.standardize:
+  if standardize:
     for f, part in enumerate(train_parts):
       # float64 makes a constant column's std exactly 0 (not ~1e-16, which would blow it up).
       rows = dataset.x[part].astype(np.float64)
       mean[f], std[f] = rows.mean(axis=0), rows.std(axis=0)
   std[std == 0] = 1.0
-  return Splits(train_idx, train_mask, val_idx, val_mask, mean, std, test_idx=test)
+  extra = dict(zip(("outer_test_idx", "outer_test_mask"), _pad(list(outer)))) if outer else {}
+  return Splits(train_idx, train_mask, val_idx, val_mask, mean, std,
+                test_idx=np.zeros(0, np.int32) if test is None else test, **extra)
+
+
+def fold_splits(dataset: Dataset, standardize: bool, train_parts: Sequence[np.ndarray],
+                val_parts: Sequence[np.ndarray]) -> Splits:
+  """`Splits` whose fold f trains on rows `train_parts[f]` and validates on `val_parts[f]`.
+
+  For splits of one's own (e.g. refitting each outer fold's choice on its training part and
+  scoring it on its test part); each fold is standardized by its training rows if asked.
+  """
+  return _fold_splits(dataset, standardize, train_parts, val_parts)
+
+
+def _nested(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, need: int,
+            rng: np.random.Generator, rows: np.ndarray
+            ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+  """Nested cross-validation's folds: (inner training parts, inner validation parts, outer
+  test parts), the inner ones outer fold by outer fold (see `make_splits`)."""
+  k = cfg.outer_folds
+  size = len(rows) if cfg.train_size is None else cfg.train_size
+  if not need <= size <= len(rows):
+    raise ConfigError(f"train_size={size} does not fit {dataset.name!r}: the pool of nested "
+                      f"cross-validation needs {need}..{len(rows)} examples")
+  pool, _ = _draw(rows, labels, size, rng, keep_each=False)
+  smallest = int(np.bincount(labels[pool]).min()) if labels is not None else size
+  if k > smallest:
+    what = (f"the smallest class count among the {size} examples" if labels is not None
+            else f"the {size} examples")
+    raise ConfigError(
+        f"outer_folds={k} is more than {smallest}, {what}; every outer fold must test "
+        f"{'each class' if labels is not None else 'an example'}; valid: "
+        f"{f'2..{smallest}' if smallest >= 2 else 'none, use a larger train_size'}")
+  outer = _kfold(pool, labels, k, rng)
+  train_parts, val_parts = [], []
+  for o in range(k):
+    part = np.sort(np.concatenate(outer[:o] + outer[o + 1:]))
+    if cfg.folds is None:
+      val, train, _ = _holdout(dataset, cfg, labels, need, rng, part)
+      train_parts.append(train)
+      val_parts.append(val)
+      continue
+    inner = int(np.bincount(labels[part]).min()) if labels is not None else len(part)
+    if cfg.folds > inner:
+      raise ConfigError(
+          f"folds={cfg.folds} is more than {inner}, the smallest class count of outer fold "
+          f"{o}'s {len(part)} training examples; every inner fold must hold each class; "
+          f"valid: {f'2..{inner}' if inner >= 2 else 'none, use a larger train_size'}")
+    parts = _kfold(part, labels, cfg.folds, rng)
+    val_parts += parts
+    train_parts += [np.sort(np.concatenate(parts[:f] + parts[f + 1:]))
+                    for f in range(cfg.folds)]
+  return train_parts, val_parts, outer

@@ -266,7 +266,7 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
       build_model(exp.model, _num_outputs(dataset), dataset.feature_shape)
     else:
       _check_user_model(model, dataset)
-    folds = range(splits.num_folds) if exp.data.folds else [0]
+    folds = range(splits.num_folds)  # Nested CV's outer folds are more folds: more streams.
     streams = [(s, f) for s in grid.seeds for f in folds]
     groups.append(Group(
         experiment=exp, dataset=dataset, splits=splits, model=model,
@@ -1182,7 +1182,11 @@ def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = N
     logging.info("compile group %d/%d: %s, %d streams x %d points", i + 1, len(groups),
                  group.experiment.optim.name, len(group.seeds), len(group.points["learning_rate"]))
     outputs.append(run_group(group, index=i, options=options))
-  return SweepResult.from_groups(groups, outputs, grid=grid, target=target, select=select,
-                                 select_by=select_by, prune=options.prune_config())
+  result = SweepResult.from_groups(groups, outputs, grid=grid, target=target, select=select,
+                                   select_by=select_by, prune=options.prune_config())
+  if any(g.splits.num_outer for g in groups):  # Nested CV: refit and score each outer choice.
+    from lr_jax import export  # Late: export imports this module.
+    result = dataclasses.replace(result, nested=export.nested_estimates(result))
+  return result
 
 

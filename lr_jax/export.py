@@ -170,7 +170,7 @@ def _chosen_rows(result, group: int) -> np.ndarray:
   best, g = result.best[group], result.groups[group]
   sel = result.rows["group"] == group
   for k in g.points:
-    sel &= np.asarray(result.rows[k], np.float64) == best[k]
+    sel &= np.asarray(result.rows[k], np.float64) == best.value(k)
   return np.flatnonzero(sel)
 
 
@@ -212,12 +212,12 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   if not 0 <= group < len(result.groups):
     raise ConfigError(f"group must be in 0..{len(result.groups) - 1}, got {group!r}")
   g, best = result.groups[group], result.best[group]
-  if not math.isfinite(best.get("learning_rate", math.nan)):
+  if not math.isfinite(best.learning_rate):
     raise ConfigError(f"group {group} has no selected learning rate to refit: "
-                      f"{best.get('reason', 'none eligible')}")
+                      f"{best.reason or 'none eligible'}")
   chosen = _chosen_rows(result, group)
   best_epochs = np.asarray(result.rows["best_epoch"])[chosen]
-  epochs = max(1, math.floor(float(np.median(best_epochs)) + 0.5))  # Half up, not to even.
+  epochs = _refit_epochs(best_epochs)
 
   ds, exp = g.dataset, g.experiment
   rows = _seen_rows(g.splits)
@@ -236,15 +236,15 @@ def refit(result, group: int | None = None) -> "TrainedModel":
       model=exp.model, optim=exp.optim,
       train=dataclasses.replace(exp.train, epochs=epochs, patience=0, restore_best=False))
   seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
-  hparams = tuple((k, (float(best[k]),)) for k in g.points if k != "learning_rate")
+  hparams = tuple((k, (float(best.value(k)),)) for k in g.points if k != "learning_rate")
   logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows, seeds %s",
-               best["learning_rate"], epochs, len(chosen), len(rows), seeds)
-  fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best["learning_rate"]),),
+               best.learning_rate, epochs, len(chosen), len(rows), seeds)
+  fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best.learning_rate),),
                                                 seeds=seeds, hparams=hparams), model=g.model,
                         loss=g.loss, metrics=dict(g.metrics))
   diverged = np.asarray(fit.rows["diverged"], bool)
   if diverged.all():
-    raise ConfigError(f"every refit run diverged (lr {best['learning_rate']:.3g}, {epochs} "
+    raise ConfigError(f"every refit run diverged (lr {best.learning_rate:.3g}, {epochs} "
                       "epochs on all the sweep's rows); nothing to export")
   if diverged.any():
     logging.warning("refit: seed(s) %s diverged and are left out of the ensemble",
@@ -262,7 +262,7 @@ def refit(result, group: int | None = None) -> "TrainedModel":
     key = "accuracy" if ds.task == "classification" else "loss"
     sweep_test = float(np.mean([scores(result.model_of(int(i)), ds.x[test_idx],
                                        ds.y[test_idx])[key] for i in chosen]))
-  num_points = sum(1 for a in result.aggregates if a["group"] == group)
+  num_points = sum(1 for a in result.aggregates if a.group == group)
   estimate = estimate_of(best, result.select, num_points, test, group, len(rows), sweep_test)
   card = {
       "format": FORMAT,
@@ -274,9 +274,9 @@ def refit(result, group: int | None = None) -> "TrainedModel":
       "standardization": {"mean": model.mean.tolist(), "std": model.std.tolist()},
       "selection": {
           "group": group, "rule": result.select, "num_points": num_points,
-          "hyperparameters": {k: float(best[k]) for k in g.points},
-          "validation": {"metric": best["metric"], "mean": best["mean"], "ci95": best["ci95"],
-                         "n": best["n"]}},
+          "hyperparameters": {k: float(best.value(k)) for k in g.points},
+          "validation": {"metric": best.metric, "mean": best.mean, "ci95": best.ci95,
+                         "n": best.n}},
       "refit": {"epochs": epochs, "sweep_best_epochs": best_epochs.tolist(), "n": len(rows),
                 "seeds": [s for s, d in zip(seeds, diverged) if not d],
                 "diverged_seeds": [s for s, d in zip(seeds, diverged) if d],
@@ -287,7 +287,7 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   return dataclasses.replace(model, card=_jsonable(card))
 
 
-def estimate_of(best: dict, select: str, num_points: int, test: dict | None, group: int,
+def estimate_of(best, select: str, num_points: int, test: dict | None, group: int,
                 refit_n: int, sweep_test: float | None = None) -> dict:
   """The selected point's validation score beside its test score, and the gap between them.
 
@@ -298,9 +298,9 @@ def estimate_of(best: dict, select: str, num_points: int, test: dict | None, gro
   test score of the chosen point's own sweep runs, separates the two: `selection_gap` is the
   gap between their validation and test scores, from selection (and sampling) alone.
   """
-  classification = best["higher_is_better"]
+  classification = best.higher_is_better
   metric = "accuracy" if classification else "loss"
-  val = float(best["mean"])
+  val = float(best.mean)
   how = "best" if select == "best" else f"rule {select}"
   points = f"{num_points} point{'s' if num_points != 1 else ''}"
   line = f"validation {metric} {val:.4f} ({how} of {points}, optimistic)"
@@ -308,7 +308,7 @@ def estimate_of(best: dict, select: str, num_points: int, test: dict | None, gro
          "rule": select, "test": None, "test_n": 0, "gap": None, "refit_n": refit_n,
          "sweep_test": None, "selection_gap": None}
   if test is None:
-    out["line"] = line + "; no test set (--test_fraction)"
+    out["line"] = line + "; no test set (--test_fraction, --test_dataset)"
     return out
   score = test[metric]
   gap = val - score if classification else score - val
@@ -320,6 +320,117 @@ def estimate_of(best: dict, select: str, num_points: int, test: dict | None, gro
     out.update(sweep_test=sweep_test, selection_gap=selection_gap)
     out["line"] += (f"; the chosen point's sweep runs score {sweep_test:.4f} on the test rows: "
                     f"gap {selection_gap:.4f}")
+  return out
+
+
+# ----------------------------------------------------------------------------- nested CV
+
+
+def _refit_epochs(best_epochs: np.ndarray) -> int:
+  """The refit's epochs: the median best epoch of the chosen point's runs, half up, >= 1."""
+  return max(1, math.floor(float(np.median(best_epochs)) + 0.5))  # Half up, not to even.
+
+
+def nested_estimates(result) -> list:
+  """Scores each outer fold's choice on its test part: nested cross-validation's estimate.
+
+  For every group with outer folds (`DataConfig.outer_folds`), each outer fold's inner
+  selection (`results.outer_selection`: its own aggregates and rule) picks a point; the point
+  is refit on the outer fold's training part, with each of the sweep's seeds, for the median
+  best epoch of its inner runs, as `refit` does, and the ensemble is scored once on the outer
+  test part. The outer folds' refits are streams of one compiled program (one per distinct
+  epoch count: the epochs are a static shape of the program); each trains every chosen point,
+  and only its own choice is scored.
+
+  Args:
+    result: from `run_sweep` on nested splits.
+
+  Returns:
+    One `results.NestedEstimate` per group with outer folds.
+  """
+  from lr_jax import engine, results, stats  # Late: the engine imports this module lazily.
+  from lr_jax.data import fold_splits
+  out = []
+  for gi, g in enumerate(result.groups):
+    splits = g.splits
+    if not splits.num_outer:
+      continue
+    ds = g.dataset
+    classification = ds.task == "classification"
+    metric = "accuracy" if classification else "loss"
+    names = list(g.points)
+    choices = {}  # outer -> (point tuple, epochs, inner validation mean)
+    folds = {}
+    for o in range(splits.num_outer):
+      train, test = splits.outer_rows(o)
+      _, best = results.outer_selection(result, gi, o)
+      base = dict(outer=o, train_n=len(train), test_n=len(test))
+      if not math.isfinite(best.learning_rate):
+        folds[o] = results.OuterFold(**base, hyperparameters={}, validation=math.nan, epochs=0,
+                                     score=math.nan, reason=best.reason or "none selected")
+        continue
+      inner = splits.inner_folds
+      sel = (result.rows["group"] == gi) & (result.rows["fold"] // inner == o)
+      for k in names:
+        sel &= np.asarray(result.rows[k], np.float64) == best.value(k)
+      point = tuple(float(best.value(k)) for k in names)
+      # The selection's own score, where it is the metric the outer folds are scored by.
+      validation = float(best.mean) if best.metric == f"val_{metric}" else math.nan
+      choices[o] = (point, _refit_epochs(np.asarray(result.rows["best_epoch"])[sel]),
+                    validation)
+    seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
+    by_epochs = {}
+    for o, (_, epochs, _) in choices.items():
+      by_epochs.setdefault(epochs, []).append(o)
+    for epochs, outers in sorted(by_epochs.items()):
+      parts = [splits.outer_rows(o) for o in outers]
+      refit_splits = fold_splits(ds, g.experiment.data.standardize, [p[0] for p in parts],
+                                 [p[1] for p in parts])
+      points = list(dict.fromkeys(choices[o][0] for o in outers))
+      exp = g.experiment
+      exp = dataclasses.replace(exp, train=dataclasses.replace(
+          exp.train, epochs=epochs, patience=0, restore_best=False))
+      group = dataclasses.replace(
+          g, experiment=exp, splits=refit_splits,
+          points={k: np.array([p[i] for p in points], np.float64) for i, k in enumerate(names)},
+          seeds=np.repeat(np.array(seeds, np.int32), len(outers)),
+          folds=np.tile(np.arange(len(outers), dtype=np.int32), len(seeds)))
+      logging.info("nested CV: refitting outer fold(s) %s for %d epochs", outers, epochs)
+      fit = engine.run_planned(
+          [group], engine.Grid(learning_rates=tuple(dict.fromkeys(p[0] for p in points)),
+                               seeds=seeds))
+      diverged = np.asarray(fit.rows["diverged"], bool)
+      for j, o in enumerate(outers):
+        point, _, validation = choices[o]
+        sel = np.asarray(fit.rows["fold"]) == j
+        for k, v in zip(names, point):
+          sel &= np.asarray(fit.rows[k], np.float64) == v
+        members = [fit.params_of(int(i)) for i in np.flatnonzero(sel & ~diverged)]
+        train, test = parts[j]
+        base = dict(outer=o, train_n=len(train), test_n=len(test),
+                    hyperparameters=dict(zip(names, point)), validation=validation,
+                    epochs=epochs)
+        if not members:
+          folds[o] = results.OuterFold(**base, score=math.nan,
+                                       reason="every refit seed diverged")
+          continue
+        model = TrainedModel.build(g, members, refit_splits.mean[j], refit_splits.std[j])
+        folds[o] = results.OuterFold(**base, score=float(
+            scores(model, ds.x[test], ds.y[test])[metric]))
+    ordered = tuple(folds[o] for o in range(splits.num_outer))
+    summary = stats.summarize([f.score for f in ordered])
+    counts = {}
+    for f in ordered:
+      if f.hyperparameters:
+        lr = f.hyperparameters["learning_rate"]
+        counts[lr] = counts.get(lr, 0) + 1
+    estimate = results.NestedEstimate(
+        group=gi, metric=metric, higher_is_better=classification, rule=result.select,
+        folds=ordered, n=summary.n, mean=summary.mean, std=summary.std, ci95=summary.ci95,
+        validation=stats.summarize([f.validation for f in ordered]).mean,
+        selected=tuple(sorted(counts.items())))
+    logging.info("%s", estimate.line)
+    out.append(estimate)
   return out
 
 

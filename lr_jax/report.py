@@ -470,17 +470,17 @@ _RULE_TEXT = {"best": "highest mean",
 
 
 def group_title(result, group: int) -> str:
-  """'adam / constant / mlp(128) on digits': a compile group's optimizer, schedule, model, data."""
-  exp = result.config["experiments"][group]
-  hidden = ",".join(map(str, exp["model"].get("hidden") or ()))
-  return (f"{exp['optim']['name']} / {exp['optim']['schedule']} / {exp['model']['name']}"
-          f"{f'({hidden})' if hidden else ''} on {exp['data']['dataset']}")
+  """'adam / constant / mlp(128) on digits': a compile group's optimizer, schedule, model, data.
+
+  `lr_jax.results.group_title`: from the group's `Experiment`.
+  """
+  from lr_jax.results import group_title as title
+  return title(result, group)
 
 
-def _extra_keys(entries: Sequence[dict]) -> list[str]:
+def _extra_keys(entries: Sequence) -> list[str]:
   """The swept hyperparameters besides the learning rate (weight decay, momentum)."""
-  from lr_jax.results import _AGG_FIXED
-  return [k for k in entries[0] if k not in _AGG_FIXED] if entries else []
+  return [k for k, _ in entries[0].hparams] if entries else []
 
 
 def rule_points(result, group: int) -> dict[str, dict | None]:
@@ -495,28 +495,28 @@ def rule_points(result, group: int) -> dict[str, dict | None]:
     (no eligible point, or all tie: `SweepResult.best`'s "reason").
   """
   from lr_jax import stats
-  entries = [a for a in result.aggregates if a["group"] == group]
-  eligible = [a for a in entries if a["eligible"]]
+  entries = [a for a in result.aggregates if a.group == group]
+  eligible = [a for a in entries if a.eligible]
   best = result.best[group] if group < len(result.best) else {}
-  if not eligible or not math.isfinite(best.get("learning_rate", math.nan)):
+  if not eligible or not math.isfinite(getattr(best, "learning_rate", math.nan)):
     return {rule: None for rule in stats.SELECT_RULES}
   picked = {}
   for rule in stats.SELECT_RULES:
     i = stats.select_index(
-        rule, np.array([a["learning_rate"] for a in eligible], np.float64),
-        np.array([a["mean"] for a in eligible], np.float64),
-        np.array([a["se"] for a in eligible], np.float64), np.ones(len(eligible), bool),
-        eligible[0]["higher_is_better"])
+        rule, np.array([a.learning_rate for a in eligible], np.float64),
+        np.array([a.mean for a in eligible], np.float64),
+        np.array([a.se for a in eligible], np.float64), np.ones(len(eligible), bool),
+        eligible[0].higher_is_better)
     picked[rule] = eligible[i] if i is not None else None
   return picked
 
 
-def _point_rows(result, group: int, entry: dict, keys: Sequence[str]) -> np.ndarray:
+def _point_rows(result, group: int, entry, keys: Sequence[str]) -> np.ndarray:
   """[runs] indices of the rows (variants) of one aggregate entry."""
   sel = np.asarray(result.rows["group"]) == group
   for k in keys:
     column = np.asarray(result.rows[k], np.float64)
-    value = entry[k]
+    value = entry.value(k)
     sel &= (column == value) | (np.isnan(column) & np.isnan(value))
   return np.flatnonzero(sel)
 
@@ -525,15 +525,15 @@ def _lines(entries: Sequence[dict], extra: Sequence[str]) -> list[tuple[str, lis
   """A group's entries split by their other hyperparameters, each line sorted by learning rate."""
   combos: dict[tuple, list[dict]] = {}
   for a in entries:
-    combos.setdefault(tuple(a[k] for k in extra), []).append(a)
+    combos.setdefault(tuple(a.value(k) for k in extra), []).append(a)
   out = []
   for combo, line in sorted(combos.items(), key=lambda kv: np.nan_to_num(kv[0], nan=-1.0).tolist()):
     label = ", ".join(f"{k} {v:g}" for k, v in zip(extra, combo)) or "mean, 95% CI"
-    out.append((label, sorted(line, key=lambda a: a["learning_rate"])))
+    out.append((label, sorted(line, key=lambda a: a.learning_rate)))
   return out
 
 
-def _run_summary(result, group: int, entry: dict, keys: Sequence[str], column: str):
+def _run_summary(result, group: int, entry, keys: Sequence[str], column: str):
   """`stats.Summary` of a point's `column` over its runs with a score (not diverged, finite)."""
   from lr_jax import stats
   idx = _point_rows(result, group, entry, keys)
@@ -552,14 +552,14 @@ def _sensitivity_panels(result, groups: Sequence[int], column: str
   edge = "top" if "loss" in column else "bottom"
   panels, markers = {}, {}
   for gi in groups:
-    entries = [a for a in result.aggregates if a["group"] == gi]
+    entries = [a for a in result.aggregates if a.group == gi]
     extra = _extra_keys(entries)
     keys = ["learning_rate", *extra]
     summary = {id(a): _run_summary(result, gi, a, keys, column) for a in entries}
     curves = []
     for label, line in _lines(entries, extra):
-      lr = np.array([a["learning_rate"] for a in line])
-      mean = np.array([summary[id(a)].mean if a["eligible"] else math.nan for a in line])
+      lr = np.array([a.learning_rate for a in line])
+      mean = np.array([summary[id(a)].mean if a.eligible else math.nan for a in line])
       ci = np.array([summary[id(a)].ci95 for a in line])
       curves.append(Curve(label, lr, mean, mean - ci, mean + ci))
     title = f"group {gi}: {group_title(result, gi)}"
@@ -573,16 +573,16 @@ def _sensitivity_panels(result, groups: Sequence[int], column: str
         continue
       y = [summary[id(a)].mean]
       if rule == result.select:
-        marks.append(Marker(f"selected ({rule}): lr {format_lr(a['learning_rate'])}",
-                            [a["learning_rate"]], y, "selected"))
+        marks.append(Marker(f"selected ({rule}): lr {format_lr(a.learning_rate)}",
+                            [a.learning_rate], y, "selected"))
       else:
-        marks.append(Marker(f"the {rule} rule's: lr {format_lr(a['learning_rate'])}",
-                            [a["learning_rate"]], y, "alternative"))
-    bad = [a for a in entries if not a["eligible"]]
+        marks.append(Marker(f"the {rule} rule's: lr {format_lr(a.learning_rate)}",
+                            [a.learning_rate], y, "alternative"))
+    bad = [a for a in entries if not a.eligible]
     if bad:
-      label = ("a run diverged: ineligible" if all(a["n_diverged"] for a in bad)
+      label = ("a run diverged: ineligible" if all(a.n_diverged for a in bad)
                else "a run diverged or has no score: ineligible")
-      marks.append(Marker(label, [a["learning_rate"] for a in bad],
+      marks.append(Marker(label, [a.learning_rate for a in bad],
                           [summary[id(a)].mean for a in bad], "diverged", edge))
     markers[title] = marks
   return panels, markers
@@ -609,7 +609,7 @@ def _curve_panels(result, groups: Sequence[int], metric: str) -> dict[str, list[
   neighbours on the learning-rate grid (mean over runs, band from the lowest to the highest)."""
   panels = {}
   for gi in groups:
-    entries = [a for a in result.aggregates if a["group"] == gi]
+    entries = [a for a in result.aggregates if a.group == gi]
     chosen = rule_points(result, gi).get(result.select)
     if chosen is None:
       continue
@@ -631,7 +631,7 @@ def _curve_panels(result, groups: Sequence[int], metric: str) -> dict[str, list[
           continue
         end = last[-1] + 1
         note = " (selected)" if a is chosen else (
-            f" (diverged {a['n_diverged']}/{a['n_total']})" if a["n_diverged"] else "")
+            f" (diverged {a.n_diverged}/{a.n_total})" if a.n_diverged else "")
         curves.append(Curve(f"{_point_name(a, extra)}{note}",
                             np.arange(1, end + 1), mean[:end], lo[:end], hi[:end],
                             emphasis=a is chosen))
@@ -641,76 +641,76 @@ def _curve_panels(result, groups: Sequence[int], metric: str) -> dict[str, list[
   return panels
 
 
-def _point_name(a: dict, extra: Sequence[str]) -> str:
+def _point_name(a, extra: Sequence[str]) -> str:
   """'lr 0.01' or 'lr 0.01 (weight_decay 0.1)': a grid point as the text names it."""
-  others = ", ".join(f"{k} {a[k]:g}" for k in extra)
-  return f"lr {format_lr(a['learning_rate'])}" + (f" ({others})" if others else "")
+  others = ", ".join(f"{k} {a.value(k):g}" for k in extra)
+  return f"lr {format_lr(a.learning_rate)}" + (f" ({others})" if others else "")
 
 
-def _score_cell(a: dict) -> str:
+def _score_cell(a) -> str:
   from lr_jax.results import format_score
-  return format_score(a["mean"], a["ci95"], a["n"])
+  return format_score(a.mean, a.ci95, a.n)
 
 
 def sweep_table(result, group: int) -> str:
   """A compile group's points as a Markdown table: score with its n, P(best), marks, notes."""
   from lr_jax.results import point_notes
-  entries = [a for a in result.aggregates if a["group"] == group]
+  entries = [a for a in result.aggregates if a.group == group]
   extra = _extra_keys(entries)
   picked = rule_points(result, group)
-  metric = entries[0]["metric"]
+  metric = entries[0].metric
   headers = ["learning rate", *extra, f"best {metric}, mean ± 95% CI", "n", "P(best)",
              "not worse", "epochs run", "diverged", "notes"]
   body = []
   for a in entries:
-    p = a["p_best"]
+    p = a.p_best
     marks = [f"**selected** ({_MARK[rule]})" if rule == result.select else _MARK[rule]
              for rule, b in picked.items() if b is a]
     notes = "; ".join(marks + ([point_notes(a)] if point_notes(a) else []))
-    body.append([format_lr(a["learning_rate"]), *[f"{a[k]:g}" for k in extra], _score_cell(a),
-                 a["n"], f"{p:.2f}" if a["eligible"] and p is not None and math.isfinite(p)
+    body.append([format_lr(a.learning_rate), *[f"{a.value(k):g}" for k in extra], _score_cell(a),
+                 a.n, f"{p:.2f}" if a.eligible and p is not None and math.isfinite(p)
                  else "-",
-                 {True: "~", False: "", None: "?"}[a["not_worse"]],
-                 f"{a['mean_epochs_run']:.1f}", f"{a['n_diverged']}/{a['n_total']}", notes])
+                 {True: "~", False: "", None: "?"}[a.not_worse],
+                 f"{a.mean_epochs_run:.1f}", f"{a.n_diverged}/{a.n_total}", notes])
   return markdown_table(headers, body, align=["l"] * (1 + len(extra)) + ["r"] * 3 + ["c"]
                         + ["r"] * 2 + ["l"])
 
 
 def _selection_markdown(result, group: int) -> str:
   """What was chosen in a group, what the other rule would choose, and how sure it is."""
-  entries = [a for a in result.aggregates if a["group"] == group]
+  entries = [a for a in result.aggregates if a.group == group]
   best = result.best[group]
   picked = rule_points(result, group)
   chosen = picked.get(result.select)
   extra = _extra_keys(entries)
   lines = [f"**group {group}** — {group_title(result, group)}:", ""]
   if chosen is None:
-    lines.append(f"- no learning rate selected: {best.get('reason', 'no eligible point')}")
+    lines.append(f"- no learning rate selected: {best.reason or 'no eligible point'}")
   else:
-    metric = chosen["metric"]
-    p = chosen["p_best"]
+    metric = chosen.metric
+    p = chosen.p_best
     p_text = f", P(best) {p:.2f}" if p is not None and math.isfinite(p) else ""
     lines.append(f"- selected: **{_point_name(chosen, extra)}** by "
                  f"`--select={result.select}` ({_RULE_TEXT.get(result.select, result.select)}): "
-                 f"best {metric} {_score_cell(chosen)} (n={chosen['n']}){p_text}")
+                 f"best {metric} {_score_cell(chosen)} (n={chosen.n}){p_text}")
     for rule, a in picked.items():
       if rule != result.select and a is not None:
         same = " (the same point)" if a is chosen else ""
         lines.append(f"- the `{rule}` rule ({_RULE_TEXT.get(rule, rule)}) picks "
                      f"{_point_name(a, extra)}{same}: {_score_cell(a)}")
-    eligible = [a for a in entries if a["eligible"]]
-    near = [a for a in eligible if a["not_worse"]]
-    if any(a["not_worse"] is None for a in eligible):
+    eligible = [a for a in entries if a.eligible]
+    near = [a for a in eligible if a.not_worse]
+    if any(a.not_worse is None for a in eligible):
       lines.append("- points not significantly worse than the highest mean: unknown (runs "
                    "not paired by seed and fold)")
     else:
       lines.append(f"- not significantly worse than the highest mean (paired by seed and "
                    f"fold): {len(near)} of {len(eligible)} eligible points: "
                    + ", ".join(_point_name(a, extra) for a in near))
-  bad = [a for a in entries if a["n_diverged"]]
+  bad = [a for a in entries if a.n_diverged]
   if bad:
     lines.append("- ineligible, a run diverged: " + ", ".join(
-        f"{_point_name(a, extra)}: {a['n_diverged']}/{a['n_total']} runs" for a in bad))
+        f"{_point_name(a, extra)}: {a.n_diverged}/{a.n_total} runs" for a in bad))
   return "\n".join(lines)
 
 
@@ -779,6 +779,29 @@ def estimate_markdown(estimate: Mapping[str, object]) -> str:
   return body
 
 
+def result_estimates(result) -> list[tuple[int, dict]]:
+  """The estimates a sweep result carries, as `estimate_markdown` reads them: (group, estimate).
+
+  Nested cross-validation's (`SweepResult.nested`, one per group) and a refit's test score
+  (`SweepResult.estimate`, when it has a test set).
+  """
+  out = []
+  for e in getattr(result, "nested", ()) or ():
+    out.append((e.group, {
+        "kind": "nested_cv", "metric": e.metric, "higher_is_better": e.higher_is_better,
+        "score": e.mean, "ci95": e.ci95, "n": len(e.folds), "validation_score": e.validation,
+        "outer_scores": [f.score for f in e.folds],
+        "selected_learning_rates": dict(e.selected), "rule": e.rule}))
+  est = getattr(result, "estimate", None)
+  if est and est.get("test") is not None:
+    out.append((int(est["group"]), {
+        "kind": "test", "metric": est["metric"], "score": est["test"], "n": est["test_n"],
+        "validation_score": est["validation"],
+        "learning_rate": result.best[int(est["group"])].get("learning_rate"),
+        "rule": est.get("rule"), "refit rows": est.get("refit_n")}))
+  return out
+
+
 def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] | None = None,
                        command: str | None = None, title: str = "Learning-rate sweep"
                        ) -> list[str]:
@@ -796,7 +819,8 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
     result: a `SweepResult`.
     out_dir: the folder (a staging folder, for a run's output folder).
     estimate: the chosen configuration's score on data the sweep never saw (test set or
-      nested CV; see `estimate_markdown`), or None for no such section.
+      nested CV; see `estimate_markdown`); None uses those the result carries
+      (`result_estimates`: nested CV, a refit's test score), if any.
     command: the command that ran, shown at the end.
     title: the page title.
 
@@ -835,8 +859,11 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
   selection = "\n\n".join(_selection_markdown(result, gi) for gi in groups) or (
       "No compile group has results.")
   sections = [("Selection", selection)]
-  if estimate is not None:
-    sections.append(("Estimate of the chosen configuration", estimate_markdown(estimate)))
+  estimates = [(None, estimate)] if estimate is not None else result_estimates(result)
+  if estimates:
+    sections.append(("Estimate of the chosen configuration", "\n\n".join(
+        (f"### group {gi}: {group_title(result, gi)}\n\n" if gi is not None and len(groups) > 1
+         else "") + estimate_markdown(e) for gi, e in estimates)))
   if figures:
     sections.append(("Figures", "\n\n".join(figures)))
   tables = "\n\n".join(f"### group {gi}: {group_title(result, gi)}\n\n{sweep_table(result, gi)}"

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -35,6 +36,105 @@ RESULT_COLUMNS = (
 # The trainer's per-epoch "learning_rate" is the scheduled rate of the epoch's last update; in
 # the history it is renamed, so that it is not mistaken for `rows["learning_rate"]`, the peak.
 HISTORY_NAMES = {"learning_rate": "epoch_learning_rate"}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Aggregate(Mapping):
+  """One grid point of one compile group, over its seeds and folds (see `aggregate`).
+
+  Read it by attribute (`a.mean`, `a.value("weight_decay")`); it is also a read-only mapping
+  in the layout `summary.json` writes (`a["mean"]`, `dict(a)`, each swept hyperparameter
+  under its name), so readers by key keep working.
+
+  Attributes:
+    group: the compile group.
+    optimizer: its optimizer's name.
+    learning_rate: the point's peak learning rate (NaN in a group's entry without selection).
+    hparams: the point's other swept hyperparameters, ((name, value), ...), NaN where this
+      group does not have one another group sweeps.
+    metric: the score, `val_<name>` (e.g. "val_accuracy").
+    higher_is_better: its direction.
+    n: runs with a score; n_diverged: runs that diverged; n_total: runs of the point.
+    mean, std, se, ci95: of the score over the n runs (std, se, ci95 NaN for n < 2).
+    mean_val_loss: mean best validation loss over the runs with a score.
+    mean_epochs_run: mean epochs run over all runs.
+    n_pruned: runs stopped by successive halving.
+    eligible: may be selected: no run diverged or was pruned, and every run has a score.
+    p_best: share of paired bootstrap resamples in which it is the best eligible point.
+    not_worse: eligible and not significantly worse than the best (None: runs unpaired).
+    selected: the group's selection (`best_points`).
+    reached_target, mean_epochs_to_target, mean_steps_to_target: runs reaching `target`,
+      and their mean epochs and steps to it.
+    metric_means: ((`val_<name>`, mean at the runs' best epochs), ...) of user metrics.
+    reason: why a group has no selection, in the entry `best_points` gives it; else "".
+  """
+
+  group: int
+  optimizer: str = ""
+  learning_rate: float = math.nan
+  hparams: tuple[tuple[str, float], ...] = ()
+  metric: str = ""
+  higher_is_better: bool = True
+  n: int = 0
+  n_diverged: int = 0
+  n_total: int = 0
+  mean: float = math.nan
+  std: float = math.nan
+  se: float = math.nan
+  ci95: float = math.nan
+  mean_val_loss: float = math.nan
+  mean_epochs_run: float = math.nan
+  n_pruned: int = 0
+  eligible: bool = False
+  p_best: float = 0.0
+  not_worse: bool | None = False
+  selected: bool = False
+  reached_target: int = 0
+  mean_epochs_to_target: float = math.nan
+  mean_steps_to_target: float = math.nan
+  metric_means: tuple[tuple[str, float], ...] | None = None
+  reason: str = ""
+
+  @property
+  def diverged(self) -> int:
+    """`n_diverged`, by its older name."""
+    return self.n_diverged
+
+  def value(self, name: str) -> float:
+    """The point's value of a swept hyperparameter: "learning_rate" or one of `hparams`."""
+    if name == "learning_rate":
+      return self.learning_rate
+    for k, v in self.hparams:
+      if k == name:
+        return v
+    raise KeyError(name)
+
+  @functools.cached_property
+  def _layout(self) -> dict:
+    """The mapping's keys and values: `summary.json`'s layout of an aggregate."""
+    if self.reason:  # A group without selection: what there is to say.
+      return {"group": self.group, "learning_rate": self.learning_rate, "mean": self.mean,
+              "ci95": self.ci95, "n": self.n, "reason": self.reason}
+    out = {"group": self.group, "optimizer": self.optimizer,
+           "learning_rate": self.learning_rate, **dict(self.hparams)}
+    if self.metric_means is not None:
+      out["metric_means"] = dict(self.metric_means)
+    for f in dataclasses.fields(self):
+      if f.name not in ("group", "optimizer", "learning_rate", "hparams", "metric_means",
+                        "reason"):
+        out[f.name] = getattr(self, f.name)
+      if f.name == "mean_epochs_run":
+        out["diverged"] = self.n_diverged  # Where `aggregate` always wrote it.
+    return out
+
+  def __getitem__(self, key: str):
+    return self._layout[key]
+
+  def __iter__(self):
+    return iter(self._layout)
+
+  def __len__(self) -> int:
+    return len(self._layout)
 
 
 def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
@@ -83,6 +183,8 @@ class SweepResult:
       and user model -- what `params_of`, `predict` and `lr_jax.export.refit` need.
     estimate: the refit chosen configuration's validation and test scores
       (`lr_jax.export.refit`), or None; in `summary.json` and the table.
+    nested: one `NestedEstimate` per group with nested cross-validation
+      (`DataConfig.outer_folds`), else empty; in `summary.json`, the table and the report.
   """
 
   rows: dict[str, np.ndarray]
@@ -95,6 +197,7 @@ class SweepResult:
   select: str = stats.DEFAULT_SELECT
   groups: list = dataclasses.field(default_factory=list)
   estimate: dict | None = None
+  nested: list = dataclasses.field(default_factory=list)
 
   @property
   def num_variants(self) -> int:
@@ -362,8 +465,18 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
       streams.append(list(zip(rows["seed"][idx].tolist(), rows["fold"][idx].tolist())))
       scores.append(score)
     compare_points(entries, streams, scores)
-    out += entries
+    out += [_record(e, hparam_names) for e in entries]
   return out
+
+
+def _record(entry: dict, hparam_names: Sequence[str]) -> Aggregate:
+  """The typed record of an aggregate entry built as a dict."""
+  fields = {f.name for f in dataclasses.fields(Aggregate)}
+  means = entry.get("metric_means")
+  return Aggregate(
+      **{k: v for k, v in entry.items() if k in fields and k not in ("hparams", "metric_means")},
+      hparams=tuple((k, entry[k]) for k in hparam_names),
+      metric_means=None if means is None else tuple(means.items()))
 
 
 def compare_points(entries: Sequence[dict], streams: Sequence[list], scores: Sequence[np.ndarray]
@@ -404,40 +517,158 @@ def best_points(aggregates: Sequence[dict], num_groups: int, select: str = stats
   point, or whose eligible points all tie (e.g. constant features), has no selection: its entry
   is `{"group", "learning_rate": NaN, "mean": NaN, "ci95": NaN, "n": 0, "reason"}`.
 
+  `aggregates` (a list) is updated in place: the records are frozen, so the selected one is
+  replaced by a copy with `selected` set (which is also the group's entry of the result).
+
   Returns:
-    One dict per group.
+    One `Aggregate` per group.
   """
   stats.check_select(select)
   best = []
   for gi in range(num_groups):
-    entries = [a for a in aggregates if a["group"] == gi]
-    eligible = [a for a in entries if a["eligible"]]
-    means = np.array([a["mean"] for a in eligible], np.float64)
+    entries = [a for a in aggregates if a.group == gi]
+    eligible = [a for a in entries if a.eligible]
+    means = np.array([a.mean for a in eligible], np.float64)
     reason = None
     if not eligible:
       reason = ("none eligible (every grid point had a diverged run)"
-                if entries and all(a["n_diverged"] for a in entries) else
+                if entries and all(a.n_diverged for a in entries) else
                 "none eligible (every grid point had a diverged run or a run without a score)")
     elif len(eligible) > 1 and np.ptp(means) <= 1e-12 * max(1.0, float(np.abs(means).max())):
       reason = (f"unresolved: all {len(eligible)} eligible points tie at {means[0]:.4f}, so the "
                 "data do not tell the learning rates apart")
-    if reason is not None:
-      best.append({"group": gi, "learning_rate": math.nan, "mean": math.nan, "ci95": math.nan,
-                   "n": 0, "reason": reason})
-      continue
-    chosen = eligible[stats.select_index(
-        select, np.array([a["learning_rate"] for a in eligible]), means,
-        np.array([a["se"] for a in eligible], np.float64), np.ones(len(eligible), bool),
-        eligible[0]["higher_is_better"])]
-    for a in entries:
-      a["selected"] = a is chosen
-    best.append(chosen)
+    chosen = None if reason is not None else eligible[stats.select_index(
+        select, np.array([a.learning_rate for a in eligible]), means,
+        np.array([a.se for a in eligible], np.float64), np.ones(len(eligible), bool),
+        eligible[0].higher_is_better)]
+    for i, a in enumerate(aggregates):
+      if a.group == gi and a.selected != (a is chosen):
+        aggregates[i] = dataclasses.replace(a, selected=a is chosen)
+        if a is chosen:
+          chosen = aggregates[i]
+    best.append(chosen if chosen is not None else Aggregate(group=gi, reason=reason))
   return best
+
+
+@dataclasses.dataclass(frozen=True)
+class OuterFold:
+  """One outer fold of nested cross-validation: what its inner selection chose, and its score.
+
+  Attributes:
+    outer: the outer fold's index, 0..K-1.
+    train_n: rows of its training part (its inner folds' training and validation rows).
+    test_n: rows of its test part, which its inner selection never saw.
+    hyperparameters: the chosen point (`learning_rate` and any other swept value); {} when
+      the inner selection chose nothing.
+    validation: the chosen point's inner mean validation score (NaN when the selection
+      scores another metric than `NestedEstimate.metric`).
+    epochs: the refit's epochs, the median best epoch of the chosen point's inner runs.
+    score: the refit's test score on the test part (accuracy, or loss for regression); NaN
+      when nothing was chosen or every refit seed diverged.
+    reason: why there is no score, else "".
+  """
+
+  outer: int
+  train_n: int
+  test_n: int
+  hyperparameters: dict
+  validation: float
+  epochs: int
+  score: float
+  reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class NestedEstimate:
+  """Nested cross-validation's estimate of a group's selection procedure.
+
+  Each outer fold runs the whole inner selection on its training part; its choice is refit on
+  that part (an ensemble of the sweep's seeds, as `lr_jax.export.refit`) and scored once on
+  its test part. The scores estimate how well "sweep, select, refit" does on new data.
+
+  Attributes:
+    group: the compile group.
+    metric: "accuracy" or "loss" (regression), of the outer test scores.
+    higher_is_better: the metric's direction.
+    rule: the selection rule (`SweepResult.select`).
+    folds: the K outer folds.
+    n: outer folds with a score.
+    mean: mean outer test score.
+    std: its standard deviation over the outer folds (NaN for n < 2).
+    ci95: 95% Student-t half-width over the n outer scores (NaN for n < 2).
+    validation: mean inner validation score of the choices: how optimistic selection is (NaN
+      when the selection scores another metric, `select_by`).
+    selected: (learning rate, times chosen) pairs, by learning rate; the counts sum to the
+      outer folds that chose one.
+  """
+
+  group: int
+  metric: str
+  higher_is_better: bool
+  rule: str
+  folds: tuple[OuterFold, ...]
+  n: int
+  mean: float
+  std: float
+  ci95: float
+  validation: float
+  selected: tuple[tuple[float, int], ...]
+
+  @property
+  def line(self) -> str:
+    """One line for the table and the log."""
+    chosen = ", ".join(f"{lr:.3g} x{c}" for lr, c in self.selected) or "none"
+    k = len(self.folds)
+    line = (f"nested CV ({k} outer folds, rule {self.rule}): outer test {self.metric} "
+            f"{format_score(self.mean, self.ci95, self.n)} (n={self.n}); learning rates chosen: "
+            f"{chosen}")
+    if math.isfinite(self.validation):
+      line += f"; the choices' inner validation {self.metric} {self.validation:.4f}"
+    missing = [f.outer for f in self.folds if not math.isfinite(f.score)]
+    if missing:
+      line += f"; no score for outer fold(s) {', '.join(map(str, missing))}"
+    return line
+
+  def to_dict(self) -> dict:
+    """JSON-ready, with the line and the selection counts by learning rate."""
+    out = dataclasses.asdict(self)
+    out["folds"] = [dataclasses.asdict(f) for f in self.folds]
+    out["selected"] = [{"learning_rate": lr, "count": c} for lr, c in self.selected]
+    out["line"] = self.line
+    return jsonable(out)
+
+
+def outer_selection(result: SweepResult, group: int, outer: int) -> tuple[list[dict], dict]:
+  """The inner selection of one outer fold: its aggregates and selected point.
+
+  Exactly what a sweep of that outer fold alone reports: `aggregate` and `best_points` over
+  the runs of its inner folds only.
+
+  Args:
+    result: a sweep with nested cross-validation (`DataConfig.outer_folds`).
+    group: the compile group.
+    outer: the outer fold, 0..K-1.
+
+  Returns:
+    (aggregates, best), their `group` entries being `group`.
+  """
+  g = result.groups[group]
+  inner = g.splits.inner_folds
+  sel = (result.rows["group"] == group) & (result.rows["fold"] // inner == outer)
+  rows = {k: np.asarray(v)[sel] for k, v in result.rows.items()}
+  rows["group"] = np.zeros(int(sel.sum()), int)
+  hparam_names = list(dict.fromkeys(k for gg in result.groups for k in gg.points
+                                    if k != "learning_rate"))
+  entries = aggregate(rows, [g], hparam_names, result.config.get("select_by"))
+  best = best_points(entries, 1, result.select)[0]
+  entries = [dataclasses.replace(a, group=group) for a in entries]
+  best = next((a for a in entries if a.selected), None) or dataclasses.replace(best, group=group)
+  return entries, best
 
 
 def jsonable(x):
   """`x` with numpy scalars and arrays as Python values and non-finite floats as None (JSON null)."""
-  if isinstance(x, dict):
+  if isinstance(x, Mapping):  # A dict, or a typed record read as one (`Aggregate`).
     return {k: jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple, np.ndarray)):
     return [jsonable(v) for v in x]
@@ -495,7 +726,9 @@ def summary_dict(result: SweepResult) -> dict:
   return jsonable({"config": result.config, "aggregates": result.aggregates,
                     "best": result.best, "timings": result.timings,
                     "num_variants": result.num_variants,
-                    **({"estimate": result.estimate} if result.estimate else {})})
+                    **({"estimate": result.estimate} if result.estimate else {}),
+                    **({"nested": [e.to_dict() for e in result.nested]}
+                       if result.nested else {})})
 
 
 def write_files(result: SweepResult, directory: str) -> list[str]:
@@ -527,17 +760,17 @@ def format_score(mean: float, ci95: float, n: int) -> str:
   return f"{mean:.4f} ± {ci95:.4f}"
 
 
-def point_notes(a: dict) -> str:
+def point_notes(a: Aggregate) -> str:
   """Why a point cannot be selected, and over which runs its mean is, as the table says it."""
   notes = []
-  if a["n_diverged"]:
-    notes.append(f"diverged {a['n_diverged']}/{a['n_total']}, ineligible")
-  elif a.get("n_pruned"):
-    notes.append(f"pruned {a['n_pruned']}/{a['n_total']}, ineligible")
-  elif not a["eligible"]:
-    notes.append(f"{a['n_total'] - a['n']}/{a['n_total']} without a score, ineligible")
-  if 0 < a["n"] < a["n_total"]:
-    notes.append(f"mean over {a['n']} survivor{'s' if a['n'] > 1 else ''}")
+  if a.n_diverged:
+    notes.append(f"diverged {a.n_diverged}/{a.n_total}, ineligible")
+  elif a.n_pruned:
+    notes.append(f"pruned {a.n_pruned}/{a.n_total}, ineligible")
+  elif not a.eligible:
+    notes.append(f"{a.n_total - a.n}/{a.n_total} without a score, ineligible")
+  if 0 < a.n < a.n_total:
+    notes.append(f"mean over {a.n} survivor{'s' if a.n > 1 else ''}")
   return "; ".join(notes)
 
 
@@ -571,6 +804,27 @@ def write_outputs(result: SweepResult, out_dir: str, overwrite: bool = False) ->
   return [os.path.join(out_dir, name) for name in names]
 
 
+def group_title(result: SweepResult, group: int) -> str:
+  """'adam / constant / mlp(128) on digits': a compile group's optimizer, schedule, model, data.
+
+  From the group's `Experiment` (and user model, data set); a result built without groups
+  (by hand) is described by its JSON config.
+  """
+  if group < len(result.groups):
+    g = result.groups[group]
+    exp = g.experiment
+    user = getattr(g, "model", None)
+    model, hidden = (user.name, ()) if user is not None else (exp.model.name, exp.model.hidden)
+    optim, schedule, data = exp.optim.name, exp.optim.schedule, g.dataset.name
+  else:
+    exp = result.config["experiments"][group]
+    optim, schedule = exp["optim"]["name"], exp["optim"]["schedule"]
+    model, hidden, data = exp["model"]["name"], exp["model"].get("hidden") or (), \
+        exp["data"]["dataset"]
+  widths = ",".join(map(str, hidden))
+  return f"{optim} / {schedule} / {model}{f'({widths})' if widths else ''} on {data}"
+
+
 def format_table(result: SweepResult) -> str:
   """A compact text table per group: each point's score with its n, P(best), runs, divergences.
 
@@ -578,72 +832,73 @@ def format_table(result: SweepResult) -> str:
   CI over the runs with a score, n, P(best) (paired bootstrap), "~" where not significantly
   worse than the highest mean, epochs run, diverged runs / runs, epochs to target, notes;
   "*" marks the selected point. Below, the selection, its rule, and the not-worse set; with
-  an `estimate` (a refit, `lr_jax.export.refit`), its validation-vs-test line.
+  an `estimate` (a refit, `lr_jax.export.refit`), its validation-vs-test line; with nested
+  cross-validation, its estimate (`NestedEstimate.line`).
   """
   lines = []
   for gi, best in enumerate(result.best):
-    entries = [a for a in result.aggregates if a["group"] == gi]
+    entries = [a for a in result.aggregates if a.group == gi]
     if not entries:
       continue
-    exp = result.config["experiments"][gi]
-    metric = entries[0]["metric"]
-    lines.append(f"group {gi}: {exp['optim']['name']} / {exp['optim']['schedule']} / "
-                 f"{exp['model']['name']}{tuple(exp['model']['hidden'])} on "
-                 f"{exp['data']['dataset']}")
-    extra = [k for k in entries[0] if k not in _AGG_FIXED]
+    metric = entries[0].metric
+    lines.append(f"group {gi}: {group_title(result, gi)}")
+    extra = [k for k, _ in entries[0].hparams]
     target = result.config.get("target") is not None
     head = f"{'lr':>10} " + "".join(f"{k:>13} " for k in extra)
-    shown = [k for k in entries[0].get("metric_means", {}) if k != metric]  # Other user metrics.
+    means = dict(entries[0].metric_means or ())
+    shown = [k for k in means if k != metric]  # Other user metrics.
     head += f"{'best ' + metric + ' ± 95% CI':>27} " + "".join(f"{k:>13} " for k in shown)
     head += f"{'n':>3} {'P(best)':>7}   {'epochs run':>10} "
     head += f"{'diverged':>9}" + (f" {'ep->target':>10}" if target else "") + "  notes"
     lines.append(head)
     for a in entries:
-      cell = format_score(a["mean"], a["ci95"], a["n"])
-      p = a["p_best"]
-      p_text = f"{p:.2f}" if a["eligible"] and p is not None and math.isfinite(p) else "-"
-      line = f"{a['learning_rate']:>10.3g} " + "".join(f"{a[k]:>13.3g} " for k in extra)
-      line += f"{cell:>27} " + "".join(f"{a['metric_means'][k]:>13.4g} " for k in shown)
-      line += f"{a['n']:>3d} {p_text:>7} {'~' if a['not_worse'] else ' '} "
-      line += f"{a['mean_epochs_run']:>10.1f} {a['diverged']:>5d}/{a['n_total']:<3d}"
+      cell = format_score(a.mean, a.ci95, a.n)
+      p = a.p_best
+      p_text = f"{p:.2f}" if a.eligible and p is not None and math.isfinite(p) else "-"
+      line = f"{a.learning_rate:>10.3g} " + "".join(f"{v:>13.3g} " for _, v in a.hparams)
+      line += f"{cell:>27} " + "".join(f"{dict(a.metric_means)[k]:>13.4g} " for k in shown)
+      line += f"{a.n:>3d} {p_text:>7} {'~' if a.not_worse else ' '} "
+      line += f"{a.mean_epochs_run:>10.1f} {a.n_diverged:>5d}/{a.n_total:<3d}"
       if target:
-        t = a["mean_epochs_to_target"]
+        t = a.mean_epochs_to_target
         line += f" {t:>10.1f}" if math.isfinite(t) else f" {'-':>10}"
       notes = point_notes(a)
       lines.append((line + ("  " + notes if notes else "")).rstrip() + (" *" if a is best else ""))
     lines += _selection_lines(entries, best, metric, result.select)
     if result.estimate and result.estimate["group"] == gi:
       lines.append(result.estimate["line"])
+    lines += [e.line for e in result.nested if e.group == gi]
     lines.append("")
   return "\n".join(lines)
 
 
-def _selection_lines(entries: Sequence[dict], best: dict, metric: str, select: str) -> list[str]:
+def _selection_lines(entries: Sequence[Aggregate], best: Aggregate, metric: str, select: str
+                     ) -> list[str]:
   """The lines under a group's table: the selected point, its rule, the not-worse set."""
-  if not math.isfinite(best.get("learning_rate", math.nan)):
-    return [f"best learning rate: {best.get('reason', 'none (every variant failed)')}"]
-  interval = (f"95% CI ± {best['ci95']:.4f}, n={best['n']}" if best["n"] >= 2
-              and math.isfinite(best["ci95"]) else f"n={best['n']}, no interval")
-  p = best.get("p_best", math.nan)
+  if not math.isfinite(best.learning_rate):
+    return [f"best learning rate: {best.reason or 'none (every variant failed)'}"]
+  interval = (f"95% CI ± {best.ci95:.4f}, n={best.n}" if best.n >= 2
+              and math.isfinite(best.ci95) else f"n={best.n}, no interval")
+  p = best.p_best
   p_text = f", P(best) {p:.2f}" if p is not None and math.isfinite(p) else ""
   rule = f"rule {select}: {_RULES.get(select, select)}"
-  eligible = [a for a in entries if a["eligible"]]
-  top = eligible[stats.best_index(np.array([a["mean"] for a in eligible]),
-                                  np.ones(len(eligible), bool), best["higher_is_better"])]
+  eligible = [a for a in entries if a.eligible]
+  top = eligible[stats.best_index(np.array([a.mean for a in eligible]),
+                                  np.ones(len(eligible), bool), best.higher_is_better)]
   if top is not best:
-    rule += f", {top['mean']:.4f} at {top['learning_rate']:.3g}"
-  lines = [f"best learning rate: {best['learning_rate']:.3g} ({rule}), mean best {metric} "
-           f"{best['mean']:.4f} ({interval}){p_text}"]
-  near = [a for a in eligible if a["not_worse"]]
-  if any(a["not_worse"] is None for a in eligible):
+    rule += f", {top.mean:.4f} at {top.learning_rate:.3g}"
+  lines = [f"best learning rate: {best.learning_rate:.3g} ({rule}), mean best {metric} "
+           f"{best.mean:.4f} ({interval}){p_text}"]
+  near = [a for a in eligible if a.not_worse]
+  if any(a.not_worse is None for a in eligible):
     lines.append("points not significantly worse than the highest mean: unknown (runs unpaired)")
-  elif best["n"] < 2:
+  elif best.n < 2:
     lines.append("points not significantly worse than the highest mean: all eligible ones "
                  "(one run per point: nothing can be excluded)")
   else:
     lines.append(f"points not significantly worse than the highest mean (\"~\"; one-sided "
                  f"paired t-test by seed and fold, alpha {stats.ALPHA:g}): {len(near)} of "
-                 f"{len(eligible)} eligible, lr " + ", ".join(f"{a['learning_rate']:.3g}"
+                 f"{len(eligible)} eligible, lr " + ", ".join(f"{a.learning_rate:.3g}"
                                                             for a in near))
   return lines
 

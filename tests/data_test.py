@@ -574,6 +574,54 @@ def test_val_dataset_refuses_options_that_do_not_apply(tmp_path):
     data.load_dataset(DataConfig(dataset="iris", val_dataset=valid))
 
 
+def test_test_dataset_rows_are_the_test_split_and_no_fold_sees_them(tmp_path):
+  train, valid = _pets(tmp_path)
+  test = _write(tmp_path, "test.csv", "b,pet,a\n5,cat,50\n6,dog,60\n")
+  for extra in (dict(val_dataset=valid), dict(folds=2, train_size=8)):
+    cfg = DataConfig(dataset=train, test_dataset=test, standardize=False, **extra)
+    ds = data.load_dataset(cfg)
+    assert ds.num_test == 2 and ds.num_val == (3 if "val_dataset" in extra else 0)
+    splits = data.make_splits(ds, cfg)
+    np.testing.assert_array_equal(ds.x[splits.test_idx], [[50, 5], [60, 6]])
+    np.testing.assert_array_equal(ds.y[splits.test_idx], [0, 1])  # cat, dog: training's ids
+    seen = np.concatenate([_rows(splits, f, w) for f in range(splits.num_folds)
+                           for w in ("train", "val")])
+    assert not np.isin(splits.test_idx, seen).any()
+    if "val_dataset" in extra:  # The validation rows stay the validation file's.
+      np.testing.assert_array_equal(ds.x[_rows(splits, 0, "val")], [[70, 7], [80, 8], [90, 9]])
+  # Arrays in memory take a test split as files do.
+  x, y = _separable(20)
+  ds = data.Dataset.from_arrays(x[:14], y[:14], x[14:17], y[14:17], x_test=x[17:], y_test=y[17:])
+  splits = data.make_splits(ds, DataConfig(dataset=ds))
+  assert (ds.num_val, ds.num_test) == (3, 3)
+  np.testing.assert_array_equal(ds.x[splits.test_idx], x[17:].astype(np.float32))
+  np.testing.assert_array_equal(_rows(splits, 0, "val"), [14, 15, 16])
+
+
+TEST_FILE_ERRORS = {
+    "unseen": (dict(), "a,b,pet\n1,2,dog\n3,4,bird\n",
+               r"^the labels of '.*t\.csv' hold 1 class\(es\) that the training data "
+               r"'.*train\.csv' lacks: 'bird'"),
+    "columns": (dict(), "a,c,pet\n1,2,dog\n",
+                r"columns of '.*t\.csv' differ from the training data's: missing b; extra c"),
+    "missing": (dict(), None, r"test file '.*t\.csv' does not exist"),
+    "with_fraction": (dict(test_fraction=0.2), "a,b,pet\n1,2,dog\n",
+                      r"test_dataset='.*t\.csv' and test_fraction=0\.2 both give a test set"),
+    "builtin": (dict(dataset="iris"), "a,b,pet\n1,2,dog\n",
+                r"test_dataset needs dataset to be a \.npz or \.csv file"),
+}
+
+
+@pytest.mark.parametrize("case", TEST_FILE_ERRORS)
+def test_bad_test_dataset_is_refused_with_one_line(tmp_path, case):
+  extra, text, pattern = TEST_FILE_ERRORS[case]
+  train, _ = _pets(tmp_path)
+  test = str(tmp_path / "t.csv") if text is None else _write(tmp_path, "t.csv", text)
+  with pytest.raises(ConfigError, match=pattern) as info:
+    data.load_dataset(DataConfig(**{"dataset": train, "test_dataset": test, **extra}))
+  assert "\n" not in str(info.value)
+
+
 def test_builtin_and_file_data_sets_name_their_features_and_classes(tmp_path):
   iris = data.load_dataset(DataConfig(dataset="iris"))
   assert iris.feature_names[0] == "sepal length (cm)" and iris.class_names == (0, 1, 2)

@@ -186,6 +186,22 @@ def test_refit_save_load_predict_round_trip_and_test_score(two_groups, tmp_path)
   assert card["standardization"]["mean"] == model.mean.tolist()
 
 
+def test_a_given_test_split_is_what_the_refit_model_is_scored_on():
+  x, labels = _arrays(n=90)
+  tx, tlabels = _arrays(n=30, seed=1)
+  ds = lr_jax.Dataset.from_arrays(x, labels, x_test=tx, y_test=tlabels)
+  exp = lr_jax.Experiment(data=lr_jax.DataConfig(dataset=ds),
+                          model=lr_jax.ModelConfig(hidden=(8,)),
+                          train=lr_jax.TrainConfig(epochs=3, batch_size=16, patience=0))
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-3, 1e-1), seeds=(0,)))
+  splits = result.groups[0].splits
+  np.testing.assert_array_equal(splits.test_idx, np.arange(90, 120))
+  model = export.refit(result)
+  assert model.card["refit"]["n"] == 90  # Every training row, no test row.
+  hand = np.mean(model.predict(tx) == tlabels)
+  assert model.estimate["test_n"] == 30 and model.estimate["test"] == hand
+
+
 def test_load_model_refuses_a_missing_folder_and_a_user_model_not_given(tmp_path):
   with pytest.raises(lr_jax.ConfigError, match="does not exist"):
     lr_jax.load_model(str(tmp_path / "none"))
@@ -299,6 +315,18 @@ def test_predict_script_refuses_bad_input_in_one_line_writing_nothing(saved):
                               f"--dataset={data}", f"--out={preds}"))
   assert "does not exist" in line
   assert not os.path.exists(preds)
+
+
+def test_sweep_refuses_a_test_file_with_an_unseen_class_in_one_line_writing_nothing(tmp_path):
+  x, labels = _arrays(n=30)
+  train, test = str(tmp_path / "train.csv"), str(tmp_path / "test.csv")
+  _write_csv(train, x[labels != "fish"], labels[labels != "fish"])
+  _write_csv(test, x, labels)
+  out = tmp_path / "out"
+  line = _one_line_error(_run("experiments.lr_sweep", f"--dataset={train}",
+                              f"--test_dataset={test}", f"--out={out}", "--epochs=1"))
+  assert "test.csv' hold 1 class(es) that the training data" in line and "'fish'" in line
+  assert not out.exists()
 
 
 @pytest.mark.parametrize("flag", ["--test_fraction=1", "--norefit --save_model=M"])

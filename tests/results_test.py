@@ -1,5 +1,6 @@
 """Aggregates, selection and the printed table, on hand-made sweeps whose right answer is known."""
 
+import dataclasses
 import json
 import math
 import types
@@ -218,3 +219,49 @@ def test_select_by_a_user_metric_picks_the_best_mean_in_its_direction():
     assert [a["metric_means"]["val_cost"] for a in aggregates] == pytest.approx([3.0, 1.1, 2.0, 4.0])
   assert picked == {None: 1e-1, "val_cost": 1e-3, "val_gain": 1e-2}
   assert results.aggregate(rows, [group], [], "val_cost")[1]["mean"] == pytest.approx(1.1)
+
+
+def test_aggregates_are_typed_records_read_by_attribute_and_by_summary_key():
+  result = _sweep([[0.90, 0.95, 0.80, 0.10], [0.92, 0.94, 0.85, 0.12]],
+                  diverged_SxP=[[False, False, False, True], [False, False, False, False]])
+  a = result.aggregates[1]
+  assert isinstance(a, results.Aggregate) and a.learning_rate == 1e-3 and a.n == 2
+  assert a.mean == pytest.approx(0.945) and a.selected and a is result.best[0]
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    a.mean = 1.0  # A result's numbers are not edited in place.
+  bad = result.aggregates[3]
+  assert (bad.n_diverged, bad.diverged, bad.eligible, bad.n) == (1, 1, False, 1)
+  # The same record in summary.json's layout, as before: readers by key keep working.
+  summary = json.loads(json.dumps(results.summary_dict(result)))
+  assert summary["aggregates"][1] == results.jsonable(dict(a))
+  assert summary["aggregates"][1]["mean"] == a["mean"] == a.mean
+  assert summary["best"][0]["learning_rate"] == 1e-3
+  # A group without a selection is a record too, with the reason.
+  none = _sweep([[0.5, 0.6]], [[True, True]], lrs=(0.1, 1.0)).best[0]
+  assert isinstance(none, results.Aggregate) and "diverged" in none.reason
+  assert dict(none) == {"group": 0, "learning_rate": none.learning_rate, "mean": none.mean,
+                        "ci95": none.ci95, "n": 0, "reason": none.reason}
+
+
+def test_weight_decay_is_a_typed_hyperparameter_of_each_record():
+  result = _sweep([[0.9, 0.8]], lrs=(0.01, 0.1))
+  assert result.aggregates[0].hparams == () and result.aggregates[0].value("learning_rate") == 0.01
+  rows = dict(result.rows, weight_decay=np.array([0.0, 1e-4]))
+  group = types.SimpleNamespace(
+      dataset=types.SimpleNamespace(task="classification"),
+      points={"learning_rate": np.array([0.01, 0.1]), "weight_decay": np.array([0.0, 1e-4])},
+      experiment=types.SimpleNamespace(optim=types.SimpleNamespace(name="adamw")))
+  entries = results.aggregate(rows, [group], ["weight_decay"])
+  assert [a.value("weight_decay") for a in entries] == [0.0, 1e-4]
+  assert [a["weight_decay"] for a in entries] == [0.0, 1e-4]
+
+
+def test_the_table_describes_each_group_from_its_experiment_not_the_json():
+  result = _sweep([[0.9, 0.8]], lrs=(0.01, 0.1))
+  assert "group 0: adam / constant / mlp(8) on digits" in results.format_table(result)
+  exp = lr_jax.Experiment(model=lr_jax.ModelConfig(hidden=(32, 16)),
+                          optim=lr_jax.OptimConfig(name="sgd", schedule="cosine"))
+  result.groups = [types.SimpleNamespace(experiment=exp, model=None,
+                                         dataset=types.SimpleNamespace(name="wine"))]
+  result.config["experiments"][0]["optim"]["name"] = "edited"  # JSON: not what ran.
+  assert "group 0: sgd / cosine / mlp(32,16) on wine" in results.format_table(result)
