@@ -310,7 +310,6 @@ def define_sweep_flags(flag_values: "flags.FlagValues | None" = None) -> list[st
   d.DEFINE_float("min_delta", 0.0, "Smallest change that counts as an improvement.")
   d.DEFINE_bool("restore_best", True, "End each variant with its best epoch's parameters.")
   d.DEFINE_float("divergence_factor", 10.0, "Diverged when loss > this x initial loss.")
-  d.DEFINE_integer("chunk_epochs", 10, "Epochs per compiled call (progress, early exit).")
   d.DEFINE_float("target", None, "Validation accuracy (loss for regression) to reach.")
   d.DEFINE_string("select", "best", "How the learning rate is chosen: best (highest mean) or "
                   "one_se (largest LR within one standard error of the best).")
@@ -340,7 +339,7 @@ def experiment_from_flags(f) -> "Experiment":
       train=TrainConfig(
           epochs=f.epochs, batch_size=f.batch_size, patience=f.patience, monitor=f.monitor,
           min_delta=f.min_delta, restore_best=f.restore_best,
-          divergence_factor=f.divergence_factor, chunk_epochs=f.chunk_epochs))
+          divergence_factor=f.divergence_factor))
 
 
 def grid_from_flags(f) -> "Grid":
@@ -399,6 +398,7 @@ def define_run_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]
   d = _Once(flag_values)
   d.DEFINE_integer("max_variants_per_chunk", None,
                    "Most variants per compiled call; default from the memory and, on a CPU, the cache.")
+  d.DEFINE_integer("chunk_epochs", 10, "Epochs per compiled call (progress, early exit).")
   d.DEFINE_integer("checkpoint_every", 0, "Checkpoint the sweep every this many epochs (0: off).")
   d.DEFINE_string("checkpoint_dir", None, "Checkpoint folder; default <out>/checkpoints.")
   d.DEFINE_bool("resume", False, "Continue an interrupted sweep from its checkpoints.")
@@ -428,7 +428,8 @@ def options_from_flags(f, out: str):
       raise ConfigError(f"--prune_rungs {r!r} is not an integer epoch; e.g. 5,15,45") from None
   return RunOptions(max_variants_per_chunk=f.max_variants_per_chunk, checkpoint_dir=ckpt,
                     checkpoint_every=f.checkpoint_every, resume=f.resume, compact=f.compact,
-                    prune=f.prune, prune_rungs=tuple(rungs), prune_eta=f.prune_eta)
+                    prune=f.prune, prune_rungs=tuple(rungs), prune_eta=f.prune_eta,
+                    chunk_epochs=f.chunk_epochs)
 
 
 def initialize_distributed(f) -> None:

@@ -397,8 +397,6 @@ class TrainConfig:
     restore_best: end each variant with the parameters of its best epoch.
     divergence_factor: a variant diverges when a minibatch loss is non-finite or exceeds this
       multiple of its initial training loss; it is then frozen and flagged.
-    chunk_epochs: epochs per compiled call of the host loop (progress, early exit,
-      checkpoints between calls); 0 runs all epochs in one call.
     max_steps: stop updating a variant after this many optimizer updates (0: no cap), so a
       budget of exactly S steps does not depend on how the epochs divide it.
   """
@@ -410,7 +408,6 @@ class TrainConfig:
   min_delta: float = 0.0
   restore_best: bool = True
   divergence_factor: float = 10.0
-  chunk_epochs: int = 10
   max_steps: int = 0
 
   def __post_init__(self):
@@ -425,7 +422,6 @@ class TrainConfig:
     check_positive("divergence_factor", self.divergence_factor)
     if self.divergence_factor <= 1:
       raise ConfigError(f"divergence_factor must be > 1, got {self.divergence_factor!r}")
-    check_positive("chunk_epochs", self.chunk_epochs, integer=True, allow_zero=True)
     check_positive("max_steps", self.max_steps, integer=True, allow_zero=True)
 
 

@@ -428,6 +428,8 @@ class RunOptions:
       take effect).
     prune_eta: at each rung, about 1/eta of the grid points still in play continue (the
       others stop unless not significantly worse than the best, `lr_jax.stats.not_worse`).
+    chunk_epochs: epochs per compiled call of the host loop (progress, early exit, compaction
+      and checkpoints between calls); 0 runs all epochs in one call.
   """
 
   max_variants_per_chunk: int | None = None
@@ -440,6 +442,7 @@ class RunOptions:
   prune: str | None = None
   prune_rungs: tuple[int, ...] = (5, 15, 45)
   prune_eta: float = 3.0
+  chunk_epochs: int = 10
 
   def prune_config(self) -> dict | None:
     """The pruning rule and its settings (they change results), or None without pruning."""
@@ -453,6 +456,7 @@ class RunOptions:
       check_positive("max_variants_per_chunk", self.max_variants_per_chunk, integer=True)
     check_positive("checkpoint_every", self.checkpoint_every, integer=True, allow_zero=True)
     check_positive("log_every_s", self.log_every_s, allow_zero=True)
+    check_positive("chunk_epochs", self.chunk_epochs, integer=True, allow_zero=True)
     if self.resume and not self.checkpoint_dir:
       raise ConfigError("resume needs a checkpoint folder; give --checkpoint_dir (or --out)")
     if self.prune not in PRUNE_RULES:
@@ -793,7 +797,6 @@ def _call(plan: _GroupPlan, chunk: _Chunk, b: int, data, compact: bool) -> None:
 
 def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
   """Programs, chunks, padding and call lengths of a group; reads its checkpoint if resuming."""
-  exp = group.experiment
   key = _compile_key(group)
   trainer, init, run = _compiled(*key)
   num_streams, num_points = len(group.seeds), len(group.points["learning_rate"])
@@ -828,7 +831,7 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
   points = {k: _pad_to(v, h_pad).astype(np.float32) for k, v in group.points.items()}
   like = _init_shape(group, trainer, {k: v[:h_c] for k, v in points.items()}, s_c)
   num_epochs = trainer.num_epochs
-  call_epochs = min(exp.train.chunk_epochs or num_epochs, num_epochs)
+  call_epochs = min(options.chunk_epochs or num_epochs, num_epochs)
   rungs = ()
   if options.prune:
     rungs = tuple(r for r in options.prune_rungs if r < num_epochs)

@@ -220,6 +220,17 @@ def test_rerunning_a_sweep_replaces_its_results_another_needs_overwrite(sweep, t
   assert "0.2" in (out / "results.csv").read_text()
 
 
+def test_chunk_epochs_is_a_run_option_the_same_sweep_and_output_folder(sweep, tmp_path):
+  out = tmp_path / "out"
+  assert sweep(f"--out={out}", "--lrs=0.1", "--chunk_epochs=2")[0] == 0
+  code, err, ran = sweep(f"--out={out}", "--lrs=0.1", "--chunk_epochs=5")
+  assert (code, err) == (0, "") and ran  # Not "a different sweep": no --overwrite needed.
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["lr_sweep", "--chunk_epochs=5"])
+  assert cli.options_from_flags(flags.FLAGS, str(out)).chunk_epochs == 5
+  assert not hasattr(cli.experiment_from_flags(flags.FLAGS).train, "chunk_epochs")
+
+
 def test_starting_afresh_over_a_checkpoint_is_refused_naming_resume_and_overwrite(sweep, tmp_path):
   out = tmp_path / "out"
   ckpt = out / "checkpoints" / "group0.npz"

@@ -21,7 +21,7 @@ from lr_jax.config import DataConfig, Experiment, ModelConfig, OptimConfig, Trai
 
 TINY = Experiment(data=DataConfig(dataset="iris", train_size=60),
                   model=ModelConfig(hidden=(8,)),
-                  train=TrainConfig(epochs=1, batch_size=16, patience=0, chunk_epochs=0))
+                  train=TrainConfig(epochs=1, batch_size=16, patience=0))
 
 
 def _fail(*args, **kwargs):

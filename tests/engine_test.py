@@ -13,7 +13,7 @@ from lr_jax import engine
 
 EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(32,)),
-    train=lr_jax.TrainConfig(epochs=4, patience=2, chunk_epochs=2))
+    train=lr_jax.TrainConfig(epochs=4, patience=2))
 GRID = lr_jax.Grid(learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), seeds=(0, 1))
 
 
@@ -81,14 +81,15 @@ def test_new_learning_rates_and_seeds_reuse_the_compiled_program(traced_once):
 # few, the largest learning rates diverge in the first epoch.
 SPREAD_EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(16,)),
-    train=lr_jax.TrainConfig(epochs=12, patience=1, chunk_epochs=2))
+    train=lr_jax.TrainConfig(epochs=12, patience=1))
 SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=(0, 1))
 
 
 def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
   engine._compiled_flat.cache_clear()
-  on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID)
-  off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(compact=False))
+  on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(chunk_epochs=2))
+  off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID,
+                         options=engine.RunOptions(chunk_epochs=2, compact=False))
   ran = off.rows["epochs_run"]
   assert ran.max() == 12 and ran.min() <= 2 and off.rows["diverged"].any()  # A real spread.
   for k in ("best_epoch", "epochs_run", "steps_run", "diverged", "stopped_early", "pruned"):

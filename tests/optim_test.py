@@ -16,8 +16,7 @@ from lr_jax.train import initial_params
 ONE_STEP = lr_jax.Experiment(
     data=lr_jax.DataConfig(dataset="digits", train_size=100),
     model=lr_jax.ModelConfig(hidden=(8,)),
-    train=lr_jax.TrainConfig(epochs=1, batch_size=0, patience=0, restore_best=False,
-                             chunk_epochs=0))
+    train=lr_jax.TrainConfig(epochs=1, batch_size=0, patience=0, restore_best=False))
 
 
 def _sweep_params(exp, lr, **hparams):
@@ -197,7 +196,7 @@ def test_a_user_optimizer_hyperparameter_is_a_traced_axis_compiled_once():
   exp = lr_jax.Experiment(
       data=lr_jax.DataConfig(dataset="digits", train_size=100),
       model=lr_jax.ModelConfig(hidden=(8,)), optim=lr_jax.OptimConfig(name="test_masked_adamw"),
-      train=lr_jax.TrainConfig(epochs=3, batch_size=25, patience=0, chunk_epochs=0))
+      train=lr_jax.TrainConfig(epochs=3, batch_size=25, patience=0))
   grid = lambda wds: lr_jax.Grid(learning_rates=(3e-2,), seeds=(0,),
                                  hparams=(("weight_decay", wds),))
   first = lr_jax.run_sweep(exp, grid((0.0, 0.5)))
