@@ -143,7 +143,8 @@ def test_numpy_inputs_plan_the_same_points_as_python_inputs():
   # Stored as Python numbers: json refuses numpy's integers and float32.
   json.dumps([dataclasses.asdict(numpy), dataclasses.asdict(numpy_grid)])
   [a], [b] = lr_jax.plan_sweep(python, python_grid), lr_jax.plan_sweep(numpy, numpy_grid)
-  assert list(a.points) == list(b.points) == ["learning_rate", "momentum", "decay_rate"]
+  assert list(a.points) == list(b.points) == ["learning_rate", "momentum", "decay_rate",
+                                                    "dropout_rate"]
   for name in a.points:
     np.testing.assert_array_equal(a.points[name], b.points[name])
   np.testing.assert_array_equal(a.seeds, b.seeds)
