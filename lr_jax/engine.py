@@ -131,6 +131,14 @@ def _points(experiment: Experiment, grid: Grid, *, task: str | None = None,
     model: a user model (its declared numbers), or None.
   """
   known = hparams_lib.axes(experiment, task=task, feature_shape=feature_shape, model=model)
+  for name, _ in grid.hparams:
+    short = name.rpartition(".")[2]
+    if short not in known and short in hparams_lib.catalog():
+      valid = ", ".join(f"{a.namespace}.{a.name}" for a in known.values())
+      why = hparams_lib.not_here(short, experiment, task=task, feature_shape=feature_shape,
+                                 model=model)
+      raise ConfigError(f"hyperparameter {short!r} does not apply to {why}; valid choices: "
+                        f"{valid}")
   given = {hparams_lib.resolve(name, known): values for name, values in grid.hparams}
   columns = {"learning_rate": grid.learning_rates}
   for name, axis in known.items():

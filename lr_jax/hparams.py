@@ -260,6 +260,22 @@ def resolve(name: str, known: Mapping[str, Axis]) -> str:
   raise ConfigError(f"no hyperparameter {name!r} here; valid choices: {valid}")
 
 
+def not_here(name: str, experiment, *, task: str | None,
+             feature_shape: tuple[int, ...] | None, model=None) -> str:
+  """Why a catalog number is not one of this experiment's, e.g. "optimizer 'sgd'"."""
+  axis = catalog()[name]
+  if axis.namespace == "optim":
+    return f"optimizer {experiment.optim.name!r}"
+  if axis.namespace == "schedule":
+    return f"schedule {experiment.optim.schedule!r}"
+  if axis.namespace == "model":
+    return f"model {experiment.model.name!r}" if model is None else f"the user model {model.name!r}"
+  entry = DATA_HPARAMS.get(name)
+  if entry is not None and entry.image:
+    return f"data of feature shape {feature_shape} (image-shaped data only: rank >= 2)"
+  return f"{task} data (classification only)"
+
+
 X = TypeVar("X")
 
 
@@ -282,9 +298,7 @@ def split(hp: Mapping[str, X], namespaces: Mapping[str, str]) -> dict[str, dict[
 def check_value(name: str, spec: HParam, x: float) -> None:
   """Raises `ConfigError` unless `x` is a valid value of this number (whole, if integer)."""
   if isinstance(x, bool) or not isinstance(x, (int, float)) or x not in spec.valid:
-    kind = "an integer" if spec.integer else "a number"
-    raise ConfigError(f"{name} {x!r} is outside its valid range; valid choices: {kind} in "
-                      f"{spec.valid}")
+    raise ConfigError(f"{name} {x!r} is outside its valid range {spec.valid}")
   if spec.integer and x != math.floor(x):
-    raise ConfigError(f"{name} {x!r} is not a whole number; valid choices: an integer in "
+    raise ConfigError(f"{name} {x!r} is not a whole number; valid choices: integers in "
                       f"{spec.valid}")
