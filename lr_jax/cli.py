@@ -19,6 +19,10 @@ Public, for scripts of your own (see `experiments/custom_model.py`):
     if __name__ == "__main__":
       cli.run_app(main)                      # a flag error: one `error:` line, exit 2
 
+The static flags are the config dataclasses' fields (`field_docs`: default and help from the
+dataclass); every number of `lr_jax.hparams.catalog()` is a comma-list flag `--<name>`
+(`define_hparam_flags`), grouped by namespace in `--helpfull`.
+
 A flag of the script's own with the name of one of lr_jax's is refused when it is defined
 (`flags.DuplicateFlagError` naming it), whichever is defined first: rename yours, or read
 lr_jax's (`FLAGS.seeds`). lr_jax's own scripts may each call the `define_*` functions; a flag
@@ -325,11 +329,11 @@ def _config_fields(cls) -> list[tuple[str, str, object]]:
   """The (flag name, field name, annotation) of every static field of a config dataclass."""
   import dataclasses
   from lr_jax import config, hparams
+  parts = {type(f.default): f.name for f in dataclasses.fields(config.Experiment)}
   dynamic = {a.spec.field for a in hparams.catalog().values() if a.spec.field}
-  part = {"ModelConfig": "model", "OptimConfig": "optim"}.get(cls.__name__, "")
   types_ = config._field_types(cls)  # pylint: disable=protected-access
   return [(_FLAG_NAMES.get((cls.__name__, f.name), f.name), f.name, types_[f.name])
-          for f in dataclasses.fields(cls) if f"{part}.{f.name}" not in dynamic]
+          for f in dataclasses.fields(cls) if f"{parts.get(cls)}.{f.name}" not in dynamic]
 
 
 def _define_fields(d: _Once, cls) -> None:
@@ -338,7 +342,7 @@ def _define_fields(d: _Once, cls) -> None:
   defaults = {f.name: f.default for f in dataclasses.fields(cls)}
   docs = field_docs(cls)
   for flag, field, kind in _config_fields(cls):
-    suffix, element = _flag_kind(kind)
+    suffix, _ = _flag_kind(kind)
     default = defaults[field]
     if suffix == "list":
       default = [str(x) for x in default]
@@ -367,7 +371,7 @@ def _number_text(x: float) -> str:
 def hparam_defaults(name: str) -> str:
   """A dynamic number's default as text: one value, or each registry entry's where they differ.
 
-  E.g. "0.9", "1e-08 (adam, adamw, rmsprop, lamb, lion); 1e-07 (adagrad)"; "off" for none.
+  E.g. "0.9", or "0.999 (adam, adamw, lamb); 0.99 (lion)"; "off" where none is (clipping).
   """
   from lr_jax import hparams
   axis = hparams.catalog()[name]
@@ -397,16 +401,47 @@ def hparam_where(name: str) -> str:
   if data is not None:
     return ("image-shaped data (rank >= 2), up to the smaller side - 1" if data.image else
             "classification" if data.classification else "any data")
-  if name in ("learning_rate", "clip_norm") and not entries:
-    return "every optimizer"
+  if not entries:  # Declared by the namespace itself (the learning rate, clipping).
+    return {"optim": "every optimizer"}.get(hparams.catalog()[name].namespace, "every experiment")
   return ", ".join(entries)
 
 
 def _hparam_help(axis) -> str:
   spec = axis.spec
   kind = "integers" if spec.integer else "numbers"
-  return (f"{axis.namespace}.{axis.name}: {spec.help}. Comma list of {kind} in {spec.valid} to "
-          f"sweep; default {hparam_defaults(axis.name)} ({hparam_where(axis.name)}).")
+  return (f"{axis.namespace}.{axis.name} ({hparam_where(axis.name)}): {spec.help}. Comma list "
+          f"of {kind} in {spec.valid} to sweep; default {hparam_defaults(axis.name)}.")
+
+
+def _hparam_flags(axis) -> list[str]:
+  """A dynamic number's flag and its aliases: `--lrs` for the learning rate (the grid's), and
+  `--<field>` where a config field under another name gives its default (`--dropout`)."""
+  from lr_jax import hparams
+  if axis.spec is hparams.LEARNING_RATE:
+    return ["lrs", axis.name]
+  field = axis.spec.field.partition(".")[2]
+  return [axis.name] + ([field] if field and field != axis.name else [])
+
+
+def sweepable_table() -> str:
+  """The README's table of every sweepable number, from `lr_jax.hparams.catalog()`.
+
+  A markdown table, by namespace: the number's qualified name, its flags, what it applies to,
+  its valid range, default and meaning. README.md holds it between `<!-- sweepable:begin -->`
+  and `<!-- sweepable:end -->`, checked equal by tests/cli_test.py.
+  """
+  from lr_jax import hparams
+  rows = ["| number | flag | applies to | valid | default | meaning |",
+          "| --- | --- | --- | --- | --- | --- |"]
+  for name, axis in hparams.catalog().items():
+    spec = axis.spec
+    valid = f"{spec.valid}" + (", integer" if spec.integer else "")
+    flag, *aliases = _hparam_flags(axis)
+    flags_text = f"`--{flag}`" + "".join(f" (`--{a}`)" for a in aliases)
+    default = ("Grid's list" if spec is hparams.LEARNING_RATE else hparam_defaults(name))
+    rows.append(f"| `{axis.namespace}.{name}` | {flags_text} | {hparam_where(name)} | {valid} | "
+                f"{default} | {spec.help} |")
+  return "\n".join(rows) + "\n"
 
 
 def define_hparam_flags(d: _Once) -> None:
@@ -418,17 +453,16 @@ def define_hparam_flags(d: _Once) -> None:
   another name (`ModelConfig.dropout`) is an alias of the number's flag (`--dropout`).
   """
   from lr_jax import hparams
-  for name, axis in hparams.catalog().items():
+  for axis in hparams.catalog().values():
     module = f"{_HPARAM_MODULE}.{axis.namespace}"
-    if axis.spec is hparams.LEARNING_RATE:  # Grid.learning_rates: its flags are the grid's.
-      d.DEFINE_list("lrs", None, "Learning rates, comma list; overrides --lr_min/--lr_max/"
+    flag, *aliases = _hparam_flags(axis)
+    if axis.spec is hparams.LEARNING_RATE:  # Grid.learning_rates: the grid's own flags.
+      d.DEFINE_list(flag, None, "Learning rates, comma list; overrides --lr_min/--lr_max/"
                     "--num_lrs.", module_name=module)
-      d.DEFINE_alias(name, "lrs", module_name=module)
-      continue
-    d.DEFINE_list(name, None, _hparam_help(axis), module_name=module)
-    field = axis.spec.field.partition(".")[2]
-    if field and field != name:
-      d.DEFINE_alias(field, name, module_name=module)
+    else:
+      d.DEFINE_list(flag, None, _hparam_help(axis), module_name=module)
+    for alias in aliases:
+      d.DEFINE_alias(alias, flag, module_name=module)
 
 
 def hparam_flag_names() -> list[str]:
