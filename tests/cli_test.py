@@ -467,3 +467,23 @@ def test_the_readmes_table_of_sweepable_numbers_is_the_catalogs():
   for name, axis in hparams.catalog().items():
     assert f"| `{axis.namespace}.{name}` |" in table
   assert "<!-- axes-example -->" in text
+
+
+def test_one_value_of_a_number_is_a_one_point_axis_two_values_share_a_program():
+  # --dropout was a static ModelConfig field (a program per value); now one value or several
+  # are points of the dropout_rate axis, and 0 (off) is the program without dropout.
+  def planned(*args):
+    fv = flags.FlagValues()
+    cli.define_flags(flag_values=fv)
+    fv(["x", "--train_size=100", "--lrs=0.1", "--seeds=1", *args])
+    groups = engine.plan_sweep(cli.experiment_from_flags(fv), cli.grid_from_flags(fv))
+    assert len(groups) == 1
+    return groups[0]
+
+  a, b = planned("--dropout=0.2"), planned("--dropout=0.5")
+  assert a.points["dropout_rate"].tolist() == [0.2] and b.points["dropout_rate"].tolist() == [0.5]
+  assert engine._compile_key(a) == engine._compile_key(b)
+  both = planned("--dropout_rate=0.2,0.5")
+  assert both.points["dropout_rate"].tolist() == [0.2, 0.5]
+  assert engine._compile_key(both) == engine._compile_key(a)
+  assert "dropout_rate" not in planned("--dropout=0").points
