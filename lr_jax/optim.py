@@ -152,9 +152,10 @@ def _cosine(cfg, total_steps: int):
 
 
 def _whole(x):
-  # A fraction of the horizon in whole steps, as Python's int()/round() of the float64 product
-  # would give it: float32 puts 0.35 * 20 just below 7, so nudge up by far less than a step.
-  return x * (1 + 1e-6)
+  # int() of a fraction of the horizon, as optax takes it of the float64 product: float32 puts
+  # 0.21 * 300 just below 63, so nudge up by far less than a step. Where float64 itself falls
+  # just below a whole number (0.29 * 100), the boundary here is one step later than optax's.
+  return jnp.floor(x * (1 + 1e-6))
 
 
 def _warmup_cosine(cfg, total_steps: int):
@@ -164,7 +165,9 @@ def _warmup_cosine(cfg, total_steps: int):
 
   def shape(step, hparams):
     t = step.astype(jnp.float32)
-    warmup = jnp.maximum(1.0, jnp.round(_whole(hparams["warmup_fraction"] * total_steps)))
+    # round() halves to even as Python's does; a product within float32 rounding of a half
+    # (0.07 * 150) may round the other way: warmup one step shorter or longer than optax's.
+    warmup = jnp.maximum(1.0, jnp.round(hparams["warmup_fraction"] * total_steps))
     decay_steps = jnp.maximum(float(total_steps), warmup + 1) - warmup
     rise = 1 - jnp.clip(t, 0, warmup) / warmup  # optax.linear_schedule's (1 - frac).
     return jnp.where(t < warmup, (0.0 - 1.0) * rise + 1.0,
@@ -183,7 +186,7 @@ def _onecycle(cfg, total_steps: int):
 
   def shape(step, hparams):
     t = step.astype(jnp.float32)
-    top = jnp.floor(_whole(hparams["pct_start"] * total_steps))
+    top = _whole(hparams["pct_start"] * total_steps)
     total = float(total_steps)
 
     def interpolate(a, b, pct):  # optax's _cosine_interpolate.
