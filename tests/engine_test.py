@@ -187,7 +187,7 @@ def test_halving_warns_when_its_chunks_hold_one_point(caplog):
 
 TINY = lr_jax.Experiment(
     data=lr_jax.DataConfig(dataset="digits", train_size=100), model=lr_jax.ModelConfig(hidden=(8,)),
-    train=lr_jax.TrainConfig(epochs=2, batch_size=25, patience=0, chunk_epochs=0))
+    train=lr_jax.TrainConfig(epochs=2, batch_size=25, patience=0))
 
 
 def _fail(*args, **kwargs):
