@@ -17,6 +17,7 @@ tables into `benchmarks/BENCHMARKS.md` (its `compaction:*` markers).
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -47,16 +48,17 @@ def default_sweep(reps: int, quick: bool) -> dict:
   exp = lr_jax.Experiment()
   grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-5, 1.0, 16), seeds=(0, 1, 2))
   if quick:
-    exp = exp.replace(train__epochs=6, train__patience=1, train__chunk_epochs=2,
-                      model__hidden=(8,), data__train_size=200)
+    exp = exp.replace(train__epochs=6, train__patience=1, model__hidden=(8,),
+                      data__train_size=200)
     grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 4), seeds=(0, 1))
+  sweep = functools.partial(_sweep, chunk_epochs=2) if quick else _sweep  # Calls of 2 epochs.
   out = {}
   for compact in (True, False):  # Warm-up: compiles every program of the setting.
-    _sweep(exp, grid, compact=compact)
+    sweep(exp, grid, compact=compact)
   walls = {True: [], False: []}
   for _ in range(reps):
     for compact in (True, False):
-      wall, result = _sweep(exp, grid, compact=compact)
+      wall, result = sweep(exp, grid, compact=compact)
       walls[compact].append(wall)
       out[compact] = result.timings[0]
   rows = {}
@@ -78,15 +80,15 @@ def halving(dataset: str, quick: bool) -> dict:
   grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-5, 1.0, 64), seeds=(0, 1, 2))
   rungs = (5, 15, 45)
   if quick:
-    exp = exp.replace(train__epochs=6, train__patience=1, train__chunk_epochs=2,
-                      model__hidden=(8,))
+    exp = exp.replace(train__epochs=6, train__patience=1, model__hidden=(8,))
     grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 6), seeds=(0, 1))
     rungs = (2,)
+  sweep = functools.partial(_sweep, chunk_epochs=2) if quick else _sweep  # Calls of 2 epochs.
   row = {}
   for prune in (None, "halving"):  # Warm-up (compiling), then one timed run each.
-    _sweep(exp, grid, prune=prune, prune_rungs=rungs)
-  wall_full, full = _sweep(exp, grid)
-  wall_pruned, pruned = _sweep(exp, grid, prune="halving", prune_rungs=rungs)
+    sweep(exp, grid, prune=prune, prune_rungs=rungs)
+  wall_full, full = sweep(exp, grid)
+  wall_pruned, pruned = sweep(exp, grid, prune="halving", prune_rungs=rungs)
   near = sorted(a["learning_rate"] for a in full.aggregates if a["not_worse"])
   chosen = pruned.best[0].get("learning_rate")
   row.update(

@@ -6,15 +6,15 @@ r"""Your own absl script on lr_jax: a user `flax.nnx` model with its own flags, 
 A template to copy: `cli.define_flags(...)` brings lr_jax's flags (data, optimizer, schedule,
 training, --select, --overwrite; listed in --helpshort), the script adds its own (a flag with
 one of lr_jax's names is refused when it is defined), builds its model, and calls the public
-API. On a classification data set it trains with its own loss (label-smoothed cross-entropy,
---label_smoothing) and selects the learning rate by its own metric, balanced accuracy on the
-whole validation set (`val_balanced_accuracy`; --monitor=val_balanced_accuracy stops on it).
+API. On a classification data set it selects the learning rate by its own metric, balanced
+accuracy on the whole validation set (`val_balanced_accuracy`; --monitor=val_balanced_accuracy
+stops on it); lr_jax's sweepable numbers apply to it as to a built-in model (e.g.
+--label_smoothing=0,0.1 sweeps the loss's label smoothing in the same compiled program).
 Writes results.csv, history.npz and summary.json into --out and prints the table.
 """
 
 import jax
 import jax.numpy as jnp
-import optax
 from absl import flags
 from flax import nnx
 
@@ -24,7 +24,6 @@ from lr_jax import cli
 cli.define_flags("sweep", "output")  # Not "run": this script takes no checkpoints.
 flags.DEFINE_integer("width", 32, "Width of the residual blocks.")
 flags.DEFINE_integer("blocks", 2, "Number of residual blocks.")
-flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the loss (classification).")
 flags.DEFINE_string("out", "runs/custom_model", "Output folder.")
 FLAGS = flags.FLAGS
 
@@ -45,13 +44,6 @@ class ResidualMLP(nnx.Module):
     return self.head(h_BxW)
 
 
-def smoothed_cross_entropy(logits_BxK, y_B):
-  """Per-example cross-entropy against labels smoothed by --label_smoothing."""
-  target_BxK = optax.smooth_labels(jax.nn.one_hot(y_B, logits_BxK.shape[-1]),
-                                   FLAGS.label_smoothing)
-  return optax.softmax_cross_entropy(logits_BxK, target_BxK)
-
-
 def balanced_accuracy(logits_VxK, y_V, w_V):
   """Mean recall over the classes in the validation rows (w_V is 0 on padding rows)."""
   onehot_VxK = jax.nn.one_hot(y_V, logits_VxK.shape[-1]) * w_V[:, None]
@@ -68,8 +60,6 @@ def main(argv):
     if FLAGS.width < 1 or FLAGS.blocks < 0:
       raise lr_jax.ConfigError(f"--width must be >= 1 and --blocks >= 0, got {FLAGS.width} and "
                                f"{FLAGS.blocks}")
-    if not 0 <= FLAGS.label_smoothing < 1:
-      raise lr_jax.ConfigError(f"--label_smoothing must be in [0, 1), got {FLAGS.label_smoothing}")
     experiment = cli.experiment_from_flags(FLAGS)  # lr_jax's flags, checked before any work.
     grid = cli.grid_from_flags(FLAGS)
     data = lr_jax.load_dataset(experiment.data)  # The model's input and output widths.
@@ -78,8 +68,7 @@ def main(argv):
         data.x.shape[1], outputs, FLAGS.width, FLAGS.blocks, rngs=rngs))
     cli.enable_compilation_cache()
     classification = data.task == "classification"
-    own = dict(loss=smoothed_cross_entropy,
-               metrics={"balanced_accuracy": lr_jax.Metric(balanced_accuracy, True)},
+    own = dict(metrics={"balanced_accuracy": lr_jax.Metric(balanced_accuracy, True)},
                select_by="val_balanced_accuracy") if classification else {}
     result = lr_jax.run_sweep(experiment, grid, model=model, target=FLAGS.target,
                               select=FLAGS.select, **own)

@@ -42,15 +42,16 @@ _SWEEP_ONLY = {"lr_min": "--finder_lr_min", "lr_max": "--finder_lr_max",
                "num_lrs": "--check_num_lrs"}
 
 
-def _one_value(name):
-  values = cli.parse_floats(name, getattr(FLAGS, name))
-  if values is None:
-    return None
-  if len(values) != 1:
-    raise ConfigError(
-        f"--{name}: the range test takes one value, got {','.join(map(str, values))}; valid: a "
-        "single number")
-  return values[0]
+def _one_value_each(f) -> dict[str, float]:
+  """The dynamic numbers the flags give (`cli.hparams_from_flags`), one value each."""
+  out = {}
+  for name, values in cli.hparams_from_flags(f).items():
+    if len(values) != 1:
+      raise ConfigError(
+          f"--{name}: the range test takes one value, got {','.join(map(str, values))}; valid: a "
+          "single number")
+    out[name] = values[0]
+  return out
 
 
 def main(argv):
@@ -75,7 +76,7 @@ def main(argv):
     check_lrs = cli.parse_floats("lrs", FLAGS.lrs)
     if check_lrs is not None:
       check_lrs = config.check_learning_rates(check_lrs)
-    hparams = {k: v for k in ("weight_decay", "momentum") if (v := _one_value(k)) is not None}
+    hparams = _one_value_each(FLAGS)
     seeds = tuple(range(FLAGS.seeds))
     identity = {
         "kind": "lr_finder", "experiment": dataclasses.asdict(experiment), "seeds": seeds,

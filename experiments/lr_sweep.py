@@ -3,10 +3,13 @@ r"""The main job: a learning-rate sweep, every variant in one compiled program.
     python -m experiments.lr_sweep                       # digits, MLP(128), Adam, 16 LRs x 3 seeds
     python -m experiments.lr_sweep --optimizer=sgd --lrs=1e-3,1e-2,1e-1 --seeds=5 --out=runs/sgd
     python -m experiments.lr_sweep --train_size=100 --folds=5 --schedule=exponential
+    python -m experiments.lr_sweep --train_size=200 --optimizer=adamw --dropout_rate=0,0.2,0.5 \
+        --weight_decay=0,1e-4,1e-2          # learning rate x dropout x weight decay: one program
 
-Writes results.csv, history.npz, summary.json, report.md and its figures (lr_accuracy.png,
-lr_loss.png, curves_loss.png, curves_accuracy.png; --noreport: none) into --out and prints the
-table. --out is checked and locked before anything compiles; the files replace the previous ones
+Every sweepable number (`--helpfull` lists them by namespace; README "Sweepable numbers") is a
+comma list; the grid is the product of the lists. Writes results.csv, history.npz,
+summary.json, report.md and its figures (lr_accuracy.png, lr_loss.png, curves_loss.png,
+curves_accuracy.png; --noreport: none) into --out and prints the table. --out is checked and locked before anything compiles; the files replace the previous ones
 together; a different sweep's results are only replaced with --overwrite.
 """
 

@@ -19,6 +19,10 @@ Public, for scripts of your own (see `experiments/custom_model.py`):
     if __name__ == "__main__":
       cli.run_app(main)                      # a flag error: one `error:` line, exit 2
 
+The static flags are the config dataclasses' fields (`field_docs`: default and help from the
+dataclass); every number of `lr_jax.hparams.catalog()` is a comma-list flag `--<name>`
+(`define_hparam_flags`), grouped by namespace in `--helpfull`.
+
 A flag of the script's own with the name of one of lr_jax's is refused when it is defined
 (`flags.DuplicateFlagError` naming it), whichever is defined first: rename yours, or read
 lr_jax's (`FLAGS.seeds`). lr_jax's own scripts may each call the `define_*` functions; a flag
@@ -229,7 +233,8 @@ class _Once:
   call) is kept; one defined by anyone else is a `flags.DuplicateFlagError`: silently taking
   over a script's own flag of the same name (say `--seeds`, with another meaning) is how a run
   goes wrong without a word. Every flag is made a key flag of the calling script, so that its
-  `--helpshort` lists it.
+  `--helpshort` lists it. A flag is defined in this module unless `module_name=` says another
+  of lr_jax's (the hyperparameter flags' namespaces, `--helpfull`'s groups).
   """
 
   def __init__(self, flag_values: "flags.FlagValues | None" = None):
@@ -243,12 +248,12 @@ class _Once:
     define = getattr(flags, name)
     fv = self.flag_values
 
-    def once(flag_name, *args, **kwargs):
+    def once(flag_name, *args, module_name=__name__, **kwargs):
       if flag_name not in fv:
-        define(flag_name, *args, flag_values=fv, module_name=__name__, **kwargs)
+        define(flag_name, *args, flag_values=fv, module_name=module_name, **kwargs)
       else:
         owner = fv.find_module_defining_flag(flag_name, default="an unknown module")
-        if owner != __name__:
+        if owner != __name__ and not owner.startswith(_HPARAM_MODULE + "."):
           raise flags.DuplicateFlagError(
               f"--{flag_name} is defined by {owner} and by lr_jax ({__name__}); lr_jax's "
               f"flags come with lr_jax.cli.define_flags: read FLAGS.{flag_name} instead of "
@@ -259,60 +264,259 @@ class _Once:
     return once
 
 
+# Static configuration: one flag per field of the config dataclasses, its default the field's
+# and its help the docstring's line, so a default is stated once, in the dataclass. A field that
+# only gives the default of a dynamic number (`HParam.field`, e.g. `ModelConfig.dropout`) is
+# that number's flag instead (below).
+_FLAG_NAMES = {("ModelConfig", "name"): "model", ("OptimConfig", "name"): "optimizer"}
+# Where a flag means other than its field does, its help.
+_FLAG_HELP = {
+    "checkpoint_dir": "Checkpoint folder; default <out>/checkpoints with --checkpoint_every or "
+                      "--resume.",
+    "dataset": "Built-in data set name, or a .npz (arrays x, y) or .csv file path."}
+_HPARAM_MODULE = "lr_jax.hparams"  # --helpfull groups a namespace's flags under its module name.
+
+
+def field_docs(cls) -> dict[str, str]:
+  """A dataclass's `Attributes:` docstring section as field -> its text on one line."""
+  docs: dict[str, str] = {}
+  lines = (cls.__doc__ or "").splitlines()
+  inside, current = False, None
+  for line in lines:
+    text = line.strip()
+    if text == "Attributes:":
+      inside = True
+      continue
+    if not inside:
+      continue
+    if not text:
+      if docs:
+        break
+      continue
+    name, colon, rest = text.partition(":")
+    indent = len(line) - len(line.lstrip())
+    if colon and name.isidentifier() and (current is None or indent <= field_indent):
+      current, field_indent = name, indent
+      docs[name] = rest.strip()
+    elif current is not None:
+      docs[current] += " " + text
+  return docs
+
+
+def _flag_help(text: str, note: str = "") -> str:
+  text = text[:1].upper() + text[1:]
+  return " ".join(t if t.endswith(".") else t + "." for t in (text, note) if t)
+
+
+def _flag_kind(kind) -> tuple[str, object]:
+  """A field's annotation -> (absl DEFINE_ suffix, element type of a list or None)."""
+  import types
+  import typing
+  if typing.get_origin(kind) in (typing.Union, types.UnionType):
+    options = [a for a in typing.get_args(kind) if a is not type(None)]
+    if len(options) > 1:  # str | int, str | PathLike | Dataset: given as text on a command line.
+      return "string", None
+    kind = options[0]
+  if typing.get_origin(kind) is tuple:
+    return "list", typing.get_args(kind)[0]
+  kinds = {bool: "bool", int: "integer", float: "float", str: "string"}
+  if kind not in kinds:
+    raise TypeError(f"no flag type for a field of type {kind}")
+  return kinds[kind], None
+
+
+def _config_fields(cls) -> list[tuple[str, str, object]]:
+  """The (flag name, field name, annotation) of every static field of a config dataclass."""
+  import dataclasses
+  from lr_jax import config, hparams
+  parts = {type(f.default): f.name for f in dataclasses.fields(config.Experiment)}
+  dynamic = {a.spec.field for a in hparams.catalog().values() if a.spec.field}
+  types_ = config._field_types(cls)  # pylint: disable=protected-access
+  return [(_FLAG_NAMES.get((cls.__name__, f.name), f.name), f.name, types_[f.name])
+          for f in dataclasses.fields(cls) if f"{parts.get(cls)}.{f.name}" not in dynamic]
+
+
+def _define_fields(d: _Once, cls) -> None:
+  """Defines one flag per static field of `cls`: its default, type and docstring help."""
+  import dataclasses
+  defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+  docs = field_docs(cls)
+  for flag, field, kind in _config_fields(cls):
+    suffix, _ = _flag_kind(kind)
+    default = defaults[field]
+    if suffix == "list":
+      default = [str(x) for x in default]
+    text = _FLAG_HELP.get(flag) or _flag_help(docs.get(field, ""),
+                                              "Comma list." if suffix == "list" else "")
+    getattr(d, f"DEFINE_{suffix}")(flag, default, text)
+
+
+def _from_fields(cls, f, **given):
+  """Builds a config dataclass from its fields' flags (`given` replaces some, the rest of the
+  fields keep their defaults)."""
+  values = {}
+  for flag, field, kind in _config_fields(cls):
+    suffix, element = _flag_kind(kind)
+    value = getattr(f, flag)
+    if suffix == "list":
+      value = (parse_ints if element is int else parse_floats)(flag, value)
+    values[field] = value
+  return cls(**{**values, **given})
+
+
+def _number_text(x: float) -> str:
+  return "off" if x is None or math.isinf(x) else f"{x:g}"
+
+
+def hparam_defaults(name: str) -> str:
+  """A dynamic number's default as text: one value, or each registry entry's where they differ.
+
+  E.g. "0.9", or "0.999 (adam, adamw, lamb); 0.99 (lion)"; "off" where none is (clipping).
+  """
+  from lr_jax import hparams
+  axis = hparams.catalog()[name]
+  by_value: dict[str, list[str]] = {}
+  for entry, spec in _declarations(name):
+    by_value.setdefault(_number_text(spec.default), []).append(entry)
+  if len(by_value) <= 1:
+    return _number_text(axis.spec.default)
+  return "; ".join(f"{v} ({', '.join(entries)})" for v, entries in by_value.items())
+
+
+def _declarations(name: str) -> list[tuple[str, "HParam"]]:
+  """(registry entry, spec) of every declaration of a dynamic number, in registry order."""
+  from lr_jax import hparams, optim
+  entries = [*optim.OPTIMIZERS.items(), *optim.SCHEDULES.items()]
+  out = [(k, e.hparams[name]) for k, e in entries if name in e.hparams]
+  out += [(k, specs[name]) for k, specs in hparams.LOSS_HPARAMS.items() if name in specs]
+  out += [(k, specs[name]) for k, specs in hparams.MODEL_HPARAMS.items() if name in specs]
+  return out
+
+
+def hparam_where(name: str) -> str:
+  """Which optimizers, schedules, tasks, models or data a dynamic number applies to."""
+  from lr_jax import hparams
+  entries = [k for k, _ in _declarations(name)]
+  data = hparams.DATA_HPARAMS.get(name)
+  if data is not None:
+    return ("image-shaped data (rank >= 2), up to the smaller side - 1" if data.image else
+            "classification" if data.classification else "any data")
+  if not entries:  # Declared by the namespace itself (the learning rate, clipping).
+    return {"optim": "every optimizer"}.get(hparams.catalog()[name].namespace, "every experiment")
+  return ", ".join(entries)
+
+
+def _hparam_help(axis) -> str:
+  spec = axis.spec
+  kind = "integers" if spec.integer else "numbers"
+  return (f"{axis.namespace}.{axis.name} ({hparam_where(axis.name)}): {spec.help}. Comma list "
+          f"of {kind} in {spec.valid} to sweep; default {hparam_defaults(axis.name)}.")
+
+
+def _hparam_flags(axis) -> list[str]:
+  """A dynamic number's flag and its aliases: `--lrs` for the learning rate (the grid's), and
+  `--<field>` where a config field under another name gives its default (`--dropout`)."""
+  from lr_jax import hparams
+  if axis.spec is hparams.LEARNING_RATE:
+    return ["lrs", axis.name]
+  field = axis.spec.field.partition(".")[2]
+  return [axis.name] + ([field] if field and field != axis.name else [])
+
+
+def sweepable_table() -> str:
+  """The README's table of every sweepable number, from `lr_jax.hparams.catalog()`.
+
+  A markdown table, by namespace: the number's qualified name, its flags, what it applies to,
+  its valid range, default and meaning. README.md holds it between `<!-- sweepable:begin -->`
+  and `<!-- sweepable:end -->`, checked equal by tests/cli_test.py.
+  """
+  from lr_jax import hparams
+  rows = ["| number | flag | applies to | valid | default | meaning |",
+          "| --- | --- | --- | --- | --- | --- |"]
+  for name, axis in hparams.catalog().items():
+    spec = axis.spec
+    valid = f"{spec.valid}" + (", integer" if spec.integer else "")
+    flag, *aliases = _hparam_flags(axis)
+    flags_text = f"`--{flag}`" + "".join(f" (`--{a}`)" for a in aliases)
+    default = ("Grid's list" if spec is hparams.LEARNING_RATE else hparam_defaults(name))
+    rows.append(f"| `{axis.namespace}.{name}` | {flags_text} | {hparam_where(name)} | {valid} | "
+                f"{default} | {spec.help} |")
+  return "\n".join(rows) + "\n"
+
+
+def define_hparam_flags(d: _Once) -> None:
+  """Defines `--<name>`, a comma list, for every number of `lr_jax.hparams.catalog()`.
+
+  Each is defined in the module `lr_jax.hparams.<namespace>`, so `--helpfull` groups them by
+  namespace. The learning rate's is `--lrs` (with the log-spaced `--lr_min`, `--lr_max`,
+  `--num_lrs`), `--learning_rate` its alias; a config field that gives a number's default under
+  another name (`ModelConfig.dropout`) is an alias of the number's flag (`--dropout`).
+  """
+  from lr_jax import hparams
+  for axis in hparams.catalog().values():
+    module = f"{_HPARAM_MODULE}.{axis.namespace}"
+    flag, *aliases = _hparam_flags(axis)
+    if axis.spec is hparams.LEARNING_RATE:  # Grid.learning_rates: the grid's own flags.
+      d.DEFINE_list(flag, None, "Learning rates, comma list; overrides --lr_min/--lr_max/"
+                    "--num_lrs.", module_name=module)
+    else:
+      d.DEFINE_list(flag, None, _hparam_help(axis), module_name=module)
+    for alias in aliases:
+      d.DEFINE_alias(alias, flag, module_name=module)
+
+
+def hparam_flag_names() -> list[str]:
+  """The flags of the dynamic numbers besides the learning rate's, in catalog order."""
+  from lr_jax import hparams
+  return [n for n, a in hparams.catalog().items() if a.spec is not hparams.LEARNING_RATE]
+
+
+def parse_hparam(name: str, values: Sequence[str] | None) -> tuple[float, ...] | None:
+  """Parses a dynamic number's comma-list flag, each value checked against its range.
+
+  Raises:
+    ConfigError: one line naming `--<name>`, the value and the valid range.
+  """
+  from lr_jax import hparams
+  if values is None:
+    return None
+  spec = hparams.catalog()[name].spec
+  kind = "integers" if spec.integer else "numbers"
+  if not values:
+    raise ConfigError(f"--{name} is empty; valid: a comma list of {kind} in {spec.valid}")
+  out = []
+  for text in values:
+    try:
+      x = float(text)
+    except ValueError:
+      raise ConfigError(f"--{name}: {text!r} is not a number; valid: a comma list of {kind} in "
+                        f"{spec.valid}") from None
+    if x not in spec.valid or (spec.integer and x != math.floor(x)):
+      raise ConfigError(f"--{name}: {text} is outside its valid range; valid: {kind} in "
+                        f"{spec.valid}")
+    out.append(x)
+  return tuple(out)
+
+
 def define_sweep_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]:
   """Defines the flags of a learning-rate sweep (data, model, optimizer, schedule, training).
 
+  The static ones come from the fields of `DataConfig`, `ModelConfig`, `OptimConfig` and
+  `TrainConfig` (default and help from the dataclass); every dynamic number of
+  `lr_jax.hparams.catalog()` is a comma-list flag (`define_hparam_flags`).
+
   Returns their names; see `define_flags` (key flags of the caller, clashes refused).
   """
+  from lr_jax.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
   d = _Once(flag_values)
-  # Data.
-  d.DEFINE_string("dataset", "digits", "Built-in data set name, or a .npz/.csv file path.")
-  d.DEFINE_integer("train_size", None, "Training examples (stratified subsample); default all.")
-  d.DEFINE_float("val_fraction", 0.2, "Fraction held out for validation (holdout mode).")
-  d.DEFINE_string("val_dataset", None, "Validation rows: a .npz/.csv with --dataset's columns.")
-  d.DEFINE_integer("folds", None, "k-fold cross-validation over the training examples (k >= 2).")
-  d.DEFINE_float("test_fraction", None, "Fraction held out as a test set, drawn first and "
-                 "never seen by the sweep; the refit chosen configuration is scored on it.")
-  d.DEFINE_string("test_dataset", None, "Test rows: a .npz/.csv with --dataset's columns.")
-  d.DEFINE_integer("outer_folds", None, "Nested cross-validation: K >= 2 outer folds.")
-  d.DEFINE_integer("data_seed", 0, "Seed of the split and subsample.")
-  d.DEFINE_string("label_column", None, "Label column of a .csv file (name or index); default last.")
-  d.DEFINE_bool("standardize", True, "Standardize features with training statistics.")
-  d.DEFINE_string("task", None, "classification or regression (.npz/.csv files); default inferred.")
-  # Model.
-  d.DEFINE_string("model", "mlp", "Model: mlp, linear or cnn.")
-  d.DEFINE_list("hidden", ["128"], "Hidden widths (MLP) or conv channels (CNN), comma list.")
-  d.DEFINE_string("activation", "relu", "Hidden activation.")
-  d.DEFINE_float("dropout", 0.0, "Dropout rate after hidden layers.")
-  # Optimizer and schedule.
-  d.DEFINE_string("optimizer", "adam", "Optimizer family.")
-  d.DEFINE_list("lrs", None, "Learning rates, comma list; overrides --lr_min/--lr_max/--num_lrs.")
+  for cls in (DataConfig, ModelConfig, OptimConfig):
+    _define_fields(d, cls)
   d.DEFINE_float("lr_min", 1e-5, "Smallest learning rate of the log-spaced grid.")
   d.DEFINE_float("lr_max", 1.0, "Largest learning rate of the log-spaced grid.")
   d.DEFINE_integer("num_lrs", 16, "Number of log-spaced learning rates.")
-  d.DEFINE_list("weight_decay", None, "Weight decays to sweep (adamw, lion, lamb).")
-  d.DEFINE_list("momentum", None, "Momentums to sweep (momentum, nesterov).")
-  d.DEFINE_string("schedule", "constant", "Schedule shape; its peak is each variant's LR.")
-  d.DEFINE_integer("decay_steps", 1000, "exponential: steps per factor of --decay_rate.")
-  d.DEFINE_float("decay_rate", 0.9, "exponential: decay factor per --decay_steps.")
-  d.DEFINE_bool("staircase", False, "exponential: decay in whole steps.")
-  d.DEFINE_float("warmup_fraction", 0.1, "warmup_cosine: fraction of steps warming up.")
-  d.DEFINE_float("alpha", 0.0, "cosine, warmup_cosine: final LR as a fraction of the peak.")
-  d.DEFINE_float("pct_start", 0.3, "onecycle: fraction of steps rising to the peak.")
-  d.DEFINE_list("boundaries", [], "piecewise: step boundaries, comma list.")
-  d.DEFINE_list("scales", [], "piecewise: LR multiplier at each boundary, comma list.")
-  d.DEFINE_float("clip_norm", None, "Clip gradients to this global norm.")
-  # Training.
+  define_hparam_flags(d)
   d.DEFINE_integer("seeds", 3, "Number of training seeds (0..seeds-1).")
-  d.DEFINE_integer("epochs", 100, "Maximum epochs.")
-  d.DEFINE_integer("batch_size", 32, "Minibatch size; 0 = full batch.")
-  d.DEFINE_integer("patience", 5, "Early-stopping patience in epochs; 0 disables it.")
-  d.DEFINE_string("monitor", "val_loss", "Early-stopping metric: val_loss, val_accuracy, or "
-                  "val_<name> of a metric the script passes to run_sweep(metrics=...).")
-  d.DEFINE_float("min_delta", 0.0, "Smallest change that counts as an improvement.")
-  d.DEFINE_bool("restore_best", True, "End each variant with its best epoch's parameters.")
-  d.DEFINE_float("divergence_factor", 10.0, "Diverged when loss > this x initial loss.")
-  d.DEFINE_integer("chunk_epochs", 10, "Epochs per compiled call (progress, early exit).")
+  _define_fields(d, TrainConfig)
   d.DEFINE_float("target", None, "Validation accuracy (loss for regression) to reach.")
   d.DEFINE_string("select", "best", "How the learning rate is chosen: best (highest mean) or "
                   "one_se (largest LR within one standard error of the best).")
@@ -325,38 +529,25 @@ def experiment_from_flags(f) -> "Experiment":
   if f.val_dataset is not None and f["val_fraction"].present:  # Even at its default value.
     raise ConfigError(f"--val_fraction does not apply with --val_dataset={f.val_dataset}: its "
                       "rows are the validation split; drop --val_fraction")
-  return Experiment(
-      data=DataConfig(
-          dataset=f.dataset, train_size=f.train_size, val_fraction=f.val_fraction,
-          folds=f.folds, data_seed=f.data_seed, label_column=f.label_column,
-          standardize=f.standardize, task=f.task, val_dataset=f.val_dataset,
-          test_fraction=f.test_fraction, test_dataset=f.test_dataset,
-          outer_folds=f.outer_folds),
-      model=ModelConfig(
-          name=f.model, hidden=parse_ints("hidden", f.hidden), activation=f.activation,
-          dropout=f.dropout),
-      optim=OptimConfig(
-          name=f.optimizer, schedule=f.schedule, decay_steps=f.decay_steps,
-          decay_rate=f.decay_rate, staircase=f.staircase, warmup_fraction=f.warmup_fraction,
-          alpha=f.alpha, pct_start=f.pct_start, boundaries=parse_ints("boundaries", f.boundaries),
-          scales=parse_floats("scales", f.scales), clip_norm=f.clip_norm),
-      train=TrainConfig(
-          epochs=f.epochs, batch_size=f.batch_size, patience=f.patience, monitor=f.monitor,
-          min_delta=f.min_delta, restore_best=f.restore_best,
-          divergence_factor=f.divergence_factor, chunk_epochs=f.chunk_epochs))
+  return Experiment(data=_from_fields(DataConfig, f), model=_from_fields(ModelConfig, f),
+                    optim=_from_fields(OptimConfig, f), train=_from_fields(TrainConfig, f))
+
+
+def hparams_from_flags(f) -> dict[str, tuple[float, ...]]:
+  """The dynamic numbers the flags list: name -> values (the unlisted keep their defaults)."""
+  return {name: values for name in hparam_flag_names()
+          if (values := parse_hparam(name, getattr(f, name))) is not None}
 
 
 def grid_from_flags(f) -> "Grid":
-  """Builds the `Grid` (learning rates, seeds, extra hyperparameters) the sweep flags describe."""
+  """Builds the `Grid` (learning rates, seeds, other dynamic numbers) the sweep flags describe."""
   from lr_jax.config import check_positive, log_spaced
   from lr_jax.engine import Grid
   lrs = parse_floats("lrs", f.lrs)
   if lrs is None:
     lrs = log_spaced(f.lr_min, f.lr_max, f.num_lrs)
   check_positive("seeds", f.seeds, integer=True)
-  extra = {name: parse_floats(name, getattr(f, name)) for name in ("weight_decay", "momentum")}
-  return Grid(learning_rates=lrs, seeds=tuple(range(f.seeds)),
-              hparams=tuple((k, v) for k, v in extra.items() if v is not None))
+  return Grid(learning_rates=lrs, seeds=tuple(range(f.seeds)), hparams=hparams_from_flags(f))
 
 
 def define_export_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]:
@@ -396,22 +587,14 @@ def define_output_flags(flag_values: "flags.FlagValues | None" = None) -> list[s
 
 
 def define_run_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]:
-  """Defines the flags of how a sweep runs: chunks, checkpoints, resume, processes.
+  """Defines the flags of how a sweep runs: `RunOptions`' fields (chunks, checkpoints, resume,
+  compaction, pruning) and the processes'.
 
   Returns their names; see `define_flags`.
   """
+  from lr_jax.engine import RunOptions
   d = _Once(flag_values)
-  d.DEFINE_integer("max_variants_per_chunk", None,
-                   "Most variants per compiled call; default from the memory and, on a CPU, the cache.")
-  d.DEFINE_integer("checkpoint_every", 0, "Checkpoint the sweep every this many epochs (0: off).")
-  d.DEFINE_string("checkpoint_dir", None, "Checkpoint folder; default <out>/checkpoints.")
-  d.DEFINE_bool("resume", False, "Continue an interrupted sweep from its checkpoints.")
-  d.DEFINE_bool("compact", True, "Between compiled calls, continue only the variants still "
-                "training, in a narrower program (--nocompact: keep every chunk whole).")
-  d.DEFINE_string("prune", None, "Pruning rule: 'halving' (successive halving of the grid "
-                  "points at --prune_rungs); default none.")
-  d.DEFINE_list("prune_rungs", ["5", "15", "45"], "Epochs at which --prune=halving decides.")
-  d.DEFINE_float("prune_eta", 3.0, "At each rung about 1/eta of the grid points continue.")
+  _define_fields(d, RunOptions)
   d.DEFINE_bool("distributed", False, "Run on several processes (jax.distributed.initialize).")
   d.DEFINE_string("coordinator_address", None, "host:port of process 0 (or JAX_COORDINATOR_ADDRESS).")
   d.DEFINE_integer("num_processes", None, "Number of processes (or JAX_NUM_PROCESSES).")
@@ -424,15 +607,7 @@ def options_from_flags(f, out: str):
   from lr_jax.engine import RunOptions
   wants = f.checkpoint_every > 0 or f.resume
   ckpt = f.checkpoint_dir or (os.path.join(out, "checkpoints") if wants else None)
-  rungs = []
-  for r in f.prune_rungs:
-    try:
-      rungs.append(int(r))
-    except ValueError:
-      raise ConfigError(f"--prune_rungs {r!r} is not an integer epoch; e.g. 5,15,45") from None
-  return RunOptions(max_variants_per_chunk=f.max_variants_per_chunk, checkpoint_dir=ckpt,
-                    checkpoint_every=f.checkpoint_every, resume=f.resume, compact=f.compact,
-                    prune=f.prune, prune_rungs=tuple(rungs), prune_eta=f.prune_eta)
+  return _from_fields(RunOptions, f, checkpoint_dir=ckpt)
 
 
 def initialize_distributed(f) -> None:

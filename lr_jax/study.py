@@ -129,7 +129,7 @@ def run_groups(groups: Sequence[Group], *, options: RunOptions | None = None
     out = engine.run_group(group, index=i, options=options)
     outputs.append(out)
     epochs = group.experiment.train.epochs
-    chunk = min(group.experiment.train.chunk_epochs or epochs, epochs)
+    chunk = min(options.chunk_epochs or epochs, epochs)
     done.append({"work": works[i], "chunk_fraction": chunk / epochs,
                  "executed_fraction": out.epochs_executed / epochs,
                  "compile_s": out.compile_s, "run_s": out.run_s})

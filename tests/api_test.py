@@ -18,7 +18,7 @@ from lr_jax import results
 TINY = lr_jax.Experiment(
     data=lr_jax.DataConfig(dataset="digits", train_size=300),
     model=lr_jax.ModelConfig(hidden=(32,)),
-    train=lr_jax.TrainConfig(epochs=3, patience=0, chunk_epochs=0))
+    train=lr_jax.TrainConfig(epochs=3, patience=0))
 
 
 def test_mean_and_confidence_interval_by_hand():
@@ -139,8 +139,9 @@ def test_regression_task_learns_a_linear_target():
   exp = lr_jax.Experiment(
       data=lr_jax.DataConfig(dataset="linear", num_samples=400),
       model=lr_jax.ModelConfig(name="linear"),
-      train=lr_jax.TrainConfig(epochs=20, patience=0, chunk_epochs=0))
-  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2, 3e-2)))
+      train=lr_jax.TrainConfig(epochs=20, patience=0))
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2, 3e-2)),
+                          options=lr_jax.RunOptions(chunk_epochs=0))
   loss = result.history["val_loss"]
   assert (loss[:, -1] < 0.5 * loss[:, 0]).all()
   assert np.isnan(result.rows["best_val_accuracy"]).all()
@@ -168,8 +169,9 @@ def test_folds_seeds_and_aggregates():
 
 
 def test_sweep_exits_once_every_variant_stopped():
-  exp = TINY.replace(train__epochs=200, train__patience=1, train__chunk_epochs=5)
-  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2, 3e-2)))
+  exp = TINY.replace(train__epochs=200, train__patience=1)
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2, 3e-2)),
+                          options=lr_jax.RunOptions(chunk_epochs=5))
   ran = result.rows["epochs_run"].max()
   assert result.rows["stopped_early"].all() and ran < 200
   # The host loop stops at the first chunk boundary after the last variant stopped.
@@ -228,8 +230,9 @@ def test_sweep_on_arrays_with_minus_one_plus_one_labels_and_a_given_split(tmp_pa
   exp = lr_jax.Experiment(
       data=lr_jax.DataConfig(dataset=ds, train_size=100),
       model=lr_jax.ModelConfig(name="linear"),
-      train=lr_jax.TrainConfig(epochs=15, batch_size=0, patience=0, chunk_epochs=0))
-  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(0.1, 0.3), seeds=(0, 1)))
+      train=lr_jax.TrainConfig(epochs=15, batch_size=0, patience=0))
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(0.1, 0.3), seeds=(0, 1)),
+                          options=lr_jax.RunOptions(chunk_epochs=0))
   final_val_accuracy = result.history["val_accuracy"][:, -1]
   assert final_val_accuracy.shape == (4,) and np.all(final_val_accuracy < 0.25)
   assert np.all(result.history["train_loss"][:, -1] < result.history["train_loss"][:, 0])
@@ -321,12 +324,13 @@ def test_refit_trains_with_the_sweeps_loss_and_metrics(monkeypatch):
 
 def test_a_checkpoint_resumes_with_its_metrics_and_refuses_another_loss(tmp_path):
   from lr_jax import engine
-  exp = TINY.replace(train__epochs=2, train__chunk_epochs=1)
+  exp = TINY.replace(train__epochs=2)
   grid = lr_jax.Grid(learning_rates=(1e-2,))
   metrics = {"bacc": lr_jax.Metric(_balanced_accuracy, higher_is_better=True)}
   ckdir = str(tmp_path / "ck")
   first = lr_jax.run_sweep(exp, grid, metrics=metrics,
-                           options=engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=1))
+                           options=engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=1,
+                                                      chunk_epochs=1))
   resume = engine.RunOptions(checkpoint_dir=ckdir, resume=True)
   again = lr_jax.run_sweep(exp, grid, metrics=metrics, options=resume)  # from the checkpoint
   np.testing.assert_array_equal(again.rows["best_val_bacc"], first.rows["best_val_bacc"])

@@ -1,6 +1,7 @@
 """Checkpoints: exact round trip, refusals that say why, resume under other chunks, fault points."""
 
 import collections
+import functools
 import logging
 import os
 import types
@@ -13,8 +14,10 @@ from lr_jax import checkpoint, engine
 
 EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(16,)),
-    train=lr_jax.TrainConfig(epochs=4, patience=0, chunk_epochs=2))
+    train=lr_jax.TrainConfig(epochs=4, patience=0))
 GRID = lr_jax.Grid(learning_rates=(1e-3, 3e-3, 1e-2), seeds=(0, 1))
+# Calls of 2 epochs: a checkpoint and a fault point between them.
+RunOptions = functools.partial(engine.RunOptions, chunk_epochs=2)
 CONFIG = {"grid": {"learning_rates": [0.001], "seeds": [0]}, "train": {"epochs": 4}}
 
 
@@ -56,9 +59,9 @@ def test_a_different_configuration_is_refused_naming_each_differing_field(tmp_pa
 def test_a_sweep_resumes_only_its_own_checkpoint_and_says_what_differs(tmp_path):
   ckdir = str(tmp_path / "ck")
   grid = lr_jax.Grid(learning_rates=(1e-3,))
-  lr_jax.run_sweep(EXP, grid, options=engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=2))
+  lr_jax.run_sweep(EXP, grid, options=RunOptions(checkpoint_dir=ckdir, checkpoint_every=2))
   assert os.path.exists(os.path.join(ckdir, "group0.npz"))
-  resume = engine.RunOptions(checkpoint_dir=ckdir, resume=True)
+  resume = RunOptions(checkpoint_dir=ckdir, resume=True)
   assert lr_jax.run_sweep(EXP, grid, options=resume).num_variants == 1  # the same: accepted
   with pytest.raises(lr_jax.ConfigError,
                      match=r"grid\.learning_rates \(checkpoint \[0\.001\], now \[0\.002\]\);"):
@@ -72,7 +75,7 @@ def test_a_sweep_resumes_only_its_own_checkpoint_and_says_what_differs(tmp_path)
 def test_resume_keeps_the_checkpoints_chunks_when_max_variants_per_chunk_changes(
     tmp_path, caplog, monkeypatch):
   ckdir = str(tmp_path / "ck")
-  chunked = engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=2, max_variants_per_chunk=3)
+  chunked = RunOptions(checkpoint_dir=ckdir, checkpoint_every=2, max_variants_per_chunk=3)
   whole = lr_jax.run_sweep(EXP, GRID, options=chunked)  # 3 chunks of 2 streams x 1 point
   # Make it the checkpoint of a run killed after its first chunk: drop the other two.
   path = os.path.join(ckdir, "group0.npz")
@@ -81,7 +84,7 @@ def test_resume_keeps_the_checkpoints_chunks_when_max_variants_per_chunk_changes
   np.savez(path, **kept)
   caplog.set_level(logging.INFO, logger="absl")
   for budget in (None, 6):  # The default (one chunk here) and an explicit other budget.
-    resumed = lr_jax.run_sweep(EXP, GRID, options=engine.RunOptions(
+    resumed = lr_jax.run_sweep(EXP, GRID, options=RunOptions(
         checkpoint_dir=ckdir, resume=True, max_variants_per_chunk=budget))
     for k in whole.history:
       np.testing.assert_array_equal(resumed.history[k], whole.history[k], err_msg=k)
@@ -94,7 +97,7 @@ def test_resume_keeps_the_checkpoints_chunks_when_max_variants_per_chunk_changes
   # Chunks of one point cannot be sharded over two devices: refused before anything runs.
   monkeypatch.setattr(engine, "_mesh", lambda: types.SimpleNamespace(size=2))
   with pytest.raises(lr_jax.ConfigError, match="chunks of 1 point, which 2 devices cannot share"):
-    lr_jax.run_sweep(EXP, GRID, options=engine.RunOptions(checkpoint_dir=ckdir, resume=True))
+    lr_jax.run_sweep(EXP, GRID, options=RunOptions(checkpoint_dir=ckdir, resume=True))
 
 
 class Killed(Exception):
@@ -155,8 +158,8 @@ def test_a_user_model_resumes_in_a_new_process_and_another_width_is_named(tmp_pa
   # Each from_linen call builds new functions, as a new process would: the checkpoint must
   # not depend on their identity (their repr holds memory addresses).
   first = lr_jax.run_sweep(exp, grid, model=lr_jax.from_linen(Net(8), 64),
-                           options=engine.RunOptions(checkpoint_dir=ckdir, checkpoint_every=2))
-  resume = engine.RunOptions(checkpoint_dir=ckdir, resume=True)
+                           options=RunOptions(checkpoint_dir=ckdir, checkpoint_every=2))
+  resume = RunOptions(checkpoint_dir=ckdir, resume=True)
   again = lr_jax.run_sweep(exp, grid, model=lr_jax.from_linen(Net(8), 64), options=resume)
   np.testing.assert_array_equal(again.history["val_loss"], first.history["val_loss"])
   with pytest.raises(lr_jax.ConfigError, match=r"model\.user\.Dense_1\.kernel \(checkpoint "
@@ -170,7 +173,7 @@ def test_the_engines_fault_points_stop_a_sweep_where_they_say(fault, left, tmp_p
   sent = _fake_kill(monkeypatch)
   monkeypatch.setenv("LR_JAX_FAULT", fault)
   ckdir = tmp_path / "ck"
-  opts = engine.RunOptions(checkpoint_dir=str(ckdir), checkpoint_every=1)
+  opts = RunOptions(checkpoint_dir=str(ckdir), checkpoint_every=1)
   with pytest.raises(Killed):
     lr_jax.run_sweep(EXP, lr_jax.Grid(learning_rates=(1e-3,)), options=opts)
   assert len(sent) == 1
@@ -185,7 +188,7 @@ def test_a_pruned_sweep_resumes_bit_identically_and_only_under_the_same_pruning(
   exp = EXP.replace(train__epochs=6, train__patience=2)
   grid = lr_jax.Grid(learning_rates=(1e-6, 1e-3, 1e-2, 3.0), seeds=(0, 1))
   prune = dict(prune="halving", prune_rungs=(2,), prune_eta=2)
-  ref = lr_jax.run_sweep(exp, grid, options=engine.RunOptions(**prune))
+  ref = lr_jax.run_sweep(exp, grid, options=RunOptions(**prune))
   assert ref.rows["pruned"].any()
   # Keep the checkpoint written after the rung (epoch 4): a run killed there.
   kept = {}
@@ -198,11 +201,11 @@ def test_a_pruned_sweep_resumes_bit_identically_and_only_under_the_same_pruning(
 
   with pytest.MonkeyPatch.context() as m:
     m.setattr(checkpoint, "save", save)
-    lr_jax.run_sweep(exp, grid, options=engine.RunOptions(
+    lr_jax.run_sweep(exp, grid, options=RunOptions(
         checkpoint_dir=ckdir, checkpoint_every=2, **prune))
   real_save(kept["path"], kept["arrays"], kept["config"])
   assert kept["arrays"]["live0/pruned"].any()  # Decided before the kill, kept by the checkpoint.
-  resumed = lr_jax.run_sweep(exp, grid, options=engine.RunOptions(
+  resumed = lr_jax.run_sweep(exp, grid, options=RunOptions(
       checkpoint_dir=ckdir, resume=True, **prune))
   for k in ("pruned", "epochs_run", "best_epoch", "stopped_early"):
     np.testing.assert_array_equal(resumed.rows[k], ref.rows[k], err_msg=k)
@@ -210,5 +213,32 @@ def test_a_pruned_sweep_resumes_bit_identically_and_only_under_the_same_pruning(
     np.testing.assert_array_equal(resumed.history[k], ref.history[k], err_msg=k)
   real_save(kept["path"], kept["arrays"], kept["config"])
   with pytest.raises(lr_jax.ConfigError, match=r"prune\.eta \(checkpoint 2(\.0)?, now 3(\.0)?\)"):
-    lr_jax.run_sweep(exp, grid, options=engine.RunOptions(
+    lr_jax.run_sweep(exp, grid, options=RunOptions(
         checkpoint_dir=ckdir, resume=True, **{**prune, "prune_eta": 3}))
+
+
+def test_chunk_epochs_is_a_run_option_a_checkpoint_resumes_under_another(tmp_path):
+  # Calls of 2 epochs, killed after the first call; resumed in calls of 1, and of all epochs:
+  # the same sweep (its checkpoint identity and results), since the call length changes nothing.
+  ckdir = str(tmp_path / "ck")
+  grid = lr_jax.Grid(learning_rates=(1e-3, 3e-2), seeds=(0, 1))
+  ref = lr_jax.run_sweep(EXP, grid, options=engine.RunOptions(chunk_epochs=0))
+  kept = {}
+  real_save = checkpoint.save
+
+  def save(path, arrays, config):
+    if "live0/hist/train_loss" in arrays and len(arrays["live0/hist/train_loss"]) == 2:
+      kept.update(path=path, arrays=dict(arrays), config=config)
+    real_save(path, arrays, config)
+
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(checkpoint, "save", save)
+    lr_jax.run_sweep(EXP, grid, options=RunOptions(checkpoint_dir=ckdir, checkpoint_every=2))
+  assert "train" in kept["config"] and "chunk_epochs" not in kept["config"]["train"]
+  for chunk_epochs in (1, 0):
+    real_save(kept["path"], kept["arrays"], kept["config"])
+    resumed = lr_jax.run_sweep(EXP, grid, options=engine.RunOptions(
+        checkpoint_dir=ckdir, resume=True, chunk_epochs=chunk_epochs))
+    assert resumed.timings[0]["epochs_executed"] == 4
+    for k in ref.history:
+      np.testing.assert_allclose(resumed.history[k], ref.history[k], rtol=1e-6, err_msg=k)

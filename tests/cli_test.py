@@ -69,6 +69,17 @@ CASES = [
     (["--seeds=0"], ["seeds", "0"]),
     (["--optimizer=adam", "--momentum=0.9"], ["momentum", "adam"]),
     (["--hidden=64,x"], ["x"]),
+    # The sweepable numbers: out of range or not a number, named with the valid range.
+    (["--dropout_rate=0,1"], ["--dropout_rate", ": 1 ", "[0, 1)"]),
+    (["--dropout=0.1,abc"], ["--dropout_rate", "'abc'", "[0, 1)"]),
+    (["--label_smoothing=-0.1"], ["--label_smoothing", "-0.1", "[0, 1)"]),
+    (["--input_noise=-1"], ["--input_noise", "-1", "[0, inf)"]),
+    (["--schedule=plateau", "--plateau_factor=0.5,1"], ["--plateau_factor", ": 1 ", "(0, 1)"]),
+    (["--schedule=plateau", "--plateau_patience=2.5"], ["--plateau_patience", "2.5", "integers"]),
+    (["--weight_decay="], ["--weight_decay", "empty", "[0, inf)"]),
+    (["--model=cnn", "--hidden=4", "--shift=8"], ["shift", "8", "[0, 7]"]),  # digits: 8x8
+    (["--decay_rate=0.5"], ["decay_rate", "'constant'"]),
+    (["--model=linear", "--dropout=0.2"], ["dropout_rate", "'linear'"]),
 ]
 
 
@@ -220,6 +231,17 @@ def test_rerunning_a_sweep_replaces_its_results_another_needs_overwrite(sweep, t
   assert "0.2" in (out / "results.csv").read_text()
 
 
+def test_chunk_epochs_is_a_run_option_the_same_sweep_and_output_folder(sweep, tmp_path):
+  out = tmp_path / "out"
+  assert sweep(f"--out={out}", "--lrs=0.1", "--chunk_epochs=2")[0] == 0
+  code, err, ran = sweep(f"--out={out}", "--lrs=0.1", "--chunk_epochs=5")
+  assert (code, err) == (0, "") and ran  # Not "a different sweep": no --overwrite needed.
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["lr_sweep", "--chunk_epochs=5"])
+  assert cli.options_from_flags(flags.FLAGS, str(out)).chunk_epochs == 5
+  assert not hasattr(cli.experiment_from_flags(flags.FLAGS).train, "chunk_epochs")
+
+
 def test_starting_afresh_over_a_checkpoint_is_refused_naming_resume_and_overwrite(sweep, tmp_path):
   out = tmp_path / "out"
   ckpt = out / "checkpoints" / "group0.npz"
@@ -297,6 +319,7 @@ def test_a_real_sigint_prints_one_line_and_exits_130(tmp_path):
 def test_flag_parse_errors_are_one_line_and_exit_2(capsys):
   for argv, needle in ((["lr_sweep", "--seeds=x"], "--seeds=x"),
                        (["lr_sweep", "--nonsense=1"], "nonsense"),
+                       (["lr_sweep", "--dropout_rat=0.1"], "dropout_rat"),  # no such number
                        (["lr_sweep", "stray"], "stray")):
     flags.FLAGS.unparse_flags()
     with pytest.raises(SystemExit) as exc:
@@ -363,3 +386,104 @@ def test_custom_model_example_helpshort_and_a_tiny_run(tmp_path):
   assert all(0 < float(r["best_val_balanced_accuracy"]) <= 1 for r in rows)  # its own metric
   assert "best val_balanced_accuracy" in proc.stdout
   assert {float(r["learning_rate"]) for r in rows} == {0.01, 0.1}
+
+
+# Flags from the config dataclasses and the registries.
+
+def test_static_flags_take_their_defaults_and_help_from_the_dataclasses():
+  import dataclasses
+  from lr_jax.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+  fv = flags.FlagValues()
+  cli.define_flags(flag_values=fv)
+  renamed = {("ModelConfig", "name"): "model", ("OptimConfig", "name"): "optimizer"}
+  checked = 0
+  for cls in (DataConfig, ModelConfig, OptimConfig, TrainConfig, engine.RunOptions):
+    docs = cli.field_docs(cls)
+    for field in dataclasses.fields(cls):
+      flag = renamed.get((cls.__name__, field.name), field.name)
+      if flag not in fv or fv.find_module_defining_flag(flag) != "lr_jax.cli":
+        continue  # A dynamic number's default (ModelConfig.dropout): its own flag, below.
+      default = field.default
+      if isinstance(default, tuple):
+        default = [str(x) for x in default]
+      assert fv[flag].default == default, flag
+      if flag not in cli._FLAG_HELP:  # A few say what the flag means instead.
+        assert docs[field.name].split()[-1].rstrip(".") in fv[flag].help, flag
+      checked += 1
+  assert checked >= 35
+  assert fv["monitor"].help.startswith('"val_loss" (lower is better)')  # the docstring's line
+  assert "dropout" not in [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def test_every_catalog_number_is_a_comma_list_flag_parsed_into_the_grid():
+  from lr_jax import hparams
+  fv = flags.FlagValues()
+  cli.define_flags(flag_values=fv)
+  for name, axis in hparams.catalog().items():
+    flag = "lrs" if name == "learning_rate" else name
+    assert fv[flag].default is None and fv[flag].help and name in fv, name
+    assert fv.find_module_defining_flag(flag) == f"lr_jax.hparams.{axis.namespace}"
+  fv(["x", "--optimizer=adamw", "--schedule=plateau", "--dropout=0.1,0.2",
+      "--weight_decay=0,1e-4", "--plateau_patience=2,3", "--learning_rate=0.1,0.2",
+      "--label_smoothing=0.05"])
+  grid = cli.grid_from_flags(fv)
+  assert grid.learning_rates == (0.1, 0.2)
+  assert dict(grid.hparams) == {"weight_decay": (0.0, 1e-4), "plateau_patience": (2.0, 3.0),
+                                "label_smoothing": (0.05,), "dropout_rate": (0.1, 0.2)}
+  exp = cli.experiment_from_flags(fv)
+  assert exp.model.dropout == 0.0 and exp.optim.plateau_patience == 10  # defaults: the grid's
+  points = engine._points(exp, grid)  # One compile group: every value is a point.
+  assert len(points["learning_rate"]) == 2 * 2 * 2 * 2
+  assert sorted(set(points["plateau_patience"])) == [2.0, 3.0]
+
+
+def test_helpfull_groups_the_sweepable_numbers_by_namespace():
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, "-m", "experiments.lr_sweep", "--helpfull"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120, env=env)
+  assert "lr_jax.hparams.model:" in proc.stdout, proc.stderr[-2000:]  # (absl exits 1 after help)
+  sections = {}
+  for block in re.split(r"\n(?=\S[^\n]*:\n)", proc.stdout):
+    head, _, body = block.partition(":\n")
+    sections[head.strip()] = set(re.findall(r"^\s+--(?:\[no\])?(\w+):", body, re.M))
+  assert {"dropout_rate", "dropout"} <= sections["lr_jax.hparams.model"]
+  assert {"label_smoothing"} == sections["lr_jax.hparams.loss"]
+  assert {"input_noise", "shift", "label_noise"} == sections["lr_jax.hparams.data"]
+  assert {"plateau_factor", "plateau_patience", "plateau_cooldown", "plateau_min_lr",
+          "plateau_min_delta", "decay_rate", "alpha"} <= sections["lr_jax.hparams.schedule"]
+  assert {"lrs", "weight_decay", "momentum", "clip_norm"} <= sections["lr_jax.hparams.optim"]
+  assert {"epochs", "optimizer", "chunk_epochs"} <= sections["lr_jax.cli"]
+  assert "dropout_rate" not in sections["lr_jax.cli"]
+
+
+def test_the_readmes_table_of_sweepable_numbers_is_the_catalogs():
+  from lr_jax import hparams
+  with open(os.path.join(ROOT, "README.md")) as f:
+    text = f.read()
+  table = text.split("<!-- sweepable:begin -->\n")[1].split("<!-- sweepable:end -->")[0]
+  assert table == cli.sweepable_table(), (
+      "README.md's table of sweepable numbers is stale; paste the output of: python -c "
+      "'from lr_jax import cli; print(cli.sweepable_table(), end=\"\")'")
+  for name, axis in hparams.catalog().items():
+    assert f"| `{axis.namespace}.{name}` |" in table
+  assert "<!-- axes-example -->" in text
+
+
+def test_one_value_of_a_number_is_a_one_point_axis_two_values_share_a_program():
+  # --dropout was a static ModelConfig field (a program per value); now one value or several
+  # are points of the dropout_rate axis, and 0 (off) is the program without dropout.
+  def planned(*args):
+    fv = flags.FlagValues()
+    cli.define_flags(flag_values=fv)
+    fv(["x", "--train_size=100", "--lrs=0.1", "--seeds=1", *args])
+    groups = engine.plan_sweep(cli.experiment_from_flags(fv), cli.grid_from_flags(fv))
+    assert len(groups) == 1
+    return groups[0]
+
+  a, b = planned("--dropout=0.2"), planned("--dropout=0.5")
+  assert a.points["dropout_rate"].tolist() == [0.2] and b.points["dropout_rate"].tolist() == [0.5]
+  assert engine._compile_key(a) == engine._compile_key(b)
+  both = planned("--dropout_rate=0.2,0.5")
+  assert both.points["dropout_rate"].tolist() == [0.2, 0.5]
+  assert engine._compile_key(both) == engine._compile_key(a)
+  assert "dropout_rate" not in planned("--dropout=0").points

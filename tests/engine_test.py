@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import lr_jax
-from lr_jax import engine
+from lr_jax import engine, hparams
 
 EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(32,)),
-    train=lr_jax.TrainConfig(epochs=4, patience=2, chunk_epochs=2))
+    train=lr_jax.TrainConfig(epochs=4, patience=2))
 GRID = lr_jax.Grid(learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), seeds=(0, 1))
 
 
@@ -81,14 +81,15 @@ def test_new_learning_rates_and_seeds_reuse_the_compiled_program(traced_once):
 # few, the largest learning rates diverge in the first epoch.
 SPREAD_EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(16,)),
-    train=lr_jax.TrainConfig(epochs=12, patience=1, chunk_epochs=2))
+    train=lr_jax.TrainConfig(epochs=12, patience=1))
 SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=(0, 1))
 
 
 def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
   engine._compiled_flat.cache_clear()
-  on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID)
-  off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(compact=False))
+  on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(chunk_epochs=2))
+  off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID,
+                         options=engine.RunOptions(chunk_epochs=2, compact=False))
   ran = off.rows["epochs_run"]
   assert ran.max() == 12 and ran.min() <= 2 and off.rows["diverged"].any()  # A real spread.
   for k in ("best_epoch", "epochs_run", "steps_run", "diverged", "stopped_early", "pruned"):
@@ -113,13 +114,14 @@ def test_survivors_of_several_chunks_continue_together_and_change_no_row():
   # instead of a call per chunk, with the rows of one whole uncompacted chunk.
   lrs = lr_jax.log_spaced(1e-4, 3.0, 8)
   grid = lr_jax.Grid(learning_rates=[lrs[i] for i in (0, 7, 1, 6, 2, 5, 3, 4)], seeds=(0, 1))
-  whole = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(compact=False))
+  whole = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(chunk_epochs=2, compact=False))
   calls = []
   real_flat = engine._call_flat
   with pytest.MonkeyPatch.context() as m:
     m.setattr(engine, "_call_flat", lambda plan, members, *a: (
         calls.append(len(members)), real_flat(plan, members, *a)))
-    split = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(max_variants_per_chunk=8))
+    split = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(
+        chunk_epochs=2, max_variants_per_chunk=8))
   assert max(calls) == 2  # The survivors of both chunks in one call.
   for k in ("best_epoch", "epochs_run", "diverged", "stopped_early"):
     np.testing.assert_array_equal(split.rows[k], whole.rows[k], err_msg=k)
@@ -207,3 +209,122 @@ def test_halving_ranks_every_point_of_the_group_whatever_the_chunks():
   np.testing.assert_array_equal(split.rows["pruned"], whole.rows["pruned"])
   np.testing.assert_array_equal(split.rows["epochs_run"], whole.rows["epochs_run"])
   np.testing.assert_allclose(split.rows["best_val_loss"], whole.rows["best_val_loss"], rtol=1e-5)
+
+
+# ------------------------------------------------------------------ the grid's named numbers
+
+TINY = lr_jax.Experiment(
+    data=lr_jax.DataConfig(dataset="digits", train_size=100), model=lr_jax.ModelConfig(hidden=(8,)),
+    train=lr_jax.TrainConfig(epochs=2, batch_size=25, patience=0))
+
+
+def _fail(*args, **kwargs):
+  raise AssertionError("bad input reached the data loader or the compiler")
+
+
+OUT_OF_RANGE = [
+    ({}, "model.dropout_rate", 1.0, "dropout_rate 1.0 is outside its valid range [0, 1)"),
+    ({}, "label_smoothing", -0.1, "label_smoothing -0.1 is outside its valid range [0, 1)"),
+    ({}, "data.input_noise", -1.0, "input_noise -1.0 is outside its valid range [0, inf)"),
+    ({}, "shift", -1, "shift -1.0 is outside its valid range [0, inf)"),
+    ({"optim__schedule": "plateau"}, "plateau_factor", 1.0,
+     "plateau_factor 1.0 is outside its valid range (0, 1)"),
+    ({"optim__schedule": "plateau"}, "schedule.plateau_patience", 2.5,
+     "plateau_patience 2.5 is not a whole number; valid choices: integers in [1, inf)"),
+    ({}, "b1", 1.0, "b1 1.0 is outside its valid range [0, 1)"),
+    ({"optim__name": "sgd"}, "b1", 0.5,
+     "hyperparameter 'b1' does not apply to optimizer 'sgd'; valid choices: "
+     "optim.learning_rate, optim.clip_norm, loss.label_smoothing"),
+    ({}, "warmup_fraction", 0.5, "hyperparameter 'warmup_fraction' does not apply to schedule "
+     "'constant'"),
+    ({"model__name": "linear", "model__hidden": ()}, "dropout_rate", 0.5,
+     "hyperparameter 'dropout_rate' does not apply to model 'linear'"),
+]
+
+
+@pytest.mark.parametrize("changes,name,value,message", OUT_OF_RANGE,
+                         ids=[m.split(";")[0] for *_, m in OUT_OF_RANGE])
+def test_a_number_outside_its_range_is_refused_in_one_line_before_any_data_loads(
+    monkeypatch, changes, name, value, message):
+  monkeypatch.setattr(engine, "_load", _fail)
+  monkeypatch.setattr(engine, "run_group", _fail)
+  with pytest.raises(lr_jax.ConfigError) as e:
+    lr_jax.run_sweep(TINY.replace(**changes), lr_jax.Grid(hparams={name: (value,)}))
+  assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("name", ["dropout", "model.b1", "optim.dropout_rate", "noise"])
+def test_a_name_no_registry_declares_is_refused_by_the_grid_listing_the_valid_ones(name):
+  with pytest.raises(lr_jax.ConfigError) as e:
+    lr_jax.Grid(hparams={name: (0.1,)})
+  msg = str(e.value)
+  assert f"no hyperparameter {name!r}" in msg and "\n" not in msg
+  assert "valid choices: optim.learning_rate, " in msg and "model.dropout_rate" in msg
+  assert "data.shift" in msg and "schedule.plateau_factor" in msg
+
+
+@pytest.mark.parametrize("dataset,shift,message", [
+    ("iris", 1, "hyperparameter 'shift' does not apply to data of feature shape (4,) "
+     "(image-shaped data only: rank >= 2)"),
+    ("digits", 8, "shift 8.0 is outside its valid range [0, 7]"),  # 8 x 8 images.
+])
+def test_a_shift_the_data_cannot_take_is_refused_before_compiling(monkeypatch, dataset, shift,
+                                                                  message):
+  monkeypatch.setattr(engine, "run_group", _fail)
+  with pytest.raises(lr_jax.ConfigError) as e:
+    lr_jax.run_sweep(TINY.replace(data__dataset=dataset, data__train_size=60),
+                     lr_jax.Grid(hparams={"shift": (0, shift)}))
+  assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_qualified_and_short_names_plan_the_same_points():
+  values = {"dropout_rate": (0.0, 0.2), "b2": (0.99, 0.999), "label_smoothing": (0.0, 0.1),
+            "shift": (0, 1)}
+  short = lr_jax.Grid(learning_rates=(1e-3, 1e-2), hparams=values)
+  qualified = lr_jax.Grid(learning_rates=(1e-3, 1e-2), hparams=[
+      (f"{hparams.catalog()[k].namespace}.{k}", v) for k, v in values.items()])
+  assert qualified == short
+  [a], [b] = engine.plan_sweep(TINY, short), engine.plan_sweep(TINY, qualified)
+  assert list(a.points) == list(b.points) == ["learning_rate", "b2", "label_smoothing",
+                                              "dropout_rate", "shift"]
+  assert len(a.points["learning_rate"]) == 2 ** 5
+  for k in a.points:
+    np.testing.assert_array_equal(a.points[k], b.points[k])
+
+
+def test_an_axis_whose_values_are_all_off_is_absent_and_compiles_the_plain_program():
+  [plain] = engine.plan_sweep(TINY, lr_jax.Grid())
+  assert list(plain.points) == ["learning_rate"]  # adam's b1, b2, eps left to optax.
+  off = lr_jax.Grid(hparams={"model.dropout_rate": (0.0,), "label_smoothing": (0.0,),
+                             "input_noise": (0,), "b1": (0.9,)})
+  [group] = engine.plan_sweep(TINY, off)
+  assert list(group.points) == ["learning_rate"]
+  assert engine._compile_key(group) == engine._compile_key(plain)
+  [on] = engine.plan_sweep(TINY, lr_jax.Grid(hparams={"dropout_rate": (0.0, 0.1)}))
+  assert list(on.points) == ["learning_rate", "dropout_rate"]  # 0 beside 0.1: traced too.
+  assert engine._compile_key(on) != engine._compile_key(plain)
+
+
+def test_config_fields_that_are_only_defaults_share_one_compile_key():
+  def plan(**changes):
+    return engine.plan_sweep(TINY.replace(**changes), lr_jax.Grid())[0]
+
+  a, b = plan(model__dropout=0.2), plan(model__dropout=0.5)
+  np.testing.assert_array_equal(a.points["dropout_rate"], [0.2])
+  np.testing.assert_array_equal(b.points["dropout_rate"], [0.5])
+  assert engine._compile_key(a) == engine._compile_key(b)
+  assert engine._compile_key(plan(model__dropout=0.0)) != engine._compile_key(a)
+  schedule = dict(optim__schedule="warmup_cosine")
+  c = plan(**schedule, optim__warmup_fraction=0.2, optim__alpha=0.1, optim__clip_norm=1.0)
+  d = plan(**schedule, optim__warmup_fraction=0.3, optim__alpha=0.0, optim__clip_norm=5.0)
+  assert engine._compile_key(c) == engine._compile_key(d)
+  assert c.points["clip_norm"].tolist() == [1.0] and d.points["alpha"].tolist() == [0.0]
+
+
+def test_a_swept_adam_b1_is_one_compiled_program(traced_once):
+  first = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(1e-2,), hparams={"b1": (0.5, 0.9)}))
+  second = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(1e-2,),
+                                              hparams={"optim.b1": (0.9, 0.7)}))
+  loss = lambda r, b1: r.rows["best_val_loss"][r.rows["b1"] == b1]
+  assert not np.allclose(loss(first, 0.5), loss(first, 0.9), rtol=1e-4)  # b1 is used.
+  np.testing.assert_allclose(loss(first, 0.9), loss(second, 0.9), rtol=1e-5)

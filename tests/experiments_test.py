@@ -103,13 +103,18 @@ EXAMPLE_CASES = [
     (["--configs=A,D"], ["'D'", "A, B, C"]),
     (["--num_lrs=12"], ["12", "odd"]),
 ]
+FINDER_CASES = [  # The range test takes one value of each sweepable number, checked first.
+    (["--dropout_rate=0.1,0.2"], ["--dropout_rate", "one value", "0.1,0.2"]),
+    (["--optimizer=adamw", "--weight_decay=-1"], ["--weight_decay", "-1", "[0, inf)"]),
+]
 
 
 @pytest.mark.parametrize(
     "module,args,needles",
     [("experiments.small_data_study", a, n) for a, n in STUDY_CASES]
-    + [("experiments.seed_examples", a, n) for a, n in EXAMPLE_CASES],
-    ids=[" ".join(a) for a, _ in STUDY_CASES + EXAMPLE_CASES])
+    + [("experiments.seed_examples", a, n) for a, n in EXAMPLE_CASES]
+    + [("experiments.lr_finder", a, n) for a, n in FINDER_CASES],
+    ids=[" ".join(a) for a, _ in STUDY_CASES + EXAMPLE_CASES + FINDER_CASES])
 def test_bad_input_is_one_line_exit_2_and_nothing_compiled(tmp_path, module, args, needles):
   out = tmp_path / "out"
   # JAX_LOG_COMPILES logs every compilation to stderr: one line proves nothing compiled.

@@ -106,7 +106,7 @@ def two_groups():
   """Two compile groups (adam, sgd) with a test set: rows of group 1 are not its positions."""
   x, labels = _arrays()
   ds = lr_jax.Dataset.from_arrays(x, labels, feature_names=["a", "b", "c", "d"])
-  train = lr_jax.TrainConfig(epochs=4, batch_size=16, patience=0, chunk_epochs=0)
+  train = lr_jax.TrainConfig(epochs=4, batch_size=16, patience=0)
   data = lr_jax.DataConfig(dataset=ds, test_fraction=0.2)
   model = lr_jax.ModelConfig(hidden=(8,))
   exps = [lr_jax.Experiment(data=data, model=model, optim=lr_jax.OptimConfig(name=name),

@@ -22,9 +22,9 @@ def _sweep() -> lr_jax.SweepResult:
   exp = lr_jax.Experiment(
       data=lr_jax.DataConfig(dataset="digits", train_size=120),
       model=lr_jax.ModelConfig(hidden=(16,)),
-      train=lr_jax.TrainConfig(epochs=6, batch_size=32, patience=2, chunk_epochs=3))
+      train=lr_jax.TrainConfig(epochs=6, batch_size=32, patience=2))
   grid = lr_jax.Grid(learning_rates=(3e-4, 3e-3, 3e-2), seeds=(0, 1))
-  return lr_jax.run_sweep(exp, grid)
+  return lr_jax.run_sweep(exp, grid, options=lr_jax.RunOptions(chunk_epochs=3))
 
 
 def test_small_sweep_matches_its_golden_values():

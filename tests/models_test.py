@@ -20,7 +20,7 @@ from lr_jax.errors import ConfigError
 
 SMALL = lr_jax.Experiment(
     data=lr_jax.DataConfig(dataset="digits", train_size=100),
-    train=lr_jax.TrainConfig(epochs=2, patience=0, chunk_epochs=0))
+    train=lr_jax.TrainConfig(epochs=2, patience=0))
 GRID = lr_jax.Grid(learning_rates=(1e-2,))
 
 

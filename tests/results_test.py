@@ -177,7 +177,7 @@ def test_tiny_real_sweep_with_a_diverging_learning_rate(tmp_path):
   experiment = lr_jax.Experiment(
       data=lr_jax.DataConfig(dataset="digits", train_size=120),
       model=lr_jax.ModelConfig(hidden=(8,)),
-      train=lr_jax.TrainConfig(epochs=3, patience=0, chunk_epochs=0))
+      train=lr_jax.TrainConfig(epochs=3, patience=0))
   grid = lr_jax.Grid(learning_rates=(3e-3, 3e-2, 1e3), seeds=(0, 1))
   with pytest.raises(ConfigError, match="select must be one of"):
     lr_jax.run_sweep(experiment, grid, select="median")

@@ -18,12 +18,13 @@ SMALL_FLAGS = ["--train_size=200", "--hidden=16", "--lrs=1e-4,1e-3,1e-2", "--see
                "--patience=0"]
 EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(32,)),
-    train=lr_jax.TrainConfig(epochs=4, patience=2, chunk_epochs=2))
+    train=lr_jax.TrainConfig(epochs=4, patience=2))
 GRID = lr_jax.Grid(learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), seeds=(0, 1))
 # Variants that stop at very different epochs (the largest learning rates diverge at once), so
 # the chunk is compacted between calls.
 SPREAD_EXP = EXP.replace(model__hidden=(16,), train__epochs=8, train__patience=1)
 SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=(0, 1))
+SPREAD_OPTIONS = lr_jax.RunOptions(chunk_epochs=2)
 
 
 def _env(**extra):
@@ -51,9 +52,9 @@ def test_four_devices_give_the_results_of_one_also_when_compacted(tmp_path):
   code = textwrap.dedent("""
       import sys, numpy as np, lr_jax, jax
       sys.path.insert(0, %r)
-      from scale_test import SPREAD_EXP, SPREAD_GRID
+      from scale_test import SPREAD_EXP, SPREAD_GRID, SPREAD_OPTIONS
       assert jax.device_count() == 4
-      r = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID)
+      r = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=SPREAD_OPTIONS)
       np.savez(sys.argv[1], **r.history, best_epoch=r.rows["best_epoch"],
                epochs_run=r.rows["epochs_run"],
                executed=r.timings[0]["variant_epochs_executed"])
@@ -62,7 +63,7 @@ def test_four_devices_give_the_results_of_one_also_when_compacted(tmp_path):
   subprocess.run([sys.executable, "-c", code, out], cwd=ROOT, check=True, timeout=300,
                  env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
   four = np.load(out)
-  one = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID)
+  one = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=SPREAD_OPTIONS)
   # Sharded and compacted: 2 streams x 8 points, then the survivors at a width of 4 or 8.
   assert one.rows["epochs_run"].min() < 8 and four["executed"] < 16 * 8
   for k in one.history:

@@ -15,7 +15,7 @@ from lr_jax.train import DataArrays, initial_params, make_trainer
 SMALL = lr_jax.Experiment(
     data=lr_jax.DataConfig(dataset="digits", train_size=200),
     model=lr_jax.ModelConfig(hidden=(32,)),
-    train=lr_jax.TrainConfig(epochs=4, batch_size=32, patience=0, chunk_epochs=0),
+    train=lr_jax.TrainConfig(epochs=4, batch_size=32, patience=0),
 )
 
 
@@ -198,7 +198,7 @@ def test_huge_learning_rate_is_flagged_and_others_untouched(optimizer):
 def test_every_optimizer_beats_chance_on_digits(optimizer, lr):
   exp = lr_jax.Experiment(
       data=lr_jax.DataConfig(dataset="digits"), optim=lr_jax.OptimConfig(name=optimizer),
-      train=lr_jax.TrainConfig(epochs=3, chunk_epochs=0))
+      train=lr_jax.TrainConfig(epochs=3))
   result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(lr,), seeds=(0,)))
   assert result.rows["best_val_accuracy"][0] > 0.6  # chance is 0.1 on 360 examples
 
@@ -214,7 +214,7 @@ def test_every_schedule_trains_and_follows_its_shape(schedule, expected):
       data=lr_jax.DataConfig(dataset="digits"),
       optim=lr_jax.OptimConfig(name="adam", schedule=schedule, decay_steps=20, boundaries=(30,),
                                scales=(0.1,)),
-      train=lr_jax.TrainConfig(epochs=3, chunk_epochs=0))
+      train=lr_jax.TrainConfig(epochs=3))
   result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(3e-3,), seeds=(0,)))
   assert result.rows["best_val_accuracy"][0] > 0.6
   steps = 45  # ceil(1437 / 32) updates per epoch
@@ -229,7 +229,7 @@ def test_every_schedule_trains_and_follows_its_shape(schedule, expected):
 def test_warmup_schedules_rise_then_fall(schedule):
   exp = lr_jax.Experiment(
       optim=lr_jax.OptimConfig(name="adam", schedule=schedule, warmup_fraction=0.4),
-      train=lr_jax.TrainConfig(epochs=6, chunk_epochs=0, patience=0))
+      train=lr_jax.TrainConfig(epochs=6, patience=0))
   result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(3e-3,), seeds=(0,)))
   lr = result.history["epoch_learning_rate"][0]
   peak = int(np.argmax(lr))
@@ -241,7 +241,7 @@ def test_decay_rate_is_a_dynamic_axis_of_one_program():
   exp = lr_jax.Experiment(
       data=lr_jax.DataConfig(dataset="digits", train_size=320),
       optim=lr_jax.OptimConfig(name="sgd", schedule="exponential", decay_steps=10),
-      train=lr_jax.TrainConfig(epochs=2, chunk_epochs=0, patience=0))
+      train=lr_jax.TrainConfig(epochs=2, patience=0))
   result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(0.1,),
                                              hparams=(("decay_rate", (1.0, 0.5)),)))
   steps = 10  # 320 examples / batch 32
@@ -310,8 +310,9 @@ def test_a_metric_on_the_whole_validation_set_equals_a_hand_computation():
   exp = lr_jax.Experiment(data=lr_jax.DataConfig(dataset=dataset),
                           model=lr_jax.ModelConfig(hidden=(8,)),
                           train=lr_jax.TrainConfig(epochs=5, batch_size=16, patience=0,
-                                                   monitor="val_auc", chunk_epochs=2))
+                                                   monitor="val_auc"))
   result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-3, 3e-2), seeds=(0, 1)),
+                            options=lr_jax.RunOptions(chunk_epochs=2),
                             metrics={"auc": lr_jax.Metric(_auc, higher_is_better=True)})
   assert "best_val_auc" in result.rows and result.history["val_auc"].shape == (4, 5)
   for row in range(result.num_variants):
