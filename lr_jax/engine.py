@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from lr_jax import checkpoint
 from lr_jax import data as data_lib
 from lr_jax import stats
-from lr_jax.config import (DataConfig, Experiment, Interval, OptimConfig, check_distinct,
+from lr_jax.config import (DataConfig, Experiment, Interval, check_distinct,
                            check_fields, check_learning_rates, check_positive, check_type)
 from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, build_model, check_widths, flattened
@@ -96,7 +96,11 @@ def _grid_name(name: str) -> str:
   namespace, dot, short = name.rpartition(".")
   if namespace == "model" and short.isidentifier() and short not in known:
     return name
-  return hparams_lib.resolve(name, known)
+  name = hparams_lib.resolve(name, known)
+  if name == "learning_rate":
+    raise ConfigError("Grid.hparams may not list learning_rate; valid choice: give them as "
+                      "Grid(learning_rates=...)")
+  return name
 
 
 @dataclasses.dataclass(frozen=True)

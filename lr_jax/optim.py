@@ -3,7 +3,9 @@
 Every optimizer is `optax.inject_hyperparams`-wrapped, so its learning rate and its other
 dynamic hyperparameters are traced arrays -- one value per variant in a vmapped sweep, and no
 recompilation for a new value. A schedule is a shape (a function of the step with value 1 at its
-peak) scaled by the variant's learning rate. Every transformation is applied to the parameters'
+peak) scaled by the variant's learning rate; its numbers (decay rate, warmup fraction, cosine
+floor, one-cycle rise, plateau factor and patience) are traced too. Each entry declares its
+numbers as `{name: HParam}` (`lr_jax.hparams`). Every transformation is applied to the parameters'
 pytree (the model's layers), so per-layer ones -- LAMB's trust ratio, weight-decay masks,
 adafactor's factored moments -- are what they say. `register_optimizer` adds a user family.
 """
@@ -21,9 +23,8 @@ import optax
 
 from lr_jax.config import Interval
 # HParam and the ranges live with the other registries' numbers; re-exported here.
-from lr_jax.hparams import (FINITE, LEARNING_RATE, MOMENTUM, NON_NEGATIVE, OPEN_FRACTION,
-                            POSITIVE, UNIT, AT_LEAST_ONE, COUNT, FRACTION, HParam, from_config)
-
+from lr_jax.hparams import (AT_LEAST_ONE, COUNT, FINITE, LEARNING_RATE, MOMENTUM, NON_NEGATIVE,
+                            OPEN_FRACTION, POSITIVE, UNIT, HParam, from_config)
 
 
 class Optimizer(NamedTuple):

@@ -224,6 +224,11 @@ def test_a_number_outside_its_range_is_refused_in_one_line_before_any_data_loads
   assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
+def test_learning_rates_are_given_as_such_not_as_a_grid_number():
+  with pytest.raises(lr_jax.ConfigError, match=r"Grid\(learning_rates=\.\.\.\)"):
+    lr_jax.Grid(hparams={"optim.learning_rate": (0.1,)})
+
+
 @pytest.mark.parametrize("name", ["dropout", "model.b1", "optim.dropout_rate", "noise"])
 def test_a_name_no_registry_declares_is_refused_by_the_grid_listing_the_valid_ones(name):
   with pytest.raises(lr_jax.ConfigError) as e:
@@ -274,6 +279,9 @@ def test_an_axis_whose_values_are_all_off_is_absent_and_compiles_the_plain_progr
   [on] = engine.plan_sweep(TINY, lr_jax.Grid(hparams={"dropout_rate": (0.0, 0.1)}))
   assert list(on.points) == ["learning_rate", "dropout_rate"]  # 0 beside 0.1: traced too.
   assert engine._compile_key(on) != engine._compile_key(plain)
+  # No clipping is the config's default; a grid that lists norms traces them.
+  [clipped] = engine.plan_sweep(TINY, lr_jax.Grid(hparams={"clip_norm": (1.0,)}))
+  assert clipped.points["clip_norm"].tolist() == [1.0]
 
 
 def test_config_fields_that_are_only_defaults_share_one_compile_key():
