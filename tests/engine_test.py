@@ -307,3 +307,12 @@ def test_a_swept_adam_b1_is_one_compiled_program(traced_once):
   loss = lambda r, b1: r.rows["best_val_loss"][r.rows["b1"] == b1]
   assert not np.allclose(loss(first, 0.5), loss(first, 0.9), rtol=1e-4)  # b1 is used.
   np.testing.assert_allclose(loss(first, 0.9), loss(second, 0.9), rtol=1e-5)
+
+
+def test_a_user_models_number_is_named_qualified_and_checked_against_the_model(monkeypatch):
+  grid = lr_jax.Grid(hparams={"model.temperature": (0.5, 1.0)})
+  assert grid.hparams == (("model.temperature", (0.5, 1.0)),)  # Only the model declares it.
+  monkeypatch.setattr(engine, "_load", _fail)
+  with pytest.raises(lr_jax.ConfigError, match=r"no hyperparameter 'model.temperature' here; "
+                     r"valid choices: optim.learning_rate, optim.b1"):
+    engine.plan_sweep(TINY, grid)  # The built-in mlp has no temperature.
