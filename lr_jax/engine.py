@@ -28,12 +28,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lr_jax import checkpoint
 from lr_jax import data as data_lib
+from lr_jax import hparams as hparams_lib
 from lr_jax import stats
 from lr_jax.config import (DataConfig, Experiment, Interval, check_distinct,
                            check_fields, check_learning_rates, check_positive, check_type)
 from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, build_model, check_widths, flattened
-from lr_jax import hparams as hparams_lib
 from lr_jax.results import SweepResult
 from lr_jax.train import (DataArrays, Loss, Metric, Metrics, SweepState, final_params,
                           initial_params, make_trainer)
@@ -51,8 +51,9 @@ class Grid:
       (0, 1e-4)}` or its `(name, values)` pairs: any of `lr_jax.hparams.catalog()`, named
       short or qualified by its namespace (stored short), or "model.<name>" of a user
       model's declared number; values distinct. A name the experiment does not have, or a
-      value outside its range, is refused when planned (before data is loaded); one it has
-      but not listed takes the experiment's default.
+      value outside its range, is refused when planned: before data is loaded, or before
+      compiling where it depends on the data (shift's image size, classification-only
+      numbers). One it has but not listed takes the experiment's default.
 
   Numbers may be numpy or JAX numbers and sequences 1-D arrays; they are stored as Python
   tuples of Python numbers.
