@@ -368,8 +368,9 @@ def _flat_model(model_cfg, model: Model | None, num_outputs: int,
 
 
 def _group_model(group: Group) -> Flat:
-  return _flat_model(group.experiment.model, group.model, _num_outputs(group.dataset),
-                     group.dataset.feature_shape)
+  # The model of the compile key (`_compiled`'s): one initializer for every dropout default.
+  return _flat_model(_without_defaults(group.experiment).model, group.model,
+                     _num_outputs(group.dataset), group.dataset.feature_shape)
 
 
 @functools.lru_cache(maxsize=32)

@@ -239,17 +239,22 @@ def test_a_name_no_registry_declares_is_refused_by_the_grid_listing_the_valid_on
   assert "data.shift" in msg and "schedule.plateau_factor" in msg
 
 
-@pytest.mark.parametrize("dataset,shift,message", [
+@pytest.mark.parametrize("dataset,given,message", [
     ("iris", 1, "hyperparameter 'shift' does not apply to data of feature shape (4,) "
      "(image-shaped data only: rank >= 2)"),
     ("digits", 8, "shift 8.0 is outside its valid range [0, 7]"),  # 8 x 8 images.
+    ("linear", "label_smoothing", "hyperparameter 'label_smoothing' does not apply to "
+     "regression data (classification only)"),
+    ("linear", "label_noise", "hyperparameter 'label_noise' does not apply to regression data"),
 ])
-def test_a_shift_the_data_cannot_take_is_refused_before_compiling(monkeypatch, dataset, shift,
-                                                                  message):
+def test_a_number_the_data_cannot_take_is_refused_before_compiling(monkeypatch, dataset, given,
+                                                                   message):
+  # `given`: a shift in pixels, or the name of a number to sweep over (0, 0.1).
   monkeypatch.setattr(engine, "run_group", _fail)
+  grid = {"shift": (0, given)} if isinstance(given, int) else {given: (0.0, 0.1)}
   with pytest.raises(lr_jax.ConfigError) as e:
     lr_jax.run_sweep(TINY.replace(data__dataset=dataset, data__train_size=60),
-                     lr_jax.Grid(hparams={"shift": (0, shift)}))
+                     lr_jax.Grid(hparams=grid))
   assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
