@@ -3,7 +3,9 @@
 Every optimizer is `optax.inject_hyperparams`-wrapped, so its learning rate and its other
 dynamic hyperparameters are traced arrays -- one value per variant in a vmapped sweep, and no
 recompilation for a new value. A schedule is a shape (a function of the step with value 1 at its
-peak) scaled by the variant's learning rate. Every transformation is applied to the parameters'
+peak) scaled by the variant's learning rate; its numbers (decay rate, warmup fraction, cosine
+floor, one-cycle rise, plateau factor and patience) are traced too. Each entry declares its
+numbers as `{name: HParam}` (`lr_jax.hparams`). Every transformation is applied to the parameters'
 pytree (the model's layers), so per-layer ones -- LAMB's trust ratio, weight-decay masks,
 adafactor's factored moments -- are what they say. `register_optimizer` adds a user family.
 """
@@ -21,9 +23,8 @@ import optax
 
 from lr_jax.config import Interval
 # HParam and the ranges live with the other registries' numbers; re-exported here.
-from lr_jax.hparams import (FINITE, LEARNING_RATE, MOMENTUM, NON_NEGATIVE, OPEN_FRACTION,
-                            POSITIVE, UNIT, AT_LEAST_ONE, COUNT, FRACTION, HParam, from_config)
-
+from lr_jax.hparams import (AT_LEAST_ONE, COUNT, FINITE, LEARNING_RATE, MOMENTUM, NON_NEGATIVE,
+                            OPEN_FRACTION, POSITIVE, UNIT, HParam, from_config)
 
 
 class Optimizer(NamedTuple):
@@ -287,7 +288,8 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
     factory: `(learning_rate, **hparams, **fixed) -> optax.GradientTransformation`.
     hparams: its dynamic hyperparameters besides the learning rate: name -> default, or
       `HParam(default, valid)` to declare the values a grid may give it (a bare default allows
-      any finite number).
+      any finite number). `HParam(..., off=x)` with `x` the factory's own default for it
+      leaves it out of a sweep that does not vary it (not traced), as the built-in b1, b2, eps.
     fixed: static keyword arguments (e.g. `{"nesterov": True}`).
     extra_args: `loss -> {name: value}`, extra keyword arguments of `update` from the
       minibatch's mean loss: `lambda loss: {"value": loss}` for plateau-style transformations.
@@ -324,13 +326,24 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
   if not callable(factory):
     raise ConfigError(f"optimizer {name!r}: factory must be callable, got {factory!r}")
   try:
-    inspect.signature(factory).bind(learning_rate=1.0, **{k: v.default for k, v in hparams.items()},
-                                    **fixed)
-  except TypeError as e:
-    raise ConfigError(f"optimizer {name!r}: factory cannot be called with learning_rate, "
-                      f"{', '.join([*hparams, *fixed]) or 'nothing else'}: {e}") from None
+    signature = inspect.signature(factory)
   except ValueError:  # No signature (a builtin): let the first trace tell.
-    pass
+    signature = None
+  if signature is not None:
+    try:
+      signature.bind(learning_rate=1.0, **{k: v.default for k, v in hparams.items()}, **fixed)
+    except TypeError as e:
+      raise ConfigError(f"optimizer {name!r}: factory cannot be called with learning_rate, "
+                        f"{', '.join([*hparams, *fixed]) or 'nothing else'}: {e}") from None
+    for key, spec in hparams.items():
+      # A sweep that leaves a number at `off` does not pass it: the factory's default applies.
+      param = signature.parameters.get(key)
+      own = param.default if param is not None else inspect.Parameter.empty
+      if spec.off is not None and own != spec.off:
+        own = "none" if own is inspect.Parameter.empty else repr(own)
+        raise ConfigError(f"optimizer {name!r}: {key!r} is off at {spec.off!r} but the "
+                          f"factory's default for it is {own}; valid choices: off=None or "
+                          f"off equal to that default")
   entry = Optimizer(factory, hparams, fixed,
                     extra_args=extra_args, eval_params=eval_params)
   if name in OPTIMIZERS and OPTIMIZERS[name] != entry:

@@ -253,6 +253,11 @@ def test_a_number_outside_its_range_is_refused_in_one_line_before_any_data_loads
   assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
+def test_learning_rates_are_given_as_such_not_as_a_grid_number():
+  with pytest.raises(lr_jax.ConfigError, match=r"Grid\(learning_rates=\.\.\.\)"):
+    lr_jax.Grid(hparams={"optim.learning_rate": (0.1,)})
+
+
 @pytest.mark.parametrize("name", ["dropout", "model.b1", "optim.dropout_rate", "noise"])
 def test_a_name_no_registry_declares_is_refused_by_the_grid_listing_the_valid_ones(name):
   with pytest.raises(lr_jax.ConfigError) as e:
@@ -263,17 +268,22 @@ def test_a_name_no_registry_declares_is_refused_by_the_grid_listing_the_valid_on
   assert "data.shift" in msg and "schedule.plateau_factor" in msg
 
 
-@pytest.mark.parametrize("dataset,shift,message", [
+@pytest.mark.parametrize("dataset,given,message", [
     ("iris", 1, "hyperparameter 'shift' does not apply to data of feature shape (4,) "
      "(image-shaped data only: rank >= 2)"),
     ("digits", 8, "shift 8.0 is outside its valid range [0, 7]"),  # 8 x 8 images.
+    ("linear", "label_smoothing", "hyperparameter 'label_smoothing' does not apply to "
+     "regression data (classification only)"),
+    ("linear", "label_noise", "hyperparameter 'label_noise' does not apply to regression data"),
 ])
-def test_a_shift_the_data_cannot_take_is_refused_before_compiling(monkeypatch, dataset, shift,
-                                                                  message):
+def test_a_number_the_data_cannot_take_is_refused_before_compiling(monkeypatch, dataset, given,
+                                                                   message):
+  # `given`: a shift in pixels, or the name of a number to sweep over (0, 0.1).
   monkeypatch.setattr(engine, "run_group", _fail)
+  grid = {"shift": (0, given)} if isinstance(given, int) else {given: (0.0, 0.1)}
   with pytest.raises(lr_jax.ConfigError) as e:
     lr_jax.run_sweep(TINY.replace(data__dataset=dataset, data__train_size=60),
-                     lr_jax.Grid(hparams={"shift": (0, shift)}))
+                     lr_jax.Grid(hparams=grid))
   assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
@@ -303,6 +313,9 @@ def test_an_axis_whose_values_are_all_off_is_absent_and_compiles_the_plain_progr
   [on] = engine.plan_sweep(TINY, lr_jax.Grid(hparams={"dropout_rate": (0.0, 0.1)}))
   assert list(on.points) == ["learning_rate", "dropout_rate"]  # 0 beside 0.1: traced too.
   assert engine._compile_key(on) != engine._compile_key(plain)
+  # No clipping is the config's default; a grid that lists norms traces them.
+  [clipped] = engine.plan_sweep(TINY, lr_jax.Grid(hparams={"clip_norm": (1.0,)}))
+  assert clipped.points["clip_norm"].tolist() == [1.0]
 
 
 def test_config_fields_that_are_only_defaults_share_one_compile_key():
@@ -328,3 +341,12 @@ def test_a_swept_adam_b1_is_one_compiled_program(traced_once):
   loss = lambda r, b1: r.rows["best_val_loss"][r.rows["b1"] == b1]
   assert not np.allclose(loss(first, 0.5), loss(first, 0.9), rtol=1e-4)  # b1 is used.
   np.testing.assert_allclose(loss(first, 0.9), loss(second, 0.9), rtol=1e-5)
+
+
+def test_a_user_models_number_is_named_qualified_and_checked_against_the_model(monkeypatch):
+  grid = lr_jax.Grid(hparams={"model.temperature": (0.5, 1.0)})
+  assert grid.hparams == (("model.temperature", (0.5, 1.0)),)  # Only the model declares it.
+  monkeypatch.setattr(engine, "_load", _fail)
+  with pytest.raises(lr_jax.ConfigError, match=r"no hyperparameter 'model.temperature' here; "
+                     r"valid choices: optim.learning_rate, optim.b1"):
+    engine.plan_sweep(TINY, grid)  # The built-in mlp has no temperature.

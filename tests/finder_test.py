@@ -212,7 +212,7 @@ def test_script_end_to_end_small(tmp_path):
     (["--finder_lr_min=1", "--finder_lr_max=0.1", "--finder_steps=0"],
      ["--finder_lr_min", "1.0", "0.1"]),  # The first bad value is named; one line still.
     (["--lr_min=1e-3"], ["--lr_min", "--finder_lr_min"]),
-    (["--momentum=0.9"], ["adam", "momentum", "none"]),
+    (["--momentum=0.9"], ["adam", "momentum", "b1, b2, eps"]),  # adam has no momentum.
 ])
 def test_script_bad_flag_exit_2_one_line(tmp_path, args, needles):
   out = tmp_path / "out"

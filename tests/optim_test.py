@@ -272,6 +272,12 @@ def test_register_optimizer_refuses_bad_input_in_one_line():
       (("test_bad_default", masked_adamw, {"weight_decay": float("nan")}), "finite number"),
       (("test_no_such_arg", optax.adam, {"weight_decay": 0.1}), "cannot be called"),
       (("test_taken", masked_adamw, {"learning_rate": 0.1}), "taken by the learning rate"),
+      # Left out of a sweep at 0.9, it would be optax.adamw's 0.999 instead.
+      (("test_bad_off", optax.adamw, {"b2": optim.HParam(0.9, optim.MOMENTUM, off=0.9)}),
+       "'b2' is off at 0.9 but the factory's default for it is 0.999"),
+      (("test_no_default", masked_adamw, {"weight_decay": optim.HParam(0.0, optim.NON_NEGATIVE,
+                                                                        off=0.0)}),
+       "default for it is none"),
   ]
   for args, needle in cases:
     with pytest.raises(ConfigError, match=needle) as e:
