@@ -33,7 +33,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 
 from lr_jax import engine
@@ -83,9 +82,16 @@ def finder_optim(optim: OptimConfig) -> OptimConfig:
 
 
 def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, num_steps: int,
-                beta: float = 0.98, stop_factor: float = 4.0
+                beta: float = 0.98, stop_factor: float = 4.0,
+                feature_shape: tuple[int, ...] | None = None,
+                namespaces: Mapping[str, str] | None = None
                 ) -> Callable[[Mapping[str, jax.Array], jax.Array, DataArrays], FinderTrace]:
   """Builds the pure range test of one static configuration.
+
+  Each step is the trainer's `train.train_step` (the same loss, regularisation, augmentation
+  and health check: a non-finite loss or gradient stops a seed), under the trainer's rules with
+  the finder's optimizer; the range test's own rule (the smoothed loss above `stop_factor`
+  times its minimum) stops a seed too.
 
   Args:
     experiment: the static configuration; its optimizer family, clipping and batch size are
@@ -97,22 +103,22 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
     num_steps: K, the number of steps (and learning rates).
     beta: the moving average's decay.
     stop_factor: a seed stops once its smoothed loss exceeds this multiple of its minimum.
+    feature_shape: one example's shape, for random shifts (as `make_trainer`'s).
+    namespaces: `{name: namespace}` of the numbers in `hparams` (as `make_trainer`'s).
 
   Returns:
     `find(hparams, seed, data) -> FinderTrace`: `hparams` holds scalar `lr_min`, `lr_max`
-    and the optimizer family's extra numbers (momentum, weight decay); `seed` is an int32
-    scalar; `data` the data set and its splits, of which fold 0's training rows are used.
-    Vmap it over seeds.
+    and the variant's other numbers (momentum, weight decay, dropout rate, ...); `seed` is an
+    int32 scalar; `data` the data set and its splits, of which fold 0's training rows are
+    used. Vmap it over seeds.
   """
-  batch, steps_per_epoch = train_lib.batching(experiment.train.batch_size, n_max)
+  rules = train_lib.make_rules(
+      experiment, model, task=task, n_max=n_max, feature_shape=feature_shape,
+      namespaces=namespaces, make_tx=make_optimizer(finder_optim(experiment.optim), num_steps))
+  # The ramp replaces the schedule (no plateau) and runs its K steps (no step cap).
+  rules = rules._replace(plateau=False, max_steps=0)
+  batch, steps_per_epoch = rules.batch, rules.steps_per_epoch
   num_epochs = math.ceil(num_steps / steps_per_epoch)
-  make_tx = make_optimizer(finder_optim(experiment.optim), num_steps)
-  family = OPTIMIZERS[experiment.optim.name]
-  losses = functools.partial(train_lib.example_losses, model, task == "classification")
-
-  # The trainer's loss and minibatch order, so a finder step is a trainer step.
-  def batch_loss(params, x_BxD, y_B, w_B, key):
-    return train_lib.weighted_mean(losses(params, x_BxD, y_B, key, True)[0], w_B)
 
   def epoch_batches(order_key, epoch, idx_N, mask_N):
     return train_lib.epoch_order(order_key, epoch, idx_N, mask_N, batch, steps_per_epoch)
@@ -125,42 +131,41 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
     opt_hparams = {k: v for k, v in hparams.items() if k not in ("lr_min", "lr_max")}
     opt_hparams.update(learning_rate=lr_min,
                        decay_rate=jnp.exp(jnp.log(lr_max / lr_min) / (num_steps - 1)))
-    tx = make_tx(opt_hparams)
-    params = model.init(init_key)
+    # No divergence reference (an infinite initial loss): the range test's own stop rule
+    # below decides when a rising loss ends a seed; the step still stops it at a non-finite one.
+    v = train_lib.init_variant(rules, opt_hparams, rules.flat.to_flat(model.init(init_key)),
+                               jnp.float32(jnp.inf))
+    flips = (train_lib.label_flips(seed, data.x.shape[0]) if "label_noise" in opt_hparams
+             else None)
 
     idx_N, mask_N = data.train_idx[0], data.train_mask[0]
     idx_ExMxB, w_ExMxB = jax.vmap(epoch_batches, in_axes=(None, 0, None, None))(
         order_key, jnp.arange(num_epochs), idx_N, mask_N)
     idx_KxB = idx_ExMxB.reshape(num_epochs * steps_per_epoch, batch)[:num_steps]
     w_KxB = w_ExMxB.reshape(num_epochs * steps_per_epoch, batch)[:num_steps]
-    mean_D, std_D = data.mean[0], data.std[0]
 
     def step(carry, inputs):
-      params, opt_state, avg, best, alive = carry
+      v, avg, best = carry
       idx_B, w_B, k = inputs
-      x_BxD = (data.x[idx_B] - mean_D[None, :]) / std_D[None, :]
-      key = jax.random.fold_in(dropout_key, k)
-      loss, grads = jax.value_and_grad(batch_loss)(params, x_BxD, data.y[idx_B], w_B, key)
-      extra = {} if family.extra_args is None else family.extra_args(loss)  # as the trainer
-      updates, new_opt_state = tx.update(grads, opt_state, params, **extra)
-      new_params = optax.apply_updates(params, updates)
+      x_BxD, y_B = train_lib.fetch(data, 0, idx_B)
+      extras = train_lib.batch_extras(opt_hparams, data, 0, idx_B, flips)
+      alive = ~v.stopped & ~v.diverged
+      v, (loss_sum, _, weight) = train_lib.train_step(
+          rules, v, opt_hparams, x_BxD, y_B, w_B, jax.random.fold_in(dropout_key, k), extras)
+      nan = jnp.float32(jnp.nan)
+      # The step's loss, before its update; NaN where the step stopped the seed (non-finite).
+      loss = jnp.where(weight > 0, loss_sum / jnp.maximum(weight, 1.0), nan)
       avg = beta * avg + (1.0 - beta) * loss
       smoothed = avg / (1.0 - jnp.power(beta, (k + 1).astype(jnp.float32)))
       best = jnp.minimum(best, smoothed)  # fastai updates the minimum before the check.
-      healthy = (jnp.isfinite(smoothed) & (smoothed <= stop_factor * best)
-                 & jnp.isfinite(optax.tree.norm(grads)))
-      keep = alive & healthy
-      # A stopped seed is frozen (as a diverged variant in the trainer): its later steps
-      # compute on finite numbers and are masked out.
-      params = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new_params, params)
-      opt_state = jax.tree_util.tree_map(
-          lambda a, b: jnp.where(keep, a, b), new_opt_state, opt_state)
-      nan = jnp.float32(jnp.nan)
+      keep = alive & ~v.diverged & jnp.isfinite(smoothed) & (smoothed <= stop_factor * best)
+      # A stopped seed is frozen (`train_step` skips it): its later steps are masked out.
+      v = v._replace(stopped=v.stopped | ~keep)
       out = FinderTrace(loss=jnp.where(alive, loss, nan), smoothed=jnp.where(keep, smoothed, nan))
-      return (params, opt_state, avg, best, keep), out
+      return (v, avg, best), out
 
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
-    carry = (params, tx.init(params), f32(0.0), f32(jnp.inf), jnp.asarray(True))
+    carry = (v, f32(0.0), f32(jnp.inf))
     _, trace = jax.lax.scan(step, carry, (idx_KxB, w_KxB, jnp.arange(num_steps, dtype=jnp.int32)))
     return trace
 

@@ -660,6 +660,24 @@ def fetch(data: DataArrays, fold, idx_B):
   return x_BxD, data.y[idx_B]
 
 
+def batch_extras(hparams: Hparams, data: DataArrays, fold, idx_B,
+                 flips: tuple[jax.Array, jax.Array] | None) -> Extras | None:
+  """What the data axes in `hparams` need of rows `idx_B` (`Extras`); None for none of them.
+
+  Args:
+    hparams: the points (only their keys are read).
+    data, fold, idx_B: the data, the fold and the minibatch's rows.
+    flips: the stream's `label_flips`, or None without label noise.
+  """
+  if "shift" not in hparams and flips is None:
+    return None
+  raw = {}
+  if "shift" in hparams:
+    raw = {"raw_BxD": data.x[idx_B], "mean_D": data.mean[fold], "std_D": data.std[fold]}
+  flip = {} if flips is None else {"flip_u_B": flips[0][idx_B], "flip_r_B": flips[1][idx_B]}
+  return Extras(**raw, **flip)
+
+
 def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
                  loss: Loss | None = None, metrics: Metrics = (),
                  feature_shape: tuple[int, ...] | None = None,
@@ -720,13 +738,7 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
       v, sums = carry
       idx_B, w_B, step = inputs
       x_BxD, y_B = fetch(data, fold, idx_B)
-      extras = None
-      if "shift" in hparams_H or flips is not None:
-        extras = Extras(
-            **({"raw_BxD": data.x[idx_B], "mean_D": data.mean[fold], "std_D": data.std[fold]}
-               if "shift" in hparams_H else {}),
-            **({"flip_u_B": flips[0][idx_B], "flip_r_B": flips[1][idx_B]}
-               if flips is not None else {}))
+      extras = batch_extras(hparams_H, data, fold, idx_B, flips)
       key = jax.random.fold_in(dropout_key, epoch * steps_per_epoch + step)
       v, delta = over_points(functools.partial(train_step, rules))(
           v, hparams_H, x_BxD, y_B, w_B, key, extras)
