@@ -346,7 +346,8 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
          dataset.task, num_outputs, dataset.feature_shape, splits.train_idx.shape[1],
          num_steps, float(beta))
   run = _compiled(key, model)
-  extras = {k: np.float32(group.points[k][0]) for k in OPTIMIZERS[experiment.optim.name].hparams}
+  extras = {k: np.float32(v[0]) for k, v in group.points.items()
+            if k in (*OPTIMIZERS[experiment.optim.name].hparams, "clip_norm")}
   find_hparams = {"lr_min": np.float32(lr_min), "lr_max": np.float32(lr_max), **extras}
   data = DataArrays(
       x=dataset.x, y=dataset.y, train_idx=splits.train_idx[:1], train_mask=splits.train_mask[:1],
