@@ -40,7 +40,8 @@ from lr_jax.config import Experiment, OptimConfig, check_positive, log_spaced
 from lr_jax.data import config_dict
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model, build_model
-from lr_jax.optim import OPTIMIZERS, make_optimizer
+from lr_jax import hparams as hparams_lib
+from lr_jax.optim import make_optimizer
 from lr_jax.results import SweepResult, atomic_write, jsonable, mean_ci
 from lr_jax import train as train_lib
 from lr_jax.train import DataArrays
@@ -295,11 +296,13 @@ def check_finder_args(lr_min: float, lr_max: float, num_steps: int, beta: float,
 @functools.lru_cache(maxsize=16)
 def _compiled(key: tuple, model: Model | None):
   """The jitted, seed-vmapped finder of a static signature, built once per process."""
-  model_cfg, optim, batch_size, task, num_outputs, feature_shape, n_max, num_steps, beta = key
+  (model_cfg, optim, batch_size, task, num_outputs, feature_shape, n_max, num_steps, beta,
+   namespaces) = key
   if model is None:
     model = build_model(model_cfg, num_outputs, feature_shape)
   exp = Experiment(model=model_cfg, optim=optim).replace(train__batch_size=batch_size)
-  find = make_finder(exp, model, task=task, n_max=n_max, num_steps=num_steps, beta=beta)
+  find = make_finder(exp, model, task=task, n_max=n_max, num_steps=num_steps, beta=beta,
+                     feature_shape=feature_shape, namespaces=dict(namespaces))
   return jax.jit(jax.vmap(find, in_axes=(None, 0, None)), compiler_options=engine.compiler_options())
 
 
@@ -319,8 +322,10 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
     seeds: training seeds; seed s starts from the trainer's initial parameters of seed s.
     beta: the decay of the loss's moving average.
     model: a user model (`lr_jax.models.from_linen` / `from_nnx`) instead of the experiment's.
-    hparams: the optimizer family's other numbers (e.g. `{"momentum": 0.95}`); unset ones take
-      their defaults (`lr_jax.optim.OPTIMIZERS`).
+    hparams: the experiment's other numbers (`lr_jax.hparams.axes`), short or qualified, e.g.
+      `{"momentum": 0.95, "model.dropout_rate": 0.2}`: one value each, as a sweep's variant;
+      unset ones take the experiment's defaults. Not the learning rate (the ramp) nor a
+      schedule's numbers (the ramp replaces the schedule).
 
   Returns:
     A `FinderResult` with the curves and the suggested learning rates.
@@ -329,25 +334,28 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
     ConfigError: on bad input, before anything is compiled.
   """
   check_finder_args(lr_min, lr_max, num_steps, beta)
-  known = OPTIMIZERS[experiment.optim.name].hparams
-  unknown = sorted(set(hparams or ()) - set(known))
-  if unknown:  # Here, not in the planner: it builds the model (and starts JAX) first.
-    raise ConfigError(
-        f"optimizer {experiment.optim.name!r} has no hyperparameter {unknown[0]!r}; valid "
-        f"choices: {', '.join(known) or 'none'}")
+  # Here, not in the planner: it builds the model (and starts JAX) first.
+  known = {k: a for k, a in hparams_lib.axes(experiment, task=None, feature_shape=None,
+                                             model=model).items()
+           if k != "learning_rate" and a.namespace != "schedule"}
+  hparams = {hparams_lib.resolve(k, known) if isinstance(k, str) else k: v
+             for k, v in (hparams or {}).items()}
   grid = engine.Grid(learning_rates=(lr_min,), seeds=tuple(seeds),
-                     hparams=tuple((k, (v,)) for k, v in (hparams or {}).items()))
+                     hparams=tuple((k, (v,)) for k, v in hparams.items()))
   # The planner makes every check the sweep makes (batch size, model against data, unknown
   # hyperparameters) and loads the data through the sweep's cache.
   group = engine.plan_sweep(experiment, grid, model)[0]
   dataset, splits = group.dataset, group.splits
   num_outputs = dataset.num_classes if dataset.task == "classification" else 1
+  # Every number the points trace (an off one is not there), but the ramp's and the schedule's.
+  axes = hparams_lib.axes(experiment, task=dataset.task, feature_shape=dataset.feature_shape,
+                          model=model)
+  extras = {k: np.float32(v[0]) for k, v in group.points.items()
+            if k != "learning_rate" and axes[k].namespace != "schedule"}
   key = (experiment.model, finder_optim(experiment.optim), experiment.train.batch_size,
          dataset.task, num_outputs, dataset.feature_shape, splits.train_idx.shape[1],
-         num_steps, float(beta))
+         num_steps, float(beta), tuple((k, axes[k].namespace) for k in extras))
   run = _compiled(key, model)
-  extras = {k: np.float32(v[0]) for k, v in group.points.items()
-            if k in (*OPTIMIZERS[experiment.optim.name].hparams, "clip_norm")}
   find_hparams = {"lr_min": np.float32(lr_min), "lr_max": np.float32(lr_max), **extras}
   data = DataArrays(
       x=dataset.x, y=dataset.y, train_idx=splits.train_idx[:1], train_mask=splits.train_mask[:1],

@@ -334,6 +334,22 @@ def label_flips(seed: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
           jax.random.uniform(jax.random.fold_in(key, 1), (n,)))
 
 
+def noisy_labels(y_B: jax.Array, u_B: jax.Array, r_B: jax.Array, rate: jax.Array,
+                 num_classes: int) -> jax.Array:
+  """The labels with those of rows `u_B < rate` replaced by a uniformly random other class.
+
+  Args:
+    y_B: [B] int labels.
+    u_B, r_B: [B] the rows' `label_flips` (uniform in [0, 1)).
+    rate: [] the fraction of labels to replace.
+    num_classes: K.
+  """
+  # Another class than the row's own: the label moved by 1..K-1, mod K.
+  other_B = (y_B + 1 + jnp.minimum(jnp.floor(r_B * (num_classes - 1)).astype(y_B.dtype),
+                                   num_classes - 2)) % num_classes
+  return jnp.where(u_B < rate, other_B, y_B)
+
+
 def shift_images(raw_BxD: jax.Array, feature_shape: tuple[int, ...], shift: jax.Array,
                  key: jax.Array) -> jax.Array:
   """Moves each image by (dy, dx), each uniform in {-shift..shift}, filling with zeros.
@@ -402,10 +418,7 @@ def training_losses(rules: Rules, params, hp: Hparams, x_BxD, y_B, key, extras: 
                         "cross-entropy; valid choices: leave them at 0")
     num_classes = _num_outputs(rules, params, x_BxD)
   if "label_noise" in hp:
-    # Another class than the row's own, uniformly: shift the label by 1..K-1.
-    other_B = (y_B + 1 + jnp.floor(extras.flip_r_B * (num_classes - 1)).astype(y_B.dtype)
-               ) % num_classes
-    y_B = jnp.where(extras.flip_u_B < hp["label_noise"], other_B, y_B)
+    y_B = noisy_labels(y_B, extras.flip_u_B, extras.flip_r_B, hp["label_noise"], num_classes)
   if "label_smoothing" in hp:
     alpha = hp["label_smoothing"]
     loss = lambda out_BxK, y_B: optax.softmax_cross_entropy(
