@@ -54,7 +54,8 @@ class Model(NamedTuple):
       `prod(input_shape) == D`), or None where the model declares none.
     hparams: the numbers the model declares, `{name: lr_jax.hparams.HParam}` (default and
       valid range): sweepable axes of the "model" namespace (`Grid(hparams={"model.<name>":
-      ...})`), each handed to `apply` per variant.
+      ...})`), each handed to `apply` per variant. A `FrozenDict` (a model keys compile
+      caches); `from_linen` / `from_nnx(..., hparams=)` build it.
   """
 
   init: Callable[[jax.Array], Params]

@@ -13,8 +13,16 @@ point) pair; the state's leaves have leading axes `[S, H]`. Points of one stream
 minibatches, so a stream's first-layer matmuls over all its points are one wide matmul.
 
 Epochs are a `lax.scan` whose body is skipped with a real `lax.cond` once every variant has
-stopped; minibatches are a `lax.scan` inside it. Early stopping, best-params tracking and
-divergence are per-variant masks (`jnp.where`), never Python control flow. No host I/O here.
+stopped; minibatches are a `lax.scan` inside it. Early stopping, reduce-on-plateau, best-params
+tracking and divergence are per-variant masks (`jnp.where`), never Python control flow. No host
+I/O here.
+
+The step of one variant (`train_step`) and its end of an epoch (`end_epoch`) are module-level
+pure functions of a static `Rules`; `make_trainer` composes them, and the LR finder calls the
+same `train_step`. A point's numbers are `{name: value}`; which names are present decides what
+is traced: `dropout_rate` (the model's slice, `Model.apply`'s fifth argument), `label_smoothing`,
+`input_noise`, `shift`, `label_noise`, and the `plateau_*` numbers. An absent one has no code in
+the program, so a sweep without them compiles the program it always did.
 """
 
 from __future__ import annotations
@@ -303,16 +311,14 @@ class Extras(NamedTuple):
   """A minibatch's inputs that only data axes read; each None where its axis is not swept.
 
   Attributes:
-    raw_BxD: the features before standardization (random shifts move raw pixels).
-    mean_D, std_D: the fold's standardization.
+    background_D: the standardized value of a raw 0 (blank) pixel, `-mean / std` of the fold:
+      what a random shift moves into the image.
     flip_u_B: [B] uniform in [0, 1), fixed per (seed, row): a row's label is replaced where
       `flip_u_B < label_noise`.
     flip_r_B: [B] uniform in [0, 1), fixed per (seed, row): which other class replaces it.
   """
 
-  raw_BxD: jax.Array | None = None
-  mean_D: jax.Array | None = None
-  std_D: jax.Array | None = None
+  background_D: jax.Array | None = None
   flip_u_B: jax.Array | None = None
   flip_r_B: jax.Array | None = None
 
@@ -351,17 +357,19 @@ def noisy_labels(y_B: jax.Array, u_B: jax.Array, r_B: jax.Array, rate: jax.Array
 
 
 def shift_images(raw_BxD: jax.Array, feature_shape: tuple[int, ...], shift: jax.Array,
-                 key: jax.Array) -> jax.Array:
+                 key: jax.Array, fill_D: jax.Array | None = None) -> jax.Array:
   """Moves each image by (dy, dx), each uniform in {-shift..shift}, filling with zeros.
 
   Args:
-    raw_BxD: flat raw images; one example is `feature_shape` = (H, W[, C...]).
+    raw_BxD: flat images; one example is `feature_shape` = (H, W[, C...]).
     feature_shape: the image's shape, rank >= 2.
     shift: [] the largest move k in pixels (an integer value; traced).
     key: the minibatch's shift key: the same moves for every variant of a stream.
+    fill_D: what fills the pixels moved in from outside, per pixel; None is 0.
 
   Returns:
-    [B, D]: pixel (i, j) of an example is the raw pixel (i - dy, j - dx), 0 outside the image.
+    [B, D]: pixel (i, j) of an example is the pixel (i - dy, j - dx), 0 (`fill_D`) where
+    that is outside the image.
   """
   b = raw_BxD.shape[0]
   height, width = feature_shape[0], feature_shape[1]
@@ -375,32 +383,38 @@ def shift_images(raw_BxD: jax.Array, feature_shape: tuple[int, ...], shift: jax.
   img = jnp.take_along_axis(img, jnp.clip(src_BxW, 0, width - 1)[:, None, :, None], axis=2)
   inside = (((src_BxH >= 0) & (src_BxH < height))[:, :, None, None]
             & ((src_BxW >= 0) & (src_BxW < width))[:, None, :, None])
-  return jnp.where(inside, img, 0.0).reshape(raw_BxD.shape)
+  fill = 0.0 if fill_D is None else fill_D.reshape((1, height, width, -1))
+  return jnp.where(inside, img, fill).reshape(raw_BxD.shape)
 
 
 def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
             extras: Extras | None) -> jax.Array:
-  """The training features of one variant: shifted raw pixels, then Gaussian noise.
+  """The training features of one variant: shifted images, then Gaussian noise.
 
-  Both are drawn from the minibatch key alone, so a seed gets the same perturbations whatever
-  else the sweep holds; without `shift` / `input_noise` in `hp` this is `x_BxD` itself.
+  A shift moves the image as its raw pixels would move, blank (raw 0) pixels coming in: each
+  pixel keeps the standardization of the column it comes from, so a rarely inked border
+  column (tiny std) is not blown up by the ink moved into it, as standardizing moved raw
+  pixels would. Both are drawn from the minibatch key alone, so a seed gets the same
+  perturbations whatever else the sweep holds; without `shift` / `input_noise` in `hp` this is
+  `x_BxD` itself.
   """
   if "shift" in hp:
     if rules.feature_shape is None or len(rules.feature_shape) < 2:
       raise ConfigError(f"shift needs image-shaped data (feature_shape of rank >= 2), the data "
                         f"has feature_shape {rules.feature_shape}; valid choices: shift=0")
-    moved = shift_images(extras.raw_BxD, rules.feature_shape, hp["shift"],
-                         jax.random.fold_in(key, _SHIFT_SALT))
-    x_BxD = (moved - extras.mean_D[None, :]) / extras.std_D[None, :]
+    x_BxD = shift_images(x_BxD, rules.feature_shape, hp["shift"],
+                         jax.random.fold_in(key, _SHIFT_SALT), extras.background_D)
   if "input_noise" in hp:
     noise_BxD = jax.random.normal(jax.random.fold_in(key, _NOISE_SALT), x_BxD.shape)
     x_BxD = x_BxD + hp["input_noise"] * noise_BxD
   return x_BxD
 
 
-def _num_outputs(rules: Rules, params, x_BxD: jax.Array) -> int:
+def _num_outputs(rules: Rules, params, x_BxD: jax.Array, hp: Hparams) -> int:
   """K, the model's outputs, from shapes alone (traced nothing, compiled nothing)."""
-  out = jax.eval_shape(lambda p, x: apply_model(rules.flat.tree, p, x, None, False), params, x_BxD)
+  out = jax.eval_shape(
+      lambda p, x, h: apply_model(rules.flat.tree, p, x, None, False, h), params, x_BxD,
+      model_hparams(rules, hp))
   return out.shape[-1]
 
 
@@ -416,7 +430,7 @@ def training_losses(rules: Rules, params, hp: Hparams, x_BxD, y_B, key, extras: 
     if not rules.classification or rules.loss is not None:
       raise ConfigError("label_noise and label_smoothing need classification with the built-in "
                         "cross-entropy; valid choices: leave them at 0")
-    num_classes = _num_outputs(rules, params, x_BxD)
+    num_classes = _num_outputs(rules, params, x_BxD, hp)
   if "label_noise" in hp:
     y_B = noisy_labels(y_B, extras.flip_u_B, extras.flip_r_B, hp["label_noise"], num_classes)
   if "label_smoothing" in hp:
@@ -684,11 +698,11 @@ def batch_extras(hparams: Hparams, data: DataArrays, fold, idx_B,
   """
   if "shift" not in hparams and flips is None:
     return None
-  raw = {}
+  background = {}
   if "shift" in hparams:
-    raw = {"raw_BxD": data.x[idx_B], "mean_D": data.mean[fold], "std_D": data.std[fold]}
+    background = {"background_D": -data.mean[fold] / data.std[fold]}
   flip = {} if flips is None else {"flip_u_B": flips[0][idx_B], "flip_r_B": flips[1][idx_B]}
-  return Extras(**raw, **flip)
+  return Extras(**background, **flip)
 
 
 def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
@@ -734,10 +748,18 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
 
   def init_stream(params, hparams_H, fold, data: DataArrays):
     x_train, y_train = fetch(data, fold, data.train_idx[fold])
-    loss_B, _ = example_losses(flat.tree, rules.classification, flat.to_tree(params), x_train,
-                               y_train, None, False, loss=loss)
-    train_loss = weighted_mean(loss_B, data.train_mask[fold].astype(jnp.float32))
-    return jax.vmap(functools.partial(init_variant, rules), in_axes=(0, None, None))(
+    w_train = data.train_mask[fold].astype(jnp.float32)
+
+    def initial_loss(hp):
+      loss_B, _ = example_losses(flat.tree, rules.classification, flat.to_tree(params), x_train,
+                                 y_train, None, False, loss=loss, hparams=model_hparams(rules, hp))
+      return weighted_mean(loss_B, w_train)
+
+    if model_hparams(rules, hparams_H):  # The model's numbers may change its outputs.
+      train_loss, in_axes = jax.vmap(initial_loss)(hparams_H), (0, None, 0)
+    else:  # One loss for all the stream's points.
+      train_loss, in_axes = initial_loss({}), (0, None, None)
+    return jax.vmap(functools.partial(init_variant, rules), in_axes=in_axes)(
         hparams_H, params, train_loss)
 
   def epoch_stream(v_H: VariantState, hparams_H, seed, fold, epoch, data: DataArrays):

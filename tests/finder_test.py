@@ -3,6 +3,7 @@ vmapped vs alone, the script end to end and its refusals."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -223,3 +224,37 @@ def test_script_bad_flag_exit_2_one_line(tmp_path, args, needles):
   for needle in needles:
     assert needle in lines[0], (needle, lines[0])
   assert not out.exists()
+
+
+def test_the_finder_steps_are_the_trainers_train_step():
+  # The first steps of a range test are `train.train_step` on the trainer's first minibatches:
+  # same init, order, keys, loss and update (the ramp being the exponential schedule).
+  from lr_jax import train as train_lib
+  k_steps, lr_min, lr_max, seed = 12, 1e-3, 1.0, 3
+  exp = SMALL.replace(optim__schedule="exponential", optim__decay_steps=1,
+                      model__hidden=(16,))
+  dataset = lr_jax.load_dataset(exp.data)
+  splits = lr_jax.make_splits(dataset, exp.data)
+  data = DataArrays(
+      x=jnp.asarray(dataset.x), y=jnp.asarray(dataset.y),
+      train_idx=jnp.asarray(splits.train_idx[:1]), train_mask=jnp.asarray(splits.train_mask[:1]),
+      val_idx=jnp.asarray(splits.val_idx[:1]), val_mask=jnp.asarray(splits.val_mask[:1]),
+      mean=jnp.asarray(splits.mean[:1]), std=jnp.asarray(splits.std[:1]))
+  model = lr_jax.build_model(exp.model, 2, dataset.feature_shape)
+  n_max = int(splits.train_idx.shape[1])
+  find = finder.make_finder(exp, model, task="classification", n_max=n_max, num_steps=k_steps)
+  trace = jax.jit(find)({"lr_min": jnp.float32(lr_min), "lr_max": jnp.float32(lr_max)},
+                        jnp.int32(seed), data)
+
+  rules = lr_jax.make_trainer(exp, model, task="classification", n_max=n_max).rules
+  hp = {"learning_rate": jnp.float32(lr_min),
+        "decay_rate": jnp.float32((lr_max / lr_min) ** (1 / (k_steps - 1)))}
+  _, order_key, step_key = train_lib.stream_keys(seed)
+  v = train_lib.init_variant(rules, hp, train_lib.initial_params(model, seed), jnp.float32(1e9))
+  idx_MxB, w_MxB = train_lib.epoch_order(order_key, 0, data.train_idx[0], data.train_mask[0],
+                                         rules.batch, rules.steps_per_epoch)
+  step = jax.jit(functools.partial(train_lib.train_step, rules))
+  for k in range(3):
+    x_BxD, y_B = train_lib.fetch(data, 0, idx_MxB[k])
+    v, (loss_sum, _, weight) = step(v, hp, x_BxD, y_B, w_MxB[k], jax.random.fold_in(step_key, k))
+    np.testing.assert_allclose(trace.loss[k], loss_sum / weight, rtol=1e-6, err_msg=f"step {k}")

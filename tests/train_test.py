@@ -515,6 +515,10 @@ def test_shifts_keep_the_shape_and_pad_with_zeros():
       train_lib.shift_images(raw_BxD, (h, w, 1), jnp.float32(k), key), out)
   np.testing.assert_array_equal(
       train_lib.shift_images(raw_BxD, (h, w, 1), jnp.float32(0), key), raw_BxD)
+  # The trainer fills with the standardized blank pixel: the same moves, another filling.
+  filled = train_lib.shift_images(raw_BxD, (h, w, 1), jnp.float32(k), key,
+                                  jnp.full(h * w, -7.0, jnp.float32))
+  np.testing.assert_array_equal(filled, np.where(out == 0, -7.0, out))
 
 
 def test_shift_refuses_flat_features_in_one_line():
