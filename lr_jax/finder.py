@@ -334,12 +334,15 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
     ConfigError: on bad input, before anything is compiled.
   """
   check_finder_args(lr_min, lr_max, num_steps, beta)
-  # Here, not in the planner: it builds the model (and starts JAX) first.
-  known = {k: a for k, a in hparams_lib.axes(experiment, task=None, feature_shape=None,
-                                             model=model).items()
-           if k != "learning_rate" and a.namespace != "schedule"}
-  hparams = {hparams_lib.resolve(k, known) if isinstance(k, str) else k: v
-             for k, v in (hparams or {}).items()}
+  hparams = dict(hparams or {})
+  catalog = hparams_lib.catalog()
+  for name in hparams:  # The rest is checked by the planner, as a sweep's grid.
+    axis = catalog.get(name.rpartition(".")[2]) if isinstance(name, str) else None
+    if axis is not None and (axis.name == "learning_rate" or axis.namespace == "schedule"):
+      raise ConfigError(
+          f"the LR finder takes no {axis.namespace}.{axis.name}: its ramp sets the learning "
+          "rate and replaces the schedule; valid choices: the experiment's optimizer, loss, "
+          "model and data numbers")
   grid = engine.Grid(learning_rates=(lr_min,), seeds=tuple(seeds),
                      hparams=tuple((k, (v,)) for k, v in hparams.items()))
   # The planner makes every check the sweep makes (batch size, model against data, unknown

@@ -213,7 +213,7 @@ def test_script_end_to_end_small(tmp_path):
     (["--finder_lr_min=1", "--finder_lr_max=0.1", "--finder_steps=0"],
      ["--finder_lr_min", "1.0", "0.1"]),  # The first bad value is named; one line still.
     (["--lr_min=1e-3"], ["--lr_min", "--finder_lr_min"]),
-    (["--momentum=0.9"], ["adam", "momentum", "none"]),
+    (["--momentum=0.9"], ["adam", "momentum"]),
 ])
 def test_script_bad_flag_exit_2_one_line(tmp_path, args, needles):
   out = tmp_path / "out"
@@ -224,6 +224,23 @@ def test_script_bad_flag_exit_2_one_line(tmp_path, args, needles):
   for needle in needles:
     assert needle in lines[0], (needle, lines[0])
   assert not out.exists()
+
+
+def test_the_finder_takes_every_number_of_the_experiment_but_the_ramps():
+  exp = lr_jax.Experiment(data=lr_jax.DataConfig(dataset="digits", train_size=100),
+                          model=lr_jax.ModelConfig(hidden=(8,)),
+                          train=lr_jax.TrainConfig(batch_size=32))
+  kwargs = dict(lr_min=1e-4, lr_max=1.0, num_steps=10, seeds=(0,))
+  plain = finder.lr_finder(exp, **kwargs)
+  noisy = finder.lr_finder(exp, hparams={"model.dropout_rate": 0.5, "label_smoothing": 0.1},
+                           **kwargs)
+  assert noisy.config["hparams"] == {"dropout_rate": 0.5, "label_smoothing": pytest.approx(0.1)}
+  # The same init and batches; label smoothing raises the loss of the same outputs.
+  assert noisy.losses[0, 0] > plain.losses[0, 0]
+  with pytest.raises(ConfigError, match="takes no schedule.decay_rate"):
+    finder.lr_finder(exp, hparams={"decay_rate": 0.5}, **kwargs)
+  with pytest.raises(ConfigError, match="momentum.*adam"):
+    finder.lr_finder(exp, hparams={"momentum": 0.5}, **kwargs)
 
 
 def test_the_finder_steps_are_the_trainers_train_step():
