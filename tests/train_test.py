@@ -647,3 +647,17 @@ def test_a_sweep_over_lr_dropout_smoothing_and_noise_is_one_compiled_program(mon
   for name in ("dropout_rate", "label_smoothing", "input_noise"):
     assert sorted(set(np.round(result.rows[name], 6))) == sorted(dict(grid.hparams)[name])
   assert len(set(np.round(result.rows["final_train_loss"], 6))) == 16  # Every variant its own.
+
+
+def test_a_plateau_sweep_through_run_sweep_reduces_each_variants_rate():
+  exp = AXES_EXP.replace(optim__schedule="plateau", optim__plateau_patience=1,
+                         optim__plateau_min_delta=0.1, train__epochs=5)
+  grid = lr_jax.Grid(learning_rates=(0.05,), hparams={"schedule.plateau_factor": (0.5, 0.2)})
+  result = lr_jax.run_sweep(exp, grid)
+  for factor in (0.5, 0.2):
+    i = _rows(result, plateau_factor=factor)
+    rates = result.history["epoch_learning_rate"][i]
+    ratios = rates[1:] / rates[:-1]
+    assert rates[0] == pytest.approx(0.05) and (ratios < 1 + 1e-6).all()
+    np.testing.assert_allclose(ratios[ratios < 1 - 1e-6], factor, rtol=1e-5)
+    assert (ratios < 1 - 1e-6).any(), rates
