@@ -214,10 +214,10 @@ def default_hparams(model: Model) -> dict[str, jax.Array]:
 
 def from_linen(module: nn.Module, input_shape: int | tuple[int, ...],
                hparams: Mapping[str, object] | None = None) -> Model:
-  """Wraps a `flax.linen.Module` whose `__call__(x[, train][, hparams])` maps `[B, *input_shape]` to `[B, K]`.
+  """Wraps a `flax.linen.Module` whose `__call__(x[, train][, hparams])` maps to `[B, K]`.
 
-  The trainer hands a model the data's rows flat, `[B, D]`; `apply` reshapes them to
-  `[B, *input_shape]` first, so a CNN on the digits images is `from_linen(cnn, (8, 8, 1))`
+  `x` is `[B, *input_shape]`: the trainer hands a model the data's rows flat, `[B, D]`, and
+  `apply` reshapes them first, so a CNN on the digits images is `from_linen(cnn, (8, 8, 1))`
   (`Dataset.feature_shape` is the data's own shape). A module whose `__call__` has no `train`
   argument is called without one. Dropout, if any, draws from the "dropout" rng stream, keyed
   by the trainer per seed and step; `train=False` (validation) must switch it off.
