@@ -28,12 +28,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lr_jax import checkpoint
 from lr_jax import data as data_lib
+from lr_jax import hparams as hparams_lib
 from lr_jax import stats
-from lr_jax.config import (DataConfig, Experiment, Interval, OptimConfig, check_distinct,
+from lr_jax.config import (DataConfig, Experiment, Interval, check_distinct,
                            check_fields, check_learning_rates, check_positive, check_type)
 from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, build_model, check_widths, flattened
-from lr_jax import hparams as hparams_lib
 from lr_jax.results import SweepResult
 from lr_jax.train import (DataArrays, Loss, Metric, Metrics, SweepState, final_params,
                           initial_params, make_trainer)
@@ -51,8 +51,9 @@ class Grid:
       (0, 1e-4)}` or its `(name, values)` pairs: any of `lr_jax.hparams.catalog()`, named
       short or qualified by its namespace (stored short), or "model.<name>" of a user
       model's declared number; values distinct. A name the experiment does not have, or a
-      value outside its range, is refused when planned (before data is loaded); one it has
-      but not listed takes the experiment's default.
+      value outside its range, is refused when planned: before data is loaded, or before
+      compiling where it depends on the data (shift's image size, classification-only
+      numbers). One it has but not listed takes the experiment's default.
 
   Numbers may be numpy or JAX numbers and sequences 1-D arrays; they are stored as Python
   tuples of Python numbers.
@@ -96,7 +97,11 @@ def _grid_name(name: str) -> str:
   namespace, dot, short = name.rpartition(".")
   if namespace == "model" and short.isidentifier() and short not in known:
     return name
-  return hparams_lib.resolve(name, known)
+  name = hparams_lib.resolve(name, known)
+  if name == "learning_rate":
+    raise ConfigError("Grid.hparams may not list learning_rate; valid choice: give them as "
+                      "Grid(learning_rates=...)")
+  return name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,8 +368,9 @@ def _flat_model(model_cfg, model: Model | None, num_outputs: int,
 
 
 def _group_model(group: Group) -> Flat:
-  return _flat_model(group.experiment.model, group.model, _num_outputs(group.dataset),
-                     group.dataset.feature_shape)
+  # The model of the compile key (`_compiled`'s): one initializer for every dropout default.
+  return _flat_model(_without_defaults(group.experiment).model, group.model,
+                     _num_outputs(group.dataset), group.dataset.feature_shape)
 
 
 @functools.lru_cache(maxsize=32)

@@ -193,7 +193,7 @@ def axes(experiment, *, task: str | None, feature_shape: tuple[int, ...] | None,
     declared.append(("loss", {k: s for specs in LOSS_HPARAMS.values() for k, s in specs.items()}))
   else:
     declared.append(("loss", LOSS_HPARAMS[task]))
-  declared.append(("model", MODEL_HPARAMS[experiment.model.name] if model is None
+  declared.append(("model", MODEL_HPARAMS.get(experiment.model.name, {}) if model is None
                    else getattr(model, "hparams", {})))
   data = {}
   for name, entry in DATA_HPARAMS.items():

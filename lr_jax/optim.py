@@ -3,7 +3,9 @@
 Every optimizer is `optax.inject_hyperparams`-wrapped, so its learning rate and its other
 dynamic hyperparameters are traced arrays -- one value per variant in a vmapped sweep, and no
 recompilation for a new value. A schedule is a shape (a function of the step with value 1 at its
-peak) scaled by the variant's learning rate. Every transformation is applied to the parameters'
+peak) scaled by the variant's learning rate; its numbers (decay rate, warmup fraction, cosine
+floor, one-cycle rise, plateau factor and patience) are traced too. Each entry declares its
+numbers as `{name: HParam}` (`lr_jax.hparams`). Every transformation is applied to the parameters'
 pytree (the model's layers), so per-layer ones -- LAMB's trust ratio, weight-decay masks,
 adafactor's factored moments -- are what they say. `register_optimizer` adds a user family.
 """
@@ -21,9 +23,8 @@ import optax
 
 from lr_jax.config import Interval
 # HParam and the ranges live with the other registries' numbers; re-exported here.
-from lr_jax.hparams import (FINITE, LEARNING_RATE, MOMENTUM, NON_NEGATIVE, OPEN_FRACTION,
-                            POSITIVE, UNIT, AT_LEAST_ONE, COUNT, FRACTION, HParam, from_config)
-
+from lr_jax.hparams import (AT_LEAST_ONE, COUNT, FINITE, LEARNING_RATE, MOMENTUM, NON_NEGATIVE,
+                            OPEN_FRACTION, POSITIVE, UNIT, HParam, from_config)
 
 
 class Optimizer(NamedTuple):
@@ -152,9 +153,10 @@ def _cosine(cfg, total_steps: int):
 
 
 def _whole(x):
-  # A fraction of the horizon in whole steps, as Python's int()/round() of the float64 product
-  # would give it: float32 puts 0.35 * 20 just below 7, so nudge up by far less than a step.
-  return x * (1 + 1e-6)
+  # int() of a fraction of the horizon, as optax takes it of the float64 product: float32 puts
+  # 0.21 * 300 just below 63, so nudge up by far less than a step. Where float64 itself falls
+  # just below a whole number (0.29 * 100), the boundary here is one step later than optax's.
+  return jnp.floor(x * (1 + 1e-6))
 
 
 def _warmup_cosine(cfg, total_steps: int):
@@ -164,7 +166,9 @@ def _warmup_cosine(cfg, total_steps: int):
 
   def shape(step, hparams):
     t = step.astype(jnp.float32)
-    warmup = jnp.maximum(1.0, jnp.round(_whole(hparams["warmup_fraction"] * total_steps)))
+    # round() halves to even as Python's does; a product within float32 rounding of a half
+    # (0.07 * 150) may round the other way: warmup one step shorter or longer than optax's.
+    warmup = jnp.maximum(1.0, jnp.round(hparams["warmup_fraction"] * total_steps))
     decay_steps = jnp.maximum(float(total_steps), warmup + 1) - warmup
     rise = 1 - jnp.clip(t, 0, warmup) / warmup  # optax.linear_schedule's (1 - frac).
     return jnp.where(t < warmup, (0.0 - 1.0) * rise + 1.0,
@@ -183,7 +187,7 @@ def _onecycle(cfg, total_steps: int):
 
   def shape(step, hparams):
     t = step.astype(jnp.float32)
-    top = jnp.floor(_whole(hparams["pct_start"] * total_steps))
+    top = _whole(hparams["pct_start"] * total_steps)
     total = float(total_steps)
 
     def interpolate(a, b, pct):  # optax's _cosine_interpolate.
@@ -284,7 +288,8 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
     factory: `(learning_rate, **hparams, **fixed) -> optax.GradientTransformation`.
     hparams: its dynamic hyperparameters besides the learning rate: name -> default, or
       `HParam(default, valid)` to declare the values a grid may give it (a bare default allows
-      any finite number).
+      any finite number). `HParam(..., off=x)` with `x` the factory's own default for it
+      leaves it out of a sweep that does not vary it (not traced), as the built-in b1, b2, eps.
     fixed: static keyword arguments (e.g. `{"nesterov": True}`).
     extra_args: `loss -> {name: value}`, extra keyword arguments of `update` from the
       minibatch's mean loss: `lambda loss: {"value": loss}` for plateau-style transformations.
@@ -321,13 +326,24 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
   if not callable(factory):
     raise ConfigError(f"optimizer {name!r}: factory must be callable, got {factory!r}")
   try:
-    inspect.signature(factory).bind(learning_rate=1.0, **{k: v.default for k, v in hparams.items()},
-                                    **fixed)
-  except TypeError as e:
-    raise ConfigError(f"optimizer {name!r}: factory cannot be called with learning_rate, "
-                      f"{', '.join([*hparams, *fixed]) or 'nothing else'}: {e}") from None
+    signature = inspect.signature(factory)
   except ValueError:  # No signature (a builtin): let the first trace tell.
-    pass
+    signature = None
+  if signature is not None:
+    try:
+      signature.bind(learning_rate=1.0, **{k: v.default for k, v in hparams.items()}, **fixed)
+    except TypeError as e:
+      raise ConfigError(f"optimizer {name!r}: factory cannot be called with learning_rate, "
+                        f"{', '.join([*hparams, *fixed]) or 'nothing else'}: {e}") from None
+    for key, spec in hparams.items():
+      # A sweep that leaves a number at `off` does not pass it: the factory's default applies.
+      param = signature.parameters.get(key)
+      own = param.default if param is not None else inspect.Parameter.empty
+      if spec.off is not None and own != spec.off:
+        own = "none" if own is inspect.Parameter.empty else repr(own)
+        raise ConfigError(f"optimizer {name!r}: {key!r} is off at {spec.off!r} but the "
+                          f"factory's default for it is {own}; valid choices: off=None or "
+                          f"off equal to that default")
   entry = Optimizer(factory, hparams, fixed,
                     extra_args=extra_args, eval_params=eval_params)
   if name in OPTIMIZERS and OPTIMIZERS[name] != entry:

@@ -213,7 +213,7 @@ def test_script_end_to_end_small(tmp_path):
     (["--finder_lr_min=1", "--finder_lr_max=0.1", "--finder_steps=0"],
      ["--finder_lr_min", "1.0", "0.1"]),  # The first bad value is named; one line still.
     (["--lr_min=1e-3"], ["--lr_min", "--finder_lr_min"]),
-    (["--momentum=0.9"], ["adam", "momentum"]),
+    (["--momentum=0.9"], ["adam", "momentum"]),  # adam has no momentum (the planner says).
 ])
 def test_script_bad_flag_exit_2_one_line(tmp_path, args, needles):
   out = tmp_path / "out"
