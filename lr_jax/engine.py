@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import itertools
 import json
 import math
@@ -386,11 +385,8 @@ def _compiled(experiment: Experiment, model: Model | None, task: str, num_output
   `namespaces` is `(name, namespace)` of each number the group's points trace.
   """
   flat = _flat_model(experiment.model, model, num_outputs, feature_shape)
-  # TODO(merge b-trainer): pass these unconditionally once make_trainer takes them.
-  extra = {"namespaces": dict(namespaces), "feature_shape": feature_shape}
-  accepted = inspect.signature(make_trainer).parameters
   trainer = make_trainer(experiment, flat, task=task, n_max=n_max, loss=loss, metrics=metrics,
-                         **{k: v for k, v in extra.items() if k in accepted})
+                         namespaces=dict(namespaces), feature_shape=feature_shape)
   init = jax.jit(trainer.init, compiler_options=compiler_options())
   run = jax.jit(trainer.run, static_argnames="num_epochs", donate_argnums=0,
                 compiler_options=compiler_options())
