@@ -254,8 +254,8 @@ def main_script(monkeypatch, capsys, tmp_path):
 
 SCRIPT_CASES = [
     (["--lrs=1e-3,1e-2,1e-3"], ["learning rates must be distinct", "0.001 twice"]),
-    (["--optimizer=momentum", "--momentum=1.5"], ["momentum 1.5", "[0, 1)"]),
-    (["--optimizer=adamw", "--weight_decay=0,-0.1"], ["weight_decay -0.1", "[0, inf)"]),
+    (["--optimizer=momentum", "--momentum=1.5"], ["--momentum: 1.5 is outside", "[0, 1)"]),
+    (["--optimizer=adamw", "--weight_decay=0,-0.1"], ["--weight_decay: -0.1 is outside", "[0, inf)"]),
     (["--target=2"], ["target 2.0", "[0, 1]"]),
     (["--target=nan"], ["target", "nan"]),
 ]

@@ -67,7 +67,7 @@ def test_more_outer_folds_than_the_smallest_class_is_refused():
     make_splits(ds, lr_jax.DataConfig(dataset="iris", train_size=9, outer_folds=7))
 
 
-TRAIN = lr_jax.TrainConfig(epochs=4, batch_size=16, patience=0, chunk_epochs=0)
+TRAIN = lr_jax.TrainConfig(epochs=4, batch_size=16, patience=0)
 GRID = lr_jax.Grid(learning_rates=(3e-3, 3e-2), seeds=(0, 1))
 
 
@@ -117,7 +117,7 @@ def test_nested_cv_equals_each_outer_folds_sweep_alone(nested):
                 ds.x[outer_train], names[ds.y[outer_train]], ds.x[test], names[ds.y[test]])),
             model=lr_jax.ModelConfig(hidden=(8,)),
             train=lr_jax.TrainConfig(epochs=fold.epochs, batch_size=16, patience=0,
-                                     restore_best=False, chunk_epochs=0)),
+                                     restore_best=False)),
         lr_jax.Grid(learning_rates=(fold.hyperparameters["learning_rate"],), seeds=(0, 1)))
     proba = np.mean([refit.predict_proba(i, ds.x[test]) for i in range(2)], axis=0)
     hand = np.mean(names[proba.argmax(-1)] == names[ds.y[test]])
