@@ -885,10 +885,16 @@ def _selection_lines(entries: Sequence[Aggregate], best: Aggregate, metric: str,
   eligible = [a for a in entries if a.eligible]
   top = eligible[stats.best_index(np.array([a.mean for a in eligible]),
                                   np.ones(len(eligible), bool), best.higher_is_better)]
+  # The other numbers that vary between the points: a point is named by all of them.
+  varying = [k for k, _ in best.hparams
+             if len({a.value(k) for a in entries if math.isfinite(a.value(k))}) > 1]
+  label = lambda a: ", ".join([f"lr {a.learning_rate:.3g}",
+                               *(f"{k} {a.value(k):.3g}" for k in varying)])
   if top is not best:
-    rule += f", {top.mean:.4f} at {top.learning_rate:.3g}"
-  lines = [f"best learning rate: {best.learning_rate:.3g} ({rule}), mean best {metric} "
-           f"{best.mean:.4f} ({interval}){p_text}"]
+    rule += f", {top.mean:.4f} at {label(top) if varying else f'{top.learning_rate:.3g}'}"
+  what = f"best point: {label(best)}" if varying else (
+      f"best learning rate: {best.learning_rate:.3g}")
+  lines = [f"{what} ({rule}), mean best {metric} {best.mean:.4f} ({interval}){p_text}"]
   near = [a for a in eligible if a.not_worse]
   if any(a.not_worse is None for a in eligible):
     lines.append("points not significantly worse than the highest mean: unknown (runs unpaired)")
@@ -896,10 +902,12 @@ def _selection_lines(entries: Sequence[Aggregate], best: Aggregate, metric: str,
     lines.append("points not significantly worse than the highest mean: all eligible ones "
                  "(one run per point: nothing can be excluded)")
   else:
+    named = ("; ".join(label(a) for a in near) if varying and len(near) <= 8 else
+             "marked in the table" if varying else
+             "lr " + ", ".join(f"{a.learning_rate:.3g}" for a in near))
     lines.append(f"points not significantly worse than the highest mean (\"~\"; one-sided "
                  f"paired t-test by seed and fold, alpha {stats.ALPHA:g}): {len(near)} of "
-                 f"{len(eligible)} eligible, lr " + ", ".join(f"{a.learning_rate:.3g}"
-                                                            for a in near))
+                 f"{len(eligible)} eligible, {named}")
   return lines
 
 

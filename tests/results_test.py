@@ -265,3 +265,33 @@ def test_the_table_describes_each_group_from_its_experiment_not_the_json():
                                          dataset=types.SimpleNamespace(name="wine"))]
   result.config["experiments"][0]["optim"]["name"] = "edited"  # JSON: not what ran.
   assert "group 0: sgd / cosine / mlp(32,16) on wine" in results.format_table(result)
+
+
+def test_the_selection_names_the_best_point_by_every_number_that_varies():
+  # Learning rate x weight decay: 2 x 2 points, 3 seeds; (0.01, wd 0.1) is best on every seed.
+  lrs, wds = np.array([1e-3, 1e-3, 1e-2, 1e-2]), np.array([0.0, 0.1, 0.0, 0.1])
+  scores_SxP = np.array([[0.80, 0.81, 0.90, 0.95], [0.81, 0.80, 0.91, 0.96],
+                         [0.79, 0.82, 0.92, 0.97]])
+  n = scores_SxP.size
+  rows = {"group": np.zeros(n, int), "learning_rate": np.tile(lrs, 3),
+          "weight_decay": np.tile(wds, 3), "seed": np.repeat(np.arange(3), 4),
+          "fold": np.zeros(n, int), "best_val_accuracy": scores_SxP.reshape(n),
+          "best_val_loss": np.full(n, 0.3), "diverged": np.zeros(n, bool),
+          "epochs_run": np.full(n, 10), "epochs_to_target": np.zeros(n, int),
+          "steps_to_target": np.zeros(n, int)}
+  group = types.SimpleNamespace(
+      dataset=types.SimpleNamespace(task="classification"),
+      points={"learning_rate": lrs, "weight_decay": wds},
+      experiment=types.SimpleNamespace(optim=types.SimpleNamespace(name="adamw")))
+  aggregates = results.aggregate(rows, [group], ["weight_decay"])
+  config = {"experiments": [{"optim": {"name": "adamw", "schedule": "constant"},
+                             "model": {"name": "mlp", "hidden": [8]},
+                             "data": {"dataset": "digits"}}],
+            "grid": {}, "target": None, "select": "best"}
+  result = results.SweepResult(rows=rows, history={}, aggregates=aggregates,
+                               best=results.best_points(aggregates, 1, "best"), config=config,
+                               timings=[], params=[], select="best")
+  table = results.format_table(result)
+  assert "best point: lr 0.01, weight_decay 0.1 (rule best" in table, table
+  assert "best learning rate" not in table
+  assert "1 of 4 eligible, lr 0.01, weight_decay 0.1" in table, table
