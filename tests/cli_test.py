@@ -466,7 +466,9 @@ def test_the_readmes_table_of_sweepable_numbers_is_the_catalogs():
       "'from lr_jax import cli; print(cli.sweepable_table(), end=\"\")'")
   for name, axis in hparams.catalog().items():
     assert f"| `{axis.namespace}.{name}` |" in table
-  assert "<!-- axes-example -->" in text
+  # The example sweep over learning rate x dropout x weight decay, with its table.
+  assert "--dropout_rate=0,0.2,0.5 --weight_decay=0,0.01,0.1" in text
+  assert "lr  weight_decay  dropout_rate  best val_accuracy" in text
 
 
 def test_one_value_of_a_number_is_a_one_point_axis_two_values_share_a_program():
