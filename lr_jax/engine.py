@@ -136,15 +136,20 @@ def _points(experiment: Experiment, grid: Grid, *, task: str | None = None,
     model: a user model (its declared numbers), or None.
   """
   known = hparams_lib.axes(experiment, task=task, feature_shape=feature_shape, model=model)
-  for name, _ in grid.hparams:
+  catalog = hparams_lib.catalog()
+  listed = []
+  for name, values in grid.hparams:
     short = name.rpartition(".")[2]
-    if short not in known and short in hparams_lib.catalog():
+    if short not in known and short in catalog:
+      if all(x == catalog[short].spec.off for x in values):
+        continue  # Off: it changes nothing here either (--dropout=0 with a linear model).
       valid = ", ".join(f"{a.namespace}.{a.name}" for a in known.values())
       why = hparams_lib.not_here(short, experiment, task=task, feature_shape=feature_shape,
                                  model=model)
       raise ConfigError(f"hyperparameter {short!r} does not apply to {why}; valid choices: "
                         f"{valid}")
-  given = {hparams_lib.resolve(name, known): values for name, values in grid.hparams}
+    listed.append((name, values))
+  given = {hparams_lib.resolve(name, known): values for name, values in listed}
   columns = {"learning_rate": grid.learning_rates}
   for name, axis in known.items():
     if name == "learning_rate":

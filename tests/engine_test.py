@@ -253,6 +253,18 @@ def test_a_number_outside_its_range_is_refused_in_one_line_before_any_data_loads
   assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
+def test_a_number_at_its_off_value_is_accepted_where_it_does_not_apply():
+  # Dropout 0 on a linear model, label smoothing 0 on regression data: they change nothing,
+  # so a grid shared by several experiments (or --dropout=0) plans without them.
+  linear = TINY.replace(model__name="linear", model__hidden=())
+  points = engine._points(linear, lr_jax.Grid(hparams={"dropout_rate": (0.0,)}))
+  assert list(points) == ["learning_rate"]
+  regression = TINY.replace(data__dataset="linear")
+  points = engine._points(regression, lr_jax.Grid(hparams={"label_smoothing": (0.0,)}),
+                          task="regression", feature_shape=(8,))
+  assert "label_smoothing" not in points
+
+
 def test_learning_rates_are_given_as_such_not_as_a_grid_number():
   with pytest.raises(lr_jax.ConfigError, match=r"Grid\(learning_rates=\.\.\.\)"):
     lr_jax.Grid(hparams={"optim.learning_rate": (0.1,)})
