@@ -30,7 +30,7 @@ from absl import logging
 
 from lr_jax.config import Experiment, ModelConfig
 from lr_jax.errors import ConfigError
-from lr_jax.models import Model, build_model
+from lr_jax.models import Model, apply_model, build_model
 
 FORMAT = "lr_jax.model/1"
 PARAMS_NAME = "params.msgpack"
@@ -103,7 +103,10 @@ class TrainedModel:
   def outputs(self, x) -> np.ndarray:
     """[N, K] ensemble outputs on raw features: probabilities, or [N, 1] regression values."""
     forward = _forward(self.model, self.task == "classification")
-    return np.asarray(forward(self.params, self.mean, self.std, self._features(x)))
+    # A user model's own numbers at their chosen values (the model card's), as in training.
+    chosen = (self.card.get("selection") or {}).get("hyperparameters") or {}
+    numbers = {k: np.float32(chosen[k]) for k in (self.model.hparams or {}) if k in chosen}
+    return np.asarray(forward(self.params, self.mean, self.std, self._features(x), numbers))
 
   def predict_proba(self, x) -> np.ndarray:
     """[N, C] class probabilities on raw features `x` ([N, D] or [N, *feature_shape])."""
@@ -124,9 +127,9 @@ class TrainedModel:
 def _forward(model: Model, classification: bool):
   """`(params, mean_D, std_D, x_NxD) -> [N, K]` ensemble outputs, jitted once per model."""
 
-  def forward(params, mean_D, std_D, x_NxD):
+  def forward(params, mean_D, std_D, x_NxD, numbers):
     x_NxD = (x_NxD - mean_D[None, :]) / std_D[None, :]  # As the trainer standardizes.
-    outs = [model.apply(p, x_NxD, None, False) for p in params]
+    outs = [apply_model(model, p, x_NxD, None, False, numbers) for p in params]
     if classification:
       outs = [jax.nn.softmax(o, axis=-1) for o in outs]
     return jnp.mean(jnp.stack(outs), axis=0)
@@ -236,7 +239,10 @@ def refit(result, group: int | None = None) -> "TrainedModel":
       model=exp.model, optim=exp.optim,
       train=dataclasses.replace(exp.train, epochs=epochs, patience=0, restore_best=False))
   seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
-  hparams = tuple((k, (float(best.value(k)),)) for k in g.points if k != "learning_rate")
+  # Qualified: a user model's own number is known only by its namespace until planned.
+  namespaces = {k: a.namespace for k, a in engine._group_axes(g).items()}
+  hparams = tuple((f"{namespaces[k]}.{k}", (float(best.value(k)),))
+                  for k in g.points if k != "learning_rate")
   logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows, seeds %s",
                best.learning_rate, epochs, len(chosen), len(rows), seeds)
   fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best.learning_rate),),

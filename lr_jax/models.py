@@ -223,13 +223,14 @@ def from_linen(module: nn.Module, input_shape: int | tuple[int, ...],
   by the trainer per seed and step; `train=False` (validation) must switch it off.
 
   A module's own sweepable numbers: declare them in `hparams` and give `__call__` an `hparams`
-  keyword; it receives `{name: value}` of the variant being trained, traced scalars (use them
-  in jnp arithmetic, not in Python `if`), or {} where the sweep has none of them:
+  keyword; it receives `{name: value}` of every declared number: the variant being trained's,
+  traced scalars (use them in jnp arithmetic, not in Python `if`), or the declared default
+  (at `init`, and where the sweep does not list it):
 
       class Net(nn.Module):
         @nn.compact
         def __call__(self, x, train=False, hparams=None):
-          temperature = (hparams or {}).get("temperature", 1.0)
+          temperature = hparams["temperature"]
           return nn.Dense(10)(x) / temperature
       model = from_linen(Net(), 64, hparams={"temperature": HParam(1.0, POSITIVE)})
       Grid(learning_rates=(1e-3,), hparams={"model.temperature": (0.5, 1.0, 2.0)})
@@ -256,8 +257,12 @@ def from_linen(module: nn.Module, input_shape: int | tuple[int, ...],
                       "__call__ has no `hparams` argument to receive them; add one")
   dummy = np.zeros((1, *shape), np.float32)  # numpy: building a model starts no backend.
 
+  defaults = {k: v.default for k, v in declared.items()}
+
   def init(key: jax.Array) -> Params:
     kwargs = {"train": False} if takes_train else {}
+    if takes_hparams:
+      kwargs["hparams"] = dict(defaults)
     variables = module.init({"params": key}, dummy, **kwargs)
     others = sorted(set(variables) - {"params"})
     if others:
@@ -267,8 +272,8 @@ def from_linen(module: nn.Module, input_shape: int | tuple[int, ...],
   def apply(params: Params, x_BxD: jax.Array, key: jax.Array, train: bool,
             hparams: Mapping[str, jax.Array] | None = None) -> jax.Array:
     kwargs = {"train": train} if takes_train else {}
-    if takes_hparams and hparams:
-      kwargs["hparams"] = dict(hparams)
+    if takes_hparams:  # Every declared number: the variant's, or its default where not swept.
+      kwargs["hparams"] = {**defaults, **(hparams or {})}
     rngs = {"dropout": key} if key is not None else {}
     x = x_BxD.reshape((x_BxD.shape[0], *shape))
     return module.apply({"params": params}, x, rngs=rngs, **kwargs)
@@ -290,9 +295,10 @@ def from_nnx(make_module: Callable[..., object],
   with an `rngs` argument gets an `nnx.Rngs` of that key.
 
   A module's own sweepable numbers: declare them in `hparams` and give `__call__` an `hparams`
-  argument; it receives `{name: value}` of the variant being trained (traced scalars), or {}
-  where the sweep has none: e.g. `def __call__(self, x, hparams=None): scale =
-  (hparams or {}).get("scale", 1.0)`, with `from_nnx(Net, 64, hparams={"scale": 1.0})`.
+  argument; it receives `{name: value}` of every declared number: the variant being trained's
+  (traced scalars), or the declared default where the sweep does not list it: e.g.
+  `def __call__(self, x, hparams=None): scale = hparams["scale"]`, with
+  `from_nnx(Net, 64, hparams={"scale": 1.0})`.
 
   Args:
     make_module: builds the module from an `nnx.Rngs`; called once here and once per seed.
@@ -325,6 +331,8 @@ def from_nnx(make_module: Callable[..., object],
     raise ConfigError(f"model {name!r} declares hyperparameters {', '.join(declared)} but its "
                       "__call__ has no `hparams` argument to receive them; add one")
 
+  defaults = {k: v.default for k, v in declared.items()}
+
   def init(key: jax.Array) -> Params:
     _, params, _ = nnx.split(make_module(nnx.Rngs(key)), nnx.Param, ...)
     return params
@@ -354,8 +362,8 @@ def from_nnx(make_module: Callable[..., object],
       kwargs["train"] = train
     if "rngs" in call_args:
       kwargs["rngs"] = nnx.Rngs(0 if key is None else jax.random.fold_in(_typed_key(key), 0))
-    if "hparams" in call_args and hparams:
-      kwargs["hparams"] = dict(hparams)
+    if "hparams" in call_args:  # Every declared number: the variant's, or its default.
+      kwargs["hparams"] = {**defaults, **(hparams or {})}
     x = x_BxD if shape is None else x_BxD.reshape((x_BxD.shape[0], *shape))
     out = model(x, **kwargs)
     for path, variable, leaves in fixed:  # A write replaces an array: compare identities.

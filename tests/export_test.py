@@ -336,3 +336,32 @@ def test_sweep_refuses_bad_export_flags_in_one_line_writing_nothing(tmp_path, fl
   line = _one_line_error(_run("experiments.lr_sweep", *args, f"--out={out}", "--epochs=1"))
   assert ("test_fraction must be in (0, 1)" in line) or ("drop --norefit" in line)
   assert not out.exists() and not (tmp_path / "model").exists()
+
+
+def test_refit_and_predict_keep_a_user_models_own_number_at_its_chosen_value():
+  import flax.linen as nn
+
+  class Scaled(nn.Module):  # Its logits scaled by a number it declares: 0 learns nothing.
+    @nn.compact
+    def __call__(self, x, train: bool = False, hparams=None):
+      return hparams["scale"] * nn.Dense(3)(nn.relu(nn.Dense(8)(x)))
+
+  x, labels = _arrays(90)
+  user = lr_jax.from_linen(Scaled(), 4, hparams={"scale": 1.0})
+  exp = lr_jax.Experiment(data=lr_jax.DataConfig(dataset=lr_jax.Dataset.from_arrays(x, labels)),
+                          train=lr_jax.TrainConfig(epochs=3, patience=0, batch_size=16))
+  sweep = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(0.03,),
+                                            hparams={"model.scale": (0.0, 3.0)}), model=user)
+  model = export.refit(sweep)
+  assert model.card["selection"]["hyperparameters"]["scale"] == 3.0  # The scale that learns is chosen.
+  # Predictions use the chosen scale, not the declared default (1.0).
+  z = (x.astype(np.float32) - model.mean) / model.std
+  expected = np.mean([_softmax(user.apply(p, z, None, False, {"scale": np.float32(3.0)}))
+                      for p in model.params], axis=0)
+  np.testing.assert_allclose(model.predict_proba(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def _softmax(logits):
+  logits = np.asarray(logits, np.float64)
+  e = np.exp(logits - logits.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
