@@ -14,6 +14,8 @@ from lr_jax.errors import ConfigError
 
 GRID = log_spaced(10 ** -4.5, 10 ** 0.5, 11)  # half decades from 3.2e-5; GRID[1] = 1e-4
 SIZES = (25, 50, 100, 200, 400, 1437)
+# The article's cells alone: no label-noise or regularisation axis (issue 11's traced axes).
+PLAIN = dict(regularisation=(), label_noise=(0.0,))
 
 
 def _peaked(best_lr, peak=0.9, drop=0.05):
@@ -24,7 +26,7 @@ def _peaked(best_lr, peak=0.9, drop=0.05):
 
 def _row(optimizer="adam", width=16, schedule="constant", n=25, best_lr=1e-3, peak=0.9,
          drop=0.05, ci=0.004, diverged=None, tolerance=0.01, budget="epochs", noise=0.0,
-         unfinished=None):
+         unfinished=None, **extra):
   """A synthetic cell; the points within `noise` of the best are not significantly worse."""
   mean = _peaked(best_lr, peak, drop)
   p = [1.0 if math.isclose(lr, best_lr) else 0.0 for lr in GRID]
@@ -33,7 +35,7 @@ def _row(optimizer="adam", width=16, schedule="constant", n=25, best_lr=1e-3, pe
       lrs=GRID, mean=mean, ci95=[ci] * len(GRID),
       diverged=diverged or [0] * len(GRID), reference_lr=1e-4, tolerance=tolerance,
       budget=budget, p_best=p, not_worse=[m >= max(mean) - noise - 1e-9 for m in mean],
-      unfinished=unfinished)
+      unfinished=unfinished, **extra)
 
 
 def _table(best_lr_of, peak_of=lambda *a: 0.9, optimizers=("sgd", "adam"), widths=(16, 128),
@@ -152,6 +154,88 @@ def test_the_optimizer_changing_the_answer_is_said_with_its_counts():
   assert ("changes with the optimizer (sgd 0 of 24, adam 24 of 24); does not change with the "
           "width (MLP(16) 12 of 24, MLP(128) 12 of 24); does not change with the schedule "
           "(constant 12 of 24, exponential 12 of 24).") in sentence
+
+
+def _regularised_table():
+  """Adam MLP(128) at n=25 and 400, both schedules: without regularisation the best learning
+  rate is 1e-4 at n=25 and 1e-3 at n=400; with dropout and weight decay tuned it is 1e-2 at
+  n=25 (3 points better, the plain best significantly worse) and unchanged at n=400."""
+  rows = []
+  for s in ("constant", "exponential"):
+    rows += [_row("adam", 128, s, 25, 1e-4, 0.80), _row("adam", 128, s, 400, 1e-3, 0.95),
+             _row("adam", 128, s, 25, 1e-2, 0.83, regularisation="tuned",
+                  best_setting=(("dropout_rate", 0.5), ("weight_decay", 0.1)), plain_worse=True),
+             _row("adam", 128, s, 400, 1e-3, 0.95, regularisation="tuned", noise=0.06,
+                  best_setting=(("dropout_rate", 0.0), ("weight_decay", 0.0)),
+                  plain_worse=False)]
+  return rows
+
+
+def test_regularisation_moving_the_best_lr_at_small_n_is_said_with_its_numbers():
+  answer, findings = study.conclusion(_regularised_table())
+  assert _sentence(findings, "Fixed epochs, regularisation") == (
+      "Fixed epochs, regularisation (adam MLP(128), dropout and weight decay tuned): against "
+      "no regularisation the best learning rate with it tuned is larger in 2 of 4 cells and "
+      "smaller in 0; in the other 2 the not-worse sets overlap, so the data cannot decide (at "
+      "n=25: constant: 1e-4 without, 0.01 with (dropout_rate 0.5, weight_decay 0.1); "
+      "exponential: 1e-4 without, 0.01 with (dropout_rate 0.5, weight_decay 0.1)).")
+  gain = _sentence(findings, "Fixed epochs: tuning the regularisation")
+  assert gain.startswith("Fixed epochs: tuning the regularisation changed the best validation "
+                         "accuracy by a median of +1.5 points (from +0.0 to +3.0;")
+  assert ("the best point without it is significantly worse than the best with it in 2 of 4 "
+          "cells (at n=25: constant: 0.800 ± 0.004 without, 0.830 ± 0.004 with;") in gain
+  # 1e-4 is the plain best at n=25 only; with regularisation it is worse than 1e-2 everywhere.
+  assert _sentence(findings, "Fixed epochs: a learning rate <= 1e-4 is within the noise of the "
+                             "best in 2 of 4 cells without") == (
+      "Fixed epochs: a learning rate <= 1e-4 is within the noise of the best in 2 of 4 cells "
+      "without regularisation and 0 of 4 with it tuned.")
+  # The tuned rows do not enter the article's counts: 4 plain cells.
+  assert "in 2 of 4 cells (2 of 2 at n=25, 0 of 2 at n=400)" in _sentence(
+      findings, "Fixed epochs: a learning rate <= 1e-4 is not significantly worse")
+
+
+def test_label_noise_moving_the_best_lr_is_counted_only_beyond_the_noise():
+  clean = _table(lambda *a: 1e-2, sizes=(25, 50))
+  # Noise 0.4 moves every best learning rate a decade down, with narrow not-worse sets; noise
+  # 0.2 moves it half a decade up, but the sets are wide: undecided.
+  strong = [dataclasses.replace(r, label_noise=0.4) for r in
+            _table(lambda *a: 1e-3, peak_of=lambda *a: 0.7, sizes=(25, 50))]
+  mild = [dataclasses.replace(r, label_noise=0.2) for r in
+          _table(lambda *a: GRID[6], peak_of=lambda *a: 0.8, sizes=(25, 50), noise=0.2)]
+  answer, findings = study.conclusion(clean + strong + mild)
+  assert _sentence(findings, "Fixed epochs, label noise 0.4") == (
+      "Fixed epochs, label noise 0.4 (n=25, 50): against clean labels the best learning rate "
+      "is larger in 0 of 16 cells and smaller in 16; in the other 0 the not-worse sets "
+      "overlap, so the data cannot decide; the median move is 1 decade smaller (from 1 decade "
+      "smaller to 1 decade smaller), and the best's median P(best) is 1.00.")
+  assert "is larger in 0 of 16 cells and smaller in 0; in the other 16 the not-worse sets " \
+      "overlap" in _sentence(findings, "Fixed epochs, label noise 0.2")
+  assert "median move is 0.5 decades larger" in _sentence(findings, "Fixed epochs, label noise 0.2")
+  assert _sentence(findings, "Fixed epochs: a learning rate <= 1e-4 is within the noise of the "
+                             "best in 0 of 16 cells with clean") == (
+      "Fixed epochs: a learning rate <= 1e-4 is within the noise of the best in 0 of 16 cells "
+      "with clean labels, 0 of 16 at noise 0.2, 0 of 16 at noise 0.4; the median best "
+      "validation accuracy (clean validation labels) is 0.900 clean, 0.800 at noise 0.2, 0.700 "
+      "at noise 0.4.")
+  # The noisy rows leave the article's answer alone: 16 clean cells.
+  assert answer[0].endswith("in 0 of 16 cells under fixed epochs.")
+
+
+def test_the_held_out_test_score_beside_the_winners_validation_score():
+  rows = [dataclasses.replace(_row(n=25, schedule=s, peak=0.8), test_mean=0.8 - gap,
+                              test_ci=0.01, test_n=360)
+          for s, gap in (("constant", 0.1), ("exponential", 0.04))]
+  rows.append(dataclasses.replace(_row(n=25, peak=0.85, regularisation="tuned"),
+                                  test_mean=0.7, test_ci=0.01, test_n=360))
+  rows.append(_row(n=400))  # no test set there
+  sentence = _sentence(study.conclusion(rows)[1], "Fixed epochs: at n=25 the chosen")
+  assert sentence == (
+      "Fixed epochs: at n=25 the chosen learning rate's best validation accuracy (median 0.800) "
+      "overstates the same runs' accuracy on 360 held-out test examples (median 0.730) by a "
+      "median of 7.0 points (gap from +4.0 to +10.0 across 2 cells; the test interval lies "
+      "wholly below the validation one in 2); with the regularisation tuned too (more points "
+      "to choose from) the median gap is +15.0 points.")
+  assert not any("at n=400 the chosen" in f for f in study.conclusion(rows)[1])
 
 
 def test_runs_still_training_under_the_convergence_budget_are_counted():
@@ -295,14 +379,14 @@ def test_study_config_refuses_bad_values(changes, needles):
 ])
 def test_plan_study_refuses_what_the_data_cannot_give(changes, needles):
   with pytest.raises(ConfigError) as e:
-    study.plan_study(study.StudyConfig.quick(**changes))
+    study.plan_study(study.StudyConfig.quick(**{**PLAIN, **changes}))
   for needle in needles:
     assert needle in str(e.value)
 
 
 def test_plan_study_caps_folds_and_batches_and_scales_the_decay():
   plan = study.plan_study(study.StudyConfig.quick(train_sizes=(25, 400), optimizers=("adam",),
-                                                  budgets=("epochs",)))
+                                                  budgets=("epochs",), **PLAIN))
   small, large = plan.cells
   assert (small.train_size, small.folds, small.batch_size) == (25, 2, 0)  # 2 of some classes
   assert (large.train_size, large.folds, large.batch_size) == (400, 2, 32)
@@ -315,7 +399,7 @@ def test_plan_study_caps_folds_and_batches_and_scales_the_decay():
 
 def test_plan_study_gives_each_budget_its_epochs_cap_and_patience():
   cfg = study.StudyConfig.quick(train_sizes=(25, 400), optimizers=("adam",), steps=300,
-                                converge_steps=1000)
+                                converge_steps=1000, **PLAIN)
   plan = study.plan_study(cfg)
   train = {(c.budget, c.train_size): g.experiment.train for c, g in zip(plan.cells, plan.groups)}
   assert len(plan.groups) == 6
@@ -341,7 +425,7 @@ def test_a_budget_of_s_steps_gives_every_run_exactly_s_updates_and_the_report_al
   cfg = study.StudyConfig.quick(
       train_sizes=(99,), optimizers=("sgd",), widths=(8,), schedules=("constant",),
       learning_rates=(1e-4, 0.1), seeds=1, folds=2, batch_size=49, epochs=3, steps=7,
-      converge_steps=40, patience=2)
+      converge_steps=40, patience=2, **PLAIN)
   plan = study.plan_study(cfg)
   result = study.run_study(plan)
   rows = result.sweep.rows
