@@ -1299,24 +1299,28 @@ def _not_worse_text(row: CellRow) -> str:
 def study_table(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> str:
   """The study's Markdown table, one line per cell."""
   ref = report.format_lr(reference_lr)
-  headers = ["budget", "optimizer", "model", "schedule", "n", "runs", "steps", "best LR",
-             "accuracy ± 95% CI", f"accuracy at lr={ref}", "not worse than the best",
-             "P(best) by LR", "still training", "diverged runs"]
+  headers = ["budget", "optimizer", "model", "schedule", "label noise", "regularisation", "n",
+             "runs", "steps", "best LR", "accuracy ± 95% CI", "test accuracy",
+             f"accuracy at lr={ref}", "not worse than the best", "P(best) by LR",
+             "still training", "diverged runs"]
   body = []
   for r in rows:
     edge = " (edge)" if r.best_at_edge else ""
-    body.append([_label(r.budget), r.optimizer, _model(r.width), r.schedule, r.train_size,
-                 r.runs, r.steps, report.format_lr(r.best_lr) + edge,
-                 report.format_ci(r.best_mean, r.best_ci), report.format_ci(r.ref_mean, r.ref_ci),
-                 _not_worse_text(r), _p_best_text(r), sum(r.unfinished), sum(r.diverged)])
-  return report.markdown_table(headers, body, align=["l"] * 4 + ["r"] * 10)
+    reg = f"tuned: {_setting_text(r.best_setting)}" if r.regularisation else "off"
+    test = report.format_ci(r.test_mean, r.test_ci) if math.isfinite(r.test_mean) else "-"
+    body.append([_label(r.budget), r.optimizer, _model(r.width), r.schedule,
+                 f"{r.label_noise:g}", reg, r.train_size, r.runs, r.steps,
+                 report.format_lr(r.best_lr) + edge, report.format_ci(r.best_mean, r.best_ci),
+                 test, report.format_ci(r.ref_mean, r.ref_ci), _not_worse_text(r),
+                 _p_best_text(r), sum(r.unfinished), sum(r.diverged)])
+  return report.markdown_table(headers, body, align=["l"] * 6 + ["r"] * 11)
 
 
 def _figures(cfg: StudyConfig, rows: Sequence[CellRow], out_dir: str) -> list[tuple[str, str]]:
   """Draws each budget's figures into `out_dir`: (file name, alt text) of each."""
   figures = []
   for budget in cfg.budgets:
-    brows = [r for r in rows if r.budget == budget]
+    brows = [r for r in rows if r.budget == budget and r.main]
     label = _label(budget)
     panels = {}
     for width in cfg.widths:
@@ -1376,6 +1380,36 @@ def _budget_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
   return "\n".join(lines)
 
 
+def _arms_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
+  """Setup lines of the regularisation, label-noise and test-set parts, or why there is none."""
+  line = regularised_line(cfg)
+  sizes = lambda pred: ", ".join(str(n) for n in sorted({c.train_size for c in cells if pred(c)}))
+  if line:
+    axes = "; ".join(f"{name} {', '.join(f'{v:g}' for v in values)}"
+                     for name, values in cfg.regularisation)
+    reg = (f"- regularisation: on the {line[0]} {_model(line[1])} line, every cell also sweeps "
+           f"{axes} (traced axes of the same compiled program; Adam runs as AdamW, which at "
+           "weight decay 0 is Adam update for update). *Off* is the subset where all are 0; "
+           "*tuned* takes, per learning rate, its best setting")
+  else:
+    reg = ("- regularisation: not measured in this run (it needs adam among the optimizers and "
+           "a regularisation grid)")
+  if any(c.noisy for c in cells):
+    noise = (f"- label noise: at n = {sizes(lambda c: c.noisy)}, every cell also sweeps the "
+             f"fraction of training labels replaced by a random other class, "
+             f"{', '.join(f'{v:g}' for v in cfg.label_noise)} (fixed per seed and row; "
+             "validation and test labels stay clean)")
+  else:
+    noise = "- label noise: not measured in this run"
+  if any(c.tested for c in cells):
+    test = (f"- test set: at n = {sizes(lambda c: c.tested)}, {cfg.test_fraction:g} of the data "
+            "set is held out first (stratified, data seed as above); the best point's runs, "
+            "each trained on its folds, are scored on it")
+  else:
+    test = "- test set: none in this run"
+  return "\n".join([reg, noise, test])
+
+
 def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tuple[str, str]] = ()
                        ) -> str:
   """Writes the study's figures, report.md and the sweep's files into `out_dir`.
@@ -1425,15 +1459,17 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
       f"{os.cpu_count()} CPU cores",
   ])
   summary = conclusion(rows, reference_lr=cfg.reference_lr)
+  setup += "\n" + _arms_setup(cfg, cells)
   sections = [
       ("Answer", summary.markdown()),
-      ("Not measured yet", "Regularisation tuned beside the learning rate (dropout, weight "
-                           "decay) and label noise are not part of this study yet."),
       ("Setup", setup),
       ("Figures", "\n\n".join(report.image(f, alt) for f, alt in figures)),
       ("Table", "One line per cell. *best LR*: highest mean best-validation accuracy over the "
                 "runs (a learning rate where any run diverged is not eligible); *(edge)*: at "
-                "the end of the grid. *not worse than the best*: the smallest and largest "
+                "the end of the grid. *regularisation*: off (dropout and weight decay 0), or "
+                "tuned (each learning rate at its best setting; the best one's shown). *test "
+                "accuracy*: the best point's runs on the held-out test set, where the cell has "
+                "one. *not worse than the best*: the smallest and largest "
                 "learning rate not significantly worse than the best, and how many there are. "
                 "*P(best) by LR*: the learning rates with P(best) >= 0.05. *still training*: "
                 "runs that neither stopped early nor diverged when the budget ran out.\n\n"

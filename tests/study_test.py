@@ -1,6 +1,7 @@
 """The study's numbers and sentences, on synthetic tables whose right conclusion is known."""
 
 import dataclasses
+import importlib.util
 import math
 import re
 import types
@@ -445,6 +446,35 @@ def test_a_budget_of_s_steps_gives_every_run_exactly_s_updates_and_the_report_al
   assert [r.budget for r in result.rows] == ["epochs", "steps", "converge"]
 
 
+@pytest.mark.skipif(importlib.util.find_spec("lr_jax.hparams") is None,
+                    reason="dropout, weight decay and label noise as traced axes: issue 11")
+def test_the_quick_study_reports_every_budget_regularisation_noise_and_the_test_score(tmp_path):
+  cfg = study.StudyConfig.quick(
+      train_sizes=(25,), widths=(8,), schedules=("constant",), learning_rates=(1e-4, 1e-2),
+      seeds=1, epochs=3, steps=7, converge_steps=20, patience=2,
+      regularisation={"dropout_rate": (0.0, 0.5), "weight_decay": (0.0, 0.1)},
+      label_noise=(0.0, 0.4))
+  plan = study.plan_study(cfg)
+  assert len(plan.groups) == 3  # the axes add runs, not programs
+  assert all(c.family == "adamw" and c.regularised and c.noisy and c.tested for c in plan.cells)
+  result = study.run_study(plan)
+  keys = [(r.budget, r.regularisation, r.label_noise) for r in result.rows]
+  assert keys == [(b, reg, v) for b in ("epochs", "steps", "converge") for reg in ("", "tuned")
+                  for v in (0.0, 0.4)]
+  # The plain cell is AdamW at weight decay 0 and dropout 0: 2 learning rates x 2 folds.
+  sweep = result.sweep.rows
+  plain = (sweep["weight_decay"] == 0) & (sweep["dropout_rate"] == 0) & (sweep["label_noise"] == 0)
+  assert plain.sum() == 3 * 2 * 2
+  text = open(study.write_study_report(result, str(tmp_path))).read()
+  for label in ("Fixed epochs", "Fixed steps", "To convergence"):
+    assert f"{label}, regularisation (adam MLP(8)" in text
+    assert f"{label}, label noise 0.4 (n=25)" in text
+    assert f"{label}: at n=25 the chosen learning rate's best validation accuracy" in text
+  assert "| tuned: dropout_rate" in text and "held-out test examples" in text
+  for r in result.rows:
+    assert r.test_n > 0 and 0 <= r.test_mean <= 1
+
+
 def test_study_rows_split_the_schedules_of_one_group():
   cfg = study.StudyConfig.quick(learning_rates=(1e-4, 1e-3), train_sizes=(25,),
                                 optimizers=("adam",))
@@ -484,6 +514,54 @@ def test_study_rows_split_the_schedules_of_one_group():
   assert rows[0].p_best == pytest.approx((0.0, 1.0)) and rows[0].not_worse == (False, True)
   assert rows[1].p_best == pytest.approx((1.0, 0.0)) and rows[1].not_worse == (True, False)
   assert rows[0].unfinished == (2, 0) and rows[1].unfinished == (1, 0)
+
+
+def test_study_rows_split_noise_and_regularisation_and_pick_each_lrs_best_setting():
+  cfg = study.StudyConfig.quick(learning_rates=(1e-4, 1e-3), train_sizes=(25,),
+                                optimizers=("adam",), schedules=("constant",),
+                                regularisation={"dropout_rate": (0.0, 0.5)},
+                                label_noise=(0.0, 0.4))
+  cell = study.Cell("adam", 128, 25, 2, 0, 20, 1, "epochs", 20, regularised=True, noisy=True,
+                    family="adamw")
+  plan = types.SimpleNamespace(config=cfg, cells=(cell,))
+  # Accuracy per (learning rate, label noise, dropout) and stream (seed 0 and 1, fold 0):
+  # dropout 0.5 helps at 1e-4 (0.70 vs 0.60) and hurts at 1e-3 (0.72 vs 0.80).
+  acc = {(1e-4, 0.0, 0.0): (0.60, 0.61), (1e-4, 0.0, 0.5): (0.70, 0.72),
+         (1e-3, 0.0, 0.0): (0.80, 0.81), (1e-3, 0.0, 0.5): (0.72, 0.71),
+         (1e-4, 0.4, 0.0): (0.50, 0.52), (1e-4, 0.4, 0.5): (0.55, 0.56),
+         (1e-3, 0.4, 0.0): (0.40, 0.41), (1e-3, 0.4, 0.5): (0.45, 0.44)}
+  runs, aggregates = [], []
+  for (lr, noise, drop), scores in acc.items():
+    for seed, a in enumerate(scores):
+      runs.append((lr, 1.0, noise, drop, seed, 0, a, 1, 0))
+    aggregates.append({"group": 0, "learning_rate": lr, "decay_rate": 1.0, "label_noise": noise,
+                       "dropout_rate": drop, "weight_decay": math.nan, "n_total": 2,
+                       "mean": float(np.mean(scores)), "ci95": 0.05, "diverged": 0,
+                       "eligible": True})
+  names = ("learning_rate", "decay_rate", "label_noise", "dropout_rate", "seed", "fold",
+           "best_val_accuracy", "stopped_early", "diverged")
+  columns = dict(zip(names, map(np.array, zip(*runs))))
+  columns["group"] = np.zeros(len(runs), int)
+  columns["weight_decay"] = np.full(len(runs), np.nan)  # another group's axis
+  rows = study.study_rows(plan, types.SimpleNamespace(aggregates=aggregates, rows=columns))
+  assert [(r.regularisation, r.label_noise) for r in rows] == [
+      ("", 0.0), ("", 0.4), ("tuned", 0.0), ("tuned", 0.4)]
+  plain, noisy, tuned, tuned_noisy = rows
+  assert plain.main and not noisy.main and not tuned.main
+  # Without regularisation: dropout 0 alone.
+  assert plain.mean == pytest.approx((0.605, 0.805)) and plain.best_lr == pytest.approx(1e-3)
+  assert noisy.best_lr == pytest.approx(1e-4) and noisy.mean == pytest.approx((0.51, 0.405))
+  # Tuned: each learning rate's best dropout; the best overall is still 1e-3 without dropout,
+  # so the plain best is not worse than it.
+  assert tuned.mean == pytest.approx((0.71, 0.805)) and tuned.best_lr == pytest.approx(1e-3)
+  assert tuned.best_setting == (("dropout_rate", 0.0),) and tuned.plain_worse is False
+  assert tuned_noisy.best_setting == (("dropout_rate", 0.5),)
+  # With noise, dropout 0.5 at 1e-4 beats every plain point in both streams.
+  assert tuned_noisy.best_lr == pytest.approx(1e-4) and tuned_noisy.plain_worse is True
+  # P(best) sums over a learning rate's points.
+  assert tuned.p_best == pytest.approx((0.0, 1.0))
+  assert tuned_noisy.p_best == pytest.approx((1.0, 0.0))
+  assert tuned_noisy.not_worse == (True, False)
 
 
 @pytest.mark.parametrize("changes,needles", [
