@@ -280,12 +280,18 @@ def test_every_number_in_the_conclusion_comes_from_the_table():
 
 
 def test_study_table_is_markdown_with_one_line_per_cell():
-  table = study.study_table([_row(n=25, noise=0.11), _row(n=1437, best_lr=GRID[-1])])
+  tuned = dataclasses.replace(
+      _row(n=25, label_noise=0.2, regularisation="tuned",
+           best_setting=(("dropout_rate", 0.5), ("weight_decay", 0.01))),
+      test_mean=0.85, test_ci=0.02, test_n=360)
+  table = study.study_table([_row(n=25, noise=0.11), _row(n=1437, best_lr=GRID[-1]), tuned])
   lines = table.splitlines()
-  assert len(lines) == 4 and all(line.count(" | ") == 13 for line in lines)
-  assert ("| fixed epochs | adam | MLP(16) | constant | 25 | 6 | 50 | 1e-3 | 0.900 ± 0.004 | "
-          "0.800 ± 0.004 | 1e-4 – 0.01 (5) | 1e-3: 1.00 | 0 | 0 |") in table
+  assert len(lines) == 5 and all(line.count(" | ") == 16 for line in lines)
+  assert ("| fixed epochs | adam | MLP(16) | constant | 0 | off | 25 | 6 | 50 | 1e-3 | "
+          "0.900 ± 0.004 | - | 0.800 ± 0.004 | 1e-4 – 0.01 (5) | 1e-3: 1.00 | 0 | 0 |") in table
   assert "3.2 (edge)" in lines[3]
+  assert ("| constant | 0.2 | tuned: dropout_rate 0.5, weight_decay 0.01 | 25 | 6 | 50 | 1e-3 | "
+          "0.900 ± 0.004 | 0.850 ± 0.020 |") in lines[4]
 
 
 def test_estimate_remaining_recovers_overhead_and_rate():
