@@ -892,12 +892,13 @@ class StudyConfig:
 
   @classmethod
   def quick(cls, **changes) -> "StudyConfig":
-    """A small version for a first look: Adam only, two sizes, fewer steps and runs."""
+    """A small version for a first look: Adam only, two sizes, the constant schedule, fewer
+    steps and runs, two values of each regularisation axis and of the label noise."""
     base = dict(train_sizes=(25, 400), optimizers=("adam",), widths=(128,),
-                learning_rates=log_spaced(1e-5, 1.0, 6), seeds=2, folds=2, epochs=20,
-                steps=300, converge_steps=1000,
+                schedules=("constant",), learning_rates=log_spaced(1e-5, 1.0, 6), seeds=2,
+                folds=2, epochs=20, steps=300, converge_steps=1000,
                 regularisation=(("dropout_rate", (0.0, 0.5)), ("weight_decay", (0.0, 0.1))),
-                noise_up_to=25, test_up_to=25)
+                label_noise=(0.0, 0.4), noise_up_to=25, test_up_to=25)
     base.update(changes)
     return cls(**base)
 

@@ -393,7 +393,8 @@ def test_plan_study_refuses_what_the_data_cannot_give(changes, needles):
 
 def test_plan_study_caps_folds_and_batches_and_scales_the_decay():
   plan = study.plan_study(study.StudyConfig.quick(train_sizes=(25, 400), optimizers=("adam",),
-                                                  budgets=("epochs",), **PLAIN))
+                                                  budgets=("epochs",),
+                                                  schedules=("constant", "exponential"), **PLAIN))
   small, large = plan.cells
   assert (small.train_size, small.folds, small.batch_size) == (25, 2, 0)  # 2 of some classes
   assert (large.train_size, large.folds, large.batch_size) == (400, 2, 32)
@@ -483,7 +484,7 @@ def test_the_quick_study_reports_every_budget_regularisation_noise_and_the_test_
 
 def test_study_rows_split_the_schedules_of_one_group():
   cfg = study.StudyConfig.quick(learning_rates=(1e-4, 1e-3), train_sizes=(25,),
-                                optimizers=("adam",))
+                                optimizers=("adam",), schedules=("constant", "exponential"))
   cell = study.Cell("adam", 128, 25, 2, 0, 20, 1, "converge", 20)
   plan = types.SimpleNamespace(config=cfg, cells=(cell,))
 
