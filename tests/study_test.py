@@ -482,6 +482,30 @@ def test_the_quick_study_reports_every_budget_regularisation_noise_and_the_test_
     assert r.test_n > 0 and 0 <= r.test_mean <= 1
 
 
+@pytest.mark.skipif(importlib.util.find_spec("lr_jax.hparams") is None,
+                    reason="dropout, weight decay and label noise as traced axes: issue 11")
+def test_the_plain_cell_of_the_regularised_noisy_line_is_the_article_cell_alone():
+  # The regularised line runs Adam as AdamW with dropout and label noise in the program; where
+  # all three are 0 its runs must be the plain Adam runs, so the article's table is unchanged.
+  base = dict(train_sizes=(25,), widths=(8,), learning_rates=(1e-4, 1e-2), seeds=1,
+              budgets=("epochs",), epochs=5, test_up_to=0)
+  mixed = study.run_study(study.plan_study(study.StudyConfig.quick(
+      regularisation={"dropout_rate": (0.0, 0.5), "weight_decay": (0.0, 0.1)},
+      label_noise=(0.0, 0.4), **base)))
+  alone = study.run_study(study.plan_study(study.StudyConfig.quick(**PLAIN, **base)))
+  assert mixed.plan.groups[0].experiment.optim.name == "adamw"
+  assert alone.plan.groups[0].experiment.optim.name == "adam"
+  m, a = mixed.sweep.rows, alone.sweep.rows
+  plain = (m["weight_decay"] == 0) & (m["dropout_rate"] == 0) & (m["label_noise"] == 0)
+  order = lambda rows, sel: np.flatnonzero(sel)[np.lexsort(
+      (rows["fold"][sel], rows["learning_rate"][sel]))]
+  i, j = order(m, plain), order(a, np.ones(len(a["fold"]), bool))
+  assert len(i) == len(j) == 4
+  for column in ("best_val_loss", "best_val_accuracy", "final_train_loss"):
+    np.testing.assert_allclose(m[column][i], a[column][j], rtol=1e-5, err_msg=column)
+  assert mixed.rows[0].main and mixed.rows[0].mean == pytest.approx(alone.rows[0].mean)
+
+
 def test_study_rows_split_the_schedules_of_one_group():
   cfg = study.StudyConfig.quick(learning_rates=(1e-4, 1e-3), train_sizes=(25,),
                                 optimizers=("adam",), schedules=("constant", "exponential"))
