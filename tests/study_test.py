@@ -506,6 +506,28 @@ def test_the_plain_cell_of_the_regularised_noisy_line_is_the_article_cell_alone(
   assert mixed.rows[0].main and mixed.rows[0].mean == pytest.approx(alone.rows[0].mean)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("lr_jax.hparams") is None,
+                    reason="label noise as a traced axis: issue 11")
+def test_label_noise_changes_the_training_labels_and_leaves_validation_clean():
+  from lr_jax import engine
+  from lr_jax.config import DataConfig, Experiment, ModelConfig, OptimConfig, TrainConfig
+  # At a learning rate of 1e-8 the model does not move in one epoch: every variant predicts
+  # the same, so the validation loss differs only if the validation labels do.
+  exp = Experiment(data=DataConfig(dataset="digits", train_size=200, folds=2),
+                   model=ModelConfig(name="mlp", hidden=(8,)), optim=OptimConfig(name="adam"),
+                   train=TrainConfig(epochs=1, batch_size=0, patience=0))
+  result = engine.run_sweep(exp, engine.Grid(learning_rates=(1e-8,), seeds=(0, 1),
+                                             hparams={"data.label_noise": (0.0, 0.2, 0.4)}))
+  rows = result.rows
+  by = lambda v, col: rows[col][np.isclose(rows["label_noise"], v)]
+  clean = by(0.0, "final_train_loss")
+  for v in (0.2, 0.4):
+    np.testing.assert_allclose(by(v, "best_val_loss"), by(0.0, "best_val_loss"), rtol=1e-5)
+    # The training loss is on the flipped labels: another loss in every run (an untrained
+    # model is about as wrong on any label, so not a larger one).
+    assert (np.abs(by(v, "final_train_loss") - clean) > 1e-3 * clean).all()
+
+
 def test_study_rows_split_the_schedules_of_one_group():
   cfg = study.StudyConfig.quick(learning_rates=(1e-4, 1e-3), train_sizes=(25,),
                                 optimizers=("adam",), schedules=("constant", "exponential"))
