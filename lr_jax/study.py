@@ -458,10 +458,10 @@ def direction(a: CellRow, b: CellRow) -> str:
   return "larger" if a.best_lr > b.best_lr else "smaller"
 
 
-def _directions(ways: Sequence[str], larger: str = "larger", smaller: str = "smaller") -> str:
+def _directions(ways: Sequence[str]) -> str:
   """'larger in 2 of 8 cells and smaller in 1; in the other 5 the not-worse sets overlap, so
-  the data cannot decide'."""
-  return (f"{larger} in {ways.count('larger')} of {len(ways)} cells and {smaller} in "
+  the data cannot decide', from `direction`'s answers."""
+  return (f"larger in {ways.count('larger')} of {len(ways)} cells and smaller in "
           f"{ways.count('smaller')}; in the other {ways.count('undecided')} the not-worse sets "
           "overlap, so the data cannot decide")
 
