@@ -176,6 +176,21 @@ class Interval(NamedTuple):
     return f"{self.ends[0]}{self.low:g}, {self.high:g}{self.ends[1]}"
 
 
+def check_defaults(config, part: str) -> None:
+  """Checks the fields of a config that give defaults of per-variant numbers, against the ranges
+  their registries declare (`lr_jax.hparams`): one range per number, stated once.
+
+  Args:
+    config: an `OptimConfig` or `ModelConfig`.
+    part: its `Experiment` field, "optim" or "model".
+  """
+  from lr_jax.hparams import catalog, check_value  # Late: hparams imports this module.
+  for axis in catalog().values():
+    owner, _, field = axis.spec.field.partition(".")
+    if owner == part and getattr(config, field) is not None:
+      check_value(field, axis.spec, getattr(config, field))
+
+
 def check_distinct(what: str, values: Sequence, why: str = "") -> None:
   """Raises `ConfigError` naming the first value that repeats in `values`."""
   seen = set()
@@ -315,8 +330,7 @@ class ModelConfig:
     if self.name == "cnn" and not self.hidden:
       raise ConfigError("model 'cnn' needs at least one conv width in hidden, got ()")
     check_choice("activation", self.activation, ACTIVATIONS)
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+    check_defaults(self, "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,6 +353,15 @@ class OptimConfig:
     boundaries: piecewise: step boundaries, increasing.
     scales: piecewise: multiplier applied at each boundary.
     clip_norm: clip gradients to this global norm first; None disables clipping.
+    plateau_factor: plateau: multiply the learning rate by this when `monitor` stops improving
+      (Keras ReduceLROnPlateau).
+    plateau_patience: plateau: epochs without improvement before a reduction.
+    plateau_cooldown: plateau: epochs after a reduction before counting again.
+    plateau_min_lr: plateau: the learning rate is never reduced below this.
+    plateau_min_delta: plateau: an improvement smaller than this does not count.
+
+  Every number here but `decay_steps`, `staircase`, `boundaries` and `scales` is only the
+  default of a per-variant number (`lr_jax.hparams.catalog()`), which a grid may sweep.
   """
 
   name: str = "adam"
@@ -352,6 +375,11 @@ class OptimConfig:
   boundaries: tuple[int, ...] = ()
   scales: tuple[float, ...] = ()
   clip_norm: float | None = None
+  plateau_factor: float = 0.1
+  plateau_patience: int = 10
+  plateau_cooldown: int = 0
+  plateau_min_lr: float = 0.0
+  plateau_min_delta: float = 1e-4
 
   def __post_init__(self):
     check_fields(self)
@@ -359,13 +387,7 @@ class OptimConfig:
     check_choice("optimizer", self.name, OPTIMIZERS)
     check_choice("schedule", self.schedule, SCHEDULES)
     check_positive("decay_steps", self.decay_steps, integer=True)
-    check_positive("decay_rate", self.decay_rate)
-    for name in ("warmup_fraction", "pct_start"):
-      value = getattr(self, name)
-      if not 0 < value < 1:
-        raise ConfigError(f"{name} must be in (0, 1), got {value!r}")
-    if not 0 <= self.alpha <= 1:
-      raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
+    check_defaults(self, "optim")
     if self.schedule == "piecewise":
       if not self.boundaries or len(self.boundaries) != len(self.scales):
         raise ConfigError(
@@ -376,8 +398,6 @@ class OptimConfig:
             f"piecewise boundaries must be positive and increasing, got {self.boundaries}")
       for s in self.scales:
         check_positive("piecewise scale", s)
-    if self.clip_norm is not None:
-      check_positive("clip_norm", self.clip_norm)
 
 
 @dataclasses.dataclass(frozen=True)

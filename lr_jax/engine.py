@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import itertools
 import json
 import math
@@ -27,12 +28,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lr_jax import checkpoint
 from lr_jax import data as data_lib
+from lr_jax import hparams as hparams_lib
 from lr_jax import stats
-from lr_jax.config import (DataConfig, Experiment, Interval, OptimConfig, check_distinct,
+from lr_jax.config import (DataConfig, Experiment, Interval, check_distinct,
                            check_fields, check_learning_rates, check_positive, check_type)
 from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, build_model, check_widths, flattened
-from lr_jax.optim import SCHEDULES, hparam_specs
 from lr_jax.results import SweepResult
 from lr_jax.train import (DataArrays, Loss, Metric, Metrics, SweepState, final_params,
                           initial_params, make_trainer)
@@ -46,10 +47,13 @@ class Grid:
     learning_rates: peak learning rates, distinct.
     seeds: training seeds, distinct (init and minibatch order; the data split has its own
       `data_seed`).
-    hparams: other per-variant numbers of the optimizer, e.g. `(("weight_decay", (0, 1e-4)),)`
-      (a `{name: values}` dict is read as its items); values distinct. A name the optimizer
-      does not have, or a value outside its range, is refused when planned; one it has but not
-      listed takes its default (`lr_jax.optim.OPTIMIZERS`).
+    hparams: other per-variant numbers, e.g. `{"model.dropout_rate": (0, .2), "weight_decay":
+      (0, 1e-4)}` or its `(name, values)` pairs: any of `lr_jax.hparams.catalog()`, named
+      short or qualified by its namespace (stored short), or "model.<name>" of a user
+      model's declared number; values distinct. A name the experiment does not have, or a
+      value outside its range, is refused when planned: before data is loaded, or before
+      compiling where it depends on the data (shift's image size, classification-only
+      numbers). One it has but not listed takes the experiment's default.
 
   Numbers may be numpy or JAX numbers and sequences 1-D arrays; they are stored as Python
   tuples of Python numbers.
@@ -72,14 +76,32 @@ class Grid:
     for s in self.seeds:
       check_positive("seed", s, integer=True, allow_zero=True)
     check_distinct("seeds", self.seeds, twice)
+    object.__setattr__(self, "hparams", tuple(
+        (_grid_name(name), values) for name, values in self.hparams))
     check_distinct("hyperparameter names", [name for name, _ in self.hparams])
     for name, values in self.hparams:
       if not values:
         raise ConfigError(f"hyperparameter {name!r} has an empty list of values")
-      for x in values:  # The optimizer's range is checked when planned (`_points`).
+      for x in values:  # The experiment's range is checked when planned (`_points`).
         if not math.isfinite(x):
           raise ConfigError(f"hyperparameter {name!r} must be finite, got {x!r}")
       check_distinct(f"{name} values", values, twice)
+
+
+def _grid_name(name: str) -> str:
+  """A grid's name of a number, short; "model.<name>" kept for a user model's own numbers,
+  which only the model declares (checked when planned)."""
+  if not isinstance(name, str):
+    raise ConfigError(f"Grid.hparams names must be strings, got {name!r}")
+  known = hparams_lib.catalog()
+  namespace, dot, short = name.rpartition(".")
+  if namespace == "model" and short.isidentifier() and short not in known:
+    return name
+  name = hparams_lib.resolve(name, known)
+  if name == "learning_rate":
+    raise ConfigError("Grid.hparams may not list learning_rate; valid choice: give them as "
+                      "Grid(learning_rates=...)")
+  return name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,27 +119,47 @@ class Group:
   metrics: Metrics = ()          # user validation metrics, ((name, Metric), ...)
 
 
-def _points(experiment: Experiment, grid: Grid) -> dict[str, np.ndarray]:
-  """The grid points of an experiment: name -> [H] values, every value in its declared range."""
-  specs = hparam_specs(experiment.optim)
-  extra = dict(grid.hparams)
-  unknown = sorted(set(extra) - set(specs))
-  if unknown:
-    valid = ", ".join(k for k in specs if k != "learning_rate") or "none"
-    raise ConfigError(
-        f"optimizer {experiment.optim.name!r} with schedule {experiment.optim.schedule!r} has "
-        f"no hyperparameter {unknown[0]!r}; "
-        f"valid choices: {valid}")
-  axes = {"learning_rate": grid.learning_rates}
-  axes.update({k: extra.get(k, (spec.default,))
-               for k, spec in specs.items() if k != "learning_rate"})
-  for name, values in axes.items():
-    for x in values:
-      if x not in specs[name].valid:
-        raise ConfigError(f"{name} {x!r} is outside its valid range {specs[name].valid}")
-  combos = list(itertools.product(*axes.values()))
+def _points(experiment: Experiment, grid: Grid, *, task: str | None = None,
+            feature_shape: tuple[int, ...] | None = None,
+            model: Model | None = None) -> dict[str, np.ndarray]:
+  """The grid points of an experiment: name -> [H] values, every value in its declared range.
+
+  Every number the experiment has (`lr_jax.hparams.axes`) is an axis: the grid's values or the
+  experiment's default. An axis whose values are all its `off` value is left out (its code is
+  not compiled), so a grid that does not sweep dropout is the program without dropout.
+
+  Args:
+    experiment: the static configuration.
+    grid: the dynamic axes.
+    task, feature_shape: the data's; None before it is loaded (then only what holds for any
+      data is checked).
+    model: a user model (its declared numbers), or None.
+  """
+  known = hparams_lib.axes(experiment, task=task, feature_shape=feature_shape, model=model)
+  for name, _ in grid.hparams:
+    short = name.rpartition(".")[2]
+    if short not in known and short in hparams_lib.catalog():
+      valid = ", ".join(f"{a.namespace}.{a.name}" for a in known.values())
+      why = hparams_lib.not_here(short, experiment, task=task, feature_shape=feature_shape,
+                                 model=model)
+      raise ConfigError(f"hyperparameter {short!r} does not apply to {why}; valid choices: "
+                        f"{valid}")
+  given = {hparams_lib.resolve(name, known): values for name, values in grid.hparams}
+  columns = {"learning_rate": grid.learning_rates}
+  for name, axis in known.items():
+    if name == "learning_rate":
+      continue
+    values = given.get(name, (axis.spec.default,))
+    for x in given.get(name, ()):  # Defaults are the config's, checked when it was built.
+      hparams_lib.check_value(name, axis.spec, x)
+    if all(x == axis.spec.off for x in values):
+      continue
+    columns[name] = values
+  for x in grid.learning_rates:
+    hparams_lib.check_value("learning_rate", known["learning_rate"].spec, x)
+  combos = list(itertools.product(*columns.values()))
   # float64 on the host, so results report the values as given; float32 on the device.
-  return {k: np.array([c[i] for c in combos], np.float64) for i, k in enumerate(axes)}
+  return {k: np.array([c[i] for c in combos], np.float64) for i, k in enumerate(columns)}
 
 
 def _check_arguments(experiments, grid, model) -> list[Experiment]:
@@ -241,7 +283,7 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
   experiments = _check_arguments(experiments, grid, model)
   loss, metrics = check_loss_metrics(loss, metrics)
   for exp in experiments:  # Unknown or out-of-range hyperparameters: before loading any data.
-    _points(exp, grid)
+    _points(exp, grid, model=model)
     user = {f"val_{n}" for n, _ in metrics}
     if exp.train.monitor not in ("val_loss", "val_accuracy") and exp.train.monitor not in user:
       raise ConfigError(f"monitor {exp.train.monitor!r} is not a metric of this sweep; valid "
@@ -269,7 +311,8 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
     streams = [(s, f) for s in grid.seeds for f in folds]
     groups.append(Group(
         experiment=exp, dataset=dataset, splits=splits, model=model,
-        points=_points(exp, grid),
+        points=_points(exp, grid, task=dataset.task, feature_shape=dataset.feature_shape,
+                       model=model),
         seeds=np.array([s for s, _ in streams], np.int32),
         folds=np.array([f for _, f in streams], np.int32), loss=loss, metrics=metrics))
   return groups
@@ -325,22 +368,28 @@ def _flat_model(model_cfg, model: Model | None, num_outputs: int,
 
 
 def _group_model(group: Group) -> Flat:
-  return _flat_model(group.experiment.model, group.model, _num_outputs(group.dataset),
-                     group.dataset.feature_shape)
+  # The model of the compile key (`_compiled`'s): one initializer for every dropout default.
+  return _flat_model(_without_defaults(group.experiment).model, group.model,
+                     _num_outputs(group.dataset), group.dataset.feature_shape)
 
 
 @functools.lru_cache(maxsize=32)
 def _compiled(experiment: Experiment, model: Model | None, task: str, num_outputs: int,
               feature_shape: tuple[int, ...], n_max: int, loss: Loss | None = None,
-              metrics: Metrics = ()):
+              metrics: Metrics = (), namespaces: tuple[tuple[str, str], ...] = ()):
   """The trainer of a static signature and its jitted functions, built once per process.
 
   Keyed by the static signature only, so a new learning rate (or seed, or grid of the same
   size) reuses the compiled program instead of tracing again; a user loss or metric is part
   of it (by identity), so another one never reuses a program traced with the first.
+  `namespaces` is `(name, namespace)` of each number the group's points trace.
   """
   flat = _flat_model(experiment.model, model, num_outputs, feature_shape)
-  trainer = make_trainer(experiment, flat, task=task, n_max=n_max, loss=loss, metrics=metrics)
+  # TODO(merge b-trainer): pass these unconditionally once make_trainer takes them.
+  extra = {"namespaces": dict(namespaces), "feature_shape": feature_shape}
+  accepted = inspect.signature(make_trainer).parameters
+  trainer = make_trainer(experiment, flat, task=task, n_max=n_max, loss=loss, metrics=metrics,
+                         **{k: v for k, v in extra.items() if k in accepted})
   init = jax.jit(trainer.init, compiler_options=compiler_options())
   run = jax.jit(trainer.run, static_argnames="num_epochs", donate_argnums=0,
                 compiler_options=compiler_options())
@@ -395,14 +444,30 @@ def _init_shape(group: Group, trainer, points: dict[str, np.ndarray], num_stream
 def _compile_key(group: Group) -> tuple:
   """The static signature of a group: what `_compiled` is keyed by."""
   # The data config shapes nothing beyond what the key already holds (task, sizes), so two
-  # data seeds or subsamples of equal size share one program; likewise the OptimConfig fields
-  # that only give defaults of dynamic hyperparameters (the decay rate).
+  # data seeds or subsamples of equal size share one program; likewise the config fields that
+  # only give defaults of dynamic numbers (decay_rate, dropout, ...): the points carry them,
+  # and which numbers are traced (an off axis is not) is the key's last part.
   exp = group.experiment
-  optim = dataclasses.replace(
-      exp.optim, **{field: getattr(OptimConfig(), field)
-                    for field in SCHEDULES[exp.optim.schedule].hparams.values()})
-  return (dataclasses.replace(exp, data=DataConfig(), optim=optim), group.model, group.dataset.task, _num_outputs(group.dataset),
-          group.dataset.feature_shape, group.splits.train_idx.shape[1], group.loss, group.metrics)
+  return (_without_defaults(exp), group.model, group.dataset.task, _num_outputs(group.dataset),
+          group.dataset.feature_shape, group.splits.train_idx.shape[1], group.loss, group.metrics,
+          tuple((name, axis.namespace) for name, axis in _group_axes(group).items()
+                if name in group.points))
+
+
+def _without_defaults(exp: Experiment) -> Experiment:
+  """The experiment with every config field that is only a dynamic number's default reset."""
+  changes = {}
+  for axis in hparams_lib.catalog().values():
+    if axis.spec.field:
+      part, _, field = axis.spec.field.partition(".")
+      default = getattr(type(getattr(exp, part))(), field)
+      changes[f"{part}__{field}"] = default
+  return dataclasses.replace(exp.replace(**changes), data=DataConfig())
+
+
+def _group_axes(group: Group) -> dict[str, hparams_lib.Axis]:
+  return hparams_lib.axes(group.experiment, task=group.dataset.task,
+                          feature_shape=group.dataset.feature_shape, model=group.model)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 
 from lr_jax import engine
@@ -41,7 +40,8 @@ from lr_jax.config import Experiment, OptimConfig, check_positive, log_spaced
 from lr_jax.data import config_dict
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model, build_model
-from lr_jax.optim import OPTIMIZERS, make_optimizer
+from lr_jax import hparams as hparams_lib
+from lr_jax.optim import make_optimizer
 from lr_jax.results import SweepResult, atomic_write, jsonable, mean_ci
 from lr_jax import train as train_lib
 from lr_jax.train import DataArrays
@@ -83,9 +83,16 @@ def finder_optim(optim: OptimConfig) -> OptimConfig:
 
 
 def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, num_steps: int,
-                beta: float = 0.98, stop_factor: float = 4.0
+                beta: float = 0.98, stop_factor: float = 4.0,
+                feature_shape: tuple[int, ...] | None = None,
+                namespaces: Mapping[str, str] | None = None
                 ) -> Callable[[Mapping[str, jax.Array], jax.Array, DataArrays], FinderTrace]:
   """Builds the pure range test of one static configuration.
+
+  Each step is the trainer's `train.train_step` (the same loss, regularisation, augmentation
+  and health check: a non-finite loss or gradient stops a seed), under the trainer's rules with
+  the finder's optimizer; the range test's own rule (the smoothed loss above `stop_factor`
+  times its minimum) stops a seed too.
 
   Args:
     experiment: the static configuration; its optimizer family, clipping and batch size are
@@ -97,22 +104,22 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
     num_steps: K, the number of steps (and learning rates).
     beta: the moving average's decay.
     stop_factor: a seed stops once its smoothed loss exceeds this multiple of its minimum.
+    feature_shape: one example's shape, for random shifts (as `make_trainer`'s).
+    namespaces: `{name: namespace}` of the numbers in `hparams` (as `make_trainer`'s).
 
   Returns:
     `find(hparams, seed, data) -> FinderTrace`: `hparams` holds scalar `lr_min`, `lr_max`
-    and the optimizer family's extra numbers (momentum, weight decay); `seed` is an int32
-    scalar; `data` the data set and its splits, of which fold 0's training rows are used.
-    Vmap it over seeds.
+    and the variant's other numbers (momentum, weight decay, dropout rate, ...); `seed` is an
+    int32 scalar; `data` the data set and its splits, of which fold 0's training rows are
+    used. Vmap it over seeds.
   """
-  batch, steps_per_epoch = train_lib.batching(experiment.train.batch_size, n_max)
+  rules = train_lib.make_rules(
+      experiment, model, task=task, n_max=n_max, feature_shape=feature_shape,
+      namespaces=namespaces, make_tx=make_optimizer(finder_optim(experiment.optim), num_steps))
+  # The ramp replaces the schedule (no plateau) and runs its K steps (no step cap).
+  rules = rules._replace(plateau=False, max_steps=0)
+  batch, steps_per_epoch = rules.batch, rules.steps_per_epoch
   num_epochs = math.ceil(num_steps / steps_per_epoch)
-  make_tx = make_optimizer(finder_optim(experiment.optim), num_steps)
-  family = OPTIMIZERS[experiment.optim.name]
-  losses = functools.partial(train_lib.example_losses, model, task == "classification")
-
-  # The trainer's loss and minibatch order, so a finder step is a trainer step.
-  def batch_loss(params, x_BxD, y_B, w_B, key):
-    return train_lib.weighted_mean(losses(params, x_BxD, y_B, key, True)[0], w_B)
 
   def epoch_batches(order_key, epoch, idx_N, mask_N):
     return train_lib.epoch_order(order_key, epoch, idx_N, mask_N, batch, steps_per_epoch)
@@ -125,42 +132,41 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
     opt_hparams = {k: v for k, v in hparams.items() if k not in ("lr_min", "lr_max")}
     opt_hparams.update(learning_rate=lr_min,
                        decay_rate=jnp.exp(jnp.log(lr_max / lr_min) / (num_steps - 1)))
-    tx = make_tx(opt_hparams)
-    params = model.init(init_key)
+    # No divergence reference (an infinite initial loss): the range test's own stop rule
+    # below decides when a rising loss ends a seed; the step still stops it at a non-finite one.
+    v = train_lib.init_variant(rules, opt_hparams, rules.flat.to_flat(model.init(init_key)),
+                               jnp.float32(jnp.inf))
+    flips = (train_lib.label_flips(seed, data.x.shape[0]) if "label_noise" in opt_hparams
+             else None)
 
     idx_N, mask_N = data.train_idx[0], data.train_mask[0]
     idx_ExMxB, w_ExMxB = jax.vmap(epoch_batches, in_axes=(None, 0, None, None))(
         order_key, jnp.arange(num_epochs), idx_N, mask_N)
     idx_KxB = idx_ExMxB.reshape(num_epochs * steps_per_epoch, batch)[:num_steps]
     w_KxB = w_ExMxB.reshape(num_epochs * steps_per_epoch, batch)[:num_steps]
-    mean_D, std_D = data.mean[0], data.std[0]
 
     def step(carry, inputs):
-      params, opt_state, avg, best, alive = carry
+      v, avg, best = carry
       idx_B, w_B, k = inputs
-      x_BxD = (data.x[idx_B] - mean_D[None, :]) / std_D[None, :]
-      key = jax.random.fold_in(dropout_key, k)
-      loss, grads = jax.value_and_grad(batch_loss)(params, x_BxD, data.y[idx_B], w_B, key)
-      extra = {} if family.extra_args is None else family.extra_args(loss)  # as the trainer
-      updates, new_opt_state = tx.update(grads, opt_state, params, **extra)
-      new_params = optax.apply_updates(params, updates)
+      x_BxD, y_B = train_lib.fetch(data, 0, idx_B)
+      extras = train_lib.batch_extras(opt_hparams, data, 0, idx_B, flips)
+      alive = ~v.stopped & ~v.diverged
+      v, (loss_sum, _, weight) = train_lib.train_step(
+          rules, v, opt_hparams, x_BxD, y_B, w_B, jax.random.fold_in(dropout_key, k), extras)
+      nan = jnp.float32(jnp.nan)
+      # The step's loss, before its update; NaN where the step stopped the seed (non-finite).
+      loss = jnp.where(weight > 0, loss_sum / jnp.maximum(weight, 1.0), nan)
       avg = beta * avg + (1.0 - beta) * loss
       smoothed = avg / (1.0 - jnp.power(beta, (k + 1).astype(jnp.float32)))
       best = jnp.minimum(best, smoothed)  # fastai updates the minimum before the check.
-      healthy = (jnp.isfinite(smoothed) & (smoothed <= stop_factor * best)
-                 & jnp.isfinite(optax.tree.norm(grads)))
-      keep = alive & healthy
-      # A stopped seed is frozen (as a diverged variant in the trainer): its later steps
-      # compute on finite numbers and are masked out.
-      params = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new_params, params)
-      opt_state = jax.tree_util.tree_map(
-          lambda a, b: jnp.where(keep, a, b), new_opt_state, opt_state)
-      nan = jnp.float32(jnp.nan)
+      keep = alive & ~v.diverged & jnp.isfinite(smoothed) & (smoothed <= stop_factor * best)
+      # A stopped seed is frozen (`train_step` skips it): its later steps are masked out.
+      v = v._replace(stopped=v.stopped | ~keep)
       out = FinderTrace(loss=jnp.where(alive, loss, nan), smoothed=jnp.where(keep, smoothed, nan))
-      return (params, opt_state, avg, best, keep), out
+      return (v, avg, best), out
 
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
-    carry = (params, tx.init(params), f32(0.0), f32(jnp.inf), jnp.asarray(True))
+    carry = (v, f32(0.0), f32(jnp.inf))
     _, trace = jax.lax.scan(step, carry, (idx_KxB, w_KxB, jnp.arange(num_steps, dtype=jnp.int32)))
     return trace
 
@@ -290,11 +296,13 @@ def check_finder_args(lr_min: float, lr_max: float, num_steps: int, beta: float,
 @functools.lru_cache(maxsize=16)
 def _compiled(key: tuple, model: Model | None):
   """The jitted, seed-vmapped finder of a static signature, built once per process."""
-  model_cfg, optim, batch_size, task, num_outputs, feature_shape, n_max, num_steps, beta = key
+  (model_cfg, optim, batch_size, task, num_outputs, feature_shape, n_max, num_steps, beta,
+   namespaces) = key
   if model is None:
     model = build_model(model_cfg, num_outputs, feature_shape)
   exp = Experiment(model=model_cfg, optim=optim).replace(train__batch_size=batch_size)
-  find = make_finder(exp, model, task=task, n_max=n_max, num_steps=num_steps, beta=beta)
+  find = make_finder(exp, model, task=task, n_max=n_max, num_steps=num_steps, beta=beta,
+                     feature_shape=feature_shape, namespaces=dict(namespaces))
   return jax.jit(jax.vmap(find, in_axes=(None, 0, None)), compiler_options=engine.compiler_options())
 
 
@@ -314,8 +322,10 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
     seeds: training seeds; seed s starts from the trainer's initial parameters of seed s.
     beta: the decay of the loss's moving average.
     model: a user model (`lr_jax.models.from_linen` / `from_nnx`) instead of the experiment's.
-    hparams: the optimizer family's other numbers (e.g. `{"momentum": 0.95}`); unset ones take
-      their defaults (`lr_jax.optim.OPTIMIZERS`).
+    hparams: the experiment's other numbers (`lr_jax.hparams.axes`), short or qualified, e.g.
+      `{"momentum": 0.95, "model.dropout_rate": 0.2}`: one value each, as a sweep's variant;
+      unset ones take the experiment's defaults. Not the learning rate (the ramp) nor a
+      schedule's numbers (the ramp replaces the schedule).
 
   Returns:
     A `FinderResult` with the curves and the suggested learning rates.
@@ -324,24 +334,31 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
     ConfigError: on bad input, before anything is compiled.
   """
   check_finder_args(lr_min, lr_max, num_steps, beta)
-  known = OPTIMIZERS[experiment.optim.name].hparams
-  unknown = sorted(set(hparams or ()) - set(known))
-  if unknown:  # Here, not in the planner: it builds the model (and starts JAX) first.
-    raise ConfigError(
-        f"optimizer {experiment.optim.name!r} has no hyperparameter {unknown[0]!r}; valid "
-        f"choices: {', '.join(known) or 'none'}")
+  hparams = dict(hparams or {})
+  catalog = hparams_lib.catalog()
+  for name in hparams:  # The rest is checked by the planner, as a sweep's grid.
+    axis = catalog.get(name.rpartition(".")[2]) if isinstance(name, str) else None
+    if axis is not None and (axis.name == "learning_rate" or axis.namespace == "schedule"):
+      raise ConfigError(
+          f"the LR finder takes no {axis.namespace}.{axis.name}: its ramp sets the learning "
+          "rate and replaces the schedule; valid choices: the experiment's optimizer, loss, "
+          "model and data numbers")
   grid = engine.Grid(learning_rates=(lr_min,), seeds=tuple(seeds),
-                     hparams=tuple((k, (v,)) for k, v in (hparams or {}).items()))
+                     hparams=tuple((k, (v,)) for k, v in hparams.items()))
   # The planner makes every check the sweep makes (batch size, model against data, unknown
   # hyperparameters) and loads the data through the sweep's cache.
   group = engine.plan_sweep(experiment, grid, model)[0]
   dataset, splits = group.dataset, group.splits
   num_outputs = dataset.num_classes if dataset.task == "classification" else 1
+  # Every number the points trace (an off one is not there), but the ramp's and the schedule's.
+  axes = hparams_lib.axes(experiment, task=dataset.task, feature_shape=dataset.feature_shape,
+                          model=model)
+  extras = {k: np.float32(v[0]) for k, v in group.points.items()
+            if k != "learning_rate" and axes[k].namespace != "schedule"}
   key = (experiment.model, finder_optim(experiment.optim), experiment.train.batch_size,
          dataset.task, num_outputs, dataset.feature_shape, splits.train_idx.shape[1],
-         num_steps, float(beta))
+         num_steps, float(beta), tuple((k, axes[k].namespace) for k in extras))
   run = _compiled(key, model)
-  extras = {k: np.float32(group.points[k][0]) for k in OPTIMIZERS[experiment.optim.name].hparams}
   find_hparams = {"lr_min": np.float32(lr_min), "lr_max": np.float32(lr_max), **extras}
   data = DataArrays(
       x=dataset.x, y=dataset.y, train_idx=splits.train_idx[:1], train_mask=splits.train_mask[:1],

@@ -1,13 +1,15 @@
 """Models: built-in Flax modules and the adapter that makes any module pure.
 
 The trainer sees a model only as a `Model`: two pure functions, `init(key) -> params` and
-`apply(params, x_BxD, key, train) -> out_BxK`. Linen and NNX modules both become one.
+`apply(params, x_BxD, key, train[, hparams]) -> out_BxK`. Linen and NNX modules both become one.
+`hparams` is the model's slice of a variant's dynamic numbers (`{"dropout_rate": []}` for the
+built-in models where a sweep has dropout), each a traced scalar.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple, NoReturn
 
 import flax.linen as nn
@@ -25,69 +27,123 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+class FrozenDict(dict):
+  """A read-only dict that hashes by its items, so a `Model` holding one can key a cache."""
+
+  def __hash__(self):
+    return hash(tuple(sorted(self.items())))
+
+  def _refuse(self, *args, **kwargs):
+    raise TypeError("a model's declared hyperparameters are read-only")
+
+  __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
+
+
 class Model(NamedTuple):
   """A model as two pure functions.
 
   Attributes:
     init: `key -> params`.
-    apply: `(params, x_BxD, key, train) -> out_BxK`; `key` drives dropout when `train`.
+    apply: `(params, x_BxD, key, train[, hparams]) -> out_BxK`; `key` drives dropout when
+      `train`. `hparams` is `{name: []}`, the model namespace's numbers of one variant (traced
+      scalars); the trainer passes it only where the sweep has any (`apply_model`), so a
+      model declaring none may take four arguments.
     name: what results call the model: the module's class name for `from_linen` and
       `from_nnx`.
     input_shape: the shape of one example that `apply` reshapes its `[B, D]` rows to (so
       `prod(input_shape) == D`), or None where the model declares none.
+    hparams: the numbers the model declares, `{name: lr_jax.hparams.HParam}` (default and
+      valid range): sweepable axes of the "model" namespace (`Grid(hparams={"model.<name>":
+      ...})`), each handed to `apply` per variant. A `FrozenDict` (a model keys compile
+      caches); `from_linen` / `from_nnx(..., hparams=)` build it.
   """
 
   init: Callable[[jax.Array], Params]
-  apply: Callable[[Params, jax.Array, jax.Array, bool], jax.Array]
+  apply: Callable[..., jax.Array]
   name: str = "user"
   input_shape: tuple[int, ...] | None = None
+  hparams: Mapping[str, object] = FrozenDict()
+
+
+def apply_model(model: Model, params: Params, x_BxD: jax.Array, key: jax.Array | None,
+                train: bool, hparams: Mapping[str, jax.Array] | None = None) -> jax.Array:
+  """`model.apply`, with the model's numbers as its fifth argument only where there are any."""
+  if hparams:
+    return model.apply(params, x_BxD, key, train, dict(hparams))
+  return model.apply(params, x_BxD, key, train)
+
+
+def dropout(h: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
+  """Inverted dropout with a traced rate: units kept with probability 1 - rate, scaled up.
+
+  Built from `jax.random.bernoulli`, not `nn.Dropout` (which branches on a Python `rate ==
+  0`): one program serves every rate, and at rate 0 every unit is kept and divided by 1.0, the
+  input bit for bit.
+  """
+  keep = 1.0 - jnp.asarray(rate, h.dtype)
+  mask = jax.random.bernoulli(key, keep, h.shape)
+  return jnp.where(mask, h / keep, jnp.zeros((), h.dtype))
+
+
+def _maybe_dropout(module: nn.Module, h: jax.Array, train: bool,
+                   hparams: Mapping[str, jax.Array] | None) -> jax.Array:
+  """Dropout at the traced `hparams["dropout_rate"]` when training; none without the number."""
+  rate = (hparams or {}).get("dropout_rate")
+  if rate is None or not train:
+    return h
+  return dropout(h, rate, module.make_rng("dropout"))
 
 
 class MLP(nn.Module):
-  """Dense layers with a nonlinearity and optional dropout; `hidden=()` is a linear model."""
+  """Dense layers with a nonlinearity; `hidden=()` is a linear model.
+
+  Dropout after each hidden layer at `hparams["dropout_rate"]` when training (a traced
+  number: one program for every rate); without it in `hparams`, no dropout code at all.
+  """
 
   hidden: tuple[int, ...]
   num_outputs: int
   activation: str = "relu"
-  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x_BxD: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x_BxD: jax.Array, train: bool = False,
+               hparams: Mapping[str, jax.Array] | None = None) -> jax.Array:
     act = _ACTIVATIONS[self.activation]
     h = x_BxD
     for width in self.hidden:
-      h = act(nn.Dense(width)(h))
-      if self.dropout:
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+      h = _maybe_dropout(self, act(nn.Dense(width)(h)), train, hparams)
     return nn.Dense(self.num_outputs)(h)
 
 
 class CNN(nn.Module):
-  """3x3 convolutions (one per width in `hidden`), 2x2 average pooling after each, one dense head."""
+  """3x3 convolutions (one per width in `hidden`), 2x2 average pooling after each, one dense head.
+
+  Dropout before the head at `hparams["dropout_rate"]` when training, as `MLP`'s.
+  """
 
   hidden: tuple[int, ...]
   num_outputs: int
   image_shape: tuple[int, ...]
   activation: str = "relu"
-  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x_BxD: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x_BxD: jax.Array, train: bool = False,
+               hparams: Mapping[str, jax.Array] | None = None) -> jax.Array:
     act = _ACTIVATIONS[self.activation]
     h = x_BxD.reshape((x_BxD.shape[0],) + tuple(self.image_shape))
     for width in self.hidden:
       h = act(nn.Conv(width, (3, 3))(h))
       if h.shape[1] >= 2 and h.shape[2] >= 2:
         h = nn.avg_pool(h, (2, 2), strides=(2, 2))
-    h = h.reshape((h.shape[0], -1))
-    if self.dropout:
-      h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    h = _maybe_dropout(self, h.reshape((h.shape[0], -1)), train, hparams)
     return nn.Dense(self.num_outputs)(h)
 
 
+# The factories leave `cfg.dropout` out: it is the default of the traced `dropout_rate`, which
+# the model reads from `hparams` (so two dropout rates share one program).
 def _mlp(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> nn.Module:
   del feature_shape
-  return MLP(cfg.hidden, num_outputs, cfg.activation, cfg.dropout)
+  return MLP(cfg.hidden, num_outputs, cfg.activation)
 
 
 def _linear(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> nn.Module:
@@ -102,7 +158,7 @@ def _cnn(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> nn.Module:
     raise ConfigError(
         f"model 'cnn' needs image-shaped features (H, W[, C]), the data has shape {feature_shape};"
         " valid choices for flat features: mlp, linear")
-  return CNN(cfg.hidden, num_outputs, feature_shape, cfg.activation, cfg.dropout)
+  return CNN(cfg.hidden, num_outputs, feature_shape, cfg.activation)
 
 
 # name -> factory(ModelConfig, num_outputs, feature_shape) -> linen module.
@@ -133,19 +189,57 @@ def _typed_key(key: jax.Array) -> jax.Array:
   return key if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(key)
 
 
-def from_linen(module: nn.Module, input_shape: int | tuple[int, ...]) -> Model:
-  """Wraps a `flax.linen.Module` whose `__call__(x[, train])` maps `[B, *input_shape]` to `[B, K]`.
+def _declared(hparams: Mapping[str, object] | None, name: str) -> FrozenDict:
+  """A model's declared numbers as `{name: HParam}`; a bare default allows any finite number."""
+  if not hparams:
+    return FrozenDict()
+  from lr_jax import hparams as hparams_lib  # Late: only a user model declaring numbers needs it.
+  out = {}
+  for key, spec in dict(hparams or {}).items():
+    if not isinstance(key, str) or not key.isidentifier():
+      raise ConfigError(f"model {name!r}: hyperparameter names must be identifiers, got {key!r}")
+    if not isinstance(spec, hparams_lib.HParam):
+      if isinstance(spec, bool) or not isinstance(spec, (int, float)) or not math.isfinite(spec):
+        raise ConfigError(f"model {name!r}: hyperparameter {key!r} must be declared as a finite "
+                          f"default or an lr_jax.hparams.HParam, got {spec!r}")
+      spec = hparams_lib.HParam(float(spec), hparams_lib.FINITE)
+    out[key] = spec
+  return FrozenDict(out)
 
-  The trainer hands a model the data's rows flat, `[B, D]`; `apply` reshapes them to
-  `[B, *input_shape]` first, so a CNN on the digits images is `from_linen(cnn, (8, 8, 1))`
+
+def default_hparams(model: Model) -> dict[str, jax.Array]:
+  """`{name: default}` of the numbers a model declares, as float32 scalars ({} for none)."""
+  return {k: np.float32(spec.default) for k, spec in dict(model.hparams).items()}
+
+
+def from_linen(module: nn.Module, input_shape: int | tuple[int, ...],
+               hparams: Mapping[str, object] | None = None) -> Model:
+  """Wraps a `flax.linen.Module` whose `__call__(x[, train][, hparams])` maps to `[B, K]`.
+
+  `x` is `[B, *input_shape]`: the trainer hands a model the data's rows flat, `[B, D]`, and
+  `apply` reshapes them first, so a CNN on the digits images is `from_linen(cnn, (8, 8, 1))`
   (`Dataset.feature_shape` is the data's own shape). A module whose `__call__` has no `train`
   argument is called without one. Dropout, if any, draws from the "dropout" rng stream, keyed
   by the trainer per seed and step; `train=False` (validation) must switch it off.
+
+  A module's own sweepable numbers: declare them in `hparams` and give `__call__` an `hparams`
+  keyword; it receives `{name: value}` of the variant being trained, traced scalars (use them
+  in jnp arithmetic, not in Python `if`), or {} where the sweep has none of them:
+
+      class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False, hparams=None):
+          temperature = (hparams or {}).get("temperature", 1.0)
+          return nn.Dense(10)(x) / temperature
+      model = from_linen(Net(), 64, hparams={"temperature": HParam(1.0, POSITIVE)})
+      Grid(learning_rates=(1e-3,), hparams={"model.temperature": (0.5, 1.0, 2.0)})
 
   Args:
     module: the module; its only variables must be its "params" (BatchNorm's "batch_stats",
       or any other collection, is refused when the model is initialized).
     input_shape: D for flat `[B, D]` inputs, or the shape of one example, e.g. (8, 8, 1).
+    hparams: the numbers the module takes, `{name: lr_jax.hparams.HParam}` (or a bare finite
+      default, any finite value valid); they become axes of the "model" namespace.
 
   Returns:
     The `Model`, named by the module's class.
@@ -153,7 +247,13 @@ def from_linen(module: nn.Module, input_shape: int | tuple[int, ...]) -> Model:
   import inspect
   name = type(module).__name__
   shape = _input_shape(input_shape, name)
-  takes_train = "train" in inspect.signature(module.__call__).parameters
+  call_args = inspect.signature(module.__call__).parameters
+  takes_train = "train" in call_args
+  takes_hparams = "hparams" in call_args
+  declared = _declared(hparams, name)
+  if declared and not takes_hparams:
+    raise ConfigError(f"model {name!r} declares hyperparameters {', '.join(declared)} but its "
+                      "__call__ has no `hparams` argument to receive them; add one")
   dummy = np.zeros((1, *shape), np.float32)  # numpy: building a model starts no backend.
 
   def init(key: jax.Array) -> Params:
@@ -164,17 +264,21 @@ def from_linen(module: nn.Module, input_shape: int | tuple[int, ...]) -> Model:
       _refuse_mutable_state(name, "the linen collection " + ", ".join(map(repr, others)))
     return variables["params"]
 
-  def apply(params: Params, x_BxD: jax.Array, key: jax.Array, train: bool) -> jax.Array:
+  def apply(params: Params, x_BxD: jax.Array, key: jax.Array, train: bool,
+            hparams: Mapping[str, jax.Array] | None = None) -> jax.Array:
     kwargs = {"train": train} if takes_train else {}
+    if takes_hparams and hparams:
+      kwargs["hparams"] = dict(hparams)
     rngs = {"dropout": key} if key is not None else {}
     x = x_BxD.reshape((x_BxD.shape[0], *shape))
     return module.apply({"params": params}, x, rngs=rngs, **kwargs)
 
-  return Model(init, apply, name, shape)
+  return Model(init, apply, name, shape, declared)
 
 
 def from_nnx(make_module: Callable[..., object],
-             input_shape: int | tuple[int, ...] | None = None) -> Model:
+             input_shape: int | tuple[int, ...] | None = None,
+             hparams: Mapping[str, object] | None = None) -> Model:
   """Wraps a `flax.nnx.Module` factory, `make_module(rngs: nnx.Rngs) -> module`.
 
   The module is split into its graph, its `nnx.Param`s (trained) and the rest (rng streams,
@@ -185,10 +289,17 @@ def from_nnx(make_module: Callable[..., object],
   depend only on the seed and the step. A `__call__` with a `train` argument also gets it; one
   with an `rngs` argument gets an `nnx.Rngs` of that key.
 
+  A module's own sweepable numbers: declare them in `hparams` and give `__call__` an `hparams`
+  argument; it receives `{name: value}` of the variant being trained (traced scalars), or {}
+  where the sweep has none: e.g. `def __call__(self, x, hparams=None): scale =
+  (hparams or {}).get("scale", 1.0)`, with `from_nnx(Net, 64, hparams={"scale": 1.0})`.
+
   Args:
     make_module: builds the module from an `nnx.Rngs`; called once here and once per seed.
     input_shape: the shape `apply` reshapes the flat `[B, D]` rows to, e.g. (8, 8, 1) for a
       convolution on the digits images; None (or D) passes them flat.
+    hparams: the numbers the module takes, `{name: lr_jax.hparams.HParam}` (or a bare finite
+      default); they become axes of the "model" namespace.
 
   Returns:
     The `Model`, named by the module's class.
@@ -209,12 +320,17 @@ def from_nnx(make_module: Callable[..., object],
     if isinstance(leaf, nnx.BatchStat):
       _refuse_mutable_state(name, f"nnx.{type(leaf).__name__} {_dotted(path)}")
   call_args = inspect.signature(type(module).__call__).parameters
+  declared = _declared(hparams, name)
+  if declared and "hparams" not in call_args:
+    raise ConfigError(f"model {name!r} declares hyperparameters {', '.join(declared)} but its "
+                      "__call__ has no `hparams` argument to receive them; add one")
 
   def init(key: jax.Array) -> Params:
     _, params, _ = nnx.split(make_module(nnx.Rngs(key)), nnx.Param, ...)
     return params
 
-  def apply(params: Params, x_BxD: jax.Array, key: jax.Array, train: bool) -> jax.Array:
+  def apply(params: Params, x_BxD: jax.Array, key: jax.Array, train: bool,
+            hparams: Mapping[str, jax.Array] | None = None) -> jax.Array:
     # Copies: the call below may advance rng counts, which must not reach `rest`.
     model = nnx.merge(graphdef, params, rest, copy=True)
     if train:
@@ -238,6 +354,8 @@ def from_nnx(make_module: Callable[..., object],
       kwargs["train"] = train
     if "rngs" in call_args:
       kwargs["rngs"] = nnx.Rngs(0 if key is None else jax.random.fold_in(_typed_key(key), 0))
+    if "hparams" in call_args and hparams:
+      kwargs["hparams"] = dict(hparams)
     x = x_BxD if shape is None else x_BxD.reshape((x_BxD.shape[0], *shape))
     out = model(x, **kwargs)
     for path, variable, leaves in fixed:  # A write replaces an array: compare identities.
@@ -247,7 +365,7 @@ def from_nnx(make_module: Callable[..., object],
                               "changes")
     return out
 
-  return Model(init, apply, name, shape)
+  return Model(init, apply, name, shape, declared)
 
 
 def _dotted(path: tuple) -> str:
@@ -301,7 +419,9 @@ def check_widths(model: Model, num_features: int, num_outputs: int, data: str,
 
   def out_shape(width: int, train: bool = False) -> tuple[int, ...]:
     x_BxD = jax.ShapeDtypeStruct((2, width), jnp.float32)
-    return jax.eval_shape(lambda p, x, k: model.apply(p, x, k, train), params, x_BxD, key).shape
+    hp = default_hparams(model)  # A model declaring numbers is checked with its defaults.
+    return jax.eval_shape(lambda p, x, k: apply_model(model, p, x, k, train, hp), params, x_BxD,
+                          key).shape
 
   try:
     shape = out_shape(num_features)
@@ -397,7 +517,9 @@ def flattened(model: Model) -> Flat:
 
   return Flat(
       Model(init=lambda key: to_flat(model.init(key)),
-            apply=lambda params, x_BxD, key, train: model.apply(unravel(params), x_BxD, key, train)),
+            apply=lambda params, x_BxD, key, train, *hparams: model.apply(
+                unravel(params), x_BxD, key, train, *hparams),
+            hparams=model.hparams),
       unravel_host, model, unravel, to_flat)
 
 

@@ -3,13 +3,16 @@
 Every optimizer is `optax.inject_hyperparams`-wrapped, so its learning rate and its other
 dynamic hyperparameters are traced arrays -- one value per variant in a vmapped sweep, and no
 recompilation for a new value. A schedule is a shape (a function of the step with value 1 at its
-peak) scaled by the variant's learning rate. Every transformation is applied to the parameters'
+peak) scaled by the variant's learning rate; its numbers (decay rate, warmup fraction, cosine
+floor, one-cycle rise, plateau factor and patience) are traced too. Each entry declares its
+numbers as `{name: HParam}` (`lr_jax.hparams`). Every transformation is applied to the parameters'
 pytree (the model's layers), so per-layer ones -- LAMB's trust ratio, weight-decay masks,
 adafactor's factored moments -- are what they say. `register_optimizer` adds a user family.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
@@ -19,27 +22,9 @@ import jax.numpy as jnp
 import optax
 
 from lr_jax.config import Interval
-
-# The valid values of the dynamic hyperparameters: the planner refuses a grid value outside.
-POSITIVE = Interval(0.0, math.inf, "()")
-NON_NEGATIVE = Interval(0.0, math.inf, "[)")
-MOMENTUM = Interval(0.0, 1.0, "[)")  # 1 never forgets a gradient: the updates grow without bound.
-FINITE = Interval(-math.inf, math.inf, "()")  # A user's number whose range was not declared.
-
-
-class HParam(NamedTuple):
-  """A dynamic hyperparameter: its default and the values it may take.
-
-  Attributes:
-    default: the value a sweep uses where its grid does not list this hyperparameter.
-    valid: the values a grid may give it.
-  """
-
-  default: float
-  valid: Interval
-
-
-LEARNING_RATE = HParam(1e-3, POSITIVE)  # A grid lists its learning rates; 1e-3 is Grid's default.
+# HParam and the ranges live with the other registries' numbers; re-exported here.
+from lr_jax.hparams import (AT_LEAST_ONE, COUNT, FINITE, LEARNING_RATE, MOMENTUM, NON_NEGATIVE,
+                            OPEN_FRACTION, POSITIVE, UNIT, HParam, from_config)
 
 
 class Optimizer(NamedTuple):
@@ -64,16 +49,48 @@ class Optimizer(NamedTuple):
   eval_params: Callable[[optax.OptState, object], object] | None = None
 
 
+def _optax(factory, name: str, valid: Interval, help: str, *, off: bool = True) -> HParam:
+  """A family's number with optax's default, stated once: in the optax alias's signature.
+
+  `off` (the default) makes that default the number's off value: a sweep that does not vary it
+  leaves it to the alias (a Python constant, not traced), as before it was an axis.
+  """
+  default = float(inspect.signature(factory).parameters[name].default)
+  return HParam(default, valid, off=default if off else None, help=help)
+
+
+def _adam_like(factory, eps: bool = True) -> dict[str, HParam]:
+  numbers = {"b1": _optax(factory, "b1", MOMENTUM, "decay of the first-moment average"),
+             "b2": _optax(factory, "b2", MOMENTUM, "decay of the second-moment average")}
+  if eps:
+    numbers["eps"] = _optax(factory, "eps", POSITIVE, "added to the denominator")
+  return numbers
+
+
+def _weight_decay(factory) -> dict[str, HParam]:
+  # Traced in every sweep (no off value): a column of every result, as before.
+  return {"weight_decay": _optax(factory, "weight_decay", NON_NEGATIVE,
+                                 "decoupled weight decay", off=False)}
+
+
+# optax.sgd's momentum default is None (none); the momentum families' is Keras' 0.9.
+_MOMENTUM = HParam(0.9, MOMENTUM, help="momentum of the velocity")
+
 OPTIMIZERS: dict[str, Optimizer] = {
     "sgd": Optimizer(optax.sgd, {}, {}),
-    "momentum": Optimizer(optax.sgd, {"momentum": HParam(0.9, MOMENTUM)}, {}),
-    "nesterov": Optimizer(optax.sgd, {"momentum": HParam(0.9, MOMENTUM)}, {"nesterov": True}),
-    "adam": Optimizer(optax.adam, {}, {}),
-    "adamw": Optimizer(optax.adamw, {"weight_decay": HParam(1e-4, NON_NEGATIVE)}, {}),
-    "rmsprop": Optimizer(optax.rmsprop, {}, {}),
-    "adagrad": Optimizer(optax.adagrad, {}, {}),
-    "lion": Optimizer(optax.lion, {"weight_decay": HParam(1e-3, NON_NEGATIVE)}, {}),
-    "lamb": Optimizer(optax.lamb, {"weight_decay": HParam(0.0, NON_NEGATIVE)}, {}),
+    "momentum": Optimizer(optax.sgd, {"momentum": _MOMENTUM}, {}),
+    "nesterov": Optimizer(optax.sgd, {"momentum": _MOMENTUM}, {"nesterov": True}),
+    "adam": Optimizer(optax.adam, _adam_like(optax.adam), {}),
+    "adamw": Optimizer(optax.adamw, {**_adam_like(optax.adamw), **_weight_decay(optax.adamw)}, {}),
+    "rmsprop": Optimizer(optax.rmsprop, {
+        "decay": _optax(optax.rmsprop, "decay", MOMENTUM, "decay of the squared-gradient "
+                        "average (Keras' rho)"),
+        "eps": _optax(optax.rmsprop, "eps", POSITIVE, "added to the denominator")}, {}),
+    "adagrad": Optimizer(optax.adagrad, {
+        "eps": _optax(optax.adagrad, "eps", POSITIVE, "added to the denominator")}, {}),
+    "lion": Optimizer(optax.lion, {**_adam_like(optax.lion, eps=False),
+                                   **_weight_decay(optax.lion)}, {}),
+    "lamb": Optimizer(optax.lamb, {**_adam_like(optax.lamb), **_weight_decay(optax.lamb)}, {}),
 }
 
 
@@ -89,14 +106,13 @@ class Schedule(NamedTuple):
   """A schedule shape and its dynamic hyperparameters.
 
   Attributes:
-    factory: `(OptimConfig, total_steps) -> shape(step, hparams)`, 1.0 at the peak.
-    hparams: names of its per-variant numbers -> the `OptimConfig` field giving the default.
-    valid: names of its per-variant numbers -> the values they may take.
+    factory: `(OptimConfig, total_steps) -> shape(step, hparams)`, 1.0 at the peak; `hparams`
+      holds its numbers as traced scalars.
+    hparams: its per-variant numbers: name -> `HParam` (each default an `OptimConfig` field's).
   """
 
   factory: Callable[..., Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]]
-  hparams: Mapping[str, str]
-  valid: Mapping[str, Interval] = {}
+  hparams: Mapping[str, HParam] = {}
 
 
 def _fixed(schedule: optax.Schedule):
@@ -117,44 +133,133 @@ def _exponential(cfg, total_steps: int):
   return shape
 
 
-def _warmup_cosine(cfg, total_steps: int):
-  warmup = max(1, round(cfg.warmup_fraction * total_steps))
-  return _fixed(optax.warmup_cosine_decay_schedule(
-      0.0, 1.0, warmup, max(total_steps, warmup + 1), end_value=cfg.alpha))
+# The shapes below are optax's (cosine_decay_schedule, warmup_cosine_decay_schedule,
+# cosine_onecycle_schedule, at peak 1) written in jnp, because optax's take Python ints for
+# their boundaries and these boundaries are per-variant numbers times the horizon.
 
+def _cosine_decay(count, decay_steps, alpha):
+  """optax.cosine_decay_schedule(1, decay_steps, alpha) at `count`: all float arrays."""
+  count = jnp.minimum(count, decay_steps)
+  return (1 - alpha) * (0.5 * (1 + jnp.cos(jnp.pi * count / decay_steps))) + alpha
+
+
+def _cosine(cfg, total_steps: int):
+  del cfg
+
+  def shape(step, hparams):
+    return _cosine_decay(step.astype(jnp.float32), float(total_steps), hparams["alpha"])
+
+  return shape
+
+
+def _whole(x):
+  # int() of a fraction of the horizon, as optax takes it of the float64 product: float32 puts
+  # 0.21 * 300 just below 63, so nudge up by far less than a step. Where float64 itself falls
+  # just below a whole number (0.29 * 100), the boundary here is one step later than optax's.
+  return jnp.floor(x * (1 + 1e-6))
+
+
+def _warmup_cosine(cfg, total_steps: int):
+  # optax.warmup_cosine_decay_schedule(0, 1, warmup, max(total, warmup + 1), end_value=alpha)
+  # with warmup = max(1, round(warmup_fraction * total)): a linear rise, then cosine decay.
+  del cfg
+
+  def shape(step, hparams):
+    t = step.astype(jnp.float32)
+    # round() halves to even as Python's does; a product within float32 rounding of a half
+    # (0.07 * 150) may round the other way: warmup one step shorter or longer than optax's.
+    warmup = jnp.maximum(1.0, jnp.round(hparams["warmup_fraction"] * total_steps))
+    decay_steps = jnp.maximum(float(total_steps), warmup + 1) - warmup
+    rise = 1 - jnp.clip(t, 0, warmup) / warmup  # optax.linear_schedule's (1 - frac).
+    return jnp.where(t < warmup, (0.0 - 1.0) * rise + 1.0,
+                     _cosine_decay(t - warmup, decay_steps, hparams["alpha"]))
+
+  return shape
+
+
+def _onecycle(cfg, total_steps: int):
+  # optax.cosine_onecycle_schedule(total, 1, pct_start): cosine from 1/25 up to 1 over
+  # int(pct_start * total) steps, then cosine down to 1/(25 * 1e4) / 25 * 25 at `total`.
+  del cfg
+  div, final_div = 25.0, 1e4
+  start, peak = 1.0 / div, 1.0
+  end = peak / (div * final_div)
+
+  def shape(step, hparams):
+    t = step.astype(jnp.float32)
+    top = _whole(hparams["pct_start"] * total_steps)
+    total = float(total_steps)
+
+    def interpolate(a, b, pct):  # optax's _cosine_interpolate.
+      return b + (a - b) / 2.0 * (jnp.cos(jnp.pi * pct) + 1)
+
+    up = interpolate(start, peak, t / jnp.maximum(top, 1))
+    down = interpolate(peak, end, (t - top) / jnp.maximum(total - top, 1))
+    return jnp.where(t < top, up, jnp.where(t < total, down, end))
+
+  return shape
+
+
+def _schedule_number(field: str, valid: Interval, help: str, integer: bool = False) -> HParam:
+  return from_config(f"optim.{field}", valid, integer=integer, help=help)
+
+
+_ALPHA = _schedule_number("alpha", UNIT, "final learning rate as a fraction of the peak")
+
+# Keras' ReduceLROnPlateau, per variant in the trainer (lr_jax.train): its shape is constant;
+# the trainer scales the peak by its state, which these numbers drive.
+PLATEAU = {
+    "plateau_factor": _schedule_number(
+        "plateau_factor", OPEN_FRACTION, "multiply the learning rate by this on a plateau"),
+    "plateau_patience": _schedule_number(
+        "plateau_patience", AT_LEAST_ONE, "epochs without improvement before reducing",
+        integer=True),
+    "plateau_cooldown": _schedule_number(
+        "plateau_cooldown", COUNT, "epochs to wait after a reduction before counting again",
+        integer=True),
+    "plateau_min_lr": _schedule_number(
+        "plateau_min_lr", NON_NEGATIVE, "lower bound of the reduced learning rate"),
+    "plateau_min_delta": _schedule_number(
+        "plateau_min_delta", NON_NEGATIVE, "an improvement smaller than this does not count"),
+}
 
 # name -> Schedule; every shape is 1.0 at its peak and is scaled by the variant's learning rate.
 SCHEDULES: dict[str, Schedule] = {
-    "constant": Schedule(lambda cfg, total: _fixed(optax.constant_schedule(1.0)), {}),
-    "exponential": Schedule(_exponential, {"decay_rate": "decay_rate"},
-                            {"decay_rate": POSITIVE}),
-    "cosine": Schedule(
-        lambda cfg, total: _fixed(optax.cosine_decay_schedule(1.0, total, alpha=cfg.alpha)), {}),
-    "warmup_cosine": Schedule(_warmup_cosine, {}),
-    "onecycle": Schedule(
-        lambda cfg, total: _fixed(optax.cosine_onecycle_schedule(total, 1.0, pct_start=cfg.pct_start)),
-        {}),
+    "constant": Schedule(lambda cfg, total: _fixed(optax.constant_schedule(1.0))),
+    "exponential": Schedule(_exponential, {"decay_rate": _schedule_number(
+        "decay_rate", POSITIVE, "exponential decay: multiplier per decay_steps steps")}),
+    "cosine": Schedule(_cosine, {"alpha": _ALPHA}),
+    "warmup_cosine": Schedule(_warmup_cosine, {
+        "warmup_fraction": _schedule_number(
+            "warmup_fraction", OPEN_FRACTION, "fraction of all steps spent warming up from 0"),
+        "alpha": _ALPHA}),
+    "onecycle": Schedule(_onecycle, {"pct_start": _schedule_number(
+        "pct_start", OPEN_FRACTION, "one-cycle: fraction of steps spent rising to the peak")}),
     "piecewise": Schedule(
         lambda cfg, total: _fixed(
-            optax.piecewise_constant_schedule(1.0, dict(zip(cfg.boundaries, cfg.scales)))), {}),
+            optax.piecewise_constant_schedule(1.0, dict(zip(cfg.boundaries, cfg.scales))))),
+    "plateau": Schedule(lambda cfg, total: _fixed(optax.constant_schedule(1.0)), PLATEAU),
 }
 
 
 def hparam_specs(cfg) -> dict[str, HParam]:
-  """The per-variant numbers of an `OptimConfig`, their defaults and ranges, learning rate first.
+  """The optimizer's and schedule's per-variant numbers of an `OptimConfig`, learning rate first.
 
-  The optimizer family's (weight decay, momentum) and the schedule's (exponential decay rate)
-  are all dynamic: sweeping them costs no recompilation.
+  Each with the config's default (`lr_jax.hparams.axes` gives every namespace's).
   """
-  schedule = SCHEDULES[cfg.schedule]
-  return {"learning_rate": LEARNING_RATE, **OPTIMIZERS[cfg.name].hparams,
-          **{k: HParam(float(getattr(cfg, field)), schedule.valid[k])
-             for k, field in schedule.hparams.items()}}
+  from lr_jax import hparams
+  from lr_jax.config import Experiment
+  return {k: a.spec for k, a in hparams.axes(Experiment(optim=cfg), task=None,
+                                              feature_shape=None).items()
+          if a.namespace in ("optim", "schedule")}
 
 
 def dynamic_hparams(cfg) -> dict[str, float]:
-  """The per-variant numbers of an `OptimConfig` with their defaults, learning rate first."""
-  return {k: spec.default for k, spec in hparam_specs(cfg).items()}
+  """The per-variant numbers of an `OptimConfig` that a default sweep traces, with defaults.
+
+  Those whose default is their off value (adam's b1, no clipping) are left to the optimizer.
+  """
+  return {k: spec.default for k, spec in hparam_specs(cfg).items() if spec.default != spec.off}
 
 
 def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],
@@ -183,7 +288,8 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
     factory: `(learning_rate, **hparams, **fixed) -> optax.GradientTransformation`.
     hparams: its dynamic hyperparameters besides the learning rate: name -> default, or
       `HParam(default, valid)` to declare the values a grid may give it (a bare default allows
-      any finite number).
+      any finite number). `HParam(..., off=x)` with `x` the factory's own default for it
+      leaves it out of a sweep that does not vary it (not traced), as the built-in b1, b2, eps.
     fixed: static keyword arguments (e.g. `{"nesterov": True}`).
     extra_args: `loss -> {name: value}`, extra keyword arguments of `update` from the
       minibatch's mean loss: `lambda loss: {"value": loss}` for plateau-style transformations.
@@ -206,26 +312,38 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
     raise ConfigError(f"optimizer name must be a non-empty string, got {name!r}")
   hparams, fixed = dict(hparams or {}), dict(fixed or {})
   for key, value in hparams.items():
-    if key in ("learning_rate", *_schedule_hparams()):
+    if key in _taken_names():
       raise ConfigError(f"optimizer {name!r}: hyperparameter {key!r} is taken by the learning "
-                        f"rate or a schedule; valid choices: other names")
+                        f"rate, clipping, a schedule, loss, model or data; valid choices: "
+                        f"other names")
     spec = value if isinstance(value, HParam) else HParam(value, FINITE)
     default = spec.default
     if isinstance(default, bool) or not isinstance(default, (int, float)) or not math.isfinite(
         default) or not isinstance(spec.valid, Interval) or default not in spec.valid:
       raise ConfigError(f"optimizer {name!r}: default of {key!r} must be a finite number in "
                         f"its valid range, got {value!r}")
-    hparams[key] = HParam(float(default), spec.valid)
+    hparams[key] = spec._replace(default=float(default))
   if not callable(factory):
     raise ConfigError(f"optimizer {name!r}: factory must be callable, got {factory!r}")
   try:
-    inspect.signature(factory).bind(learning_rate=1.0, **{k: v.default for k, v in hparams.items()},
-                                    **fixed)
-  except TypeError as e:
-    raise ConfigError(f"optimizer {name!r}: factory cannot be called with learning_rate, "
-                      f"{', '.join([*hparams, *fixed]) or 'nothing else'}: {e}") from None
+    signature = inspect.signature(factory)
   except ValueError:  # No signature (a builtin): let the first trace tell.
-    pass
+    signature = None
+  if signature is not None:
+    try:
+      signature.bind(learning_rate=1.0, **{k: v.default for k, v in hparams.items()}, **fixed)
+    except TypeError as e:
+      raise ConfigError(f"optimizer {name!r}: factory cannot be called with learning_rate, "
+                        f"{', '.join([*hparams, *fixed]) or 'nothing else'}: {e}") from None
+    for key, spec in hparams.items():
+      # A sweep that leaves a number at `off` does not pass it: the factory's default applies.
+      param = signature.parameters.get(key)
+      own = param.default if param is not None else inspect.Parameter.empty
+      if spec.off is not None and own != spec.off:
+        own = "none" if own is inspect.Parameter.empty else repr(own)
+        raise ConfigError(f"optimizer {name!r}: {key!r} is off at {spec.off!r} but the "
+                          f"factory's default for it is {own}; valid choices: off=None or "
+                          f"off equal to that default")
   entry = Optimizer(factory, hparams, fixed,
                     extra_args=extra_args, eval_params=eval_params)
   if name in OPTIMIZERS and OPTIMIZERS[name] != entry:
@@ -235,8 +353,12 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
   return name
 
 
-def _schedule_hparams() -> set[str]:
-  return {k for schedule in SCHEDULES.values() for k in schedule.hparams}
+def _taken_names() -> set[str]:
+  """The numbers no optimizer family may declare: every other registry's, and the optim ones
+  that are not a family's."""
+  from lr_jax import hparams
+  return {"learning_rate", "clip_norm", *(k for k, a in hparams.catalog().items()
+                                          if a.namespace != "optim")}
 
 
 def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]], optax.GradientTransformation]:
@@ -247,8 +369,9 @@ def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]],
     total_steps: optimizer steps in the whole run (the horizon of cosine/onecycle schedules).
 
   Returns:
-    A pure function of one variant's hparams (`learning_rate` and the family's extras, scalar
-    arrays); call it inside the traced code, the same way for `init` and `update`. Apply the
+    A pure function of one variant's hparams (`learning_rate`, the schedule's numbers, and
+    those of the family's numbers and `clip_norm` that the sweep traces: scalar arrays);
+    call it inside the traced code, the same way for `init` and `update`. Apply the
     transformation to the parameters' pytree, not a raveled vector: per-layer families (lamb,
     a weight-decay mask, adafactor) need the layers.
   """
@@ -259,10 +382,11 @@ def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]],
 
   def make(hparams: Mapping[str, jax.Array]) -> optax.GradientTransformation:
     peak = hparams["learning_rate"]
-    extras = {k: hparams[k] for k in family.hparams}
+    # A family number absent from the points is at its off value: the alias's own default.
+    extras = {k: hparams[k] for k in family.hparams if k in hparams}
     tx = injected(learning_rate=lambda step: peak * shape(step, hparams), **extras, **family.fixed)
-    if cfg.clip_norm is not None:
-      tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
+    if "clip_norm" in hparams:
+      tx = optax.chain(optax.clip_by_global_norm(hparams["clip_norm"]), tx)
     return tx
 
   return make

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import lr_jax
-from lr_jax import engine
+from lr_jax import engine, hparams
 
 EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(32,)),
@@ -180,3 +180,144 @@ def test_halving_warns_when_its_chunks_hold_one_point(caplog):
     lr_jax.run_sweep(EXP, grid, options=options)
   assert "halving ranks each chunk's points over its streams, so it prunes nothing; give " \
          "--max_variants_per_chunk of at least 6" in caplog.text
+
+
+# ------------------------------------------------------------------ the grid's named numbers
+
+TINY = lr_jax.Experiment(
+    data=lr_jax.DataConfig(dataset="digits", train_size=100), model=lr_jax.ModelConfig(hidden=(8,)),
+    train=lr_jax.TrainConfig(epochs=2, batch_size=25, patience=0, chunk_epochs=0))
+
+
+def _fail(*args, **kwargs):
+  raise AssertionError("bad input reached the data loader or the compiler")
+
+
+OUT_OF_RANGE = [
+    ({}, "model.dropout_rate", 1.0, "dropout_rate 1.0 is outside its valid range [0, 1)"),
+    ({}, "label_smoothing", -0.1, "label_smoothing -0.1 is outside its valid range [0, 1)"),
+    ({}, "data.input_noise", -1.0, "input_noise -1.0 is outside its valid range [0, inf)"),
+    ({}, "shift", -1, "shift -1.0 is outside its valid range [0, inf)"),
+    ({"optim__schedule": "plateau"}, "plateau_factor", 1.0,
+     "plateau_factor 1.0 is outside its valid range (0, 1)"),
+    ({"optim__schedule": "plateau"}, "schedule.plateau_patience", 2.5,
+     "plateau_patience 2.5 is not a whole number; valid choices: integers in [1, inf)"),
+    ({}, "b1", 1.0, "b1 1.0 is outside its valid range [0, 1)"),
+    ({"optim__name": "sgd"}, "b1", 0.5,
+     "hyperparameter 'b1' does not apply to optimizer 'sgd'; valid choices: "
+     "optim.learning_rate, optim.clip_norm, loss.label_smoothing"),
+    ({}, "warmup_fraction", 0.5, "hyperparameter 'warmup_fraction' does not apply to schedule "
+     "'constant'"),
+    ({"model__name": "linear", "model__hidden": ()}, "dropout_rate", 0.5,
+     "hyperparameter 'dropout_rate' does not apply to model 'linear'"),
+]
+
+
+@pytest.mark.parametrize("changes,name,value,message", OUT_OF_RANGE,
+                         ids=[m.split(";")[0] for *_, m in OUT_OF_RANGE])
+def test_a_number_outside_its_range_is_refused_in_one_line_before_any_data_loads(
+    monkeypatch, changes, name, value, message):
+  monkeypatch.setattr(engine, "_load", _fail)
+  monkeypatch.setattr(engine, "run_group", _fail)
+  with pytest.raises(lr_jax.ConfigError) as e:
+    lr_jax.run_sweep(TINY.replace(**changes), lr_jax.Grid(hparams={name: (value,)}))
+  assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_learning_rates_are_given_as_such_not_as_a_grid_number():
+  with pytest.raises(lr_jax.ConfigError, match=r"Grid\(learning_rates=\.\.\.\)"):
+    lr_jax.Grid(hparams={"optim.learning_rate": (0.1,)})
+
+
+@pytest.mark.parametrize("name", ["dropout", "model.b1", "optim.dropout_rate", "noise"])
+def test_a_name_no_registry_declares_is_refused_by_the_grid_listing_the_valid_ones(name):
+  with pytest.raises(lr_jax.ConfigError) as e:
+    lr_jax.Grid(hparams={name: (0.1,)})
+  msg = str(e.value)
+  assert f"no hyperparameter {name!r}" in msg and "\n" not in msg
+  assert "valid choices: optim.learning_rate, " in msg and "model.dropout_rate" in msg
+  assert "data.shift" in msg and "schedule.plateau_factor" in msg
+
+
+@pytest.mark.parametrize("dataset,given,message", [
+    ("iris", 1, "hyperparameter 'shift' does not apply to data of feature shape (4,) "
+     "(image-shaped data only: rank >= 2)"),
+    ("digits", 8, "shift 8.0 is outside its valid range [0, 7]"),  # 8 x 8 images.
+    ("linear", "label_smoothing", "hyperparameter 'label_smoothing' does not apply to "
+     "regression data (classification only)"),
+    ("linear", "label_noise", "hyperparameter 'label_noise' does not apply to regression data"),
+])
+def test_a_number_the_data_cannot_take_is_refused_before_compiling(monkeypatch, dataset, given,
+                                                                   message):
+  # `given`: a shift in pixels, or the name of a number to sweep over (0, 0.1).
+  monkeypatch.setattr(engine, "run_group", _fail)
+  grid = {"shift": (0, given)} if isinstance(given, int) else {given: (0.0, 0.1)}
+  with pytest.raises(lr_jax.ConfigError) as e:
+    lr_jax.run_sweep(TINY.replace(data__dataset=dataset, data__train_size=60),
+                     lr_jax.Grid(hparams=grid))
+  assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_qualified_and_short_names_plan_the_same_points():
+  values = {"dropout_rate": (0.0, 0.2), "b2": (0.99, 0.999), "label_smoothing": (0.0, 0.1),
+            "shift": (0, 1)}
+  short = lr_jax.Grid(learning_rates=(1e-3, 1e-2), hparams=values)
+  qualified = lr_jax.Grid(learning_rates=(1e-3, 1e-2), hparams=[
+      (f"{hparams.catalog()[k].namespace}.{k}", v) for k, v in values.items()])
+  assert qualified == short
+  [a], [b] = engine.plan_sweep(TINY, short), engine.plan_sweep(TINY, qualified)
+  assert list(a.points) == list(b.points) == ["learning_rate", "b2", "label_smoothing",
+                                              "dropout_rate", "shift"]
+  assert len(a.points["learning_rate"]) == 2 ** 5
+  for k in a.points:
+    np.testing.assert_array_equal(a.points[k], b.points[k])
+
+
+def test_an_axis_whose_values_are_all_off_is_absent_and_compiles_the_plain_program():
+  [plain] = engine.plan_sweep(TINY, lr_jax.Grid())
+  assert list(plain.points) == ["learning_rate"]  # adam's b1, b2, eps left to optax.
+  off = lr_jax.Grid(hparams={"model.dropout_rate": (0.0,), "label_smoothing": (0.0,),
+                             "input_noise": (0,), "b1": (0.9,)})
+  [group] = engine.plan_sweep(TINY, off)
+  assert list(group.points) == ["learning_rate"]
+  assert engine._compile_key(group) == engine._compile_key(plain)
+  [on] = engine.plan_sweep(TINY, lr_jax.Grid(hparams={"dropout_rate": (0.0, 0.1)}))
+  assert list(on.points) == ["learning_rate", "dropout_rate"]  # 0 beside 0.1: traced too.
+  assert engine._compile_key(on) != engine._compile_key(plain)
+  # No clipping is the config's default; a grid that lists norms traces them.
+  [clipped] = engine.plan_sweep(TINY, lr_jax.Grid(hparams={"clip_norm": (1.0,)}))
+  assert clipped.points["clip_norm"].tolist() == [1.0]
+
+
+def test_config_fields_that_are_only_defaults_share_one_compile_key():
+  def plan(**changes):
+    return engine.plan_sweep(TINY.replace(**changes), lr_jax.Grid())[0]
+
+  a, b = plan(model__dropout=0.2), plan(model__dropout=0.5)
+  np.testing.assert_array_equal(a.points["dropout_rate"], [0.2])
+  np.testing.assert_array_equal(b.points["dropout_rate"], [0.5])
+  assert engine._compile_key(a) == engine._compile_key(b)
+  assert engine._compile_key(plan(model__dropout=0.0)) != engine._compile_key(a)
+  schedule = dict(optim__schedule="warmup_cosine")
+  c = plan(**schedule, optim__warmup_fraction=0.2, optim__alpha=0.1, optim__clip_norm=1.0)
+  d = plan(**schedule, optim__warmup_fraction=0.3, optim__alpha=0.0, optim__clip_norm=5.0)
+  assert engine._compile_key(c) == engine._compile_key(d)
+  assert c.points["clip_norm"].tolist() == [1.0] and d.points["alpha"].tolist() == [0.0]
+
+
+def test_a_swept_adam_b1_is_one_compiled_program(traced_once):
+  first = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(1e-2,), hparams={"b1": (0.5, 0.9)}))
+  second = lr_jax.run_sweep(TINY, lr_jax.Grid(learning_rates=(1e-2,),
+                                              hparams={"optim.b1": (0.9, 0.7)}))
+  loss = lambda r, b1: r.rows["best_val_loss"][r.rows["b1"] == b1]
+  assert not np.allclose(loss(first, 0.5), loss(first, 0.9), rtol=1e-4)  # b1 is used.
+  np.testing.assert_allclose(loss(first, 0.9), loss(second, 0.9), rtol=1e-5)
+
+
+def test_a_user_models_number_is_named_qualified_and_checked_against_the_model(monkeypatch):
+  grid = lr_jax.Grid(hparams={"model.temperature": (0.5, 1.0)})
+  assert grid.hparams == (("model.temperature", (0.5, 1.0)),)  # Only the model declares it.
+  monkeypatch.setattr(engine, "_load", _fail)
+  with pytest.raises(lr_jax.ConfigError, match=r"no hyperparameter 'model.temperature' here; "
+                     r"valid choices: optim.learning_rate, optim.b1"):
+    engine.plan_sweep(TINY, grid)  # The built-in mlp has no temperature.

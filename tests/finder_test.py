@@ -3,6 +3,7 @@ vmapped vs alone, the script end to end and its refusals."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -212,7 +213,7 @@ def test_script_end_to_end_small(tmp_path):
     (["--finder_lr_min=1", "--finder_lr_max=0.1", "--finder_steps=0"],
      ["--finder_lr_min", "1.0", "0.1"]),  # The first bad value is named; one line still.
     (["--lr_min=1e-3"], ["--lr_min", "--finder_lr_min"]),
-    (["--momentum=0.9"], ["adam", "momentum", "none"]),
+    (["--momentum=0.9"], ["adam", "momentum"]),  # adam has no momentum (the planner says).
 ])
 def test_script_bad_flag_exit_2_one_line(tmp_path, args, needles):
   out = tmp_path / "out"
@@ -223,3 +224,54 @@ def test_script_bad_flag_exit_2_one_line(tmp_path, args, needles):
   for needle in needles:
     assert needle in lines[0], (needle, lines[0])
   assert not out.exists()
+
+
+def test_the_finder_takes_every_number_of_the_experiment_but_the_ramps():
+  exp = lr_jax.Experiment(data=lr_jax.DataConfig(dataset="digits", train_size=100),
+                          model=lr_jax.ModelConfig(hidden=(8,)),
+                          train=lr_jax.TrainConfig(batch_size=32))
+  kwargs = dict(lr_min=1e-4, lr_max=1.0, num_steps=10, seeds=(0,))
+  plain = finder.lr_finder(exp, **kwargs)
+  noisy = finder.lr_finder(exp, hparams={"model.dropout_rate": 0.5, "label_smoothing": 0.1},
+                           **kwargs)
+  assert noisy.config["hparams"] == {"dropout_rate": 0.5, "label_smoothing": pytest.approx(0.1)}
+  # The same init and batches; label smoothing raises the loss of the same outputs.
+  assert noisy.losses[0, 0] > plain.losses[0, 0]
+  with pytest.raises(ConfigError, match="takes no schedule.decay_rate"):
+    finder.lr_finder(exp, hparams={"decay_rate": 0.5}, **kwargs)
+  with pytest.raises(ConfigError, match="momentum.*adam"):
+    finder.lr_finder(exp, hparams={"momentum": 0.5}, **kwargs)
+
+
+def test_the_finder_steps_are_the_trainers_train_step():
+  # The first steps of a range test are `train.train_step` on the trainer's first minibatches:
+  # same init, order, keys, loss and update (the ramp being the exponential schedule).
+  from lr_jax import train as train_lib
+  k_steps, lr_min, lr_max, seed = 12, 1e-3, 1.0, 3
+  exp = SMALL.replace(optim__schedule="exponential", optim__decay_steps=1,
+                      model__hidden=(16,))
+  dataset = lr_jax.load_dataset(exp.data)
+  splits = lr_jax.make_splits(dataset, exp.data)
+  data = DataArrays(
+      x=jnp.asarray(dataset.x), y=jnp.asarray(dataset.y),
+      train_idx=jnp.asarray(splits.train_idx[:1]), train_mask=jnp.asarray(splits.train_mask[:1]),
+      val_idx=jnp.asarray(splits.val_idx[:1]), val_mask=jnp.asarray(splits.val_mask[:1]),
+      mean=jnp.asarray(splits.mean[:1]), std=jnp.asarray(splits.std[:1]))
+  model = lr_jax.build_model(exp.model, 2, dataset.feature_shape)
+  n_max = int(splits.train_idx.shape[1])
+  find = finder.make_finder(exp, model, task="classification", n_max=n_max, num_steps=k_steps)
+  trace = jax.jit(find)({"lr_min": jnp.float32(lr_min), "lr_max": jnp.float32(lr_max)},
+                        jnp.int32(seed), data)
+
+  rules = lr_jax.make_trainer(exp, model, task="classification", n_max=n_max).rules
+  hp = {"learning_rate": jnp.float32(lr_min),
+        "decay_rate": jnp.float32((lr_max / lr_min) ** (1 / (k_steps - 1)))}
+  _, order_key, step_key = train_lib.stream_keys(seed)
+  v = train_lib.init_variant(rules, hp, train_lib.initial_params(model, seed), jnp.float32(1e9))
+  idx_MxB, w_MxB = train_lib.epoch_order(order_key, 0, data.train_idx[0], data.train_mask[0],
+                                         rules.batch, rules.steps_per_epoch)
+  step = jax.jit(functools.partial(train_lib.train_step, rules))
+  for k in range(3):
+    x_BxD, y_B = train_lib.fetch(data, 0, idx_MxB[k])
+    v, (loss_sum, _, weight) = step(v, hp, x_BxD, y_B, w_MxB[k], jax.random.fold_in(step_key, k))
+    np.testing.assert_allclose(trace.loss[k], loss_sum / weight, rtol=1e-6, err_msg=f"step {k}")

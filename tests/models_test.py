@@ -15,6 +15,7 @@ import pytest
 from flax import nnx
 
 import lr_jax
+from lr_jax import hparams as hparams_lib
 from lr_jax import models, results
 from lr_jax.errors import ConfigError
 
@@ -414,3 +415,97 @@ def test_a_user_model_is_reported_by_its_class_name(tmp_path):
   assert summary["config"]["experiments"][0]["model"]["name"] == "TwoLayer"
   table = lr_jax.format_table(result)
   assert "TwoLayer" in table and "mlp" not in table, table
+
+
+# ------------------------------------------------------------------------------ traced numbers
+
+
+@pytest.mark.parametrize("cfg", [lr_jax.ModelConfig(hidden=(16, 8)),
+                                 lr_jax.ModelConfig(name="cnn", hidden=(4,))])
+def test_built_in_dropout_at_rate_zero_is_the_model_without_dropout_bitwise(cfg):
+  model = lr_jax.build_model(cfg, 10, (8, 8, 1))
+  params = model.init(jax.random.PRNGKey(0))
+  x = jax.random.normal(jax.random.PRNGKey(1), (32, 64))
+  key = jax.random.PRNGKey(2)
+
+  def loss(p, hp):
+    return jnp.sum(models.apply_model(model, p, x, key, True, hp) ** 2)
+
+  run = jax.jit(jax.value_and_grad(loss))
+  plain, plain_grads = run(params, {})
+  zero, zero_grads = run(params, {"dropout_rate": jnp.float32(0.0)})
+  np.testing.assert_array_equal(zero, plain)
+  for a, b in zip(jax.tree_util.tree_leaves(zero_grads), jax.tree_util.tree_leaves(plain_grads)):
+    np.testing.assert_array_equal(a, b)
+  # A positive rate drops units in training, never in validation; one program for every rate
+  # (vmapped over rates), the same key giving nested masks.
+  rates = jnp.asarray([0.0, 0.5, 0.9], jnp.float32)
+  outs = jax.jit(jax.vmap(lambda r: model.apply(params, x, key, True, {"dropout_rate": r})))(rates)
+  # (Another program, vmapped: equal up to the summation order.)
+  np.testing.assert_allclose(outs[0], model.apply(params, x, key, True), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(outs[1], outs[0]) and not np.allclose(outs[2], outs[1])
+  np.testing.assert_array_equal(
+      model.apply(params, x, key, False, {"dropout_rate": jnp.float32(0.9)}),
+      model.apply(params, x, None, False))
+
+
+def test_dropout_keeps_units_with_probability_one_minus_rate_scaled_up():
+  h = jnp.ones((200, 100), jnp.float32)
+  out = np.asarray(models.dropout(h, jnp.float32(0.3), jax.random.PRNGKey(0)))
+  kept = out != 0
+  assert abs(kept.mean() - 0.7) < 5 * np.sqrt(0.21 / kept.size)
+  np.testing.assert_allclose(out[kept], 1 / 0.7, rtol=1e-6)
+
+
+class Tempered(nn.Module):
+  """A linear model whose logits are scaled by a declared, sweepable number."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, hparams=None):
+    return nn.Dense(10)(x) * (hparams or {}).get("scale", 1.0)
+
+
+def test_a_user_model_gets_its_declared_numbers_per_variant():
+  model = models.from_linen(Tempered(), 64, hparams={"scale": 1.0})
+  assert dict(model.hparams) == {"scale": hparams_lib.HParam(1.0, hparams_lib.FINITE)}
+  exp = lr_jax.Experiment(data=SMALL.data, train=SMALL.train)
+  grid = lr_jax.Grid(learning_rates=(1e-2,), hparams={"model.scale": (0.0, 1.0)})
+  result = lr_jax.run_sweep(exp, grid, model=model)
+  scale = np.asarray(result.rows["scale"])
+  zero = int(np.flatnonzero(scale == 0.0)[0])
+  # Scale 0: every logit is 0, the loss is log(10) whatever the weights.
+  np.testing.assert_allclose(result.history["train_loss"][zero], np.log(10.0), rtol=1e-6)
+  one = int(np.flatnonzero(scale == 1.0)[0])
+  alone = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2,),
+                                            hparams={"model.scale": (1.0,)}), model=model)
+  np.testing.assert_allclose(result.history["train_loss"][one], alone.history["train_loss"][0],
+                             rtol=1e-5)
+  assert result.history["train_loss"][one][-1] < np.log(10.0) - 0.05
+
+
+def test_an_nnx_model_gets_its_declared_numbers():
+
+  class Scaled(nnx.Module):
+
+    def __init__(self, rngs):
+      self.out = nnx.Linear(64, 10, rngs=rngs)
+
+    def __call__(self, x, hparams=None):
+      return self.out(x) * (hparams or {}).get("scale", 1.0)
+
+  model = models.from_nnx(Scaled, 64, hparams={"scale": 1.0})
+  params = model.init(jax.random.PRNGKey(0))
+  x = jnp.ones((2, 64))
+  np.testing.assert_array_equal(model.apply(params, x, None, False, {"scale": jnp.float32(0.0)}),
+                                np.zeros((2, 10)))
+  np.testing.assert_array_equal(model.apply(params, x, None, False), model.apply(
+      params, x, None, False, {"scale": jnp.float32(1.0)}))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: models.from_linen(NoTrainArg(), 64, hparams={"scale": 1.0}),
+    lambda: models.from_nnx(NnxNet, 64, hparams={"scale": 1.0})])
+def test_declared_numbers_need_an_hparams_argument(make):
+  with pytest.raises(ConfigError, match=r"declares hyperparameters scale but its __call__ has no "
+                                        r"`hparams` argument"):
+    make()

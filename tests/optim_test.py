@@ -273,9 +273,108 @@ def test_register_optimizer_refuses_bad_input_in_one_line():
       (("test_bad_default", masked_adamw, {"weight_decay": float("nan")}), "finite number"),
       (("test_no_such_arg", optax.adam, {"weight_decay": 0.1}), "cannot be called"),
       (("test_taken", masked_adamw, {"learning_rate": 0.1}), "taken by the learning rate"),
+      # Left out of a sweep at 0.9, it would be optax.adamw's 0.999 instead.
+      (("test_bad_off", optax.adamw, {"b2": optim.HParam(0.9, optim.MOMENTUM, off=0.9)}),
+       "'b2' is off at 0.9 but the factory's default for it is 0.999"),
+      (("test_no_default", masked_adamw, {"weight_decay": optim.HParam(0.0, optim.NON_NEGATIVE,
+                                                                        off=0.0)}),
+       "default for it is none"),
   ]
   for args, needle in cases:
     with pytest.raises(ConfigError, match=needle) as e:
       optim.register_optimizer(*args)
     assert "\n" not in str(e.value)
   assert "test_no_such_arg" not in optim.OPTIMIZERS
+
+
+# The horizon (total steps) and numbers of each traced shape, checked against optax's
+# schedule with the numbers as Python constants; 0.21 * 300 is just below 63 in float32.
+SHAPES = [
+    ("cosine", 37, {"alpha": 0.0}, lambda t, h: optax.cosine_decay_schedule(1.0, t, h["alpha"])),
+    ("cosine", 100, {"alpha": 0.2}, lambda t, h: optax.cosine_decay_schedule(1.0, t, h["alpha"])),
+    *[("warmup_cosine", total, {"warmup_fraction": wf, "alpha": alpha},
+       lambda t, h: optax.warmup_cosine_decay_schedule(
+           0.0, 1.0, max(1, round(h["warmup_fraction"] * t)),
+           max(t, max(1, round(h["warmup_fraction"] * t)) + 1), end_value=h["alpha"]))
+      for total, wf, alpha in [(100, 0.1, 0.0), (37, 0.25, 0.3), (20, 0.35, 0.5), (10, 0.01, 0.1)]],
+    *[("onecycle", total, {"pct_start": pct},
+       lambda t, h: optax.cosine_onecycle_schedule(t, 1.0, pct_start=h["pct_start"]))
+      for total, pct in [(100, 0.3), (300, 0.21), (37, 0.5), (10, 0.05)]],
+]
+
+
+@pytest.mark.parametrize("schedule,total,numbers,reference", SHAPES,
+                         ids=[f"{s}-{t}-{n}" for s, t, n, _ in SHAPES])
+def test_a_traced_schedule_shape_equals_optaxs_at_the_same_numbers(schedule, total, numbers,
+                                                                   reference):
+  shape = optim.SCHEDULES[schedule].factory(lr_jax.OptimConfig(schedule=schedule), total)
+  steps = jnp.arange(total + 3)
+  # The numbers are traced: one program for every value (a Python int of them would not be).
+  traced = jax.jit(jax.vmap(shape, in_axes=(0, None)))(
+      steps, {k: jnp.float32(v) for k, v in numbers.items()})
+  expected = jax.vmap(reference(total, numbers))(steps)
+  np.testing.assert_allclose(traced, expected, rtol=1e-6, atol=1e-6)
+  assert float(traced.max()) == pytest.approx(1.0, abs=1e-6)  # Scaled by the peak.
+
+
+def test_plateaus_shape_is_constant_and_its_numbers_are_the_configs():
+  cfg = lr_jax.OptimConfig(schedule="plateau", plateau_factor=0.5, plateau_patience=3)
+  shape = optim.SCHEDULES["plateau"].factory(cfg, 10)
+  assert [float(shape(jnp.int32(s), {})) for s in (0, 5, 50)] == [1.0, 1.0, 1.0]
+  assert optim.dynamic_hparams(cfg) == {
+      "learning_rate": 1e-3, "plateau_factor": 0.5, "plateau_patience": 3.0,
+      "plateau_cooldown": 0.0, "plateau_min_lr": 0.0, "plateau_min_delta": 1e-4}
+
+
+def test_a_traced_clip_norm_clips_as_optaxs_static_one():
+  cfg = lr_jax.OptimConfig(name="sgd")
+  make = optim.make_optimizer(cfg, total_steps=10)
+  params, grads = {"w": jnp.zeros(3)}, {"w": jnp.array([3.0, 4.0, 0.0])}  # Norm 5.
+
+  def step(hp):
+    tx = make(hp)
+    return tx.update(grads, tx.init(params), params)[0]["w"]
+
+  clipped = jax.jit(step)({"learning_rate": jnp.float32(1.0), "clip_norm": jnp.float32(1.0)})
+  plain = jax.jit(step)({"learning_rate": jnp.float32(1.0)})
+  expected = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(1.0))
+  np.testing.assert_allclose(clipped, expected.update(grads, expected.init(params))[0]["w"],
+                             rtol=1e-6)
+  np.testing.assert_allclose(clipped, [-0.6, -0.8, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(plain, [-3.0, -4.0, 0.0])  # Absent: no clipping code at all.
+
+
+@pytest.mark.parametrize("family,numbers", [
+    ("adam", {"b1": 0.5, "b2": 0.9, "eps": 1e-3}),
+    ("rmsprop", {"decay": 0.5, "eps": 1e-2}),
+    ("lamb", {"b1": 0.8, "eps": 1e-3, "weight_decay": 0.1}),
+    ("lion", {"b2": 0.5, "weight_decay": 0.1}),
+    ("adagrad", {"eps": 0.5}),
+])
+def test_a_family_number_is_injected_traced_and_steps_as_optax_with_it(family, numbers):
+  make = optim.make_optimizer(lr_jax.OptimConfig(name=family), total_steps=10)
+  entry = optim.OPTIMIZERS[family]
+  params = {"w": jnp.array([[0.5, -1.0], [2.0, 0.1]])}
+  grads = [{"w": jnp.array([[1.0, -2.0], [0.5, 3.0]])}, {"w": jnp.array([[-1.0, 0.5], [2.0, 1.0]])}]
+
+  def run(hp):
+    tx, p = make(hp), params
+    state = tx.init(p)
+    for g in grads:
+      updates, state = tx.update(g, state, p)
+      p = optax.apply_updates(p, updates)
+    return p["w"], state
+
+  hp = {"learning_rate": jnp.float32(0.1), **{k: jnp.float32(v) for k, v in numbers.items()}}
+  traced, state = jax.jit(run)(hp)
+  # Injected: the state holds each number as the variant's value, not a baked-in constant.
+  for k, v in numbers.items():
+    assert float(optim._injected(state).hyperparams[k]) == pytest.approx(v), k
+  tx, p = entry.factory(0.1, **numbers), params
+  opt_state = tx.init(p)
+  for g in grads:
+    updates, opt_state = tx.update(g, opt_state, p)
+    p = optax.apply_updates(p, updates)
+  np.testing.assert_allclose(traced, p["w"], rtol=1e-5)
+  defaults, _ = jax.jit(run)({"learning_rate": jnp.float32(0.1)})
+  assert not np.allclose(defaults, traced, rtol=1e-3)  # The numbers change the step.

@@ -359,3 +359,305 @@ def test_early_stopping_on_a_user_metric_hand_computed():
   v, _ = _train_toy_with_metric(dataclasses.replace(cfg, min_delta=0.0),
                                 lr_jax.Metric(mean_out, higher_is_better=False))
   assert int(v.best_epoch[0, 0]) == 1 and int(v.epochs_run[0, 0]) == 3
+
+
+# ----- every number an axis: regularisation, augmentation, reduce-on-plateau (issue 11) ---------
+
+from lr_jax import train as train_lib  # noqa: E402
+
+AXES_EXP = lr_jax.Experiment(
+    data=lr_jax.DataConfig(dataset="digits", train_size=100),
+    model=lr_jax.ModelConfig(hidden=(8,)), optim=lr_jax.OptimConfig(name="sgd"),
+    train=lr_jax.TrainConfig(epochs=3, batch_size=32, patience=0))
+NAMESPACES = {"dropout_rate": "model", "label_smoothing": "loss", "input_noise": "data",
+              "shift": "data", "label_noise": "data", "plateau_factor": "schedule",
+              "plateau_patience": "schedule", "plateau_min_delta": "schedule"}
+
+
+def _digits_arrays(exp):
+  dataset = lr_jax.load_dataset(exp.data)
+  splits = lr_jax.make_splits(dataset, exp.data)
+  data = DataArrays(
+      x=jnp.asarray(dataset.x), y=jnp.asarray(dataset.y),
+      train_idx=jnp.asarray(splits.train_idx[:1]), train_mask=jnp.asarray(splits.train_mask[:1]),
+      val_idx=jnp.asarray(splits.val_idx[:1]), val_mask=jnp.asarray(splits.val_mask[:1]),
+      mean=jnp.asarray(splits.mean[:1]), std=jnp.asarray(splits.std[:1]))
+  return dataset, data
+
+
+def _train_points(points, exp=AXES_EXP, seed=0):
+  """Trains the points of one stream (digits, fold 0) through `make_trainer` directly."""
+  dataset, data = _digits_arrays(exp)
+  model = lr_jax.build_model(exp.model, 10, dataset.feature_shape)
+  trainer = make_trainer(exp, model, task="classification", n_max=int(data.train_idx.shape[1]),
+                         feature_shape=dataset.feature_shape, namespaces=NAMESPACES)
+  hp = {k: jnp.asarray(v, jnp.float32) for k, v in points.items()}
+  seeds, folds = jnp.full(1, seed, jnp.int32), jnp.zeros(1, jnp.int32)
+  params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
+  state = jax.jit(trainer.init)(params, hp, folds, data)
+  run = jax.jit(trainer.run, static_argnames="num_epochs")
+  state, history = run(state, hp, seeds, folds, data, num_epochs=exp.train.epochs)
+  return jax.device_get(state.variants), jax.device_get(history)
+
+
+@pytest.mark.parametrize("name,values", [
+    ("dropout_rate", (0.0, 0.4)), ("label_smoothing", (0.0, 0.2)), ("input_noise", (0.0, 0.5)),
+    ("shift", (0.0, 2.0)), ("label_noise", (0.0, 0.3))])
+def test_each_new_axis_in_a_mixed_population_equals_the_variant_alone(name, values):
+  lr = 0.05
+  both, hist = _train_points({"learning_rate": [lr] * 2, name: list(values)})
+  assert not np.allclose(hist.train_loss[:, 0, 0], hist.train_loss[:, 0, 1]), "the axis acts"
+  for i, value in enumerate(values):
+    alone, alone_hist = _train_points({"learning_rate": [lr], name: [value]})
+    for field in ("train_loss", "val_loss", "val_accuracy"):
+      np.testing.assert_allclose(getattr(hist, field)[:, 0, i], getattr(alone_hist, field)[:, 0, 0],
+                                 rtol=1e-5, err_msg=f"{name}={value} {field}")
+    for a, b in zip(jax.tree_util.tree_leaves(both.params),
+                    jax.tree_util.tree_leaves(alone.params)):
+      np.testing.assert_allclose(a[0, i], b[0, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_rate_zero_trains_bitwise_as_no_dropout():
+  _, with_zero = _train_points({"learning_rate": [0.05], "dropout_rate": [0.0]})
+  _, without = _train_points({"learning_rate": [0.05]})
+  for field in ("train_loss", "val_loss"):
+    np.testing.assert_array_equal(getattr(with_zero, field), getattr(without, field))
+
+
+@pytest.mark.parametrize("name,value", [
+    ("label_smoothing", 0.3), ("input_noise", 2.0), ("shift", 3.0), ("label_noise", 0.5),
+    ("dropout_rate", 0.5)])
+def test_regularisers_and_augmentation_act_in_training_only(name, value):
+  # A learning rate too small to move the parameters: the validation numbers are those of the
+  # initial model, with or without the axis; the training loss is not.
+  tiny = 1e-9
+  _, hist = _train_points({"learning_rate": [tiny] * 2, name: [0.0, value]})
+  np.testing.assert_allclose(hist.val_loss[:, 0, 0], hist.val_loss[:, 0, 1], rtol=1e-5)
+  np.testing.assert_array_equal(hist.val_accuracy[:, 0, 0], hist.val_accuracy[:, 0, 1])
+  assert (np.abs(hist.train_loss[:, 0, 1] - hist.train_loss[:, 0, 0]) > 1e-3).all()
+
+
+def _rules_and_batch():
+  dataset, data = _digits_arrays(AXES_EXP)
+  model = lr_jax.build_model(AXES_EXP.model, 10, dataset.feature_shape)
+  trainer = make_trainer(AXES_EXP, model, task="classification", n_max=100,
+                         feature_shape=dataset.feature_shape, namespaces=NAMESPACES)
+  params = initial_params(model, 0)
+  idx_B = data.train_idx[0, :32]
+  x_BxD, y_B = train_lib.fetch(data, 0, idx_B)
+  return trainer.rules, model, params, x_BxD, y_B
+
+
+def test_label_smoothing_is_optax_smooth_labels_with_cross_entropy():
+  rules, model, params, x_BxD, y_B = _rules_and_batch()
+  key = jax.random.PRNGKey(3)
+  out = model.apply(params, x_BxD, key, True)
+  plain, _ = train_lib.training_losses(rules, params, {"learning_rate": 0.1}, x_BxD, y_B, key, None)
+  zero, _ = train_lib.training_losses(rules, params, {"label_smoothing": jnp.float32(0.0)}, x_BxD,
+                                      y_B, key, None)
+  np.testing.assert_allclose(zero, optax.softmax_cross_entropy_with_integer_labels(out, y_B),
+                             rtol=1e-6)
+  np.testing.assert_allclose(zero, plain, rtol=1e-6)
+  smooth, _ = train_lib.training_losses(rules, params, {"label_smoothing": jnp.float32(0.2)},
+                                        x_BxD, y_B, key, None)
+  by_hand = optax.softmax_cross_entropy(out, optax.smooth_labels(jax.nn.one_hot(y_B, 10), 0.2))
+  np.testing.assert_allclose(smooth, by_hand, rtol=1e-6)
+  assert (np.asarray(smooth) > np.asarray(zero)).mean() > 0.5  # Confident outputs pay more.
+
+
+def test_label_noise_flips_about_its_rate_to_other_classes_fixed_per_seed():
+  n, k, rate = 4000, 10, 0.3
+  y_N = jnp.asarray(np.arange(n) % k, jnp.int32)
+  u_N, r_N = train_lib.label_flips(jnp.int32(5), n)
+  noisy = np.asarray(train_lib.noisy_labels(y_N, u_N, r_N, jnp.float32(rate), k))
+  flipped = noisy != np.asarray(y_N)
+  # Binomial(n, rate): 5 standard deviations.
+  assert abs(flipped.mean() - rate) < 5 * np.sqrt(rate * (1 - rate) / n), flipped.mean()
+  assert ((noisy >= 0) & (noisy < k)).all()
+  # Every other class is drawn, about uniformly: (label - original) mod K covers 1..K-1.
+  moves = np.bincount((noisy - np.asarray(y_N))[flipped] % k, minlength=k)
+  assert moves[0] == 0 and (moves[1:] > 0.5 * flipped.sum() / (k - 1)).all(), moves
+  # Fixed per (seed, row): the same seed flips the same rows; a higher rate flips a superset.
+  again = np.asarray(train_lib.noisy_labels(y_N, *train_lib.label_flips(jnp.int32(5), n),
+                                            jnp.float32(rate), k))
+  np.testing.assert_array_equal(noisy, again)
+  more = np.asarray(train_lib.noisy_labels(y_N, u_N, r_N, jnp.float32(0.5), k)) != np.asarray(y_N)
+  assert (more >= flipped).all() and more.sum() > flipped.sum()
+  other = np.asarray(train_lib.noisy_labels(y_N, *train_lib.label_flips(jnp.int32(6), n),
+                                            jnp.float32(rate), k)) != np.asarray(y_N)
+  assert (other != flipped).any()
+  np.testing.assert_array_equal(train_lib.noisy_labels(y_N, u_N, r_N, jnp.float32(0.0), k), y_N)
+
+
+def test_shifts_keep_the_shape_and_pad_with_zeros():
+  h, w, b, k = 5, 6, 64, 2
+  raw = np.arange(1, h * w + 1, dtype=np.float32)
+  raw_BxD = jnp.asarray(np.tile(raw, (b, 1)))
+  key = jax.random.PRNGKey(0)
+  out = np.asarray(train_lib.shift_images(raw_BxD, (h, w, 1), jnp.float32(k), key))
+  assert out.shape == (b, h * w)
+  img = raw.reshape(h, w)
+  seen = set()
+  for row in out:
+    matches = []
+    for dy in range(-k, k + 1):
+      for dx in range(-k, k + 1):
+        want = np.zeros_like(img)  # pixel (i, j) <- (i - dy, j - dx); zeros outside
+        want[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            img[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        if np.array_equal(row.reshape(h, w), want):
+          matches.append((dy, dx))
+    assert len(matches) == 1, matches
+    seen.add(matches[0])
+  assert len(seen) > 12, seen  # Of the 25 moves, many are drawn, not one.
+  assert max(abs(d) for m in seen for d in m) == k
+  np.testing.assert_array_equal(  # The same key moves the same way; shift 0 moves nothing.
+      train_lib.shift_images(raw_BxD, (h, w, 1), jnp.float32(k), key), out)
+  np.testing.assert_array_equal(
+      train_lib.shift_images(raw_BxD, (h, w, 1), jnp.float32(0), key), raw_BxD)
+  # The trainer fills with the standardized blank pixel: the same moves, another filling.
+  filled = train_lib.shift_images(raw_BxD, (h, w, 1), jnp.float32(k), key,
+                                  jnp.full(h * w, -7.0, jnp.float32))
+  np.testing.assert_array_equal(filled, np.where(out == 0, -7.0, out))
+
+
+def test_shift_refuses_flat_features_in_one_line():
+  rules, _, params, x_BxD, y_B = _rules_and_batch()
+  rules = rules._replace(feature_shape=(64,))
+  with pytest.raises(lr_jax.ConfigError, match=r"shift needs image-shaped data .*\(64,\)"):
+    train_lib.training_losses(rules, params, {"shift": jnp.float32(1)}, x_BxD, y_B,
+                              jax.random.PRNGKey(0), None)
+
+
+class KerasReduceLROnPlateau:
+  """Keras 3's `ReduceLROnPlateau.on_epoch_end` (mode "min"), transcribed line by line."""
+
+  def __init__(self, lr, factor, patience, min_delta, cooldown, min_lr):
+    self.lr, self.factor, self.patience = lr, factor, patience
+    self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, min_lr
+    self.wait, self.cooldown_counter, self.best = 0, 0, np.inf
+
+  def in_cooldown(self):
+    return self.cooldown_counter > 0
+
+  def on_epoch_end(self, current):
+    if self.in_cooldown():
+      self.cooldown_counter -= 1
+      self.wait = 0
+    if np.less(current, self.best - self.min_delta):
+      self.best = current
+      self.wait = 0
+    elif not self.in_cooldown():
+      self.wait += 1
+      if self.wait >= self.patience:
+        old_lr = self.lr
+        if old_lr > np.float32(self.min_lr):
+          new_lr = old_lr * self.factor
+          new_lr = max(new_lr, self.min_lr)
+          self.lr = new_lr
+          self.cooldown_counter = self.cooldown
+          self.wait = 0
+
+
+VAL_LOSSES = [1.0, 0.8, 0.85, 0.8, 0.79995, 0.9, 0.7, 0.7, 0.71, 0.72, 0.69, 0.69, 0.695, 0.6,
+              0.61, 0.62, 0.63, 0.64, 0.65, 0.5, 0.55, 0.56, 0.57, 0.58, 0.59, 0.6]
+
+
+@pytest.mark.parametrize("factor,patience,cooldown,min_lr,min_delta", [
+    (0.5, 2, 0, 0.0, 0.0), (0.1, 1, 2, 1e-3, 0.01), (0.5, 3, 1, 0.02, 1e-4),
+    (0.2, 1, 0, 0.0, 0.05)])
+def test_plateau_update_gives_keras_learning_rates_epoch_by_epoch(factor, patience, cooldown,
+                                                                  min_lr, min_delta):
+  lr = 0.1
+  keras = KerasReduceLROnPlateau(lr, factor, patience, min_delta, cooldown, min_lr)
+  want = []
+  for loss in VAL_LOSSES:
+    keras.on_epoch_end(loss)
+    want.append(keras.lr)
+  hp = {"plateau_factor": factor, "plateau_patience": patience, "plateau_cooldown": cooldown,
+        "plateau_min_lr": min_lr, "plateau_min_delta": min_delta}
+  hp = {k: jnp.float32(v) for k, v in hp.items()}
+
+  @jax.jit
+  def run(scores):
+    p = train_lib.Plateau(jnp.float32(lr), jnp.float32(jnp.inf), jnp.int32(0), jnp.int32(0))
+
+    def epoch(p, score):
+      p = train_lib.plateau_update(p, score, jnp.asarray(True), hp)
+      return p, p.learning_rate
+
+    return jax.lax.scan(epoch, p, scores)[1]
+
+  got = run(jnp.asarray(VAL_LOSSES, jnp.float32))
+  assert len(set(want)) >= 3, "the sequence should reduce the rate at least twice"
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_plateau_schedule_trains_with_keras_rates_and_each_factor_equals_it_alone():
+  exp = AXES_EXP.replace(optim__schedule="plateau", train__epochs=8)
+  points = {"learning_rate": [0.05, 0.05], "plateau_factor": [0.5, 0.2],
+            "plateau_patience": [1.0, 1.0], "plateau_min_delta": [0.1, 0.1]}
+  v, hist = _train_points(points, exp)
+  for i, factor in enumerate((0.5, 0.2)):
+    # The history's learning rate is the effective one: the rate each epoch's updates used,
+    # what Keras' callback gives from the epochs before.
+    keras = KerasReduceLROnPlateau(0.05, factor, 1, 0.1, 0, 0.0)
+    want = []
+    for loss in hist.val_loss[:, 0, i]:
+      want.append(keras.lr)
+      keras.on_epoch_end(float(loss))
+    np.testing.assert_allclose(hist.learning_rate[:, 0, i], want, rtol=1e-6)
+    assert min(want) < 0.05, "the run should hit a plateau"
+    _, alone = _train_points({k: [x[i]] for k, x in points.items()}, exp)
+    np.testing.assert_allclose(hist.val_loss[:, 0, i], alone.val_loss[:, 0, 0], rtol=1e-5)
+    np.testing.assert_allclose(hist.learning_rate[:, 0, i], alone.learning_rate[:, 0, 0],
+                               rtol=1e-6)
+
+
+def test_early_stopping_and_the_plateau_share_one_improvement_rule():
+  # `no_improvement` is Keras' count: an improvement beats best - min_delta and resets the wait.
+  scores = [1.0, 0.95, 0.951, 0.9, 0.9]
+  best, wait, waits = jnp.float32(jnp.inf), jnp.int32(0), []
+  for s in scores:
+    _, best, wait = train_lib.no_improvement(jnp.float32(s), best, wait, 0.02, jnp.asarray(True))
+    waits.append(int(wait))
+  assert waits == [0, 0, 1, 0, 1]
+  assert float(best) == pytest.approx(0.9)
+
+
+def test_a_sweep_over_lr_dropout_smoothing_and_noise_is_one_compiled_program(monkeypatch):
+  from lr_jax import engine
+  built, traced = [], []
+  real = engine.make_trainer
+
+  def counted(*args, **kwargs):
+    trainer = real(*args, **kwargs)
+    built.append(1)
+    return trainer._replace(run=lambda *a, **k: (traced.append(1), trainer.run(*a, **k))[1])
+
+  monkeypatch.setattr(engine, "make_trainer", counted)
+  engine._compiled.cache_clear()  # Trainers built by earlier tests are not counted.
+  exp = AXES_EXP.replace(train__epochs=2)
+  grid = lr_jax.Grid(learning_rates=(0.01, 0.05), seeds=(0,),
+                     hparams={"model.dropout_rate": (0.0, 0.3), "loss.label_smoothing": (0.0, 0.1),
+                              "data.input_noise": (0.0, 0.2)})
+  result = lr_jax.run_sweep(exp, grid)
+  engine._compiled.cache_clear()  # Later tests get uncounted trainers again.
+  assert result.num_variants == 16 and len(built) == 1 and len(traced) == 1, (built, traced)
+  for name in ("dropout_rate", "label_smoothing", "input_noise"):
+    assert sorted(set(np.round(result.rows[name], 6))) == sorted(dict(grid.hparams)[name])
+  assert len(set(np.round(result.rows["final_train_loss"], 6))) == 16  # Every variant its own.
+
+
+def test_a_plateau_sweep_through_run_sweep_reduces_each_variants_rate():
+  exp = AXES_EXP.replace(optim__schedule="plateau", optim__plateau_patience=1,
+                         optim__plateau_min_delta=0.1, train__epochs=5)
+  grid = lr_jax.Grid(learning_rates=(0.05,), hparams={"schedule.plateau_factor": (0.5, 0.2)})
+  result = lr_jax.run_sweep(exp, grid)
+  for factor in (0.5, 0.2):
+    i = _rows(result, plateau_factor=factor)
+    rates = result.history["epoch_learning_rate"][i]
+    ratios = rates[1:] / rates[:-1]
+    assert rates[0] == pytest.approx(0.05) and (ratios < 1 + 1e-6).all()
+    np.testing.assert_allclose(ratios[ratios < 1 - 1e-6], factor, rtol=1e-5)
+    assert (ratios < 1 - 1e-6).any(), rates
