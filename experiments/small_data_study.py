@@ -7,7 +7,9 @@ r"""The small-data study: is a very small learning rate necessary with a small t
 Axes: budget (fixed epochs, fixed steps, to convergence) x training-set size x optimizer x
 MLP width x schedule (constant, exponential decay); every cell is a full learning-rate sweep
 over seeds x k-fold cross-validation. One compile group per (budget, optimizer, width, size):
-the schedule is a dynamic hyperparameter. Writes report.md (answer, findings, table, figures),
+the schedule, the label noise (small sizes) and the regularisation (dropout and weight decay,
+on the Adam line at the largest width) are traced axes. At the smallest sizes a held-out test
+set scores the winner. Writes report.md (answer, findings, table, figures),
 best_lr_<budget>.png, sensitivity_<budget>_<optimizer>.png, results.csv, history.npz and
 summary.json into --out.
 """
@@ -41,6 +43,15 @@ flags.DEFINE_float("final_lr_fraction", None,
 flags.DEFINE_float("reference_lr", None, "The article's small learning rate, reported per cell.")
 flags.DEFINE_float("tolerance", None, "Accuracy within which an LR counts as near the best.")
 flags.DEFINE_integer("data_seed", None, "Seed of the subsample and the folds.")
+flags.DEFINE_list("dropout_rates", None, "Regularisation tuned on the Adam line: dropout rates, "
+                  "comma list with 0; 0 alone for none.")
+flags.DEFINE_list("weight_decays", None, "Regularisation tuned on the Adam line (run as AdamW): "
+                  "weight decays, comma list with 0; 0 alone for none.")
+flags.DEFINE_list("noise_levels", None, "Label noise: fractions of training labels replaced by "
+                  "a random other class, comma list with 0; 0 alone for none.")
+flags.DEFINE_integer("noise_up_to", None, "The largest training size given label noise.")
+flags.DEFINE_integer("test_up_to", None, "The largest training size given a held-out test set "
+                     "(0: none).")
 cli.define_output_flags()
 flags.DEFINE_string("out", "runs/small_data_study", "Output folder.")
 FLAGS = flags.FLAGS
@@ -77,6 +88,16 @@ def config_from_flags(f):
       "patience": f.patience, "final_lr_fraction": f.final_lr_fraction,
       "reference_lr": f.reference_lr, "tolerance": f.tolerance, "data_seed": f.data_seed}
   changes = {k: v for k, v in changes.items() if v is not None}
+  if f.dropout_rates is not None or f.weight_decays is not None:
+    base = dict((StudyConfig.quick() if f.quick else StudyConfig()).regularisation)
+    for name, flag in (("dropout_rate", "dropout_rates"), ("weight_decay", "weight_decays")):
+      values = cli.parse_floats(flag, getattr(f, flag))
+      if values is not None:
+        base[name] = values
+    changes["regularisation"] = {k: v for k, v in base.items() if tuple(v) != (0.0,)}
+  extra = {"label_noise": cli.parse_floats("noise_levels", f.noise_levels),
+           "noise_up_to": f.noise_up_to, "test_up_to": f.test_up_to}
+  changes.update({k: v for k, v in extra.items() if v is not None})
   return StudyConfig.quick(**changes) if f.quick else StudyConfig(**changes)
 
 

@@ -7,7 +7,10 @@
 
 Every cell runs under three budgets (`BUDGETS`): the same epochs at every size, the same
 optimizer steps at every size, and to convergence (early stopping, a generous step cap), so
-the answer can be told apart from the budget.
+the answer can be told apart from the budget. Beside the learning rate, one line (Adam at the
+largest width, run as AdamW) tunes dropout and weight decay, and the small sizes sweep label
+noise — both traced axes of the same compile groups, so they add runs, not programs; at the
+smallest sizes a held-out test set scores the winner beside its validation score.
 
 `run_groups` runs planned compile groups and logs "cell i/n, elapsed, ETA" across them (the
 article's examples, `lr_jax.article`, use it too). The schedule axis of the study costs no
@@ -184,6 +187,19 @@ class CellRow:
       the best.
     unfinished: [P] runs that neither stopped early nor diverged: still training when the
       budget ran out.
+    regularisation: "" for the cell without regularisation (dropout and weight decay off);
+      "tuned" for the same cell's runs with them tuned (`StudyConfig.regularisation`): each
+      learning rate's entries are its best (dropout, weight decay) point's, P(best) sums over
+      its points, and it is not worse when any of its points is not.
+    label_noise: the fraction of training labels replaced by a random other class.
+    best_setting: the hyperparameters of the best point besides the learning rate and the
+      schedule, e.g. `(("dropout_rate", 0.2), ("weight_decay", 0.01))`; empty when none.
+    plain_worse: tuned rows only: the best point without regularisation is significantly
+      worse than the best point with it (paired by stream); None elsewhere or when unknown.
+    test_mean: the best point's runs (trained on their folds) scored on the held-out test
+      set, mean accuracy over the runs (NaN without a test set, `StudyConfig.test_up_to`).
+    test_ci: its 95% half-width over the runs.
+    test_n: examples in the test set (0 without one).
   """
 
   optimizer: str
@@ -208,6 +224,18 @@ class CellRow:
   p_best: tuple[float, ...] = ()
   not_worse: tuple[bool, ...] = ()
   unfinished: tuple[int, ...] = ()
+  regularisation: str = ""
+  label_noise: float = 0.0
+  best_setting: tuple[tuple[str, float], ...] = ()
+  plain_worse: bool | None = None
+  test_mean: float = math.nan
+  test_ci: float = math.nan
+  test_n: int = 0
+
+  @property
+  def main(self) -> bool:
+    """A cell of the article's question: clean labels, regularisation off."""
+    return not self.regularisation and self.label_noise == 0
 
   @property
   def line(self) -> tuple[str, int, str]:
@@ -243,7 +271,9 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
              diverged: Sequence[int], reference_lr: float, tolerance: float,
              budget: str = "epochs", p_best: Sequence[float] | None = None,
              not_worse: Sequence[bool] | None = None,
-             unfinished: Sequence[int] | None = None) -> CellRow:
+             unfinished: Sequence[int] | None = None, regularisation: str = "",
+             label_noise: float = 0.0, best_setting: Sequence[tuple[str, float]] = (),
+             plain_worse: bool | None = None) -> CellRow:
   """Summarizes one cell's LR sweep: best LR, accuracy at the reference LR, near-best range.
 
   The best point follows `lr_jax.results.best_points`: a learning rate where any run diverged
@@ -261,6 +291,7 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
     not_worse: [P] not significantly worse than the best, from the aggregates; default the
       best alone. Whatever is given, the best point is in the set and ineligible points not.
     unfinished: [P] runs still training at the end of the budget; default 0.
+    regularisation, label_noise, best_setting, plain_worse: see `CellRow`.
 
   Returns:
     The `CellRow`, points sorted by learning rate.
@@ -299,7 +330,9 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
       ref_ci=float(ci_P[ref]) if ref is not None else math.nan,
       near_lo=near_lo, near_hi=near_hi, num_near=num_near, budget=budget,
       p_best=tuple(map(float, p_P)), not_worse=tuple(map(bool, keep_P)),
-      unfinished=tuple(map(int, left_P)))
+      unfinished=tuple(map(int, left_P)), regularisation=regularisation,
+      label_noise=float(label_noise),
+      best_setting=tuple((k, float(v)) for k, v in best_setting), plain_worse=plain_worse)
 
 
 # ------------------------------------------------------------------- conclusions from a table
@@ -414,6 +447,25 @@ def _reference_finding(budget: str, rows: Sequence[CellRow], ref_lr: float) -> s
   return text + "."
 
 
+def direction(a: CellRow, b: CellRow) -> str:
+  """Whether `a`'s best learning rate is "larger" or "smaller" than `b`'s, or "undecided".
+
+  Undecided where the two not-worse sets overlap: the data cannot tell the two apart (the
+  same best learning rate is undecided too, not "the same").
+  """
+  if any(index_of(b.not_worse_lrs, lr) is not None for lr in a.not_worse_lrs):
+    return "undecided"
+  return "larger" if a.best_lr > b.best_lr else "smaller"
+
+
+def _directions(ways: Sequence[str]) -> str:
+  """'larger in 2 of 8 cells and smaller in 1; in the other 5 the not-worse sets overlap, so
+  the data cannot decide', from `direction`'s answers."""
+  return (f"larger in {ways.count('larger')} of {len(ways)} cells and smaller in "
+          f"{ways.count('smaller')}; in the other {ways.count('undecided')} the not-worse sets "
+          "overlap, so the data cannot decide")
+
+
 def _move_finding(budget: str, rows: Sequence[CellRow]) -> str | None:
   """How the best learning rate moves from the smallest to the largest size, line by line.
 
@@ -427,14 +479,10 @@ def _move_finding(budget: str, rows: Sequence[CellRow]) -> str | None:
   for by_size in _lines(rows).values():
     if small not in by_size or large not in by_size:
       continue
-    a, b = by_size[small], by_size[large]
-    # Overlapping sets include the same best learning rate: undecided, not "the same".
-    if any(index_of(b.not_worse_lrs, lr) is not None for lr in a.not_worse_lrs):
-      undecided += 1
-    elif a.best_lr > b.best_lr:
-      larger += 1
-    else:
-      smaller += 1
+    way = direction(by_size[small], by_size[large])
+    larger += way == "larger"
+    smaller += way == "smaller"
+    undecided += way == "undecided"
   total = larger + smaller + undecided
   if not total:
     return None
@@ -501,6 +549,134 @@ def _convergence_finding(budget: str, rows: Sequence[CellRow], ref_lr: float) ->
           f"{report.format_lr(ref_lr)}), {verdict}.")
 
 
+def _setting_text(setting: Sequence[tuple[str, float]]) -> str:
+  return ", ".join(f"{k} {v:g}" for k, v in setting) or "none"
+
+
+def _shift_text(decades: float) -> str:
+  """A move of the best learning rate in decades: '0.5 decades smaller', 'none'."""
+  if not math.isfinite(decades):
+    return "n/a"
+  if abs(decades) < 1e-9:
+    return "none"
+  return f"{_decades(abs(decades))} {'larger' if decades > 0 else 'smaller'}"
+
+
+def _points(x: float) -> str:
+  return f"{100 * x:+.1f}"
+
+
+def _regularisation_findings(budget: str, rows: Sequence[CellRow], ref_lr: float) -> list[str]:
+  """With tuned dropout and weight decay against without, per size (clean labels): the best
+  learning rate's move, the accuracy it buys, and the small learning rates' standing."""
+  plain = {(r.line, r.train_size): r for r in rows
+           if not r.regularisation and r.label_noise == 0 and math.isfinite(r.best_lr)}
+  pairs = sorted(((plain[(t.line, t.train_size)], t) for t in rows
+                  if t.regularisation == "tuned" and t.label_noise == 0
+                  and math.isfinite(t.best_lr) and (t.line, t.train_size) in plain),
+                 key=lambda pair: (pair[1].train_size, pair[1].schedule))
+  if not pairs:
+    return []
+  label = _label(budget).capitalize()
+  small = pairs[0][1].train_size
+  first = pairs[0][1]
+  ways = [direction(t, p) for p, t in pairs]
+  at_small = "; ".join(
+      f"{t.schedule}: {report.format_lr(p.best_lr)} without, {report.format_lr(t.best_lr)} "
+      f"with ({_setting_text(t.best_setting)})" for p, t in pairs if t.train_size == small)
+  gains = [t.best_mean - p.best_mean for p, t in pairs]
+  known = [t.plain_worse for _, t in pairs if t.plain_worse is not None]
+  scores = "; ".join(
+      f"{t.schedule}: {report.format_ci(p.best_mean, p.best_ci)} without, "
+      f"{report.format_ci(t.best_mean, t.best_ci)} with" for p, t in pairs
+      if t.train_size == small)
+  ok = lambda r: small_lr_ok(r, ref_lr)
+  return [
+      f"{label}, regularisation ({first.optimizer} {_model(first.width)}, dropout and weight "
+      f"decay tuned): against no regularisation the best learning rate with it tuned is "
+      f"{_directions(ways)} (at "
+      f"n={small}: {at_small}).",
+      f"{label}: tuning the regularisation changed the best validation accuracy by a median "
+      f"of {_points(_median(gains))} points (from {_points(min(gains))} to "
+      f"{_points(max(gains))}; the tuned score is the best of more points, so a little "
+      f"optimistic), and the best point without it is significantly worse than the best with "
+      f"it in {_count(known)} of {len(known)} cells (at n={small}: {scores}).",
+      f"{label}: a learning rate <= {report.format_lr(ref_lr)} is within the noise of the best "
+      f"in {_count(ok(p) for p, _ in pairs)} of {len(pairs)} cells without regularisation and "
+      f"{_count(ok(t) for _, t in pairs)} of {len(pairs)} with it tuned.",
+  ]
+
+
+def _noise_findings(budget: str, rows: Sequence[CellRow], ref_lr: float) -> list[str]:
+  """With noisy training labels against clean ones (regularisation off): does the best
+  learning rate move, by how much, how sure; and the small learning rates' standing."""
+  plain = [r for r in rows if not r.regularisation and math.isfinite(r.best_lr)]
+  levels = sorted({r.label_noise for r in plain if r.label_noise > 0})
+  if not levels:
+    return []
+  clean = {(r.line, r.train_size): r for r in plain if r.label_noise == 0}
+  label = _label(budget).capitalize()
+  out, by_level = [], {}
+  for v in levels:
+    pairs = [(clean[(r.line, r.train_size)], r) for r in plain
+             if r.label_noise == v and (r.line, r.train_size) in clean]
+    if not pairs:
+      continue
+    by_level[v] = pairs
+    sizes = ", ".join(str(n) for n in sorted({r.train_size for _, r in pairs}))
+    ways = [direction(r, c) for c, r in pairs]
+    shifts = [math.log10(r.best_lr / c.best_lr) for c, r in pairs]
+    out.append(
+        f"{label}, label noise {v:g} (n={sizes}): against clean labels the best learning rate "
+        f"is {_directions(ways)}; the median move is "
+        f"{_shift_text(_median(shifts))} (from {_shift_text(min(shifts))} to "
+        f"{_shift_text(max(shifts))}), and the best's median P(best) is "
+        f"{_median([r.best_p for _, r in pairs]):.2f}.")
+  if not by_level:
+    return []
+  ok = lambda r: small_lr_ok(r, ref_lr)
+  cleans = list(by_level.values())[0]
+  counts = [f"{_count(ok(c) for c, _ in cleans)} of {len(cleans)} cells with clean labels"]
+  counts += [f"{_count(ok(r) for _, r in pairs)} of {len(pairs)} at noise {v:g}"
+             for v, pairs in by_level.items()]
+  accuracy = [f"{_median([c.best_mean for c, _ in cleans]):.3f} clean"]
+  accuracy += [f"{_median([r.best_mean for _, r in pairs]):.3f} at noise {v:g}"
+               for v, pairs in by_level.items()]
+  out.append(f"{label}: a learning rate <= {report.format_lr(ref_lr)} is within the noise of "
+             f"the best in {', '.join(counts)}; the median best validation accuracy (clean "
+             f"validation labels) is {', '.join(accuracy)}.")
+  return out
+
+
+def _test_findings(budget: str, rows: Sequence[CellRow]) -> list[str]:
+  """How optimistic the winner's validation score is: against its runs' held-out test score."""
+  tested = [r for r in rows if math.isfinite(r.test_mean) and r.label_noise == 0]
+  out = []
+  label = _label(budget).capitalize()
+  for n in sorted({r.train_size for r in tested}):
+    mine = [r for r in tested if r.train_size == n and not r.regularisation]
+    if not mine:
+      continue
+    gaps = [r.best_mean - r.test_mean for r in mine]
+    below = _count(r.test_mean + np.nan_to_num(r.test_ci) < r.best_mean - np.nan_to_num(r.best_ci)
+                   for r in mine)
+    verb = "overstates" if _median(gaps) >= 0 else "understates"
+    text = (f"{label}: at n={n} the chosen learning rate's best validation accuracy (median "
+            f"{_median([r.best_mean for r in mine]):.3f}) {verb} the same runs' accuracy on "
+            f"{mine[0].test_n} held-out test examples (median "
+            f"{_median([r.test_mean for r in mine]):.3f}) by a median of "
+            f"{abs(100 * _median(gaps)):.1f} points (gap from {_points(min(gaps))} to "
+            f"{_points(max(gaps))} across {len(mine)} cells; the test interval lies wholly "
+            f"below the validation one in {below})")
+    tuned = [r.best_mean - r.test_mean for r in tested if r.train_size == n
+             and r.regularisation == "tuned"]
+    if tuned:
+      text += (f"; with the regularisation tuned too (more points to choose from) the median "
+               f"gap is {_points(_median(tuned))} points")
+    out.append(text + ".")
+  return out
+
+
 class Conclusion(NamedTuple):
   """The study's conclusion: a short answer, then findings, one sentence each."""
 
@@ -528,11 +704,15 @@ def conclusion(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> Conclu
 
   Returns:
     The short answer (per budget: was a learning rate <= `reference_lr` necessary, was it good
-    enough), then per budget the findings: the reference's standing, the best learning rate's
-    move from the smallest to the largest size, the optimizer, width and schedule, the
-    selection's uncertainty, the steps a run had, and (to convergence) the runs still training.
+    enough), from the main cells (`CellRow.main`); then per budget the findings: the
+    reference's standing, the best learning rate's move from the smallest to the largest
+    size, the optimizer, width and schedule, the selection's uncertainty, the steps a run
+    had, (to convergence) the runs still training; then with tuned regularisation and with
+    label noise, each against its plain cell (the best learning rate's move, counted only
+    where the not-worse sets do not overlap), and the held-out test score of the winner
+    against its validation score.
   """
-  tables = by_budget(rows)
+  tables = by_budget([r for r in rows if r.main])
   if not tables:
     return Conclusion(("No cell has a finite result: nothing can be concluded.",), ())
   findings = []
@@ -542,6 +722,9 @@ def conclusion(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> Conclu
                  _uncertainty_finding(budget, table), _steps_finding(budget, table)]
     if budget == "converge":
       findings.append(_convergence_finding(budget, table, reference_lr))
+    mine = [r for r in rows if r.budget == budget]
+    findings += (_regularisation_findings(budget, mine, reference_lr)
+                 + _noise_findings(budget, mine, reference_lr) + _test_findings(budget, mine))
   return Conclusion(tuple(_short_answer(tables, reference_lr)),
                     tuple(f for f in findings if f))
 
@@ -550,6 +733,12 @@ def conclusion(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> Conclu
 
 
 SCHEDULE_DECAY = {"constant": 1.0, "exponential": 0.9}  # decay_rate per decay_steps
+
+# The regularisation axes the study tunes and their valid ranges (`lr_jax.hparams`' own).
+REGULARISATION = {"dropout_rate": (0.0, 1.0), "weight_decay": (0.0, math.inf)}
+# The family a regularised line runs as: weight decay needs an optimizer that declares it.
+# Decoupled (AdamW) decay at 0 is Adam's update exactly, so the plain cell is unchanged.
+WITH_WEIGHT_DECAY = {"adam": "adamw"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -585,6 +774,19 @@ class StudyConfig:
     reference_lr: the article's small learning rate, reported in every cell.
     tolerance: accuracy within which a learning rate counts as near the best (one point).
     data_seed: seed of the subsample and the folds.
+    regularisation: the tuned regularisation, `(name, values)` pairs of traced axes
+      (`lr_jax.hparams`), each listing its off value 0: dropout rate and weight decay. They
+      are swept on one line, Adam at the largest width, run as AdamW (weight decay needs it;
+      AdamW at weight decay 0 is Adam, update for update), in the same compile groups, so
+      the cell without regularisation is the subset where both are 0. Empty: none.
+    label_noise: fractions of training labels replaced by a random other class (validation
+      and test labels stay clean), a traced axis at the sizes up to `noise_up_to`; it must
+      list 0 (the clean cell). `(0.0,)`: none.
+    noise_up_to: the largest training size given `label_noise`.
+    test_fraction: at the sizes up to `test_up_to`, this fraction of the data set is held out
+      first as a test set (`DataConfig.test_fraction`), on which the chosen point's runs are
+      scored beside their validation score.
+    test_up_to: the largest training size given a test set (0: none).
   """
 
   dataset: str = "digits"
@@ -605,6 +807,12 @@ class StudyConfig:
   reference_lr: float = 1e-4
   tolerance: float = 0.01
   data_seed: int = 0
+  regularisation: tuple[tuple[str, tuple[float, ...]], ...] = (
+      ("dropout_rate", (0.0, 0.2, 0.5)), ("weight_decay", (0.0, 0.01, 0.1)))
+  label_noise: tuple[float, ...] = (0.0, 0.2, 0.4)
+  noise_up_to: int = 50
+  test_fraction: float = 0.2
+  test_up_to: int = 50
 
   def __post_init__(self):
     from lr_jax.optim import OPTIMIZERS
@@ -644,13 +852,53 @@ class StudyConfig:
     check_positive("batch_size", self.batch_size, integer=True)
     check_positive("patience", self.patience, integer=True, allow_zero=True)
     check_positive("tolerance", self.tolerance)
+    self._check_axes()
+    check_positive("noise_up_to", self.noise_up_to, integer=True, allow_zero=True)
+    check_positive("test_up_to", self.test_up_to, integer=True, allow_zero=True)
+    if not 0 < self.test_fraction < 1:
+      raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}")
+
+  def _check_axes(self):
+    """The regularisation and label-noise values: distinct, in range, each listing 0."""
+    reg = self.regularisation
+    reg = tuple((reg.items() if isinstance(reg, Mapping) else reg))
+    reg = tuple((str(name), tuple(float(v) for v in values)) for name, values in reg)
+    object.__setattr__(self, "regularisation", reg)
+    if len({name for name, _ in reg}) != len(reg):
+      raise ConfigError(f"regularisation names an axis twice: {[n for n, _ in reg]}")
+    for name, values in reg:
+      if name not in REGULARISATION:
+        check_choice("regularisation axis", name, REGULARISATION)
+      low, high = REGULARISATION[name]
+      for v in values:
+        if not (math.isfinite(v) and low <= v < high):
+          raise ConfigError(f"regularisation {name}={v!r} is out of range; valid: [{low:g}, "
+                            f"{high:g})")
+      if len(set(values)) != len(values) or 0.0 not in values:
+        raise ConfigError(f"regularisation {name} values {values} must be distinct and list "
+                          "0 (the cell without it)")
+    noise = tuple(float(v) for v in self.label_noise)
+    object.__setattr__(self, "label_noise", noise)
+    for v in noise:
+      if not (math.isfinite(v) and 0 <= v < 1):
+        raise ConfigError(f"label_noise {v!r} is out of range; valid: [0, 1)")
+    if len(set(noise)) != len(noise) or 0.0 not in noise:
+      raise ConfigError(f"label_noise values {noise} must be distinct and list 0 (the clean "
+                        "cell)")
+
+  @property
+  def noisy(self) -> bool:
+    return len(self.label_noise) > 1
 
   @classmethod
   def quick(cls, **changes) -> "StudyConfig":
-    """A small version for a first look: Adam only, two sizes, fewer steps and runs."""
+    """A small version for a first look: Adam only, two sizes, the constant schedule, fewer
+    steps and runs, two values of each regularisation axis and of the label noise."""
     base = dict(train_sizes=(25, 400), optimizers=("adam",), widths=(128,),
-                learning_rates=log_spaced(1e-5, 1.0, 6), seeds=2, folds=2, epochs=20,
-                steps=300, converge_steps=1000)
+                schedules=("constant",), learning_rates=log_spaced(1e-5, 1.0, 6), seeds=2,
+                folds=2, epochs=20, steps=300, converge_steps=1000,
+                regularisation=(("dropout_rate", (0.0, 0.5)), ("weight_decay", (0.0, 0.1))),
+                label_noise=(0.0, 0.4), noise_up_to=25, test_up_to=25)
     base.update(changes)
     return cls(**base)
 
@@ -668,11 +916,19 @@ class Cell:
   decay_steps: int
   budget: str = "epochs"
   epochs: int = 0     # the epochs the budget gives
+  regularised: bool = False  # swept over `StudyConfig.regularisation` (run as `family`)
+  noisy: bool = False        # swept over `StudyConfig.label_noise`
+  tested: bool = False       # has a held-out test set (`StudyConfig.test_fraction`)
+  family: str = ""           # the optimizer family run; "" is `optimizer`
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyPlan:
-  """A checked study: its cells, their compile groups (from `engine.plan_sweep`), its grid."""
+  """A checked study: its cells, their compile groups (from `engine.plan_sweep`), its grid.
+
+  `grid` describes every axis of the study (the union of the cells' grids, for the results'
+  config); each group has its own points (`Group.points`).
+  """
 
   config: StudyConfig
   cells: tuple[Cell, ...]
@@ -680,14 +936,16 @@ class StudyPlan:
   grid: Grid
 
 
-def _size_plan(dataset, cfg: StudyConfig, n: int | None) -> tuple[int, int, int, int, int]:
+def _size_plan(dataset, cfg: StudyConfig, n: int | None, test_fraction: float | None = None
+               ) -> tuple[int, int, int, int, int]:
   """(train_size, folds, batch_size, steps per epoch, the smallest fold's steps per epoch).
 
   A fold smaller than the largest may fill one batch fewer: its last batch is all padding,
   which the trainer skips.
   """
   from lr_jax import data as data_lib
-  base = DataConfig(dataset=cfg.dataset, train_size=n, data_seed=cfg.data_seed)
+  base = DataConfig(dataset=cfg.dataset, train_size=n, data_seed=cfg.data_seed,
+                    test_fraction=test_fraction)
   holdout = data_lib.make_splits(dataset, base)  # Refuses sizes the data cannot give.
   train = holdout.train_idx[0][holdout.train_mask[0]]
   n = len(train)
@@ -748,8 +1006,43 @@ def keras_batch(batch_size: int, smallest: int, largest: int) -> int:
   return min(batch_size, smallest)
 
 
+def _tested(cfg: StudyConfig, n: int | None) -> bool:
+  return n is not None and n <= cfg.test_up_to
+
+
+def _noisy(cfg: StudyConfig, n: int | None) -> bool:
+  return cfg.noisy and n is not None and n <= cfg.noise_up_to
+
+
+def regularised_line(cfg: StudyConfig) -> tuple[str, int] | None:
+  """(optimizer, width) of the line swept over the regularisation, or None without one.
+
+  Adam at the study's largest width (the article's 128), when the study has Adam and a
+  regularisation grid; the report says when it has none.
+  """
+  if not cfg.regularisation or "adam" not in cfg.optimizers:
+    return None
+  return ("adam", max(cfg.widths))
+
+
+def cell_grid(cfg: StudyConfig, cell: Cell) -> Grid:
+  """The dynamic axes of one cell: learning rates x seeds x schedules [x label noise] [x
+  regularisation]. The constant schedule is the exponential one's decay rate 1.0."""
+  from lr_jax import engine
+  hparams = [("decay_rate", tuple(SCHEDULE_DECAY[s] for s in cfg.schedules))]
+  if cell.noisy:
+    hparams.append(("label_noise", cfg.label_noise))
+  if cell.regularised:
+    hparams += list(cfg.regularisation)
+  return engine.Grid(learning_rates=cfg.learning_rates, seeds=tuple(range(cfg.seeds)),
+                     hparams=tuple(hparams))
+
+
 def plan_study(cfg: StudyConfig) -> StudyPlan:
   """Checks the study and plans one compile group per (budget, optimizer, width, size).
+
+  Label noise and regularisation are traced axes of those groups (`cell_grid`): they add
+  runs, not programs.
 
   Raises:
     ConfigError: on any bad input (unknown names, sizes the data cannot give, a regression
@@ -762,30 +1055,46 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     raise ConfigError(
         f"the study compares accuracies, and {cfg.dataset!r} is a regression data set; valid "
         "choices: a classification data set, e.g. digits, iris, wine, breast_cancer, moons")
-  sizes = [_size_plan(dataset, cfg, n) for n in cfg.train_sizes]
+  requested = cfg.train_sizes
+  sizes = [_size_plan(dataset, cfg, n, cfg.test_fraction if _tested(cfg, n) else None)
+           for n in requested]
   resolved = [s[0] for s in sizes]
   if len(set(resolved)) != len(resolved):
     raise ConfigError(f"train sizes {cfg.train_sizes} name the same size twice ({resolved})")
-  cells, experiments = [], []
+  reg_line = regularised_line(cfg)
+  cells, groups = [], []
   for budget in cfg.budgets:
     for opt in cfg.optimizers:
       for width in cfg.widths:
-        for n, folds, batch, steps_per_epoch, fewest in sizes:
+        regularised = (opt, width) == reg_line
+        family = WITH_WEIGHT_DECAY.get(opt, opt) if regularised and any(
+            name == "weight_decay" for name, _ in cfg.regularisation) else opt
+        for asked, (n, folds, batch, steps_per_epoch, fewest) in zip(requested, sizes):
           epochs, max_steps, patience, steps = budget_plan(cfg, budget, steps_per_epoch, fewest)
           # 0.9 ** (steps / decay_steps) = final_lr_fraction at the last step.
           decay_steps = max(1, round(steps * math.log(0.9) / math.log(cfg.final_lr_fraction)))
-          cells.append(Cell(opt, width, n, folds, batch, steps, decay_steps, budget, epochs))
-          experiments.append(Experiment(
+          tested = _tested(cfg, asked)
+          cell = Cell(opt, width, n, folds, batch, steps, decay_steps, budget, epochs,
+                      regularised=regularised, noisy=_noisy(cfg, asked), tested=tested,
+                      family=family if family != opt else "")
+          experiment = Experiment(
               data=DataConfig(dataset=cfg.dataset, train_size=n, folds=folds,
-                              data_seed=cfg.data_seed),
+                              data_seed=cfg.data_seed,
+                              test_fraction=cfg.test_fraction if tested else None),
               model=ModelConfig(name="mlp", hidden=(width,)),
-              optim=OptimConfig(name=opt, schedule="exponential", decay_steps=decay_steps,
+              optim=OptimConfig(name=family, schedule="exponential", decay_steps=decay_steps,
                                 decay_rate=0.9),
               train=TrainConfig(epochs=epochs, batch_size=batch, patience=patience,
-                                monitor="val_loss", max_steps=max_steps)))
+                                monitor="val_loss", max_steps=max_steps))
+          cells.append(cell)
+          groups += engine.plan_sweep([experiment], cell_grid(cfg, cell))
+  axes = [("decay_rate", tuple(SCHEDULE_DECAY[s] for s in cfg.schedules))]
+  if any(c.noisy for c in cells):
+    axes.append(("label_noise", cfg.label_noise))
+  if reg_line:
+    axes += list(cfg.regularisation)
   grid = engine.Grid(learning_rates=cfg.learning_rates, seeds=tuple(range(cfg.seeds)),
-                     hparams=(("decay_rate", tuple(SCHEDULE_DECAY[s] for s in cfg.schedules)),))
-  groups = engine.plan_sweep(experiments, grid)
+                     hparams=tuple(axes))
   return StudyPlan(config=cfg, cells=tuple(cells), groups=tuple(groups), grid=grid)
 
 
@@ -799,37 +1108,125 @@ class StudyResult:
   wall_s: float
 
 
-def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
-  """The study's table: one `CellRow` per (cell, schedule), from the sweep's aggregates.
+def row_keys(cfg: StudyConfig, cell: Cell) -> list[tuple[str, float, str]]:
+  """The (schedule, label noise, regularisation) of each table row of a cell, in table order."""
+  noise = cfg.label_noise if cell.noisy else (0.0,)
+  regs = ("", "tuned") if cell.regularised else ("",)
+  return [(s, v, r) for r in regs for v in noise for s in cfg.schedules]
 
-  P(best) and the not-worse set are the cell's own, from its runs paired by stream
-  (`cell_selection`): the aggregates' are over the whole compile group, both schedules
-  together. The runs still training at the end of the budget (neither stopped early nor
-  diverged) come from the sweep's rows too.
+
+def _close(a, b) -> bool:
+  return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+
+
+def _off(entry: Mapping[str, float], name: str) -> float:
+  """An aggregate's value of an axis; 0 (off) where its group does not sweep it (NaN)."""
+  value = float(entry.get(name, math.nan))
+  return 0.0 if math.isnan(value) else value
+
+
+def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
+  """The study's table: one `CellRow` per (cell, schedule, label noise, regularisation).
+
+  P(best) and the not-worse set are the row's own, from its runs paired by stream
+  (`cell_selection`): the aggregates' are over the whole compile group, every schedule,
+  noise level and regularisation together. A row without regularisation is the subset of
+  its group's points where every regularisation axis is 0; a tuned row has all of them,
+  and reports per learning rate its best point (`CellRow.regularisation`). The runs still
+  training at the end of the budget (neither stopped early nor diverged) come from the
+  sweep's rows too. Where the cell has a test set, the best point's runs are scored on it.
   """
   cfg = plan.config
   runs = sweep.rows
   unfinished_N = ~np.asarray(runs["stopped_early"], bool) & ~np.asarray(runs["diverged"], bool)
+  reg_names = [name for name, _ in cfg.regularisation]
   rows = []
   for gi, cell in enumerate(plan.cells):
-    for schedule in cfg.schedules:
-      rate = SCHEDULE_DECAY[schedule]
-      entries = [a for a in sweep.aggregates
-                 if a["group"] == gi and math.isclose(a["decay_rate"], rate, rel_tol=1e-6)]
-      in_cell = ((np.asarray(runs["group"]) == gi)
-                 & np.isclose(np.asarray(runs["decay_rate"], float), rate, rtol=1e-6))
-      at_lr = [in_cell & np.isclose(np.asarray(runs["learning_rate"], float), a["learning_rate"],
-                                    rtol=1e-6) for a in entries]
-      left = [int(np.sum(unfinished_N & sel)) for sel in at_lr]
-      p_best, keep = cell_selection(runs, at_lr, [bool(a["eligible"]) for a in entries])
-      rows.append(cell_row(
-          optimizer=cell.optimizer, width=cell.width, schedule=schedule,
-          train_size=cell.train_size, runs=max(a["n_total"] for a in entries), steps=cell.steps,
-          lrs=[a["learning_rate"] for a in entries], mean=[a["mean"] for a in entries],
-          ci95=[a["ci95"] for a in entries], diverged=[a["diverged"] for a in entries],
-          reference_lr=cfg.reference_lr, tolerance=cfg.tolerance, budget=cell.budget,
-          p_best=p_best, not_worse=keep, unfinished=left))
+    mine = [a for a in sweep.aggregates if a["group"] == gi]
+    # The group's own axes: another group's are NaN in its entries and rows.
+    points = [k for k in ("learning_rate", "decay_rate", "label_noise", *reg_names)
+              if mine and math.isfinite(mine[0].get(k, math.nan))]
+    in_group = np.asarray(runs["group"]) == gi
+    for schedule, noise, reg in row_keys(cfg, cell):
+      def wanted(a):
+        return (_close(a["decay_rate"], SCHEDULE_DECAY[schedule])
+                and _close(_off(a, "label_noise"), noise)
+                and (reg or all(_close(_off(a, k), 0.0) for k in reg_names)))
+      entries = [a for a in mine if wanted(a)]
+      masks = []
+      for a in entries:
+        sel = in_group.copy()
+        for k in points:
+          sel &= np.isclose(np.asarray(runs[k], float), a[k], rtol=1e-6, atol=1e-12)
+        masks.append(sel)
+      rows.append(_row_of(cfg, cell, runs, entries, masks, unfinished_N, schedule=schedule,
+                          label_noise=noise, regularisation=reg, reg_names=reg_names))
+      if cell.tested and getattr(sweep, "groups", None):
+        rows[-1] = _with_test(rows[-1], sweep, gi, entries, masks)
   return rows
+
+
+def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entries: list[dict],
+            masks: list[np.ndarray], unfinished_N: np.ndarray, *, schedule: str,
+            label_noise: float, regularisation: str, reg_names: Sequence[str]) -> CellRow:
+  """One table row from its grid points' aggregates and run masks (several per learning rate
+  when tuned: each learning rate shows its best point's numbers)."""
+  eligible = [bool(a["eligible"]) for a in entries]
+  p_point, keep_point = cell_selection(runs, masks, eligible)
+  by_lr: dict[float, list[int]] = {}
+  for i, a in enumerate(entries):
+    by_lr.setdefault(float(a["learning_rate"]), []).append(i)
+  lrs, chosen, p_best, keep = [], [], [], []
+  for lr, idx in by_lr.items():
+    ok = [i for i in idx if eligible[i] and math.isfinite(entries[i]["mean"])]
+    chosen.append(max(ok, key=lambda i: entries[i]["mean"]) if ok else idx[0])
+    lrs.append(lr)
+    p = [p_point[i] for i in idx]
+    p_best.append(math.nan if any(math.isnan(x) for x in p) else float(sum(p)))
+    keep.append(any(keep_point[i] for i in idx))
+  pick = [entries[i] for i in chosen]
+  setting, plain_worse = (), None
+  finite = [i for i, a in zip(chosen, pick) if a["eligible"] and math.isfinite(a["mean"])]
+  if finite and regularisation:
+    best = max(finite, key=lambda i: entries[i]["mean"])
+    setting = tuple((k, _off(entries[best], k)) for k in reg_names)
+    if regularisation:
+      plain = [i for i in range(len(entries)) if eligible[i]
+               and all(_close(_off(entries[i], k), 0.0) for k in reg_names)]
+      if plain and not any(math.isnan(p_point[i]) for i in plain):
+        top = max(plain, key=lambda i: entries[i]["mean"])
+        plain_worse = not keep_point[top]
+  return cell_row(
+      optimizer=cell.optimizer, width=cell.width, schedule=schedule,
+      train_size=cell.train_size, runs=max(a["n_total"] for a in entries), steps=cell.steps,
+      lrs=lrs, mean=[a["mean"] for a in pick], ci95=[a["ci95"] for a in pick],
+      diverged=[a["diverged"] for a in pick], reference_lr=cfg.reference_lr,
+      tolerance=cfg.tolerance, budget=cell.budget, p_best=p_best, not_worse=keep,
+      unfinished=[int(np.sum(unfinished_N & masks[i])) for i in chosen],
+      regularisation=regularisation, label_noise=label_noise, best_setting=setting,
+      plain_worse=plain_worse)
+
+
+def _with_test(row: CellRow, sweep: SweepResult, group: int, entries: list[dict],
+               masks: list[np.ndarray]) -> CellRow:
+  """The row with its best point's runs scored on the group's held-out test rows."""
+  from lr_jax import export
+  from lr_jax.stats import summarize
+  g = sweep.groups[group]
+  test_idx = g.splits.test_idx
+  if not len(test_idx) or not math.isfinite(row.best_lr):
+    return row
+  at_best = [i for i, a in enumerate(entries)
+             if _close(a["learning_rate"], row.best_lr) and _close(a["mean"], row.best_mean)
+             and a["eligible"]]
+  if not at_best:
+    return row
+  x, y = g.dataset.x[test_idx], g.dataset.y[test_idx]
+  scores = [export.scores(sweep.model_of(int(i)), x, y)["accuracy"]
+            for i in np.flatnonzero(masks[at_best[0]])]
+  summary = summarize(scores)
+  return dataclasses.replace(row, test_mean=summary.mean, test_ci=summary.ci95,
+                             test_n=int(len(test_idx)))
 
 
 def cell_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
@@ -873,11 +1270,28 @@ def cell_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
   return p_best, keep
 
 
-def run_study(plan: StudyPlan) -> StudyResult:
-  """Runs every compile group of a planned study and builds its table."""
+def study_options() -> RunOptions:
+  """How the study runs its groups: the engine's defaults without compaction.
+
+  Compaction changes no result, but each narrower population it continues at is another
+  program to compile, and the study's groups share none (each has its own experiment): from
+  a cold cache on 2 cores, --quick's two to-convergence groups took 59 s of CPU with it and
+  21.5 s without (n = 25 and 400; 1000 steps, 48 variants each).
+  """
+  from lr_jax import engine
+  return engine.RunOptions(compact=False)
+
+
+def run_study(plan: StudyPlan, options: RunOptions | None = None) -> StudyResult:
+  """Runs every compile group of a planned study and builds its table.
+
+  Args:
+    plan: from `plan_study`.
+    options: the engine's `RunOptions`; default `study_options()`.
+  """
   from lr_jax.results import SweepResult
   t0 = time.perf_counter()
-  outputs, _ = run_groups(plan.groups)
+  outputs, _ = run_groups(plan.groups, options=options or study_options())
   sweep = SweepResult.from_groups(plan.groups, outputs, grid=plan.grid)
   return StudyResult(plan=plan, sweep=sweep, rows=study_rows(plan, sweep),
                      wall_s=time.perf_counter() - t0)
@@ -906,24 +1320,28 @@ def _not_worse_text(row: CellRow) -> str:
 def study_table(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> str:
   """The study's Markdown table, one line per cell."""
   ref = report.format_lr(reference_lr)
-  headers = ["budget", "optimizer", "model", "schedule", "n", "runs", "steps", "best LR",
-             "accuracy ± 95% CI", f"accuracy at lr={ref}", "not worse than the best",
-             "P(best) by LR", "still training", "diverged runs"]
+  headers = ["budget", "optimizer", "model", "schedule", "label noise", "regularisation", "n",
+             "runs", "steps", "best LR", "accuracy ± 95% CI", "test accuracy",
+             f"accuracy at lr={ref}", "not worse than the best", "P(best) by LR",
+             "still training", "diverged runs"]
   body = []
   for r in rows:
     edge = " (edge)" if r.best_at_edge else ""
-    body.append([_label(r.budget), r.optimizer, _model(r.width), r.schedule, r.train_size,
-                 r.runs, r.steps, report.format_lr(r.best_lr) + edge,
-                 report.format_ci(r.best_mean, r.best_ci), report.format_ci(r.ref_mean, r.ref_ci),
-                 _not_worse_text(r), _p_best_text(r), sum(r.unfinished), sum(r.diverged)])
-  return report.markdown_table(headers, body, align=["l"] * 4 + ["r"] * 10)
+    reg = f"tuned: {_setting_text(r.best_setting)}" if r.regularisation else "off"
+    test = report.format_ci(r.test_mean, r.test_ci) if math.isfinite(r.test_mean) else "-"
+    body.append([_label(r.budget), r.optimizer, _model(r.width), r.schedule,
+                 f"{r.label_noise:g}", reg, r.train_size, r.runs, r.steps,
+                 report.format_lr(r.best_lr) + edge, report.format_ci(r.best_mean, r.best_ci),
+                 test, report.format_ci(r.ref_mean, r.ref_ci), _not_worse_text(r),
+                 _p_best_text(r), sum(r.unfinished), sum(r.diverged)])
+  return report.markdown_table(headers, body, align=["l"] * 6 + ["r"] * 11)
 
 
 def _figures(cfg: StudyConfig, rows: Sequence[CellRow], out_dir: str) -> list[tuple[str, str]]:
   """Draws each budget's figures into `out_dir`: (file name, alt text) of each."""
   figures = []
   for budget in cfg.budgets:
-    brows = [r for r in rows if r.budget == budget]
+    brows = [r for r in rows if r.budget == budget and r.main]
     label = _label(budget)
     panels = {}
     for width in cfg.widths:
@@ -983,6 +1401,36 @@ def _budget_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
   return "\n".join(lines)
 
 
+def _arms_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
+  """Setup lines of the regularisation, label-noise and test-set parts, or why there is none."""
+  line = regularised_line(cfg)
+  sizes = lambda pred: ", ".join(str(n) for n in sorted({c.train_size for c in cells if pred(c)}))
+  if line:
+    axes = "; ".join(f"{name} {', '.join(f'{v:g}' for v in values)}"
+                     for name, values in cfg.regularisation)
+    reg = (f"- regularisation: on the {line[0]} {_model(line[1])} line, every cell also sweeps "
+           f"{axes} (traced axes of the same compiled program; Adam runs as AdamW, which at "
+           "weight decay 0 is Adam update for update). *Off* is the subset where all are 0; "
+           "*tuned* takes, per learning rate, its best setting")
+  else:
+    reg = ("- regularisation: not measured in this run (it needs adam among the optimizers and "
+           "a regularisation grid)")
+  if any(c.noisy for c in cells):
+    noise = (f"- label noise: at n = {sizes(lambda c: c.noisy)}, every cell also sweeps the "
+             f"fraction of training labels replaced by a random other class, "
+             f"{', '.join(f'{v:g}' for v in cfg.label_noise)} (fixed per seed and row; "
+             "validation and test labels stay clean)")
+  else:
+    noise = "- label noise: not measured in this run"
+  if any(c.tested for c in cells):
+    test = (f"- test set: at n = {sizes(lambda c: c.tested)}, {cfg.test_fraction:g} of the data "
+            "set is held out first (stratified, data seed as above); the best point's runs, "
+            "each trained on its folds, are scored on it")
+  else:
+    test = "- test set: none in this run"
+  return "\n".join([reg, noise, test])
+
+
 def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tuple[str, str]] = ()
                        ) -> str:
   """Writes the study's figures, report.md and the sweep's files into `out_dir`.
@@ -1032,15 +1480,17 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
       f"{os.cpu_count()} CPU cores",
   ])
   summary = conclusion(rows, reference_lr=cfg.reference_lr)
+  setup += "\n" + _arms_setup(cfg, cells)
   sections = [
       ("Answer", summary.markdown()),
-      ("Not measured yet", "Regularisation tuned beside the learning rate (dropout, weight "
-                           "decay) and label noise are not part of this study yet."),
       ("Setup", setup),
       ("Figures", "\n\n".join(report.image(f, alt) for f, alt in figures)),
       ("Table", "One line per cell. *best LR*: highest mean best-validation accuracy over the "
                 "runs (a learning rate where any run diverged is not eligible); *(edge)*: at "
-                "the end of the grid. *not worse than the best*: the smallest and largest "
+                "the end of the grid. *regularisation*: off (dropout and weight decay 0), or "
+                "tuned (each learning rate at its best setting; the best one's shown). *test "
+                "accuracy*: the best point's runs on the held-out test set, where the cell has "
+                "one. *not worse than the best*: the smallest and largest "
                 "learning rate not significantly worse than the best, and how many there are. "
                 "*P(best) by LR*: the learning rates with P(best) >= 0.05. *still training*: "
                 "runs that neither stopped early nor diverged when the budget ran out.\n\n"

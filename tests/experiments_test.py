@@ -43,7 +43,8 @@ def test_small_data_study_smallest_mode_end_to_end(tmp_path):
   out = str(tmp_path / "study")
   proc = _run("experiments.small_data_study", "--quick", "--train_sizes=25,50",
               "--optimizers=adam", "--widths=8", "--epochs=2", "--seeds=2", "--budgets=epochs",
-              f"--out={out}")
+              "--schedules=constant,exponential", "--dropout_rates=0", "--weight_decays=0",
+              "--noise_levels=0", f"--out={out}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert re.search(r"cell 2/2 done in .*elapsed .*ETA 0s", proc.stderr), proc.stderr[-2000:]
   assert "total wall time" in proc.stderr
@@ -54,7 +55,7 @@ def test_small_data_study_smallest_mode_end_to_end(tmp_path):
   table = [line for line in text.splitlines()
            if line.startswith("| fixed epochs | adam | MLP(8) |")]
   assert len(table) == 4  # 2 sizes x 2 schedules
-  assert [line.split(" | ")[3:6] for line in table] == [
+  assert [[line.split(" | ")[i] for i in (3, 6, 7)] for line in table] == [
       ["constant", "25", "4"], ["exponential", "25", "4"],   # 2 seeds x 2 folds
       ["constant", "50", "4"], ["exponential", "50", "4"]]
   answer = text.split("## Answer")[1].split("##")[0]

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 import re
 import types
 
@@ -14,6 +15,13 @@ from lr_jax.errors import ConfigError
 
 GRID = log_spaced(10 ** -4.5, 10 ** 0.5, 11)  # half decades from 3.2e-5; GRID[1] = 1e-4
 SIZES = (25, 50, 100, 200, 400, 1437)
+# The article's cells alone: no label-noise or regularisation axis (issue 11's traced axes).
+PLAIN = dict(regularisation=(), label_noise=(0.0,))
+# Dropout, weight decay and label noise as traced axes need issue 11's registry, beside this
+# lr_jax (not whichever an editable install would find).
+NEEDS_AXES = pytest.mark.skipif(
+    not os.path.exists(os.path.join(os.path.dirname(study.__file__), "hparams.py")),
+    reason="dropout, weight decay and label noise as traced axes: issue 11")
 
 
 def _peaked(best_lr, peak=0.9, drop=0.05):
@@ -24,7 +32,7 @@ def _peaked(best_lr, peak=0.9, drop=0.05):
 
 def _row(optimizer="adam", width=16, schedule="constant", n=25, best_lr=1e-3, peak=0.9,
          drop=0.05, ci=0.004, diverged=None, tolerance=0.01, budget="epochs", noise=0.0,
-         unfinished=None):
+         unfinished=None, **extra):
   """A synthetic cell; the points within `noise` of the best are not significantly worse."""
   mean = _peaked(best_lr, peak, drop)
   p = [1.0 if math.isclose(lr, best_lr) else 0.0 for lr in GRID]
@@ -33,7 +41,7 @@ def _row(optimizer="adam", width=16, schedule="constant", n=25, best_lr=1e-3, pe
       lrs=GRID, mean=mean, ci95=[ci] * len(GRID),
       diverged=diverged or [0] * len(GRID), reference_lr=1e-4, tolerance=tolerance,
       budget=budget, p_best=p, not_worse=[m >= max(mean) - noise - 1e-9 for m in mean],
-      unfinished=unfinished)
+      unfinished=unfinished, **extra)
 
 
 def _table(best_lr_of, peak_of=lambda *a: 0.9, optimizers=("sgd", "adam"), widths=(16, 128),
@@ -154,6 +162,88 @@ def test_the_optimizer_changing_the_answer_is_said_with_its_counts():
           "(constant 12 of 24, exponential 12 of 24).") in sentence
 
 
+def _regularised_table():
+  """Adam MLP(128) at n=25 and 400, both schedules: without regularisation the best learning
+  rate is 1e-4 at n=25 and 1e-3 at n=400; with dropout and weight decay tuned it is 1e-2 at
+  n=25 (3 points better, the plain best significantly worse) and unchanged at n=400."""
+  rows = []
+  for s in ("constant", "exponential"):
+    rows += [_row("adam", 128, s, 25, 1e-4, 0.80), _row("adam", 128, s, 400, 1e-3, 0.95),
+             _row("adam", 128, s, 25, 1e-2, 0.83, regularisation="tuned",
+                  best_setting=(("dropout_rate", 0.5), ("weight_decay", 0.1)), plain_worse=True),
+             _row("adam", 128, s, 400, 1e-3, 0.95, regularisation="tuned", noise=0.06,
+                  best_setting=(("dropout_rate", 0.0), ("weight_decay", 0.0)),
+                  plain_worse=False)]
+  return rows
+
+
+def test_regularisation_moving_the_best_lr_at_small_n_is_said_with_its_numbers():
+  answer, findings = study.conclusion(_regularised_table())
+  assert _sentence(findings, "Fixed epochs, regularisation") == (
+      "Fixed epochs, regularisation (adam MLP(128), dropout and weight decay tuned): against "
+      "no regularisation the best learning rate with it tuned is larger in 2 of 4 cells and "
+      "smaller in 0; in the other 2 the not-worse sets overlap, so the data cannot decide (at "
+      "n=25: constant: 1e-4 without, 0.01 with (dropout_rate 0.5, weight_decay 0.1); "
+      "exponential: 1e-4 without, 0.01 with (dropout_rate 0.5, weight_decay 0.1)).")
+  gain = _sentence(findings, "Fixed epochs: tuning the regularisation")
+  assert gain.startswith("Fixed epochs: tuning the regularisation changed the best validation "
+                         "accuracy by a median of +1.5 points (from +0.0 to +3.0;")
+  assert ("the best point without it is significantly worse than the best with it in 2 of 4 "
+          "cells (at n=25: constant: 0.800 ± 0.004 without, 0.830 ± 0.004 with;") in gain
+  # 1e-4 is the plain best at n=25 only; with regularisation it is worse than 1e-2 everywhere.
+  assert _sentence(findings, "Fixed epochs: a learning rate <= 1e-4 is within the noise of the "
+                             "best in 2 of 4 cells without") == (
+      "Fixed epochs: a learning rate <= 1e-4 is within the noise of the best in 2 of 4 cells "
+      "without regularisation and 0 of 4 with it tuned.")
+  # The tuned rows do not enter the article's counts: 4 plain cells.
+  assert "in 2 of 4 cells (2 of 2 at n=25, 0 of 2 at n=400)" in _sentence(
+      findings, "Fixed epochs: a learning rate <= 1e-4 is not significantly worse")
+
+
+def test_label_noise_moving_the_best_lr_is_counted_only_beyond_the_noise():
+  clean = _table(lambda *a: 1e-2, sizes=(25, 50))
+  # Noise 0.4 moves every best learning rate a decade down, with narrow not-worse sets; noise
+  # 0.2 moves it half a decade up, but the sets are wide: undecided.
+  strong = [dataclasses.replace(r, label_noise=0.4) for r in
+            _table(lambda *a: 1e-3, peak_of=lambda *a: 0.7, sizes=(25, 50))]
+  mild = [dataclasses.replace(r, label_noise=0.2) for r in
+          _table(lambda *a: GRID[6], peak_of=lambda *a: 0.8, sizes=(25, 50), noise=0.2)]
+  answer, findings = study.conclusion(clean + strong + mild)
+  assert _sentence(findings, "Fixed epochs, label noise 0.4") == (
+      "Fixed epochs, label noise 0.4 (n=25, 50): against clean labels the best learning rate "
+      "is larger in 0 of 16 cells and smaller in 16; in the other 0 the not-worse sets "
+      "overlap, so the data cannot decide; the median move is 1 decade smaller (from 1 decade "
+      "smaller to 1 decade smaller), and the best's median P(best) is 1.00.")
+  assert "is larger in 0 of 16 cells and smaller in 0; in the other 16 the not-worse sets " \
+      "overlap" in _sentence(findings, "Fixed epochs, label noise 0.2")
+  assert "median move is 0.5 decades larger" in _sentence(findings, "Fixed epochs, label noise 0.2")
+  assert _sentence(findings, "Fixed epochs: a learning rate <= 1e-4 is within the noise of the "
+                             "best in 0 of 16 cells with clean") == (
+      "Fixed epochs: a learning rate <= 1e-4 is within the noise of the best in 0 of 16 cells "
+      "with clean labels, 0 of 16 at noise 0.2, 0 of 16 at noise 0.4; the median best "
+      "validation accuracy (clean validation labels) is 0.900 clean, 0.800 at noise 0.2, 0.700 "
+      "at noise 0.4.")
+  # The noisy rows leave the article's answer alone: 16 clean cells.
+  assert answer[0].endswith("in 0 of 16 cells under fixed epochs.")
+
+
+def test_the_held_out_test_score_beside_the_winners_validation_score():
+  rows = [dataclasses.replace(_row(n=25, schedule=s, peak=0.8), test_mean=0.8 - gap,
+                              test_ci=0.01, test_n=360)
+          for s, gap in (("constant", 0.1), ("exponential", 0.04))]
+  rows.append(dataclasses.replace(_row(n=25, peak=0.85, regularisation="tuned"),
+                                  test_mean=0.7, test_ci=0.01, test_n=360))
+  rows.append(_row(n=400))  # no test set there
+  sentence = _sentence(study.conclusion(rows)[1], "Fixed epochs: at n=25 the chosen")
+  assert sentence == (
+      "Fixed epochs: at n=25 the chosen learning rate's best validation accuracy (median 0.800) "
+      "overstates the same runs' accuracy on 360 held-out test examples (median 0.730) by a "
+      "median of 7.0 points (gap from +4.0 to +10.0 across 2 cells; the test interval lies "
+      "wholly below the validation one in 2); with the regularisation tuned too (more points "
+      "to choose from) the median gap is +15.0 points.")
+  assert not any("at n=400 the chosen" in f for f in study.conclusion(rows)[1])
+
+
 def test_runs_still_training_under_the_convergence_budget_are_counted():
   left = [0] * 11
   left[0] = 3  # three runs at 3.2e-5 were still improving
@@ -195,12 +285,18 @@ def test_every_number_in_the_conclusion_comes_from_the_table():
 
 
 def test_study_table_is_markdown_with_one_line_per_cell():
-  table = study.study_table([_row(n=25, noise=0.11), _row(n=1437, best_lr=GRID[-1])])
+  tuned = dataclasses.replace(
+      _row(n=25, label_noise=0.2, regularisation="tuned",
+           best_setting=(("dropout_rate", 0.5), ("weight_decay", 0.01))),
+      test_mean=0.85, test_ci=0.02, test_n=360)
+  table = study.study_table([_row(n=25, noise=0.11), _row(n=1437, best_lr=GRID[-1]), tuned])
   lines = table.splitlines()
-  assert len(lines) == 4 and all(line.count(" | ") == 13 for line in lines)
-  assert ("| fixed epochs | adam | MLP(16) | constant | 25 | 6 | 50 | 1e-3 | 0.900 ± 0.004 | "
-          "0.800 ± 0.004 | 1e-4 – 0.01 (5) | 1e-3: 1.00 | 0 | 0 |") in table
+  assert len(lines) == 5 and all(line.count(" | ") == 16 for line in lines)
+  assert ("| fixed epochs | adam | MLP(16) | constant | 0 | off | 25 | 6 | 50 | 1e-3 | "
+          "0.900 ± 0.004 | - | 0.800 ± 0.004 | 1e-4 – 0.01 (5) | 1e-3: 1.00 | 0 | 0 |") in table
   assert "3.2 (edge)" in lines[3]
+  assert ("| constant | 0.2 | tuned: dropout_rate 0.5, weight_decay 0.01 | 25 | 6 | 50 | 1e-3 | "
+          "0.900 ± 0.004 | 0.850 ± 0.020 |") in lines[4]
 
 
 def test_estimate_remaining_recovers_overhead_and_rate():
@@ -295,14 +391,15 @@ def test_study_config_refuses_bad_values(changes, needles):
 ])
 def test_plan_study_refuses_what_the_data_cannot_give(changes, needles):
   with pytest.raises(ConfigError) as e:
-    study.plan_study(study.StudyConfig.quick(**changes))
+    study.plan_study(study.StudyConfig.quick(**{**PLAIN, **changes}))
   for needle in needles:
     assert needle in str(e.value)
 
 
 def test_plan_study_caps_folds_and_batches_and_scales_the_decay():
   plan = study.plan_study(study.StudyConfig.quick(train_sizes=(25, 400), optimizers=("adam",),
-                                                  budgets=("epochs",)))
+                                                  budgets=("epochs",),
+                                                  schedules=("constant", "exponential"), **PLAIN))
   small, large = plan.cells
   assert (small.train_size, small.folds, small.batch_size) == (25, 2, 0)  # 2 of some classes
   assert (large.train_size, large.folds, large.batch_size) == (400, 2, 32)
@@ -315,7 +412,7 @@ def test_plan_study_caps_folds_and_batches_and_scales_the_decay():
 
 def test_plan_study_gives_each_budget_its_epochs_cap_and_patience():
   cfg = study.StudyConfig.quick(train_sizes=(25, 400), optimizers=("adam",), steps=300,
-                                converge_steps=1000)
+                                converge_steps=1000, **PLAIN)
   plan = study.plan_study(cfg)
   train = {(c.budget, c.train_size): g.experiment.train for c, g in zip(plan.cells, plan.groups)}
   assert len(plan.groups) == 6
@@ -341,7 +438,7 @@ def test_a_budget_of_s_steps_gives_every_run_exactly_s_updates_and_the_report_al
   cfg = study.StudyConfig.quick(
       train_sizes=(99,), optimizers=("sgd",), widths=(8,), schedules=("constant",),
       learning_rates=(1e-4, 0.1), seeds=1, folds=2, batch_size=49, epochs=3, steps=7,
-      converge_steps=40, patience=2)
+      converge_steps=40, patience=2, **PLAIN)
   plan = study.plan_study(cfg)
   result = study.run_study(plan)
   rows = result.sweep.rows
@@ -361,9 +458,81 @@ def test_a_budget_of_s_steps_gives_every_run_exactly_s_updates_and_the_report_al
   assert [r.budget for r in result.rows] == ["epochs", "steps", "converge"]
 
 
+@NEEDS_AXES
+def test_the_quick_study_reports_every_budget_regularisation_noise_and_the_test_score(tmp_path):
+  cfg = study.StudyConfig.quick(
+      train_sizes=(25,), widths=(8,), schedules=("constant",), learning_rates=(1e-4, 1e-2),
+      seeds=1, epochs=3, steps=7, converge_steps=20, patience=2,
+      regularisation={"dropout_rate": (0.0, 0.5), "weight_decay": (0.0, 0.1)},
+      label_noise=(0.0, 0.4))
+  plan = study.plan_study(cfg)
+  assert len(plan.groups) == 3  # the axes add runs, not programs
+  assert all(c.family == "adamw" and c.regularised and c.noisy and c.tested for c in plan.cells)
+  result = study.run_study(plan)
+  keys = [(r.budget, r.regularisation, r.label_noise) for r in result.rows]
+  assert keys == [(b, reg, v) for b in ("epochs", "steps", "converge") for reg in ("", "tuned")
+                  for v in (0.0, 0.4)]
+  # The plain cell is AdamW at weight decay 0 and dropout 0: 2 learning rates x 2 folds.
+  sweep = result.sweep.rows
+  plain = (sweep["weight_decay"] == 0) & (sweep["dropout_rate"] == 0) & (sweep["label_noise"] == 0)
+  assert plain.sum() == 3 * 2 * 2
+  text = open(study.write_study_report(result, str(tmp_path))).read()
+  for label in ("Fixed epochs", "Fixed steps", "To convergence"):
+    assert f"{label}, regularisation (adam MLP(8)" in text
+    assert f"{label}, label noise 0.4 (n=25)" in text
+    assert f"{label}: at n=25 the chosen learning rate's best validation accuracy" in text
+  assert "| tuned: dropout_rate" in text and "held-out test examples" in text
+  for r in result.rows:
+    assert r.test_n > 0 and 0 <= r.test_mean <= 1
+
+
+@NEEDS_AXES
+def test_the_plain_cell_of_the_regularised_noisy_line_is_the_article_cell_alone():
+  # The regularised line runs Adam as AdamW with dropout and label noise in the program; where
+  # all three are 0 its runs must be the plain Adam runs, so the article's table is unchanged.
+  base = dict(train_sizes=(25,), widths=(8,), learning_rates=(1e-4, 1e-2), seeds=1,
+              budgets=("epochs",), epochs=5, test_up_to=0)
+  mixed = study.run_study(study.plan_study(study.StudyConfig.quick(
+      regularisation={"dropout_rate": (0.0, 0.5), "weight_decay": (0.0, 0.1)},
+      label_noise=(0.0, 0.4), **base)))
+  alone = study.run_study(study.plan_study(study.StudyConfig.quick(**PLAIN, **base)))
+  assert mixed.plan.groups[0].experiment.optim.name == "adamw"
+  assert alone.plan.groups[0].experiment.optim.name == "adam"
+  m, a = mixed.sweep.rows, alone.sweep.rows
+  plain = (m["weight_decay"] == 0) & (m["dropout_rate"] == 0) & (m["label_noise"] == 0)
+  order = lambda rows, sel: np.flatnonzero(sel)[np.lexsort(
+      (rows["fold"][sel], rows["learning_rate"][sel]))]
+  i, j = order(m, plain), order(a, np.ones(len(a["fold"]), bool))
+  assert len(i) == len(j) == 4
+  for column in ("best_val_loss", "best_val_accuracy", "final_train_loss"):
+    np.testing.assert_allclose(m[column][i], a[column][j], rtol=1e-5, err_msg=column)
+  assert mixed.rows[0].main and mixed.rows[0].mean == pytest.approx(alone.rows[0].mean)
+
+
+@NEEDS_AXES
+def test_label_noise_changes_the_training_labels_and_leaves_validation_clean():
+  from lr_jax import engine
+  from lr_jax.config import DataConfig, Experiment, ModelConfig, OptimConfig, TrainConfig
+  # At a learning rate of 1e-8 the model does not move in one epoch: every variant predicts
+  # the same, so the validation loss differs only if the validation labels do.
+  exp = Experiment(data=DataConfig(dataset="digits", train_size=200, folds=2),
+                   model=ModelConfig(name="mlp", hidden=(8,)), optim=OptimConfig(name="adam"),
+                   train=TrainConfig(epochs=1, batch_size=0, patience=0))
+  result = engine.run_sweep(exp, engine.Grid(learning_rates=(1e-8,), seeds=(0, 1),
+                                             hparams={"data.label_noise": (0.0, 0.2, 0.4)}))
+  rows = result.rows
+  by = lambda v, col: rows[col][np.isclose(rows["label_noise"], v)]
+  clean = by(0.0, "final_train_loss")
+  for v in (0.2, 0.4):
+    np.testing.assert_allclose(by(v, "best_val_loss"), by(0.0, "best_val_loss"), rtol=1e-5)
+    # The training loss is on the flipped labels: another loss in every run (an untrained
+    # model is about as wrong on any label, so not a larger one).
+    assert (np.abs(by(v, "final_train_loss") - clean) > 1e-3 * clean).all()
+
+
 def test_study_rows_split_the_schedules_of_one_group():
   cfg = study.StudyConfig.quick(learning_rates=(1e-4, 1e-3), train_sizes=(25,),
-                                optimizers=("adam",))
+                                optimizers=("adam",), schedules=("constant", "exponential"))
   cell = study.Cell("adam", 128, 25, 2, 0, 20, 1, "converge", 20)
   plan = types.SimpleNamespace(config=cfg, cells=(cell,))
 
@@ -400,6 +569,54 @@ def test_study_rows_split_the_schedules_of_one_group():
   assert rows[0].p_best == pytest.approx((0.0, 1.0)) and rows[0].not_worse == (False, True)
   assert rows[1].p_best == pytest.approx((1.0, 0.0)) and rows[1].not_worse == (True, False)
   assert rows[0].unfinished == (2, 0) and rows[1].unfinished == (1, 0)
+
+
+def test_study_rows_split_noise_and_regularisation_and_pick_each_lrs_best_setting():
+  cfg = study.StudyConfig.quick(learning_rates=(1e-4, 1e-3), train_sizes=(25,),
+                                optimizers=("adam",), schedules=("constant",),
+                                regularisation={"dropout_rate": (0.0, 0.5)},
+                                label_noise=(0.0, 0.4))
+  cell = study.Cell("adam", 128, 25, 2, 0, 20, 1, "epochs", 20, regularised=True, noisy=True,
+                    family="adamw")
+  plan = types.SimpleNamespace(config=cfg, cells=(cell,))
+  # Accuracy per (learning rate, label noise, dropout) and stream (seed 0 and 1, fold 0):
+  # dropout 0.5 helps at 1e-4 (0.70 vs 0.60) and hurts at 1e-3 (0.72 vs 0.80).
+  acc = {(1e-4, 0.0, 0.0): (0.60, 0.61), (1e-4, 0.0, 0.5): (0.70, 0.72),
+         (1e-3, 0.0, 0.0): (0.80, 0.81), (1e-3, 0.0, 0.5): (0.72, 0.71),
+         (1e-4, 0.4, 0.0): (0.50, 0.52), (1e-4, 0.4, 0.5): (0.55, 0.56),
+         (1e-3, 0.4, 0.0): (0.40, 0.41), (1e-3, 0.4, 0.5): (0.45, 0.44)}
+  runs, aggregates = [], []
+  for (lr, noise, drop), scores in acc.items():
+    for seed, a in enumerate(scores):
+      runs.append((lr, 1.0, noise, drop, seed, 0, a, 1, 0))
+    aggregates.append({"group": 0, "learning_rate": lr, "decay_rate": 1.0, "label_noise": noise,
+                       "dropout_rate": drop, "weight_decay": math.nan, "n_total": 2,
+                       "mean": float(np.mean(scores)), "ci95": 0.05, "diverged": 0,
+                       "eligible": True})
+  names = ("learning_rate", "decay_rate", "label_noise", "dropout_rate", "seed", "fold",
+           "best_val_accuracy", "stopped_early", "diverged")
+  columns = dict(zip(names, map(np.array, zip(*runs))))
+  columns["group"] = np.zeros(len(runs), int)
+  columns["weight_decay"] = np.full(len(runs), np.nan)  # another group's axis
+  rows = study.study_rows(plan, types.SimpleNamespace(aggregates=aggregates, rows=columns))
+  assert [(r.regularisation, r.label_noise) for r in rows] == [
+      ("", 0.0), ("", 0.4), ("tuned", 0.0), ("tuned", 0.4)]
+  plain, noisy, tuned, tuned_noisy = rows
+  assert plain.main and not noisy.main and not tuned.main
+  # Without regularisation: dropout 0 alone.
+  assert plain.mean == pytest.approx((0.605, 0.805)) and plain.best_lr == pytest.approx(1e-3)
+  assert noisy.best_lr == pytest.approx(1e-4) and noisy.mean == pytest.approx((0.51, 0.405))
+  # Tuned: each learning rate's best dropout; the best overall is still 1e-3 without dropout,
+  # so the plain best is not worse than it.
+  assert tuned.mean == pytest.approx((0.71, 0.805)) and tuned.best_lr == pytest.approx(1e-3)
+  assert tuned.best_setting == (("dropout_rate", 0.0),) and tuned.plain_worse is False
+  assert tuned_noisy.best_setting == (("dropout_rate", 0.5),)
+  # With noise, dropout 0.5 at 1e-4 beats every plain point in both streams.
+  assert tuned_noisy.best_lr == pytest.approx(1e-4) and tuned_noisy.plain_worse is True
+  # P(best) sums over a learning rate's points.
+  assert tuned.p_best == pytest.approx((0.0, 1.0))
+  assert tuned_noisy.p_best == pytest.approx((1.0, 0.0))
+  assert tuned_noisy.not_worse == (True, False)
 
 
 @pytest.mark.parametrize("changes,needles", [
