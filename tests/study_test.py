@@ -2,7 +2,6 @@
 
 import dataclasses
 import math
-import os
 import re
 import types
 
@@ -17,11 +16,6 @@ GRID = log_spaced(10 ** -4.5, 10 ** 0.5, 11)  # half decades from 3.2e-5; GRID[1
 SIZES = (25, 50, 100, 200, 400, 1437)
 # The article's cells alone: no label-noise or regularisation axis (issue 11's traced axes).
 PLAIN = dict(regularisation=(), label_noise=(0.0,))
-# Dropout, weight decay and label noise as traced axes need issue 11's registry, beside this
-# lr_jax (not whichever an editable install would find).
-NEEDS_AXES = pytest.mark.skipif(
-    not os.path.exists(os.path.join(os.path.dirname(study.__file__), "hparams.py")),
-    reason="dropout, weight decay and label noise as traced axes: issue 11")
 
 
 def _peaked(best_lr, peak=0.9, drop=0.05):
@@ -458,7 +452,6 @@ def test_a_budget_of_s_steps_gives_every_run_exactly_s_updates_and_the_report_al
   assert [r.budget for r in result.rows] == ["epochs", "steps", "converge"]
 
 
-@NEEDS_AXES
 def test_the_quick_study_reports_every_budget_regularisation_noise_and_the_test_score(tmp_path):
   cfg = study.StudyConfig.quick(
       train_sizes=(25,), widths=(8,), schedules=("constant",), learning_rates=(1e-4, 1e-2),
@@ -486,7 +479,6 @@ def test_the_quick_study_reports_every_budget_regularisation_noise_and_the_test_
     assert r.test_n > 0 and 0 <= r.test_mean <= 1
 
 
-@NEEDS_AXES
 def test_the_plain_cell_of_the_regularised_noisy_line_is_the_article_cell_alone():
   # The regularised line runs Adam as AdamW with dropout and label noise in the program; where
   # all three are 0 its runs must be the plain Adam runs, so the article's table is unchanged.
@@ -509,7 +501,6 @@ def test_the_plain_cell_of_the_regularised_noisy_line_is_the_article_cell_alone(
   assert mixed.rows[0].main and mixed.rows[0].mean == pytest.approx(alone.rows[0].mean)
 
 
-@NEEDS_AXES
 def test_label_noise_changes_the_training_labels_and_leaves_validation_clean():
   from lr_jax import engine
   from lr_jax.config import DataConfig, Experiment, ModelConfig, OptimConfig, TrainConfig
