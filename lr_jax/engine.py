@@ -621,10 +621,7 @@ def _even_chunk(total: int, most: int) -> int:
 
 
 def _data_arrays(group: Group) -> DataArrays:
-  s = group.splits
-  return DataArrays(x=group.dataset.x, y=group.dataset.y, train_idx=s.train_idx,
-                    train_mask=s.train_mask, val_idx=s.val_idx, val_mask=s.val_mask,
-                    mean=s.mean, std=s.std)
+  return DataArrays.of(group.dataset, group.splits)
 
 
 def _pad_to(a: np.ndarray, n: int) -> np.ndarray:

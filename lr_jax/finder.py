@@ -360,10 +360,7 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
          num_steps, float(beta), tuple((k, axes[k].namespace) for k in extras))
   run = _compiled(key, model)
   find_hparams = {"lr_min": np.float32(lr_min), "lr_max": np.float32(lr_max), **extras}
-  data = DataArrays(
-      x=dataset.x, y=dataset.y, train_idx=splits.train_idx[:1], train_mask=splits.train_mask[:1],
-      val_idx=splits.val_idx[:1], val_mask=splits.val_mask[:1], mean=splits.mean[:1],
-      std=splits.std[:1])
+  data = DataArrays.of(dataset, splits, slice(0, 1))  # Fold 0's training rows.
   logging.info("LR finder: %s on %s, %d seeds x %d steps, lr %.3g -> %.3g",
                experiment.optim.name, dataset.name, len(grid.seeds), num_steps, lr_min, lr_max)
   t0 = time.perf_counter()

@@ -93,6 +93,13 @@ class DataArrays(NamedTuple):
   mean: jax.Array        # [F, D] float32
   std: jax.Array         # [F, D] float32
 
+  @classmethod
+  def of(cls, dataset, splits, folds: slice = slice(None)) -> "DataArrays":
+    """A `lr_jax.data.Dataset`'s rows and `Splits`' folds (all, or a slice of them)."""
+    return cls(x=dataset.x, y=dataset.y, train_idx=splits.train_idx[folds],
+               train_mask=splits.train_mask[folds], val_idx=splits.val_idx[folds],
+               val_mask=splits.val_mask[folds], mean=splits.mean[folds], std=splits.std[folds])
+
 
 class VariantState(NamedTuple):
   """One variant's training state; in a sweep every leaf has leading axes [S, H]."""

@@ -252,11 +252,7 @@ def test_the_finder_steps_are_the_trainers_train_step():
                       model__hidden=(16,))
   dataset = lr_jax.load_dataset(exp.data)
   splits = lr_jax.make_splits(dataset, exp.data)
-  data = DataArrays(
-      x=jnp.asarray(dataset.x), y=jnp.asarray(dataset.y),
-      train_idx=jnp.asarray(splits.train_idx[:1]), train_mask=jnp.asarray(splits.train_mask[:1]),
-      val_idx=jnp.asarray(splits.val_idx[:1]), val_mask=jnp.asarray(splits.val_mask[:1]),
-      mean=jnp.asarray(splits.mean[:1]), std=jnp.asarray(splits.std[:1]))
+  data = jax.tree_util.tree_map(jnp.asarray, DataArrays.of(dataset, splits, slice(0, 1)))
   model = lr_jax.build_model(exp.model, 2, dataset.feature_shape)
   n_max = int(splits.train_idx.shape[1])
   find = finder.make_finder(exp, model, task="classification", n_max=n_max, num_steps=k_steps)

@@ -378,11 +378,7 @@ NAMESPACES = {"dropout_rate": "model", "label_smoothing": "loss", "input_noise":
 def _digits_arrays(exp):
   dataset = lr_jax.load_dataset(exp.data)
   splits = lr_jax.make_splits(dataset, exp.data)
-  data = DataArrays(
-      x=jnp.asarray(dataset.x), y=jnp.asarray(dataset.y),
-      train_idx=jnp.asarray(splits.train_idx[:1]), train_mask=jnp.asarray(splits.train_mask[:1]),
-      val_idx=jnp.asarray(splits.val_idx[:1]), val_mask=jnp.asarray(splits.val_mask[:1]),
-      mean=jnp.asarray(splits.mean[:1]), std=jnp.asarray(splits.std[:1]))
+  data = jax.tree_util.tree_map(jnp.asarray, DataArrays.of(dataset, splits, slice(0, 1)))
   return dataset, data
 
 
