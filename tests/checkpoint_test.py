@@ -1,6 +1,7 @@
 """Checkpoints: exact round trip, refusals that say why, resume under other chunks, fault points."""
 
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -183,6 +184,23 @@ def test_the_engines_fault_points_stop_a_sweep_where_they_say(fault, left, tmp_p
       assert f["live0/hist/val_loss"].shape[0] == 2 and "done0/epoch" not in f.files
 
 
+@contextlib.contextmanager
+def _keeping_checkpoint_at(epoch: int):
+  """Yields a dict that gets the checkpoint written with chunk 0 at `epoch` (path, arrays,
+  config): what a run killed right after that write would leave."""
+  kept = {}
+  real_save = checkpoint.save
+
+  def save(path, arrays, config):
+    if "live0/hist/train_loss" in arrays and len(arrays["live0/hist/train_loss"]) == epoch:
+      kept.update(path=path, arrays=dict(arrays), config=config)
+    real_save(path, arrays, config)
+
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(checkpoint, "save", save)
+    yield kept
+
+
 def test_a_pruned_sweep_resumes_bit_identically_and_only_under_the_same_pruning(tmp_path):
   ckdir = str(tmp_path / "ck")
   exp = EXP.replace(train__epochs=6, train__patience=2)
@@ -191,16 +209,8 @@ def test_a_pruned_sweep_resumes_bit_identically_and_only_under_the_same_pruning(
   ref = lr_jax.run_sweep(exp, grid, options=RunOptions(**prune))
   assert ref.rows["pruned"].any()
   # Keep the checkpoint written after the rung (epoch 4): a run killed there.
-  kept = {}
   real_save = checkpoint.save
-
-  def save(path, arrays, config):
-    if "live0/hist/train_loss" in arrays and len(arrays["live0/hist/train_loss"]) == 4:
-      kept.update(path=path, arrays=dict(arrays), config=config)
-    real_save(path, arrays, config)
-
-  with pytest.MonkeyPatch.context() as m:
-    m.setattr(checkpoint, "save", save)
+  with _keeping_checkpoint_at(4) as kept:
     lr_jax.run_sweep(exp, grid, options=RunOptions(
         checkpoint_dir=ckdir, checkpoint_every=2, **prune))
   real_save(kept["path"], kept["arrays"], kept["config"])
@@ -223,16 +233,8 @@ def test_chunk_epochs_is_a_run_option_a_checkpoint_resumes_under_another(tmp_pat
   ckdir = str(tmp_path / "ck")
   grid = lr_jax.Grid(learning_rates=(1e-3, 3e-2), seeds=(0, 1))
   ref = lr_jax.run_sweep(EXP, grid, options=engine.RunOptions(chunk_epochs=0))
-  kept = {}
   real_save = checkpoint.save
-
-  def save(path, arrays, config):
-    if "live0/hist/train_loss" in arrays and len(arrays["live0/hist/train_loss"]) == 2:
-      kept.update(path=path, arrays=dict(arrays), config=config)
-    real_save(path, arrays, config)
-
-  with pytest.MonkeyPatch.context() as m:
-    m.setattr(checkpoint, "save", save)
+  with _keeping_checkpoint_at(2) as kept:
     lr_jax.run_sweep(EXP, grid, options=RunOptions(checkpoint_dir=ckdir, checkpoint_every=2))
   assert "train" in kept["config"] and "chunk_epochs" not in kept["config"]["train"]
   for chunk_epochs in (1, 0):
