@@ -19,7 +19,7 @@ run: install
 	$(PY) -m experiments.lr_sweep --out runs/lr_sweep
 
 test: install
-	$(PY) -m pytest -n 2 -q --durations=15 tests
+	$(PY) -m pytest -n 2 --dist worksteal -q --durations=15 tests
 
 clean:
 	rm -rf $(VENV) .jax_cache runs

@@ -125,8 +125,9 @@ def test_sigkill_at_any_point_then_resume_is_bit_identical(tmp_path):
   flags = ["--epochs=6", "--chunk_epochs=2", "--checkpoint_every=2", "--max_variants_per_chunk=3"]
   # Where `LR_JAX_FAULT` kills each run (`checkpoint.fault_point`), what it leaves in the
   # checkpoint folder, and the line the resumed run logs (None: starts afresh).
+  # (A kill before the first checkpoint, which leaves nothing and starts afresh, is tested in
+  # process: checkpoint_test's fault points.)
   scenarios = {
-      "after_compile": ([], None),
       "in_checkpoint_write:2": ([".tmp-group0.npz", "group0.npz"],  # write 1 in place, 2 staged
                                 "0 of 3 chunks done, at epoch 2/6"),
       "after_checkpoint:2": (["group0.npz"], "0 of 3 chunks done, at epoch 4/6"),
