@@ -162,14 +162,9 @@ def measure(run_all: Callable[[], Sequence[Outcome]], repeats: int,
 # ----------------------------------------------------------------------------- flax
 
 
-@functools.lru_cache(maxsize=None)
-def _flax_program(num_features: int, hidden: int, num_classes: int):
-  """The model and the jitted steps, built once per process so every learning rate shares them."""
+def _flax_mlp(hidden: int, num_classes: int):
+  """The peers' MLP as a linen module: Dense(hidden), ReLU, Dense(num_classes)."""
   import flax.linen as nn
-  import jax
-  import jax.numpy as jnp
-  import optax
-  from flax.training import train_state
 
   class MLP(nn.Module):
     @nn.compact
@@ -177,7 +172,18 @@ def _flax_program(num_features: int, hidden: int, num_classes: int):
       x = nn.relu(nn.Dense(hidden)(x))
       return nn.Dense(num_classes)(x)
 
-  model = MLP()
+  return MLP()
+
+
+@functools.lru_cache(maxsize=None)
+def _flax_program(num_features: int, hidden: int, num_classes: int):
+  """The model and the jitted steps, built once per process so every learning rate shares them."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from flax.training import train_state
+
+  model = _flax_mlp(hidden, num_classes)
   # One optimizer object for the whole process: TrainState keeps `tx` as a static field, so a
   # new one per learning rate would be a new jit cache key, i.e. a recompile per rate.
   tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3, eps=1e-8)
@@ -279,19 +285,12 @@ def train_torch(data, learning_rate: float, *, epochs: int, batch_size: int, see
 def _jax_sweep_program(n_train: int, num_features: int, hidden: int, num_classes: int,
                        epochs: int, batch_size: int):
   """The jitted `init` and `sweep` of the hand-written JAX sweep, built once per shape."""
-  import flax.linen as nn
   import jax
   import jax.numpy as jnp
   import optax
   from jax import lax
 
-  class MLP(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-      x = nn.relu(nn.Dense(hidden)(x))
-      return nn.Dense(num_classes)(x)
-
-  model = MLP()
+  model = _flax_mlp(hidden, num_classes)
   num_full, tail = divmod(n_train, batch_size)
 
   def loss_fn(params, x_BxD, y_B):
