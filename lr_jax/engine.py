@@ -30,12 +30,13 @@ from lr_jax import checkpoint
 from lr_jax import data as data_lib
 from lr_jax import hparams as hparams_lib
 from lr_jax import stats
-from lr_jax.config import (DataConfig, Experiment, Interval, check_distinct,
+from lr_jax.config import (DataConfig, Experiment, Interval, TrainConfig, check_distinct,
                            check_fields, check_learning_rates, check_positive, check_type)
 from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, build_model, check_widths, flattened
+from lr_jax.optim import SCHEDULES
 from lr_jax.results import SweepResult
-from lr_jax.train import (DataArrays, Loss, Metric, Metrics, SweepState, final_params,
+from lr_jax.train import (Budget, DataArrays, Loss, Metric, Metrics, SweepState, final_params,
                           initial_params, make_trainer)
 
 
@@ -409,8 +410,8 @@ def _compiled_flat(*key):
   """
   trainer = _compiled(*key)[0]
 
-  def run_flat(state, hparams_W, seeds_W, folds_W, data, num_epochs):
-    one = lambda st, hp, s, f: trainer.run(st, hp, s, f, data, num_epochs)
+  def run_flat(state, hparams_W, seeds_W, folds_W, data, budget, num_epochs):
+    one = lambda st, hp, s, f: trainer.run(st, hp, s, f, data, budget, num_epochs)
     return jax.vmap(one, out_axes=(0, 1))(state, hparams_W, seeds_W, folds_W)
 
   return jax.jit(run_flat, static_argnames="num_epochs", donate_argnums=0,
@@ -448,7 +449,9 @@ def _compile_key(group: Group) -> tuple:
   # The data config shapes nothing beyond what the key already holds (task, sizes), so two
   # data seeds or subsamples of equal size share one program; likewise the config fields that
   # only give defaults of dynamic numbers (decay_rate, dropout, ...): the points carry them,
-  # and which numbers are traced (an off axis is not) is the key's last part.
+  # and which numbers are traced (an off axis is not) is the key's last part. The budget
+  # (epochs, patience, step cap) is traced too (`train.Budget`), except the epochs of a
+  # schedule whose shape depends on the run's length.
   exp = group.experiment
   return (_without_defaults(exp), group.model, group.dataset.task, _num_outputs(group.dataset),
           group.dataset.feature_shape, group.splits.train_idx.shape[1], group.loss, group.metrics,
@@ -457,8 +460,12 @@ def _compile_key(group: Group) -> tuple:
 
 
 def _without_defaults(exp: Experiment) -> Experiment:
-  """The experiment with every config field that is only a dynamic number's default reset."""
-  changes = {}
+  """The experiment with every config field that is only a dynamic number's default, or the
+  traced budget, reset."""
+  train = TrainConfig()
+  changes = {"train__patience": train.patience, "train__max_steps": train.max_steps}
+  if not SCHEDULES[exp.optim.schedule].horizon:
+    changes["train__epochs"] = train.epochs
   for axis in hparams_lib.catalog().values():
     if axis.spec.field:
       part, _, field = axis.spec.field.partition(".")
@@ -706,6 +713,8 @@ class _GroupPlan:
   folds: np.ndarray              # [S_pad] int32
   points: dict[str, np.ndarray]  # name -> [H_pad] float32
   blocks: list[tuple[int, int]]  # each chunk's first stream and first point
+  budget: Budget                 # the group's epochs, patience and step cap (traced)
+  num_epochs: int                # the configured epochs
   call_epochs: int               # epochs per compiled call
   rungs: tuple[int, ...]         # epochs at which halving decides; () without pruning
 
@@ -802,7 +811,7 @@ def _call(plan: _GroupPlan, chunk: _Chunk, b: int, data) -> None:
   out_state, hist = plan.run(
       state, {k: _put(a[hi:hi + h_c], mesh, P("points")) for k, a in plan.points.items()},
       _put(plan.seeds[si:si + s_c], mesh, P()), _put(plan.folds[si:si + s_c], mesh, P()), data,
-      num_epochs=num_epochs)
+      plan.budget, num_epochs=num_epochs)
   out_state, hist = _to_host((out_state, hist))
   new_epoch = int(out_state.epoch)
   mask = lambda a: live_before.reshape(live_before.shape + (1,) * (a.ndim - 2))
@@ -842,7 +851,8 @@ def _call_flat(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int, 
   out_state, hist = plan.run_flat(
       state, {k: put(pad(a[first_point]).reshape(width, 1)) for k, a in plan.points.items()},
       put(pad(plan.seeds[first_stream]).reshape(width, 1)),
-      put(pad(plan.folds[first_stream]).reshape(width, 1)), data, num_epochs=num_epochs)
+      put(pad(plan.folds[first_stream]).reshape(width, 1)), data, plan.budget,
+      num_epochs=num_epochs)
   out_state, hist = _to_host((out_state, hist))
   for j, (b, chunk, idx) in enumerate(parts):
     lanes = np.flatnonzero(owner == j)
@@ -891,7 +901,7 @@ def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool) -> 
 
 
 def _done(plan: _GroupPlan, chunk: _Chunk) -> bool:
-  return chunk.epoch >= plan.trainer.num_epochs or not _live(chunk).any()
+  return chunk.epoch >= plan.num_epochs or not _live(chunk).any()
 
 
 def _tile(plan: _GroupPlan, chunks: dict[int, _Chunk], get) -> np.ndarray:
@@ -955,7 +965,7 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
   s_pad, h_pad = -(-num_streams // s_c) * s_c, -(-num_points // h_c) * h_c
   points = {k: _pad_to(v, h_pad).astype(np.float32) for k, v in group.points.items()}
   like = _init_shape(group, trainer, {k: v[:h_c] for k, v in points.items()}, s_c)
-  num_epochs = trainer.num_epochs
+  num_epochs = group.experiment.train.epochs
   call_epochs = min(options.chunk_epochs or num_epochs, num_epochs)
   rungs = ()
   if options.prune:
@@ -967,6 +977,7 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
       path=path, config=config, saved=saved, like=like, s_c=s_c, h_c=h_c,
       seeds=_pad_to(group.seeds, s_pad), folds=_pad_to(group.folds, s_pad), points=points,
       blocks=[(si, hi) for si in range(0, s_pad, s_c) for hi in range(0, h_pad, h_c)],
+      budget=Budget.of(group.experiment.train), num_epochs=num_epochs,
       call_epochs=call_epochs, rungs=rungs)
 
 
@@ -1014,8 +1025,8 @@ def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
     The chunks (history NaN-padded to the configured epochs) and the seconds to the first
     compiled call's return.
   """
-  exp, trainer, blocks = group.experiment, plan.trainer, plan.blocks
-  num_epochs = trainer.num_epochs
+  exp, blocks = group.experiment, plan.blocks
+  num_epochs = plan.num_epochs
   reals = [_real(group, plan, b) for b in range(len(blocks))]
   chunks = {b: c for b in range(len(blocks))
             if (c := _load_chunk(plan, f"done{b}", reals[b]) or

@@ -116,8 +116,9 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
   rules = train_lib.make_rules(
       experiment, model, task=task, n_max=n_max, feature_shape=feature_shape,
       namespaces=namespaces, make_tx=make_optimizer(finder_optim(experiment.optim), num_steps))
-  # The ramp replaces the schedule (no plateau) and runs its K steps (no step cap).
-  rules = rules._replace(plateau=False, max_steps=0)
+  # The ramp replaces the schedule (no plateau) and runs its K steps (`train_step` is given no
+  # step cap).
+  rules = rules._replace(plateau=False)
   batch, steps_per_epoch = rules.batch, rules.steps_per_epoch
   num_epochs = math.ceil(num_steps / steps_per_epoch)
 

@@ -109,10 +109,13 @@ class Schedule(NamedTuple):
     factory: `(OptimConfig, total_steps) -> shape(step, hparams)`, 1.0 at the peak; `hparams`
       holds its numbers as traced scalars.
     hparams: its per-variant numbers: name -> `HParam` (each default an `OptimConfig` field's).
+    horizon: its shape depends on the run's total steps (`factory`'s second argument), so runs
+      of different lengths compile apart; the others share one program whatever their length.
   """
 
   factory: Callable[..., Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]]
   hparams: Mapping[str, HParam] = {}
+  horizon: bool = False
 
 
 def _fixed(schedule: optax.Schedule):
@@ -228,13 +231,14 @@ SCHEDULES: dict[str, Schedule] = {
     "constant": Schedule(lambda cfg, total: _fixed(optax.constant_schedule(1.0))),
     "exponential": Schedule(_exponential, {"decay_rate": _schedule_number(
         "decay_rate", POSITIVE, "exponential decay: multiplier per decay_steps steps")}),
-    "cosine": Schedule(_cosine, {"alpha": _ALPHA}),
+    "cosine": Schedule(_cosine, {"alpha": _ALPHA}, horizon=True),
     "warmup_cosine": Schedule(_warmup_cosine, {
         "warmup_fraction": _schedule_number(
             "warmup_fraction", OPEN_FRACTION, "fraction of all steps spent warming up from 0"),
-        "alpha": _ALPHA}),
+        "alpha": _ALPHA}, horizon=True),
     "onecycle": Schedule(_onecycle, {"pct_start": _schedule_number(
-        "pct_start", OPEN_FRACTION, "one-cycle: fraction of steps spent rising to the peak")}),
+        "pct_start", OPEN_FRACTION, "one-cycle: fraction of steps spent rising to the peak")},
+        horizon=True),
     "piecewise": Schedule(
         lambda cfg, total: _fixed(
             optax.piecewise_constant_schedule(1.0, dict(zip(cfg.boundaries, cfg.scales))))),

@@ -1,16 +1,18 @@
 """The small-data study: many compile groups, one table, a conclusion computed from it.
 
     plan = plan_study(StudyConfig(train_sizes=(25, 100, None), optimizers=("sgd", "adam")))
-    study = run_study(plan)       # one compile group per (budget, optimizer, width, size)
+    study = run_study(plan)       # one compile group per (optimizer, width, size, budget)
     write_study_report(study, "runs/study")
     print(conclusion(study.rows).text())    # every claim computed from the table
 
 Every cell runs under three budgets (`BUDGETS`): the same epochs at every size, the same
 optimizer steps at every size, and to convergence (early stopping, a generous step cap), so
-the answer can be told apart from the budget. Beside the learning rate, one line (Adam at the
-largest width, run as AdamW) tunes dropout and weight decay, and the small sizes sweep label
-noise — both traced axes of the same compile groups, so they add runs, not programs; at the
-smallest sizes a held-out test set scores the winner beside its validation score.
+the answer can be told apart from the budget; a cell's budgets differ only in traced
+numbers (`train.Budget`), so they are one compiled program. Beside the learning rate, one
+line (Adam at the largest width, run as AdamW) tunes dropout and weight decay, and the small
+sizes sweep label noise — both traced axes of the same compile groups, so they add runs,
+not programs; at the smallest sizes a held-out test set scores the winner beside its
+validation score.
 
 `run_groups` runs planned compile groups and logs "cell i/n, elapsed, ETA" across them (the
 article's examples, `lr_jax.article`, use it too). The schedule axis of the study costs no
@@ -732,7 +734,7 @@ def conclusion(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> Conclu
 # ------------------------------------------------------------------------------ the study
 
 
-SCHEDULE_DECAY = {"constant": 1.0, "exponential": 0.9}  # decay_rate per decay_steps
+SCHEDULES = ("constant", "exponential")  # one compiled program: constant is decay rate 1.0
 
 # The regularisation axes the study tunes and their valid ranges (`lr_jax.hparams`' own).
 REGULARISATION = {"dropout_rate": (0.0, 1.0), "weight_decay": (0.0, math.inf)}
@@ -753,11 +755,11 @@ class StudyConfig:
       cost of the study's largest cells on a 2-core CPU for one more width that says little
       new.
     schedules: "constant" and/or "exponential"; both share one compile group (decay rate 1.0
-      vs 0.9 per `decay_steps`, a dynamic hyperparameter).
+      vs the cell's, a dynamic hyperparameter; see `Cell.decay_rate`).
     learning_rates: the grid; it must contain `reference_lr`. Half decades from 3.2e-5 to 3.2
       hold every optimizer's best on digits inside the grid (SGD's near 0.3-1).
-    final_lr_fraction: the exponential schedule's decay_steps is chosen per cell so that the
-      learning rate falls to this fraction of its peak at the last epoch: Keras' fixed 1000
+    final_lr_fraction: the exponential schedule's decay is chosen per cell so that the
+      learning rate falls to this fraction of its peak at the last step: Keras' fixed 1000
       steps would barely decay in a run of 50 steps (n=25).
     seeds: training seeds per fold (seeds x folds runs per learning rate: the 95% intervals).
     folds: k of the stratified k-fold cross-validation; capped per cell at the smallest class
@@ -827,7 +829,7 @@ class StudyConfig:
     for opt in self.optimizers:
       check_choice("optimizer", opt, OPTIMIZERS)
     for s in self.schedules:
-      check_choice("schedule", s, SCHEDULE_DECAY)
+      check_choice("schedule", s, SCHEDULES)
     for b in self.budgets:
       check_choice("budget", b, BUDGETS)
     for w in self.widths:
@@ -913,7 +915,10 @@ class Cell:
   folds: int
   batch_size: int
   steps: int          # optimizer steps of a run that trains to the end of its budget
-  decay_steps: int
+  # The exponential schedule's decay per step (Keras' ExponentialDecay with decay_steps=1),
+  # final_lr_fraction ** (1 / steps): the rate falls to that fraction at the budget's last
+  # step. Per step, not per cell's decay_steps, so a cell's budgets share one program.
+  decay_rate: float
   budget: str = "epochs"
   epochs: int = 0     # the epochs the budget gives
   regularised: bool = False  # swept over `StudyConfig.regularisation` (run as `family`)
@@ -1025,11 +1030,16 @@ def regularised_line(cfg: StudyConfig) -> tuple[str, int] | None:
   return ("adam", max(cfg.widths))
 
 
+def schedule_rates(cell: Cell) -> dict[str, float]:
+  """The decay rate per step that is each schedule in a cell."""
+  return {"constant": 1.0, "exponential": cell.decay_rate}
+
+
 def cell_grid(cfg: StudyConfig, cell: Cell) -> Grid:
   """The dynamic axes of one cell: learning rates x seeds x schedules [x label noise] [x
   regularisation]. The constant schedule is the exponential one's decay rate 1.0."""
   from lr_jax import engine
-  hparams = [("decay_rate", tuple(SCHEDULE_DECAY[s] for s in cfg.schedules))]
+  hparams = [("decay_rate", tuple(schedule_rates(cell)[s] for s in cfg.schedules))]
   if cell.noisy:
     hparams.append(("label_noise", cfg.label_noise))
   if cell.regularised:
@@ -1039,10 +1049,12 @@ def cell_grid(cfg: StudyConfig, cell: Cell) -> Grid:
 
 
 def plan_study(cfg: StudyConfig) -> StudyPlan:
-  """Checks the study and plans one compile group per (budget, optimizer, width, size).
+  """Checks the study and plans one compile group per (optimizer, width, size, budget).
 
   Label noise and regularisation are traced axes of those groups (`cell_grid`): they add
-  runs, not programs.
+  runs, not programs. The budgets of an (optimizer, width, size) differ only in traced
+  numbers (`train.Budget`, the decay rate), so they run one compiled program, planned one
+  after another.
 
   Raises:
     ConfigError: on any bad input (unknown names, sizes the data cannot give, a regression
@@ -1063,32 +1075,31 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     raise ConfigError(f"train sizes {cfg.train_sizes} name the same size twice ({resolved})")
   reg_line = regularised_line(cfg)
   cells, groups = [], []
-  for budget in cfg.budgets:
-    for opt in cfg.optimizers:
-      for width in cfg.widths:
-        regularised = (opt, width) == reg_line
-        family = WITH_WEIGHT_DECAY.get(opt, opt) if regularised and any(
-            name == "weight_decay" for name, _ in cfg.regularisation) else opt
-        for asked, (n, folds, batch, steps_per_epoch, fewest) in zip(requested, sizes):
+  for opt in cfg.optimizers:
+    for width in cfg.widths:
+      regularised = (opt, width) == reg_line
+      family = WITH_WEIGHT_DECAY.get(opt, opt) if regularised and any(
+          name == "weight_decay" for name, _ in cfg.regularisation) else opt
+      for asked, (n, folds, batch, steps_per_epoch, fewest) in zip(requested, sizes):
+        for budget in cfg.budgets:
           epochs, max_steps, patience, steps = budget_plan(cfg, budget, steps_per_epoch, fewest)
-          # 0.9 ** (steps / decay_steps) = final_lr_fraction at the last step.
-          decay_steps = max(1, round(steps * math.log(0.9) / math.log(cfg.final_lr_fraction)))
           tested = _tested(cfg, asked)
-          cell = Cell(opt, width, n, folds, batch, steps, decay_steps, budget, epochs,
-                      regularised=regularised, noisy=_noisy(cfg, asked), tested=tested,
-                      family=family if family != opt else "")
+          cell = Cell(opt, width, n, folds, batch, steps, cfg.final_lr_fraction ** (1 / steps),
+                      budget, epochs, regularised=regularised, noisy=_noisy(cfg, asked),
+                      tested=tested, family=family if family != opt else "")
           experiment = Experiment(
               data=DataConfig(dataset=cfg.dataset, train_size=n, folds=folds,
                               data_seed=cfg.data_seed,
                               test_fraction=cfg.test_fraction if tested else None),
               model=ModelConfig(name="mlp", hidden=(width,)),
-              optim=OptimConfig(name=family, schedule="exponential", decay_steps=decay_steps,
-                                decay_rate=0.9),
+              optim=OptimConfig(name=family, schedule="exponential", decay_steps=1),
               train=TrainConfig(epochs=epochs, batch_size=batch, patience=patience,
                                 monitor="val_loss", max_steps=max_steps))
           cells.append(cell)
           groups += engine.plan_sweep([experiment], cell_grid(cfg, cell))
-  axes = [("decay_rate", tuple(SCHEDULE_DECAY[s] for s in cfg.schedules))]
+  axes = [("decay_rate", tuple(sorted({r for c in cells
+                                       for s, r in schedule_rates(c).items()
+                                       if s in cfg.schedules})))]
   if any(c.noisy for c in cells):
     axes.append(("label_noise", cfg.label_noise))
   if reg_line:
@@ -1149,7 +1160,7 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
     in_group = np.asarray(runs["group"]) == gi
     for schedule, noise, reg in row_keys(cfg, cell):
       def wanted(a):
-        return (_close(a["decay_rate"], SCHEDULE_DECAY[schedule])
+        return (_close(a["decay_rate"], schedule_rates(cell)[schedule])
                 and _close(_off(a, "label_noise"), noise)
                 and (reg or all(_close(_off(a, k), 0.0) for k in reg_names)))
       entries = [a for a in mine if wanted(a)]
@@ -1274,7 +1285,7 @@ def study_options() -> RunOptions:
   """How the study runs its groups: the engine's defaults without compaction.
 
   Compaction changes no result, but each narrower population it continues at is another
-  program to compile, and the study's groups share none (each has its own experiment): from
+  program to compile, and the study's programs are shared only by a cell's budgets: from
   a cold cache on 2 cores, --quick's two to-convergence groups took 59 s of CPU with it and
   21.5 s without (n = 25 and 400; 1000 steps, 48 variants each).
   """
@@ -1325,7 +1336,8 @@ def study_table(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> str:
              f"accuracy at lr={ref}", "not worse than the best", "P(best) by LR",
              "still training", "diverged runs"]
   body = []
-  for r in rows:
+  for r in sorted(rows, key=lambda r: list(BUDGETS).index(r.budget) if r.budget in BUDGETS
+                  else len(BUDGETS)):
     edge = " (edge)" if r.best_at_edge else ""
     reg = f"tuned: {_setting_text(r.best_setting)}" if r.regularisation else "off"
     test = report.format_ci(r.test_mean, r.test_ci) if math.isfinite(r.test_mean) else "-"
@@ -1465,9 +1477,9 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
       "restored; score: best validation accuracy on the held-out fold",
       _budget_setup(cfg, cells),
       f"- schedules: {', '.join(cfg.schedules)}. Exponential decay is Keras' "
-      "ExponentialDecay, lr * 0.9^(step / decay_steps), with decay_steps chosen per cell so "
+      "ExponentialDecay with decay_steps=1, lr * r^step, with r chosen per cell so "
       f"that the rate falls to {cfg.final_lr_fraction:g}x its peak at the budget's last step "
-      f"(decay_steps = steps x ln 0.9 / ln {cfg.final_lr_fraction:g}). The article's "
+      f"(r = {cfg.final_lr_fraction:g}^(1 / steps)). The article's 0.9 per "
       f"decay_steps=1000 would end at {keras_final[sizes[0]]:.3f}x the peak at n={sizes[0]} "
       f"({min(c.steps for c in first)} steps, {_label(cfg.budgets[0])}) and "
       f"{keras_final[sizes[-1]]:.3f}x at n={sizes[-1]}. Both schedules share one compiled "

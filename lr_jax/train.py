@@ -1,11 +1,15 @@
 """The pure core: a whole population of training runs as one traced function.
 
 `make_trainer(...)` closes over everything static (model, optimizer family, schedule shape,
-batch size, early-stopping rules) and returns two pure functions:
+batch size, what early stopping monitors) and returns two pure functions:
 
     params_S = stack of initial_params(model, seed) over the streams' seeds
     state = trainer.init(params_S, hparams_H, folds_S, data)
-    state, history_ExSxH = trainer.run(state, hparams_H, seeds_S, folds_S, data, num_epochs)
+    state, history_ExSxH = trainer.run(state, hparams_H, seeds_S, folds_S, data, budget,
+                                       num_epochs)
+
+The run's length (`Budget`: epochs, patience, a cap on steps) is traced, not closed over: runs
+that differ only in their budget are one compiled program.
 
 A *stream* is a (seed, fold): it fixes the init and the minibatch order. A *point* is one set
 of dynamic hyperparameters (learning rate, weight decay, ...). Every variant is a (stream,
@@ -161,13 +165,27 @@ def history_type(metric_names: tuple[str, ...]) -> type:
       "History", History._fields + tuple(f"val_{n}" for n in metric_names))
 
 
+class Budget(NamedTuple):
+  """How long a run may train, as traced int32 scalars: groups that differ only in their
+  budget (another `--epochs` or `--patience`, the small-data study's three budgets of a cell)
+  run one compiled program."""
+
+  epochs: jax.Array     # [] epochs in all
+  patience: jax.Array   # [] early stopping after this many epochs without improvement; 0: never
+  max_steps: jax.Array  # [] no update after this many; 0: no cap
+
+  @classmethod
+  def of(cls, train) -> "Budget":
+    """The budget of a `TrainConfig`."""
+    return cls(*(np.asarray(x, np.int32) for x in (train.epochs, train.patience, train.max_steps)))
+
+
 class Trainer(NamedTuple):
   """The two pure functions of one compile group, and its static facts."""
 
   init: object   # (params_S, hparams_H, folds_S, data) -> SweepState
-  run: object    # (state, hparams_H, seeds_S, folds_S, data, num_epochs) -> (state, History)
+  run: object    # (state, hparams_H, seeds_S, folds_S, data, budget, num_epochs) -> (state, History)
   steps_per_epoch: int
-  num_epochs: int
   history_fields: tuple[str, ...] = History._fields  # the fields of `run`'s history
   rules: object = None  # the `Rules` its steps run under
 
@@ -274,13 +292,10 @@ class Rules(NamedTuple):
   Attributes:
     batch: the minibatch size B.
     steps_per_epoch: minibatches per epoch M.
-    epochs: the configured number of epochs.
-    patience: early stopping after this many epochs without improvement (0: never).
     min_delta: early stopping's smallest improvement.
     monitor: the monitored metric's name (`TrainConfig.monitor`).
     monitored: the user `Metric` monitored, or None for val_loss / val_accuracy.
     divergence_factor: a minibatch loss above this multiple of the initial loss diverges.
-    max_steps: the cap on optimizer updates (0: none).
     classification: softmax cross-entropy and accuracy, or squared error.
     feature_shape: one example's shape (random shifts need an image, rank >= 2), or None.
     namespaces: ((name, namespace), ...) of the numbers swept; the model gets its slice.
@@ -295,13 +310,10 @@ class Rules(NamedTuple):
 
   batch: int
   steps_per_epoch: int
-  epochs: int
-  patience: int
   min_delta: float
   monitor: str
   monitored: Metric | None
   divergence_factor: float
-  max_steps: int
   classification: bool
   feature_shape: tuple[int, ...] | None
   namespaces: tuple[tuple[str, str], ...]
@@ -485,7 +497,7 @@ def init_variant(rules: Rules, hp: Hparams, params, train_loss) -> VariantState:
 
 
 def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
-               extras: Extras | None = None):
+               extras: Extras | None = None, max_steps: jax.Array | int = 0):
   """One minibatch update of one variant; a no-op for a stopped or diverged one or no rows.
 
   Args:
@@ -495,6 +507,7 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
     x_BxD, y_B, w_B: standardized features, labels and weights (0 for padding) of the batch.
     key: the minibatch's key; the model's dropout and the augmentation draw from it.
     extras: what the data axes need beyond the batch (`Extras`); None without them.
+    max_steps: no update once the variant has applied this many (`Budget.max_steps`); 0: no cap.
 
   Returns:
     `(v, (loss x weight, accuracy x weight, weight))`, all zero unless the update applied.
@@ -513,8 +526,7 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
   healthy = (jnp.isfinite(loss) & (loss <= rules.divergence_factor * v.init_loss)
              & jnp.isfinite(optax.tree.norm(grads)))
   training = ~v.stopped & ~v.diverged & (jnp.sum(w_B) > 0)
-  if rules.max_steps:
-    training &= v.steps_run < rules.max_steps
+  training &= (max_steps <= 0) | (v.steps_run < max_steps)
   apply = training & healthy
   v = v._replace(
       params=_tree_where(apply, params, v.params),
@@ -585,7 +597,7 @@ def plateau_update(p: Plateau, score, counts, hp: Hparams) -> Plateau:
 
 
 def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, sums, x_val, y_val,
-              w_val):
+              w_val, patience: jax.Array | int = 0):
   """Validation, early stopping, the plateau and best-params tracking at an epoch's end.
 
   Args:
@@ -596,6 +608,8 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
     epoch: [] int32, the 1-based epoch that ends.
     sums: `train_step`'s outputs summed over the epoch.
     x_val, y_val, w_val: the fold's standardized validation set and its weights.
+    patience: early stopping after this many epochs without improvement (`Budget.patience`);
+      0: never.
 
   Returns:
     `(v, history)`: the history's entries of this epoch, NaN where the variant did not train.
@@ -621,7 +635,7 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
     score = -value if rules.monitored.higher_is_better else value
   counts = was_training & ~v.diverged
   improved, best_score, wait = no_improvement(score, v.best_score, v.wait, rules.min_delta, counts)
-  stop = counts & (rules.patience > 0) & (wait >= rules.patience)
+  stop = counts & (patience > 0) & (wait >= patience)
   names = tuple(n for n, _ in rules.metrics)
   # The rate this epoch's updates used, before the plateau changes the next epoch's.
   learning_rate = current_learning_rate(v.opt_state)
@@ -678,9 +692,8 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
     valid = ", ".join(["val_loss", "val_accuracy", *(f"val_{n}" for n in names)])
     raise ConfigError(f"monitor {tcfg.monitor!r} is not a metric of this sweep; valid choices: {valid}")
   return Rules(
-      batch=batch, steps_per_epoch=steps_per_epoch, epochs=tcfg.epochs, patience=tcfg.patience,
-      min_delta=tcfg.min_delta, monitor=tcfg.monitor, monitored=monitored,
-      divergence_factor=tcfg.divergence_factor, max_steps=tcfg.max_steps,
+      batch=batch, steps_per_epoch=steps_per_epoch, min_delta=tcfg.min_delta, monitor=tcfg.monitor, monitored=monitored,
+      divergence_factor=tcfg.divergence_factor,
       classification=task == "classification",
       feature_shape=None if feature_shape is None else tuple(feature_shape),
       namespaces=tuple(sorted((namespaces or {}).items())), flat=flat, make_tx=make_tx,
@@ -769,7 +782,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     return jax.vmap(functools.partial(init_variant, rules), in_axes=in_axes)(
         hparams_H, params, train_loss)
 
-  def epoch_stream(v_H: VariantState, hparams_H, seed, fold, epoch, data: DataArrays):
+  def epoch_stream(v_H: VariantState, hparams_H, seed, fold, epoch, data: DataArrays,
+                   budget: Budget):
     _, order_key, dropout_key = stream_keys(seed)
     idx_MxB, w_MxB = epoch_order(order_key, epoch, data.train_idx[fold], data.train_mask[fold],
                                  batch, steps_per_epoch)
@@ -782,7 +796,7 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
       x_BxD, y_B = fetch(data, fold, idx_B)
       extras = batch_extras(hparams_H, data, fold, idx_B, flips)
       key = jax.random.fold_in(dropout_key, epoch * steps_per_epoch + step)
-      v, delta = over_points(functools.partial(train_step, rules))(
+      v, delta = over_points(functools.partial(train_step, rules, max_steps=budget.max_steps))(
           v, hparams_H, x_BxD, y_B, w_B, key, extras)
       sums = jax.tree_util.tree_map(jnp.add, sums, delta)
       return (v, sums), None
@@ -793,7 +807,7 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
         (idx_MxB, w_MxB, jnp.arange(steps_per_epoch, dtype=jnp.int32)))
     x_val, y_val = fetch(data, fold, data.val_idx[fold])
     w_val = data.val_mask[fold].astype(jnp.float32)
-    return jax.vmap(functools.partial(end_epoch, rules),
+    return jax.vmap(functools.partial(end_epoch, rules, patience=budget.patience),
                     in_axes=(0, 0, 0, None, 0, None, None, None))(
         v_H, hparams_H, was_training, epoch + 1, sums, x_val, y_val, w_val)
 
@@ -803,12 +817,13 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     variants = jax.vmap(init_stream, in_axes=(0, None, 0, None))(params_S, hparams_H, folds_S, data)
     return SweepState(epoch=jnp.zeros((), jnp.int32), variants=variants)
 
-  def run(state: SweepState, hparams_H, seeds_S, folds_S, data: DataArrays, num_epochs: int):
-    """Runs `num_epochs` more epochs (fewer if the configured total is reached first)."""
+  def run(state: SweepState, hparams_H, seeds_S, folds_S, data: DataArrays, budget: Budget,
+          num_epochs: int):
+    """Runs `num_epochs` more epochs (fewer if the budget's total is reached first)."""
 
     def train_epoch(state: SweepState):
-      variants, history = jax.vmap(epoch_stream, in_axes=(0, None, 0, 0, None, None))(
-          state.variants, hparams_H, seeds_S, folds_S, state.epoch, data)
+      variants, history = jax.vmap(epoch_stream, in_axes=(0, None, 0, 0, None, None, None))(
+          state.variants, hparams_H, seeds_S, folds_S, state.epoch, data, budget)
       return SweepState(state.epoch + 1, variants), history
 
     def skip_epoch(state: SweepState):
@@ -818,12 +833,12 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
 
     def body(state: SweepState, _):
       v = state.variants
-      busy = jnp.any(~v.stopped & ~v.diverged) & (state.epoch < rules.epochs)
+      busy = jnp.any(~v.stopped & ~v.diverged) & (state.epoch < budget.epochs)
       return jax.lax.cond(busy, train_epoch, skip_epoch, state)
 
     return jax.lax.scan(body, state, None, length=num_epochs)
 
-  return Trainer(init=init, run=run, steps_per_epoch=steps_per_epoch, num_epochs=rules.epochs,
+  return Trainer(init=init, run=run, steps_per_epoch=steps_per_epoch,
                  history_fields=rules.history._fields, rules=rules)
 
 

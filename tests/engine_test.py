@@ -77,6 +77,27 @@ def test_new_learning_rates_and_seeds_reuse_the_compiled_program(traced_once):
     lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-3, 2e-3, 3e-3), seeds=(0,)))
 
 
+def test_runs_that_differ_only_in_their_budget_share_one_program(traced_once):
+  # Epochs, patience and the step cap are traced (`train.Budget`), so the small-data study's
+  # three budgets of a cell are one program; each run still keeps to its own budget.
+  grid = lr_jax.Grid(learning_rates=(1e-3, 3e-2), seeds=(0,))
+  budgets = {"epochs": dict(epochs=4, patience=0), "steps": dict(epochs=6, patience=0, max_steps=9),
+             "patience": dict(epochs=6, patience=1)}
+  runs = {name: lr_jax.run_sweep(EXP.replace(**{f"train__{k}": v for k, v in b.items()}), grid,
+                                 options=engine.RunOptions(chunk_epochs=2))
+          for name, b in budgets.items()}
+  np.testing.assert_array_equal(runs["epochs"].rows["epochs_run"], [4, 4])
+  np.testing.assert_array_equal(runs["steps"].rows["steps_run"], [9, 9])
+  rows = runs["patience"].rows
+  assert np.all(rows["stopped_early"] == (rows["epochs_run"] - rows["best_epoch"] == 1))
+  assert np.all(rows["stopped_early"] | (rows["epochs_run"] == 6))
+  # A schedule whose shape depends on the run's length compiles per length.
+  key = lambda exp: engine._compile_key(engine.plan_sweep(exp, grid)[0])
+  assert key(EXP) == key(EXP.replace(train__epochs=9, train__patience=0, train__max_steps=5))
+  cosine = EXP.replace(optim__schedule="cosine")
+  assert key(cosine) != key(cosine.replace(train__epochs=9))
+
+
 # Variants that stop at very different epochs: slow ones run all 12, fast ones stop within a
 # few, the largest learning rates diverge in the first epoch.
 SPREAD_EXP = lr_jax.Experiment(

@@ -399,9 +399,10 @@ def test_plan_study_caps_folds_and_batches_and_scales_the_decay():
   assert (large.train_size, large.folds, large.batch_size) == (400, 2, 32)
   assert large.steps == 7 * 20  # ceil(200 / 32) steps x 20 epochs
   for cell in plan.cells:  # the decay reaches 0.1x at the last step
-    assert 0.9 ** (cell.steps / cell.decay_steps) == pytest.approx(0.1, rel=0.35)
+    assert cell.decay_rate ** cell.steps == pytest.approx(0.1, rel=1e-6)
   assert len(plan.groups) == 2
-  np.testing.assert_allclose(sorted(set(plan.groups[0].points["decay_rate"])), [0.9, 1.0])
+  np.testing.assert_allclose(sorted(set(plan.groups[0].points["decay_rate"])),
+                             [0.1 ** (1 / small.steps), 1.0], rtol=1e-6)
 
 
 def test_plan_study_gives_each_budget_its_epochs_cap_and_patience():
@@ -524,7 +525,7 @@ def test_label_noise_changes_the_training_labels_and_leaves_validation_clean():
 def test_study_rows_split_the_schedules_of_one_group():
   cfg = study.StudyConfig.quick(learning_rates=(1e-4, 1e-3), train_sizes=(25,),
                                 optimizers=("adam",), schedules=("constant", "exponential"))
-  cell = study.Cell("adam", 128, 25, 2, 0, 20, 1, "converge", 20)
+  cell = study.Cell("adam", 128, 25, 2, 0, 20, 0.9, "converge", 20)  # 0.9 a step
   plan = types.SimpleNamespace(config=cfg, cells=(cell,))
 
   def entry(lr, rate, mean, diverged=0):

@@ -10,7 +10,7 @@ import pytest
 
 import lr_jax
 from lr_jax.models import Model
-from lr_jax.train import DataArrays, initial_params, make_trainer
+from lr_jax.train import Budget, DataArrays, initial_params, make_trainer
 
 SMALL = lr_jax.Experiment(
     data=lr_jax.DataConfig(dataset="digits", train_size=200),
@@ -134,7 +134,8 @@ def _train_toy(train_cfg, lrs):
   seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
   state = trainer.init(params, hp, folds, data)
-  state, history = trainer.run(state, hp, seeds, folds, data, num_epochs=train_cfg.epochs)
+  state, history = trainer.run(state, hp, seeds, folds, data, Budget.of(train_cfg),
+                               num_epochs=train_cfg.epochs)
   return state.variants, history
 
 
@@ -337,7 +338,8 @@ def _train_toy_with_metric(train_cfg, metric):
   seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
   state = trainer.init(params, hp, folds, data)
-  state, history = trainer.run(state, hp, seeds, folds, data, num_epochs=train_cfg.epochs)
+  state, history = trainer.run(state, hp, seeds, folds, data, Budget.of(train_cfg),
+                               num_epochs=train_cfg.epochs)
   return state.variants, history
 
 
@@ -393,7 +395,8 @@ def _train_points(points, exp=AXES_EXP, seed=0):
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
   state = jax.jit(trainer.init)(params, hp, folds, data)
   run = jax.jit(trainer.run, static_argnames="num_epochs")
-  state, history = run(state, hp, seeds, folds, data, num_epochs=exp.train.epochs)
+  state, history = run(state, hp, seeds, folds, data, Budget.of(exp.train),
+                       num_epochs=exp.train.epochs)
   return jax.device_get(state.variants), jax.device_get(history)
 
 
