@@ -1,6 +1,6 @@
 r"""The small-data study: is a very small learning rate necessary with a small training set?
 
-    python -m experiments.small_data_study --quick               # a first look: 6 programs
+    python -m experiments.small_data_study --quick               # a first look: 2 programs
     python -m experiments.small_data_study --out=runs/study      # the full study on digits
     python -m experiments.small_data_study --train_sizes=25,100,all --optimizers=adam,sgd
 

@@ -1,8 +1,10 @@
 """Static configuration: frozen, hashable dataclasses, validated when built.
 
-A configuration here decides shapes or code, so each distinct one is its own compiled
-program (a *compile group*). Numbers that only change values -- learning rate, seed, fold,
-weight decay, momentum -- are not here: they are dynamic hyperparameters (see `sweep.py`).
+Each distinct `Experiment` is a *compile group*. Most fields decide shapes or code; groups
+that differ only in fields the program traces (the epochs, patience and step cap of
+`train.Budget`, the defaults of dynamic numbers such as `OptimConfig.decay_rate`) share one
+compiled program (`engine._compile_key`). Numbers that only change values -- learning rate,
+seed, fold, weight decay, momentum -- are swept as dynamic hyperparameters (`lr_jax.hparams`).
 """
 
 from __future__ import annotations
@@ -481,7 +483,8 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """One static configuration: everything that decides the compiled program."""
+  """One configuration of a compile group: everything that decides its compiled program, and
+  the defaults of the numbers it traces."""
 
   data: DataConfig = DataConfig()
   model: ModelConfig = ModelConfig()

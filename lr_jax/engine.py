@@ -503,7 +503,9 @@ class RunOptions:
     prune_eta: at each rung, about 1/eta of the grid points still in play continue (the
       others stop unless not significantly worse than the best, `lr_jax.stats.not_worse`).
     chunk_epochs: epochs per compiled call of the host loop (progress, early exit, compaction
-      and checkpoints between calls); 0 runs all epochs in one call.
+      and checkpoints between calls); 0 runs all epochs in one call. A call's length, the
+      smaller of this and the epochs, is part of the program (the epochs are not,
+      `train.Budget`): groups of fewer epochs than this, or with 0, compile per epoch count.
   """
 
   max_variants_per_chunk: int | None = None
@@ -966,6 +968,9 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
   points = {k: _pad_to(v, h_pad).astype(np.float32) for k, v in group.points.items()}
   like = _init_shape(group, trainer, {k: v[:h_c] for k, v in points.items()}, s_c)
   num_epochs = group.experiment.train.epochs
+  # The call's length is static: groups of at least `chunk_epochs` epochs share it, whatever
+  # their budget. Not longer than the run: a compacted call (lanes vmapped, so its skipped
+  # epochs are masked, not skipped) would compute the excess.
   call_epochs = min(options.chunk_epochs or num_epochs, num_epochs)
   rungs = ()
   if options.prune:
@@ -977,7 +982,8 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
       path=path, config=config, saved=saved, like=like, s_c=s_c, h_c=h_c,
       seeds=_pad_to(group.seeds, s_pad), folds=_pad_to(group.folds, s_pad), points=points,
       blocks=[(si, hi) for si in range(0, s_pad, s_c) for hi in range(0, h_pad, h_c)],
-      budget=Budget.of(group.experiment.train), num_epochs=num_epochs,
+      budget=Budget(*(_put(a, mesh, P()) for a in Budget.of(group.experiment.train))),
+      num_epochs=num_epochs,
       call_epochs=call_epochs, rungs=rungs)
 
 

@@ -116,8 +116,7 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
   rules = train_lib.make_rules(
       experiment, model, task=task, n_max=n_max, feature_shape=feature_shape,
       namespaces=namespaces, make_tx=make_optimizer(finder_optim(experiment.optim), num_steps))
-  # The ramp replaces the schedule (no plateau) and runs its K steps (`train_step` is given no
-  # step cap).
+  # The ramp replaces the schedule (no plateau) and runs its K steps (no step cap).
   rules = rules._replace(plateau=False)
   batch, steps_per_epoch = rules.batch, rules.steps_per_epoch
   num_epochs = math.ceil(num_steps / steps_per_epoch)
@@ -153,7 +152,8 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
       extras = train_lib.batch_extras(opt_hparams, data, 0, idx_B, flips)
       alive = ~v.stopped & ~v.diverged
       v, (loss_sum, _, weight) = train_lib.train_step(
-          rules, v, opt_hparams, x_BxD, y_B, w_B, jax.random.fold_in(dropout_key, k), extras)
+          rules, v, opt_hparams, x_BxD, y_B, w_B, jax.random.fold_in(dropout_key, k), extras,
+          max_steps=0)
       nan = jnp.float32(jnp.nan)
       # The step's loss, before its update; NaN where the step stopped the seed (non-finite).
       loss = jnp.where(weight > 0, loss_sum / jnp.maximum(weight, 1.0), nan)

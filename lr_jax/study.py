@@ -1336,8 +1336,8 @@ def study_table(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> str:
              f"accuracy at lr={ref}", "not worse than the best", "P(best) by LR",
              "still training", "diverged runs"]
   body = []
-  for r in sorted(rows, key=lambda r: list(BUDGETS).index(r.budget) if r.budget in BUDGETS
-                  else len(BUDGETS)):
+  order = list(dict.fromkeys(r.budget for r in rows))  # The study's, as the figures'.
+  for r in sorted(rows, key=lambda r: order.index(r.budget)):
     edge = " (edge)" if r.best_at_edge else ""
     reg = f"tuned: {_setting_text(r.best_setting)}" if r.regularisation else "off"
     test = report.format_ci(r.test_mean, r.test_ci) if math.isfinite(r.test_mean) else "-"

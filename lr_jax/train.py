@@ -9,7 +9,9 @@ batch size, what early stopping monitors) and returns two pure functions:
                                        num_epochs)
 
 The run's length (`Budget`: epochs, patience, a cap on steps) is traced, not closed over: runs
-that differ only in their budget are one compiled program.
+that differ only in their budget are one compiled program (for the same call length
+`num_epochs`, static, and unless the schedule's shape depends on the run's length, `Schedule.horizon`:
+then `make_trainer` closes over the experiment's epochs too).
 
 A *stream* is a (seed, fold): it fixes the init and the minibatch order. A *point* is one set
 of dynamic hyperparameters (learning rate, weight decay, ...). Every variant is a (stream,
@@ -168,7 +170,9 @@ def history_type(metric_names: tuple[str, ...]) -> type:
 class Budget(NamedTuple):
   """How long a run may train, as traced int32 scalars: groups that differ only in their
   budget (another `--epochs` or `--patience`, the small-data study's three budgets of a cell)
-  run one compiled program."""
+  run one compiled program. The trainer reads these, not the experiment's `TrainConfig`
+  fields; a schedule with `Schedule.horizon` also takes its length from the experiment's
+  epochs, which the budget's must then equal (the engine builds both from one experiment)."""
 
   epochs: jax.Array     # [] epochs in all
   patience: jax.Array   # [] early stopping after this many epochs without improvement; 0: never
@@ -497,7 +501,7 @@ def init_variant(rules: Rules, hp: Hparams, params, train_loss) -> VariantState:
 
 
 def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
-               extras: Extras | None = None, max_steps: jax.Array | int = 0):
+               extras: Extras | None = None, *, max_steps: jax.Array | int):
   """One minibatch update of one variant; a no-op for a stopped or diverged one or no rows.
 
   Args:
@@ -597,7 +601,7 @@ def plateau_update(p: Plateau, score, counts, hp: Hparams) -> Plateau:
 
 
 def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, sums, x_val, y_val,
-              w_val, patience: jax.Array | int = 0):
+              w_val, *, patience: jax.Array | int):
   """Validation, early stopping, the plateau and best-params tracking at an epoch's end.
 
   Args:
@@ -736,8 +740,9 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
   minibatches), scanned over minibatches, vmapped over streams, scanned over epochs.
 
   Args:
-    experiment: the static configuration (optimizer family, schedule, batch size, epochs,
-      early stopping).
+    experiment: the static configuration (optimizer family, schedule, batch size, what early
+      stopping monitors). Its epochs, patience and step cap are not read (`run` takes them as
+      a `Budget`), except the epochs under a `Schedule.horizon` schedule.
     model: the model as pure `init`/`apply` functions, or a `models.flattened` one: the state
       then holds each variant's parameters as one vector (`params`, `best_params`); the
       gradient, the optimizer's state and its update are on the model's pytree, so per-layer

@@ -83,12 +83,14 @@ def test_runs_that_differ_only_in_their_budget_share_one_program(traced_once):
   grid = lr_jax.Grid(learning_rates=(1e-3, 3e-2), seeds=(0,))
   budgets = {"epochs": dict(epochs=4, patience=0), "steps": dict(epochs=6, patience=0, max_steps=9),
              "patience": dict(epochs=6, patience=1)}
+  # Without compaction: a narrower population would be a program of its own.
   runs = {name: lr_jax.run_sweep(EXP.replace(**{f"train__{k}": v for k, v in b.items()}), grid,
-                                 options=engine.RunOptions(chunk_epochs=2))
+                                 options=engine.RunOptions(chunk_epochs=2, compact=False))
           for name, b in budgets.items()}
   np.testing.assert_array_equal(runs["epochs"].rows["epochs_run"], [4, 4])
   np.testing.assert_array_equal(runs["steps"].rows["steps_run"], [9, 9])
   rows = runs["patience"].rows
+  assert rows["stopped_early"].any()
   assert np.all(rows["stopped_early"] == (rows["epochs_run"] - rows["best_epoch"] == 1))
   assert np.all(rows["stopped_early"] | (rows["epochs_run"] == 6))
   # A schedule whose shape depends on the run's length compiles per length.

@@ -398,11 +398,11 @@ def test_plan_study_caps_folds_and_batches_and_scales_the_decay():
   assert (small.train_size, small.folds, small.batch_size) == (25, 2, 0)  # 2 of some classes
   assert (large.train_size, large.folds, large.batch_size) == (400, 2, 32)
   assert large.steps == 7 * 20  # ceil(200 / 32) steps x 20 epochs
-  for cell in plan.cells:  # the decay reaches 0.1x at the last step
-    assert cell.decay_rate ** cell.steps == pytest.approx(0.1, rel=1e-6)
   assert len(plan.groups) == 2
-  np.testing.assert_allclose(sorted(set(plan.groups[0].points["decay_rate"])),
-                             [0.1 ** (1 / small.steps), 1.0], rtol=1e-6)
+  for cell, group in zip(plan.cells, plan.groups):  # the decay reaches 0.1x at the last step
+    assert group.experiment.optim.decay_steps == 1
+    constant, exponential = sorted(set(group.points["decay_rate"]), reverse=True)
+    assert constant == 1.0 and float(exponential) ** cell.steps == pytest.approx(0.1, rel=1e-5)
 
 
 def test_plan_study_gives_each_budget_its_epochs_cap_and_patience():
@@ -423,6 +423,11 @@ def test_plan_study_gives_each_budget_its_epochs_cap_and_patience():
           train["converge", 400].patience) == (143, 0, 5)
   steps = {(c.budget, c.train_size): c.steps for c in plan.cells}
   assert steps["steps", 25] == steps["steps", 400] == 300 and steps["converge", 400] == 1001
+  # A size's three budgets, planned one after another, are one compiled program: two in all.
+  from lr_jax import engine
+  keys = [engine._compile_key(g) for g in plan.groups]
+  assert [c.train_size for c in plan.cells] == [25] * 3 + [400] * 3
+  assert keys[0] == keys[1] == keys[2] != keys[3] == keys[4] == keys[5]
 
 
 def test_a_budget_of_s_steps_gives_every_run_exactly_s_updates_and_the_report_all_budgets(
