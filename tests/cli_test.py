@@ -285,20 +285,26 @@ def test_resume_command_keeps_the_flags_and_adds_resume_once():
 
 
 def test_a_real_sigint_prints_one_line_and_exits_130(tmp_path):
-  # The child stops at a known point (the fake engine, after it printed "running") and waits on
-  # its stdin; SIGINT is sent only once that line was read, so nothing depends on timing.
+  # The child stops at a known point (the fake engine, after it printed "running") and stays
+  # there until the SIGINT, which is sent only once that line was read: nothing depends on
+  # timing. (It used to wait on its stdin, which `communicate` closes: on a loaded machine the
+  # end of input could reach the child before the signal, and the sweep went on without
+  # results.) It says so if its SIGINT is not Python's KeyboardInterrupt.
   out = tmp_path / "out"
-  child = ("import sys\n"
+  child = ("import signal, sys, time\n"
            "from experiments import lr_sweep\n"
            "from lr_jax import cli, engine\n"
            "def blocked(*a, **k):\n"
-           "  print('running', flush=True)\n"
-           "  sys.stdin.readline()\n"
+           "  handler = signal.getsignal(signal.SIGINT)\n"
+           "  print('running' if handler is signal.default_int_handler else\n"
+           "        f'SIGINT handled by {handler!r}', flush=True)\n"
+           "  while True:  # KeyboardInterrupt ends it: at once, or when a sleep returns.\n"
+           "    time.sleep(0.05)\n"
            "engine.run_planned = blocked\n"
            "cli.run_app(lr_sweep.main)\n")
   proc = subprocess.Popen(
       [sys.executable, "-c", child, f"--out={out}", "--train_size=100", "--lrs=0.1"], cwd=ROOT,
-      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       env={**os.environ, "JAX_PLATFORMS": "cpu"})
   try:
     line = proc.stdout.readline().strip()
