@@ -289,9 +289,12 @@ def test_a_real_sigint_prints_one_line_and_exits_130(tmp_path):
   # there until the SIGINT, which is sent only once that line was read: nothing depends on
   # timing. (It used to wait on its stdin, which `communicate` closes: on a loaded machine the
   # end of input could reach the child before the signal, and the sweep went on without
-  # results.) It says so if its SIGINT is not Python's KeyboardInterrupt.
+  # results.) It says so if its SIGINT is not Python's KeyboardInterrupt. The child first
+  # takes Python's own SIGINT handler, as at a terminal: a test run started as a background
+  # job of a script inherits SIGINT ignored, and Python then leaves it ignored.
   out = tmp_path / "out"
   child = ("import signal, sys, time\n"
+           "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
            "from experiments import lr_sweep\n"
            "from lr_jax import cli, engine\n"
            "def blocked(*a, **k):\n"
