@@ -61,7 +61,8 @@ def test_four_devices_give_the_results_of_one_also_when_compacted(tmp_path):
   """ % os.path.dirname(os.path.abspath(__file__)))
   out = tmp_path / "devices.npz"  # Not in the checkout: parallel sessions must not share it.
   subprocess.run([sys.executable, "-c", code, out], cwd=ROOT, check=True, timeout=300,
-                 env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+                 env=_env(XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+                          + " --xla_force_host_platform_device_count=4"))
   four = np.load(out)
   one = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=SPREAD_OPTIONS)
   # Sharded and compacted: 2 streams x 8 points, then the survivors at a width of 4 or 8.
