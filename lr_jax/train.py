@@ -527,8 +527,10 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
   extra = {} if rules.family.extra_args is None else rules.family.extra_args(loss)
   updates, opt_state = tx.update(grads, v.opt_state, tree, **extra)
   params = optax.apply_updates(v.params, rules.flat.to_flat(updates))
+  # The squared norm is finite exactly when the norm is. The barrier keeps XLA from sharing
+  # this g**2 with the optimizer's, which would make it a buffer of its own written each step.
   healthy = (jnp.isfinite(loss) & (loss <= rules.divergence_factor * v.init_loss)
-             & jnp.isfinite(optax.tree.norm(grads)))
+             & jnp.isfinite(optax.tree.norm(jax.lax.optimization_barrier(grads), squared=True)))
   training = ~v.stopped & ~v.diverged & (jnp.sum(w_B) > 0)
   training &= (max_steps <= 0) | (v.steps_run < max_steps)
   apply = training & healthy
