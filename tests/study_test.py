@@ -430,6 +430,18 @@ def test_plan_study_gives_each_budget_its_epochs_cap_and_patience():
   assert keys[0] == keys[1] == keys[2] != keys[3] == keys[4] == keys[5]
 
 
+def test_a_sizes_calls_are_about_200_steps_and_its_budgets_share_their_length():
+  # At n=25 an epoch is one step: calls as long as the shortest budget (50 epochs), not 200.
+  # At n=400 (7 steps an epoch) ceil(200 / 7) = 29 epochs, under every budget's epochs.
+  cfg = study.StudyConfig.quick(train_sizes=(25, 400), optimizers=("adam",), epochs=50,
+                                steps=300, converge_steps=1000, **PLAIN)
+  plan = study.plan_study(cfg)
+  assert [c.train_size for c in plan.cells] == [25] * 3 + [400] * 3
+  assert plan.call_epochs == (50,) * 3 + (29,) * 3
+  assert study.epochs_per_call([20, 300], 1) == 20 and study.epochs_per_call([50], 45) == 5
+  assert study.epochs_per_call([3], 1000) == 1
+
+
 def test_a_budget_of_s_steps_gives_every_run_exactly_s_updates_and_the_report_all_budgets(
     tmp_path):
   # n=99 in 2 folds of 50 and 49 with batches of 49: the larger fold takes 2 updates an epoch,
