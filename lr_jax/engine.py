@@ -637,6 +637,27 @@ def _even_chunk(total: int, most: int) -> int:
   return -(-total // -(-total // most))
 
 
+def chunk_layout(num_streams: int, num_points: int, budget: int, ndev: int = 1
+                 ) -> tuple[int, int]:
+  """A chunk's streams x points under a budget of variants; points a multiple of `ndev`.
+
+  Streams first while all of them fit one chunk: a chunk then holds adjacent learning rates,
+  which tend to stop together, so it exits early (the default sweep, 3 seeds x 16 points under
+  21: chunks of 3 x 6). When they do not fit, streams first would leave one point per chunk, and
+  a stream's points share its minibatches (one wide matmul per layer instead of a batch of
+  narrow ones), so a chunk is one stream's points. The 1600-variant headline sweep (25 streams x
+  64 points under 21, compacted; workload P's model on digits, 2-core CPU): chunks of 1 x 16
+  took 233 s where 13 x 1 took 325 s.
+  """
+  if num_streams <= budget:
+    s_c = _even_chunk(num_streams, budget)
+    h_c = _even_chunk(num_points, max(1, budget // s_c))
+  else:
+    h_c = _even_chunk(num_points, budget)
+    s_c = _even_chunk(num_streams, max(1, budget // h_c))
+  return s_c, -(-h_c // ndev) * ndev
+
+
 def _data_arrays(group: Group) -> DataArrays:
   return DataArrays.of(group.dataset, group.splits)
 
@@ -956,10 +977,7 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
   saved = (checkpoint.load(path, config) if (path and options.resume) else None) or {}
 
   budget = options.max_variants_per_chunk or default_max_variants(group, trainer)
-  # A chunk: s_c streams x h_c points; h_c a multiple of the device count (the sharded axis).
-  s_c = _even_chunk(num_streams, budget)
-  h_c = _even_chunk(num_points, max(1, budget // s_c))
-  h_c = -(-h_c // ndev) * ndev
+  s_c, h_c = chunk_layout(num_streams, num_points, budget, ndev)
   if "layout" in saved:  # The checkpoint's state is in its chunks: keep them.
     planned = (s_c, h_c)
     s_c, h_c = (int(n) for n in saved["layout"])

@@ -17,10 +17,20 @@ EXP = lr_jax.Experiment(
 GRID = lr_jax.Grid(learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), seeds=(0, 1))
 
 
+def test_chunk_layout_takes_streams_while_they_fit_and_else_one_streams_points():
+  assert engine.chunk_layout(3, 16, 21) == (3, 6)  # The default sweep: adjacent lrs together.
+  assert engine.chunk_layout(25, 64, 21) == (1, 16)  # Not 13 x 1: one stream's 16 points.
+  assert engine.chunk_layout(2, 5, 4) == (2, 2) and engine.chunk_layout(3, 5, 2) == (1, 2)
+  assert engine.chunk_layout(25, 64, 21, ndev=4) == (1, 16)
+  assert engine.chunk_layout(2, 3, 2, ndev=4) == (2, 4)  # Points padded to the devices.
+  assert engine.chunk_layout(30, 1, 21) == (15, 1)
+
+
 def test_chunking_under_a_memory_budget_does_not_change_results():
-  whole = lr_jax.run_sweep(EXP, GRID)
-  for budget in (3, 4):  # 2 streams x 1 point, 2 x 2 (padded 5 -> 6 points)
-    chunked = lr_jax.run_sweep(EXP, GRID, options=engine.RunOptions(max_variants_per_chunk=budget))
+  grid = lr_jax.Grid(learning_rates=GRID.learning_rates, seeds=(0, 1, 2))
+  whole = lr_jax.run_sweep(EXP, grid)
+  for budget in (2, 4):  # 1 stream x 2 points (padded 5 -> 6), 3 streams x 1 point
+    chunked = lr_jax.run_sweep(EXP, grid, options=engine.RunOptions(max_variants_per_chunk=budget))
     for k in whole.history:
       np.testing.assert_allclose(chunked.history[k], whole.history[k], rtol=1e-5, atol=1e-7,
                                  err_msg=k)
