@@ -2,6 +2,8 @@
 
     python -m benchmarks.throughput --out runs/benchmarks/throughput
     python -m benchmarks.convergence --out runs/benchmarks/convergence
+    python -m benchmarks.compaction --out runs/benchmarks/compaction
+    python -m benchmarks.yardstick --out runs/benchmarks/yardstick
 
 What the scripts share lives here: the machine description, Markdown tables, filling the
 marked sections of `BENCHMARKS.md`, memory readings. Standard library only, so that the peer

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKERS = {"throughput:machine", "throughput:per_variant", "throughput:compile",
            "throughput:default_sweep", "throughput:targets", "convergence:optimizers",
            "convergence:summary", "convergence:articles", "convergence:figure",
-           "compaction:default_sweep", "compaction:halving"}
+           "compaction:default_sweep", "compaction:halving", "yardstick:hand_written"}
 
 
 def _run(module, tmp_path, *args):
@@ -139,6 +139,24 @@ def test_throughput_quick(tmp_path):
   sections = _sections(out / "throughput.md")
   assert set(sections) == {m for m in MARKERS if m.startswith("throughput:")}
   _check_fills_the_doc(tmp_path, sections)
+
+
+def test_yardstick_quick(tmp_path):
+  out, stdout = _run("benchmarks.yardstick", tmp_path)
+  with open(out / "yardstick.json") as f:
+    r = json.load(f)
+  assert (r["n"], r["epochs"], r["rounds"]) == (4, 1, 2)
+  for name in ("lr_jax", "hand"):
+    assert len(r["runs_s"][name]) == 2 and all(_positive(t) for t in r["runs_s"][name])
+    assert r["min_s"][name] <= r["median_s"][name] <= max(r["runs_s"][name])
+    assert _positive(r["first_call_s"][name])
+  assert r["ratios"] == pytest.approx([a / b for a, b in zip(r["runs_s"]["lr_jax"],
+                                                            r["runs_s"]["hand"])])
+  assert r["median_of_ratios"] == pytest.approx(float(np.median(r["ratios"])))
+  section = _sections(out / "yardstick.md")["yardstick:hand_written"]
+  assert "(f) hand-written jit(vmap(scan))" in section and "target <= 1.1" in section
+  assert section in stdout
+  _check_fills_the_doc(tmp_path, {"yardstick:hand_written": section})
 
 
 def _peer_outcomes(python, tmp_path, code):

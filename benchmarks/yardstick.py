@@ -1,0 +1,110 @@
+"""lr_jax against the hand-written JAX sweep, timed side by side in one process.
+
+    python -m benchmarks.yardstick --out runs/benchmarks/yardstick [--write_doc]
+
+Issue 10's target: on workload P at N = 64, lr_jax (every feature on: early stopping that
+tracks best epochs with patience 0, divergence checks, history) costs at most 1.1x per variant
+what (f), a minimal `jit(vmap(scan))` sweep of the same arithmetic (`peers.train_jax_sweep`),
+costs. `throughput.py` times the systems one after another, minutes apart; on a shared machine
+the load changes in between. Here both compile first (untimed), then `--rounds` rounds of one
+lr_jax sweep and one (f) sweep, so each round's ratio compares runs seconds apart.
+
+Prints a table, writes the numbers to `<out>/yardstick.json` and, with `--write_doc`, the table
+into `benchmarks/BENCHMARKS.md` (its `yardstick:hand_written` marker).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from absl import app, flags
+
+import benchmarks
+
+flags.DEFINE_string("out", "runs/benchmarks/yardstick", "Output folder.")
+flags.DEFINE_integer("rounds", 9, "Timed rounds of one sweep of each system.")
+flags.DEFINE_integer("n", 64, "Learning rates of each sweep (variants).")
+flags.DEFINE_integer("epochs", 20, "Epochs of workload P.")
+flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script runs, measures nothing.")
+flags.DEFINE_bool("write_doc", False, "Fill the yardstick section of BENCHMARKS.md.")
+FLAGS = flags.FLAGS
+
+TARGET = 1.1  # lr_jax / (f), per variant, at most.
+
+
+def measure(n: int, epochs: int, rounds: int, data_path: str) -> dict:
+  """Per-variant seconds of both systems in interleaved rounds, and their ratios."""
+  import lr_jax
+  from benchmarks import peers, throughput
+  exp = throughput.workload_experiment(epochs, 32)
+  lrs = throughput.learning_rates(n, 1e-3)
+  grid = lr_jax.Grid(learning_rates=tuple(lrs), seeds=(0,))
+  throughput.write_data(data_path)
+  data = peers.load_data(data_path)
+
+  def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) / n
+
+  systems = {"lr_jax": lambda: lr_jax.run_sweep(exp, grid),
+             "hand": lambda: peers.train_jax_sweep(data, lrs, epochs=epochs, batch_size=32,
+                                                    seed=0)}
+  first = {name: timed(fn) * n for name, fn in systems.items()}  # Compiles.
+  runs = {name: [] for name in systems}
+  for _ in range(rounds):
+    for name, fn in systems.items():
+      runs[name].append(timed(fn))
+  ratios = [a / b for a, b in zip(runs["lr_jax"], runs["hand"])]
+  med = {name: statistics.median(r) for name, r in runs.items()}
+  return {"n": n, "epochs": epochs, "rounds": rounds, "first_call_s": first, "runs_s": runs,
+          "median_s": med, "min_s": {name: min(r) for name, r in runs.items()},
+          "ratios": ratios, "ratio_of_medians": med["lr_jax"] / med["hand"],
+          "median_of_ratios": statistics.median(ratios),
+          "ratio_of_mins": min(runs["lr_jax"]) / min(runs["hand"])}
+
+
+def table(r: dict) -> str:
+  fmt = benchmarks.fmt
+  rows = [[name, fmt(r["median_s"][key]), fmt(r["min_s"][key]),
+           ", ".join(fmt(x) for x in r["runs_s"][key]), fmt(r["first_call_s"][key])]
+          for name, key in (("lr_jax, every feature on", "lr_jax"),
+                            ("(f) hand-written jit(vmap(scan))", "hand"))]
+  text = benchmarks.markdown_table(
+      ["system", f"s per variant (median of {r['rounds']})", "min", "rounds",
+       "first call s (compiles)"], rows)
+  verdict = "met" if r["median_of_ratios"] <= TARGET else "missed"
+  text += (f"\n\nWorkload P at N = {r['n']}, {r['epochs']} epochs. lr_jax / (f): "
+           f"{fmt(r['median_of_ratios'])} (median of the {r['rounds']} per-round ratios), "
+           f"{fmt(r['ratio_of_medians'])} by medians, {fmt(r['ratio_of_mins'])} by the best "
+           f"runs; target <= {TARGET}: **{verdict}**. Load average (1, 5, 15 min) at start "
+           f"{r['load_start']}, at end {r['load_end']}.")
+  return text
+
+
+def main(argv):
+  del argv
+  n, epochs, rounds = (4, 1, 2) if FLAGS.quick else (FLAGS.n, FLAGS.epochs, FLAGS.rounds)
+  if min(n, epochs, rounds) < 1:
+    raise app.UsageError(f"--n, --epochs and --rounds must be >= 1 (got {n}, {epochs}, "
+                         f"{rounds})")
+  os.makedirs(FLAGS.out, exist_ok=True)
+  load_start = benchmarks.loadavg()
+  result = measure(n, epochs, rounds, os.path.join(FLAGS.out, "data.npz"))
+  result.update(load_start=load_start, load_end=benchmarks.loadavg(),
+                machine=benchmarks.machine_info())
+  benchmarks.write_json(os.path.join(FLAGS.out, "yardstick.json"), result)
+  sections = {"yardstick:hand_written": table(result)}
+  text = benchmarks.sections_markdown(sections)
+  benchmarks.write_text(os.path.join(FLAGS.out, "yardstick.md"), text)
+  print(text)
+  if FLAGS.write_doc:
+    missing = benchmarks.fill_markers(benchmarks.DOC, sections)
+    if missing:
+      print("BENCHMARKS.md has no markers for: " + ", ".join(missing))
+
+
+if __name__ == "__main__":
+  app.run(main)
