@@ -163,6 +163,20 @@ def fill_markers(doc_path: str, sections: Mapping[str, str]) -> list[str]:
   return missing
 
 
+def publish(out: str, name: str, result: object, sections: Mapping[str, str],
+            fill_doc: bool) -> None:
+  """A script's outputs: `<out>/<name>.json` (the numbers), `<out>/<name>.md` (the sections),
+  the sections printed and, with `fill_doc`, pasted into BENCHMARKS.md's markers."""
+  write_json(os.path.join(out, f"{name}.json"), result)
+  text = sections_markdown(sections)
+  write_text(os.path.join(out, f"{name}.md"), text)
+  print(text)
+  if fill_doc:
+    missing = fill_markers(DOC, sections)
+    if missing:
+      print("BENCHMARKS.md has no markers for: " + ", ".join(missing))
+
+
 def python_of_venv(venv: str) -> str:
   """The interpreter of a virtual environment folder (POSIX layout)."""
   return os.path.join(venv, "bin", "python")

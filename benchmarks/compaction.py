@@ -133,15 +133,7 @@ def main(argv):
   results["load_end"] = benchmarks.loadavg()
   results["total_s"] = time.perf_counter() - t0
   os.makedirs(FLAGS.out, exist_ok=True)
-  benchmarks.write_json(os.path.join(FLAGS.out, "compaction.json"), results)
-  sections = tables(results)
-  text = benchmarks.sections_markdown(sections)
-  benchmarks.write_text(os.path.join(FLAGS.out, "compaction.md"), text)
-  print(text)
-  if FLAGS.write_doc:
-    missing = benchmarks.fill_markers(benchmarks.DOC, sections)
-    if missing:
-      print("BENCHMARKS.md has no markers for: " + ", ".join(missing))
+  benchmarks.publish(FLAGS.out, "compaction", results, tables(results), FLAGS.write_doc)
 
 
 if __name__ == "__main__":

@@ -97,15 +97,8 @@ def main(argv):
   result = measure(n, epochs, FLAGS.batch_size, rounds, os.path.join(FLAGS.out, "data.npz"))
   result.update(load_start=load_start, load_end=benchmarks.loadavg(),
                 machine=benchmarks.machine_info())
-  benchmarks.write_json(os.path.join(FLAGS.out, "yardstick.json"), result)
-  sections = {"yardstick:hand_written": table(result)}
-  text = benchmarks.sections_markdown(sections)
-  benchmarks.write_text(os.path.join(FLAGS.out, "yardstick.md"), text)
-  print(text)
-  if FLAGS.fill_doc:
-    missing = benchmarks.fill_markers(benchmarks.DOC, sections)
-    if missing:
-      print("BENCHMARKS.md has no markers for: " + ", ".join(missing))
+  benchmarks.publish(FLAGS.out, "yardstick", result, {"yardstick:hand_written": table(result)},
+                     FLAGS.fill_doc)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,27 @@ def test_throughput_quick(tmp_path):
   _check_fills_the_doc(tmp_path, sections)
 
 
+def test_compaction_quick(tmp_path):
+  out, stdout = _run("benchmarks.compaction", tmp_path, "--datasets=wine")
+  with open(out / "compaction.json") as f:
+    r = json.load(f)
+  on, off = r["default_sweep"]["on"], r["default_sweep"]["off"]
+  # The same variants train the same epochs either way; compaction only drops idle lanes.
+  assert on["variant_epochs_trained"] == off["variant_epochs_trained"] > 0
+  assert (on["variant_epochs_trained"] <= on["variant_epochs_executed"]
+          < off["variant_epochs_executed"])
+  assert len(on["wall_s"]) == len(off["wall_s"]) == 3 and all(map(_positive, on["wall_s"]))
+  assert r["default_sweep"]["speedup"] == pytest.approx(off["median_wall_s"] / on["median_wall_s"])
+  wine = r["halving"]["wine"]
+  assert set(r["halving"]) == {"wine"} and wine["points_pruned"] >= 1
+  assert wine["executed_pruned"] < wine["executed"]
+  assert wine["best_lr"] in wine["not_worse_set"]
+  sections = _sections(out / "compaction.md")
+  assert set(sections) == {m for m in MARKERS if m.startswith("compaction:")}
+  assert sections["compaction:halving"] in stdout
+  _check_fills_the_doc(tmp_path, sections)
+
+
 def test_yardstick_quick(tmp_path):
   out, stdout = _run("benchmarks.yardstick", tmp_path)
   with open(out / "yardstick.json") as f:
