@@ -1,6 +1,6 @@
 """Compute follows the survivors: compaction and successive halving, measured side by side.
 
-    python -m benchmarks.compaction --out runs/benchmarks/compaction [--write_doc]
+    python -m benchmarks.compaction --out runs/benchmarks/compaction [--fill_doc]
 
 1. The default sweep (`python -m experiments.lr_sweep` defaults: digits, MLP(128), Adam, 16
    learning rates 1e-5..1 x 3 seeds, up to 100 epochs, patience 5) with compaction on and
@@ -11,7 +11,7 @@
    the learning rate chosen with pruning is in the unpruned sweep's set of points not
    significantly worse than its best (`stats.not_worse`).
 
-Prints a table, writes the numbers to `<out>/compaction.json` and, with `--write_doc`, the
+Prints a table, writes the numbers to `<out>/compaction.json` and, with `--fill_doc`, the
 tables into `benchmarks/BENCHMARKS.md` (its `compaction:*` markers).
 """
 
@@ -30,7 +30,7 @@ flags.DEFINE_string("out", "runs/benchmarks/compaction", "Output folder.")
 flags.DEFINE_integer("reps", 3, "Timed runs of each setting of the default sweep.")
 flags.DEFINE_list("datasets", ["digits", "wine", "breast_cancer"], "Data sets of the halving runs.")
 flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script runs, measures nothing.")
-flags.DEFINE_bool("write_doc", False, "Fill the compaction sections of BENCHMARKS.md.")
+flags.DEFINE_bool("fill_doc", False, "Fill the compaction sections of BENCHMARKS.md.")
 FLAGS = flags.FLAGS
 
 
@@ -133,7 +133,7 @@ def main(argv):
   results["load_end"] = benchmarks.loadavg()
   results["total_s"] = time.perf_counter() - t0
   os.makedirs(FLAGS.out, exist_ok=True)
-  benchmarks.publish(FLAGS.out, "compaction", results, tables(results), FLAGS.write_doc)
+  benchmarks.publish(FLAGS.out, "compaction", results, tables(results), FLAGS.fill_doc)
 
 
 if __name__ == "__main__":
