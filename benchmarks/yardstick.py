@@ -44,19 +44,19 @@ def measure(n: int, epochs: int, batch_size: int, rounds: int, data_path: str) -
   write_data(data_path)
   data = peers.load_data(data_path)
 
-  def timed(fn):
+  def seconds(fn):
     t0 = time.perf_counter()
     fn()
-    return (time.perf_counter() - t0) / n
+    return time.perf_counter() - t0
 
   systems = {"lr_jax": lambda: lr_jax.run_sweep(exp, grid),
              "hand": lambda: peers.train_jax_sweep(data, lrs, epochs=epochs,
                                                     batch_size=batch_size, seed=0)}
-  first = {name: timed(fn) * n for name, fn in systems.items()}  # Compiles.
-  runs = {name: [] for name in systems}
+  first = {name: seconds(fn) for name, fn in systems.items()}  # Compiles.
+  runs = {name: [] for name in systems}  # Seconds per variant.
   for _ in range(rounds):
     for name, fn in systems.items():
-      runs[name].append(timed(fn))
+      runs[name].append(seconds(fn) / n)
   ratios = [a / b for a, b in zip(runs["lr_jax"], runs["hand"])]
   med = {name: statistics.median(r) for name, r in runs.items()}
   return {"n": n, "epochs": epochs, "batch_size": batch_size, "rounds": rounds,
