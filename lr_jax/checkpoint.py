@@ -23,6 +23,7 @@ import zipfile
 import jax
 import numpy as np
 
+from lr_jax.data import UNREADABLE
 from lr_jax.errors import ConfigError
 from lr_jax.results import atomic_write
 
@@ -116,7 +117,13 @@ def save(path: str, arrays: dict[str, np.ndarray], config: dict) -> None:
   # Staged whole under a temporary name, then renamed over the previous checkpoint: a kill at
   # any point leaves one complete checkpoint (`clear_checkpoints` removes a stale `.tmp-`).
   staged = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
-  atomic_write(staged, buf.getvalue())
+  try:
+    atomic_write(staged, buf.getvalue())  # Removes its own partial file if the write fails.
+  except OSError as e:  # A full disk, a quota, a folder made read-only: one line, exit 2.
+    kept = ("the previous checkpoint there is unchanged, and --resume continues from it"
+            if os.path.exists(path) else "no checkpoint was written")
+    raise ConfigError(f"could not write checkpoint {path} ({e.strerror or type(e).__name__}); "
+                      f"{kept}") from None
   fault_point("in_checkpoint_write")
   os.replace(staged, path)
   fault_point("after_checkpoint")
@@ -132,20 +139,88 @@ def load(path: str, config: dict) -> dict[str, np.ndarray] | None:
   if not os.path.exists(path):
     return None
   try:
-    with np.load(path, allow_pickle=False) as f:
-      arrays = {k: f[k] for k in f.files}
-  except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
-    raise ConfigError(f"checkpoint {path} is corrupted ({type(e).__name__}: {e}); delete it or "
-                      "run without --resume") from None
-  found, written = arrays.pop(_FINGERPRINT, None), arrays.pop(_CONFIG, None)
-  if found is None or str(found) != fingerprint(config):
-    fields = ([] if written is None else
-              differences(json.loads(str(written)), json.loads(_canonical(config))))
+    arrays = _read(path)
+  except OSError as e:
+    if e.errno not in UNREADABLE:  # Malformed content (numpy's own, a seek to a bad offset).
+      raise _corrupted(path, e) from None
+    raise ConfigError(f"cannot read checkpoint {path} ({e.strerror or type(e).__name__}); make it "
+                      "readable, or delete it or run without --resume") from None
+  except (zipfile.BadZipFile, ValueError, EOFError, KeyError) as e:
+    raise _corrupted(path, e) from None
+  found, written = arrays.pop(_FINGERPRINT), json.loads(str(arrays.pop(_CONFIG)))
+  if str(found) != fingerprint(config):
+    now = json.loads(_canonical(config))
+    fields = differences(written, now)
+    changed = _changed_data(written, now)
+    rest = [f for f in fields if not f.startswith(("data.content", "data.fingerprint"))]
+    if changed and not any(f.startswith("data.") for f in rest):
+      # The data itself changed, not a data flag (which would explain it): say so first.
+      also = f"; it also differs in {', '.join(rest[:3])}" + (
+          f" and {len(rest) - 3} more" if len(rest) > 3 else "") if rest else ""
+      raise ConfigError(f"checkpoint {path} was written with other data: {changed} changed "
+                        f"since{also}; resume with the data it was written with, or delete "
+                        "it to start afresh")
     what = (": " + ", ".join(fields[:3]) + (f" and {len(fields) - 3} more" if len(fields) > 3 else "")
             if fields else " (data, flags or grid)")
     raise ConfigError(f"checkpoint {path} was written by a different configuration{what}; "
                       "resume with the same flags, or delete it to start afresh")
   return arrays
+
+
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+class _Invalid(ValueError):
+  """Why a file is not a checkpoint `save` wrote."""
+
+
+def _read(path: str) -> dict[str, np.ndarray]:
+  """The arrays of a checkpoint file, never unpickling anything."""
+  with open(path, "rb") as f:
+    head = f.read(4)
+  # Checked first: numpy reads a file that is not a zip (or a .npy) as a pickle, and its error
+  # advises loading it unsafely.
+  if head not in _ZIP_MAGICS:
+    raise _Invalid("not a zip archive")
+  with np.load(path, allow_pickle=False) as f:
+    arrays = {k: f[k] for k in f.files}
+  for k, v in arrays.items():
+    if not isinstance(v, np.ndarray):  # numpy hands back a non-.npy member's raw bytes.
+      raise _Invalid(f"its entry {k!r} is not a .npy array")
+  if _FINGERPRINT not in arrays or _CONFIG not in arrays:
+    raise _Invalid("it has no configuration record")
+  try:
+    record = json.loads(str(arrays[_CONFIG]))
+  except ValueError:
+    record = None
+  if not isinstance(record, dict):
+    raise _Invalid("its configuration record is not a JSON object")
+  return arrays
+
+
+def _corrupted(path: str, e: BaseException) -> ConfigError:
+  text = " ".join(str(e).split())
+  if "pickle" in text.lower():  # Never pass on numpy's advice to unpickle the file.
+    text = "it holds pickled Python objects, which are never loaded"
+  elif not isinstance(e, _Invalid):
+    text = f"{type(e).__name__}: {text}"
+  return ConfigError(f"checkpoint {path} is corrupted: not a valid lr_jax checkpoint ({text}); "
+                     "delete it or run without --resume")
+
+
+def _changed_data(old: dict, new: dict) -> str:
+  """Which data changed between two configurations (`data.content`, see
+  `lr_jax.data.content_fingerprint`), e.g. "the content of 'train.csv'"; "" if none did."""
+  was, now = old.get("data", {}), new.get("data", {})
+  if not isinstance(was, dict) or not isinstance(now, dict):
+    return ""
+  a, b = was.get("content"), now.get("content")
+  if not isinstance(a, dict) or not isinstance(b, dict) or a == b or set(a) != set(b):
+    return ""
+  if any(was.get(k) != now.get(k) for k in b if k != "arrays"):
+    return ""  # Another file, not the same file changed: the fields that differ say which.
+  files = [repr(now.get(k)) for k in b if k != "arrays" and a[k] != b[k]]
+  return f"the content of {' and '.join(files)}" if files else "the data set's arrays"
 
 
 def differences(old: dict, new: dict) -> list[str]:

@@ -12,11 +12,15 @@ that importing lr_jax stays fast.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
+import errno
 import functools
+import hashlib
 import math
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -278,6 +282,22 @@ def _class_name(label) -> int | float | str:
   return int(label) if float(label).is_integer() else float(label)
 
 
+# An inferred classification with more classes than this share of the rows (and more than
+# `_MANY_CLASSES`) is more likely a numeric target (a count, a score, a price) read as classes.
+_MANY_CLASSES_SHARE = 0.1
+_MANY_CLASSES = 10
+
+
+def _warn_many_classes(name: str, num_classes: int, num_rows: int) -> None:
+  """Warns, visibly, when whole-number labels were read as suspiciously many classes."""
+  if num_classes > _MANY_CLASSES and num_classes > _MANY_CLASSES_SHARE * num_rows:
+    warnings.warn(
+        f"data set {name!r}: its whole-number labels were read as {num_classes} classes in "
+        f"{num_rows} rows, a classification; if they are quantities, pass task='regression' "
+        "(Dataset.from_arrays(..., task='regression'), DataConfig(task='regression') or "
+        "--task=regression)", UserWarning, stacklevel=4)
+
+
 def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
             feature_shape: tuple[int, ...] | None = None,
             columns: Sequence[str] | None = None, user_file: bool = False, *,
@@ -344,6 +364,8 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
   num_train = len(parts[0][2])
   if task == CLASSIFICATION:
     classes, y = np.unique(y, return_inverse=True)  # Sorted: numbers numerically, text by text.
+    if reason.startswith("inferred: ") and "integer" in reason:
+      _warn_many_classes(name, len(classes), len(y))
     y = y.reshape(-1).astype(np.int32)
     start = num_train
     for (part_name, _, _), (_, _, b) in zip(given, parts[1:]):
@@ -577,7 +599,40 @@ def _csv_columns(header: list[str], path: str, label_column: str | int | None,
   return label, [header.index(c) for c in like.columns]
 
 
-def _read_csv(path: str, label_column: str | int | None, like: _Raw | None = None) -> _Raw:
+def check_header(header: Sequence[str], path: str) -> None:
+  """Refuses a .csv header that names a column twice (columns are found by name).
+
+  Args:
+    header: the column names, stripped.
+    path: the file, for the message.
+
+  Raises:
+    ConfigError: one line naming each repeated name, its 1-based column positions and the file.
+  """
+  counts = collections.Counter(header)
+  repeated = [name for name, n in counts.items() if n > 1]
+  if not repeated:
+    return
+  where = [f"{name!r} (columns {', '.join(str(j + 1) for j, h in enumerate(header) if h == name)})"
+           for name in repeated]
+  raise ConfigError(
+      f"the header of {path!r} names {'a column' if len(repeated) == 1 else 'columns'} more than "
+      f"once: {'; '.join(where[:5])}{' and more' if len(where) > 5 else ''}; every column needs "
+      "a distinct name (columns are matched by name)")
+
+
+# The errors of a file that cannot be read, whatever it holds; other OSErrors of a reader
+# (e.g. EINVAL, a seek to a corrupted offset) say the content is malformed.
+UNREADABLE = frozenset({errno.EACCES, errno.EPERM, errno.EIO, errno.EISDIR, errno.ENOENT,
+                        errno.ENXIO, errno.ENODEV, errno.ESTALE})
+
+
+def _cannot_read(path: str, what: str, e: OSError) -> ConfigError:
+  return ConfigError(f"cannot read {what} {path!r}: {e.strerror or type(e).__name__}")
+
+
+def _read_csv(path: str, label_column: str | int | None, like: _Raw | None = None,
+              what: str = "data file") -> _Raw:
   rows, lines = [], []
   try:
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -591,6 +646,7 @@ def _read_csv(path: str, label_column: str | int | None, like: _Raw | None = Non
             f"the first line of {path!r} is all numbers ({_shorten(header)}), not a header: it "
             "would be lost as column names; add a first line naming the columns, e.g. "
             f"{_example_header(len(header))}")
+      check_header(header, path)
       for row in reader:
         if not any(cell.strip() for cell in row):
           continue  # Blank lines, e.g. at the end.
@@ -604,6 +660,8 @@ def _read_csv(path: str, label_column: str | int | None, like: _Raw | None = Non
     raise ConfigError(f"data file {path!r} is not UTF-8 text; a .csv file must be") from None
   except csv.Error as e:
     raise ConfigError(f"data file {path!r} is not valid CSV: {e}") from None
+  except OSError as e:  # Unreadable: permissions, a directory, an I/O error.
+    raise _cannot_read(path, what, e) from None
   if not rows:
     raise ConfigError(f"data file {path!r} has a header but no data rows")
   if len(header) < 2:
@@ -649,11 +707,22 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # A zip's first entry, or an empty
 _NPZ_HOW = "save one with np.savez(path, x=features, y=labels)"
 
 
-def _read_npz(path: str) -> _Raw:
+def _not_pickle(e: BaseException) -> str:
+  """numpy's message of a failed load, one line, without its advice to unpickle the file."""
+  text = " ".join(str(e).split())
+  if "pickle" in text.lower():
+    return "it holds pickled Python objects, which are never loaded"
+  return text or type(e).__name__
+
+
+def _read_npz(path: str, what: str = "data file") -> _Raw:
   # Decided by the magic bytes, not by np.load: anything that is neither a zip nor a .npy is,
   # to numpy, a pickle, and its error advises loading it unsafely.
-  with open(path, "rb") as f:
-    head = f.read(len(_NPY_MAGIC))
+  try:
+    with open(path, "rb") as f:
+      head = f.read(len(_NPY_MAGIC))
+  except OSError as e:
+    raise _cannot_read(path, what, e) from None
   if head.startswith(_NPY_MAGIC):
     raise ConfigError(
         f"data file {path!r} holds a single array, not a .npz archive; {_NPZ_HOW}")
@@ -678,18 +747,28 @@ def _read_npz(path: str) -> _Raw:
           raise ConfigError(
               f"array {key!r} of {path!r} holds Python objects, which are not read; save it as "
               "numbers (or, for y, strings)") from None
+        if not isinstance(arrays[key], np.ndarray):  # numpy hands back a non-.npy member's bytes.
+          raise ConfigError(
+              f"data file {path!r} is not a valid .npz archive (its {key!r} is not a .npy "
+              f"array); {_NPZ_HOW}")
   except ConfigError:
     raise
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-    reason = " ".join(str(e).split())
-    raise ConfigError(
-        f"data file {path!r} is not a valid .npz archive ({reason}); {_NPZ_HOW}") from None
+  except OSError as e:
+    if e.errno in UNREADABLE:  # Not malformed: not readable (a seek past a bad offset is).
+      raise _cannot_read(path, what, e) from None
+    raise ConfigError(f"data file {path!r} is not a valid .npz archive ({_not_pickle(e)}); "
+                      f"{_NPZ_HOW}") from None
+  except (ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise ConfigError(f"data file {path!r} is not a valid .npz archive ({_not_pickle(e)}); "
+                      f"{_NPZ_HOW}") from None
   return _Raw(arrays["x"], arrays["y"], None, None)
 
 
 def _check_file(path: str, what: str = "data file") -> str:
   """Refuses a missing, empty or unknown kind of file; returns its extension."""
   ext = os.path.splitext(path)[1].lower()
+  if os.path.isdir(path):
+    raise ConfigError(f"{what} {path!r} is a directory, not a file; give a .npz or .csv file")
   if ext not in (".npz", ".csv"):
     if os.path.exists(path):
       raise ConfigError(f"cannot read {what} {path!r}: a data file must end in .npz or .csv")
@@ -697,19 +776,56 @@ def _check_file(path: str, what: str = "data file") -> str:
   if not os.path.exists(path):
     raise ConfigError(f"{what} {path!r} does not exist")
   if not os.path.isfile(path):
-    raise ConfigError(f"{what} {path!r} is not a file")
+    raise ConfigError(f"{what} {path!r} is not a regular file; give a .npz or .csv file")
   if os.path.getsize(path) == 0:
     raise ConfigError(f"{what} {path!r} is empty")
   return ext
 
 
-def _read_file(path: str, cfg: DataConfig, like: _Raw | None = None) -> _Raw:
+def _read_file(path: str, cfg: DataConfig, like: _Raw | None = None,
+               what: str = "data file") -> _Raw:
   if os.path.splitext(path)[1].lower() == ".npz":
     if cfg.label_column is not None:
       raise ConfigError(
           f"label_column applies to .csv files only, got {cfg.label_column!r} with {path!r}")
-    return _read_npz(path)
-  return _read_csv(path, cfg.label_column, like)
+    return _read_npz(path, what)
+  return _read_csv(path, cfg.label_column, like, what)
+
+
+_DATA_FILES = (("dataset", "data file"), ("val_dataset", "validation file"),
+               ("test_dataset", "test file"))
+
+
+def content_fingerprint(dataset: Dataset, cfg: DataConfig) -> dict[str, str]:
+  """What a data set holds, as short hashes: what a checkpoint records of its data.
+
+  `arrays` hashes the loaded features and labels; each data file that `cfg` names (`dataset`,
+  `val_dataset`, `test_dataset`) has the hash of its bytes under its field's name, so a file
+  changed under the same name is told apart (even from a stale in-memory copy).
+
+  Raises:
+    ConfigError: a named file can no longer be read.
+  """
+  h = hashlib.sha256()
+  for a in (dataset.x, dataset.y):
+    h.update(str((a.dtype, a.shape)).encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+  out = {"arrays": h.hexdigest()[:16]}
+  for field, what in _DATA_FILES:
+    path = getattr(cfg, field)
+    if isinstance(path, os.PathLike):
+      path = os.fspath(path)
+    if not isinstance(path, str) or (field == "dataset" and path in DATASETS):
+      continue
+    h = hashlib.sha256()
+    try:
+      with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+          h.update(block)
+    except OSError as e:
+      raise _cannot_read(path, what, e) from None
+    out[field] = h.hexdigest()[:16]
+  return out
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -764,7 +880,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
       continue
     if _check_file(path, what) not in (".npz", ".csv"):
       raise ConfigError(f"{key}_dataset {path!r} must be a .npz or .csv file")
-    given[key] = _read_file(path, cfg, like=raw)
+    given[key] = _read_file(path, cfg, like=raw, what=what)
   y, *labels = _file_labels([raw, *given.values()])
   split = {key: (r.x, b) for (key, r), b in zip(given.items(), labels)}
   return _finish(name, raw.x, y, cfg.task, columns=raw.columns, user_file=True,
@@ -912,9 +1028,9 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
   others (`val_fraction` and `folds` do not apply). With `cfg.test_fraction`, a stratified test
   set is drawn first, from every row (the training rows, with a given validation split), and
   everything above applies to the rest: no fold trains or validates on a test row.
-  k-fold (`cfg.folds` = k, F = k):
-  the same `train_size` examples are split into k stratified folds, and fold f trains on the
-  other k - 1 and validates on fold f; the holdout part is not used.
+  k-fold (`cfg.folds` = k, F = k): nothing is held out (`val_fraction` does not apply): every
+  row that is not a test row, or a stratified subsample of `cfg.train_size` of them, is split
+  into k stratified folds, and fold f trains on the other k - 1 and validates on fold f.
   Nested (`cfg.outer_folds` = K, F = K x inner folds): the pool, a stratified subsample of
   `train_size` examples (default all), is split into K stratified outer folds; outer fold o's
   other K - 1 parts are split as above, into `folds` k-folds (all its rows) or a
@@ -949,15 +1065,20 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
     n_val = dataset.num_val
     end = n_all - dataset.num_test
     val, pool = np.arange(end - n_val, end), rest
+  elif cfg.folds is not None:
+    # k-fold: every row that is not a test row is in some fold; val_fraction does not apply
+    # (each fold's validation part is its k-th), so nothing is held out here.
+    val, pool, n_val = np.zeros(0, np.int64), rest, 0
   else:
     val, pool, n_val = _holdout(dataset, cfg, labels, need, rng, rest)
 
   size = len(pool) if cfg.train_size is None else cfg.train_size
   if size > len(pool):
+    held = [f"{n_val} held out for validation"] if n_val else []
+    held += [f"{len(test)} for test"] if len(test) else []
     raise ConfigError(
-        f"train_size={size} is larger than the training pool of {len(pool)} examples ({n_all} "
-        f"minus {n_val} held out for validation{f' and {len(test)} for test' if len(test) else ''}"
-        f"); valid: {need}..{len(pool)}")
+        f"train_size={size} is larger than the training pool of {len(pool)} examples ({n_all}"
+        f"{' minus ' + ' and '.join(held) if held else ''}); valid: {need}..{len(pool)}")
   if size < need:
     raise ConfigError(
         f"train_size={size} is smaller than the {need} classes of {dataset.name!r}; every class "

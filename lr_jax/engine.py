@@ -1206,10 +1206,13 @@ def group_config(group: Group) -> dict:
 
   The experiment's fields (`data.data_seed`, `train.epochs`, ...), the grid's axes
   (`grid.learning_rates`, `grid.seeds`, other hyperparameters), `data.fingerprint` (a hash of
-  the arrays and the split) and, for a user model, `model.user` (its parameter shapes). A
-  checkpoint stores it, so a refused resume names the fields that differ.
+  the arrays and the split), `data.content` (hashes of the arrays and of each data file's
+  bytes, `data.content_fingerprint`: a file changed under the same name is refused as such,
+  even where this process holds its old content) and, for a user model, `model.user` (its
+  parameter shapes). A checkpoint stores it, so a refused resume names the fields that differ.
   """
   config = json.loads(json.dumps(data_lib.config_dict(group.experiment), default=str))
+  config["data"]["content"] = data_lib.content_fingerprint(group.dataset, group.experiment.data)
   s = group.splits
   config["data"]["fingerprint"] = checkpoint.fingerprint(  # 64 bits: short enough to print.
       group.dataset.x, group.dataset.y, s.train_idx, s.train_mask, s.val_idx, s.val_mask)[:16]

@@ -980,7 +980,7 @@ def _size_plan(dataset, cfg: StudyConfig, n: int | None, test_fraction: float | 
         f"train size {n} leaves a class with {smallest} example(s) of {dataset.name!r}; k-fold "
         f"cross-validation needs 2 of each; valid: a train size of at least "
         f"{2 * dataset.num_classes}")
-  splits = data_lib.make_splits(dataset, dataclasses.replace(base, folds=folds))
+  splits = data_lib.make_splits(dataset, dataclasses.replace(base, train_size=n, folds=folds))
   batch = keras_batch(cfg.batch_size, int(splits.train_sizes.min()), splits.train_idx.shape[1])
   n_max = splits.train_idx.shape[1]
   n_min = int(splits.train_sizes.min())
