@@ -102,6 +102,7 @@ def test_nnx_dropout_trains_reproducibly_and_is_off_in_validation():
   drop, again = (lr_jax.run_sweep(exp, grid, model=model) for _ in range(2))
   plain = lr_jax.run_sweep(exp, grid, model=lr_jax.from_nnx(lambda rngs: Net(rngs, rate=0.0)))
   for name in ("train_loss", "val_loss"):  # The same seeds, the same masks.
+    # Same program run twice: bitwise by construction.
     np.testing.assert_array_equal(drop.history[name], again.history[name], err_msg=name)
   rows = {(lr, seed): i for i, (lr, seed) in
           enumerate(zip(drop.rows["learning_rate"], drop.rows["seed"]))}
@@ -130,6 +131,7 @@ def test_dropout_is_seeded_and_changes_training():
   drop = lr_jax.run_sweep(TINY.replace(model__dropout=0.5), grid)
   again = lr_jax.run_sweep(TINY.replace(model__dropout=0.5), grid)
   assert not np.allclose(plain.history["train_loss"], drop.history["train_loss"])
+  # Same program run twice: bitwise by construction.
   np.testing.assert_array_equal(drop.history["train_loss"], again.history["train_loss"])
   # Dropout is off at validation: the validation loss is a deterministic function of params.
   assert drop.rows["best_val_accuracy"][0] > 0.6
@@ -210,6 +212,8 @@ def test_the_engine_trains_raveled_params_and_gives_back_the_tree():
   tree, vec = model.init(key), flat.model.init(key)
   assert vec.shape == (5 * 8 + 8 + 8 * 3 + 3,)
   back = flat.unravel(np.stack([np.asarray(vec), np.zeros_like(vec)]))  # leading axes kept
+  # Raveling and unraveling only move numbers, and apply then runs the same ops eagerly on the
+  # same bits: bitwise by construction.
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a[0], b), back, tree)
   assert all(not a[1].any() for a in jax.tree_util.tree_leaves(back))
   x = jax.random.normal(key, (4, 5))
@@ -333,6 +337,7 @@ def test_a_checkpoint_resumes_with_its_metrics_and_refuses_another_loss(tmp_path
                                                       chunk_epochs=1))
   resume = engine.RunOptions(checkpoint_dir=ckdir, resume=True)
   again = lr_jax.run_sweep(exp, grid, metrics=metrics, options=resume)  # from the checkpoint
+  # The finished checkpoint is read back, nothing is recomputed: bitwise by construction.
   np.testing.assert_array_equal(again.rows["best_val_bacc"], first.rows["best_val_bacc"])
   np.testing.assert_array_equal(again.history["val_bacc"], first.history["val_bacc"])
   with pytest.raises(lr_jax.ConfigError, match=r"different configuration: objective\.loss "

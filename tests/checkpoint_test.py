@@ -87,6 +87,7 @@ def test_resume_keeps_the_checkpoints_chunks_when_max_variants_per_chunk_changes
   for budget in (None, 6):  # The default (one chunk here) and an explicit other budget.
     resumed = lr_jax.run_sweep(EXP, GRID, options=RunOptions(
         checkpoint_dir=ckdir, resume=True, max_variants_per_chunk=budget))
+    # The checkpoint's chunks are kept, so the same programs run: bitwise by construction.
     for k in whole.history:
       np.testing.assert_array_equal(resumed.history[k], whole.history[k], err_msg=k)
     for k in ("best_val_accuracy", "best_epoch", "epochs_run"):
@@ -162,6 +163,7 @@ def test_a_user_model_resumes_in_a_new_process_and_another_width_is_named(tmp_pa
                            options=RunOptions(checkpoint_dir=ckdir, checkpoint_every=2))
   resume = RunOptions(checkpoint_dir=ckdir, resume=True)
   again = lr_jax.run_sweep(exp, grid, model=lr_jax.from_linen(Net(8), 64), options=resume)
+  # The same program (the same flags and model): bitwise by construction.
   np.testing.assert_array_equal(again.history["val_loss"], first.history["val_loss"])
   with pytest.raises(lr_jax.ConfigError, match=r"model\.user\.Dense_1\.kernel \(checkpoint "
                                                r"\[\[64, 8\], \"float32\"\], now \[\[64, 12\]"):
@@ -217,6 +219,7 @@ def test_a_pruned_sweep_resumes_bit_identically_and_only_under_the_same_pruning(
   assert kept["arrays"]["live0/pruned"].any()  # Decided before the kill, kept by the checkpoint.
   resumed = lr_jax.run_sweep(exp, grid, options=RunOptions(
       checkpoint_dir=ckdir, resume=True, **prune))
+  # Resumed under the same options: the same programs, the same survivors; bitwise.
   for k in ("pruned", "epochs_run", "best_epoch", "stopped_early"):
     np.testing.assert_array_equal(resumed.rows[k], ref.rows[k], err_msg=k)
   for k in ref.history:
@@ -229,7 +232,7 @@ def test_a_pruned_sweep_resumes_bit_identically_and_only_under_the_same_pruning(
 
 def test_chunk_epochs_is_a_run_option_a_checkpoint_resumes_under_another(tmp_path):
   # Calls of 2 epochs, killed after the first call; resumed in calls of 1, and of all epochs:
-  # the same sweep (its checkpoint identity and results), since the call length changes nothing.
+  # the same sweep (its checkpoint identity, and its results to float32 rounding).
   ckdir = str(tmp_path / "ck")
   grid = lr_jax.Grid(learning_rates=(1e-3, 3e-2), seeds=(0, 1))
   ref = lr_jax.run_sweep(EXP, grid, options=engine.RunOptions(chunk_epochs=0))
@@ -242,5 +245,6 @@ def test_chunk_epochs_is_a_run_option_a_checkpoint_resumes_under_another(tmp_pat
     resumed = lr_jax.run_sweep(EXP, grid, options=engine.RunOptions(
         checkpoint_dir=ckdir, resume=True, chunk_epochs=chunk_epochs))
     assert resumed.timings[0]["epochs_executed"] == 4
+    # Another call length is another program: equal to float32 rounding, not bit for bit.
     for k in ref.history:
       np.testing.assert_allclose(resumed.history[k], ref.history[k], rtol=1e-6, err_msg=k)

@@ -127,6 +127,8 @@ def test_params_of_and_predict_by_row_reproduce_each_variants_validation_score(t
     pred = result.predict(row, ds.x[val])  # Raw features: the fold's statistics are applied.
     assert set(pred.tolist()) <= set(NAMES)
     accuracy = np.mean(pred == np.array(NAMES)[ds.y[val]])
+    # Another program than training's validation, so a count of argmaxes: exact here, as no
+    # validation row's top two probabilities are within 3e-3 of each other.
     assert accuracy == pytest.approx(result.rows["best_val_accuracy"][row], abs=1e-6)
     np.testing.assert_allclose(result.predict_proba(row, ds.x[val]).sum(-1), 1.0, rtol=1e-5)
   with pytest.raises(lr_jax.ConfigError, match=r"row must be an index into result.rows, 0..7"):
@@ -167,6 +169,8 @@ def test_refit_save_load_predict_round_trip_and_test_score(two_groups, tmp_path)
   assert sorted(os.path.basename(p) for p in paths) == ["model.json", "params.msgpack"]
   loaded = lr_jax.load_model(str(tmp_path / "model"))
   x = ds.x[:40] * 1.1  # Any raw rows.
+  # The same jitted forward (one Model per configuration) on the same parameter bits: the same
+  # program, bitwise by construction.
   np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
   np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
   assert loaded.predict(x).dtype.kind == "U"  # The labels as they were: strings.
@@ -176,7 +180,7 @@ def test_refit_save_load_predict_round_trip_and_test_score(two_groups, tmp_path)
   hand = np.mean(loaded.predict(ds.x[test]) == np.array(NAMES)[ds.y[test]])
   card = json.load(open(tmp_path / "model" / "model.json"))
   assert card["test"]["n"] == 30
-  assert card["estimate"]["test"] == hand == model.estimate["test"]
+  assert card["estimate"]["test"] == hand == model.estimate["test"]  # The same program's count.
   assert card["estimate"]["gap"] == pytest.approx(best["mean"] - hand)
   runs = [np.mean(result.predict(int(i), ds.x[test]) == np.array(NAMES)[ds.y[test]])
           for i in rows]  # The chosen point's sweep runs, on the same test rows.
@@ -236,6 +240,7 @@ def test_a_user_model_is_saved_and_loaded_with_model_given(tmp_path):
   with pytest.raises(lr_jax.ConfigError, match="user model 'Mine'"):
     lr_jax.load_model(str(tmp_path / "m"))
   loaded = lr_jax.load_model(str(tmp_path / "m"), model=user)
+  # The same model and parameter bits: the same program, bitwise by construction.
   np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
 
 

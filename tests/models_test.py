@@ -65,6 +65,7 @@ def test_from_linen_passes_train_and_the_dropout_key():
   x = jnp.ones((4, 64))
   evaluated = model.apply(params, x, jax.random.PRNGKey(1), False)
   assert evaluated.shape == (4, 10)
+  # Validation draws no key: the same ops on the same inputs, bitwise by construction.
   np.testing.assert_array_equal(evaluated, model.apply(params, x, jax.random.PRNGKey(2), False))
   # Training drops units, differently for another key and the same for the same key.
   a = model.apply(params, x, jax.random.PRNGKey(1), True)
@@ -92,7 +93,8 @@ def test_from_nnx_params_follow_the_key_and_apply_is_pure():
   x = jnp.ones((3, 64))
   out0 = model.apply(p0, x, None, False)
   assert out0.shape == (3, 10)
-  np.testing.assert_array_equal(out0, model.apply(p0, x, None, True))  # It has no dropout.
+  # It has no dropout: no op reads the mode, so the same ops run on the same inputs (bitwise).
+  np.testing.assert_array_equal(out0, model.apply(p0, x, None, True))
   assert not np.allclose(out0, model.apply(p1, x, None, False))
 
 
@@ -137,7 +139,7 @@ def test_from_nnx_dropout_follows_train_and_the_key_and_apply_is_pure(net):
   k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
   # Validation: dropout off, whatever the key, and equal to the same net without dropout.
   evaluated = model.apply(params, x, k1, False)
-  np.testing.assert_array_equal(evaluated, model.apply(params, x, k2, False))
+  np.testing.assert_array_equal(evaluated, model.apply(params, x, k2, False))  # Key unused.
   without = models.from_nnx(lambda rngs: net(rngs, rate=0.0))
   np.testing.assert_allclose(evaluated, without.apply(params, x, k1, True), rtol=1e-6)
   # Training: units dropped (a quarter of 4 x 16 stay whole only by a 2^-64 chance), by the key.
@@ -422,7 +424,7 @@ def test_a_user_model_is_reported_by_its_class_name(tmp_path):
 
 @pytest.mark.parametrize("cfg", [lr_jax.ModelConfig(hidden=(16, 8)),
                                  lr_jax.ModelConfig(name="cnn", hidden=(4,))])
-def test_built_in_dropout_at_rate_zero_is_the_model_without_dropout_bitwise(cfg):
+def test_built_in_dropout_at_rate_zero_is_the_model_without_dropout(cfg):
   model = lr_jax.build_model(cfg, 10, (8, 8, 1))
   params = model.init(jax.random.PRNGKey(0))
   x = jax.random.normal(jax.random.PRNGKey(1), (32, 64))
@@ -434,9 +436,11 @@ def test_built_in_dropout_at_rate_zero_is_the_model_without_dropout_bitwise(cfg)
   run = jax.jit(jax.value_and_grad(loss))
   plain, plain_grads = run(params, {})
   zero, zero_grads = run(params, {"dropout_rate": jnp.float32(0.0)})
-  np.testing.assert_array_equal(zero, plain)
+  # Rate 0 keeps every unit and divides by 1.0, exactly; but another hparams pytree traces
+  # another program, which XLA may fuse and sum differently: equal to float32 rounding.
+  np.testing.assert_allclose(zero, plain, rtol=1e-5, atol=1e-6)
   for a, b in zip(jax.tree_util.tree_leaves(zero_grads), jax.tree_util.tree_leaves(plain_grads)):
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # A positive rate drops units in training, never in validation; one program for every rate
   # (vmapped over rates), the same key giving nested masks.
   rates = jnp.asarray([0.0, 0.5, 0.9], jnp.float32)
@@ -444,6 +448,7 @@ def test_built_in_dropout_at_rate_zero_is_the_model_without_dropout_bitwise(cfg)
   # (Another program, vmapped: equal up to the summation order.)
   np.testing.assert_allclose(outs[0], model.apply(params, x, key, True), rtol=1e-5, atol=1e-6)
   assert not np.allclose(outs[1], outs[0]) and not np.allclose(outs[2], outs[1])
+  # Validation runs no dropout code at all: the same ops on the same inputs, bitwise.
   np.testing.assert_array_equal(
       model.apply(params, x, key, False, {"dropout_rate": jnp.float32(0.9)}),
       model.apply(params, x, None, False))
@@ -496,6 +501,7 @@ def test_an_nnx_model_gets_its_declared_numbers():
   model = models.from_nnx(Scaled, 64, hparams={"scale": 1.0})
   params = model.init(jax.random.PRNGKey(0))
   x = jnp.ones((2, 64))
+  # Exact arithmetic: times 0 is 0, times 1 the same bits, after the same Linear.
   np.testing.assert_array_equal(model.apply(params, x, None, False, {"scale": jnp.float32(0.0)}),
                                 np.zeros((2, 10)))
   np.testing.assert_array_equal(model.apply(params, x, None, False), model.apply(
