@@ -21,3 +21,65 @@ if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+# ---------------------------------------------------------------- what each module compiles
+# A test costs what it compiles (docs/architecture.md, "The test suite and its time"). Every
+# XLA compilation in the test processes is counted per test, and `make test` prints the sum per
+# module. Compilations in the subprocesses a test starts are not seen here.
+
+import collections  # noqa: E402
+
+from jax import monitoring  # noqa: E402
+
+_COMPILES = {"n": 0, "big": 0, "s": 0.0}
+BIG_PROGRAM_S = 0.5  # A training program compiles in 1-3 s; eager jnp ops in milliseconds.
+
+
+def _on_duration(event: str, seconds: float, **kwargs) -> None:
+  if event == "/jax/core/compile/backend_compile_duration":
+    _COMPILES["n"] += 1
+    _COMPILES["big"] += seconds >= BIG_PROGRAM_S
+    _COMPILES["s"] += seconds
+
+
+monitoring.register_event_duration_secs_listener(_on_duration)
+
+
+def pytest_runtest_protocol(item, nextitem):
+  item.config._lr_jax_before = dict(_COMPILES)
+
+
+def pytest_runtest_teardown(item, nextitem):
+  before = getattr(item.config, "_lr_jax_before", None)
+  if before is not None:
+    item.user_properties.append(("compiles", {k: _COMPILES[k] - before[k] for k in _COMPILES}))
+
+
+_BY_MODULE = collections.defaultdict(lambda: {"n": 0, "big": 0, "s": 0.0, "tests": 0})
+
+
+def pytest_runtest_logreport(report):
+  if report.when != "teardown":
+    return
+  for name, counts in report.user_properties:
+    if name == "compiles":
+      row = _BY_MODULE[report.nodeid.split("::")[0]]
+      row["tests"] += 1
+      for k, v in counts.items():
+        row[k] += v
+
+
+def pytest_terminal_summary(terminalreporter):
+  if not _BY_MODULE:
+    return
+  tr = terminalreporter
+  tr.section("XLA compilations per module (in the test processes)")
+  tr.write_line(f"{'module':<32} {'tests':>5} {'compiles':>8} {'programs>=0.5s':>14} {'compile s':>9}")
+  total = {"n": 0, "big": 0, "s": 0.0, "tests": 0}
+  for module, row in sorted(_BY_MODULE.items(), key=lambda kv: -kv[1]["s"]):
+    tr.write_line(f"{module:<32} {row['tests']:>5} {row['n']:>8} {row['big']:>14} {row['s']:>9.1f}")
+    for k in total:
+      total[k] += row[k]
+  tr.write_line(f"{'all':<32} {total['tests']:>5} {total['n']:>8} {total['big']:>14} "
+                f"{total['s']:>9.1f}")
