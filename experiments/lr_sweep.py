@@ -10,7 +10,10 @@ Every sweepable number (`--helpfull` lists them by namespace; README "Sweepable 
 comma list; the grid is the product of the lists. Writes results.csv, history.npz,
 summary.json, report.md and its figures (lr_accuracy.png, lr_loss.png, curves_loss.png,
 curves_accuracy.png; --noreport: none) into --out and prints the table. --out is checked and locked before anything compiles; the files replace the previous ones
-together; a different sweep's results are only replaced with --overwrite.
+together; a different sweep's results are only replaced with --overwrite. A finished sweep's
+results are always written: a refit (--refit, --test_fraction, --save_model) that fails after
+it (every refit run diverged) is one `error:` line and exit 2 after they are, with nothing
+saved in --save_model.
 """
 
 import contextlib
@@ -21,6 +24,7 @@ import sys
 from absl import flags, logging
 
 from lr_jax import cli
+from lr_jax.errors import ConfigError
 
 cli.define_sweep_flags()
 cli.define_run_flags()
@@ -62,26 +66,57 @@ def main(argv):
       cli.enable_compilation_cache()
       result = engine.run_planned(groups, grid, target=FLAGS.target, options=options,
                                    select=select)
+      # The sweep is done: its results are written whatever becomes of the refit (a refit that
+      # diverges, a bug, Ctrl-C), and the refit's failure is reported beside them.
+      model = refit_failure = None
       if refit:  # Every process: the refit is a sweep too.
-        model = export.refit(result)
-        result = dataclasses.replace(result, estimate=model.estimate)
+        try:
+          model = export.refit(result)
+        except (Exception, KeyboardInterrupt) as e:  # pylint: disable=broad-except
+          refit_failure = e
+        else:
+          result = dataclasses.replace(result, estimate=model.estimate)
       if not primary:
+        if refit_failure is not None:
+          raise refit_failure
         return
-      if FLAGS.save_model:
-        with model_folder.staging() as staging:
-          export.write_model(model, staging)
       with folder.staging() as staging:
         names = results.write_files(result, staging)
         if FLAGS.report:  # The figures and the page go with the files they describe.
           from lr_jax import report
           names += report.write_sweep_report(
               result, staging, command=cli.command_line("experiments.lr_sweep", sys.argv))
+      state["written"] = FLAGS.out
       if options.checkpoint_dir and not FLAGS.checkpoint_dir:
         engine.clear_checkpoints(options.checkpoint_dir)  # The results now hold everything.
+      if FLAGS.save_model:
+        if model is not None:
+          with model_folder.staging() as staging:
+            export.write_model(model, staging)
+        else:  # Nothing to save: the folder as it was (gone again, if this run created it).
+          model_folder.close(remove_if_empty=True)
     print(results.format_table(result))
     logging.info("wrote %s into %s", ", ".join(map(os.path.basename, names)), FLAGS.out)
+    if isinstance(refit_failure, KeyboardInterrupt):
+      state["refit_cut"] = True
+      raise refit_failure
+    if refit_failure is not None:  # After the results: one line (exit 2) that says both.
+      what = (str(refit_failure) if isinstance(refit_failure, ConfigError)
+              else f"{type(refit_failure).__name__}: {refit_failure}")
+      message = (f"the refit failed: {' '.join(what.split())}; the sweep's results are written "
+                 f"into {FLAGS.out}" + (f", nothing saved in --save_model {FLAGS.save_model}"
+                                        if FLAGS.save_model else ""))
+      logging.error("%s", message)
+      if not isinstance(refit_failure, ConfigError):
+        raise RuntimeError(message) from refit_failure  # A bug: its traceback, data kept.
+      raise ConfigError(message)
 
   def interrupted():
+    if state.get("written"):
+      return (f"the sweep's results are written into {state['written']}" + (
+          "; the refit was cut short" + (f", nothing saved in --save_model {FLAGS.save_model}"
+                                         if FLAGS.save_model else "")
+          if state.get("refit_cut") else ""))
     if cli.checkpoint_files(state.get("checkpoint_dir")):
       return (f"the checkpoint in {state['checkpoint_dir']} keeps the progress; continue with: "
               f"{cli.resume_command('experiments.lr_sweep', sys.argv)}")

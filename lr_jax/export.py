@@ -95,9 +95,13 @@ class TrainedModel:
                         f"{tuple(self.feature_shape)}), got an array of shape {x.shape}")
     if x.dtype.kind not in "biuf":
       raise ConfigError(f"features must be numbers, got dtype {x.dtype}")
-    x = x.reshape(len(x), width).astype(np.float32)
-    if not np.isfinite(x).all():
-      raise ConfigError(f"{int((~np.isfinite(x)).sum())} feature value(s) are NaN or inf")
+    with np.errstate(over="ignore"):  # A float64 beyond float32's range: inf, refused below.
+      x = x.reshape(len(x), width).astype(np.float32)
+    bad = _non_finite(x)
+    if bad is not None:
+      count, i, j = bad
+      raise ConfigError(f"{count} feature value(s) are NaN or inf (or beyond float32's range); "
+                        f"the first is x[{i}, {j}] = {x[i, j]}")
     return x
 
   def outputs(self, x) -> np.ndarray:
@@ -121,6 +125,15 @@ class TrainedModel:
     if self.task != "classification":
       return out[:, 0]
     return np.asarray(self.class_names)[np.argmax(out, axis=-1)]
+
+
+def _non_finite(x_NxD: np.ndarray) -> tuple[int, int, int] | None:
+  """(how many, row, column) of the first NaN or inf of `x_NxD` (0-based), or None."""
+  bad = ~np.isfinite(x_NxD)
+  if not bad.any():
+    return None
+  i, j = np.argwhere(bad)[0]
+  return int(bad.sum()), int(i), int(j)
 
 
 @functools.lru_cache(maxsize=32)
@@ -309,10 +322,14 @@ def estimate_of(best, select: str, num_points: int, test: dict | None, group: in
   val = float(best.mean)
   how = "best" if select == "best" else f"rule {select}"
   points = f"{num_points} point{'s' if num_points != 1 else ''}"
-  line = f"validation {metric} {val:.4f} ({how} of {points}, optimistic)"
-  out = {"group": group, "metric": metric, "validation": val, "num_points": num_points,
-         "rule": select, "test": None, "test_n": 0, "gap": None, "refit_n": refit_n,
-         "sweep_test": None, "selection_gap": None}
+  # The validation score is a mean over the chosen point's runs (seeds x folds): its n, as
+  # the test score's n is its rows.
+  val_n = int(best.n)
+  line = (f"validation {metric} {val:.4f} (n={val_n} run{'s' if val_n != 1 else ''}; {how} of "
+          f"{points}, optimistic)")
+  out = {"group": group, "metric": metric, "validation": val, "validation_n": val_n,
+         "num_points": num_points, "rule": select, "test": None, "test_n": 0, "gap": None,
+         "refit_n": refit_n, "sweep_test": None, "selection_gap": None}
   if test is None:
     out["line"] = line + "; no test set (--test_fraction, --test_dataset)"
     return out
@@ -497,7 +514,15 @@ def save_model(model: TrainedModel, path: str, overwrite: bool = False) -> list[
 
   Returns:
     The paths written.
+
+  Raises:
+    TypeError: `model` is not a `TrainedModel` (e.g. the sweep's result: refit it first).
   """
+  if not isinstance(model, TrainedModel):
+    hint = (" (a sweep's result: save lr_jax.refit(result))"
+            if type(model).__name__ == "SweepResult" else "")
+    raise TypeError(f"save_model takes a TrainedModel (from lr_jax.refit), got "
+                    f"{type(model).__module__}.{type(model).__qualname__}{hint}")
   with model_folder(path, {"config": model.card.get("experiment")}, overwrite,
                     flag="path") as folder:
     with folder.staging() as staging:
@@ -505,8 +530,37 @@ def save_model(model: TrainedModel, path: str, overwrite: bool = False) -> list[
   return [os.path.join(path, n) for n in names]
 
 
+def _one_line(e: BaseException) -> str:
+  return " ".join(str(e).split()) or type(e).__name__
+
+
+def _leaf_shapes(tree) -> dict[str, tuple]:
+  """{'Dense_0/kernel': shape} of a parameter tree (its state dict: plain nested dicts)."""
+  from flax import serialization
+  leaves, _ = jax.tree_util.tree_flatten_with_path(serialization.to_state_dict(tree))
+  return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
+          tuple(np.shape(leaf)) for path, leaf in leaves}
+
+
+def _architecture_mismatch(want: dict[str, tuple], got: dict[str, tuple]) -> str | None:
+  """How a member's parameters differ from the model's, or None where they match."""
+  for name, shape in want.items():
+    if name not in got:
+      return f"it lacks parameter {name} (shape {shape})"
+    if got[name] != shape:
+      return f"expected shape {shape} for {name}, found {got[name]}"
+  extra = [n for n in got if n not in want]
+  if extra:
+    return f"it has parameter(s) the model lacks: {', '.join(extra[:3])}"
+  return None
+
+
 def load_model(path: str, model: Model | None = None) -> TrainedModel:
   """Loads a model saved by `save_model` (or `lr_sweep --save_model=DIR`).
+
+  Everything is checked here, so a damaged folder is one `ConfigError` at load, never an error
+  deep inside a prediction: model.json must be JSON with every key this needs, params.msgpack
+  must decode whole, and every member's parameter shapes must be the architecture's.
 
   Args:
     path: the model's folder.
@@ -517,7 +571,11 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
     A `TrainedModel`: `predict(x)` and `predict_proba(x)` on raw features.
 
   Raises:
-    ConfigError: a missing folder or file, a file of another format, or a user model not given.
+    ConfigError: a missing folder or file, a file of another format, a user model not given,
+      or a folder that is not a valid model ("<path> is not a valid lr_jax model folder:
+      params.msgpack is truncated", "... params.msgpack does not match model.json's
+      architecture (member 0): expected shape (4, 8) for Dense_0/kernel, found (4, 16)",
+      "... model.json lacks 'task'").
   """
   from flax import serialization
   card_path, params_path = os.path.join(path, CARD_NAME), os.path.join(path, PARAMS_NAME)
@@ -527,36 +585,108 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
   for p in (card_path, params_path):
     if not os.path.isfile(p):
       raise ConfigError(f"{path!r} is not a saved model: it has no {os.path.basename(p)}")
+
+  def invalid(what: str) -> ConfigError:
+    return ConfigError(f"{path!r} is not a valid lr_jax model folder: {what}")
+
   try:
     with open(card_path, encoding="utf-8") as f:
       card = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ConfigError(f"cannot read {card_path!r}: {' '.join(str(e).split())}") from None
+  except OSError as e:
+    raise ConfigError(f"cannot read {card_path!r}: {_one_line(e)}") from None
+  except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+    raise invalid(f"{CARD_NAME} is not JSON ({_one_line(e)})") from None
   if not isinstance(card, dict) or card.get("format") != FORMAT:
     raise ConfigError(f"{card_path!r} is not an lr_jax model card (format {FORMAT!r})")
-  task, names = card["task"], tuple(card["class_names"])
-  shape = tuple(card["feature_shape"])
+
+  def field(*keys, kind=None):
+    """card[keys[0]][keys[1]]...: a missing key or a value of the wrong kind is `invalid`."""
+    value, seen = card, []
+    for k in keys:
+      seen.append(k)
+      if not isinstance(value, dict) or k not in value:
+        raise invalid(f"{CARD_NAME} lacks {'.'.join(seen)!r}")
+      value = value[k]
+    if kind is not None and not isinstance(value, kind):
+      names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+      raise invalid(f"{CARD_NAME}'s {'.'.join(keys)!r} is {value!r}, not a {names}")
+    return value
+
+  task = field("task", kind=str)
+  if task not in ("classification", "regression"):
+    raise invalid(f"{CARD_NAME}'s 'task' is {task!r}; valid: 'classification', 'regression'")
+  names = tuple(field("class_names", kind=list))
+  shape = field("feature_shape", kind=list)
+  if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+    raise invalid(f"{CARD_NAME}'s 'feature_shape' is {shape!r}, not a list of positive integers")
+  shape = tuple(shape)
+  width = math.prod(shape)
   if card.get("user_model") is not None:
     if model is None:
       raise ConfigError(f"{path!r} holds user model {card['user_model']!r}, which cannot be "
                         "rebuilt from model.json; pass it: load_model(path, model=...)")
+    built_from = "the given model's"
   else:
-    cfg = card["experiment"]["model"]
+    cfg = field("experiment", "model", kind=dict)
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
-                         if k in fields})
+    try:
+      cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
+                           if k in fields})
+    except (ConfigError, TypeError, ValueError) as e:
+      raise invalid(f"{CARD_NAME}'s model configuration is invalid ({_one_line(e)})") from None
+    if task == "classification" and len(names) < 2:
+      raise invalid(f"{CARD_NAME}'s 'class_names' has {len(names)} class(es); a classifier "
+                    "has at least 2")
     model = _built_model(cfg, _num_outputs(task, len(names)), shape)
-  with open(params_path, "rb") as f:
-    state = serialization.msgpack_restore(f.read())
+    built_from = f"{CARD_NAME}'s"
+  feature_names = tuple(field("feature_names", kind=list))
+  if feature_names and len(feature_names) != width:
+    raise invalid(f"{CARD_NAME} names {len(feature_names)} features; its feature_shape "
+                  f"{shape} has {width}")
+  stats = []
+  for key in ("mean", "std"):
+    values = field("standardization", key, kind=list)
+    try:
+      values = np.asarray(values, np.float32)
+    except (TypeError, ValueError):
+      values = None
+    if values is None or values.shape != (width,) or not np.isfinite(values).all():
+      raise invalid(f"{CARD_NAME}'s 'standardization.{key}' is not {width} finite numbers "
+                    "(one per feature)")
+    stats.append(values)
+
+  try:
+    with open(params_path, "rb") as f:
+      blob = f.read()
+  except OSError as e:
+    raise ConfigError(f"cannot read {params_path!r}: {_one_line(e)}") from None
+  try:
+    state = serialization.msgpack_restore(blob)
+  except Exception as e:  # pylint: disable=broad-except  # msgpack's errors, whatever the bytes.
+    what = ("is truncated" if not blob or "incomplete" in str(e)
+            else f"is not a valid msgpack file ({_one_line(e)})")
+    raise invalid(f"{PARAMS_NAME} {what}") from None
+  members = state.get("members") if isinstance(state, dict) else None
+  if (not isinstance(members, dict) or not members
+      or sorted(members) != sorted(str(i) for i in range(len(members)))):
+    raise invalid(f"{PARAMS_NAME} holds no ensemble members (members '0', '1', ...)")
   target = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-  members = state["members"]
-  params = tuple(serialization.from_state_dict(target, members[str(i)])
-                 for i in range(len(members)))
-  std = card["standardization"]
-  return TrainedModel(model=model, params=params, mean=np.asarray(std["mean"], np.float32),
-                      std=np.asarray(std["std"], np.float32), task=task, class_names=names,
-                      feature_names=tuple(card["feature_names"]), feature_shape=shape,
-                      card=card)
+  want = _leaf_shapes(target)
+  params = []
+  for i in range(len(members)):
+    member = members[str(i)]
+    problem = _architecture_mismatch(want, _leaf_shapes(member))
+    if problem is None:
+      try:
+        params.append(serialization.from_state_dict(target, member))
+      except (KeyError, TypeError, ValueError) as e:
+        problem = _one_line(e)
+    if problem is not None:
+      which = f" (member {i})" if len(members) > 1 else ""
+      raise invalid(f"{PARAMS_NAME} does not match {built_from} architecture{which}: {problem}")
+  return TrainedModel(model=model, params=tuple(params), mean=stats[0], std=stats[1],
+                      task=task, class_names=names, feature_names=feature_names,
+                      feature_shape=shape, card=card)
 
 
 def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarray | None]:
@@ -573,30 +703,45 @@ def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarra
     ConfigError: a missing or unreadable file, or columns that differ from the model's (the
       message names the missing and the unexpected ones).
   """
-  ext = os.path.splitext(path)[1].lower()
+  from lr_jax import data as data_lib  # Late, as elsewhere here: one file check for all readers.
+  # A directory, a missing or an empty file: refused as every data file is.
+  ext = data_lib._check_file(path)
   if ext not in (".csv", ".npz"):
     raise ConfigError(f"cannot read {path!r}: give a .csv or .npz file")
-  if not os.path.isfile(path):
-    raise ConfigError(f"data file {path!r} does not exist")
   width = int(model.mean.shape[0])
   if ext == ".npz":
-    try:
-      with np.load(path, allow_pickle=False) as archive:
-        if "x" not in archive.files:
-          raise ConfigError(f"{path!r} has no array 'x'; arrays: {', '.join(archive.files)}")
-        x, y = archive["x"], archive["y"] if "y" in archive.files else None
-    except (OSError, ValueError) as e:
-      raise ConfigError(f"cannot read {path!r}: {' '.join(str(e).split())}") from None
+    x, y = _read_npz_features(path)
     if x.ndim < 2 or math.prod(x.shape[1:]) != width:
       raise ConfigError(f"x of {path!r} has shape {x.shape}; the model takes {width} features")
+    if x.dtype.kind not in "biuf":
+      raise ConfigError(f"x of {path!r} has dtype {x.dtype}; features must be numbers")
+    with np.errstate(over="ignore"):
+      flat = x.reshape(len(x), width).astype(np.float32)
+    bad = _non_finite(flat)
+    if bad is not None:
+      count, i, j = bad
+      column = f"column {j + 1}" + (f" ({model.feature_names[j]!r})"
+                                     if len(model.feature_names) == width else "")
+      index = f"x[{i}, {j}]" if x.ndim == 2 else f"x[{i}].flat[{j}]"
+      value = float(x.reshape(len(x), width)[i, j])
+      what = ("NaN" if math.isnan(value) else f"{value}" if math.isinf(value)
+              else f"{value:g}, beyond float32's range,")
+      raise ConfigError(f"x of {path!r} holds {what} at row {i + 1}, {column}, counted from 1 "
+                        f"({index}); predictions need finite features ({count} value(s) in all "
+                        "are not)")
     return model._features(x), y
   try:
     with open(path, newline="", encoding="utf-8-sig") as f:
       reader = csv.reader(f)
       header = [h.strip() for h in next(reader, [])]
+      data_lib.check_header(header, path)  # Columns are matched by name: each once.
       body = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
-  except (OSError, UnicodeDecodeError, csv.Error) as e:
-    raise ConfigError(f"cannot read {path!r}: {' '.join(str(e).split())}") from None
+  except UnicodeDecodeError:
+    raise ConfigError(f"data file {path!r} is not UTF-8 text; a .csv file must be") from None
+  except csv.Error as e:
+    raise ConfigError(f"data file {path!r} is not valid CSV: {_one_line(e)}") from None
+  except OSError as e:
+    raise _read_error(path, e, ".csv file") from None
   names = list(model.feature_names) or [f"x{i}" for i in range(width)]
   missing = [c for c in names if c not in header]
   extra = [c for c in header if c not in names]
@@ -624,8 +769,79 @@ def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarra
       except ValueError:
         raise ConfigError(f"non-numeric value {row[c].strip()!r} in column {header[c]!r}, line "
                           f"{line} of {path!r}") from None
+  with np.errstate(over="ignore"):
+    bad = _non_finite(x.astype(np.float32))  # As the model reads them: float32.
+  if bad is not None:
+    count, i, j = bad
+    line, row = body[i]
+    raise ConfigError(f"{_finite_problem(x[i, j])} {row[cols[j]].strip()!r} in column "
+                      f"{header[cols[j]]!r}, data row {i + 1} (line {line}) of {path!r}; "
+                      f"predictions need finite features ({count} value(s) in all are not)")
   y = np.array([row[header.index(label)].strip() for _, row in body]) if label else None
   return model._features(x), y
+
+
+_NPZ_FEATURES_HOW = "save one with np.savez(path, x=features)"
+
+
+def _read_error(path: str, e: OSError, kind: str) -> ConfigError:
+  """'cannot read' for a file that cannot be read (`data.UNREADABLE`); else a malformed one."""
+  from lr_jax import data as data_lib
+  if e.errno in data_lib.UNREADABLE:
+    return ConfigError(f"cannot read {path!r}: {e.strerror or type(e).__name__}")
+  return ConfigError(f"data file {path!r} is not a valid {kind} "
+                     f"({e.strerror or data_lib._not_pickle(e)})")
+
+
+def _read_npz_features(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+  """The arrays `x` and `y` (None if absent) of a predict .npz; nothing is ever unpickled.
+
+  Decided by the magic bytes before `np.load`: to numpy, a file that is neither a zip nor a
+  .npy is a pickle, and its error advises loading it unsafely.
+  """
+  import zipfile
+  from lr_jax import data as data_lib
+  invalid = lambda why: ConfigError(
+      f"data file {path!r} is not a valid .npz archive ({why}); {_NPZ_FEATURES_HOW}")
+  try:
+    with open(path, "rb") as f:
+      head = f.read(len(data_lib._NPY_MAGIC))
+    if head.startswith(data_lib._NPY_MAGIC):
+      raise ConfigError(f"data file {path!r} holds a single array, not a .npz archive; "
+                        f"{_NPZ_FEATURES_HOW}")
+    if not head.startswith(data_lib._ZIP_MAGICS):
+      raise invalid("not a zip file")
+    with np.load(path, allow_pickle=False) as archive:
+      if "x" not in archive.files:
+        raise ConfigError(f"{path!r} has no array 'x'; arrays: "
+                          f"{', '.join(archive.files) or 'none'}")
+      arrays = {}
+      for key in ("x", "y"):
+        if key not in archive.files:
+          continue
+        try:
+          arrays[key] = archive[key]
+        except ValueError as e:
+          if "pickle" not in str(e):
+            raise
+          raise ConfigError(f"array {key!r} of {path!r} holds Python objects, which are not "
+                            "read; save it as numbers (or, for y, strings)") from None
+        if not isinstance(arrays[key], np.ndarray):  # numpy hands back a non-.npy member's bytes.
+          raise invalid(f"its {key!r} is not a .npy array")
+  except ConfigError:
+    raise
+  except OSError as e:
+    raise _read_error(path, e, ".npz archive") from None
+  except (ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise invalid(data_lib._not_pickle(e)) from None
+  return arrays["x"], arrays.get("y")
+
+
+def _finite_problem(value: float) -> str:
+  """What is wrong with a value that is not finite as float32."""
+  if math.isnan(value):
+    return "NaN"
+  return "infinite value" if math.isinf(value) else "value beyond float32's range"
 
 
 def predictions_csv(model: TrainedModel, x) -> str:

@@ -781,24 +781,63 @@ def write_outputs(result: SweepResult, out_dir: str, overwrite: bool = False) ->
   """Writes `results.csv`, `history.npz` and `summary.json` into `out_dir` as one unit.
 
   The folder is locked while writing, the three files replace the previous three together or
-  not at all, and the results of a different sweep (another `result.config`) are only
-  replaced with `overwrite`; the same sweep's are replaced without asking (`lr_jax.outputs`).
+  not at all, and a different result's files are only replaced with `overwrite`: another
+  sweep's (another `result.config`, `lr_jax.outputs`), and also another result of the same
+  configuration (e.g. of other in-memory data or another user model, which the configuration
+  names but does not hold), told by its per-variant table or histories. The same result is
+  written again without asking (its timings and estimate may be new).
 
   Args:
     result: from `run_sweep`.
     out_dir: the output folder; created if missing.
-    overwrite: replace another sweep's results.
+    overwrite: replace a different result's files.
 
   Returns:
     The paths written.
 
   Raises:
+    TypeError: `result` is not a `SweepResult` (nothing is touched).
     ConfigError: `out_dir` cannot be written, another process is writing it, it holds a
-      different sweep's results, or writing failed (then the previous files are unchanged).
+      different result's files, or writing failed (then the previous files are unchanged).
   """
+  if not isinstance(result, SweepResult):
+    raise TypeError(f"write_outputs takes a SweepResult (from lr_jax.run_sweep), got "
+                    f"{type(result).__module__}.{type(result).__qualname__}")
+  import zipfile
+
+  def differs_from(folder: str) -> str | None:
+    """How the results in `folder` differ from `result`'s (None: the same, or none to compare).
+
+    Compared as written: `results.csv` as text, `history.npz`'s arrays (NaN equal to NaN). A
+    file that is missing or cannot be read holds nothing to keep.
+    """
+    try:
+      with open(os.path.join(folder, "results.csv"), encoding="utf-8") as f:
+        if f.read() != results_csv(result):
+          return "its results.csv differs"
+    except (OSError, ValueError):
+      pass
+    try:
+      with np.load(os.path.join(folder, "history.npz"), allow_pickle=False) as f:
+        old = {k: f[k] for k in f.files if not k.startswith("variant_")}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+      return None
+    new = {k: np.asarray(v) for k, v in result.history.items()}
+    same = set(old) == set(new) and all(
+        old[k].shape == new[k].shape
+        and np.array_equal(old[k], new[k], equal_nan=old[k].dtype.kind in "fc")
+        for k in new)
+    return None if same else "its history.npz differs"
+
   from lr_jax.outputs import OutputFolder
   with OutputFolder(out_dir, identity={"kind": "sweep", "config": result.config},
                     overwrite=overwrite, flag="out_dir", overwrite_hint="overwrite=True") as folder:
+    # open() refused another configuration; the same one may still be another result.
+    differs = None if overwrite else differs_from(folder.path)
+    if differs:
+      raise ConfigError(
+          f"out_dir {folder.path} holds a different result of the same sweep configuration "
+          f"({differs}); pass overwrite=True to replace it, or give another out_dir")
     with folder.staging() as staging:
       names = [os.path.basename(p) for p in write_files(result, staging)]
   return [os.path.join(out_dir, name) for name in names]
