@@ -1,6 +1,7 @@
 """The pure core and the sweep engine: equivalences, invariants and hand-computed cases."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -389,17 +390,24 @@ def _digits_arrays(exp):
   return dataset, data
 
 
-def _train_points(points, exp=AXES_EXP, seed=0):
-  """Trains the points of one stream (digits, fold 0) through `make_trainer` directly."""
+@functools.lru_cache(maxsize=None)
+def _stream_programs(exp):
+  """One stream's data and the jitted init and run of `exp`: the tests of one experiment share
+  them, so a population of the same width and axes compiles once per module, not per test."""
   dataset, data = _digits_arrays(exp)
   model = lr_jax.build_model(exp.model, 10, dataset.feature_shape)
   trainer = make_trainer(exp, model, task="classification", n_max=int(data.train_idx.shape[1]),
                          feature_shape=dataset.feature_shape, namespaces=NAMESPACES)
+  return model, data, jax.jit(trainer.init), jax.jit(trainer.run, static_argnames="num_epochs")
+
+
+def _train_points(points, exp=AXES_EXP, seed=0):
+  """Trains the points of one stream (digits, fold 0) through `make_trainer` directly."""
+  model, data, init, run = _stream_programs(exp)
   hp = {k: jnp.asarray(v, jnp.float32) for k, v in points.items()}
   seeds, folds = jnp.full(1, seed, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
-  state = jax.jit(trainer.init)(params, hp, folds, data)
-  run = jax.jit(trainer.run, static_argnames="num_epochs")
+  state = init(params, hp, folds, data)
   state, history = run(state, hp, seeds, folds, data, Budget.of(exp.train),
                        num_epochs=exp.train.epochs)
   return jax.device_get(state.variants), jax.device_get(history)
