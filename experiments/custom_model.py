@@ -10,7 +10,10 @@ API. On a classification data set it selects the learning rate by its own metric
 accuracy on the whole validation set (`val_balanced_accuracy`; --monitor=val_balanced_accuracy
 stops on it); lr_jax's sweepable numbers apply to it as to a built-in model (e.g.
 --label_smoothing=0,0.1 sweeps the loss's label smoothing in the same compiled program).
-Writes results.csv, history.npz and summary.json into --out and prints the table.
+Writes results.csv, history.npz and summary.json into --out and prints the table; --out is
+checked first (`cli.check_out`: not empty, writable, not in use by another run), before any
+data is loaded or anything compiles. The built-in model's flags (--model, --hidden,
+--activation) do not apply to this model and are refused.
 """
 
 import jax
@@ -60,7 +63,9 @@ def main(argv):
     if FLAGS.width < 1 or FLAGS.blocks < 0:
       raise lr_jax.ConfigError(f"--width must be >= 1 and --blocks >= 0, got {FLAGS.width} and "
                                f"{FLAGS.blocks}")
-    experiment = cli.experiment_from_flags(FLAGS)  # lr_jax's flags, checked before any work.
+    cli.check_out(FLAGS.out)  # Written at the end: checked (writable, not in use) before any work.
+    # lr_jax's flags, checked before any work; the built-in model's (--hidden, ...) do not apply.
+    experiment = cli.experiment_from_flags(FLAGS, user_model=ResidualMLP.__name__)
     grid = cli.grid_from_flags(FLAGS)
     data = lr_jax.load_dataset(experiment.data)  # The model's input and output widths.
     outputs = data.num_classes if data.task == "classification" else 1

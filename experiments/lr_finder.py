@@ -14,6 +14,9 @@ where each suggestion lands against the sweep's best learning rate.
 Writes finder.png, finder.json and report.md into --out (and the check sweep's results.csv,
 history.npz and summary.json into --out/sweep), all committed together; --out is checked and
 locked before anything compiles, and another run's results are only replaced with --overwrite.
+A flag this run would not read is refused, not ignored: lr_sweep's --target and --select, the
+check sweep's (--lrs, --epochs, --schedule, ...) with --nocheck_sweep, and --check_num_lrs or
+--check_span with --lrs.
 """
 
 import dataclasses
@@ -40,6 +43,32 @@ FLAGS = flags.FLAGS
 # The sweep script's grid flags mean nothing here; refusing them beats ignoring them.
 _SWEEP_ONLY = {"lr_min": "--finder_lr_min", "lr_max": "--finder_lr_max",
                "num_lrs": "--check_num_lrs"}
+# lr_sweep's flags that this script never reads (its check sweep selects by the default rule).
+_NEVER_READ = ("target", "select")
+# The flags only the check sweep reads: the range test takes the optimizer family, clipping and
+# batch size, and ramps the learning rate itself instead of a schedule (`finder.finder_optim`).
+_CHECK_SWEEP_ONLY = ("lrs", "check_num_lrs", "check_span", "epochs", "patience", "monitor",
+                     "min_delta", "restore_best", "divergence_factor", "max_steps", "schedule",
+                     "decay_steps", "staircase", "boundaries", "scales")
+
+
+def _check_flags_apply(f) -> None:
+  """Refuses a flag given on the command line that this run would not read."""
+  given = [name for name in (*_NEVER_READ, *_CHECK_SWEEP_ONLY) if f[name].present]
+  for name in given:
+    if name in _NEVER_READ:
+      raise ConfigError(f"--{name} is lr_sweep's and does not apply here: the check sweep "
+                        f"reports where each suggestion lands against its best learning rate; "
+                        f"drop --{name}")
+    if not f.check_sweep:
+      raise ConfigError(f"--{name} does not apply with --nocheck_sweep: only the check sweep "
+                        "reads it (the range test runs --finder_steps steps of its own "
+                        f"learning-rate ramp); drop --{name}")
+  if f.lrs is not None:
+    for name in ("check_num_lrs", "check_span"):
+      if f[name].present:
+        raise ConfigError(f"--{name} does not apply with --lrs, which gives the check sweep's "
+                          f"learning rates itself; drop --{name}")
 
 
 def _one_value_each(f) -> dict[str, float]:
@@ -64,6 +93,7 @@ def main(argv):
         raise ConfigError(
             f"--{name} sets lr_sweep's grid and is not used here; valid: {instead} (and --lrs "
             "for the check sweep's grid)")
+    _check_flags_apply(FLAGS)
     experiment = cli.experiment_from_flags(FLAGS)
     from lr_jax import config, engine, finder, outputs, results
     finder.check_finder_args(
@@ -73,9 +103,7 @@ def main(argv):
     config.check_positive("--check_num_lrs", FLAGS.check_num_lrs, integer=True)
     if not FLAGS.check_span > 1 or not math.isfinite(FLAGS.check_span):
       raise ConfigError(f"--check_span must be a finite number > 1, got {FLAGS.check_span!r}")
-    check_lrs = cli.parse_floats("lrs", FLAGS.lrs)
-    if check_lrs is not None:
-      check_lrs = config.check_learning_rates(check_lrs)
+    check_lrs = cli.parse_learning_rates("lrs", FLAGS.lrs)  # Distinct: as the sweep's Grid.
     hparams = _one_value_each(FLAGS)
     seeds = tuple(range(FLAGS.seeds))
     identity = {

@@ -12,7 +12,9 @@ Public, for scripts of your own (see `experiments/custom_model.py`):
 
     def main(argv):
       def run():
-        exp, grid = cli.experiment_from_flags(FLAGS), cli.grid_from_flags(FLAGS)
+        cli.check_out(FLAGS.out)             # not empty, writable, not in use: before any work
+        exp = cli.experiment_from_flags(FLAGS, user_model="Mine")  # --hidden etc. refused
+        grid = cli.grid_from_flags(FLAGS)
         ...                                  # lr_jax.run_sweep(exp, grid, model=...)
       cli.run_main(run)                      # ConfigError: one `error:` line, exit 2
 
@@ -21,7 +23,9 @@ Public, for scripts of your own (see `experiments/custom_model.py`):
 
 The static flags are the config dataclasses' fields (`field_docs`: default and help from the
 dataclass); every number of `lr_jax.hparams.catalog()` is a comma-list flag `--<name>`
-(`define_hparam_flags`), grouped by namespace in `--helpfull`.
+(`define_hparam_flags`), grouped by namespace in `--helpfull`. A flag given on the command line
+that the configuration does not read is refused, not ignored (`check_flags_apply`, from
+`lr_jax.config.APPLIES`; a sweepable number's when the sweep is planned).
 
 A flag of the script's own with the name of one of lr_jax's is refused when it is defined
 (`flags.DuplicateFlagError` naming it), whichever is defined first: rename yours, or read
@@ -107,6 +111,8 @@ def run_main(main: Callable[[], object], on_interrupt: Callable[[], str | None] 
     hint = on_interrupt() if on_interrupt is not None else None
     print("interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
     sys.exit(130)  # 128 + SIGINT, as a shell reports a process Ctrl-C ended.
+  finally:
+    release_locks()  # The run is over: its checkpoint folder is free again.
 
 
 def parse_flags(argv: Sequence[str]) -> list[str]:
@@ -114,8 +120,12 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
   from absl import flags
   try:
     rest = flags.FLAGS(list(argv))
-  except flags.Error as e:
+  except (flags.Error, ValueError) as e:  # absl: `--nobool=x` "does not take an argument".
     message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    arg = message.split(" ", 1)[0]
+    if isinstance(e, ValueError) and arg.startswith("--no") and "=" in arg:
+      name = arg[len("--no"):].split("=", 1)[0]
+      message += f"; valid: --{name}, --no{name} or --{name}=true/false"
     print(f"error: {message} (--helpfull lists the flags)", file=sys.stderr)
     sys.exit(2)
   if len(rest) > 1:
@@ -151,21 +161,57 @@ def checkpoint_files(checkpoint_dir: str | None) -> list[str]:
                 if n.startswith("group") and n.endswith(".npz"))
 
 
-def check_checkpoints(options, overwrite: bool) -> None:
-  """Checks the checkpoint folder can be written and refuses to start over a resumable one.
+def check_out(path: str | None, flag: str = "--out") -> str:
+  """The early check of an output folder, for a script that writes it only at its end.
 
-  Starting afresh would overwrite, then delete, a checkpoint that `--resume` could continue:
-  that needs `--overwrite`, which discards it here (so a stale file cannot be resumed later).
+  Refuses, in one line and before any work: an empty path (it would be the working directory),
+  an existing file, a folder that cannot be written, and one another live run holds (its
+  `outputs.OutputFolder` lock). Leaves nothing behind. A different run's results in it are
+  still only found when the results are written (`lr_jax.write_outputs`); a script that can
+  describe its run first holds the folder for the whole run instead (`outputs.OutputFolder`,
+  as `experiments/lr_sweep.py` does).
+
+  Returns:
+    The folder's absolute path.
+  """
+  from lr_jax import outputs
+  created = outputs.check_writable(path, flag)
+  try:
+    outputs.check_free(path, flag)
+  finally:
+    outputs.remove_empty(created)
+  return os.path.abspath(path)
+
+
+_HELD: list = []  # The `outputs.FolderLock`s `check_checkpoints` took, until `release_locks`.
+
+
+def release_locks() -> None:
+  """Releases the checkpoint folders `check_checkpoints` holds; `run_main` calls it when the
+  script's work ends (a process that ends releases them anyway)."""
+  while _HELD:
+    _HELD.pop().close()
+
+
+def check_checkpoints(options, overwrite: bool) -> None:
+  """Checks and locks the checkpoint folder and refuses to start over a resumable one.
+
+  The folder is held (`outputs.FolderLock`) until the run ends (`run_main`; the `OutputFolder`
+  it lies in, if any): a second run pointed at a live run's checkpoints is refused, with
+  `--overwrite` too. Starting afresh would overwrite, then delete, a checkpoint that `--resume`
+  could continue: that needs `--overwrite`, which discards it here (so a stale file cannot be
+  resumed later).
 
   Raises:
-    ConfigError: the folder is not writable, or holds a checkpoint and neither `--resume`
-      nor `--overwrite` was given.
+    ConfigError: the folder is not writable, another live run holds it, or it holds a
+      checkpoint and neither `--resume` nor `--overwrite` was given.
   """
   from lr_jax import outputs
   directory = options.checkpoint_dir
   if not directory:
     return
-  outputs.remove_empty(outputs.check_writable(directory, "--checkpoint_dir"))
+  if not any(lock.held and lock.path == os.path.abspath(directory) for lock in _HELD):
+    _HELD.append(outputs.FolderLock(directory, "--checkpoint_dir").open())
   found = checkpoint_files(directory)
   if not found or options.resume:
     return
@@ -523,14 +569,56 @@ def define_sweep_flags(flag_values: "flags.FlagValues | None" = None) -> list[st
   return d.names
 
 
-def experiment_from_flags(f) -> "Experiment":
-  """Builds the `Experiment` the sweep flags describe; bad values raise `ConfigError`."""
+def experiment_from_flags(f, *, user_model: str | None = None) -> "Experiment":
+  """Builds the `Experiment` the sweep flags describe; bad values raise `ConfigError`.
+
+  A flag given on the command line (absl's `.present`, even at its default value) for a field
+  the experiment does not read is refused (`check_flags_apply`).
+
+  Args:
+    f: the parsed flags.
+    user_model: the name of the script's own model, which replaces the built-in `ModelConfig`
+      (then `--model`, `--hidden` and `--activation` do not apply); None for the built-in one.
+  """
   from lr_jax.config import DataConfig, Experiment, ModelConfig, OptimConfig, TrainConfig
-  if f.val_dataset is not None and f["val_fraction"].present:  # Even at its default value.
-    raise ConfigError(f"--val_fraction does not apply with --val_dataset={f.val_dataset}: its "
-                      "rows are the validation split; drop --val_fraction")
-  return Experiment(data=_from_fields(DataConfig, f), model=_from_fields(ModelConfig, f),
-                    optim=_from_fields(OptimConfig, f), train=_from_fields(TrainConfig, f))
+  experiment = Experiment(data=_from_fields(DataConfig, f), model=_from_fields(ModelConfig, f),
+                          optim=_from_fields(OptimConfig, f), train=_from_fields(TrainConfig, f))
+  for part in (experiment.data, experiment.optim, experiment.train):
+    check_flags_apply(f, part)
+  if user_model is None:
+    check_flags_apply(f, experiment.model)
+  else:
+    for flag, _, _ in _config_fields(ModelConfig):
+      if _given(f, flag):
+        raise ConfigError(f"--{flag} does not apply to the user model {user_model!r}, which "
+                          f"builds its own layers; drop --{flag}")
+  return experiment
+
+
+def _given(f, flag: str) -> bool:
+  """Whether `flag` was given on the command line (even at its default value)."""
+  return flag in f and f[flag].present
+
+
+def check_flags_apply(f, config) -> None:
+  """Refuses a flag given on the command line for a field `config` does not read.
+
+  Which fields a config reads is declared once, in `lr_jax.config.APPLIES` (e.g. `decay_steps`
+  by the exponential schedule only); `lr_jax.config.unused_fields` lists those a config leaves
+  unread. The sweepable numbers are the registries' (`lr_jax.hparams`): a grid value of one the
+  experiment does not have is refused when the sweep is planned.
+
+  Raises:
+    ConfigError: one line naming the flag and why it does not apply.
+  """
+  from lr_jax.config import unused_fields, why_unused
+  unused = unused_fields(config)
+  flags_of = {field: flag for flag, field, _ in _config_fields(type(config))}
+  for field, why in unused.items():
+    flag = flags_of.get(field)
+    if flag is not None and _given(f, flag):
+      text = why_unused(why, lambda name: f"--{flags_of.get(name, name)}")
+      raise ConfigError(f"--{flag} does not apply {text}; drop --{flag}")
 
 
 def hparams_from_flags(f) -> dict[str, tuple[float, ...]]:
@@ -539,12 +627,40 @@ def hparams_from_flags(f) -> dict[str, tuple[float, ...]]:
           if (values := parse_hparam(name, getattr(f, name))) is not None}
 
 
+def parse_learning_rates(flag: str, values: Sequence[str] | None) -> tuple[float, ...] | None:
+  """Parses a comma list of learning rates: each a finite number > 0, none repeated.
+
+  Raises:
+    ConfigError: one line naming `--<flag>` and the bad or repeated value.
+  """
+  from lr_jax.config import check_distinct, check_learning_rates
+  lrs = parse_floats(flag, values)
+  if lrs is None:
+    return None
+  try:
+    lrs = check_learning_rates(lrs)
+    check_distinct("learning rates", lrs, " (a repeated one would be trained twice and counted "
+                   "as more runs)")
+  except ConfigError as e:
+    raise ConfigError(f"--{flag}: {e}") from None
+  return lrs
+
+
 def grid_from_flags(f) -> "Grid":
-  """Builds the `Grid` (learning rates, seeds, other dynamic numbers) the sweep flags describe."""
+  """Builds the `Grid` (learning rates, seeds, other dynamic numbers) the sweep flags describe.
+
+  `--lrs` replaces the log-spaced grid: `--lr_min`, `--lr_max` or `--num_lrs` given with it
+  are refused, as flags that do not apply.
+  """
   from lr_jax.config import check_positive, log_spaced
   from lr_jax.engine import Grid
-  lrs = parse_floats("lrs", f.lrs)
-  if lrs is None:
+  lrs = parse_learning_rates("lrs", f.lrs)
+  if lrs is not None:
+    for flag in ("lr_min", "lr_max", "num_lrs"):
+      if _given(f, flag):
+        raise ConfigError(f"--{flag} does not apply with --lrs, which lists the learning rates "
+                          f"itself; drop --{flag} (or --lrs for the log-spaced grid)")
+  else:
     lrs = log_spaced(f.lr_min, f.lr_max, f.num_lrs)
   check_positive("seeds", f.seeds, integer=True)
   return Grid(learning_rates=lrs, seeds=tuple(range(f.seeds)), hparams=hparams_from_flags(f))
@@ -565,6 +681,9 @@ def define_export_flags(flag_values: "flags.FlagValues | None" = None) -> list[s
 
 def refit_from_flags(f) -> bool:
   """Whether to refit: `--refit`, else on with --test_fraction, --test_dataset or --save_model."""
+  if f.save_model is not None:
+    from lr_jax import outputs
+    outputs.check_given(f.save_model, "--save_model")
   given = [f"--{k}" for k in ("test_fraction", "test_dataset", "save_model")
            if getattr(f, k, None) is not None]
   wanted = bool(given)
@@ -603,11 +722,37 @@ def define_run_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]
 
 
 def options_from_flags(f, out: str):
-  """The `RunOptions` the run flags describe; checkpoints default to `<out>/checkpoints`."""
+  """The `RunOptions` the run flags describe; checkpoints default to `<out>/checkpoints`.
+
+  A flag given for a setting that does not apply is refused (`check_flags_apply`: the pruning
+  settings without `--prune`), and so are pruning rungs at or past `--epochs`, where halving
+  never decides.
+  """
+  from lr_jax import outputs
   from lr_jax.engine import RunOptions
+  if f.checkpoint_dir is not None:
+    outputs.check_given(f.checkpoint_dir, "--checkpoint_dir")
   wants = f.checkpoint_every > 0 or f.resume
   ckpt = f.checkpoint_dir or (os.path.join(out, "checkpoints") if wants else None)
-  return _from_fields(RunOptions, f, checkpoint_dir=ckpt)
+  options = _from_fields(RunOptions, f, checkpoint_dir=ckpt)
+  check_flags_apply(f, options)
+  if options.prune and "epochs" in f:
+    _check_rungs(options, f.epochs, given=_given(f, "prune_rungs"))
+  return options
+
+
+def _check_rungs(options, epochs: int, given: bool) -> None:
+  """Refuses rungs that halving never reaches: given ones at or past the epochs, or all."""
+  late = [r for r in options.prune_rungs if r >= epochs]
+  valid = f"rungs in 1..{epochs - 1}" if epochs > 1 else "none: halving needs --epochs >= 2"
+  if given and late:
+    raise ConfigError(f"--prune_rungs: rung {late[0]} is not below --epochs={epochs}, so halving "
+                      f"never decides there; valid: {valid}")
+  if len(late) == len(options.prune_rungs):
+    rungs = ",".join(map(str, options.prune_rungs))
+    raise ConfigError(f"--prune={options.prune} does not apply with --epochs={epochs}: every rung "
+                      f"({rungs}) is at or past the last epoch; valid: --prune_rungs with {valid}, "
+                      "or drop --prune")
 
 
 def initialize_distributed(f) -> None:
@@ -616,16 +761,36 @@ def initialize_distributed(f) -> None:
   Afterwards `jax.devices()` lists every process's devices, the engine's mesh spans them all,
   and only process 0 should write files.
   """
+  names = ("coordinator_address", "num_processes", "process_id")
   if not f.distributed:
+    for name in names:
+      if _given(f, name):
+        raise ConfigError(f"--{name} does not apply without --distributed; add --distributed, "
+                          f"or drop --{name}")
     return
-  import jax
   address = f.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
-  num = f.num_processes if f.num_processes is not None else os.environ.get("JAX_NUM_PROCESSES")
-  pid = f.process_id if f.process_id is not None else os.environ.get("JAX_PROCESS_ID")
+  num = _process_number(f.num_processes, "num_processes", "JAX_NUM_PROCESSES")
+  pid = _process_number(f.process_id, "process_id", "JAX_PROCESS_ID")
   if address is None or num is None or pid is None:
     raise ConfigError("--distributed needs --coordinator_address, --num_processes and "
                       "--process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
-  num, pid = int(num), int(pid)
+  if num < 1:
+    raise ConfigError(f"--num_processes must be >= 1, got {num}")
   if not 0 <= pid < num:
     raise ConfigError(f"--process_id must be in 0..{num - 1}, got {pid}")
+  import jax
   jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)
+
+
+def _process_number(value: int | None, flag: str, variable: str) -> int | None:
+  """A process count or index: the flag's, else the environment variable's, as an integer."""
+  if value is not None:
+    return value
+  text = os.environ.get(variable)
+  if text is None:
+    return None
+  try:
+    return int(text)
+  except ValueError:
+    raise ConfigError(f"{variable}={text!r} is not an integer; valid: a whole number, as "
+                      f"--{flag} takes (which overrides it)") from None

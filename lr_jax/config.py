@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 MONITORS = ("val_loss", "val_accuracy")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "silu")
+# JAX computes in 32 bits (x64 off): a count or seed past this overflows where it meets JAX
+# (`train.Budget`'s int32 epochs, patience and step cap; the engine's int32 seeds).
+INT32_MAX = 2**31 - 1
+# The built-in data sets that `noise` and `num_samples` make (`lr_jax.data.DATASETS`); the real
+# ones and data files are fixed data.
+SYNTHETIC_DATASETS = ("moons", "spirals", "blobs", "linear", "teacher")
 
 
 def check_choice(what: str, value: object, choices: Iterable[str]) -> None:
@@ -205,7 +211,11 @@ def check_distinct(what: str, values: Sequence, why: str = "") -> None:
 
 
 def check_positive(what: str, value: float, *, integer: bool = False, allow_zero: bool = False) -> None:
-  """Raises `ConfigError` unless `value` is a finite positive (or zero) number."""
+  """Raises `ConfigError` unless `value` is a finite positive (or zero) number.
+
+  An integer must also fit in 32 bits (at most `INT32_MAX`): every count and seed of lr_jax
+  reaches JAX, which holds it as an int32, and a larger one would overflow only after compiling.
+  """
   ok_type = isinstance(value, numbers.Integral if integer else numbers.Real)
   if isinstance(value, (bool, np.bool_)) or not ok_type or not math.isfinite(value):
     kind = "an integer" if integer else "a finite number"
@@ -213,6 +223,89 @@ def check_positive(what: str, value: float, *, integer: bool = False, allow_zero
   if value < 0 or (value == 0 and not allow_zero):
     bound = ">= 0" if allow_zero else "> 0"
     raise ConfigError(f"{what} must be {bound}, got {value!r}")
+  if integer and value > INT32_MAX:
+    raise ConfigError(f"{what} must be at most {INT32_MAX} (2**31 - 1: JAX holds it as a 32-bit "
+                      f"integer), got {value!r}; valid: {0 if allow_zero else 1}..{INT32_MAX}")
+
+
+class Applies(NamedTuple):
+  """Fields of a config that only some values of another of its fields read.
+
+  Attributes:
+    fields: the fields read only then, e.g. ("decay_steps", "staircase").
+    by: the field whose value decides, e.g. "schedule".
+    values: the values of `by` that read `fields`; (None,) reads them only while `by` is unset.
+    note: why, for messages ("" for none beyond the values).
+  """
+
+  fields: tuple[str, ...]
+  by: str
+  values: tuple
+  note: str = ""
+
+
+# Which static fields of each config only some registry entries (or settings) read, by class
+# name; the fields not listed apply to every configuration. The dynamic numbers are declared by
+# the registries themselves (`lr_jax.hparams`), and a grid value of one that does not apply is
+# refused when planned. `unused_fields` reads this table; the CLI refuses a flag given for a field
+# it lists as unused (`lr_jax.cli`).
+APPLIES: dict[str, tuple[Applies, ...]] = {
+    "DataConfig": (
+        Applies(("noise", "num_samples"), "dataset", SYNTHETIC_DATASETS,
+                "the real data sets and data files are fixed data"),
+        Applies(("val_fraction",), "val_dataset", (None,), "its rows are the validation split"),
+        Applies(("val_fraction",), "folds", (None,),
+                "k-fold cross-validation validates on each fold in turn and uses every "
+                "non-test row"),
+    ),
+    "ModelConfig": (Applies(("hidden", "activation"), "name", ("mlp", "cnn")),),
+    "OptimConfig": (
+        Applies(("decay_steps", "staircase"), "schedule", ("exponential",)),
+        Applies(("boundaries", "scales"), "schedule", ("piecewise",)),
+    ),
+    "RunOptions": (Applies(("prune_rungs", "prune_eta"), "prune", ("halving",)),),
+}
+
+
+class Unused(NamedTuple):
+  """Why a field of a config is not read: the rule and the deciding field's value."""
+
+  rule: Applies
+  value: object
+
+
+def unused_fields(config) -> dict[str, Unused]:
+  """The fields of a config that its other fields leave unread (`APPLIES`), field -> why.
+
+  E.g. `unused_fields(OptimConfig(schedule="constant"))` has "decay_steps", "staircase",
+  "boundaries" and "scales"; a field several rules leave unread has the first of them.
+  """
+  out: dict[str, Unused] = {}
+  for rule in APPLIES.get(type(config).__name__, ()):
+    value = getattr(config, rule.by)
+    if value not in rule.values:  # A Dataset object compares by identity: not a name.
+      for field in rule.fields:
+        out.setdefault(field, Unused(rule, value))
+  return out
+
+
+def why_unused(why: Unused, name=lambda field: field) -> str:
+  """'to schedule=constant (only to exponential)': how `Unused` reads in a message.
+
+  Args:
+    why: from `unused_fields`.
+    name: how a field is named, e.g. its flag (`lambda f: f"--{f}"`).
+  """
+  rule, value = why
+  by = name(rule.by)
+  shown = getattr(value, "name", value)
+  if rule.values == (None,):
+    text = f"with {by}={shown}"
+  elif value is None:
+    text = f"without {by}={'/'.join(map(str, rule.values))}"
+  else:
+    text = f"to {by}={shown} (only to {', '.join(map(str, rule.values))})"
+  return f"{text}: {rule.note}" if rule.note else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -423,6 +516,9 @@ class OptimConfig:
     check_choice("optimizer", self.name, OPTIMIZERS)
     check_choice("schedule", self.schedule, SCHEDULES)
     check_positive("decay_steps", self.decay_steps, integer=True)
+    for b in self.boundaries:  # Step counts: compared with the int32 step in the schedule.
+      if b > 0:
+        check_positive("piecewise boundary", b, integer=True)
     check_defaults(self, "optim")
     if self.schedule == "piecewise":
       if not self.boundaries or len(self.boundaries) != len(self.scales):
@@ -471,14 +567,27 @@ class TrainConfig:
     check_positive("epochs", self.epochs, integer=True)
     check_positive("batch_size", self.batch_size, integer=True, allow_zero=True)
     check_positive("patience", self.patience, integer=True, allow_zero=True)
-    if self.monitor not in MONITORS and not (
-        self.monitor.startswith("val_") and self.monitor[len("val_"):].isidentifier()):
-      check_choice("monitor", self.monitor, MONITORS + ("val_<name> of a user metric",))
+    self._check_monitor()
     check_positive("min_delta", self.min_delta, allow_zero=True)
     check_positive("divergence_factor", self.divergence_factor)
     if self.divergence_factor <= 1:
       raise ConfigError(f"divergence_factor must be > 1, got {self.divergence_factor!r}")
     check_positive("max_steps", self.max_steps, integer=True, allow_zero=True)
+
+  def _check_monitor(self) -> None:
+    """A built-in monitor, or "val_<name>" of a user metric (checked when planned) that does not
+    abbreviate a built-in one: "val_acc" (Keras' old name) means val_accuracy, not a metric."""
+    valid = MONITORS + ("val_<name> of a user metric given to run_sweep(metrics=...)",)
+    name = self.monitor[len("val_"):]
+    if self.monitor in MONITORS:
+      return
+    if not (self.monitor.startswith("val_") and name.isidentifier()):
+      check_choice("monitor", self.monitor, valid)
+    for builtin in MONITORS:
+      if builtin.startswith(self.monitor):
+        raise ConfigError(
+            f"unknown monitor {self.monitor!r} (did you mean {builtin}? a user metric's name may "
+            f"not abbreviate a built-in one); valid choices: {', '.join(valid)}")
 
 
 @dataclasses.dataclass(frozen=True)

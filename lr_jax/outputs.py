@@ -6,7 +6,9 @@ Every script (and `lr_jax.write_outputs`) holds its `--out` through an `OutputFo
    existing file, a read-only place) is refused in one line before any training, not after it.
 2. It takes an exclusive `fcntl.flock` on `<out>/.lr_jax.lock` for the whole run. The kernel
    releases it when the process ends, however it ends, so there is no stale lock to time out and
-   no heuristic: a second writer is refused at once, while the first still runs.
+   no heuristic: a second writer is refused at once, while the first still runs. A folder a
+   run writes besides (its checkpoints) is held the same way by a `FolderLock`, and
+   `--overwrite` never takes either from a live process.
 3. It compares the configuration stored with the folder's results (the manifest
    `.lr_jax-run.json`; `summary.json`'s "config" for folders written before manifests existed)
    with this run's: the same configuration replaces its own results without asking (so a
@@ -64,8 +66,10 @@ def check_writable(path: str, flag: str = "--out") -> list[str]:
     The folders this call created, outermost first (so a refused run can remove them).
 
   Raises:
-    ConfigError: one line naming `path` and the problem.
+    ConfigError: one line naming `path` and the problem (an empty `path` too: it would be the
+      working directory without a word).
   """
+  check_given(path, flag)
   path = os.path.abspath(path)
   if os.path.exists(path) and not os.path.isdir(path):
     raise ConfigError(f"{flag} {path} is an existing file, not a folder; give a folder path")
@@ -92,6 +96,14 @@ def check_writable(path: str, flag: str = "--out") -> list[str]:
     raise ConfigError(f"{flag} {path} is not writable ({_problem(e)}); give a folder you can "
                       "write to") from None
   return created
+
+
+def check_given(path, flag: str = "--out") -> None:
+  """Raises `ConfigError` for an empty (or blank) folder path, which would mean the working
+  directory: a run would write there without a word."""
+  if path is None or not os.fspath(path).strip():
+    raise ConfigError(f"{flag} is empty, which would write into the working directory; give a "
+                      f"folder path (e.g. {flag}=runs/mine), or drop {flag}")
 
 
 def remove_empty(folders: list[str]) -> None:
@@ -156,7 +168,8 @@ class OutputFolder:
       flag: how the user named `path`, for messages.
       overwrite_hint: how the user asks to overwrite, for messages.
     """
-    self.path = os.path.abspath(path)
+    self.given = path  # As given: "" is refused by open(), not taken for the working directory.
+    self.path = os.path.abspath(path) if path else path
     self.identity = _canonical(identity)
     self.overwrite = overwrite
     self.flag = flag
@@ -173,6 +186,7 @@ class OutputFolder:
       ConfigError: the folder cannot be written, another run holds it, or it holds a different
         run's results and `overwrite` is off. Nothing is left behind.
     """
+    check_given(self.given, self.flag)
     self._created = check_writable(self.path, self.flag)
     try:
       self._lock()
@@ -184,7 +198,13 @@ class OutputFolder:
     return self
 
   def close(self, remove_if_empty: bool = False) -> None:
-    """Releases the lock; with `remove_if_empty`, removes the folders `open()` created if empty."""
+    """Releases the lock; with `remove_if_empty`, removes the folders `open()` created if empty.
+
+    A `FolderLock` this process holds inside the folder (the run's checkpoints) ends with it.
+    """
+    for lock in list(_FOLDER_LOCKS):
+      if self.path and os.path.commonpath([lock.path, self.path]) == self.path:
+        lock.close()
     if self._fd is not None:
       if remove_if_empty and self._created:
         # Safe while we hold the lock: a waiting opener re-checks the inode it locked.
@@ -202,35 +222,7 @@ class OutputFolder:
     self.close(remove_if_empty=kind is not None)
 
   def _lock(self) -> None:
-    lock_path = os.path.join(self.path, LOCK_NAME)
-    while True:
-      try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-      except OSError as e:
-        raise ConfigError(f"{self.flag} {self.path}: cannot create its lock file "
-                          f"({_problem(e)}); give a folder you can write to") from None
-      try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-      except OSError as e:
-        os.close(fd)
-        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-          raise ConfigError(f"{self.flag} {self.path}: cannot lock it ({_problem(e)})") from None
-        holder = _read_pid(lock_path)
-        who = f" (process {holder})" if holder else ""
-        raise ConfigError(f"{self.flag} {self.path} is in use by another run{who}; wait for it "
-                          f"to finish, or give another {self.flag}") from None
-      # The file we locked may have been unlinked by a holder that just finished with a folder
-      # it had created; then lock the one now at the path instead.
-      try:
-        same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
-      except FileNotFoundError:
-        same = False
-      if same:
-        break
-      os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    self._fd = fd
+    self._fd = _take_lock(os.path.join(self.path, LOCK_NAME), self.flag, self.path)
 
   def _recover(self) -> None:
     """Finishes a commit a kill interrupted; deletes staging folders that never completed."""
@@ -314,6 +306,140 @@ class OutputFolder:
     atomic_write(os.path.join(self.path, MANIFEST_NAME),
                  (json.dumps(manifest, indent=2) + "\n").encode())
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _take_lock(lock_path: str, flag: str, shown: str, *, directory: bool = False,
+               record: bool = True) -> int:
+  """Takes the exclusive `flock` of a run on `lock_path`; returns its file descriptor.
+
+  A lock file (created if missing) gets this process's id (unless not `record`), which a
+  refused run names; with `directory`, `lock_path` is a folder, locked itself (nothing is
+  written into it), and the holder is read from the kernel's table of locks.
+
+  Raises:
+    ConfigError: another process holds it (even with `--overwrite`: a live run is never
+      taken over), or it cannot be opened or locked.
+  """
+  while True:
+    try:
+      if directory:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_DIRECTORY)
+      else:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+      if directory and isinstance(e, FileNotFoundError):
+        check_writable(lock_path, flag)  # Removed by a holder that just finished with it.
+        continue
+      what = "open it" if directory else "create its lock file"
+      raise ConfigError(f"{flag} {shown}: cannot {what} ({_problem(e)}); give a folder you can "
+                        "write to") from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      holder = _lock_holder(fd) if directory else _read_pid(lock_path)
+      os.close(fd)
+      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        raise ConfigError(f"{flag} {shown}: cannot lock it ({_problem(e)})") from None
+      who = f" (process {holder})" if holder else ""
+      raise ConfigError(f"{flag} {shown} is in use by another run{who}; wait for it to "
+                        f"finish, or give another {flag}") from None
+    # The file we locked may have been unlinked by a holder that just finished with a folder
+    # it had created; then lock the one now at the path instead.
+    try:
+      same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+    except FileNotFoundError:
+      same = False
+    if same:
+      break
+    os.close(fd)
+  if record and not directory:
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+  return fd
+
+
+def _lock_holder(fd: int) -> str:
+  """The process holding a `flock` on `fd`'s file, from Linux's /proc/locks ("" if unknown)."""
+  st = os.fstat(fd)
+  key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+  try:
+    with open("/proc/locks") as f:
+      for line in f:
+        parts = line.split()  # "1: FLOCK ADVISORY WRITE <pid> <maj:min:ino> 0 EOF"
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == key:
+          return parts[4] if parts[4].isdigit() else ""
+  except OSError:
+    pass
+  return ""
+
+
+_FOLDER_LOCKS: list["FolderLock"] = []  # Those this process holds, in the order taken.
+
+
+class FolderLock:
+  """A run's exclusive hold on a folder it writes besides its `OutputFolder` (its checkpoints).
+
+  The folder itself is `flock`ed, as `OutputFolder` locks its lock file: the kernel releases it
+  when the process ends, however it ends, and nothing is written into the folder (a checkpoint
+  folder holds exactly its checkpoints). `open()` creates the folder if missing; `close()`
+  releases the lock and removes the folder again if `open()` created it and it is empty; a
+  lock inside an `OutputFolder` this process holds is closed when that closes.
+
+      with FolderLock(checkpoint_dir, flag="--checkpoint_dir"):
+        ...                                  # no other process writes checkpoints here
+  """
+
+  def __init__(self, path: str, flag: str):
+    self.path = os.path.abspath(path) if path else path
+    self.flag = flag
+    self._fd = None
+    self._created: list[str] = []
+
+  def open(self) -> "FolderLock":
+    """Checks the folder can be written and locks it.
+
+    Raises:
+      ConfigError: the folder cannot be written, or another process holds it.
+    """
+    self._created = check_writable(self.path, self.flag)
+    try:
+      self._fd = _take_lock(self.path, self.flag, self.path, directory=True)
+    except BaseException:
+      remove_empty(self._created)
+      raise
+    _FOLDER_LOCKS.append(self)
+    return self
+
+  def close(self) -> None:
+    """Releases the lock; removes the folder if `open()` created it and it is empty."""
+    if self._fd is not None:
+      os.close(self._fd)
+      self._fd = None
+      remove_empty(self._created)
+      self._created = []
+    if self in _FOLDER_LOCKS:
+      _FOLDER_LOCKS.remove(self)
+
+  @property
+  def held(self) -> bool:
+    return self._fd is not None
+
+  def __enter__(self) -> "FolderLock":
+    return self.open()
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def check_free(path: str, flag: str = "--out") -> None:
+  """Raises `ConfigError` if another live run holds `path` (its `OutputFolder` lock).
+
+  Takes the lock and releases it at once, creating nothing: a check before the work, for a
+  script that holds the folder only at its end.
+  """
+  lock_path = os.path.join(os.path.abspath(path), LOCK_NAME)
+  if os.path.exists(lock_path):
+    os.close(_take_lock(lock_path, flag, os.path.abspath(path), record=False))
 
 
 def _read_pid(path: str) -> str:
