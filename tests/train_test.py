@@ -198,10 +198,11 @@ def test_huge_learning_rate_is_flagged_and_others_untouched(optimizer):
   assert mixed.best[0]["learning_rate"] != pytest.approx(1e3)
 
 
-@pytest.mark.parametrize("optimizer,lr", [
-    ("sgd", 0.1), ("momentum", 0.03), ("nesterov", 0.03), ("adam", 3e-3), ("adamw", 3e-3),
-    ("rmsprop", 1e-3), ("adagrad", 0.1), ("lion", 3e-4), ("lamb", 1e-2)])
-def test_every_optimizer_beats_chance_on_digits(optimizer, lr):
+# Minibatch training to a useful model, for one plain and one adaptive family. That each family
+# takes optax's own step through the engine is optim_test's one-step test, a cheaper program per
+# family; the minibatch loop around the step is the same code for every family.
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("adam", 3e-3)])
+def test_plain_and_adaptive_optimizers_beat_chance_on_digits(optimizer, lr):
   exp = lr_jax.Experiment(
       data=lr_jax.DataConfig(dataset="digits"), optim=lr_jax.OptimConfig(name=optimizer),
       train=lr_jax.TrainConfig(epochs=3))
