@@ -2,10 +2,13 @@
 
 Each runs in a subprocess: the scripts define absl flags (--dataset, --seeds, --out, ...) that
 lr_sweep also defines, so they cannot share one test process. JAX's persistent compilation
-cache (the scripts turn it on) makes a second run of these tests fast.
+cache (the scripts turn it on) makes a second run of these tests fast. The refusals of one
+script all run in one subprocess (tests/script_driver.py), each case as its own command line.
 """
 
+import contextlib
 import csv
+import json
 import os
 import re
 import subprocess
@@ -95,8 +98,13 @@ def test_seed_examples_smallest_mode_end_to_end(tmp_path):
     assert {r["train_size"] for r in rows} == {"100"}
 
 
-# Each case is a process (~3 s); the library's checks behind them are tested one by one, fast,
-# in study_test.py. These prove the wiring: flag -> ConfigError -> one line, exit 2.
+# The refusals. Each used to be a process of its own (~3 s of Python, JAX and Flax imports to
+# refuse in a millisecond); now every case of one script runs in one process, tests/
+# script_driver.py, exactly as `python -m <script> <args>` runs (the `if __name__ == "__main__"`
+# block: flag parsing, then main), with its own exit code, stderr (file descriptor 2: logging,
+# warnings, JAX's compile log), and count of XLA compilations. The scripts' absl flags collide,
+# so one process per script. The library's checks behind them are tested one by one, fast, in
+# study_test.py. These prove the wiring: flag -> ConfigError -> one line, exit 2.
 STUDY_CASES = [
     (["--optimizers=adam,adamax"], ["adamax", "sgd, momentum"]),
     (["--train_sizes=25,5000"], ["5000", "1437"]),
@@ -110,25 +118,9 @@ FINDER_CASES = [  # The range test takes one value of each sweepable number, che
     (["--dropout_rate=0.1,0.2"], ["--dropout_rate", "one value", "0.1,0.2"]),
     (["--optimizer=adamw", "--weight_decay=-1"], ["--weight_decay", "-1", "[0, inf)"]),
 ]
-
-
-@pytest.mark.parametrize(
-    "module,args,needles",
-    [("experiments.small_data_study", a, n) for a, n in STUDY_CASES]
-    + [("experiments.seed_examples", a, n) for a, n in EXAMPLE_CASES]
-    + [("experiments.lr_finder", a, n) for a, n in FINDER_CASES],
-    ids=[" ".join(a) for a, _ in STUDY_CASES + EXAMPLE_CASES + FINDER_CASES])
-def test_bad_input_is_one_line_exit_2_and_nothing_compiled(tmp_path, module, args, needles):
-  out = tmp_path / "out"
-  # JAX_LOG_COMPILES logs every compilation to stderr: one line proves nothing compiled.
-  proc = _run(module, *args, f"--out={out}", env={"JAX_LOG_COMPILES": "1"}, timeout=60)
-  assert proc.returncode == 2, proc.stderr[-2000:]
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
-  for needle in needles:
-    assert needle in lines[0], (needle, lines[0])
-  assert not out.exists()
-
+BAD_INPUT = {"experiments.small_data_study": STUDY_CASES,
+             "experiments.seed_examples": EXAMPLE_CASES,
+             "experiments.lr_finder": FINDER_CASES}
 
 # The output folder, for every script: checked before anything compiles, one writer, another
 # run's results kept unless --overwrite; and a flag error exits 2 with one line.
@@ -138,48 +130,133 @@ SCRIPTS = {"experiments.small_data_study": ["--quick"],
            "experiments.lr_finder": ["--nocheck_sweep"]}
 
 
-def _refused(proc):
-  assert proc.returncode == 2, proc.stderr[-2000:]
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+def _bad_input(args):
+  def setup(case, held):
+    return [*args, f"--out={case / 'out'}"]
+  return setup
+
+
+def _existing_file(module):
+  def setup(case, held):
+    out = case / "report.md"
+    out.write_text("keep")
+    return [*SCRIPTS[module], f"--out={out}"]
+  return setup
+
+
+def _another_runs_results(module):
+  def setup(case, held):
+    from lr_jax import outputs
+    out = case / "out"
+    with outputs.OutputFolder(str(out), identity={"kind": "sweep", "config": {}}) as folder:
+      with folder.staging() as staging:
+        open(os.path.join(staging, "results.csv"), "w").write("a sweep's rows\n")
+    return [*SCRIPTS[module], f"--out={out}"]
+  return setup
+
+
+def _in_use_by_this_process(case, held):
+  from lr_jax import outputs
+  out = case / "out"  # Held by this (the test) process while the script runs.
+  held.enter_context(outputs.OutputFolder(str(out), identity={"kind": "seed_examples"}))
+  return ["--quick", f"--out={out}"]
+
+
+def _bad_flag_value(case, held):
+  return ["--seeds=three", f"--out={case / 'out'}"]
+
+
+def _cases(module):
+  """The refusal cases of one script: name -> setup(case folder, held) -> its arguments."""
+  cases = {("bad input", *args): _bad_input(args) for args, _ in BAD_INPUT[module]}
+  cases["existing file"] = _existing_file(module)
+  cases["another run's results"] = _another_runs_results(module)
+  if module == "experiments.seed_examples":
+    cases["in use"] = _in_use_by_this_process
+  cases["bad flag value"] = _bad_flag_value
+  return cases
+
+
+def _run_cases(module, base):
+  """Runs every refusal case of `module` in one driver process: name -> (outcome, folder)."""
+  cases, argvs = {}, []
+  with contextlib.ExitStack() as held:
+    for i, (name, setup) in enumerate(_cases(module).items()):
+      folder = base / f"case{i}"
+      folder.mkdir()
+      argvs.append(setup(folder, held))
+      cases[name] = folder
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_LOG_COMPILES": "1"}
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "script_driver.py"),
+                           module], input=json.dumps(argvs), cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=60 * (len(argvs) + 1))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  outcomes = json.loads(proc.stdout)
+  return {name: (outcome, folder) for (name, folder), outcome in zip(cases.items(), outcomes)}
+
+
+@pytest.fixture(scope="module")
+def refusal(tmp_path_factory):
+  """refusal(module, case) -> (the script's outcome, the case's folder): the first call for a
+  script runs all its cases, in one process (per pytest-xdist worker)."""
+  runs = {}
+
+  def outcome(module, name):
+    if module not in runs:
+      runs[module] = _run_cases(module, tmp_path_factory.mktemp(module.split(".")[-1]))
+    return runs[module][name]
+
+  return outcome
+
+
+def _refused(outcome):
+  """The one `error:` line of a script that exited 2 before compiling anything."""
+  err = outcome["stderr"]
+  assert outcome["code"] == 2, err[-2000:]
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
+  # JAX_LOG_COMPILES logs every compilation to stderr: one line proves nothing compiled; the
+  # driver counts the compilations too.
+  assert outcome["compiles"] == 0, err[-2000:]
   return lines[0]
 
 
+@pytest.mark.parametrize(
+    "module,args,needles",
+    [(m, a, n) for m, cases in BAD_INPUT.items() for a, n in cases],
+    ids=[" ".join(a) for cases in BAD_INPUT.values() for a, _ in cases])
+def test_bad_input_is_one_line_exit_2_and_nothing_compiled(refusal, module, args, needles):
+  outcome, case = refusal(module, ("bad input", *args))
+  line = _refused(outcome)
+  for needle in needles:
+    assert needle in line, (needle, line)
+  assert not (case / "out").exists()
+
+
 @pytest.mark.parametrize("module", sorted(SCRIPTS))
-def test_an_existing_file_as_out_is_refused_before_anything_compiles(tmp_path, module):
-  out = tmp_path / "report.md"
-  out.write_text("keep")
-  proc = _run(module, *SCRIPTS[module], f"--out={out}", env={"JAX_LOG_COMPILES": "1"},
-              timeout=60)
-  assert f"--out {out} is an existing file" in _refused(proc)
+def test_an_existing_file_as_out_is_refused_before_anything_compiles(refusal, module):
+  outcome, case = refusal(module, "existing file")
+  out = case / "report.md"
+  assert f"--out {out} is an existing file" in _refused(outcome)
   assert out.read_text() == "keep"
 
 
 @pytest.mark.parametrize("module", sorted(SCRIPTS))
-def test_another_runs_results_are_kept_without_overwrite(tmp_path, module):
-  from lr_jax import outputs
-  out = tmp_path / "out"
-  with outputs.OutputFolder(str(out), identity={"kind": "sweep", "config": {}}) as folder:
-    with folder.staging() as staging:
-      open(os.path.join(staging, "results.csv"), "w").write("a sweep's rows\n")
-  proc = _run(module, *SCRIPTS[module], f"--out={out}", env={"JAX_LOG_COMPILES": "1"},
-              timeout=60)
-  line = _refused(proc)
+def test_another_runs_results_are_kept_without_overwrite(refusal, module):
+  outcome, case = refusal(module, "another run's results")
+  line = _refused(outcome)
   assert "holds the results of a different run (a sweep" in line and "--overwrite" in line
-  assert (out / "results.csv").read_text() == "a sweep's rows\n"
+  assert (case / "out" / "results.csv").read_text() == "a sweep's rows\n"
 
 
-def test_a_second_run_on_the_same_out_is_refused(tmp_path):
-  from lr_jax import outputs
-  out = tmp_path / "out"
-  with outputs.OutputFolder(str(out), identity={"kind": "seed_examples"}):
-    proc = _run("experiments.seed_examples", "--quick", f"--out={out}",
-                env={"JAX_LOG_COMPILES": "1"}, timeout=60)
-  assert f"--out {out} is in use by another run (process {os.getpid()})" in _refused(proc)
+def test_a_second_run_on_the_same_out_is_refused(refusal):
+  outcome, case = refusal("experiments.seed_examples", "in use")
+  out = case / "out"
+  assert f"--out {out} is in use by another run (process {os.getpid()})" in _refused(outcome)
 
 
 @pytest.mark.parametrize("module", sorted(SCRIPTS))
-def test_a_bad_flag_value_exits_2_with_one_line(tmp_path, module):
-  proc = _run(module, "--seeds=three", f"--out={tmp_path / 'out'}", timeout=60)
-  assert "three" in _refused(proc)  # absl alone exits 1 with two lines.
-  assert not (tmp_path / "out").exists()
+def test_a_bad_flag_value_exits_2_with_one_line(refusal, module):
+  outcome, case = refusal(module, "bad flag value")
+  assert "three" in _refused(outcome)  # absl alone exits 1 with two lines.
+  assert not (case / "out").exists()
