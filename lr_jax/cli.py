@@ -660,9 +660,13 @@ def grid_from_flags(f) -> "Grid":
       if _given(f, flag):
         raise ConfigError(f"--{flag} does not apply with --lrs, which lists the learning rates "
                           f"itself; drop --{flag} (or --lrs for the log-spaced grid)")
-  else:
-    lrs = log_spaced(f.lr_min, f.lr_max, f.num_lrs)
+  from lr_jax.engine import check_variant_count
   check_positive("seeds", f.seeds, integer=True)
+  # Before expanding the counts into arrays: a billion learning rates would take minutes to list.
+  check_variant_count([(f"--num_lrs={f.num_lrs}" if lrs is None else f"{len(lrs)} learning rates",
+                        f.num_lrs if lrs is None else len(lrs)), (f"--seeds={f.seeds}", f.seeds)])
+  if lrs is None:
+    lrs = log_spaced(f.lr_min, f.lr_max, f.num_lrs)
   return Grid(learning_rates=lrs, seeds=tuple(range(f.seeds)), hparams=hparams_from_flags(f))
 
 

@@ -8,6 +8,7 @@ logs progress. All input checks run in `plan_sweep`, before anything is compiled
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 import types
 from collections.abc import Mapping, Sequence
@@ -29,15 +31,17 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from lr_jax import checkpoint
 from lr_jax import data as data_lib
 from lr_jax import hparams as hparams_lib
+from lr_jax import outputs
 from lr_jax import stats
-from lr_jax.config import (DataConfig, Experiment, Interval, TrainConfig, check_distinct,
-                           check_fields, check_learning_rates, check_positive, check_type)
+from lr_jax.config import (INT32_MAX, DataConfig, Experiment, Interval, TrainConfig,
+                           check_distinct, check_fields, check_learning_rates, check_positive,
+                           check_type)
 from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, build_model, check_widths, flattened
-from lr_jax.optim import SCHEDULES
+from lr_jax.optim import OPTIMIZERS, SCHEDULES, make_optimizer
 from lr_jax.results import SweepResult
-from lr_jax.train import (Budget, DataArrays, Loss, Metric, Metrics, SweepState, final_params,
-                          initial_params, make_trainer)
+from lr_jax.train import (Budget, DataArrays, History, Loss, Metric, Metrics, SweepState,
+                          batching, final_params, initial_params, make_trainer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +71,9 @@ class Grid:
   def __post_init__(self):
     if isinstance(self.hparams, Mapping):
       object.__setattr__(self, "hparams", tuple(self.hparams.items()))
+    # Before any per-value check: those walk every value, and a grid of 1e9 variants would hang
+    # there (or in planning) rather than be refused.
+    check_variant_count(_grid_counts(self))
     check_fields(self)
     object.__setattr__(self, "learning_rates", check_learning_rates(self.learning_rates))
     # A repeated point would narrow the interval: n counts runs, not distinct points.
@@ -87,6 +94,66 @@ class Grid:
         if not math.isfinite(x):
           raise ConfigError(f"hyperparameter {name!r} must be finite, got {x!r}")
       check_distinct(f"{name} values", values, twice)
+
+
+# A variant's result row: some 20 columns of 8 bytes (`SweepResult.rows`). The least host memory
+# any variant takes, whatever its model; planning counts the rest (`_check_memory`).
+_ROW_BYTES = 160
+
+
+def _grid_counts(grid) -> list[tuple[str, int]]:
+  """The grid's axes as `(description, length)`, from `len()` alone (nothing iterated); an
+  axis whose length cannot be read is left out (`check_fields` then names its type)."""
+  axes = [("learning rate", grid.learning_rates), ("seed", grid.seeds)]
+  hparams = grid.hparams if isinstance(grid.hparams, (tuple, list)) else ()
+  for pair in hparams:
+    if isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str):
+      axes.append((f"{pair[0]} value", pair[1]))
+  counts = []
+  for what, values in axes:
+    if isinstance(values, (str, bytes)):
+      continue
+    try:
+      n = len(values)
+    except TypeError:
+      continue
+    counts.append((f"{n:,} {what}{'s' * (n != 1)}", n))
+  return counts
+
+
+def check_variant_count(counts: Sequence[tuple[str, int]]) -> None:
+  """Refuses a grid whose variants' result rows alone would not fit in this machine's memory.
+
+  Cheap: it multiplies counts, so a caller can check a grid before building it (a script before
+  expanding `--num_lrs` into learning rates or `--seeds` into a tuple:
+  `check_variant_count([("--num_lrs=16", 16), ("--seeds=3", 3)])`). Planning refuses tighter,
+  once the model and epochs are known (`plan_sweep`).
+
+  Args:
+    counts: `(description, length)` of each axis, e.g. `("--seeds=3", 3)`.
+
+  Raises:
+    ConfigError: one line naming the counts, the memory they need and this machine's.
+  """
+  total = math.prod(n for _, n in counts)
+  memory = _host_memory_bytes()
+  if memory is None or total * _ROW_BYTES <= memory:
+    return
+  product = " x ".join(what for what, _ in counts)
+  raise ConfigError(
+      f"{product} = {total:,} variants: their result rows alone need "
+      f"~{_size(total * _ROW_BYTES)} of host memory ({_ROW_BYTES} bytes each), more than this "
+      f"machine's {_size(memory)}; valid: at most {memory // _ROW_BYTES:,} variants (fewer "
+      "learning rates, seeds or hyperparameter values), and fewer still once the model's "
+      "state is counted")
+
+
+def _size(num_bytes: float) -> str:
+  """Bytes for a message: '47.7 GiB', '12.0 MiB'."""
+  for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    if num_bytes >= scale:
+      return f"{num_bytes / scale:.1f} {unit}"
+  return f"{int(num_bytes)} bytes"
 
 
 def _grid_name(name: str) -> str:
@@ -124,6 +191,25 @@ def _points(experiment: Experiment, grid: Grid, *, task: str | None = None,
             feature_shape: tuple[int, ...] | None = None,
             model: Model | None = None) -> dict[str, np.ndarray]:
   """The grid points of an experiment: name -> [H] values, every value in its declared range.
+
+  The product of `_point_columns` (see there).
+  """
+  return _product(_point_columns(experiment, grid, task=task, feature_shape=feature_shape,
+                                 model=model))
+
+
+def _product(columns: dict[str, tuple]) -> dict[str, np.ndarray]:
+  """Every combination of the columns' values, as [H] float64 columns (the first varies slowest)."""
+  combos = list(itertools.product(*columns.values()))
+  # float64 on the host, so results report the values as given; float32 on the device.
+  return {k: np.array([c[i] for c in combos], np.float64) for i, k in enumerate(columns)}
+
+
+def _point_columns(experiment: Experiment, grid: Grid, *, task: str | None = None,
+                   feature_shape: tuple[int, ...] | None = None,
+                   model: Model | None = None) -> dict[str, tuple]:
+  """The axes of an experiment's grid points: name -> values, every value checked; the points
+  are their product (`_points`), which this does not build.
 
   Every number the experiment has (`lr_jax.hparams.axes`) is an axis: the grid's values or the
   experiment's default. An axis whose values are all its `off` value is left out (its code is
@@ -163,9 +249,7 @@ def _points(experiment: Experiment, grid: Grid, *, task: str | None = None,
     columns[name] = values
   for x in grid.learning_rates:
     hparams_lib.check_value("learning_rate", known["learning_rate"].spec, x)
-  combos = list(itertools.product(*columns.values()))
-  # float64 on the host, so results report the values as given; float32 on the device.
-  return {k: np.array([c[i] for c in combos], np.float64) for i, k in enumerate(columns)}
+  return columns
 
 
 def _check_arguments(experiments, grid, model) -> list[Experiment]:
@@ -284,12 +368,15 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
 
   Raises:
     ConfigError: on any bad input, before anything is compiled; a wrong type, an unknown or
-      out-of-range hyperparameter before any data is loaded.
+      out-of-range hyperparameter before any data is loaded. Also a group that cannot fit
+      (`_check_memory`: one variant past the device's memory, the grid's variants past the
+      host's, from shapes alone, before the grid's points are built) and one whose optimizer
+      steps, epochs x steps per epoch, do not fit int32 (`_check_steps`).
   """
   experiments = _check_arguments(experiments, grid, model)
   loss, metrics = check_loss_metrics(loss, metrics)
   for exp in experiments:  # Unknown or out-of-range hyperparameters: before loading any data.
-    _points(exp, grid, model=model)
+    _point_columns(exp, grid, model=model)
     user = {f"val_{n}" for n, _ in metrics}
     if exp.train.monitor not in ("val_loss", "val_accuracy") and exp.train.monitor not in user:
       raise ConfigError(f"monitor {exp.train.monitor!r} is not a metric of this sweep; valid "
@@ -310,15 +397,21 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
           f"monitor 'val_accuracy' needs a classification data set, {dataset.name!r} is "
           "regression; valid choice: val_loss")
     if model is None:  # Build once here so a bad model/data pairing is refused before compiling.
-      build_model(exp.model, _num_outputs(dataset), dataset.feature_shape)
+      built = build_model(exp.model, _num_outputs(dataset), dataset.feature_shape)
     else:
       _check_user_model(model, dataset)
+    columns = _point_columns(exp, grid, task=dataset.task, feature_shape=dataset.feature_shape,
+                             model=model)
+    _check_steps(exp, splits)
+    # Before the points and streams are built: a grid too large for memory is refused, not run.
+    _check_memory(exp, model if model is not None else built, dataset, splits, columns,
+                  num_seeds=len(grid.seeds), user_model=model is not None,
+                  num_metrics=len(metrics))
     folds = range(splits.num_folds)  # Nested CV's outer folds are more folds: more streams.
     streams = [(s, f) for s in grid.seeds for f in folds]
     groups.append(Group(
         experiment=exp, dataset=dataset, splits=splits, model=model,
-        points=_points(exp, grid, task=dataset.task, feature_shape=dataset.feature_shape,
-                       model=model),
+        points=_product(columns),
         seeds=np.array([s for s, _ in streams], np.int32),
         folds=np.array([f for _, f in streams], np.int32), loss=loss, metrics=metrics))
   return groups
@@ -334,6 +427,113 @@ def _check_user_model(model: Model, dataset: data_lib.Dataset) -> None:
            else "regression, 1 output")
   check_widths(model, dataset.x.shape[1], _num_outputs(dataset), f"{dataset.name!r} ({needs})",
                dataset.feature_shape)
+
+
+def _check_steps(exp: Experiment, splits: data_lib.Splits) -> None:
+  """Refuses a run whose optimizer step count does not fit the int32 the program counts it in.
+
+  A variant counts its updates in int32 (`VariantState.steps_run`, optax's count), and a
+  schedule with a horizon (cosine, warmup_cosine, onecycle) multiplies by epochs x steps per
+  epoch when the program is built: past 2**31 - 1 that overflows while tracing (a traceback
+  after the data is loaded), or wraps the count. `TrainConfig.max_steps` caps the updates of
+  the other schedules; a horizon schedule's shape spans all the epochs whatever the cap.
+  """
+  train = exp.train
+  n_max = int(splits.train_idx.shape[1])
+  _, steps_per_epoch = batching(train.batch_size, n_max)
+  total = train.epochs * steps_per_epoch
+  horizon = SCHEDULES[exp.optim.schedule].horizon
+  if total <= INT32_MAX or (train.max_steps and not horizon):
+    return
+  batch = f"batch_size={train.batch_size}" if train.batch_size else "full batch (batch_size=0)"
+  valid = f"epochs <= {INT32_MAX // steps_per_epoch:,} at this batch size, or a larger batch_size"
+  if horizon:
+    why = (f"the {exp.optim.schedule!r} schedule's horizon, an int32 in the program (max_steps "
+           "does not shorten it)")
+  else:
+    why = "a variant's step count, an int32"
+    valid += f", or max_steps in 1..{INT32_MAX} to cap the updates"
+  raise ConfigError(
+      f"epochs={train.epochs:,} x {steps_per_epoch:,} steps per epoch ({batch}, {n_max:,} "
+      f"training rows) = {total:,} optimizer steps, more than {INT32_MAX:,}, the most {why} "
+      f"holds; valid: {valid}")
+
+
+def _activation_bytes(exp: Experiment, dataset: data_lib.Dataset, splits: data_lib.Splits) -> int:
+  """A variant's activations: a validation pass (`v_max` rows) and a quarter of the training
+  rows through every layer of the built-in MLP's widths (`default_max_variants`)."""
+  widths = sum(exp.model.hidden) + max(dataset.num_classes, 1)
+  return 4 * widths * (splits.val_idx.shape[1] + splits.train_idx.shape[1] // 4)
+
+
+def _tree_bytes(tree) -> int:
+  return sum(int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+             for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
+                  splits: data_lib.Splits, columns: dict[str, tuple], *, num_seeds: int,
+                  user_model: bool, num_metrics: int) -> None:
+  """Refuses a group whose smallest unit cannot fit, from shapes alone (nothing allocated).
+
+  Two units: one variant on the device (its parameters, their best copy, gradients, optimizer
+  state, activations: what a chunk of one variant holds, `default_max_variants`' estimate),
+  and the whole grid on the host, where the chunks wait between calls and the result is
+  assembled (every variant's final state, its history, its result row). Each estimate is
+  compared with the memory as a whole: a refusal means it cannot fit at all, not that it
+  would be tight.
+
+  Raises:
+    ConfigError: one line naming the estimate, its parts and the memory it exceeds.
+  """
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  param_bytes = _tree_bytes(params)
+  n_max = int(splits.train_idx.shape[1])
+  _, steps_per_epoch = batching(exp.train.batch_size, n_max)
+  try:  # The optimizer's state from its shapes; a family that cannot say counts none.
+    make_tx = make_optimizer(exp.optim, exp.train.epochs * steps_per_epoch)
+    hparams = {k: np.float32(v[0]) for k, v in columns.items()}
+    opt_bytes = _tree_bytes(jax.eval_shape(lambda p, h: make_tx(h).init(p), params, hparams))
+  except Exception:  # pylint: disable=broad-except
+    opt_bytes = 0
+  family = OPTIMIZERS.get(exp.optim.name)
+  eval_bytes = param_bytes if family is not None and family.eval_params is not None else 0
+  state = {"parameters": param_bytes, "best parameters": param_bytes,
+           "optimizer state": opt_bytes, "validated parameters": eval_bytes}
+  device = {**state, "gradients": param_bytes,
+            "activations": _activation_bytes(exp, dataset, splits)}
+  per_device = sum(device.values())
+  memory = _device_memory_bytes()
+  if per_device > memory:
+    if user_model:
+      what, valid = f"the model {model.name!r}", "a smaller model"
+    else:
+      what = (f"ModelConfig(name={exp.model.name!r}, hidden={tuple(exp.model.hidden)}) (--model, "
+              "--hidden)")
+      valid = "narrower or fewer hidden layers"
+    parts = ", ".join(f"{k} {_size(v)}" for k, v in device.items() if v)
+    where = "this machine's" if jax.default_backend() == "cpu" else "this device's"
+    raise ConfigError(
+        f"{what} on {dataset.name!r} ({int(np.prod(dataset.feature_shape)):,} features): one "
+        f"variant needs ~{_size(per_device)} ({parts}), more than {where} {_size(memory)}; "
+        f"valid: {valid}, or a machine with more memory")
+  host = _host_memory_bytes()
+  if host is None:
+    return
+  num_points = math.prod(len(v) for v in columns.values())
+  num_streams = num_seeds * splits.num_folds
+  epochs = exp.train.epochs
+  history = 4 * epochs * (len(History._fields) + num_metrics)
+  per_host = sum(state.values()) + history + _ROW_BYTES
+  variants = num_streams * num_points
+  if variants * per_host > host:
+    folds = f" x {splits.num_folds} folds" if splits.num_folds > 1 else ""
+    raise ConfigError(
+        f"{num_seeds:,} seeds{folds} x {num_points:,} grid points = {variants:,} variants need "
+        f"~{_size(variants * per_host)} of host memory ({_size(per_host)} each: the final "
+        f"state, {epochs:,} epochs of history and the result row), more than this machine's "
+        f"{_size(host)}; valid: at most {host // per_host:,} variants with this model and "
+        "epochs (fewer learning rates, seeds, folds or hyperparameter values)")
 
 
 # ModelConfig's fields, by the flag that sets them (`lr_jax.cli`).
@@ -495,7 +695,10 @@ class RunOptions:
     max_variants_per_chunk: most variants (streams x points) in one compiled call; more are run
       as successive, evenly sized chunks. None derives it from the memory the variants need
       and the device's memory, and on a CPU from its cache (`default_max_variants`).
-    checkpoint_dir: folder of the sweep's checkpoints; None disables checkpointing.
+    checkpoint_dir: folder of the sweep's checkpoints; None disables checkpointing. `run_sweep`
+      and `run_planned` check it (an existing file, or a folder that cannot be written, is
+      refused before compiling) and hold it (`outputs.FolderLock`) for the run, unless this
+      process holds it already (`cli.check_checkpoints`).
     checkpoint_every: save the sweep state at the first chunk boundary after every this many
       epochs (0: only when a chunk of variants finishes).
     resume: continue from the checkpoints in `checkpoint_dir` if there are any.
@@ -582,10 +785,29 @@ def _to_host(tree):
 
 
 def _device_memory_bytes() -> int:
+  """One device's memory: an accelerator's limit, else (a CPU) the machine's."""
   stats = jax.local_devices()[0].memory_stats() or {}
   if "bytes_limit" in stats:
     return int(stats["bytes_limit"])
-  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  return _host_memory_bytes() or 2**63
+
+
+def _host_memory_bytes() -> int | None:
+  """This machine's memory: the physical memory, or a smaller cgroup (v2) limit of this
+  process's container; None where neither can be read."""
+  sizes = []
+  try:
+    sizes.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+  except (OSError, ValueError, AttributeError):
+    pass
+  try:
+    with open("/sys/fs/cgroup/memory.max") as f:
+      text = f.read().strip()
+    if text.isdigit():
+      sizes.append(int(text))
+  except OSError:
+    pass
+  return min(sizes) if sizes else None
 
 
 def _cache_bytes() -> int:
@@ -622,8 +844,7 @@ def default_max_variants(group: Group, trainer, fraction: float = 0.5) -> int:
                     for leaf in jax.tree_util.tree_leaves(state.variants))
   param_bytes = sum(leaf.size * leaf.dtype.itemsize
                     for leaf in jax.tree_util.tree_leaves(state.variants.params))
-  widths = sum(group.experiment.model.hidden) + max(group.dataset.num_classes, 1)
-  activations = 4 * widths * (splits.val_idx.shape[1] + splits.train_idx.shape[1] // 4)
+  activations = _activation_bytes(group.experiment, group.dataset, splits)
   per_variant = state_bytes + param_bytes + activations
   if jax.default_backend() == "cpu":
     by_memory = fraction * _device_memory_bytes() // per_variant
@@ -705,12 +926,17 @@ class GroupOutput(NamedTuple):
     history: metric name -> [S, H, E], NaN where a variant was not training.
     pruned: [S, H] bool, stopped by successive halving (`RunOptions.prune`).
     steps_per_epoch: optimizer updates per epoch.
-    compile_s: seconds to the first compiled call's return (compiling, and that call).
-    run_s: seconds of the whole group.
+    compile_s: seconds the group spent tracing, lowering and compiling its programs (or
+      loading them from the persistent compilation cache), from JAX's compile events in this
+      thread, apart from running them; 0.0 when every program came from this process's cache.
+    run_s: seconds of the whole group, compile_s included.
     epochs_executed: most epochs any chunk ran.
     variant_epochs_trained: epochs the variants trained, summed over the variants.
     variant_epochs_executed: epochs the compiled calls ran, summed over their lanes (padding,
       and stopped variants still in a population, included): what the compute paid for.
+    programs_compiled: XLA programs the group compiled or loaded from the persistent cache;
+      0 when it reused this process's (nothing compiled).
+    programs_from_disk: of those, the ones loaded from the persistent compilation cache.
   """
 
   variants: object
@@ -723,6 +949,73 @@ class GroupOutput(NamedTuple):
   epochs_executed: int
   variant_epochs_trained: int
   variant_epochs_executed: int
+  programs_compiled: int = 0
+  programs_from_disk: int = 0
+
+
+# JAX's monitoring events of building a program: Python tracing to a jaxpr, lowering it to
+# StableHLO, and XLA's compile (or loading it from the persistent cache).
+_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+_LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+_clocks = threading.local()  # `.running`: this thread's clocks, innermost last
+_listening = []  # [True] once the listeners are registered (once per process)
+_listening_lock = threading.Lock()
+
+
+def _on_time_span(event: str, start: float, end: float, **kwargs) -> None:
+  del kwargs
+  if event in (_TRACE_EVENT, _LOWER_EVENT, _COMPILE_EVENT):
+    for clock in getattr(_clocks, "running", ()):
+      clock.spans.append((start, end))
+      clock.programs += event == _COMPILE_EVENT
+
+
+def _on_event(event: str, **kwargs) -> None:
+  del kwargs
+  if event == _CACHE_HIT_EVENT:
+    for clock in getattr(_clocks, "running", ()):
+      clock.cache_hits += 1
+
+
+class _CompileClock:
+  """Times what this thread spends building programs while it is entered, apart from running
+  them: the union of JAX's trace, lower and compile spans (a nested jit's tracing lies within
+  its caller's, so spans are merged, not summed).
+
+  Attributes:
+    seconds: that time.
+    programs: programs compiled (or loaded from the persistent cache); 0: every program came
+      from this process's own cache.
+    cache_hits: of those, the ones loaded from the persistent cache.
+  """
+
+  def __init__(self):
+    self.spans: list[tuple[float, float]] = []
+    self.programs = 0
+    self.cache_hits = 0
+
+  @property
+  def seconds(self) -> float:
+    total, end = 0.0, -math.inf
+    for a, b in sorted(self.spans):
+      if b > end:
+        total += b - max(a, end)
+        end = b
+    return total
+
+  def __enter__(self) -> "_CompileClock":
+    with _listening_lock:
+      if not _listening:
+        jax.monitoring.register_event_time_span_listener(_on_time_span)
+        jax.monitoring.register_event_listener(_on_event)
+        _listening.append(True)
+    _clocks.running = getattr(_clocks, "running", ()) + (self,)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    _clocks.running = tuple(c for c in _clocks.running if c is not self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1047,7 +1340,7 @@ def _load_chunk(plan: _GroupPlan, name: str, real: np.ndarray) -> _Chunk | None:
 
 
 def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
-                ) -> tuple[dict[int, _Chunk], float | None]:
+                ) -> dict[int, _Chunk]:
   """The loop: every chunk in compiled calls, in lockstep, compacting and pruning between them.
 
   All chunks advance together, one call's epochs per round, so halving ranks every grid point
@@ -1055,8 +1348,7 @@ def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
   whichever chunks they came from.
 
   Returns:
-    The chunks (history NaN-padded to the configured epochs) and the seconds to the first
-    compiled call's return.
+    The chunks, history NaN-padded to the configured epochs.
   """
   exp, blocks = group.experiment, plan.blocks
   num_epochs = plan.num_epochs
@@ -1073,8 +1365,7 @@ def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
   num_variants = len(group.seeds) * len(group.points["learning_rate"])
   progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * num_epochs, options)
   checkpoint.fault_point("before_compile")
-  t0 = time.perf_counter()
-  compile_s = None
+  first_call = True
   if len(chunks) < len(blocks):
     params_S = stream_params(group, plan.seeds)  # Once, not once per chunk of points.
   for b, (si, hi) in enumerate(blocks):
@@ -1092,8 +1383,8 @@ def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
     finished_before = sum(_done(plan, c) for c in chunks.values())
     _round(plan, chunks, data, options.compact)
     epoch = max(c.epoch for c in chunks.values())
-    if compile_s is None:
-      compile_s = time.perf_counter() - t0
+    if first_call:
+      first_call = False
       checkpoint.fault_point("after_compile")
     if epoch in plan.rungs:
       _prune_all(plan, chunks, options.prune_eta)
@@ -1116,11 +1407,11 @@ def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
         for k, v in c.history.items()}
   if len(blocks) > 1 or options.checkpoint_every:
     _save_chunks(plan, chunks)
-  return chunks, compile_s
+  return chunks
 
 
-def _assemble(group: Group, plan: _GroupPlan, finished: dict[int, _Chunk], compile_s, run_s
-              ) -> GroupOutput:
+def _assemble(group: Group, plan: _GroupPlan, finished: dict[int, _Chunk],
+              clock: _CompileClock, run_s: float) -> GroupOutput:
   """The chunks as one [S, H] population (padding dropped), its parameters and counts."""
   exp, blocks = group.experiment, plan.blocks
   num_streams, num_points = len(group.seeds), len(group.points["learning_rate"])
@@ -1146,10 +1437,11 @@ def _assemble(group: Group, plan: _GroupPlan, finished: dict[int, _Chunk], compi
   return GroupOutput(
       variants=variants, params=params, history=history,
       pruned=assemble(lambda c: c.pruned), steps_per_epoch=plan.trainer.steps_per_epoch,
-      compile_s=compile_s, run_s=run_s,
+      compile_s=clock.seconds, run_s=run_s,
       epochs_executed=max(c.epoch for c in finished.values()),
       variant_epochs_trained=int(variants.epochs_run.sum()),
-      variant_epochs_executed=int(sum(c.executed for c in finished.values())))
+      variant_epochs_executed=int(sum(c.executed for c in finished.values())),
+      programs_compiled=clock.programs, programs_from_disk=clock.cache_hits)
 
 
 def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions()) -> GroupOutput:
@@ -1174,8 +1466,9 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
   """
   plan = _plan_group(group, index, options)
   t0 = time.perf_counter()
-  finished, compile_s = _run_chunks(group, plan, index, options)
-  return _assemble(group, plan, finished, compile_s, time.perf_counter() - t0)
+  with _CompileClock() as clock:
+    finished = _run_chunks(group, plan, index, options)
+  return _assemble(group, plan, finished, clock, time.perf_counter() - t0)
 
 
 def clear_checkpoints(checkpoint_dir: str) -> None:
@@ -1267,7 +1560,9 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
     A `SweepResult`: one row per variant, histories, aggregates and the selected learning rate.
 
   Raises:
-    ConfigError: on any bad input, before anything is compiled (see `plan_sweep`).
+    ConfigError: on any bad input, before anything is compiled (see `plan_sweep`); a
+      checkpoint folder that cannot be written or that another process holds
+      (`holding_checkpoints`) before any data is loaded.
   """
   target = check_target(target)  # Types before any data is loaded; the range once planned.
   check_type(options, RunOptions, "options")
@@ -1278,9 +1573,51 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
     if check_type(select_by, str, "select_by") not in valid:
       raise ConfigError(f"select_by {select_by!r} is not a metric of this sweep; valid "
                         f"choices: {', '.join(valid)}")
-  groups = plan_sweep(experiments, grid, model, loss=loss, metrics=dict(metric_items))
-  return run_planned(groups, grid, target=target, options=options, select=select,
-                     select_by=select_by)
+  with holding_checkpoints(options):  # Checked and held before any data is loaded.
+    groups = plan_sweep(experiments, grid, model, loss=loss, metrics=dict(metric_items))
+    return run_planned(groups, grid, target=target, options=options, select=select,
+                       select_by=select_by)
+
+
+def _log_compiles(out: GroupOutput, index: int, num_groups: int) -> None:
+  """What a group compiled, apart from what it ran; "reused" when it compiled nothing."""
+  if not out.programs_compiled:
+    logging.info("group %d/%d: reused the programs compiled earlier in this process (nothing "
+                 "compiled); %.1f s in all", index + 1, num_groups, out.run_s)
+    return
+  loaded = (f", {out.programs_from_disk} loaded from the persistent cache"
+            if out.programs_from_disk else "")
+  logging.info("group %d/%d: compiled %d program%s%s in %.1f s (tracing, lowering, XLA); %.1f s "
+               "in all", index + 1, num_groups, out.programs_compiled,
+               "s" * (out.programs_compiled != 1), loaded, out.compile_s, out.run_s)
+
+
+@contextlib.contextmanager
+def holding_checkpoints(options: RunOptions):
+  """Checks `options.checkpoint_dir` and holds it (`outputs.FolderLock`) while the block runs.
+
+  The folder is refused in one line before anything is compiled when it is an existing file
+  or cannot be written, or another live process holds it. A folder this process already holds
+  (a script's `cli.check_checkpoints`, or an enclosing `run_sweep`) is not locked again: a
+  second `flock` of the same process would refuse it. Only process 0 writes checkpoints, so
+  only it holds the folder. Nothing happens without a checkpoint folder.
+  """
+  directory = options.checkpoint_dir
+  if not directory or _held_here(directory) or jax.process_index() != 0:
+    yield
+    return
+  lock = outputs.FolderLock(directory, "checkpoint_dir").open()
+  try:
+    yield
+  finally:
+    lock.close()
+
+
+def _held_here(directory: str) -> bool:
+  """Whether this process holds `directory` by an `outputs.FolderLock` already."""
+  real = os.path.realpath(directory)
+  # pylint: disable-next=protected-access
+  return any(lock.held and os.path.realpath(lock.path) == real for lock in outputs._FOLDER_LOCKS)
 
 
 def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = None,
@@ -1290,13 +1627,19 @@ def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = N
   target = check_target(target, groups)  # Its range needs the tasks, known once planned.
   stats.check_select(select)
   select_by = check_select_by(select_by, groups)
-  outputs = []
-  for i, group in enumerate(groups):
-    logging.info("compile group %d/%d: %s, %d streams x %d points", i + 1, len(groups),
-                 group.experiment.optim.name, len(group.seeds), len(group.points["learning_rate"]))
-    outputs.append(run_group(group, index=i, options=options))
-  result = SweepResult.from_groups(groups, outputs, grid=grid, target=target, select=select,
-                                   select_by=select_by, prune=options.prune_config())
+  check_type(options, RunOptions, "options")
+  group_outputs = []
+  with holding_checkpoints(options):
+    for i, group in enumerate(groups):
+      logging.info("group %d/%d: %s, %d streams x %d points", i + 1, len(groups),
+                   group.experiment.optim.name, len(group.seeds),
+                   len(group.points["learning_rate"]))
+      out = run_group(group, index=i, options=options)
+      _log_compiles(out, i, len(groups))
+      group_outputs.append(out)
+  result = SweepResult.from_groups(groups, group_outputs, grid=grid, target=target,
+                                   select=select, select_by=select_by,
+                                   prune=options.prune_config())
   if any(g.splits.num_outer for g in groups):  # Nested CV: refit and score each outer choice.
     from lr_jax import export  # Late: export imports this module.
     result = dataclasses.replace(result, nested=export.nested_estimates(result))

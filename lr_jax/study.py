@@ -74,13 +74,12 @@ def estimate_remaining(done: Sequence[Mapping[str, float]],
   """Seconds left for groups still to run, from the timings of the groups already run.
 
   A group costs a fixed overhead (tracing and XLA compilation) plus a time proportional to
-  its work; both are fitted on the finished groups. The engine's `compile_s` covers the
-  compilation and the first chunk of epochs, `run_s` the whole group.
+  its work; both are fitted on the finished groups. The engine's `compile_s` is the group's
+  compile time alone (JAX's compile events), `run_s` the whole group, compilation included.
 
   Args:
-    done: one dict per finished group: `work` (`group_work`), `chunk_fraction` (first chunk's
-      share of the epochs), `executed_fraction` (epochs run before the early exit, as a share),
-      `compile_s`, `run_s`.
+    done: one dict per finished group: `work` (`group_work`), `executed_fraction` (epochs run
+      before the early exit, as a share), `compile_s`, `run_s`.
     remaining_work: `group_work` of each group still to run.
 
   Returns:
@@ -88,14 +87,9 @@ def estimate_remaining(done: Sequence[Mapping[str, float]],
   """
   if not done:
     return math.nan
-  timed = sum(d["work"] * max(d["executed_fraction"] - d["chunk_fraction"], 0.0) for d in done)
-  if timed > 0:
-    rate = sum(max(d["run_s"] - d["compile_s"], 0.0) for d in done) / timed
-    overhead = float(np.mean([max(d["compile_s"] - rate * d["work"] * d["chunk_fraction"], 0.0)
-                              for d in done]))
-  else:  # Every group ran in one chunk: compilation and run cannot be told apart.
-    rate = sum(d["run_s"] for d in done) / sum(d["work"] * d["executed_fraction"] for d in done)
-    overhead = 0.0
+  rate = (sum(max(d["run_s"] - d["compile_s"], 0.0) for d in done)
+          / sum(d["work"] * d["executed_fraction"] for d in done))
+  overhead = float(np.mean([d["compile_s"] for d in done]))
   executed = float(np.mean([d["executed_fraction"] for d in done]))
   return float(sum(overhead + rate * w * executed for w in remaining_work))
 
@@ -137,9 +131,7 @@ def run_groups(groups: Sequence[Group], *, options: RunOptions | None = None,
     out = engine.run_group(group, index=i, options=mine)
     outputs.append(out)
     epochs = group.experiment.train.epochs
-    chunk = min(mine.chunk_epochs or epochs, epochs)
-    done.append({"work": works[i], "chunk_fraction": chunk / epochs,
-                 "executed_fraction": out.epochs_executed / epochs,
+    done.append({"work": works[i], "executed_fraction": out.epochs_executed / epochs,
                  "compile_s": out.compile_s, "run_s": out.run_s})
     elapsed = time.perf_counter() - t0
     eta = estimate_remaining(done, works[i + 1:])

@@ -89,6 +89,9 @@ PAST_INT32 = [
     (["--schedule=exponential", "--decay_steps=99999999999"], ["decay_steps", "2147483647"]),
     (["--schedule=piecewise", "--boundaries=99999999999", "--scales=0.1"],
      ["boundary", "2147483647"]),
+    # Past memory: refused from the counts, before a billion learning rates or seeds are listed.
+    (["--num_lrs=1000000000"], ["--num_lrs=1000000000", "--seeds=3", "variants", "memory"]),
+    (["--seeds=1000000000"], ["--seeds=1000000000", "variants", "memory"]),
 ]
 # 4. An empty folder is the working directory; 5. a repeated learning rate, named by its flag.
 EMPTY_AND_REPEATED = [

@@ -294,11 +294,10 @@ def test_study_table_is_markdown_with_one_line_per_cell():
 
 
 def test_estimate_remaining_recovers_overhead_and_rate():
-  # Groups cost 2 s of compilation plus 1 us per unit of work; the first chunk is a fifth.
+  # Groups cost 2 s of compilation plus 1 us per unit of work.
   def timing(work, executed=1.0):
-    run = 2.0 + 1e-6 * work * executed
-    return {"work": work, "chunk_fraction": 0.2, "executed_fraction": executed,
-            "compile_s": 2.0 + 1e-6 * work * 0.2, "run_s": run}
+    return {"work": work, "executed_fraction": executed, "compile_s": 2.0,
+            "run_s": 2.0 + 1e-6 * work * executed}
 
   done = [timing(1e6), timing(4e6)]
   assert study.estimate_remaining(done, [2e6, 3e6]) == pytest.approx(2 * 2.0 + 5.0)
