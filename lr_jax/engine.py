@@ -490,20 +490,32 @@ def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
   param_bytes = _tree_bytes(params)
   n_max = int(splits.train_idx.shape[1])
   _, steps_per_epoch = batching(exp.train.batch_size, n_max)
-  try:  # The optimizer's state from its shapes; a family that cannot say counts none.
-    make_tx = make_optimizer(exp.optim, exp.train.epochs * steps_per_epoch)
-    hparams = {k: np.float32(v[0]) for k, v in columns.items()}
-    opt_bytes = _tree_bytes(jax.eval_shape(lambda p, h: make_tx(h).init(p), params, hparams))
-  except Exception:  # pylint: disable=broad-except
-    opt_bytes = 0
   family = OPTIMIZERS.get(exp.optim.name)
   eval_bytes = param_bytes if family is not None and family.eval_params is not None else 0
   state = {"parameters": param_bytes, "best parameters": param_bytes,
-           "optimizer state": opt_bytes, "validated parameters": eval_bytes}
+           "optimizer state": 0, "validated parameters": eval_bytes}
   device = {**state, "gradients": param_bytes,
             "activations": _activation_bytes(exp, dataset, splits)}
-  per_device = sum(device.values())
   memory = _device_memory_bytes()
+  host = _host_memory_bytes()
+  num_points = math.prod(len(v) for v in columns.values())
+  num_streams = num_seeds * splits.num_folds
+  epochs = exp.train.epochs
+  history = 4 * epochs * (len(History._fields) + num_metrics)
+  variants = num_streams * num_points
+  # The optimizer's state from its shapes, traced only where it could decide: it would have to
+  # be over three times the rest (nine times the parameters) to matter otherwise, and tracing
+  # calls the family's factory, which a sweep should do once, when it compiles.
+  rest_host = variants * (sum(state.values()) + history + _ROW_BYTES)
+  if 4 * sum(device.values()) > memory or (host is not None and 4 * rest_host > host):
+    try:  # A family that cannot say counts none.
+      make_tx = make_optimizer(exp.optim, exp.train.epochs * steps_per_epoch)
+      hparams = {k: np.float32(v[0]) for k, v in columns.items()}
+      opt_bytes = _tree_bytes(jax.eval_shape(lambda p, h: make_tx(h).init(p), params, hparams))
+    except Exception:  # pylint: disable=broad-except
+      opt_bytes = 0
+    state["optimizer state"] = device["optimizer state"] = opt_bytes
+  per_device = sum(device.values())
   if per_device > memory:
     if user_model:
       what, valid = f"the model {model.name!r}", "a smaller model"
@@ -517,15 +529,9 @@ def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
         f"{what} on {dataset.name!r} ({int(np.prod(dataset.feature_shape)):,} features): one "
         f"variant needs ~{_size(per_device)} ({parts}), more than {where} {_size(memory)}; "
         f"valid: {valid}, or a machine with more memory")
-  host = _host_memory_bytes()
   if host is None:
     return
-  num_points = math.prod(len(v) for v in columns.values())
-  num_streams = num_seeds * splits.num_folds
-  epochs = exp.train.epochs
-  history = 4 * epochs * (len(History._fields) + num_metrics)
   per_host = sum(state.values()) + history + _ROW_BYTES
-  variants = num_streams * num_points
   if variants * per_host > host:
     folds = f" x {splits.num_folds} folds" if splits.num_folds > 1 else ""
     raise ConfigError(

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lr_jax.config import Interval
@@ -76,7 +77,32 @@ def _weight_decay(factory) -> dict[str, HParam]:
 # optax.sgd's momentum default is None (none); the momentum families' is Keras' 0.9.
 _MOMENTUM = HParam(0.9, MOMENTUM, help="momentum of the velocity")
 
-OPTIMIZERS: dict[str, Optimizer] = {
+
+class _Registry(dict):
+  """`OPTIMIZERS`: a dict whose lookup of a user family not yet probed probes it first.
+
+  A family registered before JAX's backends start (at import, before
+  `jax.distributed.initialize`) is probed (`_check_uses_learning_rate`) at its first lookup --
+  when a sweep is planned -- instead of at registration, which must not start a backend.
+  """
+
+  def __getitem__(self, name):
+    entry = super().__getitem__(name)
+    if name in _UNPROBED:
+      try:
+        _check_uses_learning_rate(name, entry)
+      except Exception:
+        del self[name]  # Refused: the name is free again for a factory that uses the rate.
+        raise
+      finally:
+        _UNPROBED.discard(name)
+    return entry
+
+
+# User families registered but not yet probed (see `_Registry`).
+_UNPROBED: set[str] = set()
+
+OPTIMIZERS: dict[str, Optimizer] = _Registry({
     "sgd": Optimizer(optax.sgd, {}, {}),
     "momentum": Optimizer(optax.sgd, {"momentum": _MOMENTUM}, {}),
     "nesterov": Optimizer(optax.sgd, {"momentum": _MOMENTUM}, {"nesterov": True}),
@@ -91,7 +117,10 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "lion": Optimizer(optax.lion, {**_adam_like(optax.lion, eps=False),
                                    **_weight_decay(optax.lion)}, {}),
     "lamb": Optimizer(optax.lamb, {**_adam_like(optax.lamb), **_weight_decay(optax.lamb)}, {}),
-}
+})
+
+# The families above: `register_optimizer` never replaces one.
+_BUILT_IN = frozenset(OPTIMIZERS)
 
 
 # Built-in families whose update on the raveled parameter vector is their update on the pytree,
@@ -270,8 +299,8 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
                        hparams: Mapping[str, float | HParam] | None = None, *,
                        fixed: Mapping[str, object] | None = None,
                        extra_args: Callable[[jax.Array], Mapping[str, jax.Array]] | None = None,
-                       eval_params: Callable[[optax.OptState, object], object] | None = None
-                       ) -> str:
+                       eval_params: Callable[[optax.OptState, object], object] | None = None,
+                       overwrite: bool = False) -> str:
   """Adds a user optimizer family to `OPTIMIZERS`, so `OptimConfig(name=name)` trains with it.
 
       def my_adamw(learning_rate, weight_decay):
@@ -287,6 +316,19 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
   schedule of the variant's peak. The update sees the parameters' pytree (the model's layers).
   The config holds only the name, so one name means one optimizer for the whole process.
 
+  The factory must use the `learning_rate` it is given (the results report it): one probe of
+  a few updates of a tiny two-leaf pytree, eager, at learning rates 0.001 and 0.002, refuses a
+  factory whose updates are the same at both. It runs here if JAX's backends have started,
+  else at the family's first lookup in `OPTIMIZERS` (when a sweep is planned), so registering
+  at import starts no backend (`jax.distributed.initialize` must come first). A factory the
+  probe cannot run (an update that needs the model's own pytree) is left to training.
+
+  Registering the same name again is accepted for the same factory (the same function
+  object: re-running the cell that registers it), which replaces the entry's hyperparameters
+  and hooks; a different factory under a registered name is refused unless
+  `overwrite=True`. A built-in family is never replaced. A changed entry drops the compiled
+  programs of this process (`engine`, `finder`), so none traced with the old one is reused.
+
   Args:
     name: the family's name in `OptimConfig(name=...)`.
     factory: `(learning_rate, **hparams, **fixed) -> optax.GradientTransformation`.
@@ -300,20 +342,22 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
     eval_params: `(state, params) -> params`, the parameters validated, tracked as best and
       returned, computed from the factory's transformation's state and the trained parameters:
       `optax.contrib.schedule_free_eval_params` for `optax.contrib.schedule_free_*`.
+    overwrite: replace a user family registered under `name` with another factory.
 
   Returns:
     `name`.
 
   Raises:
-    ConfigError: a name already registered to another optimizer (so a compiled program is
-      never reused for a different one), a factory that does not accept these arguments, or
-      a default that is not a finite number.
+    ConfigError: a name registered to another factory without `overwrite` (so a compiled
+      program is never reused for a different one), a built-in name, a factory that does not
+      accept these arguments or ignores its learning rate, or a default that is not a finite
+      number.
   """
-  import inspect
-  import math
   from lr_jax.errors import ConfigError
   if not isinstance(name, str) or not name:
     raise ConfigError(f"optimizer name must be a non-empty string, got {name!r}")
+  if not isinstance(overwrite, bool):
+    raise ConfigError(f"optimizer {name!r}: overwrite must be True or False, got {overwrite!r}")
   hparams, fixed = dict(hparams or {}), dict(fixed or {})
   for key, value in hparams.items():
     if key in _taken_names():
@@ -350,11 +394,106 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
                           f"off equal to that default")
   entry = Optimizer(factory, hparams, fixed,
                     extra_args=extra_args, eval_params=eval_params)
-  if name in OPTIMIZERS and OPTIMIZERS[name] != entry:
-    raise ConfigError(f"optimizer {name!r} is already registered to another optimizer; "
-                      f"valid choices: a new name (taken: {', '.join(OPTIMIZERS)})")
+  old = dict.get(OPTIMIZERS, name)
+  if old is not None and old == entry:
+    return name  # The same registration again (a notebook cell re-run): nothing changes.
+  if name in _BUILT_IN:
+    raise ConfigError(f"optimizer {name!r} is already registered: it is built in and cannot be "
+                      f"replaced; choose a new name for your optimizer")
+  if old is not None and old.factory is not factory and not overwrite:
+    raise ConfigError(f"optimizer {name!r} is already registered to another factory "
+                      f"({_callable_name(old.factory)}); pass overwrite=True to replace it, or "
+                      f"choose a new name")
+  if _backends_started():
+    _check_uses_learning_rate(name, entry)
+    _UNPROBED.discard(name)
+  else:
+    _UNPROBED.add(name)
+  if old is not None:
+    _forget_compiled()
   OPTIMIZERS[name] = entry
   return name
+
+
+def _callable_name(f) -> str:
+  return getattr(f, "__qualname__", None) or type(f).__name__
+
+
+def _backends_started() -> bool:
+  """Whether JAX's backends have started (so an eager probe starts nothing new)."""
+  try:
+    from jax._src import xla_bridge
+    return bool(xla_bridge.backends_are_initialized())
+  except Exception:  # A JAX without it: probe at the first lookup, which is after any start.
+    return False
+
+
+def _forget_compiled() -> None:
+  """Drops the programs compiled in this process: they key a family by its name, and a name
+  now means another optimizer."""
+  from lr_jax import engine, finder  # Late: both import this module.
+  for cached in (engine._compiled, engine._compiled_flat, finder._compiled):
+    cached.cache_clear()
+
+
+# The probe of `_check_uses_learning_rate`: two learning rates, a tiny pytree of two leaves
+# (a matrix, for per-layer and factored transformations, and a vector) and a fixed gradient.
+_PROBE_RATES = (1e-3, 2e-3)
+_PROBE_STEPS = 8  # A factory that warms up from 0 (or accumulates) differs after a few steps.
+
+
+def _probe_trees():
+  params = {"b": np.array([0.5, -1.0, 0.25], np.float32),
+            "w": np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(4, 3)}
+  grads = {"b": np.array([0.1, -0.2, 0.3], np.float32),
+           "w": np.linspace(0.3, -0.25, 12, dtype=np.float32).reshape(4, 3)}
+  return params, grads
+
+
+def _check_uses_learning_rate(name: str, entry: Optimizer) -> None:
+  """Refuses a family whose updates do not depend on its learning rate, in one line.
+
+  Eager (no jit), built as `make_optimizer` builds it (`inject_hyperparams`, the traced
+  numbers at their defaults, the rest left to the factory). Up to `_PROBE_STEPS` updates at
+  each rate, each applied to its own copy of the parameters; refused if every pair of updates
+  is the same and some is not zero. Updates that are all zero, or not finite, tell nothing,
+  and a probe that fails (an update needing the model's own pytree or other arguments) is
+  left to the trace of the training program, as before.
+  """
+  from lr_jax.errors import ConfigError
+  numbers = {k: spec.default for k, spec in entry.hparams.items() if spec.default != spec.off}
+  with jax.ensure_compile_time_eval():  # Values, even where called inside a trace.
+    try:
+      injected = optax.inject_hyperparams(entry.factory, static_args=tuple(entry.fixed))
+      params, grads = _probe_trees()
+      params = [jax.tree_util.tree_map(jnp.asarray, params) for _ in _PROBE_RATES]
+      grads = jax.tree_util.tree_map(jnp.asarray, grads)
+      extra = {} if entry.extra_args is None else dict(entry.extra_args(jnp.float32(1.0)))
+      txs = [injected(learning_rate=lr, **numbers, **entry.fixed) for lr in _PROBE_RATES]
+      states = [tx.init(p) for tx, p in zip(txs, params)]
+      ignored = False
+      for _ in range(_PROBE_STEPS):
+        updates = []
+        for i, tx in enumerate(txs):
+          update, states[i] = tx.update(grads, states[i], params[i], **extra)
+          params[i] = optax.apply_updates(params[i], update)
+          updates.append([np.asarray(u) for u in jax.tree_util.tree_leaves(update)])
+        if any(not np.isfinite(u).all() for u in updates[0] + updates[1]):
+          return
+        if any(u.shape != v.shape or not np.array_equal(u, v) for u, v in zip(*updates)):
+          return  # It uses the learning rate.
+        # The same, and not zero: ignored so far. Zero (a warmup from 0, an accumulation)
+        # tells nothing. Either way the next step may differ (a warmup's first rate is 0).
+        ignored = ignored or any(np.any(u != 0) for u in updates[0])
+    except ConfigError:
+      raise
+    except Exception:  # The factory cannot run on the probe: its training trace will tell.
+      return
+  if ignored:
+    raise ConfigError(
+        f"optimizer {name!r} ignores its learning_rate: its update is the same at "
+        f"{_PROBE_RATES[0]} and {_PROBE_RATES[1]}; the factory must use the learning_rate it "
+        f"is given (e.g. optax.adam(learning_rate), not a constant)")
 
 
 def _taken_names() -> set[str]:
