@@ -486,7 +486,11 @@ def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
   Raises:
     ConfigError: one line naming the estimate, its parts and the memory it exceeds.
   """
-  params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  # Shapes only: an abstract key (a concrete PRNGKey(0) would compile a program before the
+  # scripts have checked their --out, which they do before anything compiles), and no
+  # JAX_LOG_COMPILES line for a trace that compiles nothing.
+  with jax.log_compiles(False):
+    params = jax.eval_shape(model.init, jax.ShapeDtypeStruct((2,), jnp.uint32))
   param_bytes = _tree_bytes(params)
   n_max = int(splits.train_idx.shape[1])
   _, steps_per_epoch = batching(exp.train.batch_size, n_max)
@@ -511,7 +515,8 @@ def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
     try:  # A family that cannot say counts none.
       make_tx = make_optimizer(exp.optim, exp.train.epochs * steps_per_epoch)
       hparams = {k: np.float32(v[0]) for k, v in columns.items()}
-      opt_bytes = _tree_bytes(jax.eval_shape(lambda p, h: make_tx(h).init(p), params, hparams))
+      with jax.log_compiles(False):
+        opt_bytes = _tree_bytes(jax.eval_shape(lambda p, h: make_tx(h).init(p), params, hparams))
     except Exception:  # pylint: disable=broad-except
       opt_bytes = 0
     state["optimizer state"] = device["optimizer state"] = opt_bytes
