@@ -29,7 +29,10 @@ import benchmarks
 flags.DEFINE_string("out", "runs/benchmarks/compaction", "Output folder.")
 flags.DEFINE_integer("reps", 3, "Timed runs of each setting of the default sweep.")
 flags.DEFINE_list("datasets", ["digits", "wine", "breast_cancer"], "Data sets of the halving runs.")
-flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script runs, measures nothing.")
+flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script runs, measures nothing. Both "
+                  "parts train the same small sweep (4 learning rates x 2 seeds, MLP(8), 6 "
+                  "epochs), the halving runs on digits unless --datasets is given, so that "
+                  "they reuse the default sweep's programs.")
 flags.DEFINE_bool("fill_doc", False, "Fill the compaction sections of BENCHMARKS.md.")
 FLAGS = flags.FLAGS
 
@@ -42,15 +45,23 @@ def _sweep(exp, grid, **options):
   return time.perf_counter() - t0, result
 
 
+def _quick(exp):
+  """--quick's experiment and grid, the same in both parts: the default sweep's data set
+  (digits) cut to 200 training rows, so that the halving runs on it reuse its programs."""
+  import lr_jax
+  exp = exp.replace(train__epochs=6, train__patience=1, model__hidden=(8,))
+  if exp.data.dataset == lr_jax.Experiment().data.dataset:
+    exp = exp.replace(data__train_size=200)
+  return exp, lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 4), seeds=(0, 1))
+
+
 def default_sweep(reps: int, quick: bool) -> dict:
   """Compaction on and off on the default sweep: medians of `reps` alternating runs each."""
   import lr_jax
   exp = lr_jax.Experiment()
   grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-5, 1.0, 16), seeds=(0, 1, 2))
   if quick:
-    exp = exp.replace(train__epochs=6, train__patience=1, model__hidden=(8,),
-                      data__train_size=200)
-    grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 4), seeds=(0, 1))
+    exp, grid = _quick(exp)
   sweep = functools.partial(_sweep, chunk_epochs=2) if quick else _sweep  # Calls of 2 epochs.
   out = {}
   for compact in (True, False):  # Warm-up: compiles every program of the setting.
@@ -80,8 +91,7 @@ def halving(dataset: str, quick: bool) -> dict:
   grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-5, 1.0, 64), seeds=(0, 1, 2))
   rungs = (5, 15, 45)
   if quick:
-    exp = exp.replace(train__epochs=6, train__patience=1, model__hidden=(8,))
-    grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 6), seeds=(0, 1))
+    exp, grid = _quick(exp)
     rungs = (2,)
   sweep = functools.partial(_sweep, chunk_epochs=2) if quick else _sweep  # Calls of 2 epochs.
   row = {}
@@ -129,7 +139,8 @@ def main(argv):
   results = {"load_start": benchmarks.loadavg(), "machine": benchmarks.machine_info()}
   t0 = time.perf_counter()
   results["default_sweep"] = default_sweep(FLAGS.reps, FLAGS.quick)
-  results["halving"] = {name: halving(name, FLAGS.quick) for name in FLAGS.datasets}
+  datasets = ["digits"] if FLAGS.quick and not FLAGS["datasets"].present else FLAGS.datasets
+  results["halving"] = {name: halving(name, FLAGS.quick) for name in datasets}
   results["load_end"] = benchmarks.loadavg()
   results["total_s"] = time.perf_counter() - t0
   os.makedirs(FLAGS.out, exist_ok=True)

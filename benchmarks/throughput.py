@@ -76,7 +76,8 @@ flags.DEFINE_string("out", "runs/benchmarks/throughput", "Output folder.")
 flags.DEFINE_bool("quick", False,
                   "A short run that checks the script works: N in {1, 2}, 1 epoch, 1 repeat, no "
                   "peers, every JAX measurement in this one process with one shared compilation "
-                  "cache, no warm runs; its numbers mean nothing.")
+                  "cache, no warm runs, the default sweep's probe without its report (--noreport); "
+                  "its numbers mean nothing.")
 flags.DEFINE_bool("full", False, "Also measure the peers at N=64 instead of extrapolating.")
 flags.DEFINE_list("ns", ["1", "8", "64", "256"], "Numbers of variants (learning rates).")
 flags.DEFINE_list("peer_ns", ["1", "8"], "N at which torch and keras are measured (cost is "
@@ -385,9 +386,10 @@ def measure_default_sweep(cfg: dict, runner: Runner) -> dict:
   states = ("cold", "warm")
   if cfg["quick"]:
     # The quick workload's own program, so that the shared cache holds it: this only checks
-    # that the probe works.
+    # that the probe works. No report: its figures would double the process's time.
     cache = os.path.join(runner.out, "cache", "shared")
-    args += [f"--lrs={cfg['check_lr']}", "--seeds=1", f"--epochs={cfg['epochs']}", "--patience=0"]
+    args += [f"--lrs={cfg['check_lr']}", "--seeds=1", f"--epochs={cfg['epochs']}", "--patience=0",
+             "--noreport"]
     states = ("cold",)
   else:
     shutil.rmtree(cache, ignore_errors=True)

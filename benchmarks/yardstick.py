@@ -8,7 +8,8 @@ what (f), a minimal `jit(vmap(scan))` sweep of the same arithmetic (`peers.train
 costs. `throughput.py` times the systems one after another, minutes apart; on a shared machine
 the load changes in between. Here both compile first (untimed), then `--repeats` rounds of one
 lr_jax sweep and one (f) sweep, so each round's ratio compares runs seconds apart. Workload
-P's `--epochs` and `--batch_size`, `--repeats` and `--out` are the flags of `throughput.py`.
+P's `--epochs` and `--batch_size`, `--repeats` and `--out` are the flags of `throughput.py`;
+`--quick` runs N = 2, 1 epoch, 2 rounds (a check that the script runs, its numbers mean nothing).
 
 Prints a table, writes the numbers to `<out>/yardstick.json` and, with `--fill_doc`, the table
 into `benchmarks/BENCHMARKS.md` (its `yardstick:hand_written` marker).
@@ -88,7 +89,9 @@ def table(r: dict) -> str:
 
 def main(argv):
   del argv
-  n, epochs, rounds = (4, 1, 2) if FLAGS.quick else (FLAGS.n, FLAGS.epochs, FLAGS.repeats)
+  # --quick: N = 2, 1 epoch, 2 rounds; throughput.py's --quick programs at N = 2, so that after
+  # it in one process (the tests run both so) nothing compiles again.
+  n, epochs, rounds = (2, 1, 2) if FLAGS.quick else (FLAGS.n, FLAGS.epochs, FLAGS.repeats)
   if min(epochs, rounds, FLAGS.batch_size) < 1:
     raise app.UsageError(f"--epochs, --repeats and --batch_size must be >= 1 (got {epochs}, "
                          f"{rounds}, {FLAGS.batch_size})")
