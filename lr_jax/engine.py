@@ -490,7 +490,7 @@ def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
   # scripts have checked their --out, which they do before anything compiles), and no
   # JAX_LOG_COMPILES line for a trace that compiles nothing.
   with jax.log_compiles(False):
-    params = jax.eval_shape(model.init, jax.ShapeDtypeStruct((2,), jnp.uint32))
+    params = jax.eval_shape(model.init, jax.eval_shape(jax.random.PRNGKey, 0))
   param_bytes = _tree_bytes(params)
   n_max = int(splits.train_idx.shape[1])
   _, steps_per_epoch = batching(exp.train.batch_size, n_max)

@@ -29,6 +29,7 @@ held back during the renames themselves.
 
 from __future__ import annotations
 
+from absl import logging
 import contextlib
 import errno
 import fcntl
@@ -336,6 +337,12 @@ def _take_lock(lock_path: str, flag: str, shown: str, *, directory: bool = False
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
+      if directory and e.errno in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP):
+        # NFS imitates flock with byte-range locks, which a folder (opened read-only) cannot
+        # take: go on unlocked rather than refuse every checkpointed run there.
+        logging.warning("%s %s: this file system cannot lock a folder (%s); a second run on "
+                        "it is not refused", flag, shown, _problem(e))
+        return fd
       holder = _lock_holder(fd) if directory else _read_pid(lock_path)
       os.close(fd)
       if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):

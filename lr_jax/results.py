@@ -808,14 +808,25 @@ def write_outputs(result: SweepResult, out_dir: str, overwrite: bool = False) ->
   def differs_from(folder: str) -> str | None:
     """How the results in `folder` differ from `result`'s (None: the same, or none to compare).
 
-    Compared as written: `results.csv` as text, `history.npz`'s arrays (NaN equal to NaN). A
-    file that is missing or cannot be read holds nothing to keep.
+    Compared to float32 rounding (the same sweep rerun on another CPU or JAX version is the
+    same result, not another): `results.csv` field by field (numbers to rtol 1e-4, as printed
+    to 6 digits), `history.npz`'s arrays to rtol 1e-5, NaN equal to NaN. A file that is missing
+    or cannot be read holds nothing to keep.
     """
+    def same_field(a: str, b: str) -> bool:
+      try:
+        return bool(np.isclose(float(a), float(b), rtol=1e-4, atol=1e-7, equal_nan=True))
+      except ValueError:
+        return a == b
+
     try:
       with open(os.path.join(folder, "results.csv"), encoding="utf-8") as f:
-        if f.read() != results_csv(result):
-          return "its results.csv differs"
-    except (OSError, ValueError):
+        old_rows = list(csv.reader(f))
+      new_rows = list(csv.reader(io.StringIO(results_csv(result))))
+      if len(old_rows) != len(new_rows) or any(
+          len(o) != len(n) or not all(map(same_field, o, n)) for o, n in zip(old_rows, new_rows)):
+        return "its results.csv differs"
+    except (OSError, ValueError, csv.Error):
       pass
     try:
       with np.load(os.path.join(folder, "history.npz"), allow_pickle=False) as f:
@@ -825,7 +836,8 @@ def write_outputs(result: SweepResult, out_dir: str, overwrite: bool = False) ->
     new = {k: np.asarray(v) for k, v in result.history.items()}
     same = set(old) == set(new) and all(
         old[k].shape == new[k].shape
-        and np.array_equal(old[k], new[k], equal_nan=old[k].dtype.kind in "fc")
+        and (np.allclose(old[k], new[k], rtol=1e-5, atol=1e-7, equal_nan=True)
+             if old[k].dtype.kind in "fc" else np.array_equal(old[k], new[k]))
         for k in new)
     return None if same else "its history.npz differs"
 
