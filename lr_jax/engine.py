@@ -345,8 +345,24 @@ def check_target(target: float | None, groups: Sequence[Group] = ()) -> float | 
   return target
 
 
-@functools.lru_cache(maxsize=8)
 def _load(data_cfg) -> data_lib.Dataset:
+  """The data set of `data_cfg`, loaded once per process while its files stay as they are.
+
+  A file rewritten under its name (a notebook's next cell) is a new key: its size, mtime or
+  inode changes, so a sweep never trains on the arrays of the file's old content.
+  """
+  state = []
+  for field in ("dataset", "val_dataset", "test_dataset"):
+    path = getattr(data_cfg, field, None)
+    if isinstance(path, str) and os.path.isfile(path):
+      st = os.stat(path)
+      state.append((field, os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino))
+  return _load_cached(data_cfg, tuple(state))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(data_cfg, file_state) -> data_lib.Dataset:
+  del file_state  # Part of the cache key only.
   return data_lib.load_dataset(data_cfg)
 
 
