@@ -21,7 +21,7 @@ from absl import app, flags
 
 import lr_jax
 from lr_jax import cli, engine
-from lr_jax.results import atomic_write
+from lr_jax.io import atomic_write
 
 flags.DEFINE_string("out", "runs/device_check", "Output folder.")
 flags.DEFINE_integer("repeats", 3, "Timed runs per size.")

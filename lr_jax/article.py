@@ -401,7 +401,7 @@ def write_examples_report(plan: ExamplesPlan, sweeps: Sequence[SweepResult], wal
   Returns:
     The path of report.md.
   """
-  from lr_jax.results import write_outputs
+  from lr_jax.outputs import write_outputs
   cfg = plan.config
   comparisons, curves, sens, refs = [], {}, {}, {}
   for article, sweep in zip(plan.articles, sweeps):

@@ -23,9 +23,8 @@ import zipfile
 import jax
 import numpy as np
 
-from lr_jax.data import UNREADABLE
 from lr_jax.errors import ConfigError
-from lr_jax.results import atomic_write
+from lr_jax.io import UNREADABLE, atomic_write
 
 _FINGERPRINT = "__fingerprint__"
 _CONFIG = "__config__"

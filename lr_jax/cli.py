@@ -169,7 +169,7 @@ def check_out(path: str | None, flag: str = "--out") -> str:
   `outputs.OutputFolder` lock). Leaves nothing behind. A different run's results in it are
   still only found when the results are written (`lr_jax.write_outputs`); a script that can
   describe its run first holds the folder for the whole run instead (`outputs.OutputFolder`,
-  as `experiments/lr_sweep.py` does).
+  as `lr_jax/commands/lr_sweep.py`, `lr-jax sweep`, does).
 
   Returns:
     The folder's absolute path.
@@ -583,6 +583,8 @@ def experiment_from_flags(f, *, user_model: str | None = None) -> "Experiment":
   from lr_jax.config import DataConfig, Experiment, ModelConfig, OptimConfig, TrainConfig
   experiment = Experiment(data=_from_fields(DataConfig, f), model=_from_fields(ModelConfig, f),
                           optim=_from_fields(OptimConfig, f), train=_from_fields(TrainConfig, f))
+  from lr_jax.hparams import check_experiment
+  check_experiment(experiment)  # The registry names and defaults, as planning checks them.
   for part in (experiment.data, experiment.optim, experiment.train):
     check_flags_apply(f, part)
   if user_model is None:
@@ -679,7 +681,7 @@ def define_export_flags(flag_values: "flags.FlagValues | None" = None) -> list[s
   d.DEFINE_bool("refit", None, "Retrain the chosen configuration on all the sweep's rows (an "
                 "ensemble of --seeds); default on with --test_fraction or --save_model.")
   d.DEFINE_string("save_model", None, "Folder to save the refit model in (params.msgpack, "
-                  "model.json); load it with lr_jax.load_model or experiments.predict.")
+                  "model.json); load it with lr_jax.load_model or lr-jax predict.")
   return d.names
 
 

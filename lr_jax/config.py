@@ -1,5 +1,9 @@
 """Static configuration: frozen, hashable dataclasses, validated when built.
 
+A leaf: it imports no registry, so every layer can import it lightly. What a config names in a
+registry (a model, optimizer or schedule, the ranges of the numbers it defaults) is checked when
+an experiment is planned (`lr_jax.hparams.check_experiment`), before anything loads or compiles.
+
 Each distinct `Experiment` is a *compile group*. Most fields decide shapes or code; groups
 that differ only in fields the program traces (the epochs, patience and step cap of
 `train.Budget`, the defaults of dynamic numbers such as `OptimConfig.decay_rate`) share one
@@ -17,14 +21,24 @@ import os
 import types
 import typing
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from lr_jax.errors import ConfigError
 
-if TYPE_CHECKING:
-  from lr_jax.data import Dataset
+
+
+@runtime_checkable
+class DatasetLike(Protocol):
+  """What a `DataConfig` takes besides a name or a path: a `lr_jax.Dataset` (`lr_jax.data`),
+  recognised by its arrays and description, so the configs need not import the data layer."""
+
+  name: str
+  x: np.ndarray
+  y: np.ndarray
+  task: str
+  feature_shape: tuple[int, ...]
 
 MONITORS = ("val_loss", "val_accuracy")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "silu")
@@ -67,8 +81,7 @@ def check_fields(config) -> None:
 
 @functools.cache
 def _field_types(cls) -> dict[str, object]:
-  from lr_jax.data import Dataset  # Late: data imports this module; DataConfig's hints name it.
-  hints = typing.get_type_hints(cls, localns={"Dataset": Dataset})
+  hints = typing.get_type_hints(cls)
   return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
@@ -134,7 +147,8 @@ def _is_sequence(value) -> bool:
   return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
-_SINGULAR = {bool: "a bool (True or False)", int: "an integer", float: "a number", str: "a string"}
+_SINGULAR = {bool: "a bool (True or False)", int: "an integer", float: "a number", str: "a string",
+             DatasetLike: "a Dataset"}
 _PLURAL = {bool: "bools", int: "integers", float: "numbers", str: "strings"}
 
 
@@ -182,21 +196,6 @@ class Interval(NamedTuple):
 
   def __str__(self) -> str:
     return f"{self.ends[0]}{self.low:g}, {self.high:g}{self.ends[1]}"
-
-
-def check_defaults(config, part: str) -> None:
-  """Checks the fields of a config that give defaults of per-variant numbers, against the ranges
-  their registries declare (`lr_jax.hparams`): one range per number, stated once.
-
-  Args:
-    config: an `OptimConfig` or `ModelConfig`.
-    part: its `Experiment` field, "optim" or "model".
-  """
-  from lr_jax.hparams import catalog, check_value  # Late: hparams imports this module.
-  for axis in catalog().values():
-    owner, _, field = axis.spec.field.partition(".")
-    if owner == part and getattr(config, field) is not None:
-      check_value(field, axis.spec, getattr(config, field))
 
 
 def check_distinct(what: str, values: Sequence, why: str = "") -> None:
@@ -343,7 +342,7 @@ class DataConfig:
       is refit and scored on the held-out part (`SweepResult.nested`).
   """
 
-  dataset: str | os.PathLike | Dataset = "digits"
+  dataset: str | os.PathLike | DatasetLike = "digits"
   train_size: int | None = None
   val_fraction: float = 0.2
   folds: int | None = None
@@ -400,8 +399,7 @@ class DataConfig:
             f"parts; drop {field} or outer_folds")
 
   def _check_dataset_object(self) -> None:
-    from lr_jax.data import Dataset  # Late: data imports this module.
-    if not isinstance(self.dataset, Dataset):
+    if not isinstance(self.dataset, DatasetLike):
       raise ConfigError(
           f"dataset must be a name, a file path or a lr_jax.Dataset (for arrays: "
           f"Dataset.from_arrays(x, y)), got a {type(self.dataset).__name__}")
@@ -452,14 +450,11 @@ class ModelConfig:
 
   def __post_init__(self):
     check_fields(self)
-    from lr_jax.models import MODELS  # Late: models imports flax, config stays light.
-    check_choice("model", self.name, MODELS)
     for width in self.hidden:
       check_positive("hidden width", width, integer=True)
     if self.name == "cnn" and not self.hidden:
       raise ConfigError("model 'cnn' needs at least one conv width in hidden, got ()")
     check_choice("activation", self.activation, ACTIVATIONS)
-    check_defaults(self, "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -512,14 +507,10 @@ class OptimConfig:
 
   def __post_init__(self):
     check_fields(self)
-    from lr_jax.optim import OPTIMIZERS, SCHEDULES
-    check_choice("optimizer", self.name, OPTIMIZERS)
-    check_choice("schedule", self.schedule, SCHEDULES)
     check_positive("decay_steps", self.decay_steps, integer=True)
     for b in self.boundaries:  # Step counts: compared with the int32 step in the schedule.
       if b > 0:
         check_positive("piecewise boundary", b, integer=True)
-    check_defaults(self, "optim")
     if self.schedule == "piecewise":
       if not self.boundaries or len(self.boundaries) != len(self.scales):
         raise ConfigError(

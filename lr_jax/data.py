@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
-import errno
 import functools
 import hashlib
 import math
@@ -30,6 +29,7 @@ from absl import logging
 
 from lr_jax.config import DataConfig, check_choice
 from lr_jax.errors import ConfigError
+from lr_jax.io import UNREADABLE
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -619,12 +619,6 @@ def check_header(header: Sequence[str], path: str) -> None:
       f"the header of {path!r} names {'a column' if len(repeated) == 1 else 'columns'} more than "
       f"once: {'; '.join(where[:5])}{' and more' if len(where) > 5 else ''}; every column needs "
       "a distinct name (columns are matched by name)")
-
-
-# The errors of a file that cannot be read, whatever it holds; other OSErrors of a reader
-# (e.g. EINVAL, a seek to a corrupted offset) say the content is malformed.
-UNREADABLE = frozenset({errno.EACCES, errno.EPERM, errno.EIO, errno.EISDIR, errno.ENOENT,
-                        errno.ENXIO, errno.ENODEV, errno.ESTALE})
 
 
 def _cannot_read(path: str, what: str, e: OSError) -> ConfigError:

@@ -31,6 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from lr_jax import checkpoint
 from lr_jax import data as data_lib
 from lr_jax import hparams as hparams_lib
+from lr_jax import optim as optim_lib
 from lr_jax import outputs
 from lr_jax import stats
 from lr_jax.config import (INT32_MAX, DataConfig, Experiment, Interval, TrainConfig,
@@ -392,6 +393,7 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
   experiments = _check_arguments(experiments, grid, model)
   loss, metrics = check_loss_metrics(loss, metrics)
   for exp in experiments:  # Unknown or out-of-range hyperparameters: before loading any data.
+    hparams_lib.check_experiment(exp)
     _point_columns(exp, grid, model=model)
     user = {f"val_{n}" for n, _ in metrics}
     if exp.train.monitor not in ("val_loss", "val_accuracy") and exp.train.monitor not in user:
@@ -651,6 +653,10 @@ def _compiled_flat(*key):
 
   return jax.jit(run_flat, static_argnames="num_epochs", donate_argnums=0,
                  compiler_options=compiler_options())
+
+
+optim_lib.on_reregister(_compiled.cache_clear)
+optim_lib.on_reregister(_compiled_flat.cache_clear)
 
 
 @functools.lru_cache(maxsize=32)
@@ -1667,9 +1673,6 @@ def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = N
   result = SweepResult.from_groups(groups, group_outputs, grid=grid, target=target,
                                    select=select, select_by=select_by,
                                    prune=options.prune_config())
-  if any(g.splits.num_outer for g in groups):  # Nested CV: refit and score each outer choice.
-    from lr_jax import export  # Late: export imports this module.
-    result = dataclasses.replace(result, nested=export.nested_estimates(result))
-  return result
+  return result  # Nested cross-validation's refits are composed above (`lr_jax.api`).
 
 

@@ -16,151 +16,26 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import io
 import json
 import math
 import os
-from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
 from lr_jax.config import Experiment, ModelConfig
 from lr_jax.errors import ConfigError
-from lr_jax.models import Model, apply_model, build_model
+from lr_jax.io import UNREADABLE, atomic_write, jsonable
+from lr_jax.models import Model
+from lr_jax.trained import TrainedModel, built_model, non_finite, num_outputs
 
 FORMAT = "lr_jax.model/1"
 PARAMS_NAME = "params.msgpack"
 CARD_NAME = "model.json"
 ENSEMBLE_RULE = ("the mean of the members' softmax probabilities (classification) or outputs "
                  "(regression); one member per training seed")
-
-
-def _num_outputs(task: str, num_classes: int) -> int:
-  return num_classes if task == "classification" else 1
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class TrainedModel:
-  """A trained model on raw features: standardization, an ensemble of members, class labels.
-
-  Attributes:
-    model: the pure model (`lr_jax.Model`) the parameters belong to.
-    params: one parameter pytree per ensemble member (one per training seed).
-    mean: [D] float32 feature means the model standardizes with.
-    std: [D] float32 feature stds (0 replaced by 1).
-    task: "classification" or "regression".
-    class_names: class id c's label as in the data, `class_names[c]`; () for regression.
-    feature_names: the D feature names (a .csv file's columns), or ().
-    feature_shape: one example's shape before flattening (e.g. (8, 8, 1)).
-    card: what `model.json` holds: configuration, selection, standardization, scores.
-  """
-
-  model: Model
-  params: tuple
-  mean: np.ndarray
-  std: np.ndarray
-  task: str
-  class_names: tuple = ()
-  feature_names: tuple = ()
-  feature_shape: tuple = ()
-  card: dict = dataclasses.field(default_factory=dict)
-
-  @classmethod
-  def build(cls, group, params: Sequence, mean: np.ndarray, std: np.ndarray,
-            card: dict | None = None) -> "TrainedModel":
-    """A model of a planned group (`engine.Group`) with these members and statistics."""
-    ds = group.dataset
-    return cls(model=group_model(group), params=tuple(params),
-               mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32),
-               task=ds.task, class_names=tuple(ds.class_names),
-               feature_names=tuple(ds.feature_names), feature_shape=tuple(ds.feature_shape),
-               card=card or {})
-
-  @property
-  def estimate(self) -> dict | None:
-    """The validation and test scores of the selection (`model.json`'s "estimate")."""
-    return self.card.get("estimate")
-
-  def _features(self, x) -> np.ndarray:
-    x = np.asarray(x)
-    width = int(self.mean.shape[0])
-    if x.ndim == 1 and x.shape[0] == width:
-      x = x[None, :]
-    if x.ndim < 2 or math.prod(x.shape[1:]) != width:
-      raise ConfigError(f"the model takes examples of {width} features (shape "
-                        f"{tuple(self.feature_shape)}), got an array of shape {x.shape}")
-    if x.dtype.kind not in "biuf":
-      raise ConfigError(f"features must be numbers, got dtype {x.dtype}")
-    with np.errstate(over="ignore"):  # A float64 beyond float32's range: inf, refused below.
-      x = x.reshape(len(x), width).astype(np.float32)
-    bad = _non_finite(x)
-    if bad is not None:
-      count, i, j = bad
-      raise ConfigError(f"{count} feature value(s) are NaN or inf (or beyond float32's range); "
-                        f"the first is x[{i}, {j}] = {x[i, j]}")
-    return x
-
-  def outputs(self, x) -> np.ndarray:
-    """[N, K] ensemble outputs on raw features: probabilities, or [N, 1] regression values."""
-    forward = _forward(self.model, self.task == "classification")
-    # A user model's own numbers at their chosen values (the model card's), as in training.
-    chosen = (self.card.get("selection") or {}).get("hyperparameters") or {}
-    numbers = {k: np.float32(chosen[k]) for k in (self.model.hparams or {}) if k in chosen}
-    return np.asarray(forward(self.params, self.mean, self.std, self._features(x), numbers))
-
-  def predict_proba(self, x) -> np.ndarray:
-    """[N, C] class probabilities on raw features `x` ([N, D] or [N, *feature_shape])."""
-    if self.task != "classification":
-      raise ConfigError("predict_proba applies to classification; this model is regression, "
-                        "use predict")
-    return self.outputs(x)
-
-  def predict(self, x) -> np.ndarray:
-    """[N] predictions on raw features: class labels as in the data, or regression values."""
-    out = self.outputs(x)
-    if self.task != "classification":
-      return out[:, 0]
-    return np.asarray(self.class_names)[np.argmax(out, axis=-1)]
-
-
-def _non_finite(x_NxD: np.ndarray) -> tuple[int, int, int] | None:
-  """(how many, row, column) of the first NaN or inf of `x_NxD` (0-based), or None."""
-  bad = ~np.isfinite(x_NxD)
-  if not bad.any():
-    return None
-  i, j = np.argwhere(bad)[0]
-  return int(bad.sum()), int(i), int(j)
-
-
-@functools.lru_cache(maxsize=32)
-def _forward(model: Model, classification: bool):
-  """`(params, mean_D, std_D, x_NxD) -> [N, K]` ensemble outputs, jitted once per model."""
-
-  def forward(params, mean_D, std_D, x_NxD, numbers):
-    x_NxD = (x_NxD - mean_D[None, :]) / std_D[None, :]  # As the trainer standardizes.
-    outs = [apply_model(model, p, x_NxD, None, False, numbers) for p in params]
-    if classification:
-      outs = [jax.nn.softmax(o, axis=-1) for o in outs]
-    return jnp.mean(jnp.stack(outs), axis=0)
-
-  return jax.jit(forward)
-
-
-# One Model object per configuration, so that `_forward` compiles once for every variant of it.
-_built_model = functools.lru_cache(maxsize=32)(build_model)
-
-
-def group_model(group) -> Model:
-  """The unflattened model of a planned group: the user's, or the built-in one it names."""
-  if group.model is not None:
-    return group.model
-  ds = group.dataset
-  return _built_model(group.experiment.model, _num_outputs(ds.task, ds.num_classes),
-                      tuple(ds.feature_shape))
 
 
 def scores(model: TrainedModel, x, y_ids: np.ndarray) -> dict:
@@ -216,7 +91,7 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   Raises:
     ConfigError: several groups and no `group`, no point selected, or every refit run diverged.
   """
-  from lr_jax import engine  # Late: the engine imports results, which imports this lazily.
+  from lr_jax import engine  # Late: the engine imports this module lazily.
   from lr_jax.data import Dataset, DataConfig
   if not result.groups:
     raise ConfigError("this result carries no groups (it was not built by run_sweep)")
@@ -303,7 +178,7 @@ def refit(result, group: int | None = None) -> "TrainedModel":
       "test": test, "estimate": estimate,
   }
   logging.info("%s", estimate["line"])
-  return dataclasses.replace(model, card=_jsonable(card))
+  return dataclasses.replace(model, card=jsonable(card))
 
 
 def estimate_of(best, select: str, num_points: int, test: dict | None, group: int,
@@ -471,11 +346,6 @@ def _label_name(exp: Experiment, ds) -> str | None:
   return rest[0] if len(rest) == 1 else None
 
 
-def _jsonable(x):
-  from lr_jax.results import jsonable
-  return jsonable(x)
-
-
 # ----------------------------------------------------------------------------- files
 
 
@@ -493,7 +363,6 @@ def model_folder(path: str, identity: dict, overwrite: bool = False, flag: str =
 def write_model(model: TrainedModel, directory: str) -> list[str]:
   """Writes `params.msgpack` and `model.json` into `directory` (a staging folder), atomically."""
   from flax import serialization
-  from lr_jax.results import atomic_write
   members = {str(i): p for i, p in enumerate(model.params)}
   blob = serialization.msgpack_serialize(
       serialization.to_state_dict({"members": jax.device_get(members)}))
@@ -637,7 +506,7 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
     if task == "classification" and len(names) < 2:
       raise invalid(f"{CARD_NAME}'s 'class_names' has {len(names)} class(es); a classifier "
                     "has at least 2")
-    model = _built_model(cfg, _num_outputs(task, len(names)), shape)
+    model = built_model(cfg, num_outputs(task, len(names)), shape)
     built_from = f"{CARD_NAME}'s"
   feature_names = tuple(field("feature_names", kind=list))
   if feature_names and len(feature_names) != width:
@@ -717,7 +586,7 @@ def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarra
       raise ConfigError(f"x of {path!r} has dtype {x.dtype}; features must be numbers")
     with np.errstate(over="ignore"):
       flat = x.reshape(len(x), width).astype(np.float32)
-    bad = _non_finite(flat)
+    bad = non_finite(flat)
     if bad is not None:
       count, i, j = bad
       column = f"column {j + 1}" + (f" ({model.feature_names[j]!r})"
@@ -770,7 +639,7 @@ def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarra
         raise ConfigError(f"non-numeric value {row[c].strip()!r} in column {header[c]!r}, line "
                           f"{line} of {path!r}") from None
   with np.errstate(over="ignore"):
-    bad = _non_finite(x.astype(np.float32))  # As the model reads them: float32.
+    bad = non_finite(x.astype(np.float32))  # As the model reads them: float32.
   if bad is not None:
     count, i, j = bad
     line, row = body[i]
@@ -785,9 +654,9 @@ _NPZ_FEATURES_HOW = "save one with np.savez(path, x=features)"
 
 
 def _read_error(path: str, e: OSError, kind: str) -> ConfigError:
-  """'cannot read' for a file that cannot be read (`data.UNREADABLE`); else a malformed one."""
+  """'cannot read' for a file that cannot be read (`io.UNREADABLE`); else a malformed one."""
   from lr_jax import data as data_lib
-  if e.errno in data_lib.UNREADABLE:
+  if e.errno in UNREADABLE:
     return ConfigError(f"cannot read {path!r}: {e.strerror or type(e).__name__}")
   return ConfigError(f"data file {path!r} is not a valid {kind} "
                      f"({e.strerror or data_lib._not_pickle(e)})")

@@ -41,8 +41,10 @@ from lr_jax.data import config_dict
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model, build_model
 from lr_jax import hparams as hparams_lib
+from lr_jax import optim as optim_lib
 from lr_jax.optim import make_optimizer
-from lr_jax.results import SweepResult, atomic_write, jsonable, mean_ci
+from lr_jax.io import atomic_write, jsonable
+from lr_jax.results import SweepResult, mean_ci
 from lr_jax import train as train_lib
 from lr_jax.train import DataArrays
 
@@ -305,6 +307,9 @@ def _compiled(key: tuple, model: Model | None):
   find = make_finder(exp, model, task=task, n_max=n_max, num_steps=num_steps, beta=beta,
                      feature_shape=feature_shape, namespaces=dict(namespaces))
   return jax.jit(jax.vmap(find, in_axes=(None, 0, None)), compiler_options=engine.compiler_options())
+
+
+optim_lib.on_reregister(_compiled.cache_clear)
 
 
 def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 10.0,

@@ -19,118 +19,15 @@ axis are all `off` leaves it out of the points, so its code is not in the compil
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Mapping
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
-from lr_jax.config import Interval, ModelConfig, OptimConfig
+from lr_jax import models, optim
+from lr_jax.config import Experiment, Interval, check_choice
 from lr_jax.errors import ConfigError
-
-# The valid values of the dynamic hyperparameters: the planner refuses a grid value outside.
-POSITIVE = Interval(0.0, math.inf, "()")
-NON_NEGATIVE = Interval(0.0, math.inf, "[)")
-FRACTION = Interval(0.0, 1.0, "[)")  # A rate where 1 leaves nothing (dropout, smoothing).
-OPEN_FRACTION = Interval(0.0, 1.0, "()")
-UNIT = Interval(0.0, 1.0, "[]")
-MOMENTUM = Interval(0.0, 1.0, "[)")  # 1 never forgets a gradient: the updates grow without bound.
-FINITE = Interval(-math.inf, math.inf, "()")  # A user's number whose range was not declared.
-COUNT = Interval(0.0, math.inf, "[)")  # With `integer=True`: 0, 1, 2, ...
-AT_LEAST_ONE = Interval(1.0, math.inf, "[)")
-
-NAMESPACES = ("optim", "schedule", "loss", "model", "data")
-
-_CONFIGS = {"optim": OptimConfig, "model": ModelConfig}
-
-
-class HParam(NamedTuple):
-  """A dynamic hyperparameter: its default, the values it may take, and where it is off.
-
-  Attributes:
-    default: the value a sweep uses where its grid does not list this hyperparameter.
-    valid: the values a grid may give it.
-    off: None, or the value at which the number changes nothing; an axis whose values are all
-      `off` is left out of the sweep's points (its code is not compiled).
-    integer: its values must be whole numbers (a patience, a pixel shift).
-    help: one line, for the flags and the README's table.
-    field: "" or the `Experiment` field ("optim.decay_rate", "model.dropout") whose value is
-      this number's default in an experiment; `default` is that field's default (None, as
-      `OptimConfig.clip_norm`'s, reads as `off`).
-  """
-
-  default: float
-  valid: Interval
-  off: float | None = None
-  integer: bool = False
-  help: str = ""
-  field: str = ""
-
-
-def from_config(field: str, valid: Interval, *, off: float | None = None, integer: bool = False,
-                help: str = "") -> HParam:
-  """An `HParam` whose default is an `Experiment` field's: stated once, in the dataclass.
-
-  Args:
-    field: "optim.<OptimConfig field>" or "model.<ModelConfig field>".
-    valid, off, integer, help: as `HParam`'s.
-
-  Returns:
-    The `HParam`, its `default` the field's dataclass default (`off` where that is None).
-  """
-  part, _, name = field.partition(".")
-  default = {f.name: f.default for f in dataclasses.fields(_CONFIGS[part])}[name]
-  return HParam(off if default is None else float(default), valid, off, integer, help, field)
-
-
-LEARNING_RATE = HParam(1e-3, POSITIVE, help="peak learning rate (Grid.learning_rates)")
-# No clipping is a norm of infinity: absent from the points unless the config or grid sets one.
-CLIP_NORM = from_config("optim.clip_norm", POSITIVE, off=math.inf,
-                        help="clip gradients to this global norm first")
-
-LOSS_HPARAMS: dict[str, dict[str, HParam]] = {
-    "classification": {"label_smoothing": HParam(
-        0.0, FRACTION, off=0.0,
-        help="training targets mixed with the uniform distribution (optax.smooth_labels)")},
-    "regression": {},
-}
-
-_DROPOUT = from_config("model.dropout", FRACTION, off=0.0,
-                       help="dropout rate after each hidden layer (training only)")
-MODEL_HPARAMS: dict[str, dict[str, HParam]] = {
-    "mlp": {"dropout_rate": _DROPOUT},
-    "cnn": {"dropout_rate": _DROPOUT},
-    "linear": {},
-}
-
-
-class DataHParam(NamedTuple):
-  """A data number and the data it applies to.
-
-  Attributes:
-    spec: its default and range.
-    classification: it applies to classification data only.
-    image: it applies to image-shaped data only (`feature_shape` of rank >= 2), and its
-      largest value is one less than the image's smaller side.
-  """
-
-  spec: HParam
-  classification: bool = False
-  image: bool = False
-
-
-DATA_HPARAMS: dict[str, DataHParam] = {
-    "input_noise": DataHParam(HParam(
-        0.0, NON_NEGATIVE, off=0.0,
-        help="std of Gaussian noise added to standardized training features")),
-    "shift": DataHParam(HParam(
-        0.0, COUNT, off=0.0, integer=True,
-        help="random shifts of training images by up to this many pixels (zero padded)"),
-        image=True),
-    "label_noise": DataHParam(HParam(
-        0.0, FRACTION, off=0.0,
-        help="fraction of training labels replaced by a random other class"),
-        classification=True),
-}
+# The vocabulary, spoken here too: `lr_jax.hparams.HParam` is how a user declares a number.
+from lr_jax.spec import (CLIP_NORM, DATA_HPARAMS, FINITE, LEARNING_RATE, LOSS_HPARAMS,  # noqa: F401
+                         MODEL_HPARAMS, NAMESPACES, HParam, check_value)
 
 
 class Axis(NamedTuple):
@@ -148,12 +45,10 @@ class Axis(NamedTuple):
 
 
 def _schedule_specs(schedule: str) -> Mapping[str, HParam]:
-  from lr_jax import optim  # Late: optim imports this module.
   return optim.SCHEDULES[schedule].hparams
 
 
 def _optim_specs(family: str) -> Mapping[str, HParam]:
-  from lr_jax import optim
   return {"learning_rate": LEARNING_RATE, **optim.OPTIMIZERS[family].hparams,
           "clip_norm": CLIP_NORM}
 
@@ -227,7 +122,6 @@ def catalog() -> dict[str, Axis]:
   Returns:
     short name -> `Axis`, in namespace order.
   """
-  from lr_jax import optim
   declared = [("optim", {"learning_rate": LEARNING_RATE}),
               *[("optim", family.hparams) for family in optim.OPTIMIZERS.values()],
               ("optim", {"clip_norm": CLIP_NORM}),
@@ -276,29 +170,39 @@ def not_here(name: str, experiment, *, task: str | None,
   return f"{task} data (classification only)"
 
 
-X = TypeVar("X")
+def hparam_specs(cfg) -> dict[str, HParam]:
+  """The optimizer's and schedule's per-variant numbers of an `OptimConfig`, learning rate first.
 
-
-def split(hp: Mapping[str, X], namespaces: Mapping[str, str]) -> dict[str, dict[str, X]]:
-  """A flat name -> value mapping as the namespaced tree {'optim': {...}, 'model': {...}, ...}.
-
-  Args:
-    hp: short name -> value (a point's numbers, or their [H] arrays).
-    namespaces: short name -> namespace (`{k: a.namespace for k, a in axes(...).items()}`).
-
-  Returns:
-    namespace -> {short name: value}, every one of `NAMESPACES` present (empty where none).
+  Each with the config's default (`axes` gives every namespace's).
   """
-  tree: dict[str, dict[str, X]] = {ns: {} for ns in NAMESPACES}
-  for name, value in hp.items():
-    tree[namespaces[name]][name] = value
-  return tree
+  return {k: a.spec for k, a in axes(Experiment(optim=cfg), task=None,
+                                     feature_shape=None).items()
+          if a.namespace in ("optim", "schedule")}
 
 
-def check_value(name: str, spec: HParam, x: float) -> None:
-  """Raises `ConfigError` unless `x` is a valid value of this number (whole, if integer)."""
-  if isinstance(x, bool) or not isinstance(x, (int, float)) or x not in spec.valid:
-    raise ConfigError(f"{name} {x!r} is outside its valid range {spec.valid}")
-  if spec.integer and x != math.floor(x):
-    raise ConfigError(f"{name} {x!r} is not a whole number; valid choices: integers in "
-                      f"{spec.valid}")
+def dynamic_hparams(cfg) -> dict[str, float]:
+  """The per-variant numbers of an `OptimConfig` that a default sweep traces, with defaults.
+
+  Those whose default is their off value (adam's b1, no clipping) are left to the optimizer.
+  """
+  return {k: spec.default for k, spec in hparam_specs(cfg).items() if spec.default != spec.off}
+
+
+def check_experiment(experiment: Experiment) -> None:
+  """Checks an experiment's registry names and the per-variant defaults its fields give.
+
+  The configs themselves know no registry (they stay a leaf every layer can import); planning
+  (`engine.plan_sweep`) and the scripts' flags call this before anything loads or compiles.
+
+  Raises:
+    ConfigError: one line naming the bad name and the valid choices, or the field whose value
+      is outside the range its registry declares.
+  """
+  check_choice("model", experiment.model.name, models.MODELS)
+  check_choice("optimizer", experiment.optim.name, optim.OPTIMIZERS)
+  check_choice("schedule", experiment.optim.schedule, optim.SCHEDULES)
+  for axis in catalog().values():
+    part, _, field = axis.spec.field.partition(".")
+    value = getattr(getattr(experiment, part), field) if part else None
+    if value is not None:
+      check_value(field, axis.spec, value)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lr_jax.errors import ConfigError
+from lr_jax.spec import FINITE, HParam
 
 Params = object  # A pytree of arrays.
 
@@ -193,16 +194,15 @@ def _declared(hparams: Mapping[str, object] | None, name: str) -> FrozenDict:
   """A model's declared numbers as `{name: HParam}`; a bare default allows any finite number."""
   if not hparams:
     return FrozenDict()
-  from lr_jax import hparams as hparams_lib  # Late: only a user model declaring numbers needs it.
   out = {}
   for key, spec in dict(hparams or {}).items():
     if not isinstance(key, str) or not key.isidentifier():
       raise ConfigError(f"model {name!r}: hyperparameter names must be identifiers, got {key!r}")
-    if not isinstance(spec, hparams_lib.HParam):
+    if not isinstance(spec, HParam):
       if isinstance(spec, bool) or not isinstance(spec, (int, float)) or not math.isfinite(spec):
         raise ConfigError(f"model {name!r}: hyperparameter {key!r} must be declared as a finite "
                           f"default or an lr_jax.hparams.HParam, got {spec!r}")
-      spec = hparams_lib.HParam(float(spec), hparams_lib.FINITE)
+      spec = HParam(float(spec), FINITE)
     out[key] = spec
   return FrozenDict(out)
 

@@ -23,9 +23,10 @@ import numpy as np
 import optax
 
 from lr_jax.config import Interval
-# HParam and the ranges live with the other registries' numbers; re-exported here.
-from lr_jax.hparams import (AT_LEAST_ONE, COUNT, FINITE, LEARNING_RATE, MOMENTUM, NON_NEGATIVE,
-                            OPEN_FRACTION, POSITIVE, UNIT, HParam, from_config)
+# HParam and the ranges are the vocabulary every registry speaks (`lr_jax.spec`).
+from lr_jax.spec import (AT_LEAST_ONE, COUNT, DATA_HPARAMS, FINITE, LOSS_HPARAMS, MODEL_HPARAMS,
+                         MOMENTUM, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, UNIT, HParam,
+                         from_config)
 
 
 class Optimizer(NamedTuple):
@@ -275,26 +276,6 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
-def hparam_specs(cfg) -> dict[str, HParam]:
-  """The optimizer's and schedule's per-variant numbers of an `OptimConfig`, learning rate first.
-
-  Each with the config's default (`lr_jax.hparams.axes` gives every namespace's).
-  """
-  from lr_jax import hparams
-  from lr_jax.config import Experiment
-  return {k: a.spec for k, a in hparams.axes(Experiment(optim=cfg), task=None,
-                                              feature_shape=None).items()
-          if a.namespace in ("optim", "schedule")}
-
-
-def dynamic_hparams(cfg) -> dict[str, float]:
-  """The per-variant numbers of an `OptimConfig` that a default sweep traces, with defaults.
-
-  Those whose default is their off value (adam's b1, no clipping) are left to the optimizer.
-  """
-  return {k: spec.default for k, spec in hparam_specs(cfg).items() if spec.default != spec.off}
-
-
 def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],
                        hparams: Mapping[str, float | HParam] | None = None, *,
                        fixed: Mapping[str, object] | None = None,
@@ -428,12 +409,22 @@ def _backends_started() -> bool:
     return False
 
 
+# Caches of compiled programs that key a family by its name (the engine's, the finder's): they
+# register here, so a name that now means another optimizer drops its programs, and this
+# module need not import the layers above it.
+_ON_REREGISTER: list[Callable[[], None]] = []
+
+
+def on_reregister(forget: Callable[[], None]) -> None:
+  """Calls `forget` whenever a registered name is given another optimizer."""
+  _ON_REREGISTER.append(forget)
+
+
 def _forget_compiled() -> None:
   """Drops the programs compiled in this process: they key a family by its name, and a name
   now means another optimizer."""
-  from lr_jax import engine, finder  # Late: both import this module.
-  for cached in (engine._compiled, engine._compiled_flat, finder._compiled):
-    cached.cache_clear()
+  for forget in _ON_REREGISTER:
+    forget()
 
 
 # The probe of `_check_uses_learning_rate`: two learning rates, a tiny pytree of two leaves
@@ -499,9 +490,10 @@ def _check_uses_learning_rate(name: str, entry: Optimizer) -> None:
 def _taken_names() -> set[str]:
   """The numbers no optimizer family may declare: every other registry's, and the optim ones
   that are not a family's."""
-  from lr_jax import hparams
-  return {"learning_rate", "clip_norm", *(k for k, a in hparams.catalog().items()
-                                          if a.namespace != "optim")}
+  return {"learning_rate", "clip_norm",
+          *(k for schedule in SCHEDULES.values() for k in schedule.hparams),
+          *(k for specs in LOSS_HPARAMS.values() for k in specs),
+          *(k for specs in MODEL_HPARAMS.values() for k in specs), *DATA_HPARAMS}
 
 
 def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]], optax.GradientTransformation]:

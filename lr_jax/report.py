@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lr_jax.results import atomic_write
+from lr_jax.io import atomic_write
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -460,9 +460,6 @@ def is_png(path: str) -> bool:
 
 
 # ------------------------------------------------------------------- the main script's report
-
-SWEEP_FIGURES = ("lr_accuracy.png", "lr_loss.png", "curves_loss.png", "curves_accuracy.png")
-"""The figures `write_sweep_report` draws (a regression sweep has no accuracy figures)."""
 
 _MARK = {"best": "highest mean", "one_se": "one-SE rule"}
 _RULE_TEXT = {"best": "highest mean",

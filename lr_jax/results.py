@@ -16,7 +16,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -26,7 +25,7 @@ from lr_jax import stats
 from lr_jax.config import check_choice
 from lr_jax.data import config_dict
 from lr_jax.errors import ConfigError
-from lr_jax.stats import t_quantile_975  # noqa: F401  (its home was here)
+from lr_jax.io import atomic_write, jsonable
 
 RESULT_COLUMNS = (
     "group", "dataset", "train_size", "model", "hidden", "optimizer", "schedule", "batch_size",
@@ -225,18 +224,17 @@ class SweepResult:
     return jax.tree_util.tree_map(lambda a: a[pos], self.params[group])
 
   def model_of(self, row: int):
-    """The variant in row `row` as a `lr_jax.export.TrainedModel` on raw features.
+    """The variant in row `row` as a `lr_jax.TrainedModel` on raw features.
 
     It standardizes with the statistics of the variant's own fold, as training did.
     """
-    from lr_jax import export  # Late: export runs sweeps, so it imports the engine.
+    from lr_jax.trained import TrainedModel  # Late: Flax, only once a model is applied.
     group, _ = self._row(row)
     if not self.groups:
       raise ConfigError("this result carries no groups (it was not built by run_sweep)")
     g = self.groups[group]
     fold = int(self.rows["fold"][row])
-    return export.TrainedModel.build(g, (self.params_of(row),), g.splits.mean[fold],
-                                     g.splits.std[fold])
+    return TrainedModel.build(g, (self.params_of(row),), g.splits.mean[fold], g.splits.std[fold])
 
   def predict(self, row: int, x) -> np.ndarray:
     """The predictions of the variant in row `row` on raw (unstandardized) features `x`.
@@ -666,41 +664,6 @@ def outer_selection(result: SweepResult, group: int, outer: int) -> tuple[list[d
   return entries, best
 
 
-def jsonable(x):
-  """`x` with numpy scalars and arrays as Python values and non-finite floats as None (JSON null)."""
-  if isinstance(x, Mapping):  # A dict, or a typed record read as one (`Aggregate`).
-    return {k: jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple, np.ndarray)):
-    return [jsonable(v) for v in x]
-  if isinstance(x, (bool, np.bool_)):
-    return bool(x)
-  if isinstance(x, (int, np.integer)):
-    return int(x)
-  if isinstance(x, (float, np.floating)):
-    return float(x) if math.isfinite(x) else None
-  return x
-
-
-def atomic_write(path: str, data: bytes) -> None:
-  """Writes `data` to `path` via a temporary file and a rename, so a kill never leaves half a file."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users.
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def results_csv(result: SweepResult) -> str:
   """The per-variant table as CSV text."""
   columns = list(result.rows)
@@ -734,7 +697,7 @@ def summary_dict(result: SweepResult) -> dict:
 def write_files(result: SweepResult, directory: str) -> list[str]:
   """Writes `results.csv`, `history.npz` and `summary.json` into `directory`, each atomically.
 
-  No lock and no checks: for a staging folder (see `lr_jax.outputs`); use `write_outputs`.
+  No lock and no checks: for a staging folder; use `lr_jax.outputs.write_outputs`.
 
   Returns:
     The paths written.
@@ -775,84 +738,6 @@ def point_notes(a: Aggregate) -> str:
 
 
 _RULES = {"best": "highest mean", "one_se": "largest LR within one SE of the highest mean"}
-
-
-def write_outputs(result: SweepResult, out_dir: str, overwrite: bool = False) -> list[str]:
-  """Writes `results.csv`, `history.npz` and `summary.json` into `out_dir` as one unit.
-
-  The folder is locked while writing, the three files replace the previous three together or
-  not at all, and a different result's files are only replaced with `overwrite`: another
-  sweep's (another `result.config`, `lr_jax.outputs`), and also another result of the same
-  configuration (e.g. of other in-memory data or another user model, which the configuration
-  names but does not hold), told by its per-variant table or histories. The same result is
-  written again without asking (its timings and estimate may be new).
-
-  Args:
-    result: from `run_sweep`.
-    out_dir: the output folder; created if missing.
-    overwrite: replace a different result's files.
-
-  Returns:
-    The paths written.
-
-  Raises:
-    TypeError: `result` is not a `SweepResult` (nothing is touched).
-    ConfigError: `out_dir` cannot be written, another process is writing it, it holds a
-      different result's files, or writing failed (then the previous files are unchanged).
-  """
-  if not isinstance(result, SweepResult):
-    raise TypeError(f"write_outputs takes a SweepResult (from lr_jax.run_sweep), got "
-                    f"{type(result).__module__}.{type(result).__qualname__}")
-  import zipfile
-
-  def differs_from(folder: str) -> str | None:
-    """How the results in `folder` differ from `result`'s (None: the same, or none to compare).
-
-    Compared to float32 rounding (the same sweep rerun on another CPU or JAX version is the
-    same result, not another): `results.csv` field by field (numbers to rtol 1e-4, as printed
-    to 6 digits), `history.npz`'s arrays to rtol 1e-5, NaN equal to NaN. A file that is missing
-    or cannot be read holds nothing to keep.
-    """
-    def same_field(a: str, b: str) -> bool:
-      try:
-        return bool(np.isclose(float(a), float(b), rtol=1e-4, atol=1e-7, equal_nan=True))
-      except ValueError:
-        return a == b
-
-    try:
-      with open(os.path.join(folder, "results.csv"), encoding="utf-8") as f:
-        old_rows = list(csv.reader(f))
-      new_rows = list(csv.reader(io.StringIO(results_csv(result))))
-      if len(old_rows) != len(new_rows) or any(
-          len(o) != len(n) or not all(map(same_field, o, n)) for o, n in zip(old_rows, new_rows)):
-        return "its results.csv differs"
-    except (OSError, ValueError, csv.Error):
-      pass
-    try:
-      with np.load(os.path.join(folder, "history.npz"), allow_pickle=False) as f:
-        old = {k: f[k] for k in f.files if not k.startswith("variant_")}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
-      return None
-    new = {k: np.asarray(v) for k, v in result.history.items()}
-    same = set(old) == set(new) and all(
-        old[k].shape == new[k].shape
-        and (np.allclose(old[k], new[k], rtol=1e-5, atol=1e-7, equal_nan=True)
-             if old[k].dtype.kind in "fc" else np.array_equal(old[k], new[k]))
-        for k in new)
-    return None if same else "its history.npz differs"
-
-  from lr_jax.outputs import OutputFolder
-  with OutputFolder(out_dir, identity={"kind": "sweep", "config": result.config},
-                    overwrite=overwrite, flag="out_dir", overwrite_hint="overwrite=True") as folder:
-    # open() refused another configuration; the same one may still be another result.
-    differs = None if overwrite else differs_from(folder.path)
-    if differs:
-      raise ConfigError(
-          f"out_dir {folder.path} holds a different result of the same sweep configuration "
-          f"({differs}); pass overwrite=True to replace it, or give another out_dir")
-    with folder.staging() as staging:
-      names = [os.path.basename(p) for p in write_files(result, staging)]
-  return [os.path.join(out_dir, name) for name in names]
 
 
 def group_title(result: SweepResult, group: int) -> str:
@@ -960,10 +845,3 @@ def _selection_lines(entries: Sequence[Aggregate], best: Aggregate, metric: str,
                  f"paired t-test by seed and fold, alpha {stats.ALPHA:g}): {len(near)} of "
                  f"{len(eligible)} eligible, {named}")
   return lines
-
-
-_AGG_FIXED = {"group", "optimizer", "learning_rate", "metric", "higher_is_better", "n",
-              "n_diverged", "n_pruned", "n_total", "mean", "std", "se", "ci95", "mean_val_loss",
-              "mean_epochs_run", "diverged", "eligible", "metric_means", "p_best", "not_worse",
-              "selected",
-              "reached_target", "mean_epochs_to_target", "mean_steps_to_target"}

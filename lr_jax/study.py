@@ -1476,7 +1476,7 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
   Returns:
     The path of report.md.
   """
-  from lr_jax.results import write_outputs
+  from lr_jax.outputs import write_outputs
   cfg, rows = study.plan.config, study.rows
   write_outputs(study.sweep, out_dir)
   figures = _figures(cfg, rows, out_dir)

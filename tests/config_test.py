@@ -16,7 +16,7 @@ from absl import flags
 
 import lr_jax
 from experiments import lr_sweep
-from lr_jax import engine, optim
+from lr_jax import engine, hparams, optim
 from lr_jax.config import DataConfig, Experiment, ModelConfig, OptimConfig, TrainConfig
 
 TINY = Experiment(data=DataConfig(dataset="iris", train_size=60),
@@ -205,7 +205,7 @@ def test_every_declared_default_is_in_its_range():
   for name in optim.OPTIMIZERS:
     for schedule in optim.SCHEDULES:
       cfg = OptimConfig(name=name, schedule=schedule, boundaries=(10,), scales=(0.1,))
-      for hparam, spec in optim.hparam_specs(cfg).items():
+      for hparam, spec in hparams.hparam_specs(cfg).items():
         # An off default (no clipping: a norm of infinity) is never a grid's value.
         assert spec.default in spec.valid or spec.default == spec.off, (name, schedule, hparam,
                                                                         spec)

@@ -114,11 +114,18 @@ def test_resolve_takes_short_or_qualified_names_and_lists_the_qualified_ones_oth
     assert "optim.learning_rate, optim.b1" in msg and "model.dropout_rate" in msg
 
 
-def test_split_makes_the_namespaced_tree():
-  tree = hparams.split({"learning_rate": 1.0, "dropout_rate": 0.5, "shift": 2.0},
-                       {"learning_rate": "optim", "dropout_rate": "model", "shift": "data"})
-  assert tree == {"optim": {"learning_rate": 1.0}, "schedule": {}, "loss": {},
-                  "model": {"dropout_rate": 0.5}, "data": {"shift": 2.0}}
+@pytest.mark.parametrize("part,field,value,valid", [
+    ("model", "name", "transformer", "mlp"), ("optim", "name", "adamax", "adam"),
+    ("optim", "schedule", "linear_warmup", "exponential")])
+def test_an_unknown_registry_name_is_refused_when_planned_before_any_data_loads(
+    part, field, value, valid, monkeypatch):
+  from lr_jax import engine
+  monkeypatch.setattr(engine, "_load", lambda *a: pytest.fail("data loaded before the check"))
+  exp = lr_jax.Experiment().replace(**{f"{part}__{field}": value})
+  with pytest.raises(ConfigError) as e:
+    engine.plan_sweep(exp, lr_jax.Grid())
+  msg = str(e.value)
+  assert "\n" not in msg and repr(value) in msg and valid in msg, msg
 
 
 @pytest.mark.parametrize("part,field,value,valid", [
@@ -131,8 +138,9 @@ def test_split_makes_the_namespaced_tree():
 ])
 def test_a_config_default_outside_its_numbers_range_is_refused_in_one_line(part, field, value,
                                                                             valid):
-  with pytest.raises(ConfigError) as e:
-    lr_jax.Experiment().replace(**{f"{part}__{field}": value})
+  exp = lr_jax.Experiment().replace(**{f"{part}__{field}": value})  # The configs know no registry:
+  with pytest.raises(ConfigError) as e:  # planning checks the ranges, before any data loads.
+    hparams.check_experiment(exp)
   msg = str(e.value)
   assert "\n" not in msg and field in msg and repr(value) in msg and valid in msg
 

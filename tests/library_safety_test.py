@@ -138,12 +138,15 @@ def _sgd(learning_rate):
 @pytest.fixture
 def compiled(monkeypatch):
   """Stand-ins for the compile caches that key an optimizer by name, each holding a program."""
+  # The real caches register their cache_clear with optim (which imports neither module).
+  for cache in (engine._compiled, engine._compiled_flat, finder._compiled):
+    assert cache.cache_clear in optim._ON_REREGISTER
   caches = []
-  for module, attr in ((engine, "_compiled"), (engine, "_compiled_flat"), (finder, "_compiled")):
+  for _ in range(3):
     cache = functools.lru_cache(maxsize=None)(lambda key: object())
     cache("a program traced with the old optimizer")
-    monkeypatch.setattr(module, attr, cache)
     caches.append(cache)
+  monkeypatch.setattr(optim, "_ON_REREGISTER", [c.cache_clear for c in caches])
   return lambda: [c.cache_info().currsize for c in caches]
 
 

@@ -16,7 +16,7 @@ from flax import nnx
 
 import lr_jax
 from lr_jax import hparams as hparams_lib
-from lr_jax import models, results
+from lr_jax import models, outputs
 from lr_jax.errors import ConfigError
 
 SMALL = lr_jax.Experiment(
@@ -410,7 +410,7 @@ def test_a_user_model_is_reported_by_its_class_name(tmp_path):
   result = lr_jax.run_sweep(SMALL, GRID, model=models.from_linen(TwoLayer(), 64))
   assert result.rows["model"].tolist() == ["TwoLayer"]
   assert result.rows["hidden"].tolist() == ["-"]  # Not the unused ModelConfig's (128,).
-  results.write_outputs(result, str(tmp_path))
+  outputs.write_outputs(result, str(tmp_path))
   rows = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
   assert (rows[0]["model"], rows[0]["hidden"]) == ("TwoLayer", "-")
   summary = json.loads((tmp_path / "summary.json").read_text())

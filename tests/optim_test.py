@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import lr_jax
-from lr_jax import engine, optim
+from lr_jax import engine, hparams, optim
 from lr_jax.errors import ConfigError
 from lr_jax.models import build_model
 from lr_jax.train import initial_params
@@ -122,7 +122,7 @@ def test_each_optimizer_takes_the_step_of_plain_optax_on_the_pytree(name):
 def test_each_schedule_scales_the_peak_by_its_shape(schedule, fields, expected):
   cfg = lr_jax.OptimConfig(name="sgd", schedule=schedule, **fields)
   make = optim.make_optimizer(cfg, total_steps=10)
-  hp = {k: jnp.float32(v) for k, v in optim.dynamic_hparams(cfg).items()}
+  hp = {k: jnp.float32(v) for k, v in hparams.dynamic_hparams(cfg).items()}
   hp["learning_rate"] = jnp.float32(0.1)
   tx = make(hp)
   params = {"w": jnp.zeros(3)}
@@ -320,7 +320,7 @@ def test_plateaus_shape_is_constant_and_its_numbers_are_the_configs():
   cfg = lr_jax.OptimConfig(schedule="plateau", plateau_factor=0.5, plateau_patience=3)
   shape = optim.SCHEDULES["plateau"].factory(cfg, 10)
   assert [float(shape(jnp.int32(s), {})) for s in (0, 5, 50)] == [1.0, 1.0, 1.0]
-  assert optim.dynamic_hparams(cfg) == {
+  assert hparams.dynamic_hparams(cfg) == {
       "learning_rate": 1e-3, "plateau_factor": 0.5, "plateau_patience": 3.0,
       "plateau_cooldown": 0.0, "plateau_min_lr": 0.0, "plateau_min_delta": 1e-4}
 

@@ -22,7 +22,7 @@ from absl import flags
 
 import lr_jax
 from lr_jax import engine, export
-from lr_jax.results import jsonable
+from lr_jax.io import jsonable
 
 from outputs_test import fake_result  # tests/ is on sys.path under pytest
 

@@ -11,6 +11,7 @@ import pytest
 import lr_jax
 from lr_jax import results
 from lr_jax.errors import ConfigError
+from lr_jax.io import jsonable
 
 LRS = (1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -233,7 +234,7 @@ def test_aggregates_are_typed_records_read_by_attribute_and_by_summary_key():
   assert (bad.n_diverged, bad.diverged, bad.eligible, bad.n) == (1, 1, False, 1)
   # The same record in summary.json's layout, as before: readers by key keep working.
   summary = json.loads(json.dumps(results.summary_dict(result)))
-  assert summary["aggregates"][1] == results.jsonable(dict(a))
+  assert summary["aggregates"][1] == jsonable(dict(a))
   assert summary["aggregates"][1]["mean"] == a["mean"] == a.mean
   assert summary["best"][0]["learning_rate"] == 1e-3
   # A group without a selection is a record too, with the reason.
