@@ -200,7 +200,7 @@ def test_an_unreadable_data_file_and_a_directory_are_each_one_accurate_line(
     return real_open(path, *args, **kwargs)
 
   with monkeypatch.context() as m:
-    m.setattr(data, "open", deny_open, raising=False)
+    m.setattr(data.files, "open", deny_open, raising=False)  # The readers' module.
     for path in (csv_path, npz_path):
       _refused(lambda: data.load_dataset(DataConfig(dataset=path)),
                rf"^cannot read data file '{path}': Permission denied$")
