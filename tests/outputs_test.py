@@ -167,7 +167,7 @@ def test_a_full_disk_mid_write_leaves_the_previous_set_whole(tmp_path, monkeypat
   out = str(tmp_path / "out")
   lr_jax.write_outputs(fake_result((0.01, 0.1)), out)
   before = _snapshot(out)
-  real, calls = results.atomic_write, []
+  real, calls = results.files.atomic_write, []  # Where `write_files` looks it up.
 
   def full_after_first(path, data):
     calls.append(path)
@@ -175,7 +175,7 @@ def test_a_full_disk_mid_write_leaves_the_previous_set_whole(tmp_path, monkeypat
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     real(path, data)
 
-  monkeypatch.setattr(results, "atomic_write", full_after_first)
+  monkeypatch.setattr(results.files, "atomic_write", full_after_first)
   with pytest.raises(ConfigError) as e:
     lr_jax.write_outputs(fake_result((0.01, 0.1)), out)
   assert "No space left on device" in _one_line(e) and "unchanged" in str(e.value)
