@@ -1,0 +1,134 @@
+"""The study's report folder: the sweep's files, the figures, and report.md."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from lr_jax import report
+from lr_jax.study.conclusion import conclusion
+from lr_jax.study.config import StudyConfig
+from lr_jax.study.figures import draw_figures
+from lr_jax.study.phrases import budget_label, model_name
+from lr_jax.study.plan import Cell, regularised_line
+from lr_jax.study.run import StudyResult, format_duration
+from lr_jax.study.table import study_table
+
+
+def _budget_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
+  """One line per budget: what a run gets under it."""
+  lines = []
+  for budget in cfg.budgets:
+    mine = sorted((c for c in cells if c.budget == budget), key=lambda c: c.train_size)
+    span = (f"{mine[0].steps} steps ({mine[0].epochs} epochs) at n={mine[0].train_size} to "
+            f"{mine[-1].steps} ({mine[-1].epochs} epochs) at n={mine[-1].train_size}")
+    what = {
+        "epochs": f"up to {cfg.epochs} epochs at every size, early stopping on the validation "
+                  f"loss (patience {cfg.patience}): {span}",
+        "steps": f"exactly {cfg.steps} optimizer updates per run at every size, early stopping "
+                 f"off (a run that stopped early would have fewer); {span}",
+        "converge": f"up to about {cfg.converge_steps} steps (whole epochs), early stopping on "
+                    f"the validation loss (patience {cfg.patience}); a run that neither stopped "
+                    f"nor diverged was still improving when the budget ran out: {span}",
+    }[budget]
+    lines.append(f"  - *{budget_label(budget)}*: {what}")
+  return "\n".join(lines)
+
+
+def _arms_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
+  """Setup lines of the regularisation, label-noise and test-set parts, or why there is none."""
+  line = regularised_line(cfg)
+  sizes = lambda pred: ", ".join(str(n) for n in sorted({c.train_size for c in cells if pred(c)}))
+  if line:
+    axes = "; ".join(f"{name} {', '.join(f'{v:g}' for v in values)}"
+                     for name, values in cfg.regularisation)
+    reg = (f"- regularisation: on the {line[0]} {model_name(line[1])} line, every cell also sweeps "
+           f"{axes} (traced axes of the same compiled program; Adam runs as AdamW, which at "
+           "weight decay 0 is Adam update for update). *Off* is the subset where all are 0; "
+           "*tuned* takes, per learning rate, its best setting")
+  else:
+    reg = ("- regularisation: not measured in this run (it needs adam among the optimizers and "
+           "a regularisation grid)")
+  if any(c.noisy for c in cells):
+    noise = (f"- label noise: at n = {sizes(lambda c: c.noisy)}, every cell also sweeps the "
+             f"fraction of training labels replaced by a random other class, "
+             f"{', '.join(f'{v:g}' for v in cfg.label_noise)} (fixed per seed and row; "
+             "validation and test labels stay clean)")
+  else:
+    noise = "- label noise: not measured in this run"
+  if any(c.tested for c in cells):
+    test = (f"- test set: at n = {sizes(lambda c: c.tested)}, {cfg.test_fraction:g} of the data "
+            "set is held out first (stratified, data seed as above); the best point's runs, "
+            "each trained on its folds, are scored on it")
+  else:
+    test = "- test set: none in this run"
+  return "\n".join([reg, noise, test])
+
+
+def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tuple[str, str]] = ()
+                       ) -> str:
+  """Writes the study's figures, report.md and the sweep's files into `out_dir`.
+
+  Args:
+    study: from `run_study`.
+    out_dir: the output folder.
+    extra: more (heading, Markdown) sections to append, e.g. the command that ran.
+
+  Returns:
+    The path of report.md.
+  """
+  from lr_jax.outputs import write_outputs
+  cfg, rows = study.plan.config, study.rows
+  write_outputs(study.sweep, out_dir)
+  figures = draw_figures(cfg, rows, out_dir)
+  cells = study.plan.cells
+  first = [c for c in cells if c.budget == cfg.budgets[0]]
+  keras_final = {c.train_size: 0.9 ** (c.steps / 1000) for c in first}
+  sizes = sorted(keras_final)
+  setup = "\n".join([
+      f"- data: `{cfg.dataset}`, training sizes {', '.join(str(n) for n in sizes)} "
+      f"(stratified subsamples, data seed {cfg.data_seed}); each cell is "
+      f"{'/'.join(str(k) for k in sorted({c.folds for c in cells}))}-fold stratified "
+      f"cross-validation (k = min({cfg.folds}, smallest class count)) x {cfg.seeds} seeds",
+      f"- models: one-hidden-layer ReLU MLPs of width {', '.join(map(str, cfg.widths))}; "
+      f"optimizers {', '.join(cfg.optimizers)}",
+      f"- learning rates: {len(cfg.learning_rates)} log-spaced from "
+      f"{report.format_lr(cfg.learning_rates[0])} to {report.format_lr(cfg.learning_rates[-1])}",
+      f"- budgets: every cell runs under {len(cfg.budgets)}; batch {cfg.batch_size} (the whole "
+      "training fold where it is smaller, as Keras); best epoch (lowest validation loss) "
+      "restored; score: best validation accuracy on the held-out fold",
+      _budget_setup(cfg, cells),
+      f"- schedules: {', '.join(cfg.schedules)}. Exponential decay is Keras' "
+      "ExponentialDecay with decay_steps=1, lr * r^step, with r chosen per cell so "
+      f"that the rate falls to {cfg.final_lr_fraction:g}x its peak at the budget's last step "
+      f"(r = {cfg.final_lr_fraction:g}^(1 / steps)). The article's 0.9 per "
+      f"decay_steps=1000 would end at {keras_final[sizes[0]]:.3f}x the peak at n={sizes[0]} "
+      f"({min(c.steps for c in first)} steps, {budget_label(cfg.budgets[0])}) and "
+      f"{keras_final[sizes[-1]]:.3f}x at n={sizes[-1]}. Both schedules share one compiled "
+      "program: constant is decay rate 1.0",
+      "- within the noise of the best: the learning rates a one-sided paired t-test (by "
+      "seed and fold, 5%) cannot tell from the best (*not worse than the best*); P(best): the "
+      "share of paired bootstrap resamples of the runs in which a learning rate is the best",
+      f"- {len(study.plan.groups)} compile groups, {study.sweep.num_variants} training runs, "
+      f"wall time {format_duration(study.wall_s)} ({study.wall_s:.0f} s) on "
+      f"{os.cpu_count()} CPU cores",
+  ])
+  summary = conclusion(rows, reference_lr=cfg.reference_lr)
+  setup += "\n" + _arms_setup(cfg, cells)
+  sections = [
+      ("Answer", summary.markdown()),
+      ("Setup", setup),
+      ("Figures", "\n\n".join(report.image(f, alt) for f, alt in figures)),
+      ("Table", "One line per cell. *best LR*: highest mean best-validation accuracy over the "
+                "runs (a learning rate where any run diverged is not eligible); *(edge)*: at "
+                "the end of the grid. *regularisation*: off (dropout and weight decay 0), or "
+                "tuned (each learning rate at its best setting; the best one's shown). *test "
+                "accuracy*: the best point's runs on the held-out test set, where the cell has "
+                "one. *not worse than the best*: the smallest and largest "
+                "learning rate not significantly worse than the best, and how many there are. "
+                "*P(best) by LR*: the learning rates with P(best) >= 0.05. *still training*: "
+                "runs that neither stopped early nor diverged when the budget ran out.\n\n"
+                + study_table(rows, reference_lr=cfg.reference_lr)),
+      *extra,
+  ]
+  return report.write_report(out_dir, "Is a very small learning rate necessary with small data?",
+                             sections)

@@ -1,0 +1,178 @@
+"""The study's table from a finished sweep: one `CellRow` per row of each cell."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lr_jax.study.cells import CellRow, cell_row
+from lr_jax.study.config import StudyConfig
+from lr_jax.study.plan import Cell, StudyPlan, schedule_rates
+
+if TYPE_CHECKING:
+  from lr_jax.results import SweepResult
+
+
+def row_keys(cfg: StudyConfig, cell: Cell) -> list[tuple[str, float, str]]:
+  """The (schedule, label noise, regularisation) of each table row of a cell, in table order."""
+  noise = cfg.label_noise if cell.noisy else (0.0,)
+  regs = ("", "tuned") if cell.regularised else ("",)
+  return [(s, v, r) for r in regs for v in noise for s in cfg.schedules]
+
+
+def _close(a, b) -> bool:
+  return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+
+
+def _off(entry: Mapping[str, float], name: str) -> float:
+  """An aggregate's value of an axis; 0 (off) where its group does not sweep it (NaN)."""
+  value = float(entry.get(name, math.nan))
+  return 0.0 if math.isnan(value) else value
+
+
+def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
+  """The study's table: one `CellRow` per (cell, schedule, label noise, regularisation).
+
+  P(best) and the not-worse set are the row's own, from its runs paired by stream
+  (`cell_selection`): the aggregates' are over the whole compile group, every schedule,
+  noise level and regularisation together. A row without regularisation is the subset of
+  its group's points where every regularisation axis is 0; a tuned row has all of them,
+  and reports per learning rate its best point (`CellRow.regularisation`). The runs still
+  training at the end of the budget (neither stopped early nor diverged) come from the
+  sweep's rows too. Where the cell has a test set, the best point's runs are scored on it.
+  """
+  cfg = plan.config
+  runs = sweep.rows
+  unfinished_N = ~np.asarray(runs["stopped_early"], bool) & ~np.asarray(runs["diverged"], bool)
+  reg_names = [name for name, _ in cfg.regularisation]
+  rows = []
+  for gi, cell in enumerate(plan.cells):
+    mine = [a for a in sweep.aggregates if a["group"] == gi]
+    # The group's own axes: another group's are NaN in its entries and rows.
+    points = [k for k in ("learning_rate", "decay_rate", "label_noise", *reg_names)
+              if mine and math.isfinite(mine[0].get(k, math.nan))]
+    in_group = np.asarray(runs["group"]) == gi
+    for schedule, noise, reg in row_keys(cfg, cell):
+      def wanted(a):
+        return (_close(a["decay_rate"], schedule_rates(cell)[schedule])
+                and _close(_off(a, "label_noise"), noise)
+                and (reg or all(_close(_off(a, k), 0.0) for k in reg_names)))
+      entries = [a for a in mine if wanted(a)]
+      masks = []
+      for a in entries:
+        sel = in_group.copy()
+        for k in points:
+          sel &= np.isclose(np.asarray(runs[k], float), a[k], rtol=1e-6, atol=1e-12)
+        masks.append(sel)
+      rows.append(_row_of(cfg, cell, runs, entries, masks, unfinished_N, schedule=schedule,
+                          label_noise=noise, regularisation=reg, reg_names=reg_names))
+      if cell.tested and getattr(sweep, "groups", None):
+        rows[-1] = _with_test(rows[-1], sweep, gi, entries, masks)
+  return rows
+
+
+def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entries: list[dict],
+            masks: list[np.ndarray], unfinished_N: np.ndarray, *, schedule: str,
+            label_noise: float, regularisation: str, reg_names: Sequence[str]) -> CellRow:
+  """One table row from its grid points' aggregates and run masks (several per learning rate
+  when tuned: each learning rate shows its best point's numbers)."""
+  eligible = [bool(a["eligible"]) for a in entries]
+  p_point, keep_point = cell_selection(runs, masks, eligible)
+  by_lr: dict[float, list[int]] = {}
+  for i, a in enumerate(entries):
+    by_lr.setdefault(float(a["learning_rate"]), []).append(i)
+  lrs, chosen, p_best, keep = [], [], [], []
+  for lr, idx in by_lr.items():
+    ok = [i for i in idx if eligible[i] and math.isfinite(entries[i]["mean"])]
+    chosen.append(max(ok, key=lambda i: entries[i]["mean"]) if ok else idx[0])
+    lrs.append(lr)
+    p = [p_point[i] for i in idx]
+    p_best.append(math.nan if any(math.isnan(x) for x in p) else float(sum(p)))
+    keep.append(any(keep_point[i] for i in idx))
+  pick = [entries[i] for i in chosen]
+  setting, plain_worse = (), None
+  finite = [i for i, a in zip(chosen, pick) if a["eligible"] and math.isfinite(a["mean"])]
+  if finite and regularisation:
+    best = max(finite, key=lambda i: entries[i]["mean"])
+    setting = tuple((k, _off(entries[best], k)) for k in reg_names)
+    if regularisation:
+      plain = [i for i in range(len(entries)) if eligible[i]
+               and all(_close(_off(entries[i], k), 0.0) for k in reg_names)]
+      if plain and not any(math.isnan(p_point[i]) for i in plain):
+        top = max(plain, key=lambda i: entries[i]["mean"])
+        plain_worse = not keep_point[top]
+  return cell_row(
+      optimizer=cell.optimizer, width=cell.width, schedule=schedule,
+      train_size=cell.train_size, runs=max(a["n_total"] for a in entries), steps=cell.steps,
+      lrs=lrs, mean=[a["mean"] for a in pick], ci95=[a["ci95"] for a in pick],
+      diverged=[a["diverged"] for a in pick], reference_lr=cfg.reference_lr,
+      tolerance=cfg.tolerance, budget=cell.budget, p_best=p_best, not_worse=keep,
+      unfinished=[int(np.sum(unfinished_N & masks[i])) for i in chosen],
+      regularisation=regularisation, label_noise=label_noise, best_setting=setting,
+      plain_worse=plain_worse)
+
+
+def _with_test(row: CellRow, sweep: SweepResult, group: int, entries: list[dict],
+               masks: list[np.ndarray]) -> CellRow:
+  """The row with its best point's runs scored on the group's held-out test rows."""
+  from lr_jax import export
+  from lr_jax.stats import summarize
+  g = sweep.groups[group]
+  test_idx = g.splits.test_idx
+  if not len(test_idx) or not math.isfinite(row.best_lr):
+    return row
+  at_best = [i for i, a in enumerate(entries)
+             if _close(a["learning_rate"], row.best_lr) and _close(a["mean"], row.best_mean)
+             and a["eligible"]]
+  if not at_best:
+    return row
+  x, y = g.dataset.x[test_idx], g.dataset.y[test_idx]
+  scores = [export.scores(sweep.model_of(int(i)), x, y)["accuracy"]
+            for i in np.flatnonzero(masks[at_best[0]])]
+  summary = summarize(scores)
+  return dataclasses.replace(row, test_mean=summary.mean, test_ci=summary.ci95,
+                             test_n=int(len(test_idx)))
+
+
+def cell_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
+                   eligible: Sequence[bool]) -> tuple[list[float], list[bool]]:
+  """P(best) and the not-worse set of one cell's learning rates, paired by (seed, fold).
+
+  Args:
+    runs: the sweep's rows (columns `seed`, `fold`, `best_val_accuracy`).
+    at_lr: [P] boolean masks over the rows: the runs of each learning rate of the cell.
+    eligible: [P] may be selected (no run diverged, every run has a score).
+
+  Returns:
+    [P] P(best) (0 where not eligible; NaN with fewer than 2 streams or where the streams do
+    not pair) and [P] not significantly worse than the cell's best (`lr_jax.stats`).
+  """
+  from lr_jax import stats
+  num = len(at_lr)
+  p_best, keep = [0.0] * num, [False] * num
+  chosen = [i for i in range(num) if eligible[i]]
+  if not chosen:
+    return p_best, keep
+  streams, scores = [], []
+  for i in chosen:
+    idx = np.flatnonzero(at_lr[i])
+    idx = idx[np.lexsort((runs["fold"][idx], runs["seed"][idx]))]
+    streams.append(list(zip(np.asarray(runs["seed"])[idx].tolist(),
+                            np.asarray(runs["fold"])[idx].tolist())))
+    scores.append(np.asarray(runs["best_val_accuracy"], np.float64)[idx])
+  if any(s != streams[0] for s in streams) or len(streams[0]) < 2:
+    best = chosen[int(np.argmax([np.mean(s) for s in scores]))]
+    keep[best] = True  # No pairing to test against: the best alone.
+    for i in chosen:
+      p_best[i] = math.nan
+    return p_best, keep
+  scores_SxP = np.stack(scores, axis=1)
+  best = stats.best_index(scores_SxP.mean(axis=0), np.ones(len(chosen), bool), True)
+  shares = stats.p_best(scores_SxP, True)
+  kept = stats.not_worse(scores_SxP, best, True)
+  for j, i in enumerate(chosen):
+    p_best[i], keep[i] = float(shares[j]), bool(kept[j])
+  return p_best, keep

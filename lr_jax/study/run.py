@@ -1,0 +1,157 @@
+"""Running the study: its compile groups one after another, with progress and an ETA."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from absl import logging
+
+from lr_jax.study.cells import CellRow
+from lr_jax.study.plan import StudyPlan
+from lr_jax.study.rows import study_rows
+
+if TYPE_CHECKING:  # The engine imports JAX: only the functions that run anything import it.
+  from lr_jax.engine import Group, RunOptions
+  from lr_jax.results import SweepResult
+
+
+def format_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = max(0.0, seconds)
+  return f"{seconds:.0f}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:02.0f}s"
+
+
+def group_work(group: Group) -> float:
+  """Training work of a planned compile group in example-weights, for the ETA.
+
+  Variants x examples x epochs, times the multiply-adds of one example through the model (an
+  MLP's weights; 1 for other models). Validation is counted at a third of an example's
+  training cost (a forward pass only).
+  """
+  splits, exp = group.splits, group.experiment
+  per_epoch = splits.train_idx.shape[1] + splits.val_idx.shape[1] / 3
+  variants = len(group.seeds) * len(group.points["learning_rate"])
+  weights = 1
+  if group.model is None and exp.model.name == "mlp":
+    widths = [group.dataset.x.shape[1], *exp.model.hidden, max(group.dataset.num_classes, 1)]
+    weights = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+  return float(variants * per_epoch * exp.train.epochs * weights)
+
+
+def estimate_remaining(done: Sequence[Mapping[str, float]],
+                       remaining_work: Sequence[float]) -> float:
+  """Seconds left for groups still to run, from the timings of the groups already run.
+
+  A group costs a fixed overhead (tracing and XLA compilation) plus a time proportional to
+  its work; both are fitted on the finished groups. The engine's `compile_s` is the group's
+  compile time alone (JAX's compile events), `run_s` the whole group, compilation included.
+
+  Args:
+    done: one dict per finished group: `work` (`group_work`), `executed_fraction` (epochs run
+      before the early exit, as a share), `compile_s`, `run_s`.
+    remaining_work: `group_work` of each group still to run.
+
+  Returns:
+    The estimate in seconds; NaN before any group has finished.
+  """
+  if not done:
+    return math.nan
+  rate = (sum(max(d["run_s"] - d["compile_s"], 0.0) for d in done)
+          / sum(d["work"] * d["executed_fraction"] for d in done))
+  overhead = float(np.mean([d["compile_s"] for d in done]))
+  executed = float(np.mean([d["executed_fraction"] for d in done]))
+  return float(sum(overhead + rate * w * executed for w in remaining_work))
+
+
+def describe_group(group: Group) -> str:
+  """A short name of a compile group for logs, e.g. 'adam MLP(16) n=25'."""
+  exp = group.experiment
+  n = exp.data.train_size or int(group.splits.train_sizes.max())
+  widths = ",".join(map(str, exp.model.hidden))
+  return f"{exp.optim.name} {exp.model.name.upper()}({widths}) n={n}"
+
+
+def run_groups(groups: Sequence[Group], *, options: RunOptions | None = None,
+               call_epochs: Sequence[int] | None = None) -> tuple[list[dict], float]:
+  """Runs planned compile groups one after another, logging the overall progress.
+
+  After each group it logs "cell i/n ... elapsed, ETA" over all groups (the engine logs the
+  epochs inside a group).
+
+  Args:
+    groups: from `engine.plan_sweep`.
+    options: the engine's `RunOptions` (chunking, progress); default its defaults.
+    call_epochs: per group, its `chunk_epochs` in place of the options' (None: theirs).
+
+  Returns:
+    The engine's output per group, and the wall time in seconds.
+  """
+  from lr_jax import engine
+  options = options or engine.RunOptions()
+  t0 = time.perf_counter()
+  works = [group_work(g) for g in groups]
+  done: list[dict] = []
+  outputs = []
+  for i, group in enumerate(groups):
+    logging.info("cell %d/%d: %s, %d streams x %d points", i + 1, len(groups),
+                 describe_group(group), len(group.seeds), len(group.points["learning_rate"]))
+    mine = options if call_epochs is None else dataclasses.replace(
+        options, chunk_epochs=call_epochs[i])
+    out = engine.run_group(group, index=i, options=mine)
+    outputs.append(out)
+    epochs = group.experiment.train.epochs
+    done.append({"work": works[i], "executed_fraction": out.epochs_executed / epochs,
+                 "compile_s": out.compile_s, "run_s": out.run_s})
+    elapsed = time.perf_counter() - t0
+    eta = estimate_remaining(done, works[i + 1:])
+    logging.info("cell %d/%d done in %s (compile %s), elapsed %s, ETA %s", i + 1, len(groups),
+                 format_duration(out.run_s), format_duration(out.compile_s), format_duration(elapsed),
+                 format_duration(eta))
+  return outputs, time.perf_counter() - t0
+
+
+@dataclasses.dataclass
+class StudyResult:
+  """A finished study: the sweep, its table, and how long it took."""
+
+  plan: StudyPlan
+  sweep: SweepResult
+  rows: list[CellRow]
+  wall_s: float
+
+
+def study_options() -> RunOptions:
+  """How the study runs its groups: the engine's defaults without compaction.
+
+  Compaction changes no result, but each narrower population it continues at is another
+  program to compile, and the study's programs are shared only by a cell's budgets: from
+  a cold cache on 2 cores, --quick's two to-convergence groups took 59 s of CPU with it and
+  21.5 s without (n = 25 and 400; 1000 steps, 48 variants each).
+  """
+  from lr_jax import engine
+  return engine.RunOptions(compact=False)
+
+
+def run_study(plan: StudyPlan, options: RunOptions | None = None) -> StudyResult:
+  """Runs every compile group of a planned study and builds its table.
+
+  Args:
+    plan: from `plan_study`.
+    options: the engine's `RunOptions`, used as given for every group; default
+      `study_options()` with each size's own call length (`StudyPlan.call_epochs`).
+  """
+  from lr_jax.results import SweepResult
+  t0 = time.perf_counter()
+  if options is None:
+    outputs, _ = run_groups(plan.groups, options=study_options(),
+                            call_epochs=plan.call_epochs or None)
+  else:
+    outputs, _ = run_groups(plan.groups, options=options)
+  sweep = SweepResult.from_groups(plan.groups, outputs, grid=plan.grid)
+  return StudyResult(plan=plan, sweep=sweep, rows=study_rows(plan, sweep),
+                     wall_s=time.perf_counter() - t0)
