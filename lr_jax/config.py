@@ -7,7 +7,7 @@ an experiment is planned (`lr_jax.hparams.check_experiment`), before anything lo
 Each distinct `Experiment` is a *compile group*. Most fields decide shapes or code; groups
 that differ only in fields the program traces (the epochs, patience and step cap of
 `train.Budget`, the defaults of dynamic numbers such as `OptimConfig.decay_rate`) share one
-compiled program (`engine._compile_key`). Numbers that only change values -- learning rate,
+compiled program (`engine.programs._compile_key`). Numbers that only change values -- learning rate,
 seed, fold, weight decay, momentum -- are swept as dynamic hyperparameters (`lr_jax.hparams`).
 """
 

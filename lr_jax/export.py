@@ -128,7 +128,7 @@ def refit(result, group: int | None = None) -> "TrainedModel":
       train=dataclasses.replace(exp.train, epochs=epochs, patience=0, restore_best=False))
   seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
   # Qualified: a user model's own number is known only by its namespace until planned.
-  namespaces = {k: a.namespace for k, a in engine._group_axes(g).items()}
+  namespaces = {k: a.namespace for k, a in engine.programs._group_axes(g).items()}
   hparams = tuple((f"{namespaces[k]}.{k}", (float(best.value(k)),))
                   for k in g.points if k != "learning_rate")
   logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows, seeds %s",

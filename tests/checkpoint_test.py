@@ -97,7 +97,7 @@ def test_resume_keeps_the_checkpoints_chunks_when_max_variants_per_chunk_changes
   assert "1 of 3 chunks done" in log
   assert "chunks of 2 streams x 1 point" in log and "max_variants_per_chunk=6" in log
   # Chunks of one point cannot be sharded over two devices: refused before anything runs.
-  monkeypatch.setattr(engine, "_mesh", lambda: types.SimpleNamespace(size=2))
+  monkeypatch.setattr(engine.loop, "_mesh", lambda: types.SimpleNamespace(size=2))
   with pytest.raises(lr_jax.ConfigError, match="chunks of 1 point, which 2 devices cannot share"):
     lr_jax.run_sweep(EXP, GRID, options=RunOptions(checkpoint_dir=ckdir, resume=True))
 

@@ -441,7 +441,7 @@ def test_every_catalog_number_is_a_comma_list_flag_parsed_into_the_grid():
                                 "label_smoothing": (0.05,), "dropout_rate": (0.1, 0.2)}
   exp = cli.experiment_from_flags(fv)
   assert exp.model.dropout == 0.0 and exp.optim.plateau_patience == 10  # defaults: the grid's
-  points = engine._points(exp, grid)  # One compile group: every value is a point.
+  points = engine.grid._points(exp, grid)  # One compile group: every value is a point.
   assert len(points["learning_rate"]) == 2 * 2 * 2 * 2
   assert sorted(set(points["plateau_patience"])) == [2.0, 3.0]
 
@@ -493,8 +493,8 @@ def test_one_value_of_a_number_is_a_one_point_axis_two_values_share_a_program():
 
   a, b = planned("--dropout=0.2"), planned("--dropout=0.5")
   assert a.points["dropout_rate"].tolist() == [0.2] and b.points["dropout_rate"].tolist() == [0.5]
-  assert engine._compile_key(a) == engine._compile_key(b)
+  assert engine.programs._compile_key(a) == engine.programs._compile_key(b)
   both = planned("--dropout_rate=0.2,0.5")
   assert both.points["dropout_rate"].tolist() == [0.2, 0.5]
-  assert engine._compile_key(both) == engine._compile_key(a)
+  assert engine.programs._compile_key(both) == engine.programs._compile_key(a)
   assert "dropout_rate" not in planned("--dropout=0").points

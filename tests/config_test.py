@@ -31,14 +31,14 @@ def _fail(*args, **kwargs):
 @pytest.fixture
 def nothing_loads(monkeypatch):
   """Loading data or compiling fails the test: a type or range error must come first."""
-  monkeypatch.setattr(engine, "_load", _fail)
-  monkeypatch.setattr(engine, "run_group", _fail)
+  monkeypatch.setattr(engine.plan, "_load", _fail)
+  monkeypatch.setattr(engine.loop, "run_group", _fail)
 
 
 @pytest.fixture
 def nothing_compiles(monkeypatch):
   """Compiling fails the test: an error that needs the data's task must come before it."""
-  monkeypatch.setattr(engine, "run_group", _fail)
+  monkeypatch.setattr(engine.loop, "run_group", _fail)
 
 
 def _refused(build, message):
@@ -239,7 +239,7 @@ def test_a_reachable_regression_target_above_one_is_accepted():
 @pytest.fixture
 def main_script(monkeypatch, capsys, tmp_path):
   """Runs lr_sweep's main in-process with the given flags; returns (exit code, stderr)."""
-  monkeypatch.setattr(engine, "run_group", _fail)
+  monkeypatch.setattr(engine.loop, "run_group", _fail)
 
   def run(*args):
     flags.FLAGS.unparse_flags()

@@ -90,11 +90,11 @@ def test_resume_after_the_data_file_changed_under_its_name_is_refused_saying_so(
   # In this process (whose loaded data set may be cached under the file's name) ...
   _refused(lambda: checkpoint.load(ck, _config(path)), pattern)
   # ... and in a new one, which reads the file afresh.
-  engine._load_cached.cache_clear()
+  engine.plan._load_cached.cache_clear()
   _refused(lambda: checkpoint.load(ck, _config(path)), pattern)
   # A changed flag is still named as the flag, not as changed data.
   _csv(path, 0)
-  engine._load_cached.cache_clear()
+  engine.plan._load_cached.cache_clear()
   config = _config(path)
   config["data"]["data_seed"] = 1
   _refused(lambda: checkpoint.load(ck, config), r"different configuration: data\.data_seed")
@@ -275,9 +275,9 @@ def test_a_data_file_rewritten_under_its_name_is_loaded_afresh(tmp_path):
   # sets must not hand it the old arrays.
   path = tmp_path / "d.csv"
   _csv(path, 0)
-  first = engine._load(DataConfig(dataset=str(path)))
-  assert engine._load(DataConfig(dataset=str(path))) is first  # Unchanged: the cached arrays.
+  first = engine.plan._load(DataConfig(dataset=str(path)))
+  assert engine.plan._load(DataConfig(dataset=str(path))) is first  # Unchanged: the cached arrays.
   _csv(path, 1)
   os.utime(path, ns=(0, 10**9))  # Another mtime even where the clock's tick is coarse.
-  second = engine._load(DataConfig(dataset=str(path)))
+  second = engine.plan._load(DataConfig(dataset=str(path)))
   assert second is not first and not np.array_equal(second.x, first.x)

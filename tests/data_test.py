@@ -493,17 +493,19 @@ def test_given_validation_split_is_used_as_is_and_train_size_subsamples_the_rest
 
 def test_a_dataset_object_is_its_own_cache_key():
   from lr_jax import engine
+  from lr_jax.config import Experiment
   (x, y), (x2, y2) = _separable(60, seed=0), _separable(60, seed=1)
   first, second = data.Dataset.from_arrays(x, y), data.Dataset.from_arrays(x2, y2)
   assert first.name == second.name  # Both "arrays": a name-keyed cache would give back `first`.
   assert DataConfig(dataset=first) != DataConfig(dataset=second)
-  assert engine._load(DataConfig(dataset=first)) is first
-  assert engine._load(DataConfig(dataset=second)) is second
-  exp = lambda ds: engine.Experiment(data=DataConfig(dataset=ds, train_size=40))  # noqa: E731
+  assert engine.plan._load(DataConfig(dataset=first)) is first
+  assert engine.plan._load(DataConfig(dataset=second)) is second
+  exp = lambda ds: Experiment(data=DataConfig(dataset=ds, train_size=40))  # noqa: E731
   g1, g2 = (engine.plan_sweep(exp(ds), engine.Grid())[0] for ds in (first, second))
   np.testing.assert_array_equal(g2.dataset.x, second.x)
   hash(g1.experiment)
-  assert engine._compile_key(g1) == engine._compile_key(g2)  # Same shapes: one program.
+  key = engine.programs._compile_key
+  assert key(g1) == key(g2)  # Same shapes: one program.
 
 
 def _pets(tmp_path):

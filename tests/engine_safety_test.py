@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import resource
+import sys
 import time
 
 import numpy as np
@@ -30,12 +31,26 @@ class Reached(Exception):
   """A part of the engine past the checks (compiling, allocating, running) was reached."""
 
 
+def _engine_modules() -> list:
+  """The engine package and its modules (each looks a name up in its own namespace)."""
+  return [m for n, m in sorted(sys.modules.items())
+          if n == "lr_jax.engine" or n.startswith("lr_jax.engine.")]
+
+
+def _patch(monkeypatch, name: str, value, *, raising: bool = True) -> None:
+  """Replaces `name` in every engine module that holds it: wherever the engine looks it up."""
+  where = [m for m in _engine_modules() if hasattr(m, name)]
+  assert where or not raising, f"no module of lr_jax.engine has {name!r}"
+  for module in where:
+    monkeypatch.setattr(module, name, value)
+
+
 def _forbid(monkeypatch, *names):
   """Replaces engine functions by ones that raise `Reached` (or fail the test)."""
   for name in names:
     def refuse(*args, _name=name, **kwargs):
       raise Reached(f"engine.{_name} was reached")
-    monkeypatch.setattr(engine, name, refuse)
+    _patch(monkeypatch, name, refuse)
 
 
 # What compiles or allocates a group's arrays: none of it may run before a refusal.
@@ -44,10 +59,10 @@ _PAST_PLANNING = ("run_group", "_compiled", "_compiled_init", "stream_params", "
 
 
 def _memory(monkeypatch, device: int, host: int):
-  monkeypatch.setattr(engine, "_device_memory_bytes", lambda: device)
+  _patch(monkeypatch, "_device_memory_bytes", lambda: device)
   # raising=False: the code before these checks had no such function; the test then fails on
   # the missing refusal, not on the patch.
-  monkeypatch.setattr(engine, "_host_memory_bytes", lambda: host, raising=False)
+  _patch(monkeypatch, "_host_memory_bytes", lambda: host, raising=False)
 
 
 # ------------------------------------------------------------------ 1. sizes past memory
@@ -192,7 +207,7 @@ def test_the_checkpoint_folder_is_held_for_the_whole_run(planned, tmp_path, monk
     seen.append(_probe(ckdir))  # Another run would be refused now.
     raise Reached("run_group")
 
-  monkeypatch.setattr(engine, "run_group", run_group)
+  monkeypatch.setattr(engine.loop, "run_group", run_group)
   options = engine.RunOptions(checkpoint_dir=str(ckdir), checkpoint_every=1)
   with pytest.raises(Reached):
     if planned:  # A script's way: plan, check, then run.
@@ -244,13 +259,13 @@ def test_compile_time_is_reported_apart_from_run_time_and_a_reused_program_as_re
   exp = TINY.replace(model__hidden=(3,))
   grid = lr_jax.Grid(learning_rates=(1e-3, 1e-2))
   options = engine.RunOptions(chunk_epochs=0)  # One compiled call: compile_s was run_s.
-  real_round, pause = engine._round, 0.5
+  real_round, pause = engine.loop._round, 0.5
 
   def slow_round(*args, **kwargs):  # Running takes at least `pause`; compiling does not.
     real_round(*args, **kwargs)
     time.sleep(pause)
 
-  monkeypatch.setattr(engine, "_round", slow_round)
+  monkeypatch.setattr(engine.loop, "_round", slow_round)
   first = lr_jax.run_sweep(exp, grid, options=options).timings[0]
   assert 0 < first["compile_s"] <= first["run_s"] - pause, first
   assert "compile group" not in caplog.text

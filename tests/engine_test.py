@@ -43,38 +43,39 @@ def test_chunking_under_a_memory_budget_does_not_change_results():
 def test_default_budget_is_the_smaller_of_memory_and_cache(monkeypatch):
   grid = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 1e-2, 16), seeds=(0, 1, 2))
   group = engine.plan_sweep(lr_jax.Experiment(), grid)[0]
-  trainer = engine._compiled(*engine._compile_key(group))[0]
+  trainer = engine.programs._compiled(*engine.programs._compile_key(group))[0]
   budget = functools.partial(engine.default_max_variants, group, trainer)
-  monkeypatch.setattr(engine, "_device_memory_bytes", lambda: 2**30)
-  monkeypatch.setattr(engine, "_cache_bytes", lambda: 2**40)  # The cache does not bind.
+  monkeypatch.setattr(engine.chunks, "_device_memory_bytes", lambda: 2**30)
+  monkeypatch.setattr(engine.chunks, "_cache_bytes", lambda: 2**40)  # The cache does not bind.
   a, b = budget(fraction=1e-2), budget(fraction=2e-2)
   assert 1 < a and abs(b - 2 * a) <= 1  # Memory binds, linearly in its fraction.
-  monkeypatch.setattr(engine, "_cache_bytes", lambda: 2**23)  # An 8 MiB cache binds.
+  monkeypatch.setattr(engine.chunks, "_cache_bytes", lambda: 2**23)  # An 8 MiB cache binds.
   c = budget(fraction=1e-2)
-  monkeypatch.setattr(engine, "_cache_bytes", lambda: 2**24)
+  monkeypatch.setattr(engine.chunks, "_cache_bytes", lambda: 2**24)
   d = budget(fraction=1e-2)
   assert 1 < c < a and abs(d - 2 * c) <= 1
 
 
 def test_chunks_are_as_even_as_their_count_allows():
-  assert [engine._even_chunk(n, most) for n, most in [(256, 21), (16, 7), (3, 21), (7, 7)]] == [
+  even_chunk = engine.chunks._even_chunk
+  assert [even_chunk(n, most) for n, most in [(256, 21), (16, 7), (3, 21), (7, 7)]] == [
       20, 6, 3, 7]
 
 
 @pytest.fixture
 def traced_once(monkeypatch):
   """Every trainer built from here on raises if its training program is traced twice."""
-  real = engine.make_trainer
+  real = engine.programs.make_trainer
 
   def make_trainer(*args, **kwargs):
     trainer = real(*args, **kwargs)
     return trainer._replace(run=chex.assert_max_traces(trainer.run, n=1))
 
-  monkeypatch.setattr(engine, "make_trainer", make_trainer)
-  engine._compiled.cache_clear()  # Trainers built by earlier tests are not wrapped.
+  monkeypatch.setattr(engine.programs, "make_trainer", make_trainer)
+  engine.programs._compiled.cache_clear()  # Trainers built by earlier tests are not wrapped.
   chex.clear_trace_counter()
   yield
-  engine._compiled.cache_clear()  # Later tests get unwrapped trainers again.
+  engine.programs._compiled.cache_clear()  # Later tests get unwrapped trainers again.
   chex.clear_trace_counter()
 
 
@@ -106,7 +107,7 @@ def test_runs_that_differ_only_in_their_budget_share_one_program(traced_once):
   assert np.all(rows["stopped_early"] == (rows["epochs_run"] - rows["best_epoch"] == 1))
   assert np.all(rows["stopped_early"] | (rows["epochs_run"] == 6))
   # A schedule whose shape depends on the run's length compiles per length.
-  key = lambda exp: engine._compile_key(engine.plan_sweep(exp, grid)[0])
+  key = lambda exp: engine.programs._compile_key(engine.plan_sweep(exp, grid)[0])
   assert key(EXP) == key(EXP.replace(train__epochs=9, train__patience=0, train__max_steps=5))
   cosine = EXP.replace(optim__schedule="cosine")
   assert key(cosine) != key(cosine.replace(train__epochs=9))
@@ -121,7 +122,7 @@ SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=
 
 
 def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
-  engine._compiled_flat.cache_clear()
+  engine.programs._compiled_flat.cache_clear()
   on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(chunk_epochs=2))
   off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID,
                          options=engine.RunOptions(chunk_epochs=2, compact=False))
@@ -142,7 +143,7 @@ def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
   assert ran.sum() <= t_on["variant_epochs_executed"] < t_off["variant_epochs_executed"]
   # Compacted populations come from the ladder only: at most one program per width.
   group = engine.plan_sweep(SPREAD_EXP, SPREAD_GRID)[0]
-  flat = engine._compiled_flat(*engine._compile_key(group))
+  flat = engine.programs._compiled_flat(*engine.programs._compile_key(group))
   assert 1 <= flat._cache_size() <= len(engine.compaction_ladder(16, 1)) == 4
 
 
@@ -154,9 +155,9 @@ def test_survivors_of_several_chunks_continue_together_and_change_no_row():
   grid = lr_jax.Grid(learning_rates=[lrs[i] for i in (0, 7, 1, 6, 2, 5, 3, 4)], seeds=(0, 1))
   whole = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(chunk_epochs=2, compact=False))
   calls = []
-  real_flat = engine._call_flat
+  real_flat = engine.rounds._call_flat
   with pytest.MonkeyPatch.context() as m:
-    m.setattr(engine, "_call_flat", lambda plan, members, *a: (
+    m.setattr(engine.rounds, "_call_flat", lambda plan, members, *a: (
         calls.append(len(members)), real_flat(plan, members, *a)))
     split = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(
         chunk_epochs=2, max_variants_per_chunk=8))
@@ -183,8 +184,8 @@ def _chunk(score_SxP, stopped_SxP=None):
   false = np.zeros(s.shape, bool)
   v = types.SimpleNamespace(best_score=s, diverged=false.copy(),
                             stopped=false.copy() if stopped_SxP is None else np.asarray(stopped_SxP))
-  return engine._Chunk(state=types.SimpleNamespace(epoch=np.int32(5), variants=v),
-                       history={}, pruned=false.copy(), real=~false)
+  return engine.chunks._Chunk(state=types.SimpleNamespace(epoch=np.int32(5), variants=v),
+                              history={}, pruned=false.copy(), real=~false)
 
 
 def test_halving_prunes_the_clearly_worse_and_never_a_point_inside_the_noise_of_the_best():
@@ -193,7 +194,7 @@ def test_halving_prunes_the_clearly_worse_and_never_a_point_inside_the_noise_of_
   score_SxP = np.array([[0.10, 0.00, 0.20, 0.30, 0.40, 0.50],
                         [0.10, 0.05, 0.21, 0.31, 0.41, 0.51],
                         [0.10, 0.60, 0.19, 0.29, 0.39, 0.49]])
-  pruned = engine._halving(_chunk(score_SxP), eta=3)
+  pruned = engine.rounds._halving(_chunk(score_SxP), eta=3)
   np.testing.assert_array_equal(pruned.any(axis=0), [False, False, False, True, True, True])
   assert pruned[:, 3:].all()  # Every stream of a pruned point.
   # Without the noisy point's protection it would be cut: it is outside the best 2 by rank.
@@ -201,7 +202,7 @@ def test_halving_prunes_the_clearly_worse_and_never_a_point_inside_the_noise_of_
   # A variant that already stopped early stays `stopped_early`, not pruned.
   stopped = np.zeros_like(score_SxP, bool)
   stopped[0, 4] = True
-  pruned = engine._halving(_chunk(score_SxP, stopped), eta=3)
+  pruned = engine.rounds._halving(_chunk(score_SxP, stopped), eta=3)
   assert not pruned[0, 4] and pruned[1:, 4].all()
 
 
@@ -287,8 +288,8 @@ OUT_OF_RANGE = [
                          ids=[m.split(";")[0] for *_, m in OUT_OF_RANGE])
 def test_a_number_outside_its_range_is_refused_in_one_line_before_any_data_loads(
     monkeypatch, changes, name, value, message):
-  monkeypatch.setattr(engine, "_load", _fail)
-  monkeypatch.setattr(engine, "run_group", _fail)
+  monkeypatch.setattr(engine.plan, "_load", _fail)
+  monkeypatch.setattr(engine.loop, "run_group", _fail)
   with pytest.raises(lr_jax.ConfigError) as e:
     lr_jax.run_sweep(TINY.replace(**changes), lr_jax.Grid(hparams={name: (value,)}))
   assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
@@ -298,11 +299,11 @@ def test_a_number_at_its_off_value_is_accepted_where_it_does_not_apply():
   # Dropout 0 on a linear model, label smoothing 0 on regression data: they change nothing,
   # so a grid shared by several experiments (or --dropout=0) plans without them.
   linear = TINY.replace(model__name="linear", model__hidden=())
-  points = engine._points(linear, lr_jax.Grid(hparams={"dropout_rate": (0.0,)}))
+  points = engine.grid._points(linear, lr_jax.Grid(hparams={"dropout_rate": (0.0,)}))
   assert list(points) == ["learning_rate"]
   regression = TINY.replace(data__dataset="linear")
-  points = engine._points(regression, lr_jax.Grid(hparams={"label_smoothing": (0.0,)}),
-                          task="regression", feature_shape=(8,))
+  points = engine.grid._points(regression, lr_jax.Grid(hparams={"label_smoothing": (0.0,)}),
+                               task="regression", feature_shape=(8,))
   assert "label_smoothing" not in points
 
 
@@ -332,7 +333,7 @@ def test_a_name_no_registry_declares_is_refused_by_the_grid_listing_the_valid_on
 def test_a_number_the_data_cannot_take_is_refused_before_compiling(monkeypatch, dataset, given,
                                                                    message):
   # `given`: a shift in pixels, or the name of a number to sweep over (0, 0.1).
-  monkeypatch.setattr(engine, "run_group", _fail)
+  monkeypatch.setattr(engine.loop, "run_group", _fail)
   grid = {"shift": (0, given)} if isinstance(given, int) else {given: (0.0, 0.1)}
   with pytest.raises(lr_jax.ConfigError) as e:
     lr_jax.run_sweep(TINY.replace(data__dataset=dataset, data__train_size=60),
@@ -362,10 +363,10 @@ def test_an_axis_whose_values_are_all_off_is_absent_and_compiles_the_plain_progr
                              "input_noise": (0,), "b1": (0.9,)})
   [group] = engine.plan_sweep(TINY, off)
   assert list(group.points) == ["learning_rate"]
-  assert engine._compile_key(group) == engine._compile_key(plain)
+  assert engine.programs._compile_key(group) == engine.programs._compile_key(plain)
   [on] = engine.plan_sweep(TINY, lr_jax.Grid(hparams={"dropout_rate": (0.0, 0.1)}))
   assert list(on.points) == ["learning_rate", "dropout_rate"]  # 0 beside 0.1: traced too.
-  assert engine._compile_key(on) != engine._compile_key(plain)
+  assert engine.programs._compile_key(on) != engine.programs._compile_key(plain)
   # No clipping is the config's default; a grid that lists norms traces them.
   [clipped] = engine.plan_sweep(TINY, lr_jax.Grid(hparams={"clip_norm": (1.0,)}))
   assert clipped.points["clip_norm"].tolist() == [1.0]
@@ -378,12 +379,12 @@ def test_config_fields_that_are_only_defaults_share_one_compile_key():
   a, b = plan(model__dropout=0.2), plan(model__dropout=0.5)
   np.testing.assert_array_equal(a.points["dropout_rate"], [0.2])
   np.testing.assert_array_equal(b.points["dropout_rate"], [0.5])
-  assert engine._compile_key(a) == engine._compile_key(b)
-  assert engine._compile_key(plan(model__dropout=0.0)) != engine._compile_key(a)
+  assert engine.programs._compile_key(a) == engine.programs._compile_key(b)
+  assert engine.programs._compile_key(plan(model__dropout=0.0)) != engine.programs._compile_key(a)
   schedule = dict(optim__schedule="warmup_cosine")
   c = plan(**schedule, optim__warmup_fraction=0.2, optim__alpha=0.1, optim__clip_norm=1.0)
   d = plan(**schedule, optim__warmup_fraction=0.3, optim__alpha=0.0, optim__clip_norm=5.0)
-  assert engine._compile_key(c) == engine._compile_key(d)
+  assert engine.programs._compile_key(c) == engine.programs._compile_key(d)
   assert c.points["clip_norm"].tolist() == [1.0] and d.points["alpha"].tolist() == [0.0]
 
 
@@ -399,7 +400,7 @@ def test_a_swept_adam_b1_is_one_compiled_program(traced_once):
 def test_a_user_models_number_is_named_qualified_and_checked_against_the_model(monkeypatch):
   grid = lr_jax.Grid(hparams={"model.temperature": (0.5, 1.0)})
   assert grid.hparams == (("model.temperature", (0.5, 1.0)),)  # Only the model declares it.
-  monkeypatch.setattr(engine, "_load", _fail)
+  monkeypatch.setattr(engine.plan, "_load", _fail)
   with pytest.raises(lr_jax.ConfigError, match=r"no hyperparameter 'model.temperature' here; "
                      r"valid choices: optim.learning_rate, optim.b1"):
     engine.plan_sweep(TINY, grid)  # The built-in mlp has no temperature.

@@ -242,7 +242,7 @@ from lr_jax import engine, finder
 def must_not_run(*args, **kwargs):
   raise AssertionError("bad input reached the engine")
 
-engine.run_planned = finder.lr_finder = must_not_run
+engine.run_planned = engine.api.run_planned = finder.lr_finder = must_not_run
 results = []
 for args in cases:
   flags.FLAGS.unparse_flags()

@@ -120,7 +120,7 @@ def test_resolve_takes_short_or_qualified_names_and_lists_the_qualified_ones_oth
 def test_an_unknown_registry_name_is_refused_when_planned_before_any_data_loads(
     part, field, value, valid, monkeypatch):
   from lr_jax import engine
-  monkeypatch.setattr(engine, "_load", lambda *a: pytest.fail("data loaded before the check"))
+  monkeypatch.setattr(engine.plan, "_load", lambda *a: pytest.fail("data loaded before the check"))
   exp = lr_jax.Experiment().replace(**{f"{part}__{field}": value})
   with pytest.raises(ConfigError) as e:
     engine.plan_sweep(exp, lr_jax.Grid())

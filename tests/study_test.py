@@ -424,7 +424,7 @@ def test_plan_study_gives_each_budget_its_epochs_cap_and_patience():
   assert steps["steps", 25] == steps["steps", 400] == 300 and steps["converge", 400] == 1001
   # A size's three budgets, planned one after another, are one compiled program: two in all.
   from lr_jax import engine
-  keys = [engine._compile_key(g) for g in plan.groups]
+  keys = [engine.programs._compile_key(g) for g in plan.groups]
   assert [c.train_size for c in plan.cells] == [25] * 3 + [400] * 3
   assert keys[0] == keys[1] == keys[2] != keys[3] == keys[4] == keys[5]
 

@@ -648,21 +648,21 @@ def test_early_stopping_and_the_plateau_share_one_improvement_rule():
 def test_a_sweep_over_lr_dropout_smoothing_and_noise_is_one_compiled_program(monkeypatch):
   from lr_jax import engine
   built, traced = [], []
-  real = engine.make_trainer
+  real = engine.programs.make_trainer
 
   def counted(*args, **kwargs):
     trainer = real(*args, **kwargs)
     built.append(1)
     return trainer._replace(run=lambda *a, **k: (traced.append(1), trainer.run(*a, **k))[1])
 
-  monkeypatch.setattr(engine, "make_trainer", counted)
-  engine._compiled.cache_clear()  # Trainers built by earlier tests are not counted.
+  monkeypatch.setattr(engine.programs, "make_trainer", counted)
+  engine.programs._compiled.cache_clear()  # Trainers built by earlier tests are not counted.
   exp = AXES_EXP.replace(train__epochs=2)
   grid = lr_jax.Grid(learning_rates=(0.01, 0.05), seeds=(0,),
                      hparams={"model.dropout_rate": (0.0, 0.3), "loss.label_smoothing": (0.0, 0.1),
                               "data.input_noise": (0.0, 0.2)})
   result = lr_jax.run_sweep(exp, grid)
-  engine._compiled.cache_clear()  # Later tests get uncounted trainers again.
+  engine.programs._compiled.cache_clear()  # Later tests get uncounted trainers again.
   assert result.num_variants == 16 and len(built) == 1 and len(traced) == 1, (built, traced)
   for name in ("dropout_rate", "label_smoothing", "input_noise"):
     assert sorted(set(np.round(result.rows[name], 6))) == sorted(dict(grid.hparams)[name])

@@ -1,0 +1,105 @@
+"""The engine's entry points: `run_sweep` (plan and run) and `run_planned` (planned groups)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from absl import logging
+
+import lr_jax.engine.loop as loop
+from lr_jax import stats
+from lr_jax.config import Experiment, check_type
+from lr_jax.engine.checkpoints import holding_checkpoints
+from lr_jax.engine.grid import Grid
+from lr_jax.engine.loop import GroupOutput
+from lr_jax.engine.options import RunOptions
+from lr_jax.engine.plan import Group, check_loss_metrics, check_select_by, check_target, plan_sweep
+from lr_jax.errors import ConfigError
+from lr_jax.models import Model
+from lr_jax.results import SweepResult
+from lr_jax.train import Loss, Metric
+
+
+def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
+              model: Model | None = None, target: float | None = None,
+              options: RunOptions = RunOptions(),
+              select: str = stats.DEFAULT_SELECT, loss: Loss | None = None,
+              metrics: Mapping[str, Metric] | None = None,
+              select_by: str | None = None) -> SweepResult:
+  """Runs a learning-rate sweep: every experiment x every grid point x seed x fold.
+
+  Args:
+    experiments: static configurations; each distinct one is compiled once.
+    grid: learning rates, seeds and other dynamic hyperparameters.
+    model: optional user model replacing the built-in one (see `lr_jax.models`).
+    target: a validation metric to reach (accuracy for classification, loss for regression),
+      for epochs- and steps-to-target.
+    options: chunking, checkpointing, resuming and progress (`RunOptions`).
+    select: how each group's learning rate is chosen: "best" (highest mean) or "one_se"
+      (`lr_jax.stats.select_index`).
+    loss: a per-example loss `(outputs_BxK, y_B) -> [B]` (the model's outputs, the labels or
+      targets) replacing softmax cross-entropy / squared error in training and validation.
+    metrics: `{name: lr_jax.Metric(fn, higher_is_better)}`; `fn(outputs_VxK, y_V, w_V)` is
+      computed on each fold's whole validation set every epoch (`w_V` is 0 on padding). Each
+      appears as `val_<name>` in the history and `best_val_<name>` (at the best epoch) in the
+      rows, and may be `TrainConfig.monitor` or `select_by`.
+    select_by: the metric the aggregates and the selection score, e.g. "val_auc"; None is
+      val_accuracy for classification, val_loss for regression.
+
+  Returns:
+    A `SweepResult`: one row per variant, histories, aggregates and the selected learning rate.
+
+  Raises:
+    ConfigError: on any bad input, before anything is compiled (see `plan_sweep`); a
+      checkpoint folder that cannot be written or that another process holds
+      (`holding_checkpoints`) before any data is loaded.
+  """
+  target = check_target(target)  # Types before any data is loaded; the range once planned.
+  check_type(options, RunOptions, "options")
+  stats.check_select(select)
+  loss, metric_items = check_loss_metrics(loss, metrics)
+  if select_by is not None:  # Before any data is loaded: a name no group can have.
+    valid = ["val_loss", "val_accuracy", *(f"val_{n}" for n, _ in metric_items)]
+    if check_type(select_by, str, "select_by") not in valid:
+      raise ConfigError(f"select_by {select_by!r} is not a metric of this sweep; valid "
+                        f"choices: {', '.join(valid)}")
+  with holding_checkpoints(options):  # Checked and held before any data is loaded.
+    groups = plan_sweep(experiments, grid, model, loss=loss, metrics=dict(metric_items))
+    return run_planned(groups, grid, target=target, options=options, select=select,
+                       select_by=select_by)
+
+
+def _log_compiles(out: GroupOutput, index: int, num_groups: int) -> None:
+  """What a group compiled, apart from what it ran; "reused" when it compiled nothing."""
+  if not out.programs_compiled:
+    logging.info("group %d/%d: reused the programs compiled earlier in this process (nothing "
+                 "compiled); %.1f s in all", index + 1, num_groups, out.run_s)
+    return
+  loaded = (f", {out.programs_from_disk} loaded from the persistent cache"
+            if out.programs_from_disk else "")
+  logging.info("group %d/%d: compiled %d program%s%s in %.1f s (tracing, lowering, XLA); %.1f s "
+               "in all", index + 1, num_groups, out.programs_compiled,
+               "s" * (out.programs_compiled != 1), loaded, out.compile_s, out.run_s)
+
+
+def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = None,
+                options: RunOptions = RunOptions(),
+                select: str = stats.DEFAULT_SELECT, select_by: str | None = None) -> SweepResult:
+  """Runs groups from `plan_sweep` (so a script can check all input before compiling)."""
+  target = check_target(target, groups)  # Its range needs the tasks, known once planned.
+  stats.check_select(select)
+  select_by = check_select_by(select_by, groups)
+  check_type(options, RunOptions, "options")
+  group_outputs = []
+  with holding_checkpoints(options):
+    for i, group in enumerate(groups):
+      logging.info("group %d/%d: %s, %d streams x %d points", i + 1, len(groups),
+                   group.experiment.optim.name, len(group.seeds),
+                   len(group.points["learning_rate"]))
+      out = loop.run_group(group, index=i, options=options)
+      _log_compiles(out, i, len(groups))
+      group_outputs.append(out)
+  result = SweepResult.from_groups(groups, group_outputs, grid=grid, target=target,
+                                   select=select, select_by=select_by,
+                                   prune=options.prune_config())
+  return result  # Nested cross-validation's refits are composed above (`lr_jax.api`).

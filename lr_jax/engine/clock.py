@@ -1,0 +1,85 @@
+"""Compile time apart from run time (`_CompileClock`), from JAX's monitoring events."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import jax
+
+
+# JAX's monitoring events of building a program: Python tracing to a jaxpr, lowering it to
+# StableHLO, and XLA's compile (or loading it from the persistent cache).
+_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+
+
+_LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+
+
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+_clocks = threading.local()  # `.running`: this thread's clocks, innermost last
+
+
+_listening = []  # [True] once the listeners are registered (once per process)
+
+
+_listening_lock = threading.Lock()
+
+
+def _on_time_span(event: str, start: float, end: float, **kwargs) -> None:
+  del kwargs
+  if event in (_TRACE_EVENT, _LOWER_EVENT, _COMPILE_EVENT):
+    for clock in getattr(_clocks, "running", ()):
+      clock.spans.append((start, end))
+      clock.programs += event == _COMPILE_EVENT
+
+
+def _on_event(event: str, **kwargs) -> None:
+  del kwargs
+  if event == _CACHE_HIT_EVENT:
+    for clock in getattr(_clocks, "running", ()):
+      clock.cache_hits += 1
+
+
+class _CompileClock:
+  """Times what this thread spends building programs while it is entered, apart from running
+  them: the union of JAX's trace, lower and compile spans (a nested jit's tracing lies within
+  its caller's, so spans are merged, not summed).
+
+  Attributes:
+    seconds: that time.
+    programs: programs compiled (or loaded from the persistent cache); 0: every program came
+      from this process's own cache.
+    cache_hits: of those, the ones loaded from the persistent cache.
+  """
+
+  def __init__(self):
+    self.spans: list[tuple[float, float]] = []
+    self.programs = 0
+    self.cache_hits = 0
+
+  @property
+  def seconds(self) -> float:
+    total, end = 0.0, -math.inf
+    for a, b in sorted(self.spans):
+      if b > end:
+        total += b - max(a, end)
+        end = b
+    return total
+
+  def __enter__(self) -> "_CompileClock":
+    with _listening_lock:
+      if not _listening:
+        jax.monitoring.register_event_time_span_listener(_on_time_span)
+        jax.monitoring.register_event_listener(_on_event)
+        _listening.append(True)
+    _clocks.running = getattr(_clocks, "running", ()) + (self,)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    _clocks.running = tuple(c for c in _clocks.running if c is not self)

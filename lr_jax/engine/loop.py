@@ -1,0 +1,276 @@
+"""Running one compile group (`run_group`): plan its chunks, run them in rounds, assemble."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import PartitionSpec as P
+
+from lr_jax import checkpoint
+from lr_jax.engine.checkpoints import _load_chunk, _save_chunks, group_config
+from lr_jax.engine.chunks import (_Chunk, _GroupPlan, _pad_to, _real, chunk_layout,
+                                  default_max_variants)
+from lr_jax.engine.clock import _CompileClock
+from lr_jax.engine.options import RunOptions
+from lr_jax.engine.placement import _mesh, _put, _to_host
+from lr_jax.engine.plan import Group
+from lr_jax.engine.programs import (_compile_key, _compiled, _compiled_flat, _data_arrays,
+                                    _group_model, _init_shape, stream_params)
+from lr_jax.engine.rounds import _done, _live, _prune_all, _round
+from lr_jax.errors import ConfigError
+from lr_jax.train import Budget, final_params
+
+
+class _Progress:
+  """Progress of a group on the log (every `log_every_s`) and, on a terminal, as a bar."""
+
+  def __init__(self, name: str, total_epochs: int, options: RunOptions):
+    self.name, self.total, self.options = name, total_epochs, options
+    self.bar = options.progress_bar if options.progress_bar is not None else sys.stderr.isatty()
+    self.t0 = self.last = time.perf_counter()
+
+  def update(self, done_epochs: int, active: int, variants: int, final: bool) -> None:
+    now = time.perf_counter()
+    rate = done_epochs / max(now - self.t0, 1e-9)
+    eta = (self.total - done_epochs) / rate if rate > 0 else math.inf
+    if self.bar:
+      width = 30
+      filled = int(width * done_epochs / max(self.total, 1))
+      sys.stderr.write(f"\r{self.name} [{'#' * filled}{'.' * (width - filled)}] "
+                       f"{done_epochs}/{self.total} epochs, {active} active, ETA {eta:.0f}s ")
+      if final:
+        sys.stderr.write("\n")
+      sys.stderr.flush()
+    if final or now - self.last >= self.options.log_every_s:
+      logging.info("%s: epoch %d/%d, %d/%d variants active, %.1f epochs/s (x%d variants), ETA %.0fs",
+                   self.name, done_epochs, self.total, active, variants, rate, variants,
+                   0.0 if final else eta)
+      self.last = now
+
+
+class GroupOutput(NamedTuple):
+  """What `run_group` returns: one compile group's final state and history, on the host.
+
+  Attributes:
+    variants: the final `VariantState`, numpy leaves [S, H, ...]; `params` are the final
+      parameters (the best epoch's with `restore_best`), `best_params` the best epoch's.
+    params: the final parameters, leaves [S*H, ...], stream-major (row order).
+    history: metric name -> [S, H, E], NaN where a variant was not training.
+    pruned: [S, H] bool, stopped by successive halving (`RunOptions.prune`).
+    steps_per_epoch: optimizer updates per epoch.
+    compile_s: seconds the group spent tracing, lowering and compiling its programs (or
+      loading them from the persistent compilation cache), from JAX's compile events in this
+      thread, apart from running them; 0.0 when every program came from this process's cache.
+    run_s: seconds of the whole group, compile_s included.
+    epochs_executed: most epochs any chunk ran.
+    variant_epochs_trained: epochs the variants trained, summed over the variants.
+    variant_epochs_executed: epochs the compiled calls ran, summed over their lanes (padding,
+      and stopped variants still in a population, included): what the compute paid for.
+    programs_compiled: XLA programs the group compiled or loaded from the persistent cache;
+      0 when it reused this process's (nothing compiled).
+    programs_from_disk: of those, the ones loaded from the persistent compilation cache.
+  """
+
+  variants: object
+  params: object
+  history: dict[str, np.ndarray]
+  pruned: np.ndarray
+  steps_per_epoch: int
+  compile_s: float | None
+  run_s: float
+  epochs_executed: int
+  variant_epochs_trained: int
+  variant_epochs_executed: int
+  programs_compiled: int = 0
+  programs_from_disk: int = 0
+
+
+def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
+  """Programs, chunks, padding and call lengths of a group; reads its checkpoint if resuming."""
+  key = _compile_key(group)
+  trainer, init, run = _compiled(*key)
+  num_streams, num_points = len(group.seeds), len(group.points["learning_rate"])
+  mesh = _mesh()
+  ndev = mesh.size if mesh is not None else 1
+  path = (os.path.join(options.checkpoint_dir, f"group{index}.npz")
+          if options.checkpoint_dir else None)
+  config = group_config(group) if path else None
+  if config is not None and options.prune:  # Pruning changes results: a resume must match it.
+    config["prune"] = {"rule": options.prune, "rungs": list(options.prune_rungs),
+                       "eta": options.prune_eta}
+  saved = (checkpoint.load(path, config) if (path and options.resume) else None) or {}
+
+  budget = options.max_variants_per_chunk or default_max_variants(group, trainer)
+  s_c, h_c = chunk_layout(num_streams, num_points, budget, ndev)
+  if "layout" in saved:  # The checkpoint's state is in its chunks: keep them.
+    planned = (s_c, h_c)
+    s_c, h_c = (int(n) for n in saved["layout"])
+    if h_c % ndev:
+      raise ConfigError(f"checkpoint {path} holds chunks of {h_c} point{'s' * (h_c != 1)}, "
+                        f"which {ndev} devices cannot share evenly; resume on a device count "
+                        f"that divides {h_c}, or delete it to start afresh")
+    if (s_c, h_c) != planned:
+      flag = options.max_variants_per_chunk
+      logging.info("group %d: resuming in the checkpoint's chunks of %d streams x %d points, not "
+                   "the %d x %d of %s", index, s_c, h_c, *planned,
+                   f"max_variants_per_chunk={flag}" if flag else "the default chunk budget")
+  s_pad, h_pad = -(-num_streams // s_c) * s_c, -(-num_points // h_c) * h_c
+  points = {k: _pad_to(v, h_pad).astype(np.float32) for k, v in group.points.items()}
+  like = _init_shape(group, trainer, {k: v[:h_c] for k, v in points.items()}, s_c)
+  num_epochs = group.experiment.train.epochs
+  # The call's length is static: groups of at least `chunk_epochs` epochs share it, whatever
+  # their budget. Not longer than the run: a compacted call (lanes vmapped, so its skipped
+  # epochs are masked, not skipped) would compute the excess.
+  call_epochs = min(options.chunk_epochs or num_epochs, num_epochs)
+  rungs = ()
+  if options.prune:
+    rungs = tuple(r for r in options.prune_rungs if r < num_epochs)
+    # Calls end at every rung; one call length keeps it one program per width.
+    call_epochs = math.gcd(call_epochs, *rungs)
+  return _GroupPlan(
+      trainer=trainer, init=init, run=run, run_flat=_compiled_flat(*key), mesh=mesh, ndev=ndev,
+      path=path, config=config, saved=saved, like=like, s_c=s_c, h_c=h_c,
+      seeds=_pad_to(group.seeds, s_pad), folds=_pad_to(group.folds, s_pad), points=points,
+      blocks=[(si, hi) for si in range(0, s_pad, s_c) for hi in range(0, h_pad, h_c)],
+      budget=Budget(*(_put(a, mesh, P()) for a in Budget.of(group.experiment.train))),
+      num_epochs=num_epochs,
+      call_epochs=call_epochs, rungs=rungs)
+
+
+def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
+                ) -> dict[int, _Chunk]:
+  """The loop: every chunk in compiled calls, in lockstep, compacting and pruning between them.
+
+  All chunks advance together, one call's epochs per round, so halving ranks every grid point
+  of the group at a rung, and once few variants survive they continue as one population
+  whichever chunks they came from.
+
+  Returns:
+    The chunks, history NaN-padded to the configured epochs.
+  """
+  exp, blocks = group.experiment, plan.blocks
+  num_epochs = plan.num_epochs
+  reals = [_real(group, plan, b) for b in range(len(blocks))]
+  chunks = {b: c for b in range(len(blocks))
+            if (c := _load_chunk(plan, f"done{b}", reals[b]) or
+                _load_chunk(plan, f"live{b}", reals[b])) is not None}
+  if plan.saved:
+    logging.info("resuming group %d from %s: %d of %d chunks done, at epoch %d/%d", index,
+                 plan.path, sum(_done(plan, c) for c in chunks.values()), len(blocks),
+                 max((c.epoch for c in chunks.values() if not _done(plan, c)), default=num_epochs),
+                 num_epochs)
+  data = jax.tree_util.tree_map(lambda a: _put(a, plan.mesh, P()), _data_arrays(group))
+  num_variants = len(group.seeds) * len(group.points["learning_rate"])
+  progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * num_epochs, options)
+  checkpoint.fault_point("before_compile")
+  first_call = True
+  if len(chunks) < len(blocks):
+    params_S = stream_params(group, plan.seeds)  # Once, not once per chunk of points.
+  for b, (si, hi) in enumerate(blocks):
+    if b in chunks:
+      continue
+    params = jax.tree_util.tree_map(lambda a: _put(a[si:si + plan.s_c], plan.mesh, P()), params_S)
+    state = plan.init(params, {k: _put(a[hi:hi + plan.h_c], plan.mesh, P("points"))
+                               for k, a in plan.points.items()},
+                      _put(plan.folds[si:si + plan.s_c], plan.mesh, P()), data)
+    chunks[b] = _Chunk(state=_to_host(state), pruned=np.zeros((plan.s_c, plan.h_c), bool),
+                       history={k: np.zeros((0, plan.s_c, plan.h_c), np.float32)
+                                for k in plan.trainer.history_fields}, real=reals[b])
+  last_saved = max((c.epoch for c in chunks.values() if not _done(plan, c)), default=0)
+  while not all(_done(plan, c) for c in chunks.values()):
+    finished_before = sum(_done(plan, c) for c in chunks.values())
+    _round(plan, chunks, data, options.compact)
+    epoch = max(c.epoch for c in chunks.values())
+    if first_call:
+      first_call = False
+      checkpoint.fault_point("after_compile")
+    if epoch in plan.rungs:
+      _prune_all(plan, chunks, options.prune_eta)
+    active = sum(int(_live(c).sum()) for c in chunks.values())
+    done = [_done(plan, c) for c in chunks.values()]
+    progress.update(sum(num_epochs if d else c.epoch for d, c in zip(done, chunks.values())),
+                    active, num_variants, all(done))
+    if all(done):
+      break
+    if options.checkpoint_every and epoch - last_saved >= options.checkpoint_every:
+      _save_chunks(plan, chunks)
+      last_saved = epoch
+    elif sum(done) > finished_before and len(blocks) > 1:
+      _save_chunks(plan, chunks)
+  for c in chunks.values():
+    # [E, s_c, h_c] with E the configured epochs: a chunk that stopped early is NaN-padded.
+    c.history = {
+        k: np.concatenate([v, np.full((max(0, num_epochs - len(v)),) + v.shape[1:], np.nan,
+                                      np.float32)])[:num_epochs]
+        for k, v in c.history.items()}
+  if len(blocks) > 1 or options.checkpoint_every:
+    _save_chunks(plan, chunks)
+  return chunks
+
+
+def _assemble(group: Group, plan: _GroupPlan, finished: dict[int, _Chunk],
+              clock: _CompileClock, run_s: float) -> GroupOutput:
+  """The chunks as one [S, H] population (padding dropped), its parameters and counts."""
+  exp, blocks = group.experiment, plan.blocks
+  num_streams, num_points = len(group.seeds), len(group.points["learning_rate"])
+  s_pad, h_pad = len(plan.seeds), len(next(iter(plan.points.values())))
+
+  def assemble(get):
+    rows = []
+    for si in range(0, s_pad, plan.s_c):
+      rows.append(np.concatenate([get(finished[blocks.index((si, hi))])
+                                  for hi in range(0, h_pad, plan.h_c)], axis=1))
+    return np.concatenate(rows, axis=0)[:num_streams, :num_points]
+
+  leaves, treedef = jax.tree_util.tree_flatten(plan.like.variants)
+  variants = jax.tree_util.tree_unflatten(treedef, [
+      assemble(lambda c, i=i: jax.tree_util.tree_leaves(c.state.variants)[i])
+      for i in range(len(leaves))])
+  unravel = _group_model(group).unravel
+  variants = variants._replace(params=unravel(final_params(variants, exp.train.restore_best)),
+                               best_params=unravel(variants.best_params))
+  history = {k: assemble(lambda c, k=k: np.moveaxis(c.history[k], 0, -1)) for k in plan.trainer.history_fields}
+  params = jax.tree_util.tree_map(
+      lambda a: a.reshape((-1,) + a.shape[2:]), variants.params)  # [S*H, ...], stream-major
+  return GroupOutput(
+      variants=variants, params=params, history=history,
+      pruned=assemble(lambda c: c.pruned), steps_per_epoch=plan.trainer.steps_per_epoch,
+      compile_s=clock.seconds, run_s=run_s,
+      epochs_executed=max(c.epoch for c in finished.values()),
+      variant_epochs_trained=int(variants.epochs_run.sum()),
+      variant_epochs_executed=int(sum(c.executed for c in finished.values())),
+      programs_compiled=clock.programs, programs_from_disk=clock.cache_hits)
+
+
+def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions()) -> GroupOutput:
+  """Trains every variant of one compile group; returns its final state and history on the host.
+
+  Plan (`_plan_group`), loop (`_run_chunks`), assemble (`_assemble`). The variants are run in
+  chunks of at most `options.max_variants_per_chunk` (each chunk the same shape, so one
+  compiled program serves all), each chunk's epochs in compiled calls of `chunk_epochs`. Between
+  calls the chunk's live variants are compacted into a narrower population (`options.compact`),
+  halving may prune grid points (`options.prune`), and a checkpoint is written when asked. A
+  resumed group keeps the chunks of its checkpoint, whatever `max_variants_per_chunk` says now:
+  they change no result.
+
+  Args:
+    group: from `plan_sweep`.
+    index: the group's position in the sweep (names its checkpoint file).
+    options: chunking, compaction, pruning, checkpointing and progress; a checkpoint of another
+      `group_config` is refused.
+
+  Returns:
+    A `GroupOutput`.
+  """
+  plan = _plan_group(group, index, options)
+  t0 = time.perf_counter()
+  with _CompileClock() as clock:
+    finished = _run_chunks(group, plan, index, options)
+  return _assemble(group, plan, finished, clock, time.perf_counter() - t0)

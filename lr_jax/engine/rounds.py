@@ -1,0 +1,210 @@
+"""One round of compiled calls: each chunk's survivors, compacted or halved between calls."""
+
+from __future__ import annotations
+
+import functools
+import math
+import types
+
+import jax
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from lr_jax import stats
+from lr_jax.engine.chunks import _Chunk, _GroupPlan
+from lr_jax.engine.placement import _put, _to_host
+from lr_jax.train import SweepState
+
+
+def compaction_ladder(full: int, ndev: int) -> list[int]:
+  """Narrower widths a chunk of `full` variants may continue at: ndev * 2^k, at most full / 2.
+
+  A small fixed set, so a sweep compiles a handful of programs (each reused, also from the
+  persistent compilation cache), each a multiple of the device count, which shards it. At most
+  half the chunk: a compacted variant trains on its own minibatches, not its stream's shared
+  ones, and costs more per epoch (digits, MLP(128): ~1.2x, 48 variants either way), so a
+  narrower program pays only once it is much narrower.
+  """
+  widths, w = [], ndev
+  while 2 * w <= full:
+    widths.append(w)
+    w *= 2
+  return widths
+
+
+# ----- The survivors: the one place that decides what a compiled call continues. The loop and
+# ----- a resumed run both call it on the chunk's host state, so they continue alike, bit for bit.
+
+
+def _live(chunk: _Chunk) -> np.ndarray:
+  """[s_c, h_c] bool: the variants still training (not stopped, diverged, pruned or padding)."""
+  v = chunk.state.variants
+  return chunk.real & ~v.stopped & ~v.diverged & ~chunk.pruned
+
+
+def _halving(chunk: _Chunk, eta: float) -> np.ndarray:
+  """Successive halving at a rung: the chunk's `pruned` mask after this rung.
+
+  The grid points still in play (none of their variants pruned) are ranked by their mean
+  best monitored value over the chunk's streams (a point with a diverged run ranks last); the
+  best ceil(n / eta) continue. Another point stops (its live variants flagged `pruned`)
+  unless it is not significantly worse than the best by `stats.not_worse`, the one-sided
+  paired t-test over streams that also gives a sweep's not-worse set.
+  """
+  v = chunk.state.variants
+  real_points = chunk.real.any(axis=0)
+  in_play = np.flatnonzero(real_points & ~chunk.pruned.any(axis=0))
+  if len(in_play) <= 1:
+    return chunk.pruned
+  streams = chunk.real[:, in_play[0]]
+  # best_score is lower-is-better (-accuracy or loss); inf until a variant has a best epoch.
+  score_SxP = np.where(v.diverged, np.inf, v.best_score)[streams][:, in_play].astype(np.float64)
+  mean_P = score_SxP.mean(axis=0)
+  order = np.argsort(mean_P, kind="stable")
+  keep = np.zeros(len(in_play), bool)
+  keep[order[:max(1, math.ceil(len(in_play) / eta))]] = True
+  finite = np.flatnonzero(np.isfinite(score_SxP).all(axis=0))
+  if order[0] in finite:  # Not significantly worse than the best: kept, whatever its rank.
+    protected = stats.not_worse(score_SxP[:, finite], int(np.flatnonzero(finite == order[0])[0]),
+                                higher_is_better=False)
+    keep[finite[protected]] = True
+  cut = np.zeros(chunk.pruned.shape[1], bool)
+  cut[in_play[~keep]] = True
+  return chunk.pruned | (_live(chunk) & cut[None, :])
+
+
+def _call(plan: _GroupPlan, chunk: _Chunk, b: int, data) -> None:
+  """Runs one compiled call of `plan.call_epochs` epochs on a whole chunk, in place.
+
+  Only the variants that went in live are written back; the others keep their state and NaN
+  history.
+  """
+  mesh, s_c, h_c = plan.mesh, plan.s_c, plan.h_c
+  si, hi = plan.blocks[b]
+  live_before = _live(chunk)
+  num_epochs = plan.call_epochs
+  v = chunk.state.variants
+  # A pruned variant is frozen as a stopped one is; its own `stopped` stays False.
+  device_state = chunk.state._replace(variants=v._replace(stopped=v.stopped | chunk.pruned))
+  state = jax.tree_util.tree_map(
+      lambda a: _put(a, mesh, P(None, "points") if a.ndim >= 2 else P()), device_state)
+  out_state, hist = plan.run(
+      state, {k: _put(a[hi:hi + h_c], mesh, P("points")) for k, a in plan.points.items()},
+      _put(plan.seeds[si:si + s_c], mesh, P()), _put(plan.folds[si:si + s_c], mesh, P()), data,
+      plan.budget, num_epochs=num_epochs)
+  out_state, hist = _to_host((out_state, hist))
+  new_epoch = int(out_state.epoch)
+  mask = lambda a: live_before.reshape(live_before.shape + (1,) * (a.ndim - 2))
+  variants = jax.tree_util.tree_map(lambda new, old: np.where(mask(new), new, old),
+                                    out_state.variants, chunk.state.variants)
+  chunk.executed += s_c * h_c * (new_epoch - chunk.epoch)
+  chunk.state = SweepState(epoch=np.asarray(new_epoch, np.int32), variants=variants)
+  chunk.history = {k: np.concatenate([chunk.history[k], getattr(hist, k)])
+                   for k in plan.trainer.history_fields}
+
+
+def _call_flat(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int, data) -> None:
+  """Runs one compiled call on the live variants of `members` (chunks at one epoch), gathered
+  into one population of `width` lanes, each its own one-point stream; scatters them back.
+
+  Members from several chunks share the call: once few variants survive, the chunks continue
+  as one narrow program rather than one call each (lockstep).
+  """
+  mesh, s_c, h_c = plan.mesh, plan.s_c, plan.h_c
+  num_epochs = plan.call_epochs
+  flat = lambda a: a.reshape((s_c * h_c,) + a.shape[2:])
+  parts = [(b, c, np.flatnonzero(_live(c).reshape(-1))) for b, c in members]
+  owner = np.concatenate([np.full(len(idx), j) for j, (_, _, idx) in enumerate(parts)])
+  lane_idx = np.concatenate([idx for _, _, idx in parts])
+  n = len(lane_idx)
+  pad = lambda a: np.concatenate([a, np.repeat(a[-1:], width - n, axis=0)])  # Copies, dropped.
+  gathered = jax.tree_util.tree_map(
+      lambda *leaves: pad(np.concatenate([flat(leaf)[idx] for leaf, (_, _, idx) in
+                                          zip(leaves, parts)])).reshape(
+                                              (width, 1, 1) + leaves[0].shape[2:]),
+      *[c.state.variants for _, c, _ in parts])
+  first_stream = np.array([plan.blocks[b][0] for b, _, _ in parts])[owner] + lane_idx // h_c
+  first_point = np.array([plan.blocks[b][1] for b, _, _ in parts])[owner] + lane_idx % h_c
+  put = lambda a: _put(np.ascontiguousarray(a), mesh, P("points"))
+  epochs = np.array([c.epoch for _, c, _ in parts], np.int32)[owner]
+  state = SweepState(epoch=put(pad(epochs)), variants=jax.tree_util.tree_map(put, gathered))
+  out_state, hist = plan.run_flat(
+      state, {k: put(pad(a[first_point]).reshape(width, 1)) for k, a in plan.points.items()},
+      put(pad(plan.seeds[first_stream]).reshape(width, 1)),
+      put(pad(plan.folds[first_stream]).reshape(width, 1)), data, plan.budget,
+      num_epochs=num_epochs)
+  out_state, hist = _to_host((out_state, hist))
+  for j, (b, chunk, idx) in enumerate(parts):
+    lanes = np.flatnonzero(owner == j)
+
+    def scatter(new, old):
+      out = flat(old).copy()
+      out[idx] = new[lanes, 0, 0]
+      return out.reshape(old.shape)
+
+    variants = jax.tree_util.tree_map(scatter, out_state.variants, chunk.state.variants)
+    hist_ExSxH = {}
+    for k in plan.trainer.history_fields:
+      h = np.full((num_epochs, s_c * h_c), np.nan, np.float32)
+      h[:, idx] = getattr(hist, k)[:, lanes, 0, 0]
+      hist_ExSxH[k] = h.reshape(num_epochs, s_c, h_c)
+    # The lanes of a vmapped population run every epoch of the call (its skip is per lane);
+    # the padding lanes are the first member's bill.
+    chunk.executed += (len(lanes) + (width - n if j == 0 else 0)) * num_epochs
+    chunk.state = SweepState(epoch=np.asarray(out_state.epoch[lanes].max(), np.int32),
+                             variants=variants)
+    chunk.history = {k: np.concatenate([chunk.history[k], hist_ExSxH[k]])
+                     for k in plan.trainer.history_fields}
+
+
+def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool) -> None:
+  """One compiled call's worth of epochs for every unfinished chunk, in place.
+
+  The populations are decided from the host state alone (whole chunks, each compacted, or all
+  survivors together), so a resumed run, which has nothing else, makes exactly the same calls.
+  """
+  members = [(b, c) for b, c in chunks.items() if not _done(plan, c)]
+  if compact and len(members) > 1:
+    # Survivors of several chunks: up to a whole chunk's width, which replaces two calls or more.
+    n = sum(int(_live(c).sum()) for _, c in members)
+    fits = [w for w in compaction_ladder(2 * plan.s_c * plan.h_c, plan.ndev) if w >= n]
+    if fits:
+      _call_flat(plan, members, fits[0], data)
+      return
+  for b, c in members:
+    n = int(_live(c).sum())
+    fits = [w for w in compaction_ladder(plan.s_c * plan.h_c, plan.ndev) if w >= n] if compact else []
+    if fits:
+      _call_flat(plan, [(b, c)], fits[0], data)
+    else:
+      _call(plan, c, b, data)
+
+
+def _done(plan: _GroupPlan, chunk: _Chunk) -> bool:
+  return chunk.epoch >= plan.num_epochs or not _live(chunk).any()
+
+
+def _tile(plan: _GroupPlan, chunks: dict[int, _Chunk], get) -> np.ndarray:
+  """[S_pad, H_pad]: a per-variant array of every chunk, placed as the chunks tile the grid."""
+  first = get(next(iter(chunks.values())))
+  out = np.zeros((len(plan.seeds), len(next(iter(plan.points.values())))), first.dtype)
+  for b, c in chunks.items():
+    si, hi = plan.blocks[b]
+    out[si:si + plan.s_c, hi:hi + plan.h_c] = get(c)
+  return out
+
+
+def _prune_all(plan: _GroupPlan, chunks: dict[int, _Chunk], eta: float) -> None:
+  """Successive halving over the whole group at a rung: every grid point ranked over every
+  stream, whichever chunk holds it; the chunks' `pruned` masks updated in place."""
+  tile = functools.partial(_tile, plan, chunks)
+  view = types.SimpleNamespace(
+      state=types.SimpleNamespace(variants=types.SimpleNamespace(
+          best_score=tile(lambda c: c.state.variants.best_score),
+          diverged=tile(lambda c: c.state.variants.diverged),
+          stopped=tile(lambda c: c.state.variants.stopped))),
+      real=tile(lambda c: c.real), pruned=tile(lambda c: c.pruned))
+  pruned = _halving(view, eta)
+  for b, c in chunks.items():
+    si, hi = plan.blocks[b]
+    c.pruned = pruned[si:si + plan.s_c, hi:hi + plan.h_c]
