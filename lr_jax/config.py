@@ -57,6 +57,18 @@ def check_choice(what: str, value: object, choices: Iterable[str]) -> None:
     raise ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(choices)}")
 
 
+class Registry(dict):
+  """A registry (name -> entry) whose lookup of an unknown name is one `ConfigError` line
+  listing the valid names, wherever the lookup happens (planning, a saved model, the API)."""
+
+  def __init__(self, what: str, entries=()):
+    super().__init__(entries)
+    self.what = what
+
+  def __missing__(self, name):
+    check_choice(self.what, name, self)
+
+
 def check_fields(config) -> None:
   """Checks every field of a config dataclass against its annotation, normalizing it in place.
 

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from lr_jax import hparams
 from lr_jax.config import Experiment, ModelConfig
 from lr_jax.errors import ConfigError
 from lr_jax.io import UNREADABLE, atomic_write, jsonable
@@ -501,6 +502,7 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
     try:
       cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
                            if k in fields})
+      hparams.check_experiment(Experiment(model=cfg))  # Its name and numbers' ranges.
     except (ConfigError, TypeError, ValueError) as e:
       raise invalid(f"{CARD_NAME}'s model configuration is invalid ({_one_line(e)})") from None
     if task == "classification" and len(names) < 2:

@@ -26,8 +26,11 @@ from lr_jax import models, optim
 from lr_jax.config import Experiment, Interval, check_choice
 from lr_jax.errors import ConfigError
 # The vocabulary, spoken here too: `lr_jax.hparams.HParam` is how a user declares a number.
-from lr_jax.spec import (CLIP_NORM, DATA_HPARAMS, FINITE, LEARNING_RATE, LOSS_HPARAMS,  # noqa: F401
-                         MODEL_HPARAMS, NAMESPACES, HParam, check_value)
+# The names `lr_jax.hparams` has always offered (the ranges, `HParam`, `from_config`) stay here.
+from lr_jax.spec import (AT_LEAST_ONE, CLIP_NORM, COUNT, DATA_HPARAMS, FINITE,  # noqa: F401
+                         FRACTION, LEARNING_RATE, LOSS_HPARAMS, MODEL_HPARAMS, MOMENTUM,
+                         NAMESPACES, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, UNIT, DataHParam,
+                         HParam, check_value, from_config)
 
 
 class Axis(NamedTuple):

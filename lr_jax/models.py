@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_jax.config import Registry
 from lr_jax.errors import ConfigError
 from lr_jax.spec import FINITE, HParam
 
@@ -163,7 +164,8 @@ def _cnn(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> nn.Module:
 
 
 # name -> factory(ModelConfig, num_outputs, feature_shape) -> linen module.
-MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": _mlp, "linear": _linear, "cnn": _cnn}
+MODELS: dict[str, Callable[..., nn.Module]] = Registry("model", {"mlp": _mlp, "linear": _linear,
+                                                                   "cnn": _cnn})
 
 
 def _input_shape(input_shape: int | tuple[int, ...], name: str) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lr_jax.config import Interval
+from lr_jax.config import Interval, Registry
 # HParam and the ranges are the vocabulary every registry speaks (`lr_jax.spec`).
 from lr_jax.spec import (AT_LEAST_ONE, COUNT, DATA_HPARAMS, FINITE, LOSS_HPARAMS, MODEL_HPARAMS,
                          MOMENTUM, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, UNIT, HParam,
@@ -79,7 +79,7 @@ def _weight_decay(factory) -> dict[str, HParam]:
 _MOMENTUM = HParam(0.9, MOMENTUM, help="momentum of the velocity")
 
 
-class _Registry(dict):
+class _Registry(Registry):
   """`OPTIMIZERS`: a dict whose lookup of a user family not yet probed probes it first.
 
   A family registered before JAX's backends start (at import, before
@@ -103,7 +103,7 @@ class _Registry(dict):
 # User families registered but not yet probed (see `_Registry`).
 _UNPROBED: set[str] = set()
 
-OPTIMIZERS: dict[str, Optimizer] = _Registry({
+OPTIMIZERS: dict[str, Optimizer] = _Registry("optimizer", {
     "sgd": Optimizer(optax.sgd, {}, {}),
     "momentum": Optimizer(optax.sgd, {"momentum": _MOMENTUM}, {}),
     "nesterov": Optimizer(optax.sgd, {"momentum": _MOMENTUM}, {"nesterov": True}),
@@ -257,7 +257,7 @@ PLATEAU = {
 }
 
 # name -> Schedule; every shape is 1.0 at its peak and is scaled by the variant's learning rate.
-SCHEDULES: dict[str, Schedule] = {
+SCHEDULES: dict[str, Schedule] = Registry("schedule", {
     "constant": Schedule(lambda cfg, total: _fixed(optax.constant_schedule(1.0))),
     "exponential": Schedule(_exponential, {"decay_rate": _schedule_number(
         "decay_rate", POSITIVE, "exponential decay: multiplier per decay_steps steps")}),
@@ -273,7 +273,7 @@ SCHEDULES: dict[str, Schedule] = {
         lambda cfg, total: _fixed(
             optax.piecewise_constant_schedule(1.0, dict(zip(cfg.boundaries, cfg.scales))))),
     "plateau": Schedule(lambda cfg, total: _fixed(optax.constant_schedule(1.0)), PLATEAU),
-}
+})
 
 
 def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],

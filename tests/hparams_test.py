@@ -150,3 +150,17 @@ def test_a_user_optimizer_may_not_take_another_registrys_name():
     optim.register_optimizer("test_taken", lambda learning_rate, dropout_rate: optax.sgd(
         learning_rate), {"dropout_rate": 0.1})
   assert "test_taken" not in optim.OPTIMIZERS
+
+
+def test_a_registry_lookup_anywhere_refuses_an_unknown_name_in_one_line():
+  # Not only planning: the public builders and a saved model's rebuild look names up too.
+  from lr_jax import models
+  for call, needle in (
+      (lambda: lr_jax.make_optimizer(lr_jax.OptimConfig(name="adamax"), 10), "unknown optimizer"),
+      (lambda: lr_jax.make_optimizer(lr_jax.OptimConfig(schedule="nope"), 10), "unknown schedule"),
+      (lambda: lr_jax.build_model(lr_jax.ModelConfig(name="transformer"), 10, (64,)),
+       "unknown model"),
+      (lambda: models.MODELS["transformer"], "valid choices: mlp, linear, cnn")):
+    with pytest.raises(ConfigError) as e:
+      call()
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -159,6 +159,10 @@ def _damage(model_dir, wider_dir, tmp_path, how):
     open(params, "wb").write(serialization.msgpack_serialize({"weights": np.zeros(3)}))
   elif how == "not_json":
     open(card_path, "w").write('{"format": "lr_jax.model/1", "task": ')
+  elif how in ("unknown_model", "dropout_out_of_range"):  # The configs know no registry.
+    card["experiment"]["model"].update(
+        {"name": "transformer"} if how == "unknown_model" else {"dropout": 1.5})
+    json.dump(card, open(card_path, "w"))
   else:  # lacks_<key>
     key = how.removeprefix("lacks_")
     del card[key]
@@ -173,6 +177,10 @@ DAMAGE = [
                 "shape (8,) for Dense_0/bias, found (16,)"),
     ("not_msgpack_members", "params.msgpack holds no ensemble members"),
     ("not_json", "model.json is not JSON"),
+    ("unknown_model", "model configuration is invalid (unknown model 'transformer'; valid "
+                      "choices: mlp, linear, cnn)"),
+    ("dropout_out_of_range", "model configuration is invalid (dropout 1.5 is outside its valid "
+                             "range [0, 1))"),
     ("lacks_task", "model.json lacks 'task'"),
     ("lacks_standardization", "model.json lacks 'standardization'"),
     ("lacks_experiment", "model.json lacks 'experiment'"),
