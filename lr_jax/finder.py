@@ -47,6 +47,7 @@ from lr_jax.io import atomic_write, jsonable
 from lr_jax.results import SweepResult, mean_ci
 from lr_jax import train as train_lib
 from lr_jax.train import DataArrays
+from lr_jax.trained import num_outputs
 
 # fastai's `lr_find` drops the first tenth of the steps (the moving average is still
 # warming up and the learning rate does nothing yet) and the last five before the stop.
@@ -355,14 +356,14 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
   # hyperparameters) and loads the data through the sweep's cache.
   group = engine.plan_sweep(experiment, grid, model)[0]
   dataset, splits = group.dataset, group.splits
-  num_outputs = dataset.num_classes if dataset.task == "classification" else 1
+  outputs = num_outputs(dataset.task, dataset.num_classes)
   # Every number the points trace (an off one is not there), but the ramp's and the schedule's.
   axes = hparams_lib.axes(experiment, task=dataset.task, feature_shape=dataset.feature_shape,
                           model=model)
   extras = {k: np.float32(v[0]) for k, v in group.points.items()
             if k != "learning_rate" and axes[k].namespace != "schedule"}
   key = (experiment.model, finder_optim(experiment.optim), experiment.train.batch_size,
-         dataset.task, num_outputs, dataset.feature_shape, splits.train_idx.shape[1],
+         dataset.task, outputs, dataset.feature_shape, splits.train_idx.shape[1],
          num_steps, float(beta), tuple((k, axes[k].namespace) for k in extras))
   run = _compiled(key, model)
   find_hparams = {"lr_min": np.float32(lr_min), "lr_max": np.float32(lr_max), **extras}

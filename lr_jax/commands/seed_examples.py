@@ -60,7 +60,7 @@ def main(argv):
     with outputs.OutputFolder(FLAGS.out, identity=identity, overwrite=FLAGS.overwrite) as folder:
       cli.enable_compilation_cache()
       sweeps, wall_s = article_lib.run_examples(plan)
-      command = commands.program("seed_examples") + " " + " ".join(sys.argv[1:])
+      command = commands.command_line("seed_examples", sys.argv)
       with folder.staging() as staging:
         path = article_lib.write_examples_report(
             plan, sweeps, wall_s, staging, extra=[("Command", f"```\n{command.strip()}\n```")])

@@ -117,7 +117,7 @@ def main(argv):
       logging.info("small-data study: %d compile groups, %d cells", len(plan.groups),
                    len(plan.cells) * len(plan.config.schedules))
       result = study_lib.run_study(plan)
-      command = commands.program("small_data_study") + " " + " ".join(sys.argv[1:])
+      command = commands.command_line("small_data_study", sys.argv)
       with folder.staging() as staging:
         path = study_lib.write_study_report(result, staging,
                                             extra=[("Command", f"```\n{command.strip()}\n```")])

@@ -34,7 +34,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     return cfg.dataset  # Checked when built; `DataConfig` refuses options that do not apply.
   name = os.fspath(cfg.dataset) if isinstance(cfg.dataset, os.PathLike) else cfg.dataset
   if not isinstance(name, str):
-    raise ConfigError(f"dataset must be a name or a path, got {name!r}")
+    raise ConfigError(f"dataset must be a name, a file path or a lr_jax.Dataset (for arrays: "
+                      f"Dataset.from_arrays(x, y)), got a {type(name).__name__}")
   if name in DATASETS:
     if cfg.label_column is not None:
       raise ConfigError(

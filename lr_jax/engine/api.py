@@ -1,4 +1,8 @@
-"""The engine's entry points: `run_sweep` (plan and run) and `run_planned` (planned groups)."""
+"""The engine's entry points: `run_sweep` (plan and run) and `run_planned` (planned groups).
+
+Neither fills `SweepResult.nested`: nested cross-validation's refits are sweeps of their own,
+composed above the engine by `lr_jax.api` (whose `run_sweep` is `lr_jax.run_sweep`).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
               metrics: Mapping[str, Metric] | None = None,
               select_by: str | None = None) -> SweepResult:
   """Runs a learning-rate sweep: every experiment x every grid point x seed x fold.
+
+  The engine's run: `lr_jax.run_sweep` (`lr_jax.api`) is this plus nested cross-validation's
+  refits where the data has outer folds.
 
   Args:
     experiments: static configurations; each distinct one is compiled once.
@@ -85,7 +92,10 @@ def _log_compiles(out: GroupOutput, index: int, num_groups: int) -> None:
 def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = None,
                 options: RunOptions = RunOptions(),
                 select: str = stats.DEFAULT_SELECT, select_by: str | None = None) -> SweepResult:
-  """Runs groups from `plan_sweep` (so a script can check all input before compiling)."""
+  """Runs groups from `plan_sweep` (so a script can check all input before compiling).
+
+  Nested cross-validation's refits are not run here: `lr_jax.api.run_planned` adds them.
+  """
   target = check_target(target, groups)  # Its range needs the tasks, known once planned.
   stats.check_select(select)
   select_by = check_select_by(select_by, groups)

@@ -18,6 +18,7 @@ from lr_jax.engine.limits import _check_memory, _check_steps
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model, build_model, check_widths
 from lr_jax.train import Loss, Metric, Metrics
+from lr_jax.trained import num_outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,7 +219,7 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
 
 
 def _num_outputs(dataset: data_lib.Dataset) -> int:
-  return dataset.num_classes if dataset.task == "classification" else 1
+  return num_outputs(dataset.task, dataset.num_classes)  # The one rule, with the saved model's.
 
 
 def _check_user_model(model: Model, dataset: data_lib.Dataset) -> None:
