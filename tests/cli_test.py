@@ -19,27 +19,7 @@ from data_test import _npz, _pets, _write  # tests/ is on sys.path under pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def run_script(monkeypatch, capsys, tmp_path):
-  """Runs lr_sweep's main in-process with the given flags; returns (exit code, stderr)."""
-
-  def must_not_run(*args, **kwargs):
-    raise AssertionError("bad input reached the engine")
-
-  monkeypatch.setattr(engine, "run_planned", must_not_run)
-  out = tmp_path / "out"
-
-  def run(*args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["lr_sweep", f"--out={out}", *args])
-    with pytest.raises(SystemExit) as exc:
-      lr_sweep.main(["lr_sweep"])
-    err = capsys.readouterr().err
-    assert not out.exists(), "a refused run left files in --out"
-    return exc.value.code, err
-
-  yield run
-  flags.FLAGS.unparse_flags()
+# `run_script` (tests/conftest.py) runs lr_sweep's main in process, nothing compiled.
 
 
 CASES = [

@@ -30,6 +30,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import collections  # noqa: E402
 
+import pytest  # noqa: E402
+
 from jax import monitoring  # noqa: E402
 
 _COMPILES = {"n": 0, "big": 0, "s": 0.0}
@@ -83,3 +85,42 @@ def pytest_terminal_summary(terminalreporter):
       total[k] += row[k]
   tr.write_line(f"{'all':<32} {total['tests']:>5} {total['n']:>8} {total['big']:>14} "
                 f"{total['s']:>9.1f}")
+
+
+# ------------------------------------------------------------ lr_sweep's main, in process
+
+
+@pytest.fixture
+def run_script(monkeypatch, capsys, tmp_path):
+  """Runs lr_sweep's main in-process with the given flags; returns (exit code, stderr).
+
+  Reaching the engine fails the test (bad input is refused before anything compiles), and so
+  does a refused run that leaves files in --out or in its working directory (an empty, temporary
+  one: an empty --out was it).
+  """
+  from absl import flags
+
+  from experiments import lr_sweep
+  from lr_jax import engine
+
+  def must_not_run(*args, **kwargs):
+    raise AssertionError("bad input reached the engine")
+
+  monkeypatch.setattr(engine, "run_planned", must_not_run)
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  monkeypatch.chdir(cwd)
+  out = tmp_path / "out"
+
+  def run(*args):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["lr_sweep", f"--out={out}", *args])
+    with pytest.raises(SystemExit) as exc:
+      lr_sweep.main(["lr_sweep"])
+    err = capsys.readouterr().err
+    assert not out.exists(), "a refused run left files in --out"
+    assert not os.listdir(cwd), f"a refused run wrote into the working directory: {os.listdir(cwd)}"
+    return exc.value.code, err
+
+  yield run
+  flags.FLAGS.unparse_flags()

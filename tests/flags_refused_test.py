@@ -15,14 +15,9 @@ import pytest
 from absl import flags
 
 import lr_jax
-from experiments import lr_sweep
-from lr_jax import cli, engine
+from lr_jax import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _must_not_run(*args, **kwargs):
-  raise AssertionError("bad input reached the engine")
 
 
 def _one_line(err: str) -> str:
@@ -31,30 +26,7 @@ def _one_line(err: str) -> str:
   return lines[0]
 
 
-@pytest.fixture
-def run_script(monkeypatch, capsys, tmp_path):
-  """Runs lr_sweep's main in-process with the given flags; returns (exit code, stderr).
-
-  It runs in an empty working directory, which must stay empty (an empty --out was it).
-  """
-  monkeypatch.setattr(engine, "run_planned", _must_not_run)
-  cwd = tmp_path / "cwd"
-  cwd.mkdir()
-  monkeypatch.chdir(cwd)
-  out = tmp_path / "out"
-
-  def run(*args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["lr_sweep", f"--out={out}", *args])
-    with pytest.raises(SystemExit) as exc:
-      lr_sweep.main(["lr_sweep"])
-    err = capsys.readouterr().err
-    assert not out.exists(), "a refused run left files in --out"
-    assert not os.listdir(cwd), f"a refused run wrote into the working directory: {os.listdir(cwd)}"
-    return exc.value.code, err
-
-  yield run
-  flags.FLAGS.unparse_flags()
+# `run_script` (tests/conftest.py) runs lr_sweep's main in process, nothing compiled.
 
 
 # 1. A flag given on the command line for something the configuration does not have.
