@@ -412,7 +412,7 @@ def test_only_an_unreadable_predict_file_is_called_unreadable(monkeypatch, saved
     if ext == ".npz":
       monkeypatch.setattr(np, "load", failing(code))
     else:
-      monkeypatch.setattr(export, "open", failing(code), raising=False)
+      monkeypatch.setattr(export.predict, "open", failing(code), raising=False)
     with pytest.raises(lr_jax.ConfigError) as e:
       export.read_features(data, trained)
     message = str(e.value)

@@ -1,0 +1,234 @@
+"""The model folder: params.msgpack and model.json, written (`save_model`) and read, checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import jax
+import numpy as np
+
+from lr_jax import hparams
+from lr_jax.config import Experiment, ModelConfig
+from lr_jax.errors import ConfigError
+from lr_jax.io import atomic_write
+from lr_jax.models import Model
+from lr_jax.trained import TrainedModel, built_model, num_outputs
+
+FORMAT = "lr_jax.model/1"
+
+PARAMS_NAME = "params.msgpack"
+
+CARD_NAME = "model.json"
+
+
+def model_folder(path: str, identity: dict, overwrite: bool = False, flag: str = "--save_model"):
+  """The model's folder as a `lr_jax.outputs.OutputFolder`: checked, locked, written as one unit.
+
+  Open it before training, so a bad path is refused before anything compiles.
+  """
+  from lr_jax.outputs import OutputFolder
+  return OutputFolder(path, identity={**identity, "kind": "model"}, overwrite=overwrite,
+                      flag=flag, overwrite_hint="--overwrite" if flag.startswith("--")
+                      else "overwrite=True")
+
+
+def write_model(model: TrainedModel, directory: str) -> list[str]:
+  """Writes `params.msgpack` and `model.json` into `directory` (a staging folder), atomically."""
+  from flax import serialization
+  members = {str(i): p for i, p in enumerate(model.params)}
+  blob = serialization.msgpack_serialize(
+      serialization.to_state_dict({"members": jax.device_get(members)}))
+  paths = [os.path.join(directory, PARAMS_NAME), os.path.join(directory, CARD_NAME)]
+  atomic_write(paths[0], blob)
+  atomic_write(paths[1], (json.dumps(model.card, indent=2) + "\n").encode())
+  return paths
+
+
+def save_model(model: TrainedModel, path: str, overwrite: bool = False) -> list[str]:
+  """Saves a refit model into folder `path`: `params.msgpack` and `model.json`, as one unit.
+
+  Args:
+    model: from `refit`.
+    path: the folder; created if missing. The same configuration's model is replaced; another
+      configuration's files only with `overwrite`.
+    overwrite: replace another run's files.
+
+  Returns:
+    The paths written.
+
+  Raises:
+    TypeError: `model` is not a `TrainedModel` (e.g. the sweep's result: refit it first).
+  """
+  if not isinstance(model, TrainedModel):
+    hint = (" (a sweep's result: save lr_jax.refit(result))"
+            if type(model).__name__ == "SweepResult" else "")
+    raise TypeError(f"save_model takes a TrainedModel (from lr_jax.refit), got "
+                    f"{type(model).__module__}.{type(model).__qualname__}{hint}")
+  with model_folder(path, {"config": model.card.get("experiment")}, overwrite,
+                    flag="path") as folder:
+    with folder.staging() as staging:
+      names = [os.path.basename(p) for p in write_model(model, staging)]
+  return [os.path.join(path, n) for n in names]
+
+
+def _one_line(e: BaseException) -> str:
+  return " ".join(str(e).split()) or type(e).__name__
+
+
+def _leaf_shapes(tree) -> dict[str, tuple]:
+  """{'Dense_0/kernel': shape} of a parameter tree (its state dict: plain nested dicts)."""
+  from flax import serialization
+  leaves, _ = jax.tree_util.tree_flatten_with_path(serialization.to_state_dict(tree))
+  return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
+          tuple(np.shape(leaf)) for path, leaf in leaves}
+
+
+def _architecture_mismatch(want: dict[str, tuple], got: dict[str, tuple]) -> str | None:
+  """How a member's parameters differ from the model's, or None where they match."""
+  for name, shape in want.items():
+    if name not in got:
+      return f"it lacks parameter {name} (shape {shape})"
+    if got[name] != shape:
+      return f"expected shape {shape} for {name}, found {got[name]}"
+  extra = [n for n in got if n not in want]
+  if extra:
+    return f"it has parameter(s) the model lacks: {', '.join(extra[:3])}"
+  return None
+
+
+def load_model(path: str, model: Model | None = None) -> TrainedModel:
+  """Loads a model saved by `save_model` (or `lr_sweep --save_model=DIR`).
+
+  Everything is checked here, so a damaged folder is one `ConfigError` at load, never an error
+  deep inside a prediction: model.json must be JSON with every key this needs, params.msgpack
+  must decode whole, and every member's parameter shapes must be the architecture's.
+
+  Args:
+    path: the model's folder.
+    model: the user model it was trained with (`from_linen`/`from_nnx`); built-in models are
+      rebuilt from model.json.
+
+  Returns:
+    A `TrainedModel`: `predict(x)` and `predict_proba(x)` on raw features.
+
+  Raises:
+    ConfigError: a missing folder or file, a file of another format, a user model not given,
+      or a folder that is not a valid model ("<path> is not a valid lr_jax model folder:
+      params.msgpack is truncated", "... params.msgpack does not match model.json's
+      architecture (member 0): expected shape (4, 8) for Dense_0/kernel, found (4, 16)",
+      "... model.json lacks 'task'").
+  """
+  from flax import serialization
+  card_path, params_path = os.path.join(path, CARD_NAME), os.path.join(path, PARAMS_NAME)
+  if not os.path.isdir(path):
+    raise ConfigError(f"model folder {path!r} does not exist (save one with lr_sweep "
+                      "--save_model=DIR)")
+  for p in (card_path, params_path):
+    if not os.path.isfile(p):
+      raise ConfigError(f"{path!r} is not a saved model: it has no {os.path.basename(p)}")
+
+  def invalid(what: str) -> ConfigError:
+    return ConfigError(f"{path!r} is not a valid lr_jax model folder: {what}")
+
+  try:
+    with open(card_path, encoding="utf-8") as f:
+      card = json.load(f)
+  except OSError as e:
+    raise ConfigError(f"cannot read {card_path!r}: {_one_line(e)}") from None
+  except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+    raise invalid(f"{CARD_NAME} is not JSON ({_one_line(e)})") from None
+  if not isinstance(card, dict) or card.get("format") != FORMAT:
+    raise ConfigError(f"{card_path!r} is not an lr_jax model card (format {FORMAT!r})")
+
+  def field(*keys, kind=None):
+    """card[keys[0]][keys[1]]...: a missing key or a value of the wrong kind is `invalid`."""
+    value, seen = card, []
+    for k in keys:
+      seen.append(k)
+      if not isinstance(value, dict) or k not in value:
+        raise invalid(f"{CARD_NAME} lacks {'.'.join(seen)!r}")
+      value = value[k]
+    if kind is not None and not isinstance(value, kind):
+      names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+      raise invalid(f"{CARD_NAME}'s {'.'.join(keys)!r} is {value!r}, not a {names}")
+    return value
+
+  task = field("task", kind=str)
+  if task not in ("classification", "regression"):
+    raise invalid(f"{CARD_NAME}'s 'task' is {task!r}; valid: 'classification', 'regression'")
+  names = tuple(field("class_names", kind=list))
+  shape = field("feature_shape", kind=list)
+  if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+    raise invalid(f"{CARD_NAME}'s 'feature_shape' is {shape!r}, not a list of positive integers")
+  shape = tuple(shape)
+  width = math.prod(shape)
+  if card.get("user_model") is not None:
+    if model is None:
+      raise ConfigError(f"{path!r} holds user model {card['user_model']!r}, which cannot be "
+                        "rebuilt from model.json; pass it: load_model(path, model=...)")
+    built_from = "the given model's"
+  else:
+    cfg = field("experiment", "model", kind=dict)
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    try:
+      cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
+                           if k in fields})
+      hparams.check_experiment(Experiment(model=cfg))  # Its name and numbers' ranges.
+    except (ConfigError, TypeError, ValueError) as e:
+      raise invalid(f"{CARD_NAME}'s model configuration is invalid ({_one_line(e)})") from None
+    if task == "classification" and len(names) < 2:
+      raise invalid(f"{CARD_NAME}'s 'class_names' has {len(names)} class(es); a classifier "
+                    "has at least 2")
+    model = built_model(cfg, num_outputs(task, len(names)), shape)
+    built_from = f"{CARD_NAME}'s"
+  feature_names = tuple(field("feature_names", kind=list))
+  if feature_names and len(feature_names) != width:
+    raise invalid(f"{CARD_NAME} names {len(feature_names)} features; its feature_shape "
+                  f"{shape} has {width}")
+  stats = []
+  for key in ("mean", "std"):
+    values = field("standardization", key, kind=list)
+    try:
+      values = np.asarray(values, np.float32)
+    except (TypeError, ValueError):
+      values = None
+    if values is None or values.shape != (width,) or not np.isfinite(values).all():
+      raise invalid(f"{CARD_NAME}'s 'standardization.{key}' is not {width} finite numbers "
+                    "(one per feature)")
+    stats.append(values)
+
+  try:
+    with open(params_path, "rb") as f:
+      blob = f.read()
+  except OSError as e:
+    raise ConfigError(f"cannot read {params_path!r}: {_one_line(e)}") from None
+  try:
+    state = serialization.msgpack_restore(blob)
+  except Exception as e:  # pylint: disable=broad-except  # msgpack's errors, whatever the bytes.
+    what = ("is truncated" if not blob or "incomplete" in str(e)
+            else f"is not a valid msgpack file ({_one_line(e)})")
+    raise invalid(f"{PARAMS_NAME} {what}") from None
+  members = state.get("members") if isinstance(state, dict) else None
+  if (not isinstance(members, dict) or not members
+      or sorted(members) != sorted(str(i) for i in range(len(members)))):
+    raise invalid(f"{PARAMS_NAME} holds no ensemble members (members '0', '1', ...)")
+  target = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  want = _leaf_shapes(target)
+  params = []
+  for i in range(len(members)):
+    member = members[str(i)]
+    problem = _architecture_mismatch(want, _leaf_shapes(member))
+    if problem is None:
+      try:
+        params.append(serialization.from_state_dict(target, member))
+      except (KeyError, TypeError, ValueError) as e:
+        problem = _one_line(e)
+    if problem is not None:
+      which = f" (member {i})" if len(members) > 1 else ""
+      raise invalid(f"{PARAMS_NAME} does not match {built_from} architecture{which}: {problem}")
+  return TrainedModel(model=model, params=tuple(params), mean=stats[0], std=stats[1],
+                      task=task, class_names=names, feature_names=feature_names,
+                      feature_shape=shape, card=card)
