@@ -1,0 +1,28 @@
+"""Models: built-in Flax modules and the adapter that makes any module pure.
+
+The trainer sees a model only as a `Model`: two pure functions, `init(key) -> params` and
+`apply(params, x_BxD, key, train[, hparams]) -> out_BxK`. Linen and NNX modules both become one.
+`hparams` is the model's slice of a variant's dynamic numbers (`{"dropout_rate": []}` for the
+built-in models where a sweep has dropout), each a traced scalar.
+
+The package's modules, one idea each (each imports only those above it):
+
+    model         `Model`, `apply_model`; the numbers a model declares (`default_hparams`)
+    convolutions  a user's flax convolution given flat examples, found and refused in one line
+    adapters      `from_linen`, `from_nnx`: a user's module as a `Model`
+    builtin       `MLP`, `CNN`, `dropout` at a traced rate; `MODELS`, `build_model`
+    checks        `check_widths`: a user model that does not fit the data, refused from shapes
+    flat          `flattened`, `Flat`: one parameter vector per variant, and the way back
+"""
+
+from lr_jax.models.adapters import from_linen, from_nnx
+from lr_jax.models.builtin import CNN, MLP, MODELS, build_model, dropout
+from lr_jax.models.checks import check_widths
+from lr_jax.models.flat import Flat, flattened, unflattened
+from lr_jax.models.model import FrozenDict, Model, Params, apply_model, default_hparams
+
+__all__ = [
+    "CNN", "MLP", "MODELS", "Flat", "FrozenDict", "Model", "Params", "apply_model",
+    "build_model", "check_widths", "default_hparams", "dropout", "flattened", "from_linen",
+    "from_nnx", "unflattened",
+]

@@ -1,0 +1,131 @@
+"""The built-in Flax modules (`MLP`, `CNN`), the `MODELS` registry and `build_model`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lr_jax.config import Registry
+from lr_jax.errors import ConfigError
+from lr_jax.models.adapters import from_linen
+from lr_jax.models.model import Model
+
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu, "gelu": nn.gelu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid,
+    "elu": nn.elu, "silu": nn.silu,
+}
+
+
+
+def dropout(h: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
+  """Inverted dropout with a traced rate: units kept with probability 1 - rate, scaled up.
+
+  Built from `jax.random.bernoulli`, not `nn.Dropout` (which branches on a Python `rate ==
+  0`): one program serves every rate, and at rate 0 every unit is kept and divided by 1.0, the
+  input bit for bit.
+  """
+  keep = 1.0 - jnp.asarray(rate, h.dtype)
+  mask = jax.random.bernoulli(key, keep, h.shape)
+  return jnp.where(mask, h / keep, jnp.zeros((), h.dtype))
+
+
+
+def _maybe_dropout(module: nn.Module, h: jax.Array, train: bool,
+                   hparams: Mapping[str, jax.Array] | None) -> jax.Array:
+  """Dropout at the traced `hparams["dropout_rate"]` when training; none without the number."""
+  rate = (hparams or {}).get("dropout_rate")
+  if rate is None or not train:
+    return h
+  return dropout(h, rate, module.make_rng("dropout"))
+
+
+
+class MLP(nn.Module):
+  """Dense layers with a nonlinearity; `hidden=()` is a linear model.
+
+  Dropout after each hidden layer at `hparams["dropout_rate"]` when training (a traced
+  number: one program for every rate); without it in `hparams`, no dropout code at all.
+  """
+
+  hidden: tuple[int, ...]
+  num_outputs: int
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x_BxD: jax.Array, train: bool = False,
+               hparams: Mapping[str, jax.Array] | None = None) -> jax.Array:
+    act = _ACTIVATIONS[self.activation]
+    h = x_BxD
+    for width in self.hidden:
+      h = _maybe_dropout(self, act(nn.Dense(width)(h)), train, hparams)
+    return nn.Dense(self.num_outputs)(h)
+
+
+
+class CNN(nn.Module):
+  """3x3 convolutions (one per width in `hidden`), 2x2 average pooling after each, one dense head.
+
+  Dropout before the head at `hparams["dropout_rate"]` when training, as `MLP`'s.
+  """
+
+  hidden: tuple[int, ...]
+  num_outputs: int
+  image_shape: tuple[int, ...]
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x_BxD: jax.Array, train: bool = False,
+               hparams: Mapping[str, jax.Array] | None = None) -> jax.Array:
+    act = _ACTIVATIONS[self.activation]
+    h = x_BxD.reshape((x_BxD.shape[0],) + tuple(self.image_shape))
+    for width in self.hidden:
+      h = act(nn.Conv(width, (3, 3))(h))
+      if h.shape[1] >= 2 and h.shape[2] >= 2:
+        h = nn.avg_pool(h, (2, 2), strides=(2, 2))
+    h = _maybe_dropout(self, h.reshape((h.shape[0], -1)), train, hparams)
+    return nn.Dense(self.num_outputs)(h)
+
+
+
+# The factories leave `cfg.dropout` out: it is the default of the traced `dropout_rate`, which
+# the model reads from `hparams` (so two dropout rates share one program).
+def _mlp(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> nn.Module:
+  del feature_shape
+  return MLP(cfg.hidden, num_outputs, cfg.activation)
+
+
+
+def _linear(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> nn.Module:
+  del cfg, feature_shape
+  return MLP((), num_outputs)
+
+
+
+def _cnn(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> nn.Module:
+  if len(feature_shape) == 2:
+    feature_shape = (*feature_shape, 1)
+  if len(feature_shape) != 3:
+    raise ConfigError(
+        f"model 'cnn' needs image-shaped features (H, W[, C]), the data has shape {feature_shape};"
+        " valid choices for flat features: mlp, linear")
+  return CNN(cfg.hidden, num_outputs, feature_shape, cfg.activation)
+
+
+
+# name -> factory(ModelConfig, num_outputs, feature_shape) -> linen module.
+MODELS: dict[str, Callable[..., nn.Module]] = Registry("model", {"mlp": _mlp, "linear": _linear,
+                                                                   "cnn": _cnn})
+
+
+
+def build_model(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> Model:
+  """The built-in model named by `cfg` (a `ModelConfig`), as a pure `Model`."""
+  module = MODELS[cfg.name](cfg, num_outputs, feature_shape)
+  num_features = 1
+  for d in feature_shape:
+    num_features *= d
+  return from_linen(module, num_features)
