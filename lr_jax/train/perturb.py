@@ -1,0 +1,166 @@
+"""What training alone does to a minibatch: image shifts, input noise, label noise, smoothing."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lr_jax.errors import ConfigError
+from lr_jax.models import apply_model
+from lr_jax.train.objective import example_losses
+from lr_jax.train.rules import Rules, model_hparams
+from lr_jax.train.state import DataArrays, Hparams
+
+
+# Salts of the augmentation keys: `fold_in` of the minibatch key, far from the small counts a
+# model folds into the same key (`from_nnx` folds in 0, 1, 2, ... per rng stream).
+_NOISE_SALT, _SHIFT_SALT = 0x6E6F6973, 0x73686966
+
+
+class Extras(NamedTuple):
+  """A minibatch's inputs that only data axes read; each None where its axis is not swept.
+
+  Attributes:
+    background_D: the standardized value of a raw 0 (blank) pixel, `-mean / std` of the fold:
+      what a random shift moves into the image.
+    flip_u_B: [B] uniform in [0, 1), fixed per (seed, row): a row's label is replaced where
+      `flip_u_B < label_noise`.
+    flip_r_B: [B] uniform in [0, 1), fixed per (seed, row): which other class replaces it.
+  """
+
+  background_D: jax.Array | None = None
+  flip_u_B: jax.Array | None = None
+  flip_r_B: jax.Array | None = None
+
+
+def label_flips(seed: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+  """`([N], [N])` uniforms of a stream's label noise, one pair per data row, fixed per seed.
+
+  Drawn once per seed, not per epoch: a row flipped at rate r is flipped every epoch, and is
+  flipped at every rate above r (the flipped sets are nested).
+  """
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), 3)
+  return (jax.random.uniform(jax.random.fold_in(key, 0), (n,)),
+          jax.random.uniform(jax.random.fold_in(key, 1), (n,)))
+
+
+def noisy_labels(y_B: jax.Array, u_B: jax.Array, r_B: jax.Array, rate: jax.Array,
+                 num_classes: int) -> jax.Array:
+  """The labels with those of rows `u_B < rate` replaced by a uniformly random other class.
+
+  Args:
+    y_B: [B] int labels.
+    u_B, r_B: [B] the rows' `label_flips` (uniform in [0, 1)).
+    rate: [] the fraction of labels to replace.
+    num_classes: K.
+  """
+  # Another class than the row's own: the label moved by 1..K-1, mod K.
+  other_B = (y_B + 1 + jnp.minimum(jnp.floor(r_B * (num_classes - 1)).astype(y_B.dtype),
+                                   num_classes - 2)) % num_classes
+  return jnp.where(u_B < rate, other_B, y_B)
+
+
+def shift_images(raw_BxD: jax.Array, feature_shape: tuple[int, ...], shift: jax.Array,
+                 key: jax.Array, fill_D: jax.Array | None = None) -> jax.Array:
+  """Moves each image by (dy, dx), each uniform in {-shift..shift}, filling with zeros.
+
+  Args:
+    raw_BxD: flat images; one example is `feature_shape` = (H, W[, C...]).
+    feature_shape: the image's shape, rank >= 2.
+    shift: [] the largest move k in pixels (an integer value; traced).
+    key: the minibatch's shift key: the same moves for every variant of a stream.
+    fill_D: what fills the pixels moved in from outside, per pixel; None is 0.
+
+  Returns:
+    [B, D]: pixel (i, j) of an example is the pixel (i - dy, j - dx), 0 (`fill_D`) where
+    that is outside the image.
+  """
+  b = raw_BxD.shape[0]
+  height, width = feature_shape[0], feature_shape[1]
+  img = raw_BxD.reshape((b, height, width, -1))
+  u_Bx2 = jax.random.uniform(key, (b, 2))
+  k = jnp.round(shift).astype(jnp.int32)
+  d_Bx2 = jnp.minimum(jnp.floor(u_Bx2 * (2 * k + 1)).astype(jnp.int32), 2 * k) - k
+  src_BxH = jnp.arange(height)[None, :] - d_Bx2[:, :1]
+  src_BxW = jnp.arange(width)[None, :] - d_Bx2[:, 1:]
+  img = jnp.take_along_axis(img, jnp.clip(src_BxH, 0, height - 1)[:, :, None, None], axis=1)
+  img = jnp.take_along_axis(img, jnp.clip(src_BxW, 0, width - 1)[:, None, :, None], axis=2)
+  inside = (((src_BxH >= 0) & (src_BxH < height))[:, :, None, None]
+            & ((src_BxW >= 0) & (src_BxW < width))[:, None, :, None])
+  fill = 0.0 if fill_D is None else fill_D.reshape((1, height, width, -1))
+  return jnp.where(inside, img, fill).reshape(raw_BxD.shape)
+
+
+def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
+            extras: Extras | None) -> jax.Array:
+  """The training features of one variant: shifted images, then Gaussian noise.
+
+  A shift moves the image as its raw pixels would move, blank (raw 0) pixels coming in: each
+  pixel keeps the standardization of the column it comes from, so a rarely inked border
+  column (tiny std) is not blown up by the ink moved into it, as standardizing moved raw
+  pixels would. Both are drawn from the minibatch key alone, so a seed gets the same
+  perturbations whatever else the sweep holds; without `shift` / `input_noise` in `hp` this is
+  `x_BxD` itself.
+  """
+  if "shift" in hp:
+    if rules.feature_shape is None or len(rules.feature_shape) < 2:
+      raise ConfigError(f"shift needs image-shaped data (feature_shape of rank >= 2), the data "
+                        f"has feature_shape {rules.feature_shape}; valid choices: shift=0")
+    x_BxD = shift_images(x_BxD, rules.feature_shape, hp["shift"],
+                         jax.random.fold_in(key, _SHIFT_SALT), extras.background_D)
+  if "input_noise" in hp:
+    noise_BxD = jax.random.normal(jax.random.fold_in(key, _NOISE_SALT), x_BxD.shape)
+    x_BxD = x_BxD + hp["input_noise"] * noise_BxD
+  return x_BxD
+
+
+def _num_outputs(rules: Rules, params, x_BxD: jax.Array, hp: Hparams) -> int:
+  """K, the model's outputs, from shapes alone (traced nothing, compiled nothing)."""
+  out = jax.eval_shape(
+      lambda p, x, h: apply_model(rules.flat.tree, p, x, None, False, h), params, x_BxD,
+      model_hparams(rules, hp))
+  return out.shape[-1]
+
+
+def training_losses(rules: Rules, params, hp: Hparams, x_BxD, y_B, key, extras: Extras | None):
+  """Per-example training loss and correctness `([B], [B])` of one variant on a minibatch.
+
+  The data axes (label noise, shifts, input noise) and label smoothing act here, in training
+  only; without them this is `example_losses` on the minibatch as it is.
+  """
+  x_BxD = augment(rules, hp, x_BxD, key, extras)
+  loss = rules.loss
+  if "label_noise" in hp or "label_smoothing" in hp:
+    if not rules.classification or rules.loss is not None:
+      raise ConfigError("label_noise and label_smoothing need classification with the built-in "
+                        "cross-entropy; valid choices: leave them at 0")
+    num_classes = _num_outputs(rules, params, x_BxD, hp)
+  if "label_noise" in hp:
+    y_B = noisy_labels(y_B, extras.flip_u_B, extras.flip_r_B, hp["label_noise"], num_classes)
+  if "label_smoothing" in hp:
+    alpha = hp["label_smoothing"]
+    loss = lambda out_BxK, y_B: optax.softmax_cross_entropy(
+        out_BxK, optax.smooth_labels(jax.nn.one_hot(y_B, num_classes), alpha))
+  return example_losses(rules.flat.tree, rules.classification, params, x_BxD, y_B, key, True,
+                        loss=loss, hparams=model_hparams(rules, hp))
+
+
+def batch_extras(hparams: Hparams, data: DataArrays, fold, idx_B,
+                 flips: tuple[jax.Array, jax.Array] | None) -> Extras | None:
+  """What the data axes in `hparams` need of rows `idx_B` (`Extras`); None for none of them.
+
+  Args:
+    hparams: the points (only their keys are read).
+    data, fold, idx_B: the data, the fold and the minibatch's rows.
+    flips: the stream's `label_flips`, or None without label noise.
+  """
+  if "shift" not in hparams and flips is None:
+    return None
+  background = {}
+  if "shift" in hparams:
+    background = {"background_D": -data.mean[fold] / data.std[fold]}
+  flip = {} if flips is None else {"flip_u_B": flips[0][idx_B], "flip_r_B": flips[1][idx_B]}
+  return Extras(**background, **flip)

@@ -1,0 +1,104 @@
+"""The static `Rules` a step runs under, and the model's slice of a variant's numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import jax
+import optax
+
+from lr_jax.config import Experiment
+from lr_jax.errors import ConfigError
+from lr_jax.models import Flat, Model, unflattened
+from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, make_optimizer
+from lr_jax.train.objective import Loss, Metric, Metrics
+from lr_jax.train.state import Hparams, history_type
+from lr_jax.train.streams import batching
+
+
+# The namespace of the numbers the trainer itself reads, where `make_trainer` is given none.
+_NAMESPACES = {"dropout_rate": "model", "label_smoothing": "loss", "input_noise": "data",
+               "shift": "data", "label_noise": "data"}
+
+
+class Rules(NamedTuple):
+  """Everything static a step needs: the compiled program is a function of these.
+
+  Attributes:
+    batch: the minibatch size B.
+    steps_per_epoch: minibatches per epoch M.
+    min_delta: early stopping's smallest improvement.
+    monitor: the monitored metric's name (`TrainConfig.monitor`).
+    monitored: the user `Metric` monitored, or None for val_loss / val_accuracy.
+    divergence_factor: a minibatch loss above this multiple of the initial loss diverges.
+    classification: softmax cross-entropy and accuracy, or squared error.
+    feature_shape: one example's shape (random shifts need an image, rank >= 2), or None.
+    namespaces: ((name, namespace), ...) of the numbers swept; the model gets its slice.
+    flat: the model (`models.Flat`).
+    make_tx: `hparams -> optax transformation` (`optim.make_optimizer`).
+    family: the optimizer family (`optim.OPTIMIZERS` entry).
+    loss: the user's per-example loss, or None for the built-in one.
+    metrics: `((name, Metric), ...)` computed on the validation set.
+    plateau: reduce the learning rate on a plateau of the monitored score.
+    history: the history's type (`history_type`).
+  """
+
+  batch: int
+  steps_per_epoch: int
+  min_delta: float
+  monitor: str
+  monitored: Metric | None
+  divergence_factor: float
+  classification: bool
+  feature_shape: tuple[int, ...] | None
+  namespaces: tuple[tuple[str, str], ...]
+  flat: Flat
+  make_tx: Callable[[Hparams], optax.GradientTransformation]
+  family: object
+  loss: Loss | None
+  metrics: Metrics
+  plateau: bool
+  history: type
+
+
+def model_hparams(rules: Rules, hp: Hparams) -> dict[str, jax.Array]:
+  """The model namespace's slice of a variant's numbers ({} when none is swept)."""
+  namespaces = dict(rules.namespaces)
+  return {k: v for k, v in hp.items() if namespaces.get(k, _NAMESPACES.get(k)) == "model"}
+
+
+def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
+               loss: Loss | None = None, metrics: Metrics = (),
+               feature_shape: tuple[int, ...] | None = None,
+               namespaces: Mapping[str, str] | None = None, make_tx=None) -> Rules:
+  """The static `Rules` of a configuration (see `make_trainer` for the arguments).
+
+  `make_tx` replaces the experiment's optimizer (`optim.make_optimizer`), e.g. by the finder's.
+  """
+  tcfg = experiment.train
+  batch, steps_per_epoch = batching(tcfg.batch_size, n_max)
+  if make_tx is None:
+    make_tx = make_optimizer(experiment.optim, steps_per_epoch * tcfg.epochs)
+  if not isinstance(model, Flat):
+    flat = unflattened(model)
+  elif experiment.optim.name in ELEMENTWISE:
+    flat = unflattened(model.model)  # the vector is the optimizer's "pytree": one leaf
+  else:
+    flat = model
+  # The step differentiates with respect to the layers (`flat.tree`), not the vector (no
+  # gradient scattered into [P] only to be sliced again for the optimizer).
+  metrics = tuple(metrics)
+  names = tuple(name for name, _ in metrics)
+  monitored = dict(metrics).get(tcfg.monitor[len("val_"):]) if tcfg.monitor.startswith("val_") else None
+  if tcfg.monitor not in ("val_loss", "val_accuracy") and monitored is None:
+    valid = ", ".join(["val_loss", "val_accuracy", *(f"val_{n}" for n in names)])
+    raise ConfigError(f"monitor {tcfg.monitor!r} is not a metric of this sweep; valid choices: {valid}")
+  return Rules(
+      batch=batch, steps_per_epoch=steps_per_epoch, min_delta=tcfg.min_delta, monitor=tcfg.monitor, monitored=monitored,
+      divergence_factor=tcfg.divergence_factor,
+      classification=task == "classification",
+      feature_shape=None if feature_shape is None else tuple(feature_shape),
+      namespaces=tuple(sorted((namespaces or {}).items())), flat=flat, make_tx=make_tx,
+      family=OPTIMIZERS[experiment.optim.name], loss=loss, metrics=metrics,
+      plateau=experiment.optim.schedule == "plateau", history=history_type(names))

@@ -1,0 +1,95 @@
+"""One variant's minibatch update (`train_step`), its state before the first, what it validates."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lr_jax.optim import family_state
+from lr_jax.train.objective import weighted_mean
+from lr_jax.train.perturb import Extras, training_losses
+from lr_jax.train.rules import Rules
+from lr_jax.train.state import Hparams, Plateau, VariantState, _tree_where
+
+
+def tx_hparams(rules: Rules, v: VariantState, hp: Hparams) -> Hparams:
+  """The optimizer's numbers: with reduce-on-plateau, the peak is the plateau's current rate."""
+  if not rules.plateau:
+    return hp
+  return {**hp, "learning_rate": v.plateau.learning_rate}
+
+
+def eval_params(rules: Rules, params, opt_state):
+  """The parameters to validate, in the state's layout: the trained ones unless a hook says."""
+  if rules.family.eval_params is None:
+    return params
+  return rules.flat.to_flat(rules.family.eval_params(family_state(opt_state),
+                                                     rules.flat.to_tree(params)))
+
+
+def init_variant(rules: Rules, hp: Hparams, params, train_loss) -> VariantState:
+  """A variant's state before its first step; `train_loss` is the divergence reference."""
+  f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+  i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
+  plateau = None
+  if rules.plateau:
+    plateau = Plateau(learning_rate=f32(hp["learning_rate"]), best=f32(jnp.inf), wait=i32(0),
+                      cooldown=i32(0))
+  v = VariantState(
+      params=params, opt_state=None, best_params=params, init_loss=train_loss,
+      best_score=f32(jnp.inf), best_epoch=i32(0), best_val_loss=f32(jnp.nan),
+      best_val_accuracy=f32(jnp.nan), wait=i32(0), stopped=jnp.asarray(False),
+      diverged=jnp.asarray(False), epochs_run=i32(0), steps_run=i32(0),
+      best_metrics={n: f32(jnp.nan) for n, _ in rules.metrics}, plateau=plateau)
+  opt_state = rules.make_tx(tx_hparams(rules, v, hp)).init(rules.flat.to_tree(params))
+  return v._replace(
+      opt_state=opt_state,
+      eval_params=None if rules.family.eval_params is None else eval_params(rules, params,
+                                                                            opt_state))
+
+
+def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
+               extras: Extras | None = None, *, max_steps: jax.Array | int):
+  """One minibatch update of one variant; a no-op for a stopped or diverged one or no rows.
+
+  Args:
+    rules: the static rules.
+    v: the variant's state.
+    hp: its numbers, name -> [] (the keys present decide what is traced: dropout, noise, ...).
+    x_BxD, y_B, w_B: standardized features, labels and weights (0 for padding) of the batch.
+    key: the minibatch's key; the model's dropout and the augmentation draw from it.
+    extras: what the data axes need beyond the batch (`Extras`); None without them.
+    max_steps: no update once the variant has applied this many (`Budget.max_steps`); 0: no cap.
+
+  Returns:
+    `(v, (loss x weight, accuracy x weight, weight))`, all zero unless the update applied.
+  """
+  tx = rules.make_tx(tx_hparams(rules, v, hp))
+  tree = rules.flat.to_tree(v.params)
+
+  def batch_loss(params):
+    loss_B, correct_B = training_losses(rules, params, hp, x_BxD, y_B, key, extras)
+    return weighted_mean(loss_B, w_B), weighted_mean(correct_B, w_B)
+
+  (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(tree)
+  extra = {} if rules.family.extra_args is None else rules.family.extra_args(loss)
+  updates, opt_state = tx.update(grads, v.opt_state, tree, **extra)
+  params = optax.apply_updates(v.params, rules.flat.to_flat(updates))
+  # The squared norm is finite exactly when the norm is. The barrier keeps XLA from sharing
+  # this g**2 with the optimizer's, which would make it a buffer of its own written each step.
+  healthy = (jnp.isfinite(loss) & (loss <= rules.divergence_factor * v.init_loss)
+             & jnp.isfinite(optax.tree.norm(jax.lax.optimization_barrier(grads), squared=True)))
+  training = ~v.stopped & ~v.diverged & (jnp.sum(w_B) > 0)
+  training &= (max_steps <= 0) | (v.steps_run < max_steps)
+  apply = training & healthy
+  v = v._replace(
+      params=_tree_where(apply, params, v.params),
+      opt_state=_tree_where(apply, opt_state, v.opt_state),
+      diverged=v.diverged | (training & ~healthy),
+      steps_run=v.steps_run + apply.astype(jnp.int32))
+  weight = jnp.where(apply, jnp.sum(w_B), 0.0)
+  # where, not a product: a diverged step's NaN loss times a zero weight is still NaN.
+  return v, (jnp.where(apply, loss * weight, 0.0), jnp.where(apply, acc * weight, 0.0), weight)

@@ -1,0 +1,148 @@
+"""`make_trainer`: the step and the epoch's end composed into one compile group's `Trainer`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lr_jax.config import Experiment
+from lr_jax.models import Flat, Model
+from lr_jax.train.epoch import end_epoch
+from lr_jax.train.objective import Loss, Metrics, example_losses, weighted_mean
+from lr_jax.train.perturb import batch_extras, label_flips
+from lr_jax.train.rules import make_rules, model_hparams
+from lr_jax.train.state import Budget, DataArrays, History, SweepState, VariantState
+from lr_jax.train.step import init_variant, train_step
+from lr_jax.train.streams import epoch_order, fetch, stream_keys
+
+
+class Trainer(NamedTuple):
+  """The two pure functions of one compile group, and its static facts."""
+
+  init: object   # (params_S, hparams_H, folds_S, data) -> SweepState
+  run: object    # (state, hparams_H, seeds_S, folds_S, data, budget, num_epochs) -> (state, History)
+  steps_per_epoch: int
+  history_fields: tuple[str, ...] = History._fields  # the fields of `run`'s history
+  rules: object = None  # the `Rules` its steps run under
+
+
+def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
+                 loss: Loss | None = None, metrics: Metrics = (),
+                 feature_shape: tuple[int, ...] | None = None,
+                 namespaces: Mapping[str, str] | None = None) -> Trainer:
+  """Builds the pure trainer of one static configuration.
+
+  The step and the end of an epoch are the module's `train_step` and `end_epoch` over the
+  static `Rules`; this composes them: vmapped over a stream's points (which share their
+  minibatches), scanned over minibatches, vmapped over streams, scanned over epochs.
+
+  Args:
+    experiment: the static configuration (optimizer family, schedule, batch size, what early
+      stopping monitors). Its epochs, patience and step cap are not read (`run` takes them as
+      a `Budget`), except the epochs under a `Schedule.horizon` schedule.
+    model: the model as pure `init`/`apply` functions, or a `models.flattened` one: the state
+      then holds each variant's parameters as one vector (`params`, `best_params`); the
+      gradient, the optimizer's state and its update are on the model's pytree, so per-layer
+      optimizers see the layers -- except for the `optim.ELEMENTWISE` families, whose update
+      on the vector is the same numbers, and faster.
+    task: "classification" (softmax cross-entropy, labels int32) or "regression" (MSE).
+    n_max: the padded number of training examples per fold (`Splits.train_idx.shape[1]`).
+    loss: a per-example loss `(outputs_BxK, y_B) -> [B]` replacing the task's built-in one in
+      training, validation (`val_loss`) and the divergence check; None keeps the built-in.
+    metrics: `((name, Metric), ...)`, each computed on the whole validation set every epoch:
+      the history gets `val_<name>`, the state `best_metrics[name]` at the best epoch, and
+      `TrainConfig.monitor` may name `val_<name>`.
+    feature_shape: one example's shape (`Dataset.feature_shape`), for random shifts.
+    namespaces: `{name: namespace}` of the swept numbers (`hparams.axes`); the model gets the
+      "model" ones. None: the built-in names' namespaces.
+
+  Returns:
+    A `Trainer`; its functions are pure and may be jitted, sharded and checkpointed freely.
+    Every key of the `hparams_H` they are given is traced per variant; an axis absent from it
+    (dropout, noise, ...) is not in the program at all.
+  """
+  rules = make_rules(experiment, model, task=task, n_max=n_max, loss=loss, metrics=metrics,
+                     feature_shape=feature_shape, namespaces=namespaces)
+  flat, batch, steps_per_epoch = rules.flat, rules.batch, rules.steps_per_epoch
+  over_points = functools.partial(jax.vmap, in_axes=(0, 0) + (None,) * 5)
+
+  # ----- one stream: all points of a (seed, fold), sharing minibatches ----------------------
+
+  def init_stream(params, hparams_H, fold, data: DataArrays):
+    x_train, y_train = fetch(data, fold, data.train_idx[fold])
+    w_train = data.train_mask[fold].astype(jnp.float32)
+
+    def initial_loss(hp):
+      loss_B, _ = example_losses(flat.tree, rules.classification, flat.to_tree(params), x_train,
+                                 y_train, None, False, loss=loss, hparams=model_hparams(rules, hp))
+      return weighted_mean(loss_B, w_train)
+
+    if model_hparams(rules, hparams_H):  # The model's numbers may change its outputs.
+      train_loss, in_axes = jax.vmap(initial_loss)(hparams_H), (0, None, 0)
+    else:  # One loss for all the stream's points.
+      train_loss, in_axes = initial_loss({}), (0, None, None)
+    return jax.vmap(functools.partial(init_variant, rules), in_axes=in_axes)(
+        hparams_H, params, train_loss)
+
+  def epoch_stream(v_H: VariantState, hparams_H, seed, fold, epoch, data: DataArrays,
+                   budget: Budget):
+    _, order_key, dropout_key = stream_keys(seed)
+    idx_MxB, w_MxB = epoch_order(order_key, epoch, data.train_idx[fold], data.train_mask[fold],
+                                 batch, steps_per_epoch)
+    was_training = ~v_H.stopped & ~v_H.diverged
+    flips = label_flips(seed, data.x.shape[0]) if "label_noise" in hparams_H else None
+
+    def minibatch(carry, inputs):
+      v, sums = carry
+      idx_B, w_B, step = inputs
+      x_BxD, y_B = fetch(data, fold, idx_B)
+      extras = batch_extras(hparams_H, data, fold, idx_B, flips)
+      key = jax.random.fold_in(dropout_key, epoch * steps_per_epoch + step)
+      v, delta = over_points(functools.partial(train_step, rules, max_steps=budget.max_steps))(
+          v, hparams_H, x_BxD, y_B, w_B, key, extras)
+      sums = jax.tree_util.tree_map(jnp.add, sums, delta)
+      return (v, sums), None
+
+    zeros = jnp.zeros(was_training.shape, jnp.float32)
+    (v_H, sums), _ = jax.lax.scan(
+        minibatch, (v_H, (zeros, zeros, zeros)),
+        (idx_MxB, w_MxB, jnp.arange(steps_per_epoch, dtype=jnp.int32)))
+    x_val, y_val = fetch(data, fold, data.val_idx[fold])
+    w_val = data.val_mask[fold].astype(jnp.float32)
+    return jax.vmap(functools.partial(end_epoch, rules, patience=budget.patience),
+                    in_axes=(0, 0, 0, None, 0, None, None, None))(
+        v_H, hparams_H, was_training, epoch + 1, sums, x_val, y_val, w_val)
+
+  # ----- the population ----------------------------------------------------------------------
+
+  def init(params_S, hparams_H, folds_S, data: DataArrays) -> SweepState:
+    variants = jax.vmap(init_stream, in_axes=(0, None, 0, None))(params_S, hparams_H, folds_S, data)
+    return SweepState(epoch=jnp.zeros((), jnp.int32), variants=variants)
+
+  def run(state: SweepState, hparams_H, seeds_S, folds_S, data: DataArrays, budget: Budget,
+          num_epochs: int):
+    """Runs `num_epochs` more epochs (fewer if the budget's total is reached first)."""
+
+    def train_epoch(state: SweepState):
+      variants, history = jax.vmap(epoch_stream, in_axes=(0, None, 0, 0, None, None, None))(
+          state.variants, hparams_H, seeds_S, folds_S, state.epoch, data, budget)
+      return SweepState(state.epoch + 1, variants), history
+
+    def skip_epoch(state: SweepState):
+      shape = state.variants.stopped.shape
+      nan = jnp.full(shape, jnp.nan, jnp.float32)
+      return state, rules.history(*[nan] * len(rules.history._fields))
+
+    def body(state: SweepState, _):
+      v = state.variants
+      busy = jnp.any(~v.stopped & ~v.diverged) & (state.epoch < budget.epochs)
+      return jax.lax.cond(busy, train_epoch, skip_epoch, state)
+
+    return jax.lax.scan(body, state, None, length=num_epochs)
+
+  return Trainer(init=init, run=run, steps_per_epoch=steps_per_epoch,
+                 history_fields=rules.history._fields, rules=rules)
