@@ -30,7 +30,7 @@ from lr_jax.errors import ConfigError
 from lr_jax.spec import (AT_LEAST_ONE, CLIP_NORM, COUNT, DATA_HPARAMS, FINITE,  # noqa: F401
                          FRACTION, LEARNING_RATE, LOSS_HPARAMS, MODEL_HPARAMS, MOMENTUM,
                          NAMESPACES, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, UNIT, DataHParam,
-                         HParam, check_value, from_config)
+                         HParam, check_value, declared_outside_optim, from_config)
 
 
 class Axis(NamedTuple):
@@ -129,9 +129,7 @@ def catalog() -> dict[str, Axis]:
               *[("optim", family.hparams) for family in optim.OPTIMIZERS.values()],
               ("optim", {"clip_norm": CLIP_NORM}),
               *[("schedule", schedule.hparams) for schedule in optim.SCHEDULES.values()],
-              *[("loss", specs) for specs in LOSS_HPARAMS.values()],
-              *[("model", specs) for specs in MODEL_HPARAMS.values()],
-              ("data", {k: entry.spec for k, entry in DATA_HPARAMS.items()})]
+              *declared_outside_optim()]
   out: dict[str, Axis] = {}
   for namespace, specs in declared:
     for name, spec in specs.items():

@@ -24,9 +24,8 @@ import optax
 
 from lr_jax.config import Interval, Registry
 # HParam and the ranges are the vocabulary every registry speaks (`lr_jax.spec`).
-from lr_jax.spec import (AT_LEAST_ONE, COUNT, DATA_HPARAMS, FINITE, LOSS_HPARAMS, MODEL_HPARAMS,
-                         MOMENTUM, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, UNIT, HParam,
-                         from_config)
+from lr_jax.spec import (AT_LEAST_ONE, COUNT, FINITE, MOMENTUM, NON_NEGATIVE, OPEN_FRACTION,
+                         POSITIVE, UNIT, HParam, declared_outside_optim, from_config)
 
 
 class Optimizer(NamedTuple):
@@ -492,8 +491,7 @@ def _taken_names() -> set[str]:
   that are not a family's."""
   return {"learning_rate", "clip_norm",
           *(k for schedule in SCHEDULES.values() for k in schedule.hparams),
-          *(k for specs in LOSS_HPARAMS.values() for k in specs),
-          *(k for specs in MODEL_HPARAMS.values() for k in specs), *DATA_HPARAMS}
+          *(k for _, specs in declared_outside_optim() for k in specs)}
 
 
 def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]], optax.GradientTransformation]:

@@ -387,6 +387,13 @@ def _lock_holder(fd: int) -> str:
 _FOLDER_LOCKS: list["FolderLock"] = []  # Those this process holds, in the order taken.
 
 
+def held_here(directory: str) -> bool:
+  """Whether this process already holds `directory` by a `FolderLock` (a second `flock` from
+  the same process would conflict with the first)."""
+  real = os.path.realpath(directory)
+  return any(lock.held and os.path.realpath(lock.path) == real for lock in _FOLDER_LOCKS)
+
+
 class FolderLock:
   """A run's exclusive hold on a folder it writes besides its `OutputFolder` (its checkpoints).
 

@@ -118,6 +118,14 @@ DATA_HPARAMS: dict[str, DataHParam] = {
 }
 
 
+def declared_outside_optim() -> list[tuple[str, dict[str, HParam]]]:
+  """(namespace, {name: HParam}) of every number the loss, the built-in models and the data
+  declare: the catalog lists them, and no optimizer family may take their names."""
+  return [*[("loss", specs) for specs in LOSS_HPARAMS.values()],
+          *[("model", specs) for specs in MODEL_HPARAMS.values()],
+          ("data", {k: entry.spec for k, entry in DATA_HPARAMS.items()})]
+
+
 def check_value(name: str, spec: HParam, x: float) -> None:
   """Raises `ConfigError` unless `x` is a valid value of this number (whole, if integer)."""
   if isinstance(x, bool) or not isinstance(x, (int, float)) or x not in spec.valid:

@@ -114,7 +114,7 @@ def holding_checkpoints(options: RunOptions):
   only it holds the folder. Nothing happens without a checkpoint folder.
   """
   directory = options.checkpoint_dir
-  if not directory or _held_here(directory) or jax.process_index() != 0:
+  if not directory or outputs.held_here(directory) or jax.process_index() != 0:
     yield
     return
   lock = outputs.FolderLock(directory, "checkpoint_dir").open()
@@ -122,10 +122,3 @@ def holding_checkpoints(options: RunOptions):
     yield
   finally:
     lock.close()
-
-
-def _held_here(directory: str) -> bool:
-  """Whether this process holds `directory` by an `outputs.FolderLock` already."""
-  real = os.path.realpath(directory)
-  # pylint: disable-next=protected-access
-  return any(lock.held and os.path.realpath(lock.path) == real for lock in outputs._FOLDER_LOCKS)
