@@ -9,7 +9,7 @@
 2. A 64-learning-rate sweep (1e-5..1, Adam, 3 seeds, 100 epochs, patience 5) with and without
    `prune="halving"` (rungs 5, 15, 45, eta 3) on each of `--datasets`: wall time, and whether
    the learning rate chosen with pruning is in the unpruned sweep's set of points not
-   significantly worse than its best (`stats.not_worse`).
+   significantly worse than its best (`stats.compare`).
 
 Prints a table, writes the numbers to `<out>/compaction.json` and, with `--fill_doc`, the
 tables into `benchmarks/BENCHMARKS.md` (its `compaction:*` markers).

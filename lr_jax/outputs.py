@@ -503,7 +503,7 @@ def _sigint_held():
 
 
 def sweep_identity(groups, grid, target: float | None, select: str,
-                   prune: dict | None = None) -> dict:
+                   prune: dict | None = None, score: str = "best_epoch") -> dict:
   """What a sweep computes, as `SweepResult.config` records it (before anything runs).
 
   Args:
@@ -512,9 +512,10 @@ def sweep_identity(groups, grid, target: float | None, select: str,
     target: the metric value to reach, or None.
     select: the selection rule.
     prune: `RunOptions.prune_config()`: pruning changes results.
+    score: which epoch's metric is a run's score (`results.SCORES`).
   """
   from lr_jax.results import sweep_config  # Late: checking a folder loads no JAX.
-  return {"kind": "sweep", "config": sweep_config(groups, grid, target, select, prune)}
+  return {"kind": "sweep", "config": sweep_config(groups, grid, target, select, prune, score)}
 
 
 def write_outputs(result: "SweepResult", out_dir: str, overwrite: bool = False) -> list[str]:

@@ -266,7 +266,7 @@ def test_user_metric_in_rows_history_table_summary_and_selection(tmp_path):
   means = {lr: bacc[result.rows["learning_rate"] == lr].mean() for lr in (1e-3, 3e-2)}
   assert result.best[0]["learning_rate"] == max(means, key=means.get)
   assert result.best[0]["mean"] == pytest.approx(max(means.values()), rel=1e-6)
-  assert "best val_bacc" in lr_jax.format_table(result)
+  assert "score: val_bacc at the monitored best epoch" in lr_jax.format_table(result)
   lr_jax.write_outputs(result, str(tmp_path))
   with open(tmp_path / "results.csv") as f:
     assert "best_val_bacc" in next(csv.reader(f))

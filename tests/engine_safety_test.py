@@ -102,7 +102,7 @@ def test_a_model_past_the_devices_memory_is_refused_when_planned_without_allocat
   with pytest.raises(lr_jax.ConfigError, match=(
       r"^ModelConfig\(name='mlp', hidden=\(200000000,\)\) \(--model, --hidden\) on 'digits' "
       r"\(64 features\): one variant needs ~[\d.]+ GiB \(parameters 55\.9 GiB, best parameters "
-      r"55\.9 GiB, optimizer state 111\.8 GiB, gradients 55\.9 GiB, activations [\d.]+ GiB\), "
+      r"55\.9 GiB, optimizer state 111\.8 GiB, validation outcomes [\d.]+ \w+, gradients 55\.9 GiB, activations [\d.]+ GiB\), "
       r"more than this (machine|device)'s 23\.4 GiB; valid: narrower or fewer hidden layers")):
     lr_jax.run_sweep(exp, lr_jax.Grid())
   assert time.perf_counter() - t0 < 30

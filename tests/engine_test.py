@@ -194,7 +194,8 @@ def test_halving_prunes_the_clearly_worse_and_never_a_point_inside_the_noise_of_
   score_SxP = np.array([[0.10, 0.00, 0.20, 0.30, 0.40, 0.50],
                         [0.10, 0.05, 0.21, 0.31, 0.41, 0.51],
                         [0.10, 0.60, 0.19, 0.29, 0.39, 0.49]])
-  pruned = engine.rounds._halving(_chunk(score_SxP), eta=3)
+  folds_S = np.arange(3)  # One seed per fold: each stream its own unit, as a paired t-test.
+  pruned = engine.rounds._halving(_chunk(score_SxP), eta=3, folds_S=folds_S)
   np.testing.assert_array_equal(pruned.any(axis=0), [False, False, False, True, True, True])
   assert pruned[:, 3:].all()  # Every stream of a pruned point.
   # Without the noisy point's protection it would be cut: it is outside the best 2 by rank.
@@ -202,7 +203,7 @@ def test_halving_prunes_the_clearly_worse_and_never_a_point_inside_the_noise_of_
   # A variant that already stopped early stays `stopped_early`, not pruned.
   stopped = np.zeros_like(score_SxP, bool)
   stopped[0, 4] = True
-  pruned = engine.rounds._halving(_chunk(score_SxP, stopped), eta=3)
+  pruned = engine.rounds._halving(_chunk(score_SxP, stopped), eta=3, folds_S=folds_S)
   assert not pruned[0, 4] and pruned[1:, 4].all()
 
 

@@ -166,7 +166,7 @@ import sys
 from experiments import lr_sweep
 from lr_jax import cli, engine
 
-def live(groups, grid, target=None, options=None, select=None):
+def live(groups, grid, target=None, options=None, select=None, score="best_epoch"):
   import os
   os.makedirs(options.checkpoint_dir, exist_ok=True)
   with open(os.path.join(options.checkpoint_dir, "group0.npz"), "wb") as f:

@@ -180,7 +180,7 @@ def test_sweep_report_files_table_rules_and_divergence(tmp_path):
   assert "the `one_se` rule (largest learning rate within one standard error" in text
   assert "picks lr 0.1: 0.9083" in text
   header = [line for line in text.splitlines() if line.startswith("| learning rate |")][0]
-  assert _cells(header) == ["learning rate", "best val_accuracy, mean ± 95% CI", "n", "P(best)",
+  assert _cells(header) == ["learning rate", "val_accuracy at the monitored best epoch, mean ± 95% CI", "n", "P(best)",
                             "not worse", "epochs run", "diverged", "notes"]
   assert _table_row(text, "0.01")[-1] == "**selected** (highest mean)"
   assert _table_row(text, "0.1")[-1] == "one-SE rule"

@@ -65,16 +65,31 @@ def test_unknown_rule_is_one_line():
     stats.check_select("median")
 
 
+def _compare(scores_SxP, higher_is_better):
+  """`stats.compare` of points scored per stream, each stream a fold of its own (no rows)."""
+  scores_SxP = np.asarray(scores_SxP, np.float64)
+  return stats.compare(stats.streams_runs(scores_SxP, np.arange(scores_SxP.shape[0])),
+                       higher_is_better)
+
+
+def _p_best(scores_SxP, higher_is_better):
+  return _compare(scores_SxP, higher_is_better).p_best
+
+
+def _not_worse(scores_SxP, higher_is_better):
+  return _compare(scores_SxP, higher_is_better).not_worse
+
+
 def test_p_best_sums_to_one_and_is_one_where_a_point_dominates_every_stream():
   rng = np.random.default_rng(1)
   base = rng.uniform(0.8, 0.9, size=(6, 1))
   # Point 2 beats every other point in every stream, so in every paired resample.
   scores = np.hstack([base, base + 0.01, base + 0.05, base - 0.02])
-  p = stats.p_best(scores, True)
+  p = _p_best(scores, True)
   assert p.sum() == pytest.approx(1.0)
   np.testing.assert_array_equal(p, [0.0, 0.0, 1.0, 0.0])
   # For a loss, the lowest wins.
-  np.testing.assert_array_equal(stats.p_best(scores, False), [0.0, 0.0, 0.0, 1.0])
+  np.testing.assert_array_equal(_p_best(scores, False), [0.0, 0.0, 0.0, 1.0])
 
 
 def test_p_best_is_paired_not_two_independent_samples():
@@ -82,17 +97,17 @@ def test_p_best_is_paired_not_two_independent_samples():
   # paired resample, though its unpaired interval overlaps point 0's almost entirely.
   stream = np.array([[0.5], [0.7], [0.9], [0.6], [0.8]])
   scores = np.hstack([stream, stream + 0.001])
-  np.testing.assert_array_equal(stats.p_best(scores, True), [0.0, 1.0])
+  np.testing.assert_array_equal(_p_best(scores, True), [0.0, 1.0])
 
 
 def test_p_best_noisy_shares_are_fractional_reproducible_and_tie_split():
   scores = np.array([[0.90, 0.91, 0.50], [0.92, 0.90, 0.50], [0.91, 0.93, 0.50],
                      [0.93, 0.90, 0.50]])
-  p = stats.p_best(scores, True)
+  p = _p_best(scores, True)
   assert p.sum() == pytest.approx(1.0) and p[2] == 0.0
   assert 0.05 < p[0] < 0.95 and 0.05 < p[1] < 0.95
-  np.testing.assert_array_equal(p, stats.p_best(scores, True))  # a fixed resampling seed
-  np.testing.assert_allclose(stats.p_best(np.full((4, 3), 0.7), True), [1 / 3] * 3)
+  np.testing.assert_array_equal(p, _p_best(scores, True))  # a fixed resampling seed
+  np.testing.assert_allclose(_p_best(np.full((4, 3), 0.7), True), [1 / 3] * 3)
 
 
 def test_not_worse_on_a_hand_made_case():
@@ -103,15 +118,15 @@ def test_not_worse_on_a_hand_made_case():
   scores = np.stack([best, best + np.array([0.01, -0.012, 0.005, -0.004, -0.004]),
                      best - np.array([0.05, 0.06, 0.04, 0.05, -0.001]), best, best - 0.01],
                     axis=1)
-  keep = stats.not_worse(scores, 0, True)
+  keep = _not_worse(scores, True)
   np.testing.assert_array_equal(keep, [True, True, False, True, False])
   # The p-value behind point 2's exclusion is scipy's one-sided paired t-test.
   p = scipy.stats.ttest_rel(scores[:, 0], scores[:, 2], alternative="greater").pvalue
   assert p < 0.05
   # With one stream nothing can be excluded.
-  np.testing.assert_array_equal(stats.not_worse(scores[:1], 0, True), [True] * 5)
+  np.testing.assert_array_equal(_not_worse(scores[:1], True), [True] * 5)
 
 
 def test_not_worse_for_a_loss_uses_the_other_direction():
   scores = np.array([[0.5, 0.9], [0.52, 0.91], [0.49, 0.95]])
-  np.testing.assert_array_equal(stats.not_worse(scores, 0, False), [True, False])
+  np.testing.assert_array_equal(_not_worse(scores, False), [True, False])

@@ -45,7 +45,7 @@ FLAGS = flags.FLAGS
 _SWEEP_ONLY = {"lr_min": "--finder_lr_min", "lr_max": "--finder_lr_max",
                "num_lrs": "--check_num_lrs"}
 # lr_sweep's flags that this script never reads (its check sweep selects by the default rule).
-_NEVER_READ = ("target", "select")
+_NEVER_READ = ("target", "select", "score")
 # The flags only the check sweep reads: the range test takes the optimizer family, clipping and
 # batch size, and ramps the learning rate itself instead of a schedule (`finder.finder_optim`).
 _CHECK_SWEEP_ONLY = ("lrs", "check_num_lrs", "check_span", "epochs", "patience", "monitor",

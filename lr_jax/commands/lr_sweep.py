@@ -46,6 +46,10 @@ def main(argv):
     options = cli.options_from_flags(FLAGS, FLAGS.out)
     from lr_jax import stats
     select = stats.check_select(FLAGS.select)
+    from lr_jax.config import check_choice
+    from lr_jax.results import SCORES
+    check_choice("score", FLAGS.score, SCORES)
+    score = FLAGS.score
     refit = cli.refit_from_flags(FLAGS)
     cli.initialize_distributed(FLAGS)  # Before anything touches a JAX backend.
     from lr_jax import api, engine, export, outputs, results
@@ -57,7 +61,7 @@ def main(argv):
         folder = stack.enter_context(outputs.OutputFolder(
             FLAGS.out, overwrite=FLAGS.overwrite,
             identity=outputs.sweep_identity(groups, grid, FLAGS.target, select,
-                                            options.prune_config())))
+                                            options.prune_config(), score)))
         cli.check_checkpoints(options, FLAGS.overwrite)
         if FLAGS.save_model:  # Checked and locked before compiling, as --out.
           model_folder = stack.enter_context(export.model_folder(
@@ -65,7 +69,7 @@ def main(argv):
       state["checkpoint_dir"] = options.checkpoint_dir
       cli.enable_compilation_cache()
       result = api.run_planned(groups, grid, target=FLAGS.target, options=options,
-                                   select=select)
+                                   select=select, score=score)
       # The sweep is done: its results are written whatever becomes of the refit (a refit that
       # diverges, a bug, Ctrl-C), and the refit's failure is reported beside them.
       model = refit_failure = None

@@ -12,7 +12,7 @@ from absl import logging
 
 import lr_jax.engine.loop as loop
 from lr_jax import stats
-from lr_jax.config import Experiment, check_type
+from lr_jax.config import Experiment, check_choice, check_type
 from lr_jax.engine.checkpoints import holding_checkpoints
 from lr_jax.engine.grid import Grid
 from lr_jax.engine.loop import GroupOutput
@@ -20,7 +20,7 @@ from lr_jax.engine.options import RunOptions
 from lr_jax.engine.plan import Group, check_loss_metrics, check_select_by, check_target, plan_sweep
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model
-from lr_jax.results import SweepResult
+from lr_jax.results import DEFAULT_SCORE, SCORES, SweepResult
 from lr_jax.train import Loss, Metric
 
 
@@ -29,7 +29,7 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
               options: RunOptions = RunOptions(),
               select: str = stats.DEFAULT_SELECT, loss: Loss | None = None,
               metrics: Mapping[str, Metric] | None = None,
-              select_by: str | None = None) -> SweepResult:
+              select_by: str | None = None, score: str = DEFAULT_SCORE) -> SweepResult:
   """Runs a learning-rate sweep: every experiment x every grid point x seed x fold.
 
   The engine's run: `lr_jax.run_sweep` (`lr_jax.api`) is this plus nested cross-validation's
@@ -52,6 +52,9 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
       rows, and may be `TrainConfig.monitor` or `select_by`.
     select_by: the metric the aggregates and the selection score, e.g. "val_auc"; None is
       val_accuracy for classification, val_loss for regression.
+    score: which epoch's value of that metric is a run's score: "best_epoch" (the epoch
+      early stopping monitors, whose parameters `restore_best` keeps) or "last_epoch" (the
+      last epoch it trained); `lr_jax.results.SCORES`.
 
   Returns:
     A `SweepResult`: one row per variant, histories, aggregates and the selected learning rate.
@@ -64,7 +67,12 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
   target = check_target(target)  # Types before any data is loaded; the range once planned.
   check_type(options, RunOptions, "options")
   stats.check_select(select)
+  check_choice("score", score, SCORES)
   loss, metric_items = check_loss_metrics(loss, metrics)
+  if score == "crossfit" and select_by not in (None, "val_loss", "val_accuracy"):
+    raise ConfigError(f"score 'crossfit' scores the task's own metric (val_accuracy, or "
+                      f"val_loss for regression), not select_by {select_by!r}; valid: "
+                      "select_by unset with score='crossfit', or another score")
   if select_by is not None:  # Before any data is loaded: a name no group can have.
     valid = ["val_loss", "val_accuracy", *(f"val_{n}" for n, _ in metric_items)]
     if check_type(select_by, str, "select_by") not in valid:
@@ -73,7 +81,19 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
   with holding_checkpoints(options):  # Checked and held before any data is loaded.
     groups = plan_sweep(experiments, grid, model, loss=loss, metrics=dict(metric_items))
     return run_planned(groups, grid, target=target, options=options, select=select,
-                       select_by=select_by)
+                       select_by=select_by, score=score)
+
+
+def check_crossfit(score: str, select_by: str | None, groups: Sequence[Group]) -> None:
+  """Refuses `score="crossfit"` on a metric that is not the task's own (its rows' mean)."""
+  if score != "crossfit" or select_by is None:
+    return
+  for g in groups:
+    own = "val_accuracy" if g.dataset.task == "classification" else "val_loss"
+    if select_by != own:
+      raise ConfigError(f"score 'crossfit' scores the task's own metric ({own} on "
+                        f"{g.dataset.name!r}), not select_by {select_by!r}; valid: select_by "
+                        f"unset or {own}, or another score")
 
 
 def _log_compiles(out: GroupOutput, index: int, num_groups: int) -> None:
@@ -91,14 +111,17 @@ def _log_compiles(out: GroupOutput, index: int, num_groups: int) -> None:
 
 def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = None,
                 options: RunOptions = RunOptions(),
-                select: str = stats.DEFAULT_SELECT, select_by: str | None = None) -> SweepResult:
+                select: str = stats.DEFAULT_SELECT, select_by: str | None = None,
+                score: str = DEFAULT_SCORE) -> SweepResult:
   """Runs groups from `plan_sweep` (so a script can check all input before compiling).
 
   Nested cross-validation's refits are not run here: `lr_jax.api.run_planned` adds them.
   """
   target = check_target(target, groups)  # Its range needs the tasks, known once planned.
   stats.check_select(select)
+  check_choice("score", score, SCORES)
   select_by = check_select_by(select_by, groups)
+  check_crossfit(score, select_by, groups)
   check_type(options, RunOptions, "options")
   group_outputs = []
   with holding_checkpoints(options):
@@ -111,5 +134,5 @@ def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = N
       group_outputs.append(out)
   result = SweepResult.from_groups(groups, group_outputs, grid=grid, target=target,
                                    select=select, select_by=select_by,
-                                   prune=options.prune_config())
+                                   prune=options.prune_config(), score=score)
   return result  # Nested cross-validation's refits are composed above (`lr_jax.api`).

@@ -84,8 +84,13 @@ def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
   _, steps_per_epoch = batching(exp.train.batch_size, n_max)
   family = OPTIMIZERS.get(exp.optim.name)
   eval_bytes = param_bytes if family is not None and family.eval_params is not None else 0
+  # Each validation row's outcome at the best, the last and the cross-fitted epoch
+  # (`VariantState.best_outcomes`).
+  outcome_bytes = 3 * int(splits.val_idx.shape[1]) * (
+      1 if dataset.task == "classification" else 4)
   state = {"parameters": param_bytes, "best parameters": param_bytes,
-           "optimizer state": 0, "validated parameters": eval_bytes}
+           "optimizer state": 0, "validated parameters": eval_bytes,
+           "validation outcomes": outcome_bytes}
   device = {**state, "gradients": param_bytes,
             "activations": _activation_bytes(exp, dataset, splits)}
   memory = _device_memory_bytes()

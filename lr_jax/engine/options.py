@@ -34,7 +34,7 @@ class RunOptions:
     prune_rungs: epochs at which halving decides (each must be below the configured epochs to
       take effect).
     prune_eta: at each rung, about 1/eta of the grid points still in play continue (the
-      others stop unless not significantly worse than the best, `lr_jax.stats.not_worse`).
+      others stop unless not significantly worse than the best, `lr_jax.stats.compare`).
     chunk_epochs: epochs per compiled call of the host loop (progress, early exit, compaction
       and checkpoints between calls); 0 runs all epochs in one call. A call's length, the
       smaller of this and the epochs, is part of the program (the epochs are not,

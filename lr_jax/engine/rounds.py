@@ -42,14 +42,15 @@ def _live(chunk: _Chunk) -> np.ndarray:
   return chunk.real & ~v.stopped & ~v.diverged & ~chunk.pruned
 
 
-def _halving(chunk: _Chunk, eta: float) -> np.ndarray:
+def _halving(chunk: _Chunk, eta: float, folds_S: np.ndarray) -> np.ndarray:
   """Successive halving at a rung: the chunk's `pruned` mask after this rung.
 
   The grid points still in play (none of their variants pruned) are ranked by their mean
   best monitored value over the chunk's streams (a point with a diverged run ranks last); the
   best ceil(n / eta) continue. Another point stops (its live variants flagged `pruned`)
-  unless it is not significantly worse than the best by `stats.not_worse`, the one-sided
-  paired t-test over streams that also gives a sweep's not-worse set.
+  unless it is not significantly worse than the best by `stats.compare`, the paired test
+  that also gives a sweep's not-worse set (here over the monitored value, without per-row
+  outcomes: the fold is the unit, `folds_S` [S] each stream's fold).
   """
   v = chunk.state.variants
   real_points = chunk.real.any(axis=0)
@@ -65,8 +66,8 @@ def _halving(chunk: _Chunk, eta: float) -> np.ndarray:
   keep[order[:max(1, math.ceil(len(in_play) / eta))]] = True
   finite = np.flatnonzero(np.isfinite(score_SxP).all(axis=0))
   if order[0] in finite:  # Not significantly worse than the best: kept, whatever its rank.
-    protected = stats.not_worse(score_SxP[:, finite], int(np.flatnonzero(finite == order[0])[0]),
-                                higher_is_better=False)
+    protected = stats.compare(stats.streams_runs(score_SxP[:, finite], folds_S[streams]),
+                              higher_is_better=False, with_p_best=False).not_worse
     keep[finite[protected]] = True
   cut = np.zeros(chunk.pruned.shape[1], bool)
   cut[in_play[~keep]] = True
@@ -204,7 +205,7 @@ def _prune_all(plan: _GroupPlan, chunks: dict[int, _Chunk], eta: float) -> None:
           diverged=tile(lambda c: c.state.variants.diverged),
           stopped=tile(lambda c: c.state.variants.stopped))),
       real=tile(lambda c: c.real), pruned=tile(lambda c: c.pruned))
-  pruned = _halving(view, eta)
+  pruned = _halving(view, eta, np.asarray(plan.folds))
   for b, c in chunks.items():
     si, hi = plan.blocks[b]
     c.pruned = pruned[si:si + plan.s_c, hi:hi + plan.h_c]

@@ -74,6 +74,34 @@ def _lines(entries: Sequence[dict], extra: Sequence[str]) -> list[tuple[str, lis
   return out
 
 
+def _score_rows(result, group: int, entry, keys: Sequence[str]) -> np.ndarray:
+  """[n] indices of a point's runs with a score, the runs its mean and `n` are over.
+
+  As `results.aggregate` counts them: not diverged, and a finite score (`best_<metric>`, or
+  the column of the epoch the entry's `score` names).
+  """
+  from lr_jax.results.files import score_column_of
+  idx = _point_rows(result, group, entry, keys)
+  keep = ~np.asarray(result.rows["diverged"], bool)[idx]
+  score = result.rows.get(score_column_of(entry))
+  if score is not None:
+    keep &= np.isfinite(np.asarray(score, np.float64)[idx])
+  return idx[keep]
+
+
+def best_mean_text(higher_is_better: bool, metric: str) -> str:
+  """What the `best` rule picks, in words: 'highest mean', or 'lowest mean loss' for a loss.
+
+  Args:
+    higher_is_better: the score's direction (`Aggregate.higher_is_better`).
+    metric: the score (`Aggregate.metric`, e.g. "val_loss"); a user metric where lower is
+      better is named: 'lowest mean val_mae'.
+  """
+  if higher_is_better:
+    return "highest mean"
+  return "lowest mean loss" if metric in ("val_loss", "loss") else f"lowest mean {metric}"
+
+
 def _run_summary(result, group: int, entry, keys: Sequence[str], column: str):
   """`stats.Summary` of a point's `column` over its runs with a score (not diverged, finite)."""
   from lr_jax import stats

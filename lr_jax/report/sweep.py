@@ -10,9 +10,52 @@ import numpy as np
 from lr_jax.report.estimate import estimate_markdown, result_estimates
 from lr_jax.report.markdown import image, write_report
 from lr_jax.report.panels import plot_panels
-from lr_jax.report.points import group_title
+from lr_jax.report.points import best_mean_text, group_title
 from lr_jax.report.selection import _selection_markdown, sweep_table
-from lr_jax.report.sweep_figures import _curve_panels, _sensitivity_panels
+from lr_jax.report.sweep_figures import _curve_panels, _sensitivity_panels, is_score, metric_range
+
+
+def _cut_text(spans) -> str:
+  """How a figure's bands were cut to the metric's range (`metric_range`), '' if not at all.
+
+  Args:
+    spans: per panel (compile group), its range or None (not known: not cut).
+  """
+  known = [s for s in spans if s is not None]
+  if not known:
+    return ""
+  lo, hi = known[0]
+  where = "" if len(known) == len(spans) and len(set(known)) == 1 else (
+      ", where the metric's range is known")
+  if len(set(known)) > 1:
+    return f", cut to the metric's range{where}"
+  return (f", cut to [{lo:g}, {hi:g}]" if hi < float("inf") else f", cut at {lo:g}") + where
+
+
+def _best_text(result, groups) -> str:
+  """What the `best` rule picks, in words, over the groups (`best_mean_text`)."""
+  texts = []
+  for gi in groups:
+    a = next(a for a in result.aggregates if a["group"] == gi)
+    text = best_mean_text(a["higher_is_better"], a["metric"])
+    if text not in texts:
+      texts.append(text)
+  if len(texts) == 1:
+    return texts[0]
+  return "best mean (" + ", ".join(texts) + ", by each group's score)"
+
+
+def _score_words(result) -> str:
+  """What a run's score is, in words: the metric and its epoch (`results.SCORES`)."""
+  metrics = sorted({a.metric for a in result.aggregates if a.metric}) or ["val_accuracy"]
+  when = {"best_epoch": "at the epoch early stopping monitors (the lowest validation loss by "
+                        "default; the parameters `restore_best` keeps), not its best over "
+                        "the epochs",
+          "last_epoch": "at the last epoch it trained",
+          "crossfit": "cross-fitted: each half of the validation rows scored at the epoch "
+                      "the other half monitors best, so no row scores the epoch it chose"
+          }[getattr(result, "score", "best_epoch")]
+  return f"{' / '.join(metrics)} {when}"
 
 
 def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] | None = None,
@@ -22,7 +65,8 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
 
   Figures (PNG), one panel per compile group: `lr_accuracy.png` (classification) and
   `lr_loss.png`: the best validation accuracy / loss against learning rate, mean with its 95%
-  Student-t band over the runs, the selected point and the other rule's point marked
+  Student-t band over the runs (cut to the metric's range where known: `metric_range`), the
+  selected point and the other rule's point marked
   (`rule_points`), points where a run diverged marked as such; `curves_loss.png` and
   `curves_accuracy.png`: training and validation curves of the selected point and its
   neighbours on the grid. The page has the selection per group, the estimate (if given),
@@ -46,17 +90,27 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
   classification = any(a["higher_is_better"] for a in result.aggregates)
   paths, figures = [], []
   runs = sorted({a["n_total"] for a in result.aggregates})
-  band = (f"band: 95% CI over {runs[0]} run{'s' if runs[0] > 1 else ''} per point"
-          if len(runs) == 1 else "band: 95% CI over each point's runs")
-  sensitivity = [("best_val_loss", "lr_loss.png", "validation loss")]
+  score = getattr(result, "score", "best_epoch")
+  prefix, when = {"best_epoch": ("best", "at the monitored best epoch"),
+                  "last_epoch": ("last", "at the last epoch"),
+                  "crossfit": ("crossfit", "cross-fitted")}[score]
+  covers = next((a.covers for a in result.aggregates if a.eligible and a.covers), "")
+  sensitivity = [(f"{prefix}_val_loss", "lr_loss.png", "validation loss")]
   if classification:
-    sensitivity.insert(0, ("best_val_accuracy", "lr_accuracy.png", "validation accuracy"))
+    sensitivity.insert(0, (f"{prefix}_val_accuracy", "lr_accuracy.png", "validation accuracy"))
   for column, name, what in sensitivity if groups else ():
     panels, marks = _sensitivity_panels(result, groups, column)
+    cut = _cut_text([metric_range(result, gi, column) for gi in groups])
+    if covers and all(is_score(a, column) for a in result.aggregates):
+      band = f"band: the table's 95% CI, over {covers}"
+    else:
+      band = (f"band: Student-t 95% CI over {runs[0]} run{'s' if runs[0] > 1 else ''} per point"
+              if len(runs) == 1 else "band: Student-t 95% CI over each point's runs")
     paths.append(plot_panels(
-        os.path.join(out_dir, name), panels, xlabel="learning rate", ylabel=f"best {what}",
-        logx=True, markers=marks, suptitle=f"Best {what} against learning rate ({band})"))
-    figures.append(image(name, f"best {what} against learning rate"))
+        os.path.join(out_dir, name), panels, xlabel="learning rate", ylabel=f"{what} {when}",
+        logx=True, markers=marks,
+        suptitle=f"{what.capitalize()} {when} against learning rate ({band}{cut})"))
+    figures.append(image(name, f"{what} {when} against learning rate"))
   for metric in (("loss", "accuracy") if classification else ("loss",)) if groups else ():
     panels = _curve_panels(result, groups, metric)
     if not panels:
@@ -86,19 +140,27 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
     tables += ("\n\n<details><summary>The table as the script printed it</summary>\n\n"
                f"```text\n{printed}\n```\n\n</details>")
   sections.append(("Table", tables or "No results."))
+  top = _best_text(result, groups) if groups else "highest mean"
   sections.append(("How to read it", "\n".join([
-      "- **score**: a run's best validation accuracy (loss, for regression) over its epochs; a "
-      "point's mean and 95% Student-t interval are over its runs (seeds × folds) with a score; "
-      "n = 1 has no interval.",
+      f"- **score**: a run's {_score_words(result)}; a point's mean is over its runs (seeds × "
+      "folds) with a score, and its 95% interval counts the seeds, the folds and the finite "
+      "validation rows (`lr_jax.stats`; the table's first line says what it covers). The "
+      "epoch is chosen on the rows that score it, so the score flatters a little: a test set "
+      "(`--test_fraction`) or nested CV (`--outer_folds`) measures by how much.",
       "- **eligible**: no run of the point diverged; only eligible points can be selected, and "
       "the figures join only them (a point where a run diverged is marked ✕, at its survivors' "
       "mean, or on the edge of the worst scores when every run diverged).",
-      "- **P(best)**: the share of paired bootstrap resamples of the runs (by seed and fold) in "
-      "which the point has the best mean.",
-      "- **not worse** (~): not significantly worse than the highest mean, by a one-sided "
-      "paired t-test by seed and fold.",
-      "- **rules**: `best` picks the highest mean; `one_se` the largest learning rate whose "
-      "mean is within one standard error of the highest (Breiman et al., 1984). Both are "
+      "- **P(best)**: the share of two-way bootstrap resamples (seeds and validation rows, "
+      "drawn alike for every point) in which the point has the best mean; points tied at the "
+      "top (the same number of rows right) share it.",
+      f"- **not worse** (~): not significantly worse than the {top}, by a one-sided "
+      "paired test by seed, fold and validation row; ? where no test could run (one run per "
+      "point and no rows to pair, or runs not paired by seed and fold). Not significantly "
+      "worse is not \"as good\": the data cannot tell them apart.",
+      "- **epochs run**: the mean over the same runs as the score (those with a score; a "
+      "diverged run's epochs are not in it).",
+      f"- **rules**: `best` picks the {top}; `one_se` the largest learning rate whose "
+      f"mean is within one standard error of the {top} (Breiman et al., 1984). Both are "
       "marked; `--select` says which one chose.",
   ])))
   if command:

@@ -14,12 +14,59 @@ from lr_jax.report.points import (_extra_keys, _lines, _point_name, _point_rows,
                                   _run_summary, group_title, rule_points)
 
 
+def metric_range(result, group: int, column: str) -> tuple[float, float] | None:
+  """The values `column` can take in a compile group, or None where they are not known.
+
+  Validation accuracy lies in [0, 1] and the built-in losses (cross-entropy, squared error)
+  in [0, inf); a user's metric in the `bounds` it declares (`Metric.bounds`), if it does. A
+  user's loss (`run_sweep(loss=)`), a metric without bounds, or a group whose plan the result
+  does not carry may take any value: None.
+
+  Args:
+    result: a `SweepResult`.
+    group: the compile group.
+    column: a per-run column or history key: "best_val_accuracy", "val_loss", ...
+  """
+  name = column[len("best_"):] if column.startswith("best_") else column
+  if name in ("val_accuracy", "train_accuracy"):
+    return (0.0, 1.0)
+  if group >= len(result.groups):
+    return None
+  g = result.groups[group]
+  if name in ("val_loss", "train_loss"):
+    return (0.0, math.inf) if getattr(g, "loss", None) is None else None
+  user = dict(getattr(g, "metrics", ())).get(name[len("val_"):] if name.startswith("val_")
+                                              else None)
+  bounds = getattr(user, "bounds", None)
+  return (float(bounds[0]), float(bounds[1])) if bounds is not None else None
+
+
+def is_score(a, column: str) -> bool:
+  """`column` is the point's score (its metric at its scored epoch): the table's interval."""
+  from lr_jax.results import score_column
+  return column == score_column(a.metric, getattr(a, "score", "best_epoch"))
+
+
+def _band(mean: np.ndarray, ci: np.ndarray, span: tuple[float, float] | None
+          ) -> tuple[np.ndarray, np.ndarray]:
+  """[P] edges of the band mean ± ci, cut to `span` (None: not cut).
+
+  A Student-t interval over a few runs reaches past what the metric can take (an accuracy
+  of 0.99 ± 0.05); the values beyond are not possible results, so the band stops at the edge.
+  """
+  lo, hi = mean - ci, mean + ci
+  if span is not None:
+    lo, hi = np.clip(lo, *span), np.clip(hi, *span)
+  return lo, hi
+
+
 def _sensitivity_panels(result, groups: Sequence[int], column: str
                         ) -> tuple[dict[str, list[Curve]], dict[str, list[Marker]]]:
   """Per group: mean `column` against learning rate with its 95% band, and the marked points.
 
   The line joins eligible points only: a point where a run diverged is marked as such, at its
   survivors' mean (or on the worst edge when every run diverged), not joined as a result.
+  The band is cut to the metric's range where it is known (`metric_range`).
   """
   edge = "top" if "loss" in column else "bottom"
   panels, markers = {}, {}
@@ -32,8 +79,13 @@ def _sensitivity_panels(result, groups: Sequence[int], column: str
     for label, line in _lines(entries, extra):
       lr = np.array([a.learning_rate for a in line])
       mean = np.array([summary[id(a)].mean if a.eligible else math.nan for a in line])
-      ci = np.array([summary[id(a)].ci95 for a in line])
-      curves.append(Curve(label, lr, mean, mean - ci, mean + ci))
+      if all(is_score(a, column) for a in line):  # The table's own interval, by the design.
+        lo = np.array([a.ci_low if a.eligible else math.nan for a in line])
+        hi = np.array([a.ci_high if a.eligible else math.nan for a in line])
+      else:
+        ci = np.array([summary[id(a)].ci95 for a in line])
+        lo, hi = _band(mean, ci, metric_range(result, gi, column))
+      curves.append(Curve(label, lr, mean, lo, hi))
     title = f"group {gi}: {group_title(result, gi)}"
     panels[title] = curves
     marks = []

@@ -15,15 +15,17 @@ The package's modules, one idea each:
     table       the text table (`format_table`)
 """
 
-from lr_jax.results.aggregates import Aggregate, aggregate, best_points, mean_ci
+from lr_jax.results.aggregates import (DEFAULT_SCORE, SCORES, Aggregate, aggregate, best_points,
+                                      mean_ci, score_column)
 from lr_jax.results.files import results_csv, summary_dict, write_files
 from lr_jax.results.nested import NestedEstimate, OuterFold, outer_selection
 from lr_jax.results.result import SweepResult, first_reaching, sweep_config
-from lr_jax.results.table import format_score, format_table, group_title, point_notes
+from lr_jax.results.table import (format_interval, format_score, format_table, group_title,
+                                 point_notes)
 
 __all__ = [
-    "Aggregate", "NestedEstimate", "OuterFold", "SweepResult", "aggregate", "best_points",
-    "first_reaching", "format_score", "format_table", "group_title", "mean_ci",
+    "DEFAULT_SCORE", "SCORES", "Aggregate", "NestedEstimate", "OuterFold", "SweepResult", "aggregate", "best_points",
+    "first_reaching", "format_interval", "format_score", "format_table", "group_title", "mean_ci",
     "outer_selection", "point_notes", "results_csv", "summary_dict", "sweep_config",
-    "write_files",
+    "score_column", "write_files",
 ]

@@ -28,14 +28,23 @@ class Aggregate(Mapping):
       group does not have one another group sweeps.
     metric: the score, `val_<name>` (e.g. "val_accuracy").
     higher_is_better: its direction.
+    score: which epoch's metric a run's score is (`SCORES`).
     n: runs with a score; n_diverged: runs that diverged; n_total: runs of the point.
-    mean, std, se, ci95: of the score over the n runs (std, se, ci95 NaN for n < 2).
-    mean_val_loss: mean best validation loss over the runs with a score.
-    mean_epochs_run: mean epochs run over all runs.
+    mean, std: of the score over the n runs (std NaN for n < 2).
+    se, ci95: the mean's standard error and 95% Student-t half-width by the design of the
+      experiment (`lr_jax.stats`: seeds, folds and validation rows); NaN where unknown.
+    ci_low, ci_high: the 95% interval, clipped to the metric's range.
+    df: the interval's degrees of freedom (Satterthwaite).
+    n_rows: validation rows the interval counts (0: the rows are not a source it sees).
+    covers: what variation the interval covers, in words.
+    mean_val_loss: mean validation loss at the scored epochs over the runs with a score.
+    mean_epochs_run: mean epochs run over the runs with a score.
     n_pruned: runs stopped by successive halving.
     eligible: may be selected: no run diverged or was pruned, and every run has a score.
     p_best: share of paired bootstrap resamples in which it is the best eligible point.
     not_worse: eligible and not significantly worse than the best (None: runs unpaired).
+    tied: eligible, and its mean ties the best eligible mean (within half a validation row of
+      one run for accuracy; float32 rounding otherwise), with another point.
     selected: the group's selection (`best_points`).
     reached_target, mean_epochs_to_target, mean_steps_to_target: runs reaching `target`,
       and their mean epochs and steps to it.
@@ -49,6 +58,7 @@ class Aggregate(Mapping):
   hparams: tuple[tuple[str, float], ...] = ()
   metric: str = ""
   higher_is_better: bool = True
+  score: str = "best_epoch"
   n: int = 0
   n_diverged: int = 0
   n_total: int = 0
@@ -56,12 +66,18 @@ class Aggregate(Mapping):
   std: float = math.nan
   se: float = math.nan
   ci95: float = math.nan
+  ci_low: float = math.nan
+  ci_high: float = math.nan
+  df: float = math.nan
+  n_rows: int = 0
+  covers: str = ""
   mean_val_loss: float = math.nan
   mean_epochs_run: float = math.nan
   n_pruned: int = 0
   eligible: bool = False
   p_best: float = 0.0
   not_worse: bool | None = False
+  tied: bool = False
   selected: bool = False
   reached_target: int = 0
   mean_epochs_to_target: float = math.nan
@@ -120,33 +136,102 @@ def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
   return s.mean, s.std, s.ci95
 
 
+SCORES = ("best_epoch", "last_epoch", "crossfit")
+"""Which epoch's metric is a run's score (`run_sweep(score=...)`, `--score`): `best_epoch`, the
+epoch early stopping monitors (the lowest validation loss by default; with `restore_best`, the
+parameters a run ends with); `last_epoch`, the last epoch the run trained; `crossfit`, each half
+of the validation rows scored at the epoch the other half monitors best (the task's built-in
+metric only): no row scores the epoch it chose, so the score does not flatter."""
+
+DEFAULT_SCORE = "best_epoch"
+
+_SCORE_PREFIX = {"best_epoch": "best", "last_epoch": "last", "crossfit": "crossfit"}
+
+
+def score_column(metric: str, score: str = DEFAULT_SCORE) -> str:
+  """The `rows` column of a run's score: `best_val_accuracy`, `last_val_loss`, ..."""
+  return f"{_SCORE_PREFIX[score]}_{metric}"
+
+
+def _column(prefix: str, metric: str, scored: str) -> str:
+  """The column of `metric` at the scored epoch: `<prefix>_<metric>`; cross-fitting scores only
+  the task's built-in metric `scored`, and the others are their best epoch's."""
+  return f"{prefix}_{metric}" if prefix != "crossfit" or metric == scored else f"best_{metric}"
+
+
+def _bounds(metric: str, group) -> tuple[float, float]:
+  """The metric's range: accuracy [0, 1], the built-in loss [0, inf), a user metric its own."""
+  if metric == "val_accuracy":
+    return (0.0, 1.0)
+  if metric == "val_loss":
+    return (0.0, math.inf) if getattr(group, "loss", None) is None else (-math.inf, math.inf)
+  user = dict(getattr(group, "metrics", ())).get(metric[len("val_"):])
+  bounds = getattr(user, "bounds", None)
+  return tuple(bounds) if bounds is not None else (-math.inf, math.inf)
+
+
+def point_runs(rows: dict, idx: np.ndarray, score: np.ndarray, outcomes, proportion: bool
+               ) -> stats.Runs:
+  """The `stats.Runs` of one point's rows `idx`: `score` [len(idx)] their scores, `outcomes`
+  per row of `rows` its validation rows' outcomes (or None), `proportion` (0/1 outcomes)."""
+  seeds = np.unique(rows["seed"][idx])
+  folds = np.unique(rows["fold"][idx])
+  s_SxF = np.full((len(seeds), len(folds)), np.nan)
+  where = {}
+  for j, i in enumerate(idx):
+    at = (int(np.searchsorted(seeds, rows["seed"][i])), int(np.searchsorted(folds,
+                                                                             rows["fold"][i])))
+    s_SxF[at] = score[j]
+    where[at] = i
+  if len(where) != s_SxF.size or len(where) != len(idx):
+    # Not whole seeds x folds (hand-made rows): each run its own unit, no rows to count.
+    return stats.Runs(np.asarray(score, np.float64)[:, None], None, proportion)
+  per_fold = None
+  if outcomes is not None:
+    per_fold = tuple(np.stack([outcomes[where[(si, fi)]] for si in range(len(seeds))])
+                     for fi in range(len(folds)))
+  return stats.Runs(s_SxF, per_fold, proportion)
+
+
 def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Sequence[str],
-              select_by: str | None = None) -> list[dict]:
+              select_by: str | None = None, score: str = DEFAULT_SCORE,
+              outcomes: Sequence[np.ndarray] | None = None) -> list[dict]:
   """Statistics over seeds and folds of each (group, grid point), and how the points compare.
 
-  The score is the metric `select_by` at the best epoch (`rows["best_<select_by>"]`, with its
-  direction); by default the best validation accuracy for classification and the best
-  validation loss for regression. A run that diverged has no score (its pre-divergence best is not a result of
-  that learning rate), nor does a run whose score is not finite.
+  A run's score is the metric `select_by` (by default the validation accuracy for
+  classification, the validation loss for regression) at the epoch `score` names (`SCORES`):
+  the column `score_column(metric, score)` of `rows`. A run that diverged has no score (its
+  pre-divergence best is not a result of that learning rate), nor does a run whose score is not
+  finite.
+
+  The interval, P(best), the not-worse set and the ties follow the design (`lr_jax.stats`):
+  seeds, folds and, for the task's built-in score, the validation rows (`outcomes`, each run's
+  per-row outcomes at the scored epoch, aligned with `rows`; None: not known).
 
   Each entry holds: the point's hyperparameters; `n` (runs with a score), `n_diverged`,
-  `n_total` (runs of the point) and `diverged` (= `n_diverged`, its older name); `mean`, `std`,
-  `se` and `ci95` (95% Student-t half-width) of the score over those `n` runs -- the std, SE and
-  interval are NaN when n < 2; `eligible` (may be selected: no run diverged and every run has
-  a score); `p_best` (share of paired bootstrap resamples in which it is the best eligible
-  point; 0 where not eligible, NaN with fewer than 2 streams or where streams do not pair);
-  `not_worse` (eligible and not significantly worse than the best, paired by stream:
-  `stats.not_worse`; None where streams do not pair); `selected` (set by `best_points`);
-  epochs run, and reaching the target; `metric_means` (user metric `val_<name>` -> its mean
-  over the runs with a score, at their best epochs).
+  `n_total` (runs of the point); `mean` and `std` of the score over those runs; `se`, `ci95`
+  (95% Student-t half-width), `ci_low`/`ci_high` (the interval within the metric's range),
+  `df`, `n_rows` and `covers` (what variation the interval covers) -- NaN / "" where no
+  interval can be given; `eligible` (may be selected: no run diverged or was pruned, and every
+  run has a score); `p_best` (two-way bootstrap share of being the best eligible point; 0 where
+  not eligible; NaN where nothing varies); `not_worse` (eligible and not significantly worse
+  than the best: `stats.compare`); `tied` (its mean ties the best eligible mean: the same
+  number of validation rows right, for accuracy); `selected` (set by `best_points`); epochs run
+  (over the runs with a score), and reaching the target; `metric_means` (user metric
+  `val_<name>` -> its mean over the runs with a score, at their scored epochs).
   """
   out = []
   keys = ["learning_rate", *hparam_names]
+  prefix = _SCORE_PREFIX[score]
   for gi, g in enumerate(groups):
     classification = g.dataset.task == "classification"
-    metric = select_by or ("val_accuracy" if classification else "val_loss")
+    builtin = "val_accuracy" if classification else "val_loss"
+    metric = select_by or builtin
     directions = {f"val_{n}": m.higher_is_better for n, m in getattr(g, "metrics", ())}
     higher = directions.get(metric, metric == "val_accuracy")
+    bounds = _bounds(metric, g)
+    # Per-row outcomes are of the task's built-in score: another metric is not a mean of them.
+    group_outcomes = outcomes if metric == builtin else None
     in_group = rows["group"] == gi
     # The group's own grid points; a hyperparameter only other groups have is NaN here. Not a
     # set of the rows' tuples: NaN != NaN would split one point into one entry per run.
@@ -154,18 +239,19 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
         {tuple(float(g.points[k][h]) if k in g.points else math.nan for k in keys)
          for h in range(len(g.points["learning_rate"]))},
         key=lambda t: tuple(np.nan_to_num(t, nan=-1.0)))
-    entries, streams, scores = [], [], []
+    entries, runs = [], []
     for pk in point_keys:
       sel = in_group.copy()
       for k, value in zip(keys, pk):
         sel &= (rows[k] == value) | (np.isnan(rows[k]) & np.isnan(value))
       idx = np.flatnonzero(sel)
       idx = idx[np.lexsort((rows["fold"][idx], rows["seed"][idx]))]  # Stream order: pairs points.
-      score = rows[f"best_{metric}"][idx]
-      score = np.asarray(score, np.float64)
       diverged = np.asarray(rows["diverged"][idx], bool)
-      has_value = np.isfinite(score) & ~diverged
-      summary = stats.summarize(score[has_value])
+      score_values = np.asarray(rows[score_column(metric, score)][idx], np.float64)
+      has_value = np.isfinite(score_values) & ~diverged
+      runs_of_point = point_runs(rows, idx, np.where(has_value, score_values, np.nan),
+                                 group_outcomes, metric == "val_accuracy")
+      est = stats.estimate(runs_of_point, bounds)
       reach = rows["epochs_to_target"][idx]
       reached = reach > 0
       n_diverged = int(diverged.sum())
@@ -173,27 +259,32 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
       entry = {
           "group": gi, "optimizer": g.experiment.optim.name,
           **{k: float(v) for k, v in zip(keys, pk)},
-          # Each user metric's mean at the runs' best epochs, whatever scores the point.
-          **({"metric_means": {k: stats.summarize(rows[f"best_{k}"][idx][has_value]).mean
-                               for k in directions}} if directions else {}),
-          "metric": metric, "higher_is_better": higher,
-          "n": summary.n, "n_diverged": n_diverged, "n_total": int(idx.size),
-          "mean": summary.mean, "std": summary.std, "se": summary.se, "ci95": summary.ci95,
-          "mean_val_loss": stats.summarize(rows["best_val_loss"][idx][has_value]).mean,
-          "mean_epochs_run": float(rows["epochs_run"][idx].mean()),
+          # Each user metric's mean at the runs' scored epochs, whatever scores the point.
+          **({"metric_means": {k: stats.summarize(rows[_column(prefix, k, metric)][idx][
+              has_value]).mean for k in directions}} if directions else {}),
+          "metric": metric, "higher_is_better": higher, "score": score,
+          "n": est.n, "n_diverged": n_diverged, "n_total": int(idx.size),
+          "mean": est.mean, "std": est.std, "se": est.se, "ci95": est.ci95,
+          "ci_low": est.low, "ci_high": est.high, "df": est.df, "n_rows": est.n_rows,
+          "covers": est.covers,
+          "mean_val_loss": stats.summarize(
+              rows[_column(prefix, "val_loss", metric)][idx][has_value]).mean,
+          # Over the runs with a score: a diverged run's epochs say when it broke, not how long
+          # the learning rate trains.
+          "mean_epochs_run": (float(rows["epochs_run"][idx][has_value].mean()) if has_value.any()
+                              else math.nan),
           "diverged": n_diverged,
           "n_pruned": n_pruned,  # Stopped by halving: its score is not a finished run's.
-          "eligible": bool(n_diverged == 0 and n_pruned == 0 and 0 < summary.n == idx.size),
-          "p_best": 0.0, "not_worse": False, "selected": False,
+          "eligible": bool(n_diverged == 0 and n_pruned == 0 and 0 < est.n == idx.size),
+          "p_best": 0.0, "not_worse": False, "tied": False, "selected": False,
           "reached_target": int(reached.sum()),
           "mean_epochs_to_target": float(reach[reached].mean()) if reached.any() else math.nan,
           "mean_steps_to_target": (float(rows["steps_to_target"][idx][reached].mean())
                                    if reached.any() else math.nan),
       }
       entries.append(entry)
-      streams.append(list(zip(rows["seed"][idx].tolist(), rows["fold"][idx].tolist())))
-      scores.append(score)
-    compare_points(entries, streams, scores)
+      runs.append(runs_of_point)
+    compare_points(entries, runs)
     out += [_record(e, hparam_names) for e in entries]
   return out
 
@@ -208,37 +299,35 @@ def _record(entry: dict, hparam_names: Sequence[str]) -> Aggregate:
       metric_means=None if means is None else tuple(means.items()))
 
 
-def compare_points(entries: Sequence[dict], streams: Sequence[list], scores: Sequence[np.ndarray]
-                   ) -> None:
-  """Fills `p_best` and `not_worse` of one group's entries (see `aggregate`), in place.
+def compare_points(entries: Sequence[dict], runs: Sequence[stats.Runs]) -> None:
+  """Fills `p_best`, `not_worse` and `tied` of one group's entries (see `aggregate`), in place.
 
   Args:
     entries: the group's aggregate entries.
-    streams: per entry, its runs' (seed, fold) in the order of `scores`.
-    scores: per entry, [runs] scores.
+    runs: per entry, its `stats.Runs`.
   """
   eligible = [i for i, e in enumerate(entries) if e["eligible"]]
   if not eligible:
     return
-  if any(streams[i] != streams[eligible[0]] for i in eligible):
-    for i in eligible:  # Not one run per stream at every point: no pairing to resample.
+  shape = runs[eligible[0]].scores_SxF.shape
+  if any(runs[i].scores_SxF.shape != shape for i in eligible):
+    for i in eligible:  # Not the same seeds and folds at every point: no pairing.
       entries[i]["p_best"], entries[i]["not_worse"] = math.nan, None
     return
-  higher = entries[0]["higher_is_better"]
-  scores_SxP = np.stack([scores[i] for i in eligible], axis=1)
-  best = stats.best_index(np.array([entries[i]["mean"] for i in eligible]),
-                          np.ones(len(eligible), bool), higher)
-  # One stream resamples to itself: its "P(best) = 1" would say nothing.
-  shares = (stats.p_best(scores_SxP, higher) if scores_SxP.shape[0] >= 2
-            else np.full(len(eligible), math.nan))
-  keep = stats.not_worse(scores_SxP, best, higher)
+  if any((runs[i].outcomes is None) != (runs[eligible[0]].outcomes is None) for i in eligible):
+    runs = [r._replace(outcomes=None) for r in runs]
+  c = stats.compare([runs[i] for i in eligible], entries[0]["higher_is_better"])
   for j, i in enumerate(eligible):
-    entries[i]["p_best"], entries[i]["not_worse"] = float(shares[j]), bool(keep[j])
+    entries[i]["p_best"], entries[i]["not_worse"] = float(c.p_best[j]), bool(c.not_worse[j])
+    entries[i]["tied"] = bool(j in c.tied and len(c.tied) > 1)
 
 
 def best_points(aggregates: Sequence[dict], num_groups: int, select: str = stats.DEFAULT_SELECT
                 ) -> list[dict]:
   """Each group's selected grid point, by the rule `select` (see `stats.select_index`).
+
+  Points whose means tie at the top (`Aggregate.tied`) are one best: rule `best` takes the
+  first of them in the grid's order, the smaller learning rate.
 
   Only eligible points can be selected: a learning rate where any seed or fold diverged (or a
   run has no score) is not a recommendation, and its survivors' mean would flatter it. The
@@ -263,13 +352,19 @@ def best_points(aggregates: Sequence[dict], num_groups: int, select: str = stats
       reason = ("none eligible (every grid point had a diverged run)"
                 if entries and all(a.n_diverged for a in entries) else
                 "none eligible (every grid point had a diverged run or a run without a score)")
-    elif len(eligible) > 1 and np.ptp(means) <= 1e-12 * max(1.0, float(np.abs(means).max())):
+    elif len(eligible) > 1 and (all(a.tied for a in eligible) or np.ptp(means) <= 1e-12 * max(
+        1.0, float(np.abs(means).max()))):
       reason = (f"unresolved: all {len(eligible)} eligible points tie at {means[0]:.4f}, so the "
                 "data do not tell the learning rates apart")
-    chosen = None if reason is not None else eligible[stats.select_index(
-        select, np.array([a.learning_rate for a in eligible]), means,
-        np.array([a.se for a in eligible], np.float64), np.ones(len(eligible), bool),
-        eligible[0].higher_is_better)]
+    chosen = None
+    if reason is None:
+      tied = [a for a in eligible if a.tied]
+      chosen = eligible[stats.select_index(
+          select, np.array([a.learning_rate for a in eligible]), means,
+          np.array([a.se for a in eligible], np.float64), np.ones(len(eligible), bool),
+          eligible[0].higher_is_better)]
+      if select == "best" and tied:  # A tie is a tie: the first, the smaller learning rate.
+        chosen = tied[0]
     for i, a in enumerate(aggregates):
       if a.group == gi and a.selected != (a is chosen):
         aggregates[i] = dataclasses.replace(a, selected=a is chosen)

@@ -13,12 +13,54 @@ from lr_jax.io import atomic_write, jsonable
 from lr_jax.results.result import SweepResult
 
 
+_EPOCH_PREFIX = {"best_epoch": "best", "last_epoch": "last"}
+
+
+def score_column_of(entry) -> str:
+  """The `rows` column of the runs' score of an aggregate entry: `best_val_accuracy`, ...
+
+  Its metric (`metric`) at the epoch its `score` names ("best_epoch", the default, or
+  "last_epoch").
+  """
+  prefix = _EPOCH_PREFIX.get(entry.get("score", "best_epoch"), "best")
+  return f"{prefix}_{entry.get('metric')}"
+
+
+def scored_runs(result: SweepResult) -> np.ndarray:
+  """[V] bool: the runs whose score counts, results.csv's `scored` column.
+
+  A run's score is its group's metric at the scored epoch (`score_column_of` the group's
+  aggregates). It counts when the run did not diverge (a diverged run keeps its
+  pre-divergence best, which is not a result of its learning rate), was not pruned by
+  successive halving (stopped before its budget: not a finished run's score), and the score
+  is finite. A row of a group without aggregates has no known score: False.
+  """
+  n = result.num_variants
+  group = np.asarray(result.rows["group"])
+  score = np.full(n, np.nan)
+  for gi, name in {a.get("group"): score_column_of(a) for a in result.aggregates}.items():
+    column = result.rows.get(name)
+    if column is not None:
+      at = group == gi
+      score[at] = np.asarray(column, np.float64)[at]
+  flag = lambda k: np.asarray(result.rows[k], bool) if k in result.rows else np.zeros(n, bool)
+  return np.isfinite(score) & ~flag("diverged") & ~flag("pruned")
+
+
 def results_csv(result: SweepResult) -> str:
-  """The per-variant table as CSV text."""
+  """The per-variant table as CSV text: the columns of `result.rows`, then `scored`.
+
+  `scored` is 1 where the run's score counts (`scored_runs`: not diverged, not pruned, a
+  finite score) and 0 elsewhere: one filter (`df[df.scored == 1]`) keeps the runs whose
+  scores are results, and its sum per point is their number. The other columns are as the
+  run left them, a diverged run's pre-divergence best included: blanking it instead would lose
+  how far the run got, and a reader dropping blank scores would still keep pruned runs.
+  """
   columns = list(result.rows)
+  scored = scored_runs(result)
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
-  writer.writerow(columns)
+  writer.writerow(columns + ["scored"])
   for i in range(result.num_variants):
     row = []
     for c in columns:
@@ -29,7 +71,7 @@ def results_csv(result: SweepResult) -> str:
         row.append(str(bool(v)).lower())
       else:
         row.append(str(v))
-    writer.writerow(row)
+    writer.writerow(row + [str(int(scored[i]))])
   return buf.getvalue()
 
 

@@ -122,7 +122,9 @@ def outer_selection(result: SweepResult, group: int, outer: int) -> tuple[list[d
   rows["group"] = np.zeros(int(sel.sum()), int)
   hparam_names = list(dict.fromkeys(k for gg in result.groups for k in gg.points
                                     if k != "learning_rate"))
-  entries = aggregate(rows, [g], hparam_names, result.config.get("select_by"))
+  outcomes = result.outcomes.get(result.score)
+  entries = aggregate(rows, [g], hparam_names, result.config.get("select_by"), result.score,
+                      None if outcomes is None else [outcomes[i] for i in np.flatnonzero(sel)])
   best = best_points(entries, 1, result.select)[0]
   entries = [dataclasses.replace(a, group=group) for a in entries]
   best = next((a for a in entries if a.selected), None) or dataclasses.replace(best, group=group)

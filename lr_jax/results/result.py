@@ -13,7 +13,7 @@ from lr_jax.config import check_choice
 from lr_jax.data import config_dict
 from lr_jax.errors import ConfigError
 from lr_jax.io import jsonable
-from lr_jax.results.aggregates import aggregate, best_points
+from lr_jax.results.aggregates import DEFAULT_SCORE, SCORES, aggregate, best_points
 
 RESULT_COLUMNS = (
     "group", "dataset", "train_size", "model", "hidden", "optimizer", "schedule", "batch_size",
@@ -23,6 +23,14 @@ RESULT_COLUMNS = (
 # The trainer's per-epoch "learning_rate" is the scheduled rate of the epoch's last update; in
 # the history it is renamed, so that it is not mistaken for `rows["learning_rate"]`, the peak.
 HISTORY_NAMES = {"learning_rate": "epoch_learning_rate"}
+
+
+def last_finite(curve_VxE: np.ndarray) -> np.ndarray:
+  """[V] each row's last finite value (NaN for a row with none)."""
+  a = np.asarray(curve_VxE)
+  ok = np.isfinite(a)
+  last = a.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1)
+  return np.where(ok.any(axis=1), a[np.arange(a.shape[0]), last], np.nan)
 
 
 def first_reaching(curve_VxE: np.ndarray, target: float, higher_is_better: bool) -> np.ndarray:
@@ -64,6 +72,10 @@ class SweepResult:
       (`lr_jax.export.refit`), or None; in `summary.json` and the table.
     nested: one `NestedEstimate` per group with nested cross-validation
       (`DataConfig.outer_folds`), else empty; in `summary.json`, the table and the report.
+    score: which epoch's metric is a run's score (`results.SCORES`).
+    outcomes: score -> [V] per row, its validation rows' outcomes at that epoch (correct, or
+      the loss for regression), in the order of its fold's `Splits.val_idx`: what the
+      statistics count the validation rows from (`lr_jax.stats`).
   """
 
   rows: dict[str, np.ndarray]
@@ -77,6 +89,8 @@ class SweepResult:
   groups: list = dataclasses.field(default_factory=list)
   estimate: dict | None = None
   nested: list = dataclasses.field(default_factory=list)
+  score: str = DEFAULT_SCORE
+  outcomes: dict = dataclasses.field(default_factory=dict)
 
   @property
   def num_variants(self) -> int:
@@ -170,13 +184,16 @@ class SweepResult:
   @classmethod
   def from_groups(cls, groups: Sequence, outputs: Sequence[dict], *, grid, target=None,
                   select: str = stats.DEFAULT_SELECT, select_by: str | None = None,
-                  prune: dict | None = None) -> "SweepResult":
+                  prune: dict | None = None, score: str = DEFAULT_SCORE) -> "SweepResult":
     """Assembles the result of `engine.run_sweep` from each group's plan and output.
 
     `select` is the rule that picks each group's learning rate (`stats.select_index`);
-    `select_by` the metric it scores (None: val_accuracy, or val_loss for regression).
+    `select_by` the metric it scores (None: val_accuracy, or val_loss for regression); `score`
+    which epoch's value of it (`results.SCORES`).
     """
     stats.check_select(select)
+    check_choice("score", score, SCORES)
+    outcomes: dict[str, list] = {k: [] for k in SCORES}
     rows: dict[str, list] = {}
     histories: dict[str, list] = {}
     num_epochs = max(g.experiment.train.epochs for g in groups)
@@ -197,8 +214,15 @@ class SweepResult:
         padded = np.full((n, num_epochs), np.nan, np.float32)
         padded[:, :a.shape[1]] = a
         histories.setdefault(HISTORY_NAMES.get(k, k), []).append(padded)
-      last_loss = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan
-                            for row in h["train_loss"]])
+      last_loss = last_finite(h["train_loss"])
+      fold_of = np.repeat(g.folds, num_points)
+      for k, state in (("best_epoch", v.best_outcomes), ("last_epoch", v.last_outcomes),
+                       ("crossfit", v.crossfit_outcomes)):
+        flat = np.asarray(state).reshape(n, -1)
+        outcomes[k] += [flat[r][g.splits.val_mask[fold_of[r]]] for r in range(n)]
+      builtin = "val_accuracy" if classification else "val_loss"
+      crossfit = np.array([o.mean(dtype=np.float64) if o.size else np.nan
+                           for o in outcomes["crossfit"][-n:]])
       if target is None:
         reach = np.zeros(n, int)
       elif classification:
@@ -232,12 +256,19 @@ class SweepResult:
       for k in user_metrics:
         mine = best_metrics.get(k[len("val_"):])
         columns[f"best_{k}"] = mine.reshape(n) if mine is not None else np.full(n, np.nan)
+      # The last epoch's values (`score="last_epoch"`): NaN in the history where a run did not
+      # train or had diverged, so the last finite value is its last counted epoch's.
+      for k in ("val_loss", "val_accuracy", *user_metrics):
+        columns[f"last_{k}"] = last_finite(h[k])
+      # A run with no epoch counted (diverged at once) has no cross-fitted score.
+      columns[f"crossfit_{builtin}"] = np.where(v.best_epoch.reshape(n) > 0, crossfit, np.nan)
+      columns[f"crossfit_{'val_loss' if classification else 'val_accuracy'}"] = np.full(n, np.nan)
       for k, a in columns.items():
         rows.setdefault(k, []).append(a)
     rows_np = {k: np.concatenate(a) for k, a in rows.items()}
     history_np = {k: np.concatenate(a) for k, a in histories.items()}
-    aggregates = aggregate(rows_np, groups, hparam_names, select_by)
-    config = sweep_config(groups, grid, target, select, prune)
+    aggregates = aggregate(rows_np, groups, hparam_names, select_by, score, outcomes[score])
+    config = sweep_config(groups, grid, target, select, prune, score)
     if select_by is not None:
       config["select_by"] = select_by
     return cls(
@@ -249,11 +280,12 @@ class SweepResult:
                   "variant_epochs_trained": o.variant_epochs_trained,
                   "variant_epochs_executed": o.variant_epochs_executed}
                  for i, o in enumerate(outputs)],
-        params=[o.params for o in outputs], select=select, groups=list(groups))
+        params=[o.params for o in outputs], select=select, groups=list(groups), score=score,
+        outcomes=outcomes)
 
 
 def sweep_config(groups: Sequence, grid, target: float | None, select: str,
-                 prune: dict | None = None) -> dict:
+                 prune: dict | None = None, score: str = DEFAULT_SCORE) -> dict:
   """What a sweep computes, JSON-ready: `SweepResult.config`, and what output folders compare.
 
   A user model replaces the experiment's `ModelConfig`: it is described by its class name.
@@ -263,7 +295,7 @@ def sweep_config(groups: Sequence, grid, target: float | None, select: str,
       "experiments": [config_dict(g.experiment) | (
           {"model": {"name": g.model.name, "hidden": [], "user_model": True}}
           if g.model is not None else {}) for g in groups],
-      "grid": dataclasses.asdict(grid), "target": target, "select": select}
+      "grid": dataclasses.asdict(grid), "target": target, "select": select, "score": score}
   if prune is not None:
     config["prune"] = prune
   return jsonable(config)

@@ -44,7 +44,7 @@ class CellRow:
     budget: the training budget, a key of `BUDGETS`.
     p_best: [P] share of paired bootstrap resamples in which the point is the best (NaN where
       unknown: fewer than 2 streams).
-    not_worse: [P] not significantly worse than the best (`lr_jax.stats.not_worse`); True at
+    not_worse: [P] not significantly worse than the best (`lr_jax.stats.compare`); True at
       the best.
     unfinished: [P] runs that neither stopped early nor diverged: still training when the
       budget ran out.

@@ -105,9 +105,10 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
       f"({min(c.steps for c in first)} steps, {budget_label(cfg.budgets[0])}) and "
       f"{keras_final[sizes[-1]]:.3f}x at n={sizes[-1]}. Both schedules share one compiled "
       "program: constant is decay rate 1.0",
-      "- within the noise of the best: the learning rates a one-sided paired t-test (by "
-      "seed and fold, 5%) cannot tell from the best (*not worse than the best*); P(best): the "
-      "share of paired bootstrap resamples of the runs in which a learning rate is the best",
+      "- within the noise of the best: the learning rates the one-sided paired test of "
+      "`lr_jax.stats.compare` (by seed, fold and validation row, 5%) cannot tell from the "
+      "best (*not worse than the best*; not \"as good\"); P(best): the share of two-way "
+      "bootstrap resamples (seeds and validation rows) in which a learning rate is the best",
       f"- {len(study.plan.groups)} compile groups, {study.sweep.num_variants} training runs, "
       f"wall time {format_duration(study.wall_s)} ({study.wall_s:.0f} s) on "
       f"{os.cpu_count()} CPU cores",

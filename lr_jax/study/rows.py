@@ -68,7 +68,8 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
           sel &= np.isclose(np.asarray(runs[k], float), a[k], rtol=1e-6, atol=1e-12)
         masks.append(sel)
       rows.append(_row_of(cfg, cell, runs, entries, masks, unfinished_N, schedule=schedule,
-                          label_noise=noise, regularisation=reg, reg_names=reg_names))
+                          label_noise=noise, regularisation=reg, reg_names=reg_names,
+                          outcomes=getattr(sweep, "outcomes", {}).get("best_epoch")))
       if cell.tested and getattr(sweep, "groups", None):
         rows[-1] = _with_test(rows[-1], sweep, gi, entries, masks)
   return rows
@@ -76,11 +77,12 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
 
 def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entries: list[dict],
             masks: list[np.ndarray], unfinished_N: np.ndarray, *, schedule: str,
-            label_noise: float, regularisation: str, reg_names: Sequence[str]) -> CellRow:
+            label_noise: float, regularisation: str, reg_names: Sequence[str],
+            outcomes: Sequence[np.ndarray] | None = None) -> CellRow:
   """One table row from its grid points' aggregates and run masks (several per learning rate
   when tuned: each learning rate shows its best point's numbers)."""
   eligible = [bool(a["eligible"]) for a in entries]
-  p_point, keep_point = cell_selection(runs, masks, eligible)
+  p_point, keep_point = cell_selection(runs, masks, eligible, outcomes)
   by_lr: dict[float, list[int]] = {}
   for i, a in enumerate(entries):
     by_lr.setdefault(float(a["learning_rate"]), []).append(i)
@@ -138,41 +140,43 @@ def _with_test(row: CellRow, sweep: SweepResult, group: int, entries: list[dict]
 
 
 def cell_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
-                   eligible: Sequence[bool]) -> tuple[list[float], list[bool]]:
-  """P(best) and the not-worse set of one cell's learning rates, paired by (seed, fold).
+                   eligible: Sequence[bool], outcomes: Sequence[np.ndarray] | None = None
+                   ) -> tuple[list[float], list[bool]]:
+  """P(best) and the not-worse set of one cell's learning rates, by `lr_jax.stats.compare`.
+
+  The same statistics as a sweep's aggregates (seeds, folds and validation rows), on the
+  cell's own points.
 
   Args:
     runs: the sweep's rows (columns `seed`, `fold`, `best_val_accuracy`).
     at_lr: [P] boolean masks over the rows: the runs of each learning rate of the cell.
     eligible: [P] may be selected (no run diverged, every run has a score).
+    outcomes: per row, its validation rows' outcomes (`SweepResult.outcomes`); None: unknown.
 
   Returns:
-    [P] P(best) (0 where not eligible; NaN with fewer than 2 streams or where the streams do
-    not pair) and [P] not significantly worse than the cell's best (`lr_jax.stats`).
+    [P] P(best) (0 where not eligible; NaN where nothing varies or the runs do not pair) and
+    [P] not significantly worse than the cell's best.
   """
   from lr_jax import stats
+  from lr_jax.results.aggregates import point_runs
   num = len(at_lr)
   p_best, keep = [0.0] * num, [False] * num
   chosen = [i for i in range(num) if eligible[i]]
   if not chosen:
     return p_best, keep
-  streams, scores = [], []
+  points = []
   for i in chosen:
     idx = np.flatnonzero(at_lr[i])
     idx = idx[np.lexsort((runs["fold"][idx], runs["seed"][idx]))]
-    streams.append(list(zip(np.asarray(runs["seed"])[idx].tolist(),
-                            np.asarray(runs["fold"])[idx].tolist())))
-    scores.append(np.asarray(runs["best_val_accuracy"], np.float64)[idx])
-  if any(s != streams[0] for s in streams) or len(streams[0]) < 2:
-    best = chosen[int(np.argmax([np.mean(s) for s in scores]))]
+    points.append(point_runs(runs, idx, np.asarray(runs["best_val_accuracy"], np.float64)[idx],
+                             outcomes, True))
+  if any(p.scores_SxF.shape != points[0].scores_SxF.shape for p in points):
+    best = chosen[int(np.argmax([np.mean(p.scores_SxF) for p in points]))]
     keep[best] = True  # No pairing to test against: the best alone.
     for i in chosen:
       p_best[i] = math.nan
     return p_best, keep
-  scores_SxP = np.stack(scores, axis=1)
-  best = stats.best_index(scores_SxP.mean(axis=0), np.ones(len(chosen), bool), True)
-  shares = stats.p_best(scores_SxP, True)
-  kept = stats.not_worse(scores_SxP, best, True)
+  c = stats.compare(points, True)
   for j, i in enumerate(chosen):
-    p_best[i], keep[i] = float(shares[j]), bool(kept[j])
+    p_best[i], keep[i] = float(c.p_best[j]), bool(c.not_worse[j])
   return p_best, keep

@@ -10,7 +10,7 @@ from lr_jax.optim import current_learning_rate
 from lr_jax.train.objective import example_losses, weighted_mean
 from lr_jax.train.rules import Rules, model_hparams
 from lr_jax.train.state import Hparams, Plateau, VariantState, _tree_where
-from lr_jax.train.step import eval_params
+from lr_jax.train.step import eval_params, val_outcomes
 
 
 def no_improvement(score, best, wait, min_delta, counts, hold=False):
@@ -71,6 +71,20 @@ def plateau_update(p: Plateau, score, counts, hp: Hparams) -> Plateau:
       best=best, wait=jnp.where(reduce, 0, wait), cooldown=jnp.where(reduce, cooldown, counter))
 
 
+def monitored_score(rules: Rules, val_loss_B, val_correct_B, out_VxK, y_val, w_val,
+                    values=None) -> jax.Array:
+  """The monitored value on the validation rows weighted `w_val`, lower is better (a
+  higher-is-better metric negated). `values`: the user metrics already computed with `w_val`."""
+  if rules.monitor == "val_loss":
+    return weighted_mean(val_loss_B, w_val)
+  if rules.monitor == "val_accuracy":
+    return -weighted_mean(val_correct_B, w_val)
+  name = rules.monitor[len("val_"):]
+  value = (values[name] if values is not None else
+           jnp.asarray(dict(rules.metrics)[name].fn(out_VxK, y_val, w_val), jnp.float32))
+  return -value if rules.monitored.higher_is_better else value
+
+
 def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, sums, x_val, y_val,
               w_val, *, patience: jax.Array | int):
   """Validation, early stopping, the plateau and best-params tracking at an epoch's end.
@@ -100,20 +114,23 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
   for n, value in values.items():
     if value.shape != ():
       raise ConfigError(f"metric {n!r} must return a scalar, got shape {value.shape}")
-  # The score is lower-is-better: a higher-is-better metric is negated.
-  if rules.monitor == "val_loss":
-    score = val_loss
-  elif rules.monitor == "val_accuracy":
-    score = -val_acc
-  else:
-    value = values[rules.monitor[len("val_"):]]
-    score = -value if rules.monitored.higher_is_better else value
+  score = monitored_score(rules, val_loss_B, val_correct_B, out_VxK, y_val, w_val, values)
   counts = was_training & ~v.diverged
   improved, best_score, wait = no_improvement(score, v.best_score, v.wait, rules.min_delta, counts)
+  # Cross-fitting (`VariantState.crossfit_outcomes`): each half of the validation rows picks
+  # its own best epoch, and the other half's outcomes are kept there.
+  half_a = (jnp.arange(w_val.shape[0]) % 2) == 0
+  halves = [monitored_score(rules, val_loss_B, val_correct_B, out_VxK, y_val,
+                            w_val * (half_a if a else ~half_a), None) for a in (True, False)]
+  improved_a, best_a, _ = no_improvement(halves[0], v.crossfit_best[0], 0, rules.min_delta,
+                                         counts)
+  improved_b, best_b, _ = no_improvement(halves[1], v.crossfit_best[1], 0, rules.min_delta,
+                                         counts)
   stop = counts & (patience > 0) & (wait >= patience)
   names = tuple(n for n, _ in rules.metrics)
   # The rate this epoch's updates used, before the plateau changes the next epoch's.
   learning_rate = current_learning_rate(v.opt_state)
+  outcomes = val_outcomes(rules, val_loss_B, val_correct_B)
   v = v._replace(
       best_params=_tree_where(improved, current, v.best_params),
       best_score=best_score,
@@ -125,7 +142,12 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
       epochs_run=v.epochs_run + was_training.astype(jnp.int32),
       eval_params=None if rules.family.eval_params is None else current,
       best_metrics={n: jnp.where(improved, values[n], v.best_metrics[n]) for n in names},
-      plateau=None if not rules.plateau else plateau_update(v.plateau, score, counts, hp))
+      plateau=None if not rules.plateau else plateau_update(v.plateau, score, counts, hp),
+      best_outcomes=jnp.where(improved, outcomes, v.best_outcomes),
+      last_outcomes=jnp.where(counts, outcomes, v.last_outcomes),
+      crossfit_best=jnp.stack([best_a, best_b]),
+      crossfit_outcomes=jnp.where((improved_a & ~half_a) | (improved_b & half_a), outcomes,
+                                  v.crossfit_outcomes))
   nan = jnp.float32(jnp.nan)
   seen = was_training & (weight > 0)
   history = rules.history(

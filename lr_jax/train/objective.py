@@ -28,6 +28,8 @@ class Metric:
       ignore). Traced and jitted: jnp only, no Python control flow on values.
     higher_is_better: its direction, for early stopping (`TrainConfig.monitor`) and the
       selection (`run_sweep(select_by=...)`).
+    bounds: the values it can take, `(low, high)`, e.g. (0, 1) for an AUC: its intervals are
+      clipped to them. None: unbounded.
 
   Hashed and compared by `fn`'s identity, like a user model: another function compiles
   another program.
@@ -35,8 +37,15 @@ class Metric:
 
   fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
   higher_is_better: bool = True
+  bounds: tuple[float, float] | None = None
 
   def __post_init__(self):
+    if self.bounds is not None and not (
+        isinstance(self.bounds, tuple) and len(self.bounds) == 2
+        and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in self.bounds)
+        and self.bounds[0] < self.bounds[1]):
+      raise ConfigError(f"Metric.bounds must be None or (low, high) numbers with low < high, got "
+                        f"{self.bounds!r}")
     if not callable(self.fn):
       raise ConfigError(f"Metric.fn must be a function (outputs_VxK, y_V, w_V) -> scalar, got "
                         f"{type(self.fn).__name__}")

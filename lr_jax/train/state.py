@@ -58,6 +58,19 @@ class VariantState(NamedTuple):
   best_metrics: object = None
   # Reduce-on-plateau's state (`Plateau`) with the `plateau` schedule; None (no leaves) else.
   plateau: object = None
+  # Each validation row's outcome of the task's built-in score -- correct (bool, classification)
+  # or squared error / the loss (float32, regression) -- at `best_epoch` and at the last epoch
+  # that counted: [v_max] each, padding rows included (the fold's `val_mask` says which are
+  # real). The statistics read them to count the finite validation set as a source of
+  # variation and to pair two points row by row (`lr_jax.stats`).
+  best_outcomes: object = None
+  last_outcomes: object = None
+  # Cross-fitting: the validation rows in two halves (even and odd positions); each half keeps
+  # its own best monitored value (`crossfit_best`, [2]) and so its own best epoch, and each
+  # row's outcome is kept at the *other* half's best epoch (`crossfit_outcomes`, [v_max]): a
+  # score of an early-stopped run on rows that did not choose its epoch (`score="crossfit"`).
+  crossfit_best: object = None
+  crossfit_outcomes: object = None
 
 
 class Plateau(NamedTuple):

@@ -30,8 +30,13 @@ def eval_params(rules: Rules, params, opt_state):
                                                      rules.flat.to_tree(params)))
 
 
-def init_variant(rules: Rules, hp: Hparams, params, train_loss) -> VariantState:
-  """A variant's state before its first step; `train_loss` is the divergence reference."""
+def init_variant(rules: Rules, hp: Hparams, params, train_loss, *, num_val: int = 0
+                 ) -> VariantState:
+  """A variant's state before its first step; `train_loss` is the divergence reference.
+
+  `num_val` is the fold's padded number of validation rows (`DataArrays.val_idx.shape[1]`);
+  0 for a caller that never ends an epoch (the finder).
+  """
   f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
   i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
   plateau = None
@@ -43,12 +48,27 @@ def init_variant(rules: Rules, hp: Hparams, params, train_loss) -> VariantState:
       best_score=f32(jnp.inf), best_epoch=i32(0), best_val_loss=f32(jnp.nan),
       best_val_accuracy=f32(jnp.nan), wait=i32(0), stopped=jnp.asarray(False),
       diverged=jnp.asarray(False), epochs_run=i32(0), steps_run=i32(0),
-      best_metrics={n: f32(jnp.nan) for n, _ in rules.metrics}, plateau=plateau)
+      best_metrics={n: f32(jnp.nan) for n, _ in rules.metrics}, plateau=plateau,
+      best_outcomes=no_outcomes(rules, num_val), last_outcomes=no_outcomes(rules, num_val),
+      crossfit_best=jnp.full((2,), jnp.inf, jnp.float32),
+      crossfit_outcomes=no_outcomes(rules, num_val))
   opt_state = rules.make_tx(tx_hparams(rules, v, hp)).init(rules.flat.to_tree(params))
   return v._replace(
       opt_state=opt_state,
       eval_params=None if rules.family.eval_params is None else eval_params(rules, params,
                                                                             opt_state))
+
+
+def no_outcomes(rules: Rules, num_val: int) -> jax.Array:
+  """[num_val] validation outcomes before any epoch: none correct, or NaN errors."""
+  if rules.classification:
+    return jnp.zeros((num_val,), bool)
+  return jnp.full((num_val,), jnp.nan, jnp.float32)
+
+
+def val_outcomes(rules: Rules, loss_B: jax.Array, correct_B: jax.Array) -> jax.Array:
+  """Each validation row's outcome of the task's built-in score (see `VariantState`)."""
+  return correct_B > 0.5 if rules.classification else loss_B.astype(jnp.float32)
 
 
 def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,

@@ -85,7 +85,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
       train_loss, in_axes = jax.vmap(initial_loss)(hparams_H), (0, None, 0)
     else:  # One loss for all the stream's points.
       train_loss, in_axes = initial_loss({}), (0, None, None)
-    return jax.vmap(functools.partial(init_variant, rules), in_axes=in_axes)(
+    num_val = data.val_idx.shape[1]
+    return jax.vmap(functools.partial(init_variant, rules, num_val=num_val), in_axes=in_axes)(
         hparams_H, params, train_loss)
 
   def epoch_stream(v_H: VariantState, hparams_H, seed, fold, epoch, data: DataArrays,
