@@ -238,8 +238,10 @@ def define_export_flags(flag_values: "flags.FlagValues | None" = None) -> list[s
   Returns their names; see `define_flags`.
   """
   d = _Once(flag_values)
-  d.DEFINE_bool("refit", None, "Retrain the chosen configuration on all the sweep's rows (an "
-                "ensemble of --seeds); default on with --test_fraction or --save_model.")
+  d.DEFINE_bool("refit", None, "Retrain the chosen configuration on every row the sweep saw "
+                "(every non-test row, unless --train_size drew fewer; the line and model.json "
+                "say which) as an ensemble of --seeds; default on with --test_fraction or "
+                "--save_model.")
   d.DEFINE_string("save_model", None, "Folder to save the refit model in (params.msgpack, "
                   "model.json); load it with lr_jax.load_model or lr-jax predict.")
   return d.names

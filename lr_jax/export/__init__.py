@@ -2,7 +2,7 @@
 
     result = run_sweep(Experiment(data=DataConfig(test_fraction=0.2)), grid)
     model = refit(result)            # the selected point, retrained on every row the sweep saw
-    model.estimate["line"]           # "validation 0.962 (selected from 16 points, ...) vs test ..."
+    model.estimate["line"]           # "validation 0.962 (...; best of 16 eligible points ...) vs test ..."
     save_model(model, "runs/model")  # params.msgpack + model.json
     load_model("runs/model").predict(x_raw)
 
@@ -14,7 +14,9 @@ solve sharded, asynchronous saving, which a model of a few thousand parameters d
 The package's modules, one idea each (each imports only those above it):
 
     folder   the model folder: `model_folder`, `write_model`, `save_model`, `load_model` (checked)
-    chosen   `refit` of the chosen configuration, `scores`, `estimate_of` (validation vs test)
+    rows     `refit_rows`: the rows a refit trains on, in words, count, indices and hash
+    gaps     `example_scores`/`scores` on rows, `honest_gaps`: selection-only gap, refit gain
+    chosen   `refit` of the chosen configuration, `estimate_of` (validation vs test)
     nested   `nested_estimates`: nested cross-validation's outer folds refit and scored
     predict  `read_features` (a .csv or .npz a model predicts on), `predictions_csv`
 
@@ -22,7 +24,9 @@ This face re-exports the names the rest of the repository uses; the submodules n
 so a patch of `export.refit` reaches the callers that look it up here (`commands.lr_sweep`).
 """
 
-from lr_jax.export.chosen import estimate_of, refit, scores
+from lr_jax.export.chosen import estimate_of, refit
+from lr_jax.export.gaps import example_scores, honest_gaps, scores
+from lr_jax.export.rows import refit_rows
 from lr_jax.export.folder import FORMAT, load_model, model_folder, save_model, write_model
 from lr_jax.export.nested import nested_estimates
 from lr_jax.export.predict import predictions_csv, read_features
@@ -31,6 +35,7 @@ from lr_jax.trained import TrainedModel
 from lr_jax.export.chosen import _chosen_rows
 
 __all__ = [
-    "FORMAT", "TrainedModel", "estimate_of", "load_model", "model_folder", "nested_estimates",
-    "predictions_csv", "read_features", "refit", "save_model", "scores", "write_model",
+    "FORMAT", "TrainedModel", "estimate_of", "example_scores", "honest_gaps", "load_model", "model_folder", "nested_estimates",
+    "predictions_csv", "read_features", "refit", "refit_rows", "save_model", "scores",
+    "write_model",
 ]

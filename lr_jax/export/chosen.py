@@ -12,26 +12,13 @@ from absl import logging
 from lr_jax.config import Experiment
 from lr_jax.errors import ConfigError
 from lr_jax.export.folder import FORMAT
+from lr_jax.export.gaps import _gaps, _metric_name, scores
+from lr_jax.export.rows import refit_rows
 from lr_jax.io import jsonable
 from lr_jax.trained import TrainedModel
 
 ENSEMBLE_RULE = ("the mean of the members' softmax probabilities (classification) or outputs "
                  "(regression); one member per training seed")
-
-
-def scores(model: TrainedModel, x, y_ids: np.ndarray) -> dict:
-  """Accuracy and loss of `model` on raw features `x` and class ids (or targets) `y_ids`.
-
-  The loss is the cross-entropy of the ensemble's probabilities, or the squared error of its
-  mean output for regression: the sweep's validation loss, for one member.
-  """
-  out = model.outputs(x).astype(np.float64)
-  y = np.asarray(y_ids)
-  if model.task == "classification":
-    p = out[np.arange(len(y)), y.astype(int)]
-    return {"n": int(len(y)), "accuracy": float(np.mean(np.argmax(out, -1) == y)),
-            "loss": float(np.mean(-np.log(np.maximum(p, 1e-30))))}
-  return {"n": int(len(y)), "accuracy": None, "loss": float(np.mean((out[:, 0] - y) ** 2))}
 
 
 def _chosen_rows(result, group: int) -> np.ndarray:
@@ -43,20 +30,18 @@ def _chosen_rows(result, group: int) -> np.ndarray:
   return np.flatnonzero(sel)
 
 
-def _seen_rows(splits) -> np.ndarray:
-  """Every row some fold trained or validated on: the data the sweep saw."""
-  return np.union1d(splits.train_idx[splits.train_mask], splits.val_idx[splits.val_mask])
-
-
 def refit(result, group: int | None = None) -> "TrainedModel":
   """Retrains the selected configuration on every row the sweep saw, and scores it on the test set.
 
   The selected point of `group` (`result.best`) is trained, with each of the sweep's seeds, on
-  the union of its folds' training and validation rows (all non-test data when `train_size`
-  is unset) for the median best epoch of its sweep runs (seeds x folds), without early
-  stopping; a schedule that spans the training (cosine, onecycle) spans these epochs. The
-  members form an ensemble (`ENSEMBLE_RULE`). With a test set (`DataConfig.test_fraction`) it
-  is scored once on the test rows, which no fold saw.
+  the union of its folds' training and validation rows (`refit_rows`: all non-test data when
+  `train_size` is unset) for the median best epoch of its sweep runs (seeds x folds), without
+  early stopping; a schedule that spans the training (cosine, onecycle) spans these epochs.
+  The members form an ensemble (`ENSEMBLE_RULE`). model.json's `refit.rows` and the estimate's
+  line say which rows those are, how many of the non-test rows, and their indices. With a test
+  set (`DataConfig.test_fraction`) it is scored once on the test rows, which no fold saw, and
+  the chosen point's own sweep runs too: `honest_gaps` parts the selection's optimism from the
+  refit's gain, each with its interval.
 
   Args:
     result: from `run_sweep`.
@@ -89,7 +74,7 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   epochs = _refit_epochs(best_epochs)
 
   ds, exp = g.dataset, g.experiment
-  rows = _seen_rows(g.splits)
+  rows, rows_about = refit_rows(g)
   x = ds.x[rows].reshape((len(rows),) + tuple(ds.feature_shape))
   if ds.task == "classification" and len(np.unique(ds.y[rows])) != ds.num_classes:
     raise ConfigError("the refit rows lack a class; use a larger train_size")
@@ -109,8 +94,8 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   namespaces = {k: a.namespace for k, a in engine.programs._group_axes(g).items()}
   hparams = tuple((f"{namespaces[k]}.{k}", (float(best.value(k)),))
                   for k in g.points if k != "learning_rate")
-  logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows, seeds %s",
-               best.learning_rate, epochs, len(chosen), len(rows), seeds)
+  logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows (%s), seeds %s",
+               best.learning_rate, epochs, len(chosen), len(rows), rows_about["which"], seeds)
   fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best.learning_rate),),
                                                 seeds=seeds, hparams=hparams), model=g.model,
                         loss=g.loss, metrics=dict(g.metrics))
@@ -126,16 +111,14 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   model = TrainedModel.build(g, members, splits.mean[0], splits.std[0])
 
   test_idx = g.splits.test_idx
-  test = sweep_test = None
+  test = gaps = None
   if len(test_idx):
     test = scores(model, ds.x[test_idx], ds.y[test_idx])
-    # The chosen point's own sweep runs, trained on the rows their validation scores come from:
-    # validation minus this is the optimism of selection alone.
-    key = "accuracy" if ds.task == "classification" else "loss"
-    sweep_test = float(np.mean([scores(result.model_of(int(i)), ds.x[test_idx],
-                                       ds.y[test_idx])[key] for i in chosen]))
-  num_points = sum(1 for a in result.aggregates if a.group == group)
-  estimate = estimate_of(best, result.select, num_points, test, group, len(rows), sweep_test)
+    gaps = _gaps(result, group, chosen, model)
+  points = [a for a in result.aggregates if a.group == group]
+  num_points, num_eligible = len(points), sum(1 for a in points if a.eligible)
+  estimate = estimate_of(best, result.select, num_points, test, group, len(rows),
+                         num_eligible=num_eligible, refit_rows=rows_about["which"], gaps=gaps)
   card = {
       "format": FORMAT,
       "experiment": result.config["experiments"][group],
@@ -146,10 +129,12 @@ def refit(result, group: int | None = None) -> "TrainedModel":
       "standardization": {"mean": model.mean.tolist(), "std": model.std.tolist()},
       "selection": {
           "group": group, "rule": result.select, "num_points": num_points,
+          "num_eligible": num_eligible,
           "hyperparameters": {k: float(best.value(k)) for k in g.points},
           "validation": {"metric": best.metric, "mean": best.mean, "ci95": best.ci95,
                          "n": best.n}},
       "refit": {"epochs": epochs, "sweep_best_epochs": best_epochs.tolist(), "n": len(rows),
+                "rows": rows_about,
                 "seeds": [s for s, d in zip(seeds, diverged) if not d],
                 "diverged_seeds": [s for s, d in zip(seeds, diverged) if d],
                 "ensemble": ENSEMBLE_RULE},
@@ -160,43 +145,107 @@ def refit(result, group: int | None = None) -> "TrainedModel":
 
 
 def estimate_of(best, select: str, num_points: int, test: dict | None, group: int,
-                refit_n: int, sweep_test: float | None = None) -> dict:
-  """The selected point's validation score beside its test score, and the gap between them.
+                refit_n: int, sweep_test: float | None = None, *,
+                num_eligible: int | None = None, refit_rows: str | None = None,
+                gaps: dict | None = None) -> dict:
+  """The selected point's validation score beside its test score, the gaps between them.
 
   The gap is how much worse the test score is (validation - test for accuracy, test -
   validation for a loss): positive when the validation score was optimistic, as the best of
   many noisy scores tends to be (the winner's curse). The refit trains on more rows than each
-  sweep run (the validation rows too), which pulls the other way; `sweep_test`, the mean
-  test score of the chosen point's own sweep runs, separates the two: `selection_gap` is the
-  gap between their validation and test scores, from selection (and sampling) alone.
+  sweep run (the validation rows too), which pulls the other way. `gaps` (`honest_gaps`)
+  separates the two, each with its 95% interval: `selection_gap`, the chosen point's own runs'
+  validation score against their test score (the selection's optimism alone), and
+  `refit_gain`, the refit's test score against those runs' (paired on the test rows). A gap
+  is called optimistic (or the refit better) only when its interval excludes 0; otherwise it
+  is "not distinguishable from 0" at these sizes (`report.estimate.gap_verdict`).
+
+  Args:
+    best: the selected point (`Aggregate`: `mean`, `n`, `higher_is_better`, `metric`).
+    select: the selection rule.
+    num_points: the group's grid points.
+    test: the refit's `scores` on the test rows; None without a test set.
+    group: the compile group.
+    refit_n: the rows the refit trained on.
+    sweep_test: the chosen point's runs' mean test score, without `gaps` (older callers).
+    num_eligible: the points that could be selected (`Aggregate.eligible`); the line says
+      "best of {num_eligible} eligible points ({num_points} in the grid)". None: unknown.
+    refit_rows: which rows the refit trained on, in words (`refit_rows`).
+    gaps: `honest_gaps` of the chosen runs and the refit on the test rows.
+
+  Returns:
+    `line` and its numbers: `group`, `metric`, `validation`, `validation_n`, `num_points`,
+    `num_eligible`, `rule`, `test`, `test_n`, `test_ci95`, `gap`, `gap_ci95`, `refit_n`,
+    `refit_rows`, `sweep_test`, `sweep_runs`, `selection_gap`, `selection_gap_ci95`,
+    `refit_gain`, `refit_gain_ci95`, `validation_rows`, `covers` (None where not known).
   """
+  from lr_jax.report.estimate import gap_verdict
   classification = best.higher_is_better
-  metric = "accuracy" if classification else "loss"
+  ranked = _metric_name(best)
+  metric = ranked or ("accuracy" if classification else "loss")
   val = float(best.mean)
   how = "best" if select == "best" else f"rule {select}"
   points = f"{num_points} point{'s' if num_points != 1 else ''}"
+  if num_eligible is not None:
+    points = (f"{num_eligible} eligible point{'s' if num_eligible != 1 else ''} "
+              f"({num_points} in the grid)")
   # The validation score is a mean over the chosen point's runs (seeds x folds): its n, as
   # the test score's n is its rows.
   val_n = int(best.n)
-  line = (f"validation {metric} {val:.4f} (n={val_n} run{'s' if val_n != 1 else ''}; {how} of "
-          f"{points}, optimistic)")
+  biased = "optimistic" if num_eligible is None else "optimistically biased"
+  ranks = ranked or str(best.metric).removeprefix("val_")  # What the validation score is.
+  line = (f"validation {ranks} {val:.4f} (n={val_n} run{'s' if val_n != 1 else ''}; {how} of "
+          f"{points}, {biased})")
   out = {"group": group, "metric": metric, "validation": val, "validation_n": val_n,
-         "num_points": num_points, "rule": select, "test": None, "test_n": 0, "gap": None,
-         "refit_n": refit_n, "sweep_test": None, "selection_gap": None}
+         "num_points": num_points, "num_eligible": num_eligible, "rule": select, "test": None,
+         "test_n": 0, "test_ci95": None, "gap": None, "gap_ci95": None, "refit_n": refit_n,
+         "refit_rows": refit_rows, "sweep_test": None, "sweep_runs": None,
+         "selection_gap": None, "selection_gap_ci95": None, "refit_gain": None,
+         "refit_gain_ci95": None, "validation_rows": None, "covers": None}
+  refit_text = f"refit on {refit_n} rows" + (f": {refit_rows}" if refit_rows else "")
   if test is None:
     out["line"] = line + "; no test set (--test_fraction, --test_dataset)"
+    if refit_rows:
+      out["line"] += f"; {refit_text}"
     return out
   score = test[metric]
+  if ranked is None:  # A user metric: the test rows are scored on the task's, not on it.
+    out.update(test=score, test_n=test["n"])
+    out["line"] = (f"{line} vs test {metric} {score:.4f} (n={test['n']}; {refit_text}): no "
+                   f"gap, the selection ranks {best.metric}, which the test rows are not "
+                   "scored on")
+    return out
   gap = val - score if classification else score - val
   out.update(test=score, test_n=test["n"], gap=gap)
-  out["line"] = (f"{line} vs test {score:.4f} (n={test['n']}; refit on {refit_n} rows): "
-                 f"gap {gap:.4f}")
-  if sweep_test is not None:
+  line += f" vs test {score:.4f} (n={test['n']}; {refit_text}): gap {_num(gap)}"
+  if gaps is not None:
+    out.update({k: gaps[k] for k in ("test_ci95", "gap_ci95", "sweep_test", "sweep_runs",
+                                     "selection_gap", "selection_gap_ci95", "refit_gain",
+                                     "refit_gain_ci95", "validation_rows", "covers")})
+    n_test = f"n_test = {test['n']} rows"
+    line += (f" ± {gaps['gap_ci95']:.4f}; selection-only gap {_num(gaps['selection_gap'], '+')} "
+             f"± {gaps['selection_gap_ci95']:.4f} (validation vs the chosen point's own "
+             f"{gaps['sweep_runs']} sweep run{'s' if gaps['sweep_runs'] != 1 else ''} on the test "
+             f"rows, {gaps['sweep_test']:.4f}): "
+             + gap_verdict(gaps["selection_gap"], gaps["selection_gap_ci95"], n_test,
+                           "the validation score was optimistic",
+                           "the validation score was pessimistic")
+             + f"; refit gain {_num(gaps['refit_gain'], '+')} ± {gaps['refit_gain_ci95']:.4f} "
+             f"(refit vs those runs, paired on the test rows): "
+             + gap_verdict(gaps["refit_gain"], gaps["refit_gain_ci95"], n_test,
+                           "the refit scores better", "the refit scores worse"))
+  elif sweep_test is not None:
     selection_gap = val - sweep_test if classification else sweep_test - val
     out.update(sweep_test=sweep_test, selection_gap=selection_gap)
-    out["line"] += (f"; the chosen point's sweep runs score {sweep_test:.4f} on the test rows: "
-                    f"gap {selection_gap:.4f}")
+    line += (f"; the chosen point's sweep runs score {sweep_test:.4f} on the test rows: "
+             f"gap {selection_gap:.4f}")
+  out["line"] = line
   return out
+
+
+def _num(x: float, sign: str = "") -> str:
+  """`x` to 4 decimals, never "-0.0000" (a difference of equal scores, in float)."""
+  return f"{round(float(x), 4) + 0.0:{sign}.4f}"
 
 
 def _refit_epochs(best_epochs: np.ndarray) -> int:

@@ -8,7 +8,8 @@ import math
 import numpy as np
 from absl import logging
 
-from lr_jax.export.chosen import _refit_epochs, scores
+from lr_jax.export.chosen import _refit_epochs
+from lr_jax.export.gaps import scores
 from lr_jax.trained import TrainedModel
 
 

@@ -155,7 +155,8 @@ def format_table(result: SweepResult) -> str:
       line = f"{a.learning_rate:>10.3g} " + "".join(f"{v:>13.3g} " for _, v in a.hparams)
       line += f"{cell:>27} " + "".join(f"{dict(a.metric_means)[k]:>13.4g} " for k in shown)
       line += f"{a.n:>3d} {p_text:>7} {'~' if a.not_worse else ' '} "
-      line += f"{a.mean_epochs_run:>10.1f} {a.n_diverged:>5d}/{a.n_total:<3d}"
+      epochs = f"{a.mean_epochs_run:.1f}" if math.isfinite(a.mean_epochs_run) else "-"
+      line += f"{epochs:>10} {a.n_diverged:>5d}/{a.n_total:<3d}"
       if target:
         t = a.mean_epochs_to_target
         line += f" {t:>10.1f}" if math.isfinite(t) else f" {'-':>10}"
