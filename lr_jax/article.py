@@ -288,12 +288,42 @@ def compare_to_reference(lr_V: np.ndarray, stream_V: np.ndarray, score_V: np.nda
 
 
 def compare_sweep(sweep: SweepResult, reference_lr: float) -> Comparison:
-  """`compare_to_reference` on a one-group `SweepResult` (streams paired by seed and fold)."""
+  """`compare_to_reference` on a one-group `SweepResult`, with the sweep's own statistics.
+
+  The ranking is `compare_to_reference`'s, on the sweep's score; each point's mean and
+  interval are the sweep's aggregates' and the best-minus-reference difference is
+  `stats.paired` on its design (seeds, folds and validation rows): the same statistics as the
+  sweep's table, with no code of their own.
+  """
+  from lr_jax import stats
+  from lr_jax.results import score_column
+  from lr_jax.results.aggregates import point_runs
   rows = sweep.rows
+  entries = [a for a in sweep.aggregates if a.group == 0]
+  score = entries[0].score if entries else "best_epoch"
+  column = np.asarray(rows[score_column("val_accuracy", score)], np.float64)
   stream = rows["seed"].astype(np.int64) * 10_000 + rows["fold"].astype(np.int64)
-  return compare_to_reference(
-      rows["learning_rate"], stream, rows["best_val_accuracy"].astype(float),
-      _last_finite(sweep.history["val_accuracy"]), rows["diverged"].astype(bool), reference_lr)
+  c = compare_to_reference(
+      rows["learning_rate"], stream, column, _last_finite(sweep.history["val_accuracy"]),
+      rows["diverged"].astype(bool), reference_lr)
+  by_lr = {a.learning_rate: a for a in entries}
+  if not all(lr in by_lr for lr in c.lrs):
+    return c
+  outcomes = sweep.outcomes.get(score) if sweep.outcomes else None
+
+  def runs(lr):
+    idx = np.flatnonzero(np.isclose(rows["learning_rate"], lr, rtol=1e-9))
+    idx = idx[np.lexsort((rows["fold"][idx], rows["seed"][idx]))]
+    return point_runs(rows, idx, column[idx], outcomes, True)
+
+  d = stats.paired(runs(c.best_lr), runs(c.ref_lr))
+  diff_ci = (stats.t_quantile_975(d.df) * d.se if math.isfinite(d.se) and d.se > 0 else
+             math.nan)
+  return dataclasses.replace(
+      c, mean=tuple(by_lr[lr].mean for lr in c.lrs), ci95=tuple(by_lr[lr].ci95 for lr in c.lrs),
+      best_mean=by_lr[c.best_lr].mean, best_ci=by_lr[c.best_lr].ci95,
+      ref_mean=by_lr[c.ref_lr].mean, ref_ci=by_lr[c.ref_lr].ci95, diff_mean=d.mean,
+      diff_ci=diff_ci)
 
 
 def mean_curves(sweep: SweepResult, metric: str = "val_loss") -> tuple[np.ndarray, np.ndarray]:

@@ -503,7 +503,7 @@ def _sigint_held():
 
 
 def sweep_identity(groups, grid, target: float | None, select: str,
-                   prune: dict | None = None, score: str = "best_epoch") -> dict:
+                   prune: dict | None = None, score: str = "crossfit") -> dict:
   """What a sweep computes, as `SweepResult.config` records it (before anything runs).
 
   Args:

@@ -23,9 +23,10 @@ the seed part adds what another seed would change. Both add up to a slight overc
 seed x row interaction is in both), which errs wide. Two points are compared on the same
 seeds and rows: the same variance of their row-by-row differences, which is far smaller than
 either point's own when the two models agree on most rows. P(best) is a two-way bootstrap:
-seeds and each fold's rows resampled together for every point. A proportion's rows use
-Agresti and Coull's "plus four" (two successes and two failures added to the row variance
-only), so a point that gets every row right still has an interval; every interval is clipped
+seeds and each fold's rows resampled together for every point. A proportion's rows take
+one pseudo-row right and one wrong in their variance (`PSEUDO_ROWS`, after Agresti and Coull),
+so a point that gets every row right still has an interval; a row that several folds validate
+(nested CV) counts with its covariance; every interval is clipped
 to the metric's range. `benchmarks/coverage.py` measures how often the intervals contain the
 accuracy on untouched rows (benchmarks/BENCHMARKS.md, "Coverage").
 
@@ -175,13 +176,18 @@ class Runs(NamedTuple):
     outcomes: per fold, [S, n_f] each validation row's outcome for each seed, whose mean over
       the rows is the run's score (correct 0/1 for accuracy; the per-row loss for a loss), or
       None where the score is not such a mean (a user metric) or the outcomes are unknown.
-    proportion: the outcomes are 0/1 (accuracy): the score lies in [0, 1] and the row
-      variance is Agresti-Coull's "plus four" one.
+    proportion: the outcomes are 0/1 (accuracy): the score lies in [0, 1], and the row
+      variance adds a pseudo-row right and one wrong (`PSEUDO_ROWS`).
+    rows: per fold, [n_f] which data set row each outcome is (`Splits.val_idx`), or None:
+      every fold's rows distinct. Nested cross-validation validates a row in several outer
+      folds' inner folds; its outcomes there are not independent draws, and the row part
+      counts their covariance.
   """
 
   scores_SxF: np.ndarray
   outcomes: tuple[np.ndarray, ...] | None = None
   proportion: bool = False
+  rows: tuple[np.ndarray, ...] | None = None
 
   @property
   def complete(self) -> bool:
@@ -200,7 +206,8 @@ class Runs(NamedTuple):
       outcomes = tuple(a.astype(np.float64) - b.astype(np.float64)
                        for a, b in zip(self.outcomes, other.outcomes))
     return Runs(np.asarray(self.scores_SxF, np.float64) - np.asarray(other.scores_SxF,
-                                                                      np.float64), outcomes)
+                                                                      np.float64), outcomes,
+                rows=self.rows)
 
 
 class Estimate(NamedTuple):
@@ -234,20 +241,51 @@ _NAN_ESTIMATE = dict(se=math.nan, ci95=math.nan, low=math.nan, high=math.nan, df
                      n_rows=0, covers="")
 
 
+PSEUDO_ROWS = (1.0, 0.0)
+"""Added to 0/1 row outcomes for their variance only (Agresti and Coull's idea; one row right
+and one wrong: "plus two"), so a score of 1.0 still has an interval, and a few wrong rows among
+many right ones are not taken at face value. Chosen by coverage (benchmarks/coverage.py): with
+two right and two wrong ("plus four") the intervals of 30 validation rows covered 100%."""
+
+
+def _with_pseudo(m_N: np.ndarray, proportion: bool) -> np.ndarray:
+  m_N = np.asarray(m_N, np.float64)
+  return np.concatenate([m_N, PSEUDO_ROWS]) if proportion else m_N
+
+
 def row_variance(m_N: np.ndarray, proportion: bool) -> tuple[float, float]:
   """(variance of the mean of the row values `m_N`, its degrees of freedom): the part of a
   score's variance that the finite rows make, given the models (rows are independent draws).
 
-  0/1 outcomes take Agresti and Coull's "plus four" (two rows right and two wrong added, for
-  the variance only), so a score of 1.0 still has an interval. NaN for fewer than two rows.
+  0/1 outcomes take `PSEUDO_ROWS` for the variance. NaN for fewer than two rows.
   """
-  m_N = np.asarray(m_N, np.float64)
-  n = m_N.size
-  if proportion:
-    m_N = np.concatenate([m_N, [1.0, 1.0, 0.0, 0.0]])
+  n = np.size(m_N)
   if n < 2:
     return math.nan, math.nan
+  m_N = _with_pseudo(m_N, proportion)
   return float(m_N.var(ddof=1) / m_N.size), float(n - 1)
+
+
+def _shared_rows_covariance(runs: "Runs") -> float:
+  """The covariance the row part adds where folds validate the same rows (nested CV).
+
+  For folds f, g sharing rows, 2 x sum over the shared rows of the covariance of the two
+  folds' seed-averaged outcomes, each weighted as in the mean score (1 / (F n_f)).
+  """
+  if runs.rows is None:
+    return 0.0
+  num_folds = len(runs.outcomes)
+  means = [np.asarray(o, np.float64).mean(axis=0) for o in runs.outcomes]
+  extra = 0.0
+  for f in range(num_folds):
+    for g in range(f + 1, num_folds):
+      shared, i_f, i_g = np.intersect1d(runs.rows[f], runs.rows[g], return_indices=True)
+      if shared.size < 2:
+        continue
+      cov = float(np.cov(means[f][i_f], means[g][i_g], ddof=1)[0, 1])
+      n_f, n_g = means[f].size, means[g].size
+      extra += 2 * shared.size * cov / (num_folds ** 2 * n_f * n_g)
+  return extra
 
 
 def seed_variance(v_S: np.ndarray) -> tuple[float, float]:
@@ -290,6 +328,9 @@ def _variance(runs: Runs) -> tuple[float, float, int, str]:
       parts.append((var / num_folds ** 2, df))
       n_rows += o_SxN.shape[1]
     total, df = combine(parts)
+    total = max(total + _shared_rows_covariance(runs), 0.0)
+    if runs.rows is not None:  # A row validated in several folds counts once.
+      n_rows = int(np.unique(np.concatenate(runs.rows)).size)
     folds = f" of {num_folds} folds" if num_folds > 1 else ""
     covers = (f"{num_seeds} seeds and {n_rows} validation rows{folds}" if num_seeds > 1 else
               f"{n_rows} validation rows{folds} only (one seed: seed variation unknown)")

@@ -143,7 +143,7 @@ def test_regression_task_learns_a_linear_target():
       model=lr_jax.ModelConfig(name="linear"),
       train=lr_jax.TrainConfig(epochs=20, patience=0))
   result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(1e-2, 3e-2)),
-                          options=lr_jax.RunOptions(chunk_epochs=0))
+                          options=lr_jax.RunOptions(chunk_epochs=0), score="best_epoch")
   loss = result.history["val_loss"]
   assert (loss[:, -1] < 0.5 * loss[:, 0]).all()
   assert np.isnan(result.rows["best_val_accuracy"]).all()
@@ -263,10 +263,13 @@ def test_user_metric_in_rows_history_table_summary_and_selection(tmp_path):
       select_by="val_bacc")
   bacc = result.rows["best_val_bacc"]
   assert np.all((bacc > 0) & (bacc <= 1)) and result.history["val_bacc"].shape == (4, 3)
-  means = {lr: bacc[result.rows["learning_rate"] == lr].mean() for lr in (1e-3, 3e-2)}
+  # The default score cross-fits a user metric too: the mean of its two halves' values.
+  cross = result.rows["crossfit_val_bacc"]
+  assert np.all((cross >= 0) & (cross <= 1))
+  means = {lr: cross[result.rows["learning_rate"] == lr].mean() for lr in (1e-3, 3e-2)}
   assert result.best[0]["learning_rate"] == max(means, key=means.get)
   assert result.best[0]["mean"] == pytest.approx(max(means.values()), rel=1e-6)
-  assert "score: val_bacc at the monitored best epoch" in lr_jax.format_table(result)
+  assert "score: val_bacc cross-fitted" in lr_jax.format_table(result)
   lr_jax.write_outputs(result, str(tmp_path))
   with open(tmp_path / "results.csv") as f:
     assert "best_val_bacc" in next(csv.reader(f))

@@ -374,7 +374,7 @@ def test_custom_model_example_helpshort_and_a_tiny_run(tmp_path):
     rows = list(csv.DictReader(f))
   assert len(rows) == 4 and {r["model"] for r in rows} == {"ResidualMLP"}
   assert all(0 < float(r["best_val_balanced_accuracy"]) <= 1 for r in rows)  # its own metric
-  assert "score: val_balanced_accuracy at the monitored best epoch" in proc.stdout
+  assert "score: val_balanced_accuracy cross-fitted" in proc.stdout
   assert {float(r["learning_rate"]) for r in rows} == {0.01, 0.1}
 
 

@@ -71,7 +71,7 @@ def _sweep(score_SxP, *, task="classification", loss_SxP=None, diverged_SxP=None
       experiment=SimpleNamespace(optim=SimpleNamespace(name="adam", schedule="constant"),
                                  model=SimpleNamespace(name="mlp", hidden=(16,))),
       model=None, loss=None)
-  aggregates = results.aggregate(rows, [group], [])
+  aggregates = results.aggregate(rows, [group], [], score="best_epoch")
   best = results.best_points(aggregates, 1, select)
   config = {"experiments": [{"optim": {"name": "adam", "schedule": "constant"},
                              "model": {"name": "mlp", "hidden": [16]},

@@ -31,4 +31,4 @@ def test_the_readme_example_runs_and_selects_by_its_metric(capsys):
   means = [a["mean"] for a in result.aggregates if a["eligible"]]
   assert best["mean"] == max(means) and best["mean"] > 0.6
   assert sorted(set(result.rows["weight_decay"])) == [0.0, 1e-2]
-  assert "score: val_bacc at the monitored best epoch" in capsys.readouterr().out
+  assert "score: val_bacc cross-fitted" in capsys.readouterr().out

@@ -149,7 +149,7 @@ def hand_made_sweep(select="best"):
   group = SimpleNamespace(dataset=SimpleNamespace(task="classification"),
                           points={"learning_rate": np.array(LRS)},
                           experiment=SimpleNamespace(optim=SimpleNamespace(name="adam")))
-  aggregates = results.aggregate(rows, [group], [])
+  aggregates = results.aggregate(rows, [group], [], score="best_epoch")
   best = results.best_points(aggregates, 1, select)
   config = {"experiments": [{"optim": {"name": "adam", "schedule": "constant"},
                              "model": {"name": "mlp", "hidden": [16]},

@@ -35,7 +35,7 @@ def _sweep(scores_SxP, diverged_SxP=None, lrs=LRS, *, classification=True, selec
       dataset=types.SimpleNamespace(task="classification" if classification else "regression"),
       points={"learning_rate": np.asarray(lrs, float)},
       experiment=types.SimpleNamespace(optim=types.SimpleNamespace(name="adam")))
-  aggregates = results.aggregate(rows, [group], [])
+  aggregates = results.aggregate(rows, [group], [], score="best_epoch")
   config = {"experiments": [{"optim": {"name": "adam", "schedule": "constant"},
                              "model": {"name": "mlp", "hidden": [8]},
                              "data": {"dataset": "digits"}}],
@@ -213,13 +213,13 @@ def test_select_by_a_user_metric_picks_the_best_mean_in_its_direction():
       metrics=(("cost", metric(False)), ("gain", metric(True))))
   picked = {}
   for select_by in (None, "val_cost", "val_gain"):
-    aggregates = results.aggregate(rows, [group], [], select_by)
+    aggregates = results.aggregate(rows, [group], [], select_by, "best_epoch")
     best = results.best_points(aggregates, 1)[0]
     picked[select_by] = best["learning_rate"]
     assert best["metric"] == (select_by or "val_accuracy")
     assert [a["metric_means"]["val_cost"] for a in aggregates] == pytest.approx([3.0, 1.1, 2.0, 4.0])
   assert picked == {None: 1e-1, "val_cost": 1e-3, "val_gain": 1e-2}
-  assert results.aggregate(rows, [group], [], "val_cost")[1]["mean"] == pytest.approx(1.1)
+  assert results.aggregate(rows, [group], [], "val_cost", "best_epoch")[1]["mean"] == pytest.approx(1.1)
 
 
 def test_aggregates_are_typed_records_read_by_attribute_and_by_summary_key():
@@ -252,7 +252,7 @@ def test_weight_decay_is_a_typed_hyperparameter_of_each_record():
       dataset=types.SimpleNamespace(task="classification"),
       points={"learning_rate": np.array([0.01, 0.1]), "weight_decay": np.array([0.0, 1e-4])},
       experiment=types.SimpleNamespace(optim=types.SimpleNamespace(name="adamw")))
-  entries = results.aggregate(rows, [group], ["weight_decay"])
+  entries = results.aggregate(rows, [group], ["weight_decay"], score="best_epoch")
   assert [a.value("weight_decay") for a in entries] == [0.0, 1e-4]
   assert [a["weight_decay"] for a in entries] == [0.0, 1e-4]
 
@@ -284,7 +284,7 @@ def test_the_selection_names_the_best_point_by_every_number_that_varies():
       dataset=types.SimpleNamespace(task="classification"),
       points={"learning_rate": lrs, "weight_decay": wds},
       experiment=types.SimpleNamespace(optim=types.SimpleNamespace(name="adamw")))
-  aggregates = results.aggregate(rows, [group], ["weight_decay"])
+  aggregates = results.aggregate(rows, [group], ["weight_decay"], score="best_epoch")
   config = {"experiments": [{"optim": {"name": "adamw", "schedule": "constant"},
                              "model": {"name": "mlp", "hidden": [8]},
                              "data": {"dataset": "digits"}}],

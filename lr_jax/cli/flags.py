@@ -224,7 +224,7 @@ def define_sweep_flags(flag_values: "flags.FlagValues | None" = None) -> list[st
   d.DEFINE_float("target", None, "Validation accuracy (loss for regression) to reach.")
   d.DEFINE_string("select", "best", "How the learning rate is chosen: best (highest mean) or "
                   "one_se (largest LR within one standard error of the best).")
-  d.DEFINE_string("score", "best_epoch", "Which epoch's validation metric is a run's score: "
+  d.DEFINE_string("score", "crossfit", "Which epoch's validation metric is a run's score: "
                   "best_epoch (the epoch early stopping monitors, whose parameters "
                   "--restore_best keeps), last_epoch (the last epoch trained) or crossfit "
                   "(each half of the validation rows at the epoch the other half monitors "

@@ -52,9 +52,10 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
       rows, and may be `TrainConfig.monitor` or `select_by`.
     select_by: the metric the aggregates and the selection score, e.g. "val_auc"; None is
       val_accuracy for classification, val_loss for regression.
-    score: which epoch's value of that metric is a run's score: "best_epoch" (the epoch
-      early stopping monitors, whose parameters `restore_best` keeps) or "last_epoch" (the
-      last epoch it trained); `lr_jax.results.SCORES`.
+    score: which epoch's value of that metric is a run's score (`lr_jax.results.SCORES`):
+      "crossfit" (default: each half of the validation rows at the epoch the other half
+      monitors best, so no row scores the epoch it chose), "best_epoch" (the epoch early
+      stopping monitors, whose parameters `restore_best` keeps) or "last_epoch".
 
   Returns:
     A `SweepResult`: one row per variant, histories, aggregates and the selected learning rate.
@@ -69,10 +70,6 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
   stats.check_select(select)
   check_choice("score", score, SCORES)
   loss, metric_items = check_loss_metrics(loss, metrics)
-  if score == "crossfit" and select_by not in (None, "val_loss", "val_accuracy"):
-    raise ConfigError(f"score 'crossfit' scores the task's own metric (val_accuracy, or "
-                      f"val_loss for regression), not select_by {select_by!r}; valid: "
-                      "select_by unset with score='crossfit', or another score")
   if select_by is not None:  # Before any data is loaded: a name no group can have.
     valid = ["val_loss", "val_accuracy", *(f"val_{n}" for n, _ in metric_items)]
     if check_type(select_by, str, "select_by") not in valid:
@@ -85,15 +82,16 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
 
 
 def check_crossfit(score: str, select_by: str | None, groups: Sequence[Group]) -> None:
-  """Refuses `score="crossfit"` on a metric that is not the task's own (its rows' mean)."""
+  """Refuses `score="crossfit"` selecting by the task's other built-in metric (val_loss of a
+  classification): it is cross-fitted for the task's own metric and the user metrics only."""
   if score != "crossfit" or select_by is None:
     return
   for g in groups:
-    own = "val_accuracy" if g.dataset.task == "classification" else "val_loss"
-    if select_by != own:
-      raise ConfigError(f"score 'crossfit' scores the task's own metric ({own} on "
-                        f"{g.dataset.name!r}), not select_by {select_by!r}; valid: select_by "
-                        f"unset or {own}, or another score")
+    other = "val_loss" if g.dataset.task == "classification" else "val_accuracy"
+    if select_by == other:
+      raise ConfigError(f"score 'crossfit' does not score {other} on {g.dataset.name!r} "
+                        f"(select_by {select_by!r}); valid: select_by unset, a user metric, "
+                        "or score='best_epoch' or 'last_epoch'")
 
 
 def _log_compiles(out: GroupOutput, index: int, num_groups: int) -> None:

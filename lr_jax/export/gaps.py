@@ -72,13 +72,20 @@ def _gaps(result, group: int, chosen: np.ndarray, model: TrainedModel) -> dict |
   score_SxF = np.full((len(seeds), len(folds)), np.nan)
   test_SxFxT = np.zeros((len(seeds), len(folds), len(test)))
   val_F = [np.zeros((len(seeds), len(v))) for v in val_rows]
-  column = np.asarray(result.rows[f"best_val_{metric}"], np.float64)
+  # The runs' scores and validation outcomes as the sweep scored them (`SweepResult.score`):
+  # the program's own outcomes where it kept them, else recomputed from the final parameters.
+  from lr_jax.results import score_column
+  score = getattr(best, "score", "best_epoch")
+  column = np.asarray(result.rows[score_column(f"val_{metric}", score)], np.float64)
+  own = (metric == "accuracy") == (g.dataset.task == "classification")  # the kept outcomes'
+  kept = getattr(result, "outcomes", {}).get(score) if own else None
   for i, seed, fold in zip(chosen, seed_R, fold_R):
     s, f = int(np.searchsorted(seeds, seed)), int(np.searchsorted(folds, fold))
     run = result.model_of(int(i))
     score_SxF[s, f] = column[i]
     test_SxFxT[s, f] = example_scores(run, x_test, y_test)[metric]
-    val_F[f][s] = example_scores(run, ds.x[val_rows[f]], ds.y[val_rows[f]])[metric]
+    val_F[f][s] = (kept[int(i)] if kept else
+                   example_scores(run, ds.x[val_rows[f]], ds.y[val_rows[f]])[metric])
   refit_T = example_scores(model, x_test, y_test)[metric]
   return honest_gaps(score_SxF, val_F, test_SxFxT, refit_T, best.higher_is_better,
                      proportion=metric == "accuracy")
@@ -104,7 +111,7 @@ def honest_gaps(score_SxF: np.ndarray, val_F: list[np.ndarray], test_SxFxT: np.n
   the test rows: the variance of the rows' differences R_i - T_i / rows. Given the trained
   models every row is an independent draw; the seed part of a gap adds what other seeds would
   change (for one seed it is unknown and left out: `covers` says so). 0/1 outcomes take
-  Agresti and Coull's "plus four" in their row variance.
+  `stats.PSEUDO_ROWS` in their row variance.
 
   Args:
     score_SxF: [S seeds, F folds] the selected point's run scores (their validation score).

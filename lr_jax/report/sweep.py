@@ -45,6 +45,12 @@ def _best_text(result, groups) -> str:
   return "best mean (" + ", ".join(texts) + ", by each group's score)"
 
 
+def _score_of(result) -> str:
+  """Which epoch's metric the result's aggregates score (`results.SCORES`)."""
+  return next((a.score for a in result.aggregates if getattr(a, "score", "")),
+              getattr(result, "score", "crossfit"))
+
+
 def _score_words(result) -> str:
   """What a run's score is, in words: the metric and its epoch (`results.SCORES`)."""
   metrics = sorted({a.metric for a in result.aggregates if a.metric}) or ["val_accuracy"]
@@ -54,7 +60,7 @@ def _score_words(result) -> str:
           "last_epoch": "at the last epoch it trained",
           "crossfit": "cross-fitted: each half of the validation rows scored at the epoch "
                       "the other half monitors best, so no row scores the epoch it chose"
-          }[getattr(result, "score", "best_epoch")]
+          }[_score_of(result)]
   return f"{' / '.join(metrics)} {when}"
 
 
@@ -90,7 +96,7 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
   classification = any(a["higher_is_better"] for a in result.aggregates)
   paths, figures = [], []
   runs = sorted({a["n_total"] for a in result.aggregates})
-  score = getattr(result, "score", "best_epoch")
+  score = _score_of(result)
   prefix, when = {"best_epoch": ("best", "at the monitored best epoch"),
                   "last_epoch": ("last", "at the last epoch"),
                   "crossfit": ("crossfit", "cross-fitted")}[score]

@@ -139,11 +139,13 @@ def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
 SCORES = ("best_epoch", "last_epoch", "crossfit")
 """Which epoch's metric is a run's score (`run_sweep(score=...)`, `--score`): `best_epoch`, the
 epoch early stopping monitors (the lowest validation loss by default; with `restore_best`, the
-parameters a run ends with); `last_epoch`, the last epoch the run trained; `crossfit`, each half
-of the validation rows scored at the epoch the other half monitors best (the task's built-in
-metric only): no row scores the epoch it chose, so the score does not flatter."""
+parameters a run ends with); `last_epoch`, the last epoch the run trained; `crossfit` (default),
+each half of the validation rows (even and odd positions) scored at the epoch the other half
+monitors best: no row scores the epoch it chose, so the score does not flatter the run the way
+the best epoch's does (benchmarks/coverage.py measures both). The task's metrics are the mean
+over the rows; a user metric the mean of its two halves' values."""
 
-DEFAULT_SCORE = "best_epoch"
+DEFAULT_SCORE = "crossfit"
 
 _SCORE_PREFIX = {"best_epoch": "best", "last_epoch": "last", "crossfit": "crossfit"}
 
@@ -154,8 +156,8 @@ def score_column(metric: str, score: str = DEFAULT_SCORE) -> str:
 
 
 def _column(prefix: str, metric: str, scored: str) -> str:
-  """The column of `metric` at the scored epoch: `<prefix>_<metric>`; cross-fitting scores only
-  the task's built-in metric `scored`, and the others are their best epoch's."""
+  """The column of `metric` at the scored epoch: `<prefix>_<metric>`; cross-fitted columns
+  exist for the scored metric, and the others are their best epoch's."""
   return f"{prefix}_{metric}" if prefix != "crossfit" or metric == scored else f"best_{metric}"
 
 
@@ -170,10 +172,12 @@ def _bounds(metric: str, group) -> tuple[float, float]:
   return tuple(bounds) if bounds is not None else (-math.inf, math.inf)
 
 
-def point_runs(rows: dict, idx: np.ndarray, score: np.ndarray, outcomes, proportion: bool
-               ) -> stats.Runs:
+def point_runs(rows: dict, idx: np.ndarray, score: np.ndarray, outcomes, proportion: bool,
+               outcome_rows=None) -> stats.Runs:
   """The `stats.Runs` of one point's rows `idx`: `score` [len(idx)] their scores, `outcomes`
-  per row of `rows` its validation rows' outcomes (or None), `proportion` (0/1 outcomes)."""
+  per row of `rows` its validation rows' outcomes (or None), `proportion` (0/1 outcomes),
+  `outcome_rows` per row of `rows` which data set rows those are, where folds share rows
+  (nested CV; None: they do not)."""
   seeds = np.unique(rows["seed"][idx])
   folds = np.unique(rows["fold"][idx])
   s_SxF = np.full((len(seeds), len(folds)), np.nan)
@@ -190,12 +194,16 @@ def point_runs(rows: dict, idx: np.ndarray, score: np.ndarray, outcomes, proport
   if outcomes is not None:
     per_fold = tuple(np.stack([outcomes[where[(si, fi)]] for si in range(len(seeds))])
                      for fi in range(len(folds)))
-  return stats.Runs(s_SxF, per_fold, proportion)
+  ids = None
+  if per_fold is not None and outcome_rows is not None:
+    ids = tuple(np.asarray(outcome_rows[where[(0, fi)]]) for fi in range(len(folds)))
+  return stats.Runs(s_SxF, per_fold, proportion, ids)
 
 
 def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Sequence[str],
               select_by: str | None = None, score: str = DEFAULT_SCORE,
-              outcomes: Sequence[np.ndarray] | None = None) -> list[dict]:
+              outcomes: Sequence[np.ndarray] | None = None,
+              outcome_rows: Sequence[np.ndarray] | None = None) -> list[dict]:
   """Statistics over seeds and folds of each (group, grid point), and how the points compare.
 
   A run's score is the metric `select_by` (by default the validation accuracy for
@@ -206,7 +214,8 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
 
   The interval, P(best), the not-worse set and the ties follow the design (`lr_jax.stats`):
   seeds, folds and, for the task's built-in score, the validation rows (`outcomes`, each run's
-  per-row outcomes at the scored epoch, aligned with `rows`; None: not known).
+  per-row outcomes at the scored epoch, aligned with `rows`; None: not known; `outcome_rows`,
+  which data set rows they are, so a row that several folds validate counts once).
 
   Each entry holds: the point's hyperparameters; `n` (runs with a score), `n_diverged`,
   `n_total` (runs of the point); `mean` and `std` of the score over those runs; `se`, `ci95`
@@ -233,6 +242,12 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
     # Per-row outcomes are of the task's built-in score: another metric is not a mean of them.
     group_outcomes = outcomes if metric == builtin else None
     in_group = rows["group"] == gi
+    shared = None  # The folds' row ids, only where folds share rows (nested CV).
+    if group_outcomes is not None and outcome_rows is not None:
+      splits = g.splits
+      ids = splits.val_idx[splits.val_mask]
+      if np.unique(ids).size < ids.size:
+        shared = outcome_rows
     # The group's own grid points; a hyperparameter only other groups have is NaN here. Not a
     # set of the rows' tuples: NaN != NaN would split one point into one entry per run.
     point_keys = sorted(
@@ -250,7 +265,7 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
       score_values = np.asarray(rows[score_column(metric, score)][idx], np.float64)
       has_value = np.isfinite(score_values) & ~diverged
       runs_of_point = point_runs(rows, idx, np.where(has_value, score_values, np.nan),
-                                 group_outcomes, metric == "val_accuracy")
+                                 group_outcomes, metric == "val_accuracy", shared)
       est = stats.estimate(runs_of_point, bounds)
       reach = rows["epochs_to_target"][idx]
       reached = reach > 0
@@ -326,8 +341,9 @@ def best_points(aggregates: Sequence[dict], num_groups: int, select: str = stats
                 ) -> list[dict]:
   """Each group's selected grid point, by the rule `select` (see `stats.select_index`).
 
-  Points whose means tie at the top (`Aggregate.tied`) are one best: rule `best` takes the
-  first of them in the grid's order, the smaller learning rate.
+  Points whose means tie at the top (`Aggregate.tied`: the same number of validation rows
+  right) are one best: rule `best` takes the first of them in the grid's order, the smaller
+  learning rate.
 
   Only eligible points can be selected: a learning rate where any seed or fold diverged (or a
   run has no score) is not a recommendation, and its survivors' mean would flatter it. The
@@ -352,8 +368,10 @@ def best_points(aggregates: Sequence[dict], num_groups: int, select: str = stats
       reason = ("none eligible (every grid point had a diverged run)"
                 if entries and all(a.n_diverged for a in entries) else
                 "none eligible (every grid point had a diverged run or a run without a score)")
-    elif len(eligible) > 1 and (all(a.tied for a in eligible) or np.ptp(means) <= 1e-12 * max(
-        1.0, float(np.abs(means).max()))):
+    elif len(eligible) > 1 and np.ptp(means) <= 1e-12 * max(1.0, float(np.abs(means).max())):
+      # Every point the same mean to the last bit (constant features): nothing was learned
+      # that tells them apart. A tie of counts among learning rates that did learn goes to the
+      # tie rule below.
       reason = (f"unresolved: all {len(eligible)} eligible points tie at {means[0]:.4f}, so the "
                 "data do not tell the learning rates apart")
     chosen = None

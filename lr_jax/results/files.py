@@ -10,20 +10,13 @@ import os
 import numpy as np
 
 from lr_jax.io import atomic_write, jsonable
+from lr_jax.results.aggregates import DEFAULT_SCORE, score_column
 from lr_jax.results.result import SweepResult
 
 
-_EPOCH_PREFIX = {"best_epoch": "best", "last_epoch": "last"}
-
-
 def score_column_of(entry) -> str:
-  """The `rows` column of the runs' score of an aggregate entry: `best_val_accuracy`, ...
-
-  Its metric (`metric`) at the epoch its `score` names ("best_epoch", the default, or
-  "last_epoch").
-  """
-  prefix = _EPOCH_PREFIX.get(entry.get("score", "best_epoch"), "best")
-  return f"{prefix}_{entry.get('metric')}"
+  """The `rows` column of the runs' score of an aggregate entry (`aggregates.score_column`)."""
+  return score_column(entry.get("metric"), entry.get("score", DEFAULT_SCORE))
 
 
 def scored_runs(result: SweepResult) -> np.ndarray:

@@ -82,9 +82,11 @@ class NestedEstimate:
     """One line for the table and the log."""
     chosen = ", ".join(f"{lr:.3g} x{c}" for lr, c in self.selected) or "none"
     k = len(self.folds)
+    interval = (f"; 95% CI over the {self.n} outer folds, each with its own training and test "
+                "rows" if math.isfinite(self.ci95) else "")
     line = (f"nested CV ({k} outer folds, rule {self.rule}): outer test {self.metric} "
-            f"{format_score(self.mean, self.ci95, self.n)} (n={self.n}); learning rates chosen: "
-            f"{chosen}")
+            f"{format_score(self.mean, self.ci95, self.n)} (n={self.n}{interval}); learning "
+            f"rates chosen: {chosen}")
     if math.isfinite(self.validation):
       line += f"; the choices' inner validation {self.metric} {self.validation:.4f}"
     missing = [f.outer for f in self.folds if not math.isfinite(f.score)]
@@ -123,8 +125,10 @@ def outer_selection(result: SweepResult, group: int, outer: int) -> tuple[list[d
   hparam_names = list(dict.fromkeys(k for gg in result.groups for k in gg.points
                                     if k != "learning_rate"))
   outcomes = result.outcomes.get(result.score)
+  picked = np.flatnonzero(sel)
   entries = aggregate(rows, [g], hparam_names, result.config.get("select_by"), result.score,
-                      None if outcomes is None else [outcomes[i] for i in np.flatnonzero(sel)])
+                      None if outcomes is None else [outcomes[i] for i in picked],
+                      [result.outcome_rows[i] for i in picked] if result.outcome_rows else None)
   best = best_points(entries, 1, result.select)[0]
   entries = [dataclasses.replace(a, group=group) for a in entries]
   best = next((a for a in entries if a.selected), None) or dataclasses.replace(best, group=group)

@@ -76,6 +76,8 @@ class SweepResult:
     outcomes: score -> [V] per row, its validation rows' outcomes at that epoch (correct, or
       the loss for regression), in the order of its fold's `Splits.val_idx`: what the
       statistics count the validation rows from (`lr_jax.stats`).
+    outcome_rows: [V] per row, which data set rows its outcomes are (its fold's real
+      `Splits.val_idx`; one array per fold, shared by the fold's rows).
   """
 
   rows: dict[str, np.ndarray]
@@ -91,6 +93,7 @@ class SweepResult:
   nested: list = dataclasses.field(default_factory=list)
   score: str = DEFAULT_SCORE
   outcomes: dict = dataclasses.field(default_factory=dict)
+  outcome_rows: list = dataclasses.field(default_factory=list)
 
   @property
   def num_variants(self) -> int:
@@ -194,6 +197,7 @@ class SweepResult:
     stats.check_select(select)
     check_choice("score", score, SCORES)
     outcomes: dict[str, list] = {k: [] for k in SCORES}
+    outcome_rows: list = []
     rows: dict[str, list] = {}
     histories: dict[str, list] = {}
     num_epochs = max(g.experiment.train.epochs for g in groups)
@@ -216,6 +220,8 @@ class SweepResult:
         histories.setdefault(HISTORY_NAMES.get(k, k), []).append(padded)
       last_loss = last_finite(h["train_loss"])
       fold_of = np.repeat(g.folds, num_points)
+      val_rows = [g.splits.val_idx[f][g.splits.val_mask[f]] for f in range(g.splits.num_folds)]
+      outcome_rows += [val_rows[fold_of[r]] for r in range(n)]
       for k, state in (("best_epoch", v.best_outcomes), ("last_epoch", v.last_outcomes),
                        ("crossfit", v.crossfit_outcomes)):
         flat = np.asarray(state).reshape(n, -1)
@@ -261,13 +267,20 @@ class SweepResult:
       for k in ("val_loss", "val_accuracy", *user_metrics):
         columns[f"last_{k}"] = last_finite(h[k])
       # A run with no epoch counted (diverged at once) has no cross-fitted score.
-      columns[f"crossfit_{builtin}"] = np.where(v.best_epoch.reshape(n) > 0, crossfit, np.nan)
+      counted = v.best_epoch.reshape(n) > 0
+      columns[f"crossfit_{builtin}"] = np.where(counted, crossfit, np.nan)
       columns[f"crossfit_{'val_loss' if classification else 'val_accuracy'}"] = np.full(n, np.nan)
+      crossfit_metrics = v.crossfit_metrics or {}
+      for k in user_metrics:
+        mine = crossfit_metrics.get(k[len("val_"):])
+        columns[f"crossfit_{k}"] = (np.where(counted, np.asarray(mine).reshape(n, 2).mean(
+            axis=1), np.nan) if mine is not None else np.full(n, np.nan))
       for k, a in columns.items():
         rows.setdefault(k, []).append(a)
     rows_np = {k: np.concatenate(a) for k, a in rows.items()}
     history_np = {k: np.concatenate(a) for k, a in histories.items()}
-    aggregates = aggregate(rows_np, groups, hparam_names, select_by, score, outcomes[score])
+    aggregates = aggregate(rows_np, groups, hparam_names, select_by, score, outcomes[score],
+                           outcome_rows)
     config = sweep_config(groups, grid, target, select, prune, score)
     if select_by is not None:
       config["select_by"] = select_by
@@ -281,7 +294,7 @@ class SweepResult:
                   "variant_epochs_executed": o.variant_epochs_executed}
                  for i, o in enumerate(outputs)],
         params=[o.params for o in outputs], select=select, groups=list(groups), score=score,
-        outcomes=outcomes)
+        outcomes=outcomes, outcome_rows=outcome_rows)
 
 
 def sweep_config(groups: Sequence, grid, target: float | None, select: str,

@@ -48,6 +48,8 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
   runs = sweep.rows
   unfinished_N = ~np.asarray(runs["stopped_early"], bool) & ~np.asarray(runs["diverged"], bool)
   reg_names = [name for name, _ in cfg.regularisation]
+  # The score of the sweep's aggregates, so a cell's P(best) ranks what its means show.
+  score = next((a["score"] for a in sweep.aggregates if "score" in a), "best_epoch")
   rows = []
   for gi, cell in enumerate(plan.cells):
     mine = [a for a in sweep.aggregates if a["group"] == gi]
@@ -69,7 +71,7 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
         masks.append(sel)
       rows.append(_row_of(cfg, cell, runs, entries, masks, unfinished_N, schedule=schedule,
                           label_noise=noise, regularisation=reg, reg_names=reg_names,
-                          outcomes=getattr(sweep, "outcomes", {}).get("best_epoch")))
+                          outcomes=getattr(sweep, "outcomes", {}).get(score), score=score))
       if cell.tested and getattr(sweep, "groups", None):
         rows[-1] = _with_test(rows[-1], sweep, gi, entries, masks)
   return rows
@@ -78,11 +80,11 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
 def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entries: list[dict],
             masks: list[np.ndarray], unfinished_N: np.ndarray, *, schedule: str,
             label_noise: float, regularisation: str, reg_names: Sequence[str],
-            outcomes: Sequence[np.ndarray] | None = None) -> CellRow:
+            outcomes: Sequence[np.ndarray] | None = None, score: str = "best_epoch") -> CellRow:
   """One table row from its grid points' aggregates and run masks (several per learning rate
   when tuned: each learning rate shows its best point's numbers)."""
   eligible = [bool(a["eligible"]) for a in entries]
-  p_point, keep_point = cell_selection(runs, masks, eligible, outcomes)
+  p_point, keep_point = cell_selection(runs, masks, eligible, outcomes, score)
   by_lr: dict[float, list[int]] = {}
   for i, a in enumerate(entries):
     by_lr.setdefault(float(a["learning_rate"]), []).append(i)
@@ -140,25 +142,29 @@ def _with_test(row: CellRow, sweep: SweepResult, group: int, entries: list[dict]
 
 
 def cell_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
-                   eligible: Sequence[bool], outcomes: Sequence[np.ndarray] | None = None
-                   ) -> tuple[list[float], list[bool]]:
+                   eligible: Sequence[bool], outcomes: Sequence[np.ndarray] | None = None,
+                   score: str = "best_epoch") -> tuple[list[float], list[bool]]:
   """P(best) and the not-worse set of one cell's learning rates, by `lr_jax.stats.compare`.
 
   The same statistics as a sweep's aggregates (seeds, folds and validation rows), on the
   cell's own points.
 
   Args:
-    runs: the sweep's rows (columns `seed`, `fold`, `best_val_accuracy`).
+    runs: the sweep's rows (columns `seed`, `fold` and the score's, e.g.
+      `crossfit_val_accuracy`).
     at_lr: [P] boolean masks over the rows: the runs of each learning rate of the cell.
     eligible: [P] may be selected (no run diverged, every run has a score).
-    outcomes: per row, its validation rows' outcomes (`SweepResult.outcomes`); None: unknown.
+    outcomes: per row, its validation rows' outcomes at the scored epoch
+      (`SweepResult.outcomes[score]`); None: unknown.
+    score: which epoch's accuracy is a run's score (`results.SCORES`).
 
   Returns:
     [P] P(best) (0 where not eligible; NaN where nothing varies or the runs do not pair) and
     [P] not significantly worse than the cell's best.
   """
   from lr_jax import stats
-  from lr_jax.results.aggregates import point_runs
+  from lr_jax.results.aggregates import point_runs, score_column
+  column = np.asarray(runs[score_column("val_accuracy", score)], np.float64)
   num = len(at_lr)
   p_best, keep = [0.0] * num, [False] * num
   chosen = [i for i in range(num) if eligible[i]]
@@ -168,8 +174,7 @@ def cell_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
   for i in chosen:
     idx = np.flatnonzero(at_lr[i])
     idx = idx[np.lexsort((runs["fold"][idx], runs["seed"][idx]))]
-    points.append(point_runs(runs, idx, np.asarray(runs["best_val_accuracy"], np.float64)[idx],
-                             outcomes, True))
+    points.append(point_runs(runs, idx, column[idx], outcomes, True))
   if any(p.scores_SxF.shape != points[0].scores_SxF.shape for p in points):
     best = chosen[int(np.argmax([np.mean(p.scores_SxF) for p in points]))]
     keep[best] = True  # No pairing to test against: the best alone.

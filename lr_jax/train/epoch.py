@@ -120,8 +120,12 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
   # Cross-fitting (`VariantState.crossfit_outcomes`): each half of the validation rows picks
   # its own best epoch, and the other half's outcomes are kept there.
   half_a = (jnp.arange(w_val.shape[0]) % 2) == 0
-  halves = [monitored_score(rules, val_loss_B, val_correct_B, out_VxK, y_val,
-                            w_val * (half_a if a else ~half_a), None) for a in (True, False)]
+  w_halves = [w_val * half_a, w_val * ~half_a]
+  halves = [monitored_score(rules, val_loss_B, val_correct_B, out_VxK, y_val, w, None)
+            for w in w_halves]
+  # A user metric is not a mean over rows: each half's value, kept at the other half's best.
+  half_values = {n: jnp.stack([jnp.asarray(m.fn(out_VxK, y_val, w), jnp.float32)
+                               for w in w_halves]) for n, m in rules.metrics}
   improved_a, best_a, _ = no_improvement(halves[0], v.crossfit_best[0], 0, rules.min_delta,
                                          counts)
   improved_b, best_b, _ = no_improvement(halves[1], v.crossfit_best[1], 0, rules.min_delta,
@@ -147,7 +151,9 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
       last_outcomes=jnp.where(counts, outcomes, v.last_outcomes),
       crossfit_best=jnp.stack([best_a, best_b]),
       crossfit_outcomes=jnp.where((improved_a & ~half_a) | (improved_b & half_a), outcomes,
-                                  v.crossfit_outcomes))
+                                  v.crossfit_outcomes),
+      crossfit_metrics={n: jnp.where(jnp.stack([improved_b, improved_a]), half_values[n],
+                                     v.crossfit_metrics[n]) for n in names})
   nan = jnp.float32(jnp.nan)
   seen = was_training & (weight > 0)
   history = rules.history(

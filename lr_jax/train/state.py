@@ -71,6 +71,9 @@ class VariantState(NamedTuple):
   # score of an early-stopped run on rows that did not choose its epoch (`score="crossfit"`).
   crossfit_best: object = None
   crossfit_outcomes: object = None
+  # User metrics cross-fitted: name -> [2], the metric on half A at half B's best epoch and on
+  # half B at half A's; their mean is the run's score (`score="crossfit"`).
+  crossfit_metrics: object = None
 
 
 class Plateau(NamedTuple):

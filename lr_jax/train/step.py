@@ -51,7 +51,8 @@ def init_variant(rules: Rules, hp: Hparams, params, train_loss, *, num_val: int 
       best_metrics={n: f32(jnp.nan) for n, _ in rules.metrics}, plateau=plateau,
       best_outcomes=no_outcomes(rules, num_val), last_outcomes=no_outcomes(rules, num_val),
       crossfit_best=jnp.full((2,), jnp.inf, jnp.float32),
-      crossfit_outcomes=no_outcomes(rules, num_val))
+      crossfit_outcomes=no_outcomes(rules, num_val),
+      crossfit_metrics={n: jnp.full((2,), jnp.nan, jnp.float32) for n, _ in rules.metrics})
   opt_state = rules.make_tx(tx_hparams(rules, v, hp)).init(rules.flat.to_tree(params))
   return v._replace(
       opt_state=opt_state,
