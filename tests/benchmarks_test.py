@@ -37,7 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKERS = {"throughput:machine", "throughput:per_variant", "throughput:compile",
            "throughput:default_sweep", "throughput:targets", "convergence:optimizers",
            "convergence:summary", "convergence:articles", "convergence:figure",
-           "compaction:default_sweep", "compaction:halving", "yardstick:hand_written"}
+           "compaction:default_sweep", "compaction:halving", "yardstick:hand_written",
+           "coverage"}
 
 # What the child runs, in this order, each only if a selected test needs it: name -> the
 # script's module and its flags besides --quick and --out (None: `_jax_peer_job`).
