@@ -24,7 +24,7 @@ target (the mean held-out accuracy of the point's runs' restored models) for eac
 half-width and the bias. `new:<score>` calls the working tree's `lr_jax.stats.estimate` (with
 the folds' validation row ids, so rows that nested CV's inner folds share count their
 covariance): a change of lr_jax's method is measured again without training, and
-`--pseudo_rows` sets `lr_jax.stats.PSEUDO_ROWS` for them (`""`: none, the plain variance).
+`--pseudo_rows` sets `lr_jax.stats.design.PSEUDO_ROWS` for them (`""`: none, the plain variance).
 Writes `--json` (only with lr_jax's own pseudo rows) and prints Markdown for BENCHMARKS.md. The
 held-out rows differ by replication: their own sampling error ("target SE") is in the spread
 over replications, not in the bias.
@@ -363,15 +363,16 @@ def parse_pseudo_rows(text: str | None) -> tuple[float, ...] | None:
 
 @contextlib.contextmanager
 def pseudo_rows(values: tuple[float, ...] | None):
-  """Sets `lr_jax.stats.PSEUDO_ROWS` to `values` for the block (None: leaves lr_jax's)."""
-  from lr_jax import stats
-  original = stats.PSEUDO_ROWS
+  """Sets `lr_jax.stats.design.PSEUDO_ROWS` (what `estimate` reads) to `values` for the block
+  (None: leaves lr_jax's)."""
+  from lr_jax.stats import design
+  original = design.PSEUDO_ROWS
   if values is not None:
-    stats.PSEUDO_ROWS = tuple(float(v) for v in values)
+    design.PSEUDO_ROWS = tuple(float(v) for v in values)
   try:
     yield
   finally:
-    stats.PSEUDO_ROWS = original
+    design.PSEUDO_ROWS = original
 
 
 def _estimate(p: Point, score: str, bounds=(-math.inf, math.inf)):

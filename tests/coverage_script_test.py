@@ -72,16 +72,17 @@ def test_pseudo_rows_flag_sets_lr_jaxs_for_the_block_only():
   assert coverage.parse_pseudo_rows(None) is None
   assert coverage.parse_pseudo_rows("") == ()
   assert coverage.parse_pseudo_rows("1,1,0,0") == (1.0, 1.0, 0.0, 0.0)
-  original = stats.PSEUDO_ROWS
+  design = stats.design  # what `stats.estimate` reads
+  original = design.PSEUDO_ROWS
   with coverage.pseudo_rows((1.0, 1.0, 0.0, 0.0)):
-    assert stats.PSEUDO_ROWS == (1.0, 1.0, 0.0, 0.0)
-  assert stats.PSEUDO_ROWS == original
+    assert design.PSEUDO_ROWS == (1.0, 1.0, 0.0, 0.0)
+  assert design.PSEUDO_ROWS == original
   p = _point(n=30, p=0.97)
   widths = [coverage.new(p, "crossfit", coverage.parse_pseudo_rows(t))
             for t in ("", "1,0", "1,1,0,0")]
   widths = [w.high - w.low for w in widths]
   assert widths[0] < widths[1] < widths[2]
-  assert stats.PSEUDO_ROWS == original
+  assert design.PSEUDO_ROWS == original
 
 
 def test_new_counts_rows_that_folds_share():
