@@ -96,6 +96,21 @@ def test_a_row_two_folds_validate_counts_with_its_covariance():
   assert stats.estimate(shared).n_rows == 60 and stats.estimate(same).n_rows == 120
 
 
+def test_p_best_draws_a_row_several_folds_validate_once():
+  # Two folds validating the same 60 rows with the same outcomes say what one fold says; drawn
+  # as independent rows, the duplicate would make P(best) look surer than it is.
+  rng = np.random.default_rng(5)
+  a, b = rng.random((1, 60)) < 0.86, rng.random((1, 60)) < 0.82
+  ids = np.arange(60)
+  one = [stats.Runs(o.mean(axis=1, keepdims=True), (o,), True) for o in (a, b)]
+  two = [stats.Runs(np.tile(o.mean(axis=1, keepdims=True), (1, 2)), (o, o), True, (ids, ids))
+         for o in (a, b)]
+  naive = [r._replace(rows=None) for r in two]
+  p_one, p_two = stats.compare(one, True).p_best, stats.compare(two, True).p_best
+  np.testing.assert_allclose(p_two, p_one)
+  assert abs(stats.compare(naive, True).p_best[0] - 0.5) > abs(p_one[0] - 0.5)
+
+
 def test_without_rows_the_fold_is_the_unit_not_the_run():
   # Seeds within a fold agree; folds differ. Fifteen "independent" runs would give a narrow
   # interval on 14 df; the design has 5 replications of its rows, on 4 df.

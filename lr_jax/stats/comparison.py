@@ -129,15 +129,27 @@ def _p_best(points: Sequence[Runs], higher_is_better: bool, tol: float, num_resa
     counts_BxU = rng.multinomial(units, np.full(units, 1.0 / units), size=num_resamples)
     means_BxP = counts_BxU @ (sign * unit_PxU.T) / units
   else:
-    # Seeds, and each fold's rows, resampled together for every point: the pairing survives.
+    # Seeds, and each fold's rows, resampled together for every point: the pairing survives. A
+    # row several folds validate is drawn once, for all of them.
     w_BxS = (rng.multinomial(num_seeds, np.full(num_seeds, 1.0 / num_seeds), size=num_resamples)
              if num_seeds > 1 else np.ones((num_resamples, 1)))
     means_BxP = np.zeros((num_resamples, num))
+    ids = points[0].rows
+    if ids is not None:  # Rows several folds validate (nested CV): one draw per data set row.
+      distinct = np.unique(np.concatenate(ids))
+      counts_BxD = rng.multinomial(distinct.size, np.full(distinct.size, 1.0 / distinct.size),
+                                   size=num_resamples).astype(np.float64)
     for f in range(num_folds):
       o_PxSxN = np.stack([np.asarray(p.outcomes[f], np.float64) for p in points])
       n = o_PxSxN.shape[2]
-      u_BxN = rng.multinomial(n, np.full(n, 1.0 / n), size=num_resamples).astype(np.float64)
-      by_seed_BxPxS = (u_BxN @ o_PxSxN.reshape(-1, n).T).reshape(num_resamples, num, -1) / n
+      if ids is None:
+        u_BxN = rng.multinomial(n, np.full(n, 1.0 / n), size=num_resamples).astype(np.float64)
+        total_Bx1 = np.full((num_resamples, 1), float(n))
+      else:
+        u_BxN = counts_BxD[:, np.searchsorted(distinct, ids[f])]
+        total_Bx1 = np.maximum(u_BxN.sum(axis=1, keepdims=True), 1.0)  # a ratio: fold mean
+      by_seed_BxPxS = ((u_BxN @ o_PxSxN.reshape(-1, n).T) / total_Bx1).reshape(
+          num_resamples, num, -1)
       means_BxP += np.einsum("bps,bs->bp", by_seed_BxPxS, w_BxS) / num_seeds
     means_BxP = sign * means_BxP / num_folds
   top_Bx1 = means_BxP.max(axis=1, keepdims=True)
