@@ -12,7 +12,7 @@ from absl import logging
 
 import lr_jax.engine.loop as loop
 from lr_jax import stats
-from lr_jax.config import Experiment, check_choice, check_type
+from lr_jax.config import MONITORS, Experiment, check_choice, check_type
 from lr_jax.engine.checkpoints import holding_checkpoints
 from lr_jax.engine.grid import Grid
 from lr_jax.engine.loop import GroupOutput
@@ -71,7 +71,7 @@ def run_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid, *,
   check_choice("score", score, SCORES)
   loss, metric_items = check_loss_metrics(loss, metrics)
   if select_by is not None:  # Before any data is loaded: a name no group can have.
-    valid = ["val_loss", "val_accuracy", *(f"val_{n}" for n, _ in metric_items)]
+    valid = [*MONITORS, *(f"val_{n}" for n, _ in metric_items)]
     if check_type(select_by, str, "select_by") not in valid:
       raise ConfigError(f"select_by {select_by!r} is not a metric of this sweep; valid "
                         f"choices: {', '.join(valid)}")

@@ -12,7 +12,7 @@ import numpy as np
 
 from lr_jax import data as data_lib
 from lr_jax import hparams as hparams_lib
-from lr_jax.config import Experiment, Interval, check_type
+from lr_jax.config import MONITORS, Experiment, Interval, check_type
 from lr_jax.engine.grid import Grid, _point_columns, _product
 from lr_jax.engine.limits import _check_memory, _check_steps
 from lr_jax.errors import ConfigError
@@ -179,7 +179,7 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
     hparams_lib.check_experiment(exp)
     _point_columns(exp, grid, model=model)
     user = {f"val_{n}" for n, _ in metrics}
-    if exp.train.monitor not in ("val_loss", "val_accuracy") and exp.train.monitor not in user:
+    if exp.train.monitor not in MONITORS and exp.train.monitor not in user:
       raise ConfigError(f"monitor {exp.train.monitor!r} is not a metric of this sweep; valid "
                         f"choices: {', '.join(['val_loss', 'val_accuracy', *sorted(user)])}")
     if model is not None:

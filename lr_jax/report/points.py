@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lr_jax.report.markdown import format_lr
+from lr_jax.stats import best_mean_text  # noqa: F401  (the report's modules import it here)
 
 
 def group_title(result, group: int) -> str:
@@ -87,19 +88,6 @@ def _score_rows(result, group: int, entry, keys: Sequence[str]) -> np.ndarray:
   if score is not None:
     keep &= np.isfinite(np.asarray(score, np.float64)[idx])
   return idx[keep]
-
-
-def best_mean_text(higher_is_better: bool, metric: str) -> str:
-  """What the `best` rule picks, in words: 'highest mean', or 'lowest mean loss' for a loss.
-
-  Args:
-    higher_is_better: the score's direction (`Aggregate.higher_is_better`).
-    metric: the score (`Aggregate.metric`, e.g. "val_loss"); a user metric where lower is
-      better is named: 'lowest mean val_mae'.
-  """
-  if higher_is_better:
-    return "highest mean"
-  return "lowest mean loss" if metric in ("val_loss", "loss") else f"lowest mean {metric}"
 
 
 def _run_summary(result, group: int, entry, keys: Sequence[str], column: str):

@@ -6,20 +6,10 @@ import math
 
 import numpy as np
 
+from lr_jax import stats
 from lr_jax.report.markdown import format_lr, markdown_table
 from lr_jax.report.points import (_extra_keys, _point_name, _score_rows, best_mean_text,
                                   group_title, rule_points)
-
-
-def _mark(rule: str, best: str) -> str:
-  """A rule's mark in the table: `best` the best mean in words (`best_mean_text`)."""
-  return {"best": best, "one_se": "one-SE rule"}.get(rule, rule)
-
-
-def _rule_text(rule: str, best: str) -> str:
-  """What a rule picks, in words, `best` being the best mean's (`best_mean_text`)."""
-  return {"best": best, "one_se": f"largest learning rate within one standard error of the "
-                                  f"{best}"}.get(rule, rule)
 
 
 def _score_cell(a) -> str:
@@ -86,8 +76,8 @@ def sweep_table(result, group: int) -> str:
   body = []
   for a in entries:
     p = a.p_best
-    marks = [f"**selected** ({_mark(rule, best)})" if rule == result.select
-             else _mark(rule, best) for rule, b in picked.items() if b is a]
+    marks = [f"**selected** ({stats.rule_mark(rule, best)})" if rule == result.select
+             else stats.rule_mark(rule, best) for rule, b in picked.items() if b is a]
     notes = "; ".join(marks + ([point_notes(a)] if point_notes(a) else [])
                       + (["tied at the top"] if getattr(a, "tied", False) else []))
     body.append([format_lr(a.learning_rate), *[f"{a.value(k):g}" for k in extra], _score_cell(a),
@@ -115,7 +105,7 @@ def _selection_markdown(result, group: int) -> str:
     p = chosen.p_best
     p_text = f", P(best) {p:.2f}" if p is not None and math.isfinite(p) else ""
     lines.append(f"- selected: **{_point_name(chosen, extra)}** by "
-                 f"`--select={result.select}` ({_rule_text(result.select, top)}): "
+                 f"`--select={result.select}` ({stats.rule_text(result.select, top)}): "
                  f"{metric} {_score_with_n(chosen)}{p_text}"
                  + (f"; the interval covers {chosen.covers}" if getattr(chosen, "covers", "")
                     else ""))
@@ -134,7 +124,7 @@ def _selection_markdown(result, group: int) -> str:
     for rule, a in picked.items():
       if rule != result.select and a is not None:
         same = " (the same point)" if a is chosen else ""
-        lines.append(f"- the `{rule}` rule ({_rule_text(rule, top)}) picks "
+        lines.append(f"- the `{rule}` rule ({stats.rule_text(rule, top)}) picks "
                      f"{_point_name(a, extra)}{same}: {_score_cell(a)}")
     eligible = [a for a in entries if a.eligible]
     near = [a for a in eligible if a.not_worse]

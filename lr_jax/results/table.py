@@ -61,12 +61,6 @@ def point_notes(a: Aggregate) -> str:
   return "; ".join(notes)
 
 
-def rule_text(select: str, higher_is_better: bool) -> str:
-  """The selection rule in words, for the score's direction."""
-  top = "highest mean" if higher_is_better else "lowest mean"
-  return {"best": top, "one_se": f"largest LR within one SE of the {top}"}.get(select, select)
-
-
 def group_title(result: SweepResult, group: int) -> str:
   """'adam / constant / mlp(128) on digits': a compile group's optimizer, schedule, model, data.
 
@@ -187,7 +181,8 @@ def _selection_lines(entries: Sequence[Aggregate], best: Aggregate, metric: str,
               if math.isfinite(best.ci95) else f"n={best.n}, no interval")
   p = best.p_best
   p_text = f", P(best) {p:.2f}" if p is not None and math.isfinite(p) else ""
-  rule = f"rule {select}: {rule_text(select, best.higher_is_better)}"
+  top_words = stats.best_mean_text(best.higher_is_better, metric)
+  rule = f"rule {select}: {stats.rule_text(select, top_words, short=True)}"
   eligible = [a for a in entries if a.eligible]
   tied = [a for a in eligible if a.tied]
   top = tied[0] if tied else eligible[stats.best_index(
@@ -208,7 +203,6 @@ def _selection_lines(entries: Sequence[Aggregate], best: Aggregate, metric: str,
                  f"{', to half a validation row' if metric == 'val_accuracy' else ''}); a tie "
                  "goes to the smaller learning rate")
   near = [a for a in eligible if a.not_worse]
-  top_words = "highest mean" if best.higher_is_better else "lowest mean"
   if any(a.not_worse is None for a in eligible):
     lines.append(f"points not significantly worse than the {top_words}: unknown (runs unpaired)")
   elif all(a.not_worse for a in eligible) and not math.isfinite(best.ci95):

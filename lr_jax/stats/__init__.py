@@ -48,13 +48,13 @@ from lr_jax.stats.comparison import (ALPHA, NUM_RESAMPLES, RESAMPLE_SEED, Compar
                                       resolution, streams_runs, tied_best)
 from lr_jax.stats.design import (PSEUDO_ROWS, Difference, Estimate, Runs, combine, estimate,
                                      half_width, paired, row_variance, seed_variance)
-from lr_jax.stats.selection import (DEFAULT_SELECT, SELECT_RULES, best_index, check_select,
-                                        select_index)
+from lr_jax.stats.selection import (DEFAULT_SELECT, SELECT_RULES, best_index, best_mean_text,
+                                        check_select, rule_mark, rule_text, select_index)
 
 __all__ = [
     "ALPHA", "DEFAULT_SELECT", "NUM_RESAMPLES", "PSEUDO_ROWS", "RESAMPLE_SEED", "SELECT_RULES",
-    "Comparison", "Difference", "Estimate", "Runs", "Summary", "best_index", "check_select",
-    "combine", "compare", "estimate", "half_width", "paired", "resolution", "row_variance",
-    "seed_variance", "select_index", "streams_runs", "summarize", "t_quantile", "t_quantile_975",
-    "tied_best",
+    "Comparison", "Difference", "Estimate", "Runs", "Summary", "best_index", "best_mean_text",
+    "check_select", "combine", "compare", "estimate", "half_width", "paired", "resolution",
+    "row_variance", "rule_mark", "rule_text", "seed_variance", "select_index", "streams_runs",
+    "summarize", "t_quantile", "t_quantile_975", "tied_best",
 ]

@@ -13,6 +13,32 @@ SELECT_RULES = ("best", "one_se")
 DEFAULT_SELECT = "best"
 
 
+def best_mean_text(higher_is_better: bool, metric: str) -> str:
+  """What the `best` rule picks, in words: 'highest mean', or 'lowest mean loss' for a loss.
+
+  Args:
+    higher_is_better: the score's direction (`Aggregate.higher_is_better`).
+    metric: the score (`Aggregate.metric`, e.g. "val_loss"); a user metric where lower is
+      better is named: 'lowest mean val_mae'.
+  """
+  if higher_is_better:
+    return "highest mean"
+  return "lowest mean loss" if metric in ("val_loss", "loss") else f"lowest mean {metric}"
+
+
+def rule_text(select: str, top: str, short: bool = False) -> str:
+  """What a rule picks, in words: `top` is the best mean's ("highest mean", "lowest mean loss");
+  `short` abbreviates for a table line ("largest LR within one SE of ...")."""
+  one_se = ("largest LR within one SE of the " if short else
+            "largest learning rate within one standard error of the ")
+  return {"best": top, "one_se": one_se + top}.get(select, select)
+
+
+def rule_mark(select: str, top: str) -> str:
+  """A rule's mark beside the point it picks: the best mean's words, or "one-SE rule"."""
+  return {"best": top, "one_se": "one-SE rule"}.get(select, select)
+
+
 def check_select(select: str) -> str:
   """`select` if it names a rule of `SELECT_RULES`; else a `ConfigError` listing them."""
   if select not in SELECT_RULES:

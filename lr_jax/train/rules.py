@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import optax
 
-from lr_jax.config import Experiment
+from lr_jax.config import MONITORS, Experiment
 from lr_jax.errors import ConfigError
 from lr_jax.models import Flat, Model, unflattened
 from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, make_optimizer
@@ -91,8 +91,8 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
   metrics = tuple(metrics)
   names = tuple(name for name, _ in metrics)
   monitored = dict(metrics).get(tcfg.monitor[len("val_"):]) if tcfg.monitor.startswith("val_") else None
-  if tcfg.monitor not in ("val_loss", "val_accuracy") and monitored is None:
-    valid = ", ".join(["val_loss", "val_accuracy", *(f"val_{n}" for n in names)])
+  if tcfg.monitor not in MONITORS and monitored is None:
+    valid = ", ".join([*MONITORS, *(f"val_{n}" for n in names)])
     raise ConfigError(f"monitor {tcfg.monitor!r} is not a metric of this sweep; valid choices: {valid}")
   return Rules(
       batch=batch, steps_per_epoch=steps_per_epoch, min_delta=tcfg.min_delta, monitor=tcfg.monitor, monitored=monitored,
