@@ -231,7 +231,7 @@ def test_aggregates_are_typed_records_read_by_attribute_and_by_summary_key():
   with pytest.raises(dataclasses.FrozenInstanceError):
     a.mean = 1.0  # A result's numbers are not edited in place.
   bad = result.aggregates[3]
-  assert (bad.n_diverged, bad.diverged, bad.eligible, bad.n) == (1, 1, False, 1)
+  assert (bad.n_diverged, bad["diverged"], bad.eligible, bad.n) == (1, 1, False, 1)
   # The same record in summary.json's layout, as before: readers by key keep working.
   summary = json.loads(json.dumps(results.summary_dict(result)))
   assert summary["aggregates"][1] == jsonable(dict(a))

@@ -85,11 +85,6 @@ class Aggregate(Mapping):
   metric_means: tuple[tuple[str, float], ...] | None = None
   reason: str = ""
 
-  @property
-  def diverged(self) -> int:
-    """`n_diverged`, by its older name."""
-    return self.n_diverged
-
   def value(self, name: str) -> float:
     """The point's value of a swept hyperparameter: "learning_rate" or one of `hparams`."""
     if name == "learning_rate":
