@@ -140,7 +140,7 @@ def test_seeds_vmapped_equal_each_seed_alone_and_a_new_range_does_not_retrace(mo
     find = real(*args, **kwargs)
     return lambda *a: (traces.append(1), find(*a))[1]
 
-  monkeypatch.setattr(finder, "make_finder", counted)
+  monkeypatch.setattr(finder.program, "make_finder", counted)  # Where `_compiled` looks it up.
   finder._compiled.cache_clear()  # Programs built by earlier tests are not counted.
   model = Model(init=base.init, apply=base.apply, name="MLP")
   kwargs = dict(lr_min=1e-5, lr_max=1000.0, num_steps=40, model=model)
