@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from lr_jax.errors import ConfigError
-from lr_jax.io import UNREADABLE, atomic_write
+from lr_jax.io import UNREADABLE, atomic_write, json_differences
 
 _FINGERPRINT = "__fingerprint__"
 _CONFIG = "__config__"
@@ -224,10 +224,8 @@ def _changed_data(old: dict, new: dict) -> str:
 
 def differences(old: dict, new: dict) -> list[str]:
   """The leaves of two nested JSON dicts that differ, as `a.b.c (checkpoint X, now Y)`."""
-  a, b = _leaves(old), _leaves(new)
-  keys = list(dict.fromkeys([*b, *a]))
-  return [f"{k} (checkpoint {_short(a.get(k, _MISSING))}, now {_short(b.get(k, _MISSING))})"
-          for k in keys if a.get(k, _MISSING) != b.get(k, _MISSING)]
+  return [f"{k} (checkpoint {_short(a)}, now {_short(b)})" for k, a, b in json_differences(
+      _leaves(old), _leaves(new), sort_keys=False, into_lists=False, absent=_MISSING)]
 
 
 _MISSING = object()

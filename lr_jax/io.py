@@ -49,3 +49,36 @@ def atomic_write(path: str, data: bytes) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def json_differences(old, new, *, sort_keys: bool = True, into_lists: bool = True, absent=None,
+                     prefix: str = "") -> list[tuple[str, object, object]]:
+  """Where two JSON values differ: `(path, old leaf, new leaf)` for each leaf that differs.
+
+  Dicts are walked key by key over the keys of both: sorted by `str`, or with `sort_keys=False`
+  `new`'s keys and then the rest of `old`'s; a key one side lacks reads as `absent`. With
+  `into_lists`, two lists of one length that hold a dict or a list are walked item by item.
+  Anything else is a leaf, compared with `==`. A path is dotted (`a.b`, `a[0].b`); the whole
+  value's is `prefix` ("").
+
+  The differences an output folder (`lr_jax.outputs`) and a checkpoint (`lr_jax.checkpoint`)
+  name: the folder walks its identities with the defaults (a key absent is None); a checkpoint
+  compares its configurations' flattened leaves in the order of the new one, lists whole, and
+  an absent key as its own `absent`.
+  """
+  if isinstance(old, dict) and isinstance(new, dict):
+    keys = sorted(set(old) | set(new), key=str) if sort_keys else dict.fromkeys([*new, *old])
+    out = []
+    for k in keys:
+      out += json_differences(old.get(k, absent), new.get(k, absent), sort_keys=sort_keys,
+                              into_lists=into_lists, absent=absent,
+                              prefix=f"{prefix}.{k}" if prefix else str(k))
+    return out
+  if (into_lists and isinstance(old, list) and isinstance(new, list) and len(old) == len(new)
+      and any(isinstance(v, (dict, list)) for v in old)):
+    out = []
+    for i, (a, b) in enumerate(zip(old, new)):
+      out += json_differences(a, b, sort_keys=sort_keys, into_lists=into_lists, absent=absent,
+                              prefix=f"{prefix}[{i}]")
+    return out
+  return [] if old == new else [(prefix, old, new)]
