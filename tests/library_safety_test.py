@@ -64,7 +64,7 @@ def test_a_factory_that_ignores_its_learning_rate_is_refused_at_registration(
 def test_registered_before_jax_starts_it_is_refused_when_a_sweep_is_planned(monkeypatch):
   # At import, before `jax.distributed.initialize`, registering must start no backend: the
   # probe waits for the family's first lookup, which planning makes before loading any data.
-  monkeypatch.setattr(optim, "_backends_started", lambda: False)
+  monkeypatch.setattr(optim.register, "_backends_started", lambda: False)
   optim.register_optimizer("safety_deferred", _ignores_its_rate)
   exp = lr_jax.Experiment(optim=lr_jax.OptimConfig(name="safety_deferred"))
   with pytest.raises(ConfigError, match=r"^optimizer 'safety_deferred' ignores its "
@@ -146,7 +146,7 @@ def compiled(monkeypatch):
     cache = functools.lru_cache(maxsize=None)(lambda key: object())
     cache("a program traced with the old optimizer")
     caches.append(cache)
-  monkeypatch.setattr(optim, "_ON_REREGISTER", [c.cache_clear for c in caches])
+  monkeypatch.setattr(optim.reregister, "_ON_REREGISTER", [c.cache_clear for c in caches])
   return lambda: [c.cache_info().currsize for c in caches]
 
 
