@@ -54,8 +54,34 @@ def refit(result, group: int | None = None) -> "TrainedModel":
   Raises:
     ConfigError: several groups and no `group`, no point selected, or every refit run diverged.
   """
-  from lr_jax import engine  # Late: the engine imports this module lazily.
-  from lr_jax.data import Dataset, DataConfig
+  group = _refit_group(result, group)
+  g, best = result.groups[group], result.best[group]
+  chosen = _chosen_rows(result, group)
+  best_epochs = np.asarray(result.rows["best_epoch"])[chosen]
+  epochs = _refit_epochs(best_epochs)
+  rows, rows_about = refit_rows(g)
+  refit_exp = _refit_experiment(g, rows, epochs)
+  seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
+  hparams = _fixed_hparams(g, best)
+  logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows (%s), seeds %s",
+               best.learning_rate, epochs, len(chosen), len(rows), rows_about["which"], seeds)
+  model, diverged = _fit_ensemble(g, best, refit_exp, seeds, hparams, epochs)
+  test, gaps = _tested(result, group, chosen, model)
+  num_points, num_eligible = _num_points(result, group)
+  estimate = estimate_of(best, result.select, num_points, test, group, len(rows),
+                         num_eligible=num_eligible, refit_rows=rows_about["which"], gaps=gaps)
+  about = {"epochs": epochs, "sweep_best_epochs": best_epochs.tolist(), "n": len(rows),
+           "rows": rows_about,
+           "seeds": [s for s, d in zip(seeds, diverged) if not d],
+           "diverged_seeds": [s for s, d in zip(seeds, diverged) if d],
+           "ensemble": ENSEMBLE_RULE}
+  card = _card(result, group, model, about, test, estimate, num_points, num_eligible)
+  logging.info("%s", estimate["line"])
+  return dataclasses.replace(model, card=jsonable(card))
+
+
+def _refit_group(result, group: int | None) -> int:
+  """The compile group to refit (`group`, or the only one), checked to have a selection."""
   if not result.groups:
     raise ConfigError("this result carries no groups (it was not built by run_sweep)")
   if group is None:
@@ -65,16 +91,18 @@ def refit(result, group: int | None = None) -> "TrainedModel":
     group = 0
   if not 0 <= group < len(result.groups):
     raise ConfigError(f"group must be in 0..{len(result.groups) - 1}, got {group!r}")
-  g, best = result.groups[group], result.best[group]
+  best = result.best[group]
   if not math.isfinite(best.learning_rate):
     raise ConfigError(f"group {group} has no selected learning rate to refit: "
                       f"{best.reason or 'none eligible'}")
-  chosen = _chosen_rows(result, group)
-  best_epochs = np.asarray(result.rows["best_epoch"])[chosen]
-  epochs = _refit_epochs(best_epochs)
+  return group
 
+
+def _refit_experiment(g, rows: np.ndarray, epochs: int) -> Experiment:
+  """The refit's experiment: group `g`'s configuration on its [R] `rows` (a data set of their
+  own), for `epochs` epochs, without early stopping."""
+  from lr_jax.data import Dataset, DataConfig
   ds, exp = g.dataset, g.experiment
-  rows, rows_about = refit_rows(g)
   x = ds.x[rows].reshape((len(rows),) + tuple(ds.feature_shape))
   if ds.task == "classification" and len(np.unique(ds.y[rows])) != ds.num_classes:
     raise ConfigError("the refit rows lack a class; use a larger train_size")
@@ -84,18 +112,31 @@ def refit(result, group: int | None = None) -> "TrainedModel":
       x, ds.y[rows], x, ds.y[rows], task=ds.task, name=f"{ds.name} (refit)",
       feature_names=ds.feature_names or None,
       class_names=ds.class_names if ds.task == "classification" else None)
-  refit_exp = Experiment(
+  return Experiment(
       data=DataConfig(dataset=data, standardize=exp.data.standardize,
                       data_seed=exp.data.data_seed),
       model=exp.model, optim=exp.optim,
       train=dataclasses.replace(exp.train, epochs=epochs, patience=0, restore_best=False))
-  seeds = tuple(int(s) for s in dict.fromkeys(g.seeds.tolist()))
+
+
+def _fixed_hparams(g, best) -> tuple:
+  """The selected point's values of group `g`'s swept numbers other than the learning rate, as
+  `Grid.hparams` (("namespace.name", (value,)), ...)."""
+  from lr_jax import engine  # Late: the engine imports this module lazily.
   # Qualified: a user model's own number is known only by its namespace until planned.
   namespaces = {k: a.namespace for k, a in engine.programs._group_axes(g).items()}
-  hparams = tuple((f"{namespaces[k]}.{k}", (float(best.value(k)),))
-                  for k in g.points if k != "learning_rate")
-  logging.info("refit: lr %.3g, %d epochs (median best epoch of %d runs), %d rows (%s), seeds %s",
-               best.learning_rate, epochs, len(chosen), len(rows), rows_about["which"], seeds)
+  return tuple((f"{namespaces[k]}.{k}", (float(best.value(k)),))
+               for k in g.points if k != "learning_rate")
+
+
+def _fit_ensemble(g, best, refit_exp: Experiment, seeds: tuple, hparams: tuple,
+                  epochs: int) -> tuple[TrainedModel, np.ndarray]:
+  """Runs the refit (one run per seed) and ensembles the runs that did not diverge.
+
+  Returns:
+    (the ensemble, [S] whether each seed's run diverged).
+  """
+  from lr_jax import engine  # Late: the engine imports this module lazily.
   fit = engine.run_sweep(refit_exp, engine.Grid(learning_rates=(float(best.learning_rate),),
                                                 seeds=seeds, hparams=hparams), model=g.model,
                         loss=g.loss, metrics=dict(g.metrics))
@@ -108,18 +149,36 @@ def refit(result, group: int | None = None) -> "TrainedModel":
                     np.asarray(fit.rows["seed"])[diverged].tolist())
   members = [fit.params_of(i) for i in range(fit.num_variants) if not diverged[i]]
   splits = fit.groups[0].splits
-  model = TrainedModel.build(g, members, splits.mean[0], splits.std[0])
+  return TrainedModel.build(g, members, splits.mean[0], splits.std[0]), diverged
 
+
+def _tested(result, group: int, chosen: np.ndarray, model: TrainedModel):
+  """The refit's `scores` on the test rows and the `honest_gaps` of the chosen point's [C]
+  `chosen` runs beside it; (None, None) without a test set."""
+  g = result.groups[group]
+  ds = g.dataset
   test_idx = g.splits.test_idx
   test = gaps = None
   if len(test_idx):
     test = scores(model, ds.x[test_idx], ds.y[test_idx])
     gaps = _gaps(result, group, chosen, model)
+  return test, gaps
+
+
+def _num_points(result, group: int) -> tuple[int, int]:
+  """The group's grid points, and how many of them could be selected (`Aggregate.eligible`)."""
   points = [a for a in result.aggregates if a.group == group]
-  num_points, num_eligible = len(points), sum(1 for a in points if a.eligible)
-  estimate = estimate_of(best, result.select, num_points, test, group, len(rows),
-                         num_eligible=num_eligible, refit_rows=rows_about["which"], gaps=gaps)
-  card = {
+  return len(points), sum(1 for a in points if a.eligible)
+
+
+def _card(result, group: int, model: TrainedModel, refit_about: dict, test: dict | None,
+          estimate: dict, num_points: int, num_eligible: int) -> dict:
+  """What model.json says (before `jsonable`): the experiment, the data's task, shape and
+  names, the standardization, the selection, the refit (`refit_about`), the test scores and
+  the estimate."""
+  g, best = result.groups[group], result.best[group]
+  ds, exp = g.dataset, g.experiment
+  return {
       "format": FORMAT,
       "experiment": result.config["experiments"][group],
       "user_model": g.model.name if g.model is not None else None,
@@ -133,15 +192,9 @@ def refit(result, group: int | None = None) -> "TrainedModel":
           "hyperparameters": {k: float(best.value(k)) for k in g.points},
           "validation": {"metric": best.metric, "mean": best.mean, "ci95": best.ci95,
                          "n": best.n}},
-      "refit": {"epochs": epochs, "sweep_best_epochs": best_epochs.tolist(), "n": len(rows),
-                "rows": rows_about,
-                "seeds": [s for s, d in zip(seeds, diverged) if not d],
-                "diverged_seeds": [s for s, d in zip(seeds, diverged) if d],
-                "ensemble": ENSEMBLE_RULE},
+      "refit": refit_about,
       "test": test, "estimate": estimate,
   }
-  logging.info("%s", estimate["line"])
-  return dataclasses.replace(model, card=jsonable(card))
 
 
 def estimate_of(best, select: str, num_points: int, test: dict | None, group: int,
@@ -179,7 +232,6 @@ def estimate_of(best, select: str, num_points: int, test: dict | None, group: in
     `refit_rows`, `sweep_test`, `sweep_runs`, `selection_gap`, `selection_gap_ci95`,
     `refit_gain`, `refit_gain_ci95`, `validation_rows`, `covers` (None where not known).
   """
-  from lr_jax.report.estimate import gap_verdict
   classification = best.higher_is_better
   ranked = _metric_name(best)
   metric = ranked or ("accuracy" if classification else "loss")
@@ -222,18 +274,7 @@ def estimate_of(best, select: str, num_points: int, test: dict | None, group: in
     out.update({k: gaps[k] for k in ("test_ci95", "gap_ci95", "sweep_test", "sweep_runs",
                                      "selection_gap", "selection_gap_ci95", "refit_gain",
                                      "refit_gain_ci95", "validation_rows", "covers")})
-    n_test = f"n_test = {test['n']} rows"
-    line += (f" ± {gaps['gap_ci95']:.4f}; selection-only gap {_num(gaps['selection_gap'], '+')} "
-             f"± {gaps['selection_gap_ci95']:.4f} (validation vs the chosen point's own "
-             f"{gaps['sweep_runs']} sweep run{'s' if gaps['sweep_runs'] != 1 else ''} on the test "
-             f"rows, {gaps['sweep_test']:.4f}): "
-             + gap_verdict(gaps["selection_gap"], gaps["selection_gap_ci95"], n_test,
-                           "the validation score was optimistic",
-                           "the validation score was pessimistic")
-             + f"; refit gain {_num(gaps['refit_gain'], '+')} ± {gaps['refit_gain_ci95']:.4f} "
-             f"(refit vs those runs, paired on the test rows): "
-             + gap_verdict(gaps["refit_gain"], gaps["refit_gain_ci95"], n_test,
-                           "the refit scores better", "the refit scores worse"))
+    line += _gaps_text(gaps, test["n"])
   elif sweep_test is not None:
     selection_gap = val - sweep_test if classification else sweep_test - val
     out.update(sweep_test=sweep_test, selection_gap=selection_gap)
@@ -241,6 +282,24 @@ def estimate_of(best, select: str, num_points: int, test: dict | None, group: in
              f"gap {selection_gap:.4f}")
   out["line"] = line
   return out
+
+
+def _gaps_text(gaps: dict, test_n: int) -> str:
+  """The estimate line's words on `gaps` (`honest_gaps`), after the gap: its interval, the
+  selection-only gap and the refit gain, each with its interval and verdict."""
+  from lr_jax.report.estimate import gap_verdict
+  n_test = f"n_test = {test_n} rows"
+  return (f" ± {gaps['gap_ci95']:.4f}; selection-only gap {_num(gaps['selection_gap'], '+')} "
+          f"± {gaps['selection_gap_ci95']:.4f} (validation vs the chosen point's own "
+          f"{gaps['sweep_runs']} sweep run{'s' if gaps['sweep_runs'] != 1 else ''} on the test "
+          f"rows, {gaps['sweep_test']:.4f}): "
+          + gap_verdict(gaps["selection_gap"], gaps["selection_gap_ci95"], n_test,
+                        "the validation score was optimistic",
+                        "the validation score was pessimistic")
+          + f"; refit gain {_num(gaps['refit_gain'], '+')} ± {gaps['refit_gain_ci95']:.4f} "
+          f"(refit vs those runs, paired on the test rows): "
+          + gap_verdict(gaps["refit_gain"], gaps["refit_gain_ci95"], n_test,
+                        "the refit scores better", "the refit scores worse"))
 
 
 def _num(x: float, sign: str = "") -> str:

@@ -121,7 +121,38 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
       architecture (member 0): expected shape (4, 8) for Dense_0/kernel, found (4, 16)",
       "... model.json lacks 'task'").
   """
-  from flax import serialization
+  card = _read_card(path)
+  task, names, shape = _card_task_and_shape(path, card)
+  model, built_from = _rebuilt_model(path, card, model, task, names, shape)
+  feature_names, mean, std = _card_features(path, card, shape)
+  params = _read_params(path, model, built_from)
+  return TrainedModel(model=model, params=params, mean=mean, std=std,
+                      task=task, class_names=names, feature_names=feature_names,
+                      feature_shape=shape, card=card)
+
+
+def _invalid(path: str, what: str) -> ConfigError:
+  """The error of a model folder that is not a valid one: `what` is wrong with it."""
+  return ConfigError(f"{path!r} is not a valid lr_jax model folder: {what}")
+
+
+def _field(path: str, card: dict, *keys, kind=None):
+  """card[keys[0]][keys[1]]...: a missing key or a value of the wrong kind is `_invalid`."""
+  value, seen = card, []
+  for k in keys:
+    seen.append(k)
+    if not isinstance(value, dict) or k not in value:
+      raise _invalid(path, f"{CARD_NAME} lacks {'.'.join(seen)!r}")
+    value = value[k]
+  if kind is not None and not isinstance(value, kind):
+    names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+    raise _invalid(path, f"{CARD_NAME}'s {'.'.join(keys)!r} is {value!r}, not a {names}")
+  return value
+
+
+def _read_card(path: str) -> dict:
+  """model.json of the model folder `path`, read as JSON of this format; the folder and both
+  its files are checked first."""
   card_path, params_path = os.path.join(path, CARD_NAME), os.path.join(path, PARAMS_NAME)
   if not os.path.isdir(path):
     raise ConfigError(f"model folder {path!r} does not exist (save one with lr_sweep "
@@ -129,77 +160,82 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
   for p in (card_path, params_path):
     if not os.path.isfile(p):
       raise ConfigError(f"{path!r} is not a saved model: it has no {os.path.basename(p)}")
-
-  def invalid(what: str) -> ConfigError:
-    return ConfigError(f"{path!r} is not a valid lr_jax model folder: {what}")
-
   try:
     with open(card_path, encoding="utf-8") as f:
       card = json.load(f)
   except OSError as e:
     raise ConfigError(f"cannot read {card_path!r}: {_one_line(e)}") from None
   except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
-    raise invalid(f"{CARD_NAME} is not JSON ({_one_line(e)})") from None
+    raise _invalid(path, f"{CARD_NAME} is not JSON ({_one_line(e)})") from None
   if not isinstance(card, dict) or card.get("format") != FORMAT:
     raise ConfigError(f"{card_path!r} is not an lr_jax model card (format {FORMAT!r})")
+  return card
 
-  def field(*keys, kind=None):
-    """card[keys[0]][keys[1]]...: a missing key or a value of the wrong kind is `invalid`."""
-    value, seen = card, []
-    for k in keys:
-      seen.append(k)
-      if not isinstance(value, dict) or k not in value:
-        raise invalid(f"{CARD_NAME} lacks {'.'.join(seen)!r}")
-      value = value[k]
-    if kind is not None and not isinstance(value, kind):
-      names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
-      raise invalid(f"{CARD_NAME}'s {'.'.join(keys)!r} is {value!r}, not a {names}")
-    return value
 
-  task = field("task", kind=str)
+def _card_task_and_shape(path: str, card: dict) -> tuple[str, tuple, tuple[int, ...]]:
+  """model.json's task, class names and feature shape, checked."""
+  task = _field(path, card, "task", kind=str)
   if task not in ("classification", "regression"):
-    raise invalid(f"{CARD_NAME}'s 'task' is {task!r}; valid: 'classification', 'regression'")
-  names = tuple(field("class_names", kind=list))
-  shape = field("feature_shape", kind=list)
+    raise _invalid(path, f"{CARD_NAME}'s 'task' is {task!r}; valid: 'classification', "
+                   "'regression'")
+  names = tuple(_field(path, card, "class_names", kind=list))
+  shape = _field(path, card, "feature_shape", kind=list)
   if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-    raise invalid(f"{CARD_NAME}'s 'feature_shape' is {shape!r}, not a list of positive integers")
-  shape = tuple(shape)
-  width = math.prod(shape)
+    raise _invalid(path, f"{CARD_NAME}'s 'feature_shape' is {shape!r}, not a list of positive "
+                   "integers")
+  return task, names, tuple(shape)
+
+
+def _rebuilt_model(path: str, card: dict, model: Model | None, task: str, names: tuple,
+                   shape: tuple[int, ...]) -> tuple[Model, str]:
+  """The model the parameters are for (the given user model, or a built-in one rebuilt from
+  model.json's configuration) and whose architecture that is, in words."""
   if card.get("user_model") is not None:
     if model is None:
       raise ConfigError(f"{path!r} holds user model {card['user_model']!r}, which cannot be "
                         "rebuilt from model.json; pass it: load_model(path, model=...)")
-    built_from = "the given model's"
-  else:
-    cfg = field("experiment", "model", kind=dict)
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    try:
-      cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
-                           if k in fields})
-      hparams.check_experiment(Experiment(model=cfg))  # Its name and numbers' ranges.
-    except (ConfigError, TypeError, ValueError) as e:
-      raise invalid(f"{CARD_NAME}'s model configuration is invalid ({_one_line(e)})") from None
-    if task == "classification" and len(names) < 2:
-      raise invalid(f"{CARD_NAME}'s 'class_names' has {len(names)} class(es); a classifier "
-                    "has at least 2")
-    model = built_model(cfg, num_outputs(task, len(names)), shape)
-    built_from = f"{CARD_NAME}'s"
-  feature_names = tuple(field("feature_names", kind=list))
+    return model, "the given model's"
+  cfg = _field(path, card, "experiment", "model", kind=dict)
+  fields = {f.name for f in dataclasses.fields(ModelConfig)}
+  try:
+    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
+                         if k in fields})
+    hparams.check_experiment(Experiment(model=cfg))  # Its name and numbers' ranges.
+  except (ConfigError, TypeError, ValueError) as e:
+    raise _invalid(path, f"{CARD_NAME}'s model configuration is invalid "
+                   f"({_one_line(e)})") from None
+  if task == "classification" and len(names) < 2:
+    raise _invalid(path, f"{CARD_NAME}'s 'class_names' has {len(names)} class(es); a "
+                   "classifier has at least 2")
+  return built_model(cfg, num_outputs(task, len(names)), shape), f"{CARD_NAME}'s"
+
+
+def _card_features(path: str, card: dict,
+                   shape: tuple[int, ...]) -> tuple[tuple, np.ndarray, np.ndarray]:
+  """model.json's feature names and its standardization's [D] mean and [D] std, checked."""
+  width = math.prod(shape)
+  feature_names = tuple(_field(path, card, "feature_names", kind=list))
   if feature_names and len(feature_names) != width:
-    raise invalid(f"{CARD_NAME} names {len(feature_names)} features; its feature_shape "
-                  f"{shape} has {width}")
+    raise _invalid(path, f"{CARD_NAME} names {len(feature_names)} features; its feature_shape "
+                   f"{shape} has {width}")
   stats = []
   for key in ("mean", "std"):
-    values = field("standardization", key, kind=list)
+    values = _field(path, card, "standardization", key, kind=list)
     try:
       values = np.asarray(values, np.float32)
     except (TypeError, ValueError):
       values = None
     if values is None or values.shape != (width,) or not np.isfinite(values).all():
-      raise invalid(f"{CARD_NAME}'s 'standardization.{key}' is not {width} finite numbers "
-                    "(one per feature)")
+      raise _invalid(path, f"{CARD_NAME}'s 'standardization.{key}' is not {width} finite "
+                     "numbers (one per feature)")
     stats.append(values)
+  return feature_names, stats[0], stats[1]
 
+
+def _read_params(path: str, model: Model, built_from: str) -> tuple:
+  """params.msgpack's ensemble members, each checked against `model`'s architecture."""
+  from flax import serialization
+  params_path = os.path.join(path, PARAMS_NAME)
   try:
     with open(params_path, "rb") as f:
       blob = f.read()
@@ -210,11 +246,11 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
   except Exception as e:  # pylint: disable=broad-except  # msgpack's errors, whatever the bytes.
     what = ("is truncated" if not blob or "incomplete" in str(e)
             else f"is not a valid msgpack file ({_one_line(e)})")
-    raise invalid(f"{PARAMS_NAME} {what}") from None
+    raise _invalid(path, f"{PARAMS_NAME} {what}") from None
   members = state.get("members") if isinstance(state, dict) else None
   if (not isinstance(members, dict) or not members
       or sorted(members) != sorted(str(i) for i in range(len(members)))):
-    raise invalid(f"{PARAMS_NAME} holds no ensemble members (members '0', '1', ...)")
+    raise _invalid(path, f"{PARAMS_NAME} holds no ensemble members (members '0', '1', ...)")
   target = jax.eval_shape(model.init, jax.random.PRNGKey(0))
   want = _leaf_shapes(target)
   params = []
@@ -228,7 +264,6 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
         problem = _one_line(e)
     if problem is not None:
       which = f" (member {i})" if len(members) > 1 else ""
-      raise invalid(f"{PARAMS_NAME} does not match {built_from} architecture{which}: {problem}")
-  return TrainedModel(model=model, params=tuple(params), mean=stats[0], std=stats[1],
-                      task=task, class_names=names, feature_names=feature_names,
-                      feature_shape=shape, card=card)
+      raise _invalid(path, f"{PARAMS_NAME} does not match {built_from} architecture{which}: "
+                     f"{problem}")
+  return tuple(params)

@@ -35,26 +35,47 @@ def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarra
     raise ConfigError(f"cannot read {path!r}: give a .csv or .npz file")
   width = int(model.mean.shape[0])
   if ext == ".npz":
-    x, y = _read_npz_features(path)
-    if x.ndim < 2 or math.prod(x.shape[1:]) != width:
-      raise ConfigError(f"x of {path!r} has shape {x.shape}; the model takes {width} features")
-    if x.dtype.kind not in "biuf":
-      raise ConfigError(f"x of {path!r} has dtype {x.dtype}; features must be numbers")
-    with np.errstate(over="ignore"):
-      flat = x.reshape(len(x), width).astype(np.float32)
-    bad = non_finite(flat)
-    if bad is not None:
-      count, i, j = bad
-      column = f"column {j + 1}" + (f" ({model.feature_names[j]!r})"
-                                     if len(model.feature_names) == width else "")
-      index = f"x[{i}, {j}]" if x.ndim == 2 else f"x[{i}].flat[{j}]"
-      value = float(x.reshape(len(x), width)[i, j])
-      what = ("NaN" if math.isnan(value) else f"{value}" if math.isinf(value)
-              else f"{value:g}, beyond float32's range,")
-      raise ConfigError(f"x of {path!r} holds {what} at row {i + 1}, {column}, counted from 1 "
-                        f"({index}); predictions need finite features ({count} value(s) in all "
-                        "are not)")
-    return model._features(x), y
+    return _npz_features(path, model, width)
+  header, body = _read_csv(path)
+  names = list(model.feature_names) or [f"x{i}" for i in range(width)]
+  label = _label_column(path, model, header, names, width)
+  if not body:
+    raise ConfigError(f"{path!r} has a header but no data rows")
+  cols = [header.index(c) for c in names]
+  x = _csv_values(path, header, body, cols, width)
+  y = np.array([row[header.index(label)].strip() for _, row in body]) if label else None
+  return model._features(x), y
+
+
+def _npz_features(path: str, model: TrainedModel,
+                  width: int) -> tuple[np.ndarray, np.ndarray | None]:
+  """`read_features` of a .npz file: its `x`, checked to be `width` finite numbers a row."""
+  x, y = _read_npz_features(path)
+  if x.ndim < 2 or math.prod(x.shape[1:]) != width:
+    raise ConfigError(f"x of {path!r} has shape {x.shape}; the model takes {width} features")
+  if x.dtype.kind not in "biuf":
+    raise ConfigError(f"x of {path!r} has dtype {x.dtype}; features must be numbers")
+  with np.errstate(over="ignore"):
+    flat = x.reshape(len(x), width).astype(np.float32)
+  bad = non_finite(flat)
+  if bad is not None:
+    count, i, j = bad
+    column = f"column {j + 1}" + (f" ({model.feature_names[j]!r})"
+                                   if len(model.feature_names) == width else "")
+    index = f"x[{i}, {j}]" if x.ndim == 2 else f"x[{i}].flat[{j}]"
+    value = float(x.reshape(len(x), width)[i, j])
+    what = ("NaN" if math.isnan(value) else f"{value}" if math.isinf(value)
+            else f"{value:g}, beyond float32's range,")
+    raise ConfigError(f"x of {path!r} holds {what} at row {i + 1}, {column}, counted from 1 "
+                      f"({index}); predictions need finite features ({count} value(s) in all "
+                      "are not)")
+  return model._features(x), y
+
+
+def _read_csv(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+  """A .csv file's header (each name stripped, each once) and its non-blank rows, each with
+  its line number."""
+  from lr_jax import data as data_lib
   try:
     with open(path, newline="", encoding="utf-8-sig") as f:
       reader = csv.reader(f)
@@ -67,7 +88,13 @@ def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarra
     raise ConfigError(f"data file {path!r} is not valid CSV: {_one_line(e)}") from None
   except OSError as e:
     raise _read_error(path, e, ".csv file") from None
-  names = list(model.feature_names) or [f"x{i}" for i in range(width)]
+  return header, body
+
+
+def _label_column(path: str, model: TrainedModel, header: list[str], names: list[str],
+                  width: int) -> str | None:
+  """The .csv file's label column (its one column beside the model's features), or None; any
+  other difference from the model's feature columns is refused."""
   missing = [c for c in names if c not in header]
   extra = [c for c in header if c not in names]
   label = model.card.get("label_column")
@@ -81,9 +108,13 @@ def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarra
                       f"{'; '.join(what)}")
   else:
     label = None
-  if not body:
-    raise ConfigError(f"{path!r} has a header but no data rows")
-  cols = [header.index(c) for c in names]
+  return label
+
+
+def _csv_values(path: str, header: list[str], body: list, cols: list[int],
+                width: int) -> np.ndarray:
+  """The [N, D] float64 features of a .csv file's rows (`cols`: each feature's column),
+  checked to be numbers, finite as float32."""
   x = np.empty((len(body), width), np.float64)
   for i, (line, row) in enumerate(body):
     if len(row) != len(header):
@@ -102,8 +133,7 @@ def read_features(path: str, model: TrainedModel) -> tuple[np.ndarray, np.ndarra
     raise ConfigError(f"{_finite_problem(x[i, j])} {row[cols[j]].strip()!r} in column "
                       f"{header[cols[j]]!r}, data row {i + 1} (line {line}) of {path!r}; "
                       f"predictions need finite features ({count} value(s) in all are not)")
-  y = np.array([row[header.index(label)].strip() for _, row in body]) if label else None
-  return model._features(x), y
+  return x
 
 
 _NPZ_FEATURES_HOW = "save one with np.savez(path, x=features)"
