@@ -199,6 +199,42 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
   (errors name them `val_name`, `test_name`), and their labels are encoded together with the
   training labels. A user file's task, inferred or given, is logged once with its reason.
   """
+  parts, given = _parts(name, x, y, val, val_name, test, test_name)
+  if feature_shape is None:
+    feature_shape = tuple(int(d) for d in parts[0][1].shape[1:])
+  columns = _column_names(name, columns, math.prod(feature_shape))
+  x = np.concatenate([_features(n, a, columns) for n, a, _ in parts])
+  y, task, reason = _labels(name, parts, given, task)
+  num_train = len(parts[0][2])
+  if task == CLASSIFICATION:
+    classes, y = np.unique(y, return_inverse=True)  # Sorted: numbers numerically, text by text.
+    if reason.startswith("inferred: ") and "integer" in reason:
+      _warn_many_classes(name, len(classes), len(y))
+    y = y.reshape(-1).astype(np.int32)
+    _check_classes(name, y, classes, given, parts, num_train)
+    num_classes = len(classes)
+    names = _class_names(name, classes, class_names)
+  else:
+    y, num_classes, names = _targets(name, y, class_names)
+  x.flags.writeable = False
+  y.flags.writeable = False
+  if user_file:
+    _log_task(name, task, reason)
+  num_test = len(parts[-1][2]) if test is not None else 0
+  return Dataset(name, x, y, task, num_classes, feature_shape,
+                 task_reason=reason if user_file else "", class_names=names,
+                 feature_names=columns or (), num_val=len(y) - num_train - num_test,
+                 num_test=num_test)
+
+
+def _parts(name: str, x, y, val, val_name: str, test, test_name: str
+           ) -> tuple[list[tuple], list[tuple]]:
+  """The checked (name, x, y) of the training data and each given split (`_rows`), and the
+  given splits' (name, "validation" or "test", (x, y)).
+
+  Raises:
+    ConfigError: a split's examples are not shaped as the training data's.
+  """
   parts = [(name, *_rows(name, x, y))]
   given = [(n, what, p) for n, what, p in ((val_name, "validation", val),
                                            (test_name, "test", test)) if p is not None]
@@ -208,16 +244,24 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
       raise ConfigError(
           f"examples of {part_name!r} have shape {parts[-1][1].shape[1:]}, those of {name!r} "
           f"{parts[0][1].shape[1:]}; the {what} data needs the training data's features")
-  if feature_shape is None:
-    feature_shape = tuple(int(d) for d in parts[0][1].shape[1:])
-  num_features = math.prod(feature_shape)
+  return parts, given
+
+
+def _column_names(name: str, columns: Sequence[str] | None, num_features: int
+                  ) -> tuple[str, ...] | None:
+  """The feature names as a tuple of str, one per feature; None where none are given."""
   if columns is not None:
     columns = tuple(str(c) for c in columns)
     if len(columns) != num_features:
       raise ConfigError(
           f"{len(columns)} feature names given for {name!r}, which has {num_features} features")
-  x = np.concatenate([_features(n, a, columns) for n, a, _ in parts])
+  return columns
 
+
+def _labels(name: str, parts: Sequence[tuple], given: Sequence[tuple], task: str | None
+            ) -> tuple[np.ndarray, str, str]:
+  """All the parts' labels, concatenated ([N] text, or [N] float64 numbers, checked finite),
+  the task (given, or inferred from the labels) and why it is what it is."""
   kinds = ["text" if b.dtype.kind in "US" else "numbers" for _, _, b in parts]
   for (part_name, what, _), kind in zip(given, kinds[1:]):
     if kind != kinds[0]:
@@ -249,50 +293,51 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, task: str | None,
         reason = f"inferred: {len(np.unique(y))} distinct integer labels"
       else:
         task, reason = REGRESSION, "inferred: the labels are not all integers"
+  return y, task, reason
 
-  num_train = len(parts[0][2])
-  if task == CLASSIFICATION:
-    classes, y = np.unique(y, return_inverse=True)  # Sorted: numbers numerically, text by text.
-    if reason.startswith("inferred: ") and "integer" in reason:
-      _warn_many_classes(name, len(classes), len(y))
-    y = y.reshape(-1).astype(np.int32)
-    start = num_train
-    for (part_name, _, _), (_, _, b) in zip(given, parts[1:]):
-      size = len(b)
-      unseen = np.setdiff1d(y[start:start + size], y[:num_train])
-      start += size
-      if len(unseen):
-        raise ConfigError(
-            f"the labels of {part_name!r} hold {len(unseen)} class(es) that the training data "
-            f"{name!r} lacks: {', '.join(repr(_class_name(classes[c])) for c in unseen[:5])}"
-            f"{' and more' if len(unseen) > 5 else ''}; a model cannot predict an untrained "
-            "class")
-    if len(classes) < 2:
+
+def _check_classes(name: str, y: np.ndarray, classes: np.ndarray, given: Sequence[tuple],
+                   parts: Sequence[tuple], num_train: int) -> None:
+  """Refuses a given split's class that the training rows (the first `num_train` of the
+  class ids `y`) lack, and fewer than 2 classes."""
+  start = num_train
+  for (part_name, _, _), (_, _, b) in zip(given, parts[1:]):
+    size = len(b)
+    unseen = np.setdiff1d(y[start:start + size], y[:num_train])
+    start += size
+    if len(unseen):
       raise ConfigError(
-          f"classification needs at least 2 classes, {name!r} has 1 (every label is "
-          f"{classes[0].item()!r})")
-    num_classes = len(classes)
-    names = tuple(_class_name(c) for c in classes)
-    if class_names is not None:
-      if len(class_names) != num_classes:
-        raise ConfigError(
-            f"{len(class_names)} class names given for {name!r}, which has {num_classes} "
-            f"classes ({', '.join(repr(n) for n in names[:10])}"
-            f"{', ...' if num_classes > 10 else ''})")
-      names = tuple(class_names)
-  else:
-    if class_names is not None:
-      raise ConfigError(f"class_names apply to classification, {name!r} is regression")
-    with np.errstate(over="ignore"):
-      y, num_classes, names = y.astype(np.float32), 0, ()
-    if not np.isfinite(y).all():
-      raise ConfigError(f"labels of {name!r} exceed the float32 range")
-  x.flags.writeable = False
-  y.flags.writeable = False
-  if user_file:
-    _log_task(name, task, reason)
-  num_test = len(parts[-1][2]) if test is not None else 0
-  return Dataset(name, x, y, task, num_classes, feature_shape,
-                 task_reason=reason if user_file else "", class_names=names,
-                 feature_names=columns or (), num_val=len(y) - num_train - num_test,
-                 num_test=num_test)
+          f"the labels of {part_name!r} hold {len(unseen)} class(es) that the training data "
+          f"{name!r} lacks: {', '.join(repr(_class_name(classes[c])) for c in unseen[:5])}"
+          f"{' and more' if len(unseen) > 5 else ''}; a model cannot predict an untrained "
+          "class")
+  if len(classes) < 2:
+    raise ConfigError(
+        f"classification needs at least 2 classes, {name!r} has 1 (every label is "
+        f"{classes[0].item()!r})")
+
+
+def _class_names(name: str, classes: np.ndarray, class_names: Sequence | None) -> tuple:
+  """`Dataset.class_names`: those given (one per class), else each class's label."""
+  num_classes = len(classes)
+  names = tuple(_class_name(c) for c in classes)
+  if class_names is not None:
+    if len(class_names) != num_classes:
+      raise ConfigError(
+          f"{len(class_names)} class names given for {name!r}, which has {num_classes} "
+          f"classes ({', '.join(repr(n) for n in names[:10])}"
+          f"{', ...' if num_classes > 10 else ''})")
+    names = tuple(class_names)
+  return names
+
+
+def _targets(name: str, y: np.ndarray, class_names: Sequence | None
+             ) -> tuple[np.ndarray, int, tuple]:
+  """A regression's [N] float32 targets, its 0 classes and () class names."""
+  if class_names is not None:
+    raise ConfigError(f"class_names apply to classification, {name!r} is regression")
+  with np.errstate(over="ignore"):
+    y, num_classes, names = y.astype(np.float32), 0, ()
+  if not np.isfinite(y).all():
+    raise ConfigError(f"labels of {name!r} exceed the float32 range")
+  return y, num_classes, names

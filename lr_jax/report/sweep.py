@@ -70,7 +70,7 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
   """Writes the main script's `report.md` and its figures into `out_dir`.
 
   Figures (PNG), one panel per compile group: `lr_accuracy.png` (classification) and
-  `lr_loss.png`: the best validation accuracy / loss against learning rate, mean with its 95%
+  `lr_loss.png`: the score's validation accuracy / loss (at the scored epoch: cross-fitted by default) against learning rate, mean with its 95%
   Student-t band over the runs (cut to the metric's range where known: `metric_range`), the
   selected point and the other rule's point marked
   (`rule_points`), points where a run diverged marked as such; `curves_loss.png` and
@@ -90,10 +90,25 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
   Returns:
     The paths written: the figures, then report.md.
   """
-  from lr_jax.results import format_table
   groups = [gi for gi in range(len(result.best))
             if any(a["group"] == gi for a in result.aggregates)]
   classification = any(a["higher_is_better"] for a in result.aggregates)
+  paths, figures = _sensitivity_figures(result, groups, classification, out_dir)
+  curve_paths, curve_figures = _curve_figures(result, groups, classification, out_dir)
+  paths += curve_paths
+  figures += curve_figures
+  sections = _sections(result, groups, figures, estimate)
+  sections.append(("How to read it", _glossary(result, groups)))
+  if command:
+    sections.append(("Command", f"```\n{command}\n```"))
+  paths.append(write_report(out_dir, title, sections))
+  return paths
+
+
+def _sensitivity_figures(result, groups, classification: bool, out_dir: str
+                         ) -> tuple[list[str], list[str]]:
+  """`lr_accuracy.png` (classification) and `lr_loss.png`: the score against learning rate
+  (see `write_sweep_report`); the paths written and the page's images of them."""
   paths, figures = [], []
   runs = sorted({a["n_total"] for a in result.aggregates})
   score = _score_of(result)
@@ -117,6 +132,14 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
         logx=True, markers=marks,
         suptitle=f"{what.capitalize()} {when} against learning rate ({band}{cut})"))
     figures.append(image(name, f"{what} {when} against learning rate"))
+  return paths, figures
+
+
+def _curve_figures(result, groups, classification: bool, out_dir: str
+                   ) -> tuple[list[str], list[str]]:
+  """`curves_loss.png` and `curves_accuracy.png` (classification): the selected point's and
+  its neighbours' curves per epoch; the paths written and the page's images of them."""
+  paths, figures = [], []
   for metric in (("loss", "accuracy") if classification else ("loss",)) if groups else ():
     panels = _curve_panels(result, groups, metric)
     if not panels:
@@ -129,6 +152,14 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
         suptitle=f"{metric.capitalize()} per epoch: the selected learning rate and its "
                  "neighbours (mean over runs; band: lowest to highest run)"))
     figures.append(image(name, f"{metric} per epoch, selected learning rate and neighbours"))
+  return paths, figures
+
+
+def _sections(result, groups, figures: list[str], estimate: Mapping[str, object] | None
+              ) -> list[tuple[str, str]]:
+  """The page's sections up to the table: the selection, the estimate (if any), the figures
+  (if any) and the table, as (heading, markdown)."""
+  from lr_jax.results import format_table
   selection = "\n\n".join(_selection_markdown(result, gi) for gi in groups) or (
       "No compile group has results.")
   sections = [("Selection", selection)]
@@ -146,30 +177,32 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
     tables += ("\n\n<details><summary>The table as the script printed it</summary>\n\n"
                f"```text\n{printed}\n```\n\n</details>")
   sections.append(("Table", tables or "No results."))
+  return sections
+
+
+def _glossary(result, groups) -> str:
+  """The "How to read it" section: what the score, eligible, P(best), not worse, epochs run
+  and the rules mean."""
   top = _best_text(result, groups) if groups else "highest mean"
-  sections.append(("How to read it", "\n".join([
-      f"- **score**: a run's {_score_words(result)}; a point's mean is over its runs (seeds × "
-      "folds) with a score, and its 95% interval counts the seeds, the folds and the finite "
-      "validation rows (`lr_jax.stats`; the table's first line says what it covers). The "
-      "epoch is chosen on the rows that score it, so the score flatters a little: a test set "
-      "(`--test_fraction`) or nested CV (`--outer_folds`) measures by how much.",
-      "- **eligible**: no run of the point diverged; only eligible points can be selected, and "
-      "the figures join only them (a point where a run diverged is marked ✕, at its survivors' "
-      "mean, or on the edge of the worst scores when every run diverged).",
-      "- **P(best)**: the share of two-way bootstrap resamples (seeds and validation rows, "
-      "drawn alike for every point) in which the point has the best mean; points tied at the "
-      "top (the same number of rows right) share it.",
-      f"- **not worse** (~): not significantly worse than the {top}, by a one-sided "
-      "paired test by seed, fold and validation row; ? where no test could run (one run per "
-      "point and no rows to pair, or runs not paired by seed and fold). Not significantly "
-      "worse is not \"as good\": the data cannot tell them apart.",
-      "- **epochs run**: the mean over the same runs as the score (those with a score; a "
-      "diverged run's epochs are not in it).",
-      f"- **rules**: `best` picks the {top}; `one_se` the largest learning rate whose "
-      f"mean is within one standard error of the {top} (Breiman et al., 1984). Both are "
-      "marked; `--select` says which one chose.",
-  ])))
-  if command:
-    sections.append(("Command", f"```\n{command}\n```"))
-  paths.append(write_report(out_dir, title, sections))
-  return paths
+  return "\n".join([
+    f"- **score**: a run's {_score_words(result)}; a point's mean is over its runs (seeds × "
+    "folds) with a score, and its 95% interval counts the seeds, the folds and the finite "
+    "validation rows (`lr_jax.stats`; the table's first line says what it covers). The "
+    "epoch is chosen on the rows that score it, so the score flatters a little: a test set "
+    "(`--test_fraction`) or nested CV (`--outer_folds`) measures by how much.",
+    "- **eligible**: no run of the point diverged; only eligible points can be selected, and "
+    "the figures join only them (a point where a run diverged is marked ✕, at its survivors' "
+    "mean, or on the edge of the worst scores when every run diverged).",
+    "- **P(best)**: the share of two-way bootstrap resamples (seeds and validation rows, "
+    "drawn alike for every point) in which the point has the best mean; points tied at the "
+    "top (the same number of rows right) share it.",
+    f"- **not worse** (~): not significantly worse than the {top}, by a one-sided "
+    "paired test by seed, fold and validation row; ? where no test could run (one run per "
+    "point and no rows to pair, or runs not paired by seed and fold). Not significantly "
+    "worse is not \"as good\": the data cannot tell them apart.",
+    "- **epochs run**: the mean over the same runs as the score (those with a score; a "
+    "diverged run's epochs are not in it).",
+    f"- **rules**: `best` picks the {top}; `one_se` the largest learning rate whose "
+    f"mean is within one standard error of the {top} (Breiman et al., 1984). Both are "
+    "marked; `--select` says which one chose.",
+  ])

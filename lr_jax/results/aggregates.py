@@ -243,61 +243,95 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
       ids = splits.val_idx[splits.val_mask]
       if np.unique(ids).size < ids.size:
         shared = outcome_rows
-    # The group's own grid points; a hyperparameter only other groups have is NaN here. Not a
-    # set of the rows' tuples: NaN != NaN would split one point into one entry per run.
-    point_keys = sorted(
-        {tuple(float(g.points[k][h]) if k in g.points else math.nan for k in keys)
-         for h in range(len(g.points["learning_rate"]))},
-        key=lambda t: tuple(np.nan_to_num(t, nan=-1.0)))
     entries, runs = [], []
-    for pk in point_keys:
-      sel = in_group.copy()
-      for k, value in zip(keys, pk):
-        sel &= (rows[k] == value) | (np.isnan(rows[k]) & np.isnan(value))
-      idx = np.flatnonzero(sel)
-      idx = idx[np.lexsort((rows["fold"][idx], rows["seed"][idx]))]  # Stream order: pairs points.
-      diverged = np.asarray(rows["diverged"][idx], bool)
-      score_values = np.asarray(rows[score_column(metric, score)][idx], np.float64)
-      has_value = np.isfinite(score_values) & ~diverged
-      runs_of_point = point_runs(rows, idx, np.where(has_value, score_values, np.nan),
-                                 group_outcomes, metric == "val_accuracy", shared)
-      est = stats.estimate(runs_of_point, bounds)
-      reach = rows["epochs_to_target"][idx]
-      reached = reach > 0
-      n_diverged = int(diverged.sum())
-      n_pruned = int(np.sum(rows["pruned"][idx])) if "pruned" in rows else 0
-      entry = {
-          "group": gi, "optimizer": g.experiment.optim.name,
-          **{k: float(v) for k, v in zip(keys, pk)},
-          # Each user metric's mean at the runs' scored epochs, whatever scores the point.
-          **({"metric_means": {k: stats.summarize(rows[_column(prefix, k, metric)][idx][
-              has_value]).mean for k in directions}} if directions else {}),
-          "metric": metric, "higher_is_better": higher, "score": score,
-          "n": est.n, "n_diverged": n_diverged, "n_total": int(idx.size),
-          "mean": est.mean, "std": est.std, "se": est.se, "ci95": est.ci95,
-          "ci_low": est.low, "ci_high": est.high, "df": est.df, "n_rows": est.n_rows,
-          "covers": est.covers,
-          "mean_val_loss": stats.summarize(
-              rows[_column(prefix, "val_loss", metric)][idx][has_value]).mean,
-          # Over the runs with a score: a diverged run's epochs say when it broke, not how long
-          # the learning rate trains.
-          "mean_epochs_run": (float(rows["epochs_run"][idx][has_value].mean()) if has_value.any()
-                              else math.nan),
-          "diverged": n_diverged,
-          "n_pruned": n_pruned,  # Stopped by halving: its score is not a finished run's.
-          "eligible": bool(n_diverged == 0 and n_pruned == 0 and 0 < est.n == idx.size),
-          "p_best": 0.0, "not_worse": False, "tied": False, "selected": False,
-          "reached_target": int(reached.sum()),
-          "mean_epochs_to_target": float(reach[reached].mean()) if reached.any() else math.nan,
-          "mean_steps_to_target": (float(rows["steps_to_target"][idx][reached].mean())
-                                   if reached.any() else math.nan),
-      }
+    for pk in _point_keys(g, keys):
+      idx = _point_rows(rows, in_group, keys, pk)
+      point = {"group": gi, "optimizer": g.experiment.optim.name,
+               **{k: float(v) for k, v in zip(keys, pk)}}
+      entry, runs_of_point = _point_entry(
+          rows, idx, point, metric=metric, higher=higher, score=score, prefix=prefix,
+          bounds=bounds, directions=directions, outcomes=group_outcomes, outcome_rows=shared)
       entries.append(entry)
       runs.append(runs_of_point)
     compare_points(entries, runs)
     out += [_record(e, hparam_names) for e in entries]
   return out
 
+
+def _point_keys(g, keys: Sequence[str]) -> list[tuple[float, ...]]:
+  """The group's own grid points, each its values of `keys` (NaN for a hyperparameter only
+  other groups have), in the order of their values."""
+  # Not a set of the rows' tuples: NaN != NaN would split one point into one entry per run.
+  return sorted(
+      {tuple(float(g.points[k][h]) if k in g.points else math.nan for k in keys)
+       for h in range(len(g.points["learning_rate"]))},
+      key=lambda t: tuple(np.nan_to_num(t, nan=-1.0)))
+
+
+def _point_rows(rows: dict, in_group: np.ndarray, keys: Sequence[str],
+                pk: tuple[float, ...]) -> np.ndarray:
+  """The indices into `rows` of one point's runs (`in_group` [V] its group's rows, `pk` its
+  values of `keys`), in stream order (by seed, then fold)."""
+  sel = in_group.copy()
+  for k, value in zip(keys, pk):
+    sel &= (rows[k] == value) | (np.isnan(rows[k]) & np.isnan(value))
+  idx = np.flatnonzero(sel)
+  return idx[np.lexsort((rows["fold"][idx], rows["seed"][idx]))]  # Stream order: pairs points.
+
+
+def _point_entry(rows: dict, idx: np.ndarray, point: dict, *, metric: str, higher: bool,
+                 score: str, prefix: str, bounds: tuple[float, float], directions: dict,
+                 outcomes, outcome_rows) -> tuple[dict, stats.Runs]:
+  """One point's aggregate entry (see `aggregate`), its comparison fields unset, and its
+  `stats.Runs`.
+
+  Args:
+    rows: the sweep's rows.
+    idx: the indices into `rows` of the point's runs, in stream order.
+    point: the entry's first keys: its group, optimizer and hyperparameters.
+    metric, higher, score, bounds: the group's score metric, its direction, which epoch's
+      value is the score (`SCORES`) and the metric's range.
+    prefix: the score's column prefix (`score_column`).
+    directions: `val_<name>` -> higher is better, of the group's user metrics.
+    outcomes, outcome_rows: per row of `rows`, its per-row outcomes and which data set rows
+      they are, or None (see `point_runs`).
+  """
+  diverged = np.asarray(rows["diverged"][idx], bool)
+  score_values = np.asarray(rows[score_column(metric, score)][idx], np.float64)
+  has_value = np.isfinite(score_values) & ~diverged
+  runs_of_point = point_runs(rows, idx, np.where(has_value, score_values, np.nan),
+                             outcomes, metric == "val_accuracy", outcome_rows)
+  est = stats.estimate(runs_of_point, bounds)
+  reach = rows["epochs_to_target"][idx]
+  reached = reach > 0
+  n_diverged = int(diverged.sum())
+  n_pruned = int(np.sum(rows["pruned"][idx])) if "pruned" in rows else 0
+  entry = {
+      **point,
+      # Each user metric's mean at the runs' scored epochs, whatever scores the point.
+      **({"metric_means": {k: stats.summarize(rows[_column(prefix, k, metric)][idx][
+          has_value]).mean for k in directions}} if directions else {}),
+      "metric": metric, "higher_is_better": higher, "score": score,
+      "n": est.n, "n_diverged": n_diverged, "n_total": int(idx.size),
+      "mean": est.mean, "std": est.std, "se": est.se, "ci95": est.ci95,
+      "ci_low": est.low, "ci_high": est.high, "df": est.df, "n_rows": est.n_rows,
+      "covers": est.covers,
+      "mean_val_loss": stats.summarize(
+          rows[_column(prefix, "val_loss", metric)][idx][has_value]).mean,
+      # Over the runs with a score: a diverged run's epochs say when it broke, not how long
+      # the learning rate trains.
+      "mean_epochs_run": (float(rows["epochs_run"][idx][has_value].mean()) if has_value.any()
+                          else math.nan),
+      "diverged": n_diverged,
+      "n_pruned": n_pruned,  # Stopped by halving: its score is not a finished run's.
+      "eligible": bool(n_diverged == 0 and n_pruned == 0 and 0 < est.n == idx.size),
+      "p_best": 0.0, "not_worse": False, "tied": False, "selected": False,
+      "reached_target": int(reached.sum()),
+      "mean_epochs_to_target": float(reach[reached].mean()) if reached.any() else math.nan,
+      "mean_steps_to_target": (float(rows["steps_to_target"][idx][reached].mean())
+                               if reached.any() else math.nan),
+  }
+  return entry, runs_of_point
 
 def _record(entry: dict, hparam_names: Sequence[str]) -> Aggregate:
   """The typed record of an aggregate entry built as a dict."""

@@ -201,80 +201,18 @@ class SweepResult:
     rows: dict[str, list] = {}
     histories: dict[str, list] = {}
     num_epochs = max(g.experiment.train.epochs for g in groups)
-    hparam_names = []
-    user_metrics: list[str] = []  # `val_<name>` of every group's user metrics
-    for g in groups:
-      hparam_names += [k for k in g.points if k != "learning_rate" and k not in hparam_names]
-      user_metrics += [f"val_{n}" for n, _ in getattr(g, "metrics", ())
-                       if f"val_{n}" not in user_metrics]
+    hparam_names, user_metrics = _swept_names(groups)
     for gi, (g, out) in enumerate(zip(groups, outputs)):
-      exp, v, hist = g.experiment, out.variants, out.history
-      num_streams, num_points = v.stopped.shape
+      num_streams, num_points = out.variants.stopped.shape
       n = num_streams * num_points
-      classification = g.dataset.task == "classification"
-      h = {k: a.reshape(n, -1) for k, a in hist.items()}
-      h.update({k: np.full((n, 1), np.nan, np.float32) for k in user_metrics if k not in h})
-      for k, a in h.items():
-        padded = np.full((n, num_epochs), np.nan, np.float32)
-        padded[:, :a.shape[1]] = a
-        histories.setdefault(HISTORY_NAMES.get(k, k), []).append(padded)
-      last_loss = last_finite(h["train_loss"])
-      fold_of = np.repeat(g.folds, num_points)
-      val_rows = [g.splits.val_idx[f][g.splits.val_mask[f]] for f in range(g.splits.num_folds)]
-      outcome_rows += [val_rows[fold_of[r]] for r in range(n)]
-      for k, state in (("best_epoch", v.best_outcomes), ("last_epoch", v.last_outcomes),
-                       ("crossfit", v.crossfit_outcomes)):
-        flat = np.asarray(state).reshape(n, -1)
-        outcomes[k] += [flat[r][g.splits.val_mask[fold_of[r]]] for r in range(n)]
-      builtin = "val_accuracy" if classification else "val_loss"
-      crossfit = np.array([o.mean(dtype=np.float64) if o.size else np.nan
-                           for o in outcomes["crossfit"][-n:]])
-      if target is None:
-        reach = np.zeros(n, int)
-      elif classification:
-        reach = first_reaching(h["val_accuracy"], target, True)
-      else:
-        reach = first_reaching(h["val_loss"], target, False)
-      tile = lambda a: np.tile(a, num_streams)  # [H] -> [S*H], stream-major.
-      rep = lambda a: np.repeat(a, num_points)  # [S] -> [S*H].
-      columns = {
-          "group": np.full(n, gi), "dataset": np.full(n, g.dataset.name, object),
-          "train_size": rep(g.splits.train_sizes[g.folds]),
-          "model": np.full(n, g.model.name if g.model is not None else exp.model.name, object),
-          "hidden": np.full(n, "-" if g.model is not None
-                            else "-".join(map(str, exp.model.hidden)) or "-", object),
-          "optimizer": np.full(n, exp.optim.name, object),
-          "schedule": np.full(n, exp.optim.schedule, object),
-          "batch_size": np.full(n, exp.train.batch_size),
-          "learning_rate": tile(g.points["learning_rate"]).astype(np.float64),
-          "seed": rep(g.seeds), "fold": rep(g.folds),
-          "best_epoch": v.best_epoch.reshape(n), "best_val_loss": v.best_val_loss.reshape(n),
-          "best_val_accuracy": v.best_val_accuracy.reshape(n), "final_train_loss": last_loss,
-          "epochs_run": v.epochs_run.reshape(n), "steps_run": v.steps_run.reshape(n),
-          "diverged": v.diverged.reshape(n), "stopped_early": v.stopped.reshape(n),
-          "pruned": out.pruned.reshape(n),
-          "epochs_to_target": reach,
-          "steps_to_target": np.where(reach > 0, reach * out.steps_per_epoch, 0),
-      }
-      for k in hparam_names:
-        columns[k] = tile(g.points[k]) if k in g.points else np.full(n, np.nan)
-      best_metrics = v.best_metrics or {}
-      for k in user_metrics:
-        mine = best_metrics.get(k[len("val_"):])
-        columns[f"best_{k}"] = mine.reshape(n) if mine is not None else np.full(n, np.nan)
-      # The last epoch's values (`score="last_epoch"`): NaN in the history where a run did not
-      # train or had diverged, so the last finite value is its last counted epoch's.
-      for k in ("val_loss", "val_accuracy", *user_metrics):
-        columns[f"last_{k}"] = last_finite(h[k])
-      # A run with no epoch counted (diverged at once) has no cross-fitted score.
-      counted = v.best_epoch.reshape(n) > 0
-      columns[f"crossfit_{builtin}"] = np.where(counted, crossfit, np.nan)
-      columns[f"crossfit_{'val_loss' if classification else 'val_accuracy'}"] = np.full(n, np.nan)
-      crossfit_metrics = v.crossfit_metrics or {}
-      for k in user_metrics:
-        mine = crossfit_metrics.get(k[len("val_"):])
-        columns[f"crossfit_{k}"] = (np.where(counted, np.asarray(mine).reshape(n, 2).mean(
-            axis=1), np.nan) if mine is not None else np.full(n, np.nan))
+      h = _group_history(histories, out.history, n, num_epochs, user_metrics)
+      group_rows, group_outcomes = _group_outcomes(g, out.variants, n, num_points)
+      outcome_rows += group_rows
+      for k, o in group_outcomes.items():
+        outcomes[k] += o
+      columns = _run_columns(gi, g, out, h, target)
+      columns.update(_score_columns(g, out.variants, h, group_outcomes["crossfit"],
+                                    hparam_names, user_metrics))
       for k, a in columns.items():
         rows.setdefault(k, []).append(a)
     rows_np = {k: np.concatenate(a) for k, a in rows.items()}
@@ -287,15 +225,131 @@ class SweepResult:
     return cls(
         rows=rows_np, history=history_np, aggregates=aggregates,
         best=best_points(aggregates, len(groups), select),
-        config=config,
-        timings=[{"group": i, "compile_s": o.compile_s, "run_s": o.run_s,
-                  "epochs_executed": o.epochs_executed,
-                  "variant_epochs_trained": o.variant_epochs_trained,
-                  "variant_epochs_executed": o.variant_epochs_executed}
-                 for i, o in enumerate(outputs)],
+        config=config, timings=_timings(outputs),
         params=[o.params for o in outputs], select=select, groups=list(groups), score=score,
         outcomes=outcomes, outcome_rows=outcome_rows)
 
+
+def _swept_names(groups: Sequence) -> tuple[list[str], list[str]]:
+  """The swept hyperparameters besides the learning rate, and `val_<name>` of the user
+  metrics, of all the groups together, each in the order the groups first name them."""
+  hparam_names = []
+  user_metrics: list[str] = []  # `val_<name>` of every group's user metrics
+  for g in groups:
+    hparam_names += [k for k in g.points if k != "learning_rate" and k not in hparam_names]
+    user_metrics += [f"val_{n}" for n, _ in getattr(g, "metrics", ())
+                     if f"val_{n}" not in user_metrics]
+  return hparam_names, user_metrics
+
+
+def _group_history(histories: dict[str, list], hist: dict, n: int, num_epochs: int,
+                   user_metrics: Sequence[str]) -> dict[str, np.ndarray]:
+  """One group's history: appended to `histories` (metric, renamed by `HISTORY_NAMES`, ->
+  its groups' [n, num_epochs] arrays, NaN-padded), and returned as metric -> [n, E] over the
+  group's own epochs E; a user metric the group lacks is NaN."""
+  h = {k: a.reshape(n, -1) for k, a in hist.items()}
+  h.update({k: np.full((n, 1), np.nan, np.float32) for k in user_metrics if k not in h})
+  for k, a in h.items():
+    padded = np.full((n, num_epochs), np.nan, np.float32)
+    padded[:, :a.shape[1]] = a
+    histories.setdefault(HISTORY_NAMES.get(k, k), []).append(padded)
+  return h
+
+
+def _group_outcomes(g, v, n: int, num_points: int) -> tuple[list, dict[str, list]]:
+  """One group's [n] rows' validation rows (`SweepResult.outcome_rows`) and, per score, their
+  outcomes at its epoch (`SweepResult.outcomes`)."""
+  fold_of = np.repeat(g.folds, num_points)
+  val_rows = [g.splits.val_idx[f][g.splits.val_mask[f]] for f in range(g.splits.num_folds)]
+  outcome_rows = [val_rows[fold_of[r]] for r in range(n)]
+  outcomes: dict[str, list] = {}
+  for k, state in (("best_epoch", v.best_outcomes), ("last_epoch", v.last_outcomes),
+                   ("crossfit", v.crossfit_outcomes)):
+    flat = np.asarray(state).reshape(n, -1)
+    outcomes[k] = [flat[r][g.splits.val_mask[fold_of[r]]] for r in range(n)]
+  return outcome_rows, outcomes
+
+
+def _run_columns(gi: int, g, out, h: dict[str, np.ndarray], target) -> dict[str, np.ndarray]:
+  """One group's `RESULT_COLUMNS`: column -> [n], its rows stream-major (streams x points)."""
+  exp, v = g.experiment, out.variants
+  num_streams, num_points = v.stopped.shape
+  n = num_streams * num_points
+  classification = g.dataset.task == "classification"
+  last_loss = last_finite(h["train_loss"])
+  if target is None:
+    reach = np.zeros(n, int)
+  elif classification:
+    reach = first_reaching(h["val_accuracy"], target, True)
+  else:
+    reach = first_reaching(h["val_loss"], target, False)
+  tile = lambda a: np.tile(a, num_streams)  # [H] -> [S*H], stream-major.
+  rep = lambda a: np.repeat(a, num_points)  # [S] -> [S*H].
+  return {
+      "group": np.full(n, gi), "dataset": np.full(n, g.dataset.name, object),
+      "train_size": rep(g.splits.train_sizes[g.folds]),
+      "model": np.full(n, g.model.name if g.model is not None else exp.model.name, object),
+      "hidden": np.full(n, "-" if g.model is not None
+                        else "-".join(map(str, exp.model.hidden)) or "-", object),
+      "optimizer": np.full(n, exp.optim.name, object),
+      "schedule": np.full(n, exp.optim.schedule, object),
+      "batch_size": np.full(n, exp.train.batch_size),
+      "learning_rate": tile(g.points["learning_rate"]).astype(np.float64),
+      "seed": rep(g.seeds), "fold": rep(g.folds),
+      "best_epoch": v.best_epoch.reshape(n), "best_val_loss": v.best_val_loss.reshape(n),
+      "best_val_accuracy": v.best_val_accuracy.reshape(n), "final_train_loss": last_loss,
+      "epochs_run": v.epochs_run.reshape(n), "steps_run": v.steps_run.reshape(n),
+      "diverged": v.diverged.reshape(n), "stopped_early": v.stopped.reshape(n),
+      "pruned": out.pruned.reshape(n),
+      "epochs_to_target": reach,
+      "steps_to_target": np.where(reach > 0, reach * out.steps_per_epoch, 0),
+  }
+
+
+def _score_columns(g, v, h: dict[str, np.ndarray], crossfit_outcomes: Sequence[np.ndarray],
+                   hparam_names: Sequence[str], user_metrics: Sequence[str]
+                   ) -> dict[str, np.ndarray]:
+  """One group's columns after `RESULT_COLUMNS`: column -> [n], the swept hyperparameters
+  (NaN where the group has none), then the user metrics at the best epoch, and every metric
+  at the last and the cross-fitted epochs (`results.SCORES`); `crossfit_outcomes` are its
+  rows' cross-fitted outcomes."""
+  num_streams, num_points = v.stopped.shape
+  n = num_streams * num_points
+  classification = g.dataset.task == "classification"
+  builtin = "val_accuracy" if classification else "val_loss"
+  crossfit = np.array([o.mean(dtype=np.float64) if o.size else np.nan
+                       for o in crossfit_outcomes])
+  tile = lambda a: np.tile(a, num_streams)  # [H] -> [S*H], stream-major.
+  columns = {}
+  for k in hparam_names:
+    columns[k] = tile(g.points[k]) if k in g.points else np.full(n, np.nan)
+  best_metrics = v.best_metrics or {}
+  for k in user_metrics:
+    mine = best_metrics.get(k[len("val_"):])
+    columns[f"best_{k}"] = mine.reshape(n) if mine is not None else np.full(n, np.nan)
+  # The last epoch's values (`score="last_epoch"`): NaN in the history where a run did not
+  # train or had diverged, so the last finite value is its last counted epoch's.
+  for k in ("val_loss", "val_accuracy", *user_metrics):
+    columns[f"last_{k}"] = last_finite(h[k])
+  # A run with no epoch counted (diverged at once) has no cross-fitted score.
+  counted = v.best_epoch.reshape(n) > 0
+  columns[f"crossfit_{builtin}"] = np.where(counted, crossfit, np.nan)
+  columns[f"crossfit_{'val_loss' if classification else 'val_accuracy'}"] = np.full(n, np.nan)
+  crossfit_metrics = v.crossfit_metrics or {}
+  for k in user_metrics:
+    mine = crossfit_metrics.get(k[len("val_"):])
+    columns[f"crossfit_{k}"] = (np.where(counted, np.asarray(mine).reshape(n, 2).mean(
+        axis=1), np.nan) if mine is not None else np.full(n, np.nan))
+  return columns
+
+
+def _timings(outputs: Sequence) -> list[dict]:
+  """`SweepResult.timings`: per group, its compile and run seconds and epochs."""
+  return [{"group": i, "compile_s": o.compile_s, "run_s": o.run_s,
+           "epochs_executed": o.epochs_executed,
+           "variant_epochs_trained": o.variant_epochs_trained,
+           "variant_epochs_executed": o.variant_epochs_executed}
+          for i, o in enumerate(outputs)]
 
 def sweep_config(groups: Sequence, grid, target: float | None, select: str,
                  prune: dict | None = None, score: str = DEFAULT_SCORE) -> dict:
