@@ -91,11 +91,15 @@ def test_new_learning_rates_and_seeds_reuse_the_compiled_program(traced_once):
 
 
 def test_runs_that_differ_only_in_their_budget_share_one_program(traced_once):
-  # Epochs, patience and the step cap are traced (`train.Budget`), so the small-data study's
+  # Epochs, patience, the step cap, min_delta and the divergence factor are traced
+  # (`train.Budget`), so the small-data study's
   # three budgets of a cell are one program; each run still keeps to its own budget.
   grid = lr_jax.Grid(learning_rates=(1e-3, 3e-2), seeds=(0,))
   budgets = {"epochs": dict(epochs=4, patience=0), "steps": dict(epochs=6, patience=0, max_steps=9),
-             "patience": dict(epochs=6, patience=1)}
+             "patience": dict(epochs=6, patience=1),
+             # What counts as an improvement and as a divergence: traced too.
+             "strict": dict(epochs=6, patience=1, min_delta=10.0),
+             "fragile": dict(epochs=4, patience=0, divergence_factor=1.0 + 1e-6)}
   # Without compaction: a narrower population would be a program of its own.
   runs = {name: lr_jax.run_sweep(EXP.replace(**{f"train__{k}": v for k, v in b.items()}), grid,
                                  options=engine.RunOptions(chunk_epochs=2, compact=False))
@@ -106,9 +110,16 @@ def test_runs_that_differ_only_in_their_budget_share_one_program(traced_once):
   assert rows["stopped_early"].any()
   assert np.all(rows["stopped_early"] == (rows["epochs_run"] - rows["best_epoch"] == 1))
   assert np.all(rows["stopped_early"] | (rows["epochs_run"] == 6))
+  # No loss improves by 10: every run stops after patience 1 from its first epoch.
+  np.testing.assert_array_equal(runs["strict"].rows["epochs_run"], [2, 2])
+  np.testing.assert_array_equal(runs["strict"].rows["best_epoch"], [1, 1])
+  # The larger learning rate's first minibatch losses rise above the initial one: diverged.
+  assert runs["fragile"].rows["diverged"].any()
+  assert not runs["epochs"].rows["diverged"].any()
   # A schedule whose shape depends on the run's length compiles per length.
   key = lambda exp: engine.programs._compile_key(engine.plan_sweep(exp, grid)[0])
-  assert key(EXP) == key(EXP.replace(train__epochs=9, train__patience=0, train__max_steps=5))
+  assert key(EXP) == key(EXP.replace(train__epochs=9, train__patience=0, train__max_steps=5,
+                                     train__min_delta=0.5, train__divergence_factor=3.0))
   cosine = EXP.replace(optim__schedule="cosine")
   assert key(cosine) != key(cosine.replace(train__epochs=9))
 

@@ -268,7 +268,8 @@ def test_the_finder_steps_are_the_trainers_train_step():
   v = train_lib.init_variant(rules, hp, train_lib.initial_params(model, seed), jnp.float32(1e9))
   idx_MxB, w_MxB = train_lib.epoch_order(order_key, 0, data.train_idx[0], data.train_mask[0],
                                          rules.batch, rules.steps_per_epoch)
-  step = jax.jit(functools.partial(train_lib.train_step, rules, max_steps=0))
+  step = jax.jit(functools.partial(train_lib.train_step, rules, max_steps=0,
+                                     divergence_factor=exp.train.divergence_factor))
   for k in range(3):
     x_BxD, y_B = train_lib.fetch(data, 0, idx_MxB[k])
     v, (loss_sum, _, weight) = step(v, hp, x_BxD, y_B, w_MxB[k], jax.random.fold_in(step_key, k))

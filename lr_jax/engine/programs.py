@@ -125,8 +125,8 @@ def _compile_key(group: Group) -> tuple:
   # data seeds or subsamples of equal size share one program; likewise the config fields that
   # only give defaults of dynamic numbers (decay_rate, dropout, ...): the points carry them,
   # and which numbers are traced (an off axis is not) is the key's last part. The budget
-  # (epochs, patience, step cap) is traced too (`train.Budget`), except the epochs of a
-  # schedule whose shape depends on the run's length.
+  # (epochs, patience, step cap, min_delta, divergence factor) is traced too (`train.Budget`),
+  # except the epochs of a schedule whose shape depends on the run's length.
   exp = group.experiment
   return (_without_defaults(exp), group.model, group.dataset.task, _num_outputs(group.dataset),
           group.dataset.feature_shape, group.splits.train_idx.shape[1], group.loss, group.metrics,
@@ -138,7 +138,9 @@ def _without_defaults(exp: Experiment) -> Experiment:
   """The experiment with every config field that is only a dynamic number's default, or the
   traced budget, reset."""
   train = TrainConfig()
-  changes = {"train__patience": train.patience, "train__max_steps": train.max_steps}
+  changes = {"train__patience": train.patience, "train__max_steps": train.max_steps,
+             "train__min_delta": train.min_delta,
+             "train__divergence_factor": train.divergence_factor}
   if not SCHEDULES[exp.optim.schedule].horizon:
     changes["train__epochs"] = train.epochs
   for axis in hparams_lib.catalog().values():

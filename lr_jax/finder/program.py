@@ -90,7 +90,7 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
       alive = ~v.stopped & ~v.diverged
       v, (loss_sum, _, weight) = train_lib.train_step(
           rules, v, opt_hparams, x_BxD, y_B, w_B, jax.random.fold_in(dropout_key, k), extras,
-          max_steps=0)
+          max_steps=0, divergence_factor=experiment.train.divergence_factor)
       nan = jnp.float32(jnp.nan)
       # The step's loss, before its update; NaN where the step stopped the seed (non-finite).
       loss = jnp.where(weight > 0, loss_sum / jnp.maximum(weight, 1.0), nan)

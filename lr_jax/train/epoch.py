@@ -86,7 +86,7 @@ def monitored_score(rules: Rules, val_loss_B, val_correct_B, out_VxK, y_val, w_v
 
 
 def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, sums, x_val, y_val,
-              w_val, *, patience: jax.Array | int):
+              w_val, *, patience: jax.Array | int, min_delta: jax.Array | float):
   """Validation, early stopping, the plateau and best-params tracking at an epoch's end.
 
   Args:
@@ -99,6 +99,7 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
     x_val, y_val, w_val: the fold's standardized validation set and its weights.
     patience: early stopping after this many epochs without improvement (`Budget.patience`);
       0: never.
+    min_delta: an improvement must beat the best by more than this (`Budget.min_delta`).
 
   Returns:
     `(v, history)`: the history's entries of this epoch, NaN where the variant did not train.
@@ -116,7 +117,7 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
       raise ConfigError(f"metric {n!r} must return a scalar, got shape {value.shape}")
   score = monitored_score(rules, val_loss_B, val_correct_B, out_VxK, y_val, w_val, values)
   counts = was_training & ~v.diverged
-  improved, best_score, wait = no_improvement(score, v.best_score, v.wait, rules.min_delta, counts)
+  improved, best_score, wait = no_improvement(score, v.best_score, v.wait, min_delta, counts)
   # Cross-fitting (`VariantState.crossfit_outcomes`): each half of the validation rows picks
   # its own best epoch, and the other half's outcomes are kept there.
   half_a = (jnp.arange(w_val.shape[0]) % 2) == 0
@@ -126,9 +127,9 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
   # A user metric is not a mean over rows: each half's value, kept at the other half's best.
   half_values = {n: jnp.stack([jnp.asarray(m.fn(out_VxK, y_val, w), jnp.float32)
                                for w in w_halves]) for n, m in rules.metrics}
-  improved_a, best_a, _ = no_improvement(halves[0], v.crossfit_best[0], 0, rules.min_delta,
+  improved_a, best_a, _ = no_improvement(halves[0], v.crossfit_best[0], 0, min_delta,
                                          counts)
-  improved_b, best_b, _ = no_improvement(halves[1], v.crossfit_best[1], 0, rules.min_delta,
+  improved_b, best_b, _ = no_improvement(halves[1], v.crossfit_best[1], 0, min_delta,
                                          counts)
   stop = counts & (patience > 0) & (wait >= patience)
   names = tuple(n for n, _ in rules.metrics)

@@ -28,10 +28,8 @@ class Rules(NamedTuple):
   Attributes:
     batch: the minibatch size B.
     steps_per_epoch: minibatches per epoch M.
-    min_delta: early stopping's smallest improvement.
     monitor: the monitored metric's name (`TrainConfig.monitor`).
     monitored: the user `Metric` monitored, or None for val_loss / val_accuracy.
-    divergence_factor: a minibatch loss above this multiple of the initial loss diverges.
     classification: softmax cross-entropy and accuracy, or squared error.
     feature_shape: one example's shape (random shifts need an image, rank >= 2), or None.
     namespaces: ((name, namespace), ...) of the numbers swept; the model gets its slice.
@@ -46,10 +44,8 @@ class Rules(NamedTuple):
 
   batch: int
   steps_per_epoch: int
-  min_delta: float
   monitor: str
   monitored: Metric | None
-  divergence_factor: float
   classification: bool
   feature_shape: tuple[int, ...] | None
   namespaces: tuple[tuple[str, str], ...]
@@ -95,8 +91,7 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
     valid = ", ".join([*MONITORS, *(f"val_{n}" for n in names)])
     raise ConfigError(f"monitor {tcfg.monitor!r} is not a metric of this sweep; valid choices: {valid}")
   return Rules(
-      batch=batch, steps_per_epoch=steps_per_epoch, min_delta=tcfg.min_delta, monitor=tcfg.monitor, monitored=monitored,
-      divergence_factor=tcfg.divergence_factor,
+      batch=batch, steps_per_epoch=steps_per_epoch, monitor=tcfg.monitor, monitored=monitored,
       classification=task == "classification",
       feature_shape=None if feature_shape is None else tuple(feature_shape),
       namespaces=tuple(sorted((namespaces or {}).items())), flat=flat, make_tx=make_tx,

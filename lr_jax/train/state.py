@@ -112,20 +112,26 @@ def history_type(metric_names: tuple[str, ...]) -> type:
 
 
 class Budget(NamedTuple):
-  """How long a run may train, as traced int32 scalars: groups that differ only in their
-  budget (another `--epochs` or `--patience`, the small-data study's three budgets of a cell)
-  run one compiled program. The trainer reads these, not the experiment's `TrainConfig`
-  fields; a schedule with `Schedule.horizon` also takes its length from the experiment's
-  epochs, which the budget's must then equal (the engine builds both from one experiment)."""
+  """How long a run may train and what stops it, as traced scalars: groups that differ only in
+  their budget (another `--epochs`, `--patience`, `--min_delta` or `--divergence_factor`, the
+  small-data study's three budgets of a cell) run one compiled program. The trainer reads
+  these, not the experiment's `TrainConfig` fields; a schedule with `Schedule.horizon` also
+  takes its length from the experiment's epochs, which the budget's must then equal (the engine
+  builds both from one experiment). The rule: a number of the whole group is a budget field;
+  a number that varies per variant is a hyperparameter (`lr_jax.hparams`)."""
 
-  epochs: jax.Array     # [] epochs in all
-  patience: jax.Array   # [] early stopping after this many epochs without improvement; 0: never
-  max_steps: jax.Array  # [] no update after this many; 0: no cap
+  epochs: jax.Array     # [] int32 epochs in all
+  patience: jax.Array   # [] int32 early stopping after this many epochs without improvement; 0: never
+  max_steps: jax.Array  # [] int32 no update after this many; 0: no cap
+  min_delta: jax.Array  # [] float32 an improvement of the monitored value must beat this
+  divergence_factor: jax.Array  # [] float32 a minibatch loss above this x the initial diverges
 
   @classmethod
   def of(cls, train) -> "Budget":
     """The budget of a `TrainConfig`."""
-    return cls(*(np.asarray(x, np.int32) for x in (train.epochs, train.patience, train.max_steps)))
+    return cls(*(np.asarray(x, np.int32) for x in (train.epochs, train.patience, train.max_steps)),
+               np.asarray(train.min_delta, np.float32),
+               np.asarray(train.divergence_factor, np.float32))
 
 
 def _tree_where(cond: jax.Array, new, old):

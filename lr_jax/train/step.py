@@ -73,7 +73,8 @@ def val_outcomes(rules: Rules, loss_B: jax.Array, correct_B: jax.Array) -> jax.A
 
 
 def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
-               extras: Extras | None = None, *, max_steps: jax.Array | int):
+               extras: Extras | None = None, *, max_steps: jax.Array | int,
+               divergence_factor: jax.Array | float):
   """One minibatch update of one variant; a no-op for a stopped or diverged one or no rows.
 
   Args:
@@ -84,6 +85,8 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
     key: the minibatch's key; the model's dropout and the augmentation draw from it.
     extras: what the data axes need beyond the batch (`Extras`); None without them.
     max_steps: no update once the variant has applied this many (`Budget.max_steps`); 0: no cap.
+    divergence_factor: a loss above this multiple of the initial one diverges
+      (`Budget.divergence_factor`).
 
   Returns:
     `(v, (loss x weight, accuracy x weight, weight))`, all zero unless the update applied.
@@ -101,7 +104,7 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
   params = optax.apply_updates(v.params, rules.flat.to_flat(updates))
   # The squared norm is finite exactly when the norm is. The barrier keeps XLA from sharing
   # this g**2 with the optimizer's, which would make it a buffer of its own written each step.
-  healthy = (jnp.isfinite(loss) & (loss <= rules.divergence_factor * v.init_loss)
+  healthy = (jnp.isfinite(loss) & (loss <= divergence_factor * v.init_loss)
              & jnp.isfinite(optax.tree.norm(jax.lax.optimization_barrier(grads), squared=True)))
   training = ~v.stopped & ~v.diverged & (jnp.sum(w_B) > 0)
   training &= (max_steps <= 0) | (v.steps_run < max_steps)

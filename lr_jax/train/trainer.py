@@ -103,7 +103,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
       x_BxD, y_B = fetch(data, fold, idx_B)
       extras = batch_extras(hparams_H, data, fold, idx_B, flips)
       key = jax.random.fold_in(dropout_key, epoch * steps_per_epoch + step)
-      v, delta = over_points(functools.partial(train_step, rules, max_steps=budget.max_steps))(
+      v, delta = over_points(functools.partial(train_step, rules, max_steps=budget.max_steps,
+                                        divergence_factor=budget.divergence_factor))(
           v, hparams_H, x_BxD, y_B, w_B, key, extras)
       sums = jax.tree_util.tree_map(jnp.add, sums, delta)
       return (v, sums), None
@@ -114,7 +115,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
         (idx_MxB, w_MxB, jnp.arange(steps_per_epoch, dtype=jnp.int32)))
     x_val, y_val = fetch(data, fold, data.val_idx[fold])
     w_val = data.val_mask[fold].astype(jnp.float32)
-    return jax.vmap(functools.partial(end_epoch, rules, patience=budget.patience),
+    return jax.vmap(functools.partial(end_epoch, rules, patience=budget.patience,
+                                      min_delta=budget.min_delta),
                     in_axes=(0, 0, 0, None, 0, None, None, None))(
         v_H, hparams_H, was_training, epoch + 1, sums, x_val, y_val, w_val)
 
