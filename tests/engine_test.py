@@ -120,6 +120,9 @@ def test_runs_that_differ_only_in_their_budget_share_one_program(traced_once):
   key = lambda exp: engine.programs._compile_key(engine.plan_sweep(exp, grid)[0])
   assert key(EXP) == key(EXP.replace(train__epochs=9, train__patience=0, train__max_steps=5,
                                      train__min_delta=0.5, train__divergence_factor=3.0))
+  # The key is an allow-list (`ProgramKey`): a host-only field is not in it.
+  assert key(EXP) == key(EXP.replace(train__restore_best=False))
+  assert isinstance(key(EXP)[0], engine.programs.ProgramKey)
   cosine = EXP.replace(optim__schedule="cosine")
   assert key(cosine) != key(cosine.replace(train__epochs=9))
 

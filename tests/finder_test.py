@@ -163,6 +163,11 @@ def test_seeds_vmapped_equal_each_seed_alone_and_a_new_range_does_not_retrace(mo
   # The range and the seeds are numbers, not shapes: a new range reuses the program.
   finder.lr_finder(user, seeds=(7,), **{**kwargs, "lr_min": 1e-4, "lr_max": 1.0})
   assert len(traces) == 2
+  # The finder's key is the engine's allow-list (`engine.programs.ProgramKey`): what the range
+  # test never reads (early stopping, the epochs, restore_best) compiles nothing new.
+  finder.lr_finder(user.replace(train__patience=1, train__epochs=3, train__restore_best=False,
+                                train__min_delta=0.1), seeds=(7,), **kwargs)
+  assert len(traces) == 2
   finder._compiled.cache_clear()  # Later tests get unwrapped programs again.
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from lr_jax import hparams as hparams_lib
 from lr_jax import optim as optim_lib
-from lr_jax.config import DataConfig, Experiment, TrainConfig
+from lr_jax.config import Experiment, ModelConfig, OptimConfig, TrainConfig
 from lr_jax.engine.plan import Group, _num_outputs
 from lr_jax.models import Flat, Model, build_model, flattened
 from lr_jax.optim import SCHEDULES
@@ -47,23 +48,23 @@ def _flat_model(model_cfg, model: Model | None, num_outputs: int,
 def _group_model(group: Group) -> Flat:
   # The model of the compile key (`_compiled`'s): one initializer for every dropout default.
   return _flat_model(_without_defaults(group.experiment).model, group.model,
-                     _num_outputs(group.dataset), group.dataset.feature_shape)
+                     _num_outputs(group.dataset), tuple(group.dataset.feature_shape))
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(experiment: Experiment, model: Model | None, task: str, num_outputs: int,
-              feature_shape: tuple[int, ...], n_max: int, loss: Loss | None = None,
+def _compiled(key: "ProgramKey", model: Model | None, loss: Loss | None = None,
               metrics: Metrics = (), namespaces: tuple[tuple[str, str], ...] = ()):
   """The trainer of a static signature and its jitted functions, built once per process.
 
-  Keyed by the static signature only, so a new learning rate (or seed, or grid of the same
-  size) reuses the compiled program instead of tracing again; a user loss or metric is part
-  of it (by identity), so another one never reuses a program traced with the first.
-  `namespaces` is `(name, namespace)` of each number the group's points trace.
+  Keyed by the static signature only (`ProgramKey`), so a new learning rate (or seed, or grid
+  of the same size) reuses the compiled program instead of tracing again; a user loss or
+  metric is part of it (by identity), so another one never reuses a program traced with the
+  first. `namespaces` is `(name, namespace)` of each number the group's points trace.
   """
-  flat = _flat_model(experiment.model, model, num_outputs, feature_shape)
-  trainer = make_trainer(experiment, flat, task=task, n_max=n_max, loss=loss, metrics=metrics,
-                         namespaces=dict(namespaces), feature_shape=feature_shape)
+  flat = _flat_model(key.model, model, key.num_outputs, key.feature_shape)
+  trainer = make_trainer(key.experiment(), flat, task=key.task, n_max=key.n_max, loss=loss,
+                         metrics=metrics, namespaces=dict(namespaces),
+                         feature_shape=key.feature_shape)
   init = jax.jit(trainer.init, compiler_options=compiler_options())
   run = jax.jit(trainer.run, static_argnames="num_epochs", donate_argnums=0,
                 compiler_options=compiler_options())
@@ -119,36 +120,68 @@ def _init_shape(group: Group, trainer, points: dict[str, np.ndarray], num_stream
                         _data_arrays(group))
 
 
+class ProgramKey(NamedTuple):
+  """A program's static signature, as an allow-list: every field the traced functions read,
+  and nothing else. Numbers the points or the budget trace are not in it (a dynamic number's
+  config default, epochs, patience, the step cap, min_delta, the divergence factor), nor are
+  host-only fields (`restore_best`, the data config): two groups that differ only there
+  share one program. The engine's trainer and the LR finder key their programs by it.
+
+  Attributes:
+    model: the `ModelConfig`, its dynamic numbers' defaults reset.
+    optim: the `OptimConfig`, likewise.
+    batch_size: the minibatch size (a shape).
+    monitor: what early stopping and the best epoch track (which code the epoch's end runs).
+    horizon_epochs: the epochs of a schedule whose shape spans the run (`Schedule.horizon`);
+      None for any other schedule.
+    task, num_outputs, feature_shape, n_max: the data's shapes.
+  """
+
+  model: ModelConfig
+  optim: OptimConfig
+  batch_size: int
+  monitor: str
+  horizon_epochs: int | None
+  task: str
+  num_outputs: int
+  feature_shape: tuple[int, ...]
+  n_max: int
+
+  @classmethod
+  def of(cls, experiment: Experiment, dataset, n_max: int) -> "ProgramKey":
+    """The key of an experiment on a data set whose folds train on `n_max` padded rows."""
+    reset = _without_defaults(experiment)
+    horizon = SCHEDULES[experiment.optim.schedule].horizon
+    return cls(reset.model, reset.optim, experiment.train.batch_size, experiment.train.monitor,
+               experiment.train.epochs if horizon else None, dataset.task,
+               _num_outputs(dataset), tuple(dataset.feature_shape), int(n_max))
+
+  def experiment(self) -> Experiment:
+    """The experiment a program is built from: the key's fields, defaults elsewhere."""
+    train = TrainConfig(batch_size=self.batch_size, monitor=self.monitor)
+    if self.horizon_epochs is not None:
+      train = dataclasses.replace(train, epochs=self.horizon_epochs)
+    return Experiment(model=self.model, optim=self.optim, train=train)
+
+
 def _compile_key(group: Group) -> tuple:
-  """The static signature of a group: what `_compiled` is keyed by."""
-  # The data config shapes nothing beyond what the key already holds (task, sizes), so two
-  # data seeds or subsamples of equal size share one program; likewise the config fields that
-  # only give defaults of dynamic numbers (decay_rate, dropout, ...): the points carry them,
-  # and which numbers are traced (an off axis is not) is the key's last part. The budget
-  # (epochs, patience, step cap, min_delta, divergence factor) is traced too (`train.Budget`),
-  # except the epochs of a schedule whose shape depends on the run's length.
-  exp = group.experiment
-  return (_without_defaults(exp), group.model, group.dataset.task, _num_outputs(group.dataset),
-          group.dataset.feature_shape, group.splits.train_idx.shape[1], group.loss, group.metrics,
+  """What `_compiled` is keyed by: the group's `ProgramKey`, its user model, loss and metrics
+  (by identity), and which numbers its points trace (an off axis is not)."""
+  key = ProgramKey.of(group.experiment, group.dataset, group.splits.train_idx.shape[1])
+  return (key, group.model, group.loss, group.metrics,
           tuple((name, axis.namespace) for name, axis in _group_axes(group).items()
                 if name in group.points))
 
 
 def _without_defaults(exp: Experiment) -> Experiment:
-  """The experiment with every config field that is only a dynamic number's default, or the
-  traced budget, reset."""
-  train = TrainConfig()
-  changes = {"train__patience": train.patience, "train__max_steps": train.max_steps,
-             "train__min_delta": train.min_delta,
-             "train__divergence_factor": train.divergence_factor}
-  if not SCHEDULES[exp.optim.schedule].horizon:
-    changes["train__epochs"] = train.epochs
+  """The experiment with every config field that is only a dynamic number's default reset."""
+  changes = {}
   for axis in hparams_lib.catalog().values():
     if axis.spec.field:
       part, _, field = axis.spec.field.partition(".")
       default = getattr(type(getattr(exp, part))(), field)
       changes[f"{part}__{field}"] = default
-  return dataclasses.replace(exp.replace(**changes), data=DataConfig())
+  return exp.replace(**changes)
 
 
 def _group_axes(group: Group) -> dict[str, hparams_lib.Axis]:

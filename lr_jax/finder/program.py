@@ -150,14 +150,14 @@ def _smoothed(avg: jax.Array, best: jax.Array, loss: jax.Array, k: jax.Array,
 
 @functools.lru_cache(maxsize=16)
 def _compiled(key: tuple, model: Model | None):
-  """The jitted, seed-vmapped finder of a static signature, built once per process."""
-  (model_cfg, optim, batch_size, task, num_outputs, feature_shape, n_max, num_steps, beta,
-   namespaces) = key
+  """The jitted, seed-vmapped finder of a static signature, built once per process: the
+  engine's `ProgramKey` (with the finder's optimizer), the steps, beta and the traced names."""
+  program, num_steps, beta, namespaces = key
   if model is None:
-    model = build_model(model_cfg, num_outputs, feature_shape)
-  exp = Experiment(model=model_cfg, optim=optim).replace(train__batch_size=batch_size)
-  find = make_finder(exp, model, task=task, n_max=n_max, num_steps=num_steps, beta=beta,
-                     feature_shape=feature_shape, namespaces=dict(namespaces))
+    model = build_model(program.model, program.num_outputs, program.feature_shape)
+  find = make_finder(program.experiment(), model, task=program.task, n_max=program.n_max,
+                     num_steps=num_steps, beta=beta, feature_shape=program.feature_shape,
+                     namespaces=dict(namespaces))
   return jax.jit(jax.vmap(find, in_axes=(None, 0, None)), compiler_options=engine.compiler_options())
 
 

@@ -10,14 +10,13 @@ import numpy as np
 from absl import logging
 
 from lr_jax import engine
-from lr_jax.config import Experiment, check_positive
+from lr_jax.config import Experiment, TrainConfig, check_positive
 from lr_jax.data import config_dict
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model
 from lr_jax import hparams as hparams_lib
 from lr_jax.io import jsonable
 from lr_jax.train import DataArrays
-from lr_jax.trained import num_outputs
 from lr_jax.finder.ramp import finder_learning_rates, finder_optim
 from lr_jax.finder.program import _compiled
 from lr_jax.finder.suggestions import SKIP_END, suggest
@@ -91,15 +90,17 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
   # hyperparameters) and loads the data through the sweep's cache.
   group = engine.plan_sweep(experiment, grid, model)[0]
   dataset, splits = group.dataset, group.splits
-  outputs = num_outputs(dataset.task, dataset.num_classes)
   # Every number the points trace (an off one is not there), but the ramp's and the schedule's.
   axes = hparams_lib.axes(experiment, task=dataset.task, feature_shape=dataset.feature_shape,
                           model=model)
   extras = {k: np.float32(v[0]) for k, v in group.points.items()
             if k != "learning_rate" and axes[k].namespace != "schedule"}
-  key = (experiment.model, finder_optim(experiment.optim), experiment.train.batch_size,
-         dataset.task, outputs, dataset.feature_shape, splits.train_idx.shape[1],
-         num_steps, float(beta), tuple((k, axes[k].namespace) for k in extras))
+  # The engine's allow-list signature, of the experiment with the finder's optimizer (its
+  # ramp: no schedule, so no horizon), and the range test's own statics.
+  program = engine.programs.ProgramKey.of(experiment, dataset, splits.train_idx.shape[1])
+  program = program._replace(optim=finder_optim(program.optim), horizon_epochs=None,
+                             monitor=TrainConfig().monitor)
+  key = (program, num_steps, float(beta), tuple((k, axes[k].namespace) for k in extras))
   run = _compiled(key, model)
   find_hparams = {"lr_min": np.float32(lr_min), "lr_max": np.float32(lr_max), **extras}
   data = DataArrays.of(dataset, splits, slice(0, 1))  # Fold 0's training rows.
