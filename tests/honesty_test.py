@@ -17,6 +17,8 @@ import pytest
 from lr_jax import report, results
 from lr_jax.report import panels as panels_module
 
+from hand_made import result_of  # tests/ is on sys.path under pytest
+
 LRS = (1e-3, 1e-2, 1e-1, 1.0)
 EPOCHS = 6
 
@@ -71,14 +73,7 @@ def _sweep(score_SxP, *, task="classification", loss_SxP=None, diverged_SxP=None
       experiment=SimpleNamespace(optim=SimpleNamespace(name="adam", schedule="constant"),
                                  model=SimpleNamespace(name="mlp", hidden=(16,))),
       model=None, loss=None)
-  aggregates = results.aggregate(rows, [group], [], score="best_epoch")
-  best = results.best_points(aggregates, 1, select)
-  config = {"experiments": [{"optim": {"name": "adam", "schedule": "constant"},
-                             "model": {"name": "mlp", "hidden": [16]},
-                             "data": {"dataset": "digits"}}], "target": None, "select": select}
-  return results.SweepResult(rows=rows, history=history, aggregates=aggregates, best=best,
-                             config=config, timings=[], params=[], select=select,
-                             groups=[group] if plan else [])
+  return result_of(rows, history, group, select, plan=plan)
 
 
 def _report(result, tmp_path) -> str:

@@ -117,7 +117,7 @@ def test_plot_panels_refuses_an_unknown_palette(tmp_path):
 
 from types import SimpleNamespace  # noqa: E402
 
-from lr_jax import results  # noqa: E402
+from hand_made import result_of  # noqa: E402  (tests/ is on sys.path under pytest)
 
 LRS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 # [seed, point] best validation accuracy; NaN where the run diverged. The best mean is at 0.01
@@ -149,13 +149,7 @@ def hand_made_sweep(select="best"):
   group = SimpleNamespace(dataset=SimpleNamespace(task="classification"),
                           points={"learning_rate": np.array(LRS)},
                           experiment=SimpleNamespace(optim=SimpleNamespace(name="adam")))
-  aggregates = results.aggregate(rows, [group], [], score="best_epoch")
-  best = results.best_points(aggregates, 1, select)
-  config = {"experiments": [{"optim": {"name": "adam", "schedule": "constant"},
-                             "model": {"name": "mlp", "hidden": [16]},
-                             "data": {"dataset": "digits"}}], "target": None, "select": select}
-  return results.SweepResult(rows=rows, history=history, aggregates=aggregates, best=best,
-                             config=config, timings=[], params=[], select=select)
+  return result_of(rows, history, group, select)
 
 
 def _table_row(text, lr):
