@@ -191,7 +191,7 @@ def test_a_loss_is_chosen_and_described_as_the_lowest_mean(tmp_path):
   assert "`--select=best` (lowest mean loss): val_loss 0.2233" in text
   assert "the `one_se` rule (largest learning rate within one standard error of the lowest " \
          "mean loss)" in text
-  assert "- not significantly worse than the lowest mean loss (paired by seed and fold)" in text
+  assert "- not significantly worse than the lowest mean loss (a one-sided paired test by seed, fold" in text
   assert _table_row(text, "0.01")["notes"].startswith("**selected** (lowest mean loss)")
   assert "`best` picks the lowest mean loss" in text
   assert "not significantly worse than the lowest mean loss, by a one-sided" in text

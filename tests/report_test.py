@@ -187,7 +187,7 @@ def test_sweep_report_files_table_rules_and_divergence(tmp_path):
   assert one[-1] == "diverged 2/3, ineligible; mean over 1 survivor"
   assert ten[1:4] == ["n/a", "0", "-"] and ten[-1] == "diverged 3/3, ineligible"
   assert "- ineligible, a run diverged: lr 1: 2/3 runs, lr 10: 3/3 runs" in text
-  assert "not significantly worse than the highest mean (paired by seed and fold)" in text
+  assert "not significantly worse than the highest mean (a one-sided paired test by seed, fold" in text
   assert "```text\ngroup 0: adam / constant / mlp(16) on digits" in text  # as printed
   assert "## Estimate" not in text
   assert "python -m x --seeds=3" in text

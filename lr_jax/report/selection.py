@@ -133,8 +133,10 @@ def _selection_markdown(result, group: int) -> str:
       lines.append(f"- points not significantly worse than the {top}: no test could run "
                    f"({why})")
     else:
-      lines.append(f"- not significantly worse than the {top} (paired by seed and "
-                   f"fold): {len(near)} of {len(eligible)} eligible points: "
+      rows = " and validation row" if any(getattr(a, "n_rows", 0) for a in eligible) else ""
+      lines.append(f"- not significantly worse than the {top} (a one-sided paired test by "
+                   f"seed, fold{rows}; not \"as good\": the data cannot tell them apart): "
+                   f"{len(near)} of {len(eligible)} eligible points: "
                    + ", ".join(_point_name(a, extra) for a in near))
   bad = [a for a in entries if a.n_diverged]
   if bad:
