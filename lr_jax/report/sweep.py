@@ -187,9 +187,12 @@ def _glossary(result, groups) -> str:
   return "\n".join([
     f"- **score**: a run's {_score_words(result)}; a point's mean is over its runs (seeds × "
     "folds) with a score, and its 95% interval counts the seeds, the folds and the finite "
-    "validation rows (`lr_jax.stats`; the table's first line says what it covers). The "
-    "epoch is chosen on the rows that score it, so the score flatters a little: a test set "
-    "(`--test_fraction`) or nested CV (`--outer_folds`) measures by how much.",
+    "validation rows (`lr_jax.stats`; the table's first line says what it covers). "
+    + ("No row scores the epoch it chose, but the selected point is the best of many noisy "
+       "means, so its score flatters the choice: " if _score_of(result) == "crossfit" else
+       "The epoch is chosen on the rows that score it, and the selected point is the best of "
+       "many noisy means, so the score flatters: ")
+    + "a test set (`--test_fraction`) or nested CV (`--outer_folds`) measures by how much.",
     "- **eligible**: no run of the point diverged; only eligible points can be selected, and "
     "the figures join only them (a point where a run diverged is marked ✕, at its survivors' "
     "mean, or on the edge of the worst scores when every run diverged).",
