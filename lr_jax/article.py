@@ -209,6 +209,9 @@ class Comparison:
     ref_lr, ref_mean, ref_ci: the reference point.
     diff_mean, diff_ci: best minus reference, paired by seed (same init and batches).
     runs: runs per point.
+    score_words: what a run's score is, in words ("" for plain arrays: the best accuracy).
+    covers: what the intervals cover ("" for plain arrays: the runs).
+    paired_by: what the difference pairs by ("" for plain arrays: the seed).
   """
 
   lrs: tuple[float, ...]
@@ -227,6 +230,9 @@ class Comparison:
   diff_mean: float
   diff_ci: float
   runs: int
+  score_words: str = ""
+  covers: str = ""
+  paired_by: str = ""
 
 
 def _last_finite(curve_VxE: np.ndarray) -> np.ndarray:
@@ -319,8 +325,12 @@ def compare_sweep(sweep: SweepResult, reference_lr: float) -> Comparison:
   d = stats.paired(runs(c.best_lr), runs(c.ref_lr))
   diff_ci = (stats.t_quantile_975(d.df) * d.se if math.isfinite(d.se) and d.se > 0 else
              math.nan)
+  from lr_jax.results.table import SCORE_WORDS
+  best = by_lr[c.best_lr]
   return dataclasses.replace(
-      c, mean=tuple(by_lr[lr].mean for lr in c.lrs), ci95=tuple(by_lr[lr].ci95 for lr in c.lrs),
+      c, score_words=f"validation accuracy {SCORE_WORDS.get(score, score)}",
+      covers=best.covers, paired_by=("seed and validation row" if best.n_rows else "seed"),
+      mean=tuple(by_lr[lr].mean for lr in c.lrs), ci95=tuple(by_lr[lr].ci95 for lr in c.lrs),
       best_mean=by_lr[c.best_lr].mean, best_ci=by_lr[c.best_lr].ci95,
       ref_mean=by_lr[c.ref_lr].mean, ref_ci=by_lr[c.ref_lr].ci95, diff_mean=d.mean,
       diff_ci=diff_ci)
@@ -365,8 +375,9 @@ def comparison_sentence(article: ArticleConfig, c: Comparison, tolerance: float 
     standing += (" (1 more excluded: a run diverged there)" if excluded == 1 else
                  f" ({excluded} more excluded: runs diverged at each)")
   text = (f"Configuration {article.name} ({article.optimizer}, MLP({article.width}), "
-          f"{article.schedule}): the article's lr={ref} {standing}, mean best validation "
-          f"accuracy {report.format_ci(c.ref_mean, c.ref_ci)} (95% CI, {c.runs} runs)")
+          f"{article.schedule}): the article's lr={ref} {standing}, mean "
+          f"{c.score_words or 'best validation accuracy'} "
+          f"{report.format_ci(c.ref_mean, c.ref_ci)} (95% CI over {c.covers or f'{c.runs} runs'})")
   near = [lr for lr, m, d in zip(c.lrs, c.mean, c.diverged)
           if math.isfinite(m) and m >= c.best_mean - tolerance and (d == 0 or not c.rank)]
   pt = f"{tolerance:g}"
@@ -382,8 +393,8 @@ def comparison_sentence(article: ArticleConfig, c: Comparison, tolerance: float 
     edge = f"; the {end} of the sweep: the optimum may lie beyond it"
   text += (f"; the best is lr={report.format_lr(c.best_lr)} "
            f"({format_ratio(c.best_lr / c.ref_lr)}{edge}) at "
-           f"{report.format_ci(c.best_mean, c.best_ci)}. Paired by seed, the best beats the "
-           f"article's by {report.format_ci(c.diff_mean, c.diff_ci)}")
+           f"{report.format_ci(c.best_mean, c.best_ci)}. Paired by {c.paired_by or 'seed'}, the "
+           f"best beats the article's by {report.format_ci(c.diff_mean, c.diff_ci)}")
   if math.isfinite(c.diff_ci):
     text += (", significant at 95%." if c.diff_mean - c.diff_ci > 0 else
              ", not significant at 95%.")
