@@ -121,3 +121,25 @@ def test_the_commands_print_themselves_as_they_were_run(monkeypatch):
   doc = commands.help_text(predict)  # What `lr-jax predict --help` prints.
   assert "lr-jax sweep --train_size=200" in doc and "lr-jax predict --model=" in doc
   assert "experiments" not in doc
+
+
+def test_the_dispatcher_in_process_help_and_refusals(capsys):
+  # What the installed command's tests show from outside, here where coverage sees it.
+  with pytest.raises(SystemExit) as exit_help:
+    commands.main(["lr-jax", "--help"])
+  assert exit_help.value.code == 0
+  out = capsys.readouterr().out
+  assert out.startswith("usage: lr-jax <command> [--flag=value ...]")
+  assert all(f"  {name}" in out for name in commands.COMMANDS)
+  for argv, given in ((["lr-jax"], "no command given"), (["lr-jax", "nope"], "unknown command")):
+    with pytest.raises(SystemExit) as refused:
+      commands.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert refused.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {given}")
+
+
+def test_the_lazy_package_lists_its_names_and_refuses_others():
+  import lr_jax
+  assert {"run_sweep", "Grid", "Experiment", "refit", "load_model"} <= set(dir(lr_jax))
+  with pytest.raises(AttributeError, match="module 'lr_jax' has no attribute 'nope'"):
+    lr_jax.nope  # pylint: disable=pointless-statement
