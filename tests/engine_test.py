@@ -136,7 +136,7 @@ SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=
 
 
 def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
-  engine.programs._compiled_flat.cache_clear()
+  engine.programs._compiled_compacted.cache_clear()
   on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(chunk_epochs=2))
   off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID,
                          options=engine.RunOptions(chunk_epochs=2, compact=False))
@@ -157,7 +157,7 @@ def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
   assert ran.sum() <= t_on["variant_epochs_executed"] < t_off["variant_epochs_executed"]
   # Compacted populations come from the ladder only: at most one program per width.
   group = engine.plan_sweep(SPREAD_EXP, SPREAD_GRID)[0]
-  flat = engine.programs._compiled_flat(*engine.programs._compile_key(group))
+  flat = engine.programs._compiled_compacted(*engine.programs._compile_key(group))
   assert 1 <= flat._cache_size() <= len(engine.compaction_ladder(16, 1)) == 4
 
 

@@ -123,17 +123,17 @@ _SINGULAR = {bool: "a bool (True or False)", int: "an integer", float: "a number
 _PLURAL = {bool: "bools", int: "integers", float: "numbers", str: "strings"}
 
 
-def _describe(kind, plural: bool = False) -> str:
+def _type_words(kind, plural: bool = False) -> str:
   """`int | None` -> "an integer or None"; `tuple[float, ...]` -> "a sequence of numbers"."""
   origin, args = typing.get_origin(kind), typing.get_args(kind)
   if origin in (typing.Union, types.UnionType):
-    words = [_describe(a, plural) for a in args if a is not type(None)]
+    words = [_type_words(a, plural) for a in args if a is not type(None)]
     return " or ".join(words + ["None"] * (type(None) in args))
   if origin is tuple:
     if len(args) == 2 and args[1] is Ellipsis:
-      return ("sequences" if plural else "a sequence") + f" of {_describe(args[0], True)}"
+      return ("sequences" if plural else "a sequence") + f" of {_type_words(args[0], True)}"
     name = {2: "pair"}.get(len(args), f"{len(args)}-tuple")
-    inner = ", ".join(_describe(a) for a in args)
+    inner = ", ".join(_type_words(a) for a in args)
     return f"{name}s ({inner})" if plural else f"a {name} ({inner})"
   if plural:
     return _PLURAL.get(kind) or f"{getattr(kind, '__name__', kind)}s"
@@ -144,4 +144,4 @@ def _describe(kind, plural: bool = False) -> str:
 def _type_error(where: str, kind, value) -> ConfigError:
   shown = " ".join(repr(value).split())  # One line, also for a 2-D array.
   shown = shown if len(shown) <= 60 else shown[:57] + "..."
-  return ConfigError(f"{where} must be {_describe(kind)}, got {type(value).__name__} {shown}")
+  return ConfigError(f"{where} must be {_type_words(kind)}, got {type(value).__name__} {shown}")

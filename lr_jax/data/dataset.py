@@ -103,7 +103,7 @@ class Dataset:
                    test_name=f"{name} (x_test, y_test)")
 
 
-def _describe(indices: Sequence[int], names: Sequence[str] | None, limit: int = 5) -> str:
+def _some_names(indices: Sequence[int], names: Sequence[str] | None, limit: int = 5) -> str:
   what = [f"column {names[i]!r}" if names else f"feature index {i}" for i in indices[:limit]]
   more = f" and {len(indices) - limit} more" if len(indices) > limit else ""
   return ", ".join(what) + more
@@ -160,7 +160,7 @@ def _features(name: str, x: np.ndarray, columns: Sequence[str] | None) -> np.nda
     cols = np.unique(np.nonzero(bad)[1]).tolist()
     raise ConfigError(
         f"data set {name!r} has {int(bad.sum())} NaN or inf feature value(s), in "
-        f"{_describe(cols, columns)}; remove or fill them")
+        f"{_some_names(cols, columns)}; remove or fill them")
   return x
 
 

@@ -87,8 +87,8 @@ def group_config(group: Group) -> dict:
     config["model"]["user"] = json.loads(json.dumps(
         jax.tree_util.tree_map(lambda a: [list(a.shape), str(a.dtype)], shapes), default=str))
   if group.loss is not None or group.metrics:  # By name: a function's identity is per process.
-    config["objective"] = {"loss": _describe(group.loss),
-                           "metrics": {n: [_describe(m.fn), m.higher_is_better]
+    config["objective"] = {"loss": _qualified_name(group.loss),
+                           "metrics": {n: [_qualified_name(m.fn), m.higher_is_better]
                                        for n, m in group.metrics}}
   grid = _axes(group.points)
   grid["learning_rates"] = grid.pop("learning_rate")
@@ -96,7 +96,7 @@ def group_config(group: Group) -> dict:
   return config
 
 
-def _describe(f) -> str | None:
+def _qualified_name(f) -> str | None:
   """A function's module-qualified name (None for None), to describe it across processes."""
   if f is None:
     return None

@@ -82,7 +82,7 @@ class _GroupPlan:
   trainer: object
   init: object
   run: object
-  run_flat: object
+  run_compacted: object
   mesh: Mesh | None
   ndev: int
   path: str | None               # the group's checkpoint file, or None

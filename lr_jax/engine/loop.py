@@ -21,7 +21,7 @@ from lr_jax.engine.clock import _CompileClock
 from lr_jax.engine.options import RunOptions
 from lr_jax.engine.placement import _mesh, _put, _to_host
 from lr_jax.engine.plan import Group
-from lr_jax.engine.programs import (_compile_key, _compiled, _compiled_flat, _data_arrays,
+from lr_jax.engine.programs import (_compile_key, _compiled, _compiled_compacted, _data_arrays,
                                     _group_model, _init_shape, stream_params)
 from lr_jax.engine.rounds import _done, _live, _prune_all, _round
 from lr_jax.errors import ConfigError
@@ -135,8 +135,8 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
     # Calls end at every rung; one call length keeps it one program per width.
     call_epochs = math.gcd(call_epochs, *rungs)
   return _GroupPlan(
-      trainer=trainer, init=init, run=run, run_flat=_compiled_flat(*key), mesh=mesh, ndev=ndev,
-      path=path, config=config, saved=saved, like=like, s_c=s_c, h_c=h_c,
+      trainer=trainer, init=init, run=run, run_compacted=_compiled_compacted(*key), mesh=mesh,
+      ndev=ndev, path=path, config=config, saved=saved, like=like, s_c=s_c, h_c=h_c,
       seeds=_pad_to(group.seeds, s_pad), folds=_pad_to(group.folds, s_pad), points=points,
       blocks=[(si, hi) for si in range(0, s_pad, s_c) for hi in range(0, h_pad, h_c)],
       budget=Budget(*(_put(a, mesh, P()) for a in Budget.of(group.experiment.train))),

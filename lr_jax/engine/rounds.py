@@ -129,7 +129,7 @@ def _call_flat(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int, 
   put = lambda a: _put(np.ascontiguousarray(a), mesh, P("points"))
   epochs = np.array([c.epoch for _, c, _ in parts], np.int32)[owner]
   state = SweepState(epoch=put(pad(epochs)), variants=jax.tree_util.tree_map(put, gathered))
-  out_state, hist = plan.run_flat(
+  out_state, hist = plan.run_compacted(
       state, {k: put(pad(a[first_point]).reshape(width, 1)) for k, a in plan.points.items()},
       put(pad(plan.seeds[first_stream]).reshape(width, 1)),
       put(pad(plan.folds[first_stream]).reshape(width, 1)), data, plan.budget,
