@@ -658,3 +658,16 @@ def test_article_configs_are_the_articles():
   assert exps[2].optim.decay_steps == 1000 and exps[1].train.patience == 5
   np.testing.assert_allclose(plan.groups[0].points["learning_rate"],
                              [1e-6, 1e-5, 1e-4, 1e-3, 1e-2])
+
+
+def test_results_csv_names_the_constant_schedule_as_the_report_does():
+  # One compile group holds both schedules as an exponential decay; decay rate 1.0 is the
+  # constant one, and its rows say so (they said "exponential" before).
+  from lr_jax.results import SweepResult
+  from lr_jax.study import run as study_run
+  sweep = SweepResult(rows={"decay_rate": np.array([1.0, 0.9, 1.0]),
+                            "schedule": np.array(["exponential"] * 3, object)},
+                      history={}, aggregates=[], best=[], config={}, timings=[], params=[])
+  named = study_run._named_schedules(sweep)
+  assert named.rows["schedule"].tolist() == ["constant", "exponential", "constant"]
+  assert sweep.rows["schedule"].tolist() == ["exponential"] * 3  # the input is left as it was

@@ -152,6 +152,18 @@ def run_study(plan: StudyPlan, options: RunOptions | None = None) -> StudyResult
                             call_epochs=plan.call_epochs or None)
   else:
     outputs, _ = run_groups(plan.groups, options=options)
-  sweep = SweepResult.from_groups(plan.groups, outputs, grid=plan.grid)
+  sweep = _named_schedules(SweepResult.from_groups(plan.groups, outputs, grid=plan.grid))
   return StudyResult(plan=plan, sweep=sweep, rows=study_rows(plan, sweep),
                      wall_s=time.perf_counter() - t0)
+
+
+def _named_schedules(sweep):
+  """The sweep with each row's `schedule` as the study names it: one compile group holds both
+  schedules as an exponential decay, and a decay rate of 1.0 is the constant one (results.csv
+  said "exponential" for the rows the report calls constant)."""
+  if "decay_rate" not in sweep.rows:
+    return sweep
+  rows = dict(sweep.rows)
+  constant = np.isclose(np.asarray(rows["decay_rate"], np.float64), 1.0)
+  rows["schedule"] = np.where(constant, "constant", np.asarray(rows["schedule"], object))
+  return dataclasses.replace(sweep, rows=rows)
