@@ -180,7 +180,7 @@ def test_regularisation_moving_the_best_lr_at_small_n_is_said_with_its_numbers()
       "n=25: constant: 1e-4 without, 0.01 with (dropout_rate 0.5, weight_decay 0.1); "
       "exponential: 1e-4 without, 0.01 with (dropout_rate 0.5, weight_decay 0.1)).")
   gain = _sentence(findings, "Fixed epochs: tuning the regularisation")
-  assert gain.startswith("Fixed epochs: tuning the regularisation changed the best validation "
+  assert gain.startswith("Fixed epochs: tuning the regularisation changed the validation "
                          "accuracy by a median of +1.5 points (from +0.0 to +3.0;")
   assert ("the best point without it is significantly worse than the best with it in 2 of 4 "
           "cells (at n=25: constant: 0.800 ± 0.004 without, 0.830 ± 0.004 with;") in gain
@@ -214,7 +214,7 @@ def test_label_noise_moving_the_best_lr_is_counted_only_beyond_the_noise():
   assert _sentence(findings, "Fixed epochs: a learning rate <= 1e-4 is within the noise of the "
                              "best in 0 of 16 cells with clean") == (
       "Fixed epochs: a learning rate <= 1e-4 is within the noise of the best in 0 of 16 cells "
-      "with clean labels, 0 of 16 at noise 0.2, 0 of 16 at noise 0.4; the median best "
+      "with clean labels, 0 of 16 at noise 0.2, 0 of 16 at noise 0.4; the median "
       "validation accuracy (clean validation labels) is 0.900 clean, 0.800 at noise 0.2, 0.700 "
       "at noise 0.4.")
   # The noisy rows leave the article's answer alone: 16 clean cells.
@@ -230,7 +230,7 @@ def test_the_held_out_test_score_beside_the_winners_validation_score():
   rows.append(_row(n=400))  # no test set there
   sentence = _sentence(study.conclusion(rows)[1], "Fixed epochs: at n=25 the chosen")
   assert sentence == (
-      "Fixed epochs: at n=25 the chosen learning rate's best validation accuracy (median 0.800) "
+      "Fixed epochs: at n=25 the chosen learning rate's validation accuracy (median 0.800) "
       "overstates the same runs' accuracy on 360 held-out test examples (median 0.730) by a "
       "median of 7.0 points (gap from +4.0 to +10.0 across 2 cells; the test interval lies "
       "wholly below the validation one in 2); with the regularisation tuned too (more points "
@@ -490,7 +490,7 @@ def test_the_quick_study_reports_every_budget_regularisation_noise_and_the_test_
   for label in ("Fixed epochs", "Fixed steps", "To convergence"):
     assert f"{label}, regularisation (adam MLP(8)" in text
     assert f"{label}, label noise 0.4 (n=25)" in text
-    assert f"{label}: at n=25 the chosen learning rate's best validation accuracy" in text
+    assert f"{label}: at n=25 the chosen learning rate's validation accuracy" in text
   assert "| tuned: dropout_rate" in text and "held-out test examples" in text
   for r in result.rows:
     assert r.test_n > 0 and 0 <= r.test_mean <= 1

@@ -30,7 +30,7 @@ class CellRow:
     runs: runs per learning rate (seeds x folds).
     steps: optimizer steps of a run that trains to the end of its budget.
     lrs: [P] learning rates, increasing.
-    mean: [P] mean best validation accuracy over the runs.
+    mean: [P] mean validation accuracy (the sweep's score) over the runs.
     ci95: [P] 95% confidence half-width of `mean`.
     diverged: [P] runs that diverged.
     best_lr: the best learning rate (highest mean, among points where no run diverged).
@@ -143,7 +143,7 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
   Args:
     optimizer, width, schedule, train_size, runs, steps, budget: the cell (see `CellRow`).
     lrs: [P] learning rates.
-    mean: [P] mean best validation accuracy.
+    mean: [P] mean validation accuracy (the sweep's score).
     ci95: [P] 95% half-widths.
     diverged: [P] diverged runs.
     reference_lr: the learning rate to report separately (the article's 1e-4).

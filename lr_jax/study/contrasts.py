@@ -63,7 +63,7 @@ def regularisation_findings(budget: str, rows: Sequence[CellRow], ref_lr: float)
       f"decay tuned): against no regularisation the best learning rate with it tuned is "
       f"{_directions(ways)} (at "
       f"n={small}: {at_small}).",
-      f"{label}: tuning the regularisation changed the best validation accuracy by a median "
+      f"{label}: tuning the regularisation changed the validation accuracy by a median "
       f"of {_points(median(gains))} points (from {_points(min(gains))} to "
       f"{_points(max(gains))}; the tuned score is the best of more points, so a little "
       f"optimistic), and the best point without it is significantly worse than the best with "
@@ -110,7 +110,7 @@ def noise_findings(budget: str, rows: Sequence[CellRow], ref_lr: float) -> list[
   accuracy += [f"{median([r.best_mean for _, r in pairs]):.3f} at noise {v:g}"
                for v, pairs in by_level.items()]
   out.append(f"{label}: a learning rate <= {report.format_lr(ref_lr)} is within the noise of "
-             f"the best in {', '.join(counts)}; the median best validation accuracy (clean "
+             f"the best in {', '.join(counts)}; the median validation accuracy (clean "
              f"validation labels) is {', '.join(accuracy)}.")
   return out
 
@@ -128,7 +128,7 @@ def test_findings(budget: str, rows: Sequence[CellRow]) -> list[str]:
     below = count(r.test_mean + np.nan_to_num(r.test_ci) < r.best_mean - np.nan_to_num(r.best_ci)
                    for r in mine)
     verb = "overstates" if median(gaps) >= 0 else "understates"
-    text = (f"{label}: at n={n} the chosen learning rate's best validation accuracy (median "
+    text = (f"{label}: at n={n} the chosen learning rate's validation accuracy (median "
             f"{median([r.best_mean for r in mine]):.3f}) {verb} the same runs' accuracy on "
             f"{mine[0].test_n} held-out test examples (median "
             f"{median([r.test_mean for r in mine]):.3f}) by a median of "

@@ -58,6 +58,6 @@ def draw_figures(cfg: StudyConfig, rows: Sequence[CellRow], out_dir: str) -> lis
       report.plot_lr_sensitivity(
           os.path.join(out_dir, name), panels, reference_lr=cfg.reference_lr,
           legend_title="training examples",
-          suptitle=f"{opt}, {label}: mean best validation accuracy vs learning rate (band: 95% CI)")
+          suptitle=f"{opt}, {label}: mean validation accuracy vs learning rate (band: 95% CI)")
       figures.append((name, f"LR sensitivity, {opt}, {label}"))
   return figures

@@ -95,7 +95,8 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
       f"{report.format_lr(cfg.learning_rates[0])} to {report.format_lr(cfg.learning_rates[-1])}",
       f"- budgets: every cell runs under {len(cfg.budgets)}; batch {cfg.batch_size} (the whole "
       "training fold where it is smaller, as Keras); best epoch (lowest validation loss) "
-      "restored; score: best validation accuracy on the held-out fold",
+      "restored; score: validation accuracy on the held-out fold, cross-fitted (each half of "
+      "its rows at the epoch the other half monitors best, so no row scores the epoch it chose)",
       _budget_setup(cfg, cells),
       f"- schedules: {', '.join(cfg.schedules)}. Exponential decay is Keras' "
       "ExponentialDecay with decay_steps=1, lr * r^step, with r chosen per cell so "
@@ -119,8 +120,8 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
       ("Answer", summary.markdown()),
       ("Setup", setup),
       ("Figures", "\n\n".join(report.image(f, alt) for f, alt in figures)),
-      ("Table", "One line per cell. *best LR*: highest mean best-validation accuracy over the "
-                "runs (a learning rate where any run diverged is not eligible); *(edge)*: at "
+      ("Table", "One line per cell. *best LR*: highest mean validation accuracy (the score) "
+                "over the runs (a learning rate where any run diverged is not eligible); *(edge)*: at "
                 "the end of the grid. *regularisation*: off (dropout and weight decay 0), or "
                 "tuned (each learning rate at its best setting; the best one's shown). *test "
                 "accuracy*: the best point's runs on the held-out test set, where the cell has "
