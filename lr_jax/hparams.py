@@ -1,8 +1,10 @@
 """The dynamic hyperparameters: every per-variant number, declared once by the registry owning it.
 
-A sweep's points are a flat dict `name -> [H]` of SHORT names, unique across namespaces
-(`learning_rate`, `dropout_rate`); the qualified spelling `"<namespace>.<name>"`
-(`"model.dropout_rate"`) is accepted wherever a user names one and `resolve`s to the short name.
+A number's name is SHORT and unique across namespaces (`learning_rate`, `dropout_rate`); the
+qualified spelling `"<namespace>.<name>"` (`"model.dropout_rate"`) is accepted wherever a user
+names one and `resolve`s to the short name. The host keeps a sweep's points as a table of
+columns by short name (`Group.points`, results.csv's columns); the traced core is given them as
+one namespaced tree, `nest(columns, axes)` = `{namespace: {name: [H]}}`.
 
 Each registry entry declares its numbers as `{name: HParam}`:
   optim     `lr_jax.optim.OPTIMIZERS[family].hparams`, plus `learning_rate` and `clip_norm`;
@@ -20,7 +22,7 @@ axis are all `off` leaves it out of the points, so its code is not in the compil
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from lr_jax import models, optim
 from lr_jax.config import Experiment, Interval, check_choice
@@ -30,7 +32,11 @@ from lr_jax.errors import ConfigError
 from lr_jax.spec import (AT_LEAST_ONE, CLIP_NORM, COUNT, DATA_HPARAMS, FINITE,  # noqa: F401
                          FRACTION, LEARNING_RATE, LOSS_HPARAMS, MODEL_HPARAMS, MOMENTUM,
                          NAMESPACES, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, UNIT, DataHParam,
-                         HParam, check_value, declared_outside_optim, from_config)
+                         HParam, check_value, declared_outside_optim, from_config,
+                         hparams_tree)
+
+
+T = TypeVar("T")
 
 
 class Axis(NamedTuple):
@@ -139,6 +145,23 @@ def catalog() -> dict[str, Axis]:
         raise ConfigError(f"hyperparameter {name!r} of {namespace} is also one of "
                           f"{out[name].namespace}; valid choices: a name of its own")
   return out
+
+
+def nest(columns: Mapping[str, T], known: Mapping[str, Axis]) -> dict[str, dict[str, T]]:
+  """The points' columns (short name -> values) as the tree the core reads (`train.Hparams`).
+
+  Args:
+    columns: short name -> a column (or a scalar: one variant), each a number of `known`.
+    known: the experiment's numbers (`axes`), which say each one's namespace.
+
+  Returns:
+    `{namespace: {name: column}}` with every namespace of `NAMESPACES`, empty where none of its
+    numbers is in `columns`: the optimizer reads `["optim"]`, the model gets `["model"]`.
+  """
+  tree: dict[str, dict[str, T]] = {namespace: {} for namespace in NAMESPACES}
+  for name, column in columns.items():
+    tree[known[name].namespace][name] = column
+  return hparams_tree(**tree)
 
 
 def resolve(name: str, known: Mapping[str, Axis]) -> str:

@@ -1,5 +1,6 @@
 """The vocabulary of per-variant numbers: `HParam`, the ranges, and the numbers each non-optimizer
-registry declares (loss, model, data). A leaf: `optim`, `models` and the catalog (`hparams`)
+registry declares (loss, model, data), and the tree the core reads them in (`hparams_tree`).
+A leaf: `optim`, `models` and the catalog (`hparams`)
 all speak it, and it imports only the configs.
 """
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from lr_jax.config import Interval, ModelConfig, OptimConfig
@@ -24,6 +26,25 @@ COUNT = Interval(0.0, math.inf, "[)")  # With `integer=True`: 0, 1, 2, ...
 AT_LEAST_ONE = Interval(1.0, math.inf, "[)")
 
 NAMESPACES = ("optim", "schedule", "loss", "model", "data")
+
+
+def hparams_tree(**namespaces: Mapping) -> dict[str, dict]:
+  """A variant's (or the points') numbers as the tree the core reads (`train.Hparams`).
+
+  E.g. `hparams_tree(optim={"learning_rate": lrs_H}, model={"dropout_rate": rates_H})`.
+
+  Args:
+    **namespaces: namespace -> {name: value}, each one of `NAMESPACES`.
+
+  Returns:
+    `{namespace: {name: value}}` with every namespace, empty where not given.
+  """
+  unknown = sorted(set(namespaces) - set(NAMESPACES))
+  if unknown:
+    raise ConfigError(f"no namespace {unknown[0]!r} of hyperparameters; valid choices: "
+                      f"{', '.join(NAMESPACES)}")
+  return {namespace: dict(namespaces.get(namespace, {})) for namespace in NAMESPACES}
+
 
 _CONFIGS = {"optim": OptimConfig, "model": ModelConfig}
 

@@ -40,9 +40,9 @@ def test_hand_computed_ramp_smoothing_and_stop():
   exp = lr_jax.Experiment(optim=lr_jax.OptimConfig(name="sgd"),
                           train=lr_jax.TrainConfig(batch_size=0))
   find = finder.make_finder(exp, model, task="regression", n_max=4, num_steps=k_steps, beta=beta)
-  hp = {"lr_min": jnp.float32(lr_min), "lr_max": jnp.float32(lr_max)}
-  trace = jax.jit(jax.vmap(find, in_axes=(None, 0, None)))(
-      hp, jnp.arange(2, dtype=jnp.int32), _toy_data())
+  ramp = jnp.array([lr_min, lr_max], jnp.float32)
+  trace = jax.jit(jax.vmap(find, in_axes=(None, None, 0, None)))(
+      lr_jax.train.hparams_tree(), ramp, jnp.arange(2, dtype=jnp.int32), _toy_data())
 
   # The reference, in float64: loss k is measured before step k's update, which uses lr k;
   # the average is bias-corrected; the minimum is updated before the 4x check (fastai).
@@ -263,12 +263,13 @@ def test_the_finder_steps_are_the_trainers_train_step():
   model = lr_jax.build_model(exp.model, 2, dataset.feature_shape)
   n_max = int(splits.train_idx.shape[1])
   find = finder.make_finder(exp, model, task="classification", n_max=n_max, num_steps=k_steps)
-  trace = jax.jit(find)({"lr_min": jnp.float32(lr_min), "lr_max": jnp.float32(lr_max)},
+  trace = jax.jit(find)(train_lib.hparams_tree(), jnp.array([lr_min, lr_max], jnp.float32),
                         jnp.int32(seed), data)
 
   rules = lr_jax.make_trainer(exp, model, task="classification", n_max=n_max).rules
-  hp = {"learning_rate": jnp.float32(lr_min),
-        "decay_rate": jnp.float32((lr_max / lr_min) ** (1 / (k_steps - 1)))}
+  hp = train_lib.hparams_tree(
+      optim={"learning_rate": jnp.float32(lr_min)},
+      schedule={"decay_rate": jnp.float32((lr_max / lr_min) ** (1 / (k_steps - 1)))})
   _, order_key, step_key = train_lib.stream_keys(seed)
   v = train_lib.init_variant(rules, hp, train_lib.initial_params(model, seed), jnp.float32(1e9))
   idx_MxB, w_MxB = train_lib.epoch_order(order_key, 0, data.train_idx[0], data.train_mask[0],

@@ -124,7 +124,7 @@ def test_each_schedule_scales_the_peak_by_its_shape(schedule, fields, expected):
   make = optim.make_optimizer(cfg, total_steps=10)
   hp = {k: jnp.float32(v) for k, v in hparams.dynamic_hparams(cfg).items()}
   hp["learning_rate"] = jnp.float32(0.1)
-  tx = make(hp)
+  tx = make(hparams.nest(hp, hparams.catalog()))
   params = {"w": jnp.zeros(3)}
   state = tx.init(params)
   for step in range(9):
@@ -331,7 +331,7 @@ def test_a_traced_clip_norm_clips_as_optaxs_static_one():
   params, grads = {"w": jnp.zeros(3)}, {"w": jnp.array([3.0, 4.0, 0.0])}  # Norm 5.
 
   def step(hp):
-    tx = make(hp)
+    tx = make(hparams.nest(hp, hparams.catalog()))
     return tx.update(grads, tx.init(params), params)[0]["w"]
 
   clipped = jax.jit(step)({"learning_rate": jnp.float32(1.0), "clip_norm": jnp.float32(1.0)})
@@ -357,7 +357,7 @@ def test_a_family_number_is_injected_traced_and_steps_as_optax_with_it(family, n
   grads = [{"w": jnp.array([[1.0, -2.0], [0.5, 3.0]])}, {"w": jnp.array([[-1.0, 0.5], [2.0, 1.0]])}]
 
   def run(hp):
-    tx, p = make(hp), params
+    tx, p = make(hparams.nest(hp, hparams.catalog())), params
     state = tx.init(p)
     for g in grads:
       updates, state = tx.update(g, state, p)

@@ -134,7 +134,7 @@ def _train_toy(train_cfg, lrs):
   data, model = _toy_regression()
   exp = lr_jax.Experiment(optim=lr_jax.OptimConfig(name="sgd"), train=train_cfg)
   trainer = make_trainer(exp, model, task="regression", n_max=8)
-  hp = {"learning_rate": jnp.asarray(lrs, jnp.float32)}
+  hp = _tree({"learning_rate": lrs})
   seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
   state = trainer.init(params, hp, folds, data)
@@ -341,7 +341,7 @@ def _train_toy_with_metric(train_cfg, metric):
   exp = lr_jax.Experiment(optim=lr_jax.OptimConfig(name="sgd"), train=train_cfg)
   trainer = make_trainer(exp, model, task="regression", n_max=8,
                          metrics=(("mean_out", metric),))
-  hp = {"learning_rate": jnp.asarray([0.25], jnp.float32)}
+  hp = _tree({"learning_rate": [0.25]})
   seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
   state = trainer.init(params, hp, folds, data)
@@ -379,9 +379,12 @@ AXES_EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(dataset="digits", train_size=100),
     model=lr_jax.ModelConfig(hidden=(8,)), optim=lr_jax.OptimConfig(name="sgd"),
     train=lr_jax.TrainConfig(epochs=3, batch_size=32, patience=0))
-NAMESPACES = {"dropout_rate": "model", "label_smoothing": "loss", "input_noise": "data",
-              "shift": "data", "label_noise": "data", "plateau_factor": "schedule",
-              "plateau_patience": "schedule", "plateau_min_delta": "schedule"}
+
+
+def _tree(points):
+  """Points by short name as the namespaced tree the core reads (`hparams.nest`)."""
+  return lr_jax.hparams.nest({k: jnp.asarray(v, jnp.float32) for k, v in points.items()},
+                             lr_jax.hparams.catalog())
 
 
 def _digits_arrays(exp):
@@ -398,14 +401,14 @@ def _stream_programs(exp):
   dataset, data = _digits_arrays(exp)
   model = lr_jax.build_model(exp.model, 10, dataset.feature_shape)
   trainer = make_trainer(exp, model, task="classification", n_max=int(data.train_idx.shape[1]),
-                         feature_shape=dataset.feature_shape, namespaces=NAMESPACES)
+                         feature_shape=dataset.feature_shape)
   return model, data, jax.jit(trainer.init), jax.jit(trainer.run, static_argnames="num_epochs")
 
 
 def _train_points(points, exp=AXES_EXP, seed=0):
   """Trains the points of one stream (digits, fold 0) through `make_trainer` directly."""
   model, data, init, run = _stream_programs(exp)
-  hp = {k: jnp.asarray(v, jnp.float32) for k, v in points.items()}
+  hp = _tree(points)
   seeds, folds = jnp.full(1, seed, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
   state = init(params, hp, folds, data)
@@ -461,7 +464,7 @@ def _rules_and_batch():
   dataset, data = _digits_arrays(AXES_EXP)
   model = lr_jax.build_model(AXES_EXP.model, 10, dataset.feature_shape)
   trainer = make_trainer(AXES_EXP, model, task="classification", n_max=100,
-                         feature_shape=dataset.feature_shape, namespaces=NAMESPACES)
+                         feature_shape=dataset.feature_shape)
   params = initial_params(model, 0)
   idx_B = data.train_idx[0, :32]
   x_BxD, y_B = train_lib.fetch(data, 0, idx_B)
@@ -472,13 +475,14 @@ def test_label_smoothing_is_optax_smooth_labels_with_cross_entropy():
   rules, model, params, x_BxD, y_B = _rules_and_batch()
   key = jax.random.PRNGKey(3)
   out = model.apply(params, x_BxD, key, True)
-  plain, _ = train_lib.training_losses(rules, params, {"learning_rate": 0.1}, x_BxD, y_B, key, None)
-  zero, _ = train_lib.training_losses(rules, params, {"label_smoothing": jnp.float32(0.0)}, x_BxD,
+  plain, _ = train_lib.training_losses(rules, params, _tree({"learning_rate": 0.1}), x_BxD, y_B,
+                                       key, None)
+  zero, _ = train_lib.training_losses(rules, params, _tree({"label_smoothing": 0.0}), x_BxD,
                                       y_B, key, None)
   np.testing.assert_allclose(zero, optax.softmax_cross_entropy_with_integer_labels(out, y_B),
                              rtol=1e-6)
   np.testing.assert_allclose(zero, plain, rtol=1e-6)
-  smooth, _ = train_lib.training_losses(rules, params, {"label_smoothing": jnp.float32(0.2)},
+  smooth, _ = train_lib.training_losses(rules, params, _tree({"label_smoothing": 0.2}),
                                         x_BxD, y_B, key, None)
   by_hand = optax.softmax_cross_entropy(out, optax.smooth_labels(jax.nn.one_hot(y_B, 10), 0.2))
   np.testing.assert_allclose(smooth, by_hand, rtol=1e-6)
@@ -545,7 +549,7 @@ def test_shift_refuses_flat_features_in_one_line():
   rules, _, params, x_BxD, y_B = _rules_and_batch()
   rules = rules._replace(feature_shape=(64,))
   with pytest.raises(lr_jax.ConfigError, match=r"shift needs image-shaped data .*\(64,\)"):
-    train_lib.training_losses(rules, params, {"shift": jnp.float32(1)}, x_BxD, y_B,
+    train_lib.training_losses(rules, params, _tree({"shift": 1}), x_BxD, y_B,
                               jax.random.PRNGKey(0), None)
 
 

@@ -11,7 +11,7 @@ from jax.sharding import Mesh
 from lr_jax.engine.limits import _activation_bytes
 from lr_jax.engine.placement import _cache_bytes, _device_memory_bytes
 from lr_jax.engine.plan import Group
-from lr_jax.engine.programs import _init_shape
+from lr_jax.engine.programs import _init_shape, traced_points
 from lr_jax.train import Budget
 
 
@@ -28,8 +28,8 @@ def default_max_variants(group: Group, trainer, fraction: float = 0.5) -> int:
   24: 0.054, 32: 0.057, 64: 0.063, 128: 0.076, all 256 at once: 0.098; this rule allows 21.
   """
   splits = group.splits
-  state = _init_shape(group, trainer, {k: v[:1].astype(np.float32)
-                                       for k, v in group.points.items()}, 1)
+  state = _init_shape(group, trainer, traced_points(group, {k: v[:1].astype(np.float32)
+                                                          for k, v in group.points.items()}), 1)
   state_bytes = sum(leaf.size * leaf.dtype.itemsize
                     for leaf in jax.tree_util.tree_leaves(state.variants))
   param_bytes = sum(leaf.size * leaf.dtype.itemsize
@@ -93,7 +93,7 @@ class _GroupPlan:
   h_c: int                       # points per chunk, a multiple of ndev
   seeds: np.ndarray              # [S_pad] int32
   folds: np.ndarray              # [S_pad] int32
-  points: dict[str, np.ndarray]  # name -> [H_pad] float32
+  points: dict                   # the traced tree (`traced_points`), leaves [H_pad] float32
   blocks: list[tuple[int, int]]  # each chunk's first stream and first point
   budget: Budget                 # the group's epochs, patience and step cap (traced)
   num_epochs: int                # the configured epochs

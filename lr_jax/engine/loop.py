@@ -22,7 +22,7 @@ from lr_jax.engine.options import RunOptions
 from lr_jax.engine.placement import _mesh, _put, _to_host
 from lr_jax.engine.plan import Group
 from lr_jax.engine.programs import (_compile_key, _compiled, _compiled_compacted, _data_arrays,
-                                    _group_model, _init_shape, stream_params)
+                                    _group_model, _init_shape, stream_params, traced_points)
 from lr_jax.engine.rounds import _done, _live, _prune_all, _round
 from lr_jax.errors import ConfigError
 from lr_jax.train import Budget, final_params
@@ -122,8 +122,9 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
                    "the %d x %d of %s", index, s_c, h_c, *planned,
                    f"max_variants_per_chunk={flag}" if flag else "the default chunk budget")
   s_pad, h_pad = -(-num_streams // s_c) * s_c, -(-num_points // h_c) * h_c
-  points = {k: _pad_to(v, h_pad).astype(np.float32) for k, v in group.points.items()}
-  like = _init_shape(group, trainer, {k: v[:h_c] for k, v in points.items()}, s_c)
+  points = traced_points(group, {k: _pad_to(v, h_pad).astype(np.float32)
+                                 for k, v in group.points.items()})
+  like = _init_shape(group, trainer, jax.tree_util.tree_map(lambda v: v[:h_c], points), s_c)
   num_epochs = group.experiment.train.epochs
   # The call's length is static: groups of at least `chunk_epochs` epochs share it, whatever
   # their budget. Not longer than the run: a compacted call (lanes vmapped, so its skipped
@@ -177,8 +178,8 @@ def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
     if b in chunks:
       continue
     params = jax.tree_util.tree_map(lambda a: _put(a[si:si + plan.s_c], plan.mesh, P()), params_S)
-    state = plan.init(params, {k: _put(a[hi:hi + plan.h_c], plan.mesh, P("points"))
-                               for k, a in plan.points.items()},
+    state = plan.init(params, jax.tree_util.tree_map(
+                          lambda a: _put(a[hi:hi + plan.h_c], plan.mesh, P("points")), plan.points),
                       _put(plan.folds[si:si + plan.s_c], plan.mesh, P()), data)
     chunks[b] = _Chunk(state=_to_host(state), pruned=np.zeros((plan.s_c, plan.h_c), bool),
                        history={k: np.zeros((0, plan.s_c, plan.h_c), np.float32)
@@ -220,7 +221,7 @@ def _assemble(group: Group, plan: _GroupPlan, finished: dict[int, _Chunk],
   """The chunks as one [S, H] population (padding dropped), its parameters and counts."""
   exp, blocks = group.experiment, plan.blocks
   num_streams, num_points = len(group.seeds), len(group.points["learning_rate"])
-  s_pad, h_pad = len(plan.seeds), len(next(iter(plan.points.values())))
+  s_pad, h_pad = len(plan.seeds), len(plan.points["optim"]["learning_rate"])
 
   def assemble(get):
     rows = []

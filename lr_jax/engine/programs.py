@@ -15,7 +15,7 @@ from lr_jax.config import Experiment, ModelConfig, OptimConfig, TrainConfig
 from lr_jax.engine.plan import Group, _num_outputs
 from lr_jax.models import Flat, Model, build_model, flattened
 from lr_jax.optim import SCHEDULES
-from lr_jax.train import DataArrays, Loss, Metrics, initial_params, make_trainer
+from lr_jax.train import DataArrays, Hparams, Loss, Metrics, initial_params, make_trainer
 
 
 def compiler_options() -> dict | None:
@@ -53,18 +53,18 @@ def _group_model(group: Group) -> Flat:
 
 @functools.lru_cache(maxsize=32)
 def _compiled(key: "ProgramKey", model: Model | None, loss: Loss | None = None,
-              metrics: Metrics = (), namespaces: tuple[tuple[str, str], ...] = ()):
+              metrics: Metrics = ()):
   """The trainer of a static signature and its jitted functions, built once per process.
 
   Keyed by the static signature only (`ProgramKey`), so a new learning rate (or seed, or grid
   of the same size) reuses the compiled program instead of tracing again; a user loss or
   metric is part of it (by identity), so another one never reuses a program traced with the
-  first. `namespaces` is `(name, namespace)` of each number the group's points trace.
+  first. Which numbers the points trace is the structure of their tree (`traced_points`):
+  `jax.jit` keys its programs by it.
   """
   flat = _flat_model(key.model, model, key.num_outputs, key.feature_shape)
   trainer = make_trainer(key.experiment(), flat, task=key.task, n_max=key.n_max, loss=loss,
-                         metrics=metrics, namespaces=dict(namespaces),
-                         feature_shape=key.feature_shape)
+                         metrics=metrics, feature_shape=key.feature_shape)
   init = jax.jit(trainer.init, compiler_options=compiler_options())
   run = jax.jit(trainer.run, static_argnames="num_epochs", donate_argnums=0,
                 compiler_options=compiler_options())
@@ -111,8 +111,13 @@ def stream_params(group: Group, seeds: np.ndarray) -> object:
   return jax.tree_util.tree_map(lambda *a: np.stack(a), *[by_seed[int(s)] for s in seeds])
 
 
-def _init_shape(group: Group, trainer, points: dict[str, np.ndarray], num_streams: int):
-  """The shapes of `trainer.init`'s state for `num_streams` streams and these points."""
+def traced_points(group: Group, columns: dict[str, np.ndarray]) -> Hparams:
+  """A group's points columns (short name -> [H]) as the namespaced tree its program traces."""
+  return hparams_lib.nest(columns, _group_axes(group))
+
+
+def _init_shape(group: Group, trainer, points: Hparams, num_streams: int):
+  """The shapes of `trainer.init`'s state for `num_streams` streams and these points (a tree)."""
   params = jax.eval_shape(_init_fn(group), np.int32(0))
   params_S = jax.tree_util.tree_map(
       lambda a: jax.ShapeDtypeStruct((num_streams,) + a.shape, a.dtype), params)
@@ -166,11 +171,9 @@ class ProgramKey(NamedTuple):
 
 def _compile_key(group: Group) -> tuple:
   """What `_compiled` is keyed by: the group's `ProgramKey`, its user model, loss and metrics
-  (by identity), and which numbers its points trace (an off axis is not)."""
+  (by identity)."""
   key = ProgramKey.of(group.experiment, group.dataset, group.splits.train_idx.shape[1])
-  return (key, group.model, group.loss, group.metrics,
-          tuple((name, axis.namespace) for name, axis in _group_axes(group).items()
-                if name in group.points))
+  return (key, group.model, group.loss, group.metrics)
 
 
 def _without_defaults(exp: Experiment) -> Experiment:

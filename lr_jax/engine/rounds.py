@@ -90,7 +90,7 @@ def _call(plan: _GroupPlan, chunk: _Chunk, b: int, data) -> None:
   state = jax.tree_util.tree_map(
       lambda a: _put(a, mesh, P(None, "points") if a.ndim >= 2 else P()), device_state)
   out_state, hist = plan.run(
-      state, {k: _put(a[hi:hi + h_c], mesh, P("points")) for k, a in plan.points.items()},
+      state, jax.tree_util.tree_map(lambda a: _put(a[hi:hi + h_c], mesh, P("points")), plan.points),
       _put(plan.seeds[si:si + s_c], mesh, P()), _put(plan.folds[si:si + s_c], mesh, P()), data,
       plan.budget, num_epochs=num_epochs)
   out_state, hist = _to_host((out_state, hist))
@@ -130,7 +130,8 @@ def _call_flat(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int, 
   epochs = np.array([c.epoch for _, c, _ in parts], np.int32)[owner]
   state = SweepState(epoch=put(pad(epochs)), variants=jax.tree_util.tree_map(put, gathered))
   out_state, hist = plan.run_compacted(
-      state, {k: put(pad(a[first_point]).reshape(width, 1)) for k, a in plan.points.items()},
+      state, jax.tree_util.tree_map(lambda a: put(pad(a[first_point]).reshape(width, 1)),
+                                    plan.points),
       put(pad(plan.seeds[first_stream]).reshape(width, 1)),
       put(pad(plan.folds[first_stream]).reshape(width, 1)), data, plan.budget,
       num_epochs=num_epochs)
@@ -188,7 +189,7 @@ def _done(plan: _GroupPlan, chunk: _Chunk) -> bool:
 def _tile(plan: _GroupPlan, chunks: dict[int, _Chunk], get) -> np.ndarray:
   """[S_pad, H_pad]: a per-variant array of every chunk, placed as the chunks tile the grid."""
   first = get(next(iter(chunks.values())))
-  out = np.zeros((len(plan.seeds), len(next(iter(plan.points.values())))), first.dtype)
+  out = np.zeros((len(plan.seeds), len(plan.points["optim"]["learning_rate"])), first.dtype)
   for b, c in chunks.items():
     si, hi = plan.blocks[b]
     out[si:si + plan.s_c, hi:hi + plan.h_c] = get(c)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -35,9 +35,8 @@ class FinderTrace(NamedTuple):
 
 def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, num_steps: int,
                 beta: float = 0.98, stop_factor: float = 4.0,
-                feature_shape: tuple[int, ...] | None = None,
-                namespaces: Mapping[str, str] | None = None
-                ) -> Callable[[Mapping[str, jax.Array], jax.Array, DataArrays], FinderTrace]:
+                feature_shape: tuple[int, ...] | None = None
+                ) -> Callable[[train_lib.Hparams, jax.Array, jax.Array, DataArrays], FinderTrace]:
   """Builds the pure range test of one static configuration.
 
   Each step is the trainer's `train.train_step` (the same loss, regularisation, augmentation
@@ -56,28 +55,29 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
     beta: the moving average's decay.
     stop_factor: a seed stops once its smoothed loss exceeds this multiple of its minimum.
     feature_shape: one example's shape, for random shifts (as `make_trainer`'s).
-    namespaces: `{name: namespace}` of the numbers in `hparams` (as `make_trainer`'s).
 
   Returns:
-    `find(hparams, seed, data) -> FinderTrace`: `hparams` holds scalar `lr_min`, `lr_max`
-    and the variant's other numbers (momentum, weight decay, dropout rate, ...); `seed` is an
-    int32 scalar; `data` the data set and its splits, of which fold 0's training rows are
-    used. Vmap it over seeds.
+    `find(hparams, ramp, seed, data) -> FinderTrace`: `hparams` is the variant's namespaced
+    tree of scalars (`train.Hparams`: momentum, weight decay, dropout rate, ...; no learning
+    rate and no schedule's numbers: the ramp sets those); `ramp` is `[2]` float32, the first
+    and the last step's learning rates; `seed` is an int32 scalar; `data` the data set and its
+    splits, of which fold 0's training rows are used. Vmap it over seeds.
   """
   rules = train_lib.make_rules(
       experiment, model, task=task, n_max=n_max, feature_shape=feature_shape,
-      namespaces=namespaces, make_tx=make_optimizer(finder_optim(experiment.optim), num_steps))
+      make_tx=make_optimizer(finder_optim(experiment.optim), num_steps))
   # The ramp replaces the schedule (no plateau) and runs its K steps (no step cap).
   rules = rules._replace(plateau=False)
 
-  def find(hparams: Mapping[str, jax.Array], seed: jax.Array, data: DataArrays) -> FinderTrace:
+  def find(hparams: train_lib.Hparams, ramp: jax.Array, seed: jax.Array,
+           data: DataArrays) -> FinderTrace:
     init_key, order_key, dropout_key = train_lib.stream_keys(seed)
-    opt_hparams = _ramp_hparams(hparams, num_steps)
+    opt_hparams = _ramp_hparams(hparams, ramp, num_steps)
     # No divergence reference (an infinite initial loss): the range test's own stop rule
     # below decides when a rising loss ends a seed; the step still stops it at a non-finite one.
     v = train_lib.init_variant(rules, opt_hparams, rules.flat.to_flat(model.init(init_key)),
                                jnp.float32(jnp.inf))
-    flips = (train_lib.label_flips(seed, data.x.shape[0]) if "label_noise" in opt_hparams
+    flips = (train_lib.label_flips(seed, data.x.shape[0]) if "label_noise" in hparams["data"]
              else None)
 
     idx_KxB, w_KxB = _step_batches(rules, order_key, data, num_steps)
@@ -109,15 +109,14 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
   return find
 
 
-def _ramp_hparams(hparams: Mapping[str, jax.Array], num_steps: int) -> dict[str, jax.Array]:
-  """The optimizer's numbers: the variant's, with the ramp from `lr_min` to `lr_max` in K steps."""
-  lr_min = jnp.asarray(hparams["lr_min"], jnp.float32)
-  lr_max = jnp.asarray(hparams["lr_max"], jnp.float32)
+def _ramp_hparams(hparams: train_lib.Hparams, ramp: jax.Array, num_steps: int
+                  ) -> dict[str, dict[str, jax.Array]]:
+  """The variant's numbers with the ramp from `ramp[0]` to `ramp[1]` in K steps: the learning
+  rate its first, the schedule (`finder_optim`'s exponential) its growth."""
+  lr_min, lr_max = ramp[0], ramp[1]
   # The exponential schedule is lr * decay_rate ** step: a rate > 1 makes it the ramp.
-  opt_hparams = {k: v for k, v in hparams.items() if k not in ("lr_min", "lr_max")}
-  opt_hparams.update(learning_rate=lr_min,
-                     decay_rate=jnp.exp(jnp.log(lr_max / lr_min) / (num_steps - 1)))
-  return opt_hparams
+  return {**hparams, "optim": {**hparams["optim"], "learning_rate": lr_min},
+          "schedule": {"decay_rate": jnp.exp(jnp.log(lr_max / lr_min) / (num_steps - 1))}}
 
 
 def _step_batches(rules: train_lib.Rules, order_key: jax.Array, data: DataArrays,
@@ -151,14 +150,14 @@ def _smoothed(avg: jax.Array, best: jax.Array, loss: jax.Array, k: jax.Array,
 @functools.lru_cache(maxsize=16)
 def _compiled(key: tuple, model: Model | None):
   """The jitted, seed-vmapped finder of a static signature, built once per process: the
-  engine's `ProgramKey` (with the finder's optimizer), the steps, beta and the traced names."""
-  program, num_steps, beta, namespaces = key
+  engine's `ProgramKey` (with the finder's optimizer), the steps and beta."""
+  program, num_steps, beta = key
   if model is None:
     model = build_model(program.model, program.num_outputs, program.feature_shape)
   find = make_finder(program.experiment(), model, task=program.task, n_max=program.n_max,
-                     num_steps=num_steps, beta=beta, feature_shape=program.feature_shape,
-                     namespaces=dict(namespaces))
-  return jax.jit(jax.vmap(find, in_axes=(None, 0, None)), compiler_options=engine.compiler_options())
+                     num_steps=num_steps, beta=beta, feature_shape=program.feature_shape)
+  return jax.jit(jax.vmap(find, in_axes=(None, None, 0, None)),
+                 compiler_options=engine.compiler_options())
 
 
 optim_lib.on_reregister(_compiled.cache_clear)

@@ -100,14 +100,14 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
   program = engine.programs.ProgramKey.of(experiment, dataset, splits.train_idx.shape[1])
   program = program._replace(optim=finder_optim(program.optim), horizon_epochs=None,
                              monitor=TrainConfig().monitor)
-  key = (program, num_steps, float(beta), tuple((k, axes[k].namespace) for k in extras))
-  run = _compiled(key, model)
-  find_hparams = {"lr_min": np.float32(lr_min), "lr_max": np.float32(lr_max), **extras}
+  run = _compiled((program, num_steps, float(beta)), model)
+  ramp = np.array([lr_min, lr_max], np.float32)
   data = DataArrays.of(dataset, splits, slice(0, 1))  # Fold 0's training rows.
   logging.info("LR finder: %s on %s, %d seeds x %d steps, lr %.3g -> %.3g",
                experiment.optim.name, dataset.name, len(grid.seeds), num_steps, lr_min, lr_max)
   t0 = time.perf_counter()
-  trace = jax.device_get(run(find_hparams, np.asarray(grid.seeds, np.int32), data))
+  trace = jax.device_get(run(hparams_lib.nest(extras, axes), ramp,
+                             np.asarray(grid.seeds, np.int32), data))
   elapsed = time.perf_counter() - t0
   lrs = finder_learning_rates(lr_min, lr_max, num_steps)
   smoothed = np.asarray(trace.smoothed, np.float64)

@@ -13,7 +13,8 @@ from lr_jax.optim.families import OPTIMIZERS
 from lr_jax.optim.schedules import SCHEDULES
 
 
-def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]], optax.GradientTransformation]:
+def make_optimizer(cfg, total_steps: int
+                   ) -> Callable[[Mapping[str, Mapping[str, jax.Array]]], optax.GradientTransformation]:
   """Returns `hparams -> optax transformation` for an `OptimConfig`.
 
   Args:
@@ -21,9 +22,10 @@ def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]],
     total_steps: optimizer steps in the whole run (the horizon of cosine/onecycle schedules).
 
   Returns:
-    A pure function of one variant's hparams (`learning_rate`, the schedule's numbers, and
-    those of the family's numbers and `clip_norm` that the sweep traces: scalar arrays);
-    call it inside the traced code, the same way for `init` and `update`. Apply the
+    A pure function of one variant's namespaced numbers (`train.Hparams`, scalar arrays):
+    `hp["optim"]` holds `learning_rate` and those of the family's numbers and `clip_norm`
+    that the sweep traces, `hp["schedule"]` the schedule's; call it inside the traced code,
+    the same way for `init` and `update`. Apply the
     transformation to the parameters' pytree, not a raveled vector: per-layer families (lamb,
     a weight-decay mask, adafactor) need the layers.
   """
@@ -32,13 +34,15 @@ def make_optimizer(cfg, total_steps: int) -> Callable[[Mapping[str, jax.Array]],
   # `fixed` stays static: a number there (a plateau factor) is checked in Python by its factory.
   injected = optax.inject_hyperparams(family.factory, static_args=tuple(family.fixed))
 
-  def make(hparams: Mapping[str, jax.Array]) -> optax.GradientTransformation:
-    peak = hparams["learning_rate"]
+  def make(hp: Mapping[str, Mapping[str, jax.Array]]) -> optax.GradientTransformation:
+    numbers, schedule = hp["optim"], hp["schedule"]
+    peak = numbers["learning_rate"]
     # A family number absent from the points is at its off value: the alias's own default.
-    extras = {k: hparams[k] for k in family.hparams if k in hparams}
-    tx = injected(learning_rate=lambda step: peak * shape(step, hparams), **extras, **family.fixed)
-    if "clip_norm" in hparams:
-      tx = optax.chain(optax.clip_by_global_norm(hparams["clip_norm"]), tx)
+    extras = {k: numbers[k] for k in family.hparams if k in numbers}
+    tx = injected(learning_rate=lambda step: peak * shape(step, schedule), **extras,
+                  **family.fixed)
+    if "clip_norm" in numbers:
+      tx = optax.chain(optax.clip_by_global_norm(numbers["clip_norm"]), tx)
     return tx
 
   return make

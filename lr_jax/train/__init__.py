@@ -52,7 +52,8 @@ from lr_jax.train.objective import (Loss, Metric, Metrics, builtin_loss, example
                                     weighted_mean)
 from lr_jax.train.perturb import (Extras, augment, batch_extras, label_flips, noisy_labels,
                                   shift_images, training_losses)
-from lr_jax.train.rules import Rules, make_rules, model_hparams
+from lr_jax.spec import hparams_tree
+from lr_jax.train.rules import Rules, make_rules
 from lr_jax.train.state import (Budget, DataArrays, History, Hparams, Plateau, SweepState,
                                 VariantState, final_params, history_type)
 from lr_jax.train.step import eval_params, init_variant, train_step, tx_hparams
@@ -63,8 +64,8 @@ __all__ = [
     "Budget", "DataArrays", "Extras", "History", "Hparams", "Loss", "Metric", "Metrics",
     "Plateau", "Rules", "SweepState", "Trainer", "VariantState", "augment", "batch_extras",
     "batching", "builtin_loss", "end_epoch", "epoch_order", "eval_params", "example_losses",
-    "fetch", "final_params", "history_type", "init_variant", "initial_params", "label_flips",
-    "make_rules", "make_trainer", "model_hparams", "no_improvement", "noisy_labels",
+    "fetch", "final_params", "hparams_tree", "history_type", "init_variant", "initial_params", "label_flips",
+    "make_rules", "make_trainer", "no_improvement", "noisy_labels",
     "plateau_update", "shift_images", "stream_keys", "train_step", "training_losses",
     "tx_hparams", "weighted_mean",
 ]

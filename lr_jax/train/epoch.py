@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 
 from lr_jax.errors import ConfigError
-from lr_jax.optim import current_learning_rate
+from lr_jax.optim import PLATEAU, current_learning_rate
 from lr_jax.train.objective import example_losses, weighted_mean
-from lr_jax.train.rules import Rules, model_hparams
+from lr_jax.train.rules import Rules
 from lr_jax.train.state import Hparams, Plateau, VariantState, _tree_where
 from lr_jax.train.step import eval_params, val_outcomes
 
@@ -33,11 +35,11 @@ def no_improvement(score, best, wait, min_delta, counts, hold=False):
   return improved, best, wait
 
 
-def _plateau_number(hp: Hparams, name: str, default: float) -> jax.Array:
-  return jnp.asarray(hp.get(name, default), jnp.float32)
+def _plateau_number(numbers: Mapping[str, jax.Array], name: str) -> jax.Array:
+  return jnp.asarray(numbers.get(name, PLATEAU[name].default), jnp.float32)
 
 
-def plateau_update(p: Plateau, score, counts, hp: Hparams) -> Plateau:
+def plateau_update(p: Plateau, score, counts, numbers: Mapping[str, jax.Array]) -> Plateau:
   """Keras' `ReduceLROnPlateau.on_epoch_end` on one variant's monitored score, traced.
 
   In cooldown the wait is reset and the counter decremented; an improvement (beating the best
@@ -49,16 +51,17 @@ def plateau_update(p: Plateau, score, counts, hp: Hparams) -> Plateau:
     p: the plateau's state.
     score: [] the monitored score, lower is better (accuracy negated).
     counts: [] bool, the epoch counts (a stopped or diverged variant's state is left as is).
-    hp: the variant's numbers; a `plateau_*` one absent takes Keras' default.
+    numbers: the variant's schedule numbers (`hp["schedule"]`); a `plateau_*` one absent
+      takes its declared default (`optim.PLATEAU`, Keras').
 
   Returns:
     The new state; `learning_rate` is the peak rate of the next epoch.
   """
-  factor = _plateau_number(hp, "plateau_factor", 0.1)
-  patience = _plateau_number(hp, "plateau_patience", 10)
-  cooldown = _plateau_number(hp, "plateau_cooldown", 0).astype(jnp.int32)
-  min_lr = _plateau_number(hp, "plateau_min_lr", 0.0)
-  min_delta = _plateau_number(hp, "plateau_min_delta", 1e-4)
+  factor = _plateau_number(numbers, "plateau_factor")
+  patience = _plateau_number(numbers, "plateau_patience")
+  cooldown = _plateau_number(numbers, "plateau_cooldown").astype(jnp.int32)
+  min_lr = _plateau_number(numbers, "plateau_min_lr")
+  min_delta = _plateau_number(numbers, "plateau_min_delta")
   was_cooling = counts & (p.cooldown > 0)
   counter = jnp.where(was_cooling, p.cooldown - 1, p.cooldown)
   wait = jnp.where(was_cooling, 0, p.wait)
@@ -108,7 +111,7 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
   current = eval_params(rules, v.params, v.opt_state)
   val_loss_B, val_correct_B, out_VxK = example_losses(
       rules.flat.tree, rules.classification, rules.flat.to_tree(current), x_val, y_val, None,
-      False, loss=rules.loss, with_outputs=True, hparams=model_hparams(rules, hp))
+      False, loss=rules.loss, with_outputs=True, hparams=hp["model"])
   val_loss = weighted_mean(val_loss_B, w_val)
   val_acc = weighted_mean(val_correct_B, w_val)
   values = {n: jnp.asarray(m.fn(out_VxK, y_val, w_val), jnp.float32) for n, m in rules.metrics}
@@ -147,7 +150,7 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
       epochs_run=v.epochs_run + was_training.astype(jnp.int32),
       eval_params=None if rules.family.eval_params is None else current,
       best_metrics={n: jnp.where(improved, values[n], v.best_metrics[n]) for n in names},
-      plateau=None if not rules.plateau else plateau_update(v.plateau, score, counts, hp),
+      plateau=None if not rules.plateau else plateau_update(v.plateau, score, counts, hp["schedule"]),
       best_outcomes=jnp.where(improved, outcomes, v.best_outcomes),
       last_outcomes=jnp.where(counts, outcomes, v.last_outcomes),
       crossfit_best=jnp.stack([best_a, best_b]),

@@ -11,7 +11,7 @@ import optax
 from lr_jax.errors import ConfigError
 from lr_jax.models import apply_model
 from lr_jax.train.objective import example_losses
-from lr_jax.train.rules import Rules, model_hparams
+from lr_jax.train.rules import Rules
 from lr_jax.train.state import DataArrays, Hparams
 
 
@@ -102,18 +102,19 @@ def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
   pixel keeps the standardization of the column it comes from, so a rarely inked border
   column (tiny std) is not blown up by the ink moved into it, as standardizing moved raw
   pixels would. Both are drawn from the minibatch key alone, so a seed gets the same
-  perturbations whatever else the sweep holds; without `shift` / `input_noise` in `hp` this is
-  `x_BxD` itself.
+  perturbations whatever else the sweep holds; without `shift` / `input_noise` in `hp["data"]`
+  this is `x_BxD` itself.
   """
-  if "shift" in hp:
+  data = hp["data"]
+  if "shift" in data:
     if rules.feature_shape is None or len(rules.feature_shape) < 2:
       raise ConfigError(f"shift needs image-shaped data (feature_shape of rank >= 2), the data "
                         f"has feature_shape {rules.feature_shape}; valid choices: shift=0")
-    x_BxD = shift_images(x_BxD, rules.feature_shape, hp["shift"],
+    x_BxD = shift_images(x_BxD, rules.feature_shape, data["shift"],
                          jax.random.fold_in(key, _SHIFT_SALT), extras.background_D)
-  if "input_noise" in hp:
+  if "input_noise" in data:
     noise_BxD = jax.random.normal(jax.random.fold_in(key, _NOISE_SALT), x_BxD.shape)
-    x_BxD = x_BxD + hp["input_noise"] * noise_BxD
+    x_BxD = x_BxD + data["input_noise"] * noise_BxD
   return x_BxD
 
 
@@ -121,7 +122,7 @@ def _num_outputs(rules: Rules, params, x_BxD: jax.Array, hp: Hparams) -> int:
   """K, the model's outputs, from shapes alone (traced nothing, compiled nothing)."""
   out = jax.eval_shape(
       lambda p, x, h: apply_model(rules.flat.tree, p, x, None, False, h), params, x_BxD,
-      model_hparams(rules, hp))
+      hp["model"])
   return out.shape[-1]
 
 
@@ -133,34 +134,34 @@ def training_losses(rules: Rules, params, hp: Hparams, x_BxD, y_B, key, extras: 
   """
   x_BxD = augment(rules, hp, x_BxD, key, extras)
   loss = rules.loss
-  if "label_noise" in hp or "label_smoothing" in hp:
+  label_noise, smoothing = hp["data"].get("label_noise"), hp["loss"].get("label_smoothing")
+  if label_noise is not None or smoothing is not None:
     if not rules.classification or rules.loss is not None:
       raise ConfigError("label_noise and label_smoothing need classification with the built-in "
                         "cross-entropy; valid choices: leave them at 0")
     num_classes = _num_outputs(rules, params, x_BxD, hp)
-  if "label_noise" in hp:
-    y_B = noisy_labels(y_B, extras.flip_u_B, extras.flip_r_B, hp["label_noise"], num_classes)
-  if "label_smoothing" in hp:
-    alpha = hp["label_smoothing"]
+  if label_noise is not None:
+    y_B = noisy_labels(y_B, extras.flip_u_B, extras.flip_r_B, label_noise, num_classes)
+  if smoothing is not None:
     loss = lambda out_BxK, y_B: optax.softmax_cross_entropy(
-        out_BxK, optax.smooth_labels(jax.nn.one_hot(y_B, num_classes), alpha))
+        out_BxK, optax.smooth_labels(jax.nn.one_hot(y_B, num_classes), smoothing))
   return example_losses(rules.flat.tree, rules.classification, params, x_BxD, y_B, key, True,
-                        loss=loss, hparams=model_hparams(rules, hp))
+                        loss=loss, hparams=hp["model"])
 
 
 def batch_extras(hparams: Hparams, data: DataArrays, fold, idx_B,
                  flips: tuple[jax.Array, jax.Array] | None) -> Extras | None:
-  """What the data axes in `hparams` need of rows `idx_B` (`Extras`); None for none of them.
+  """What the data axes in `hparams["data"]` need of rows `idx_B` (`Extras`); None for none.
 
   Args:
     hparams: the points (only their keys are read).
     data, fold, idx_B: the data, the fold and the minibatch's rows.
     flips: the stream's `label_flips`, or None without label noise.
   """
-  if "shift" not in hparams and flips is None:
+  if "shift" not in hparams["data"] and flips is None:
     return None
   background = {}
-  if "shift" in hparams:
+  if "shift" in hparams["data"]:
     background = {"background_D": -data.mean[fold] / data.std[fold]}
   flip = {} if flips is None else {"flip_u_B": flips[0][idx_B], "flip_r_B": flips[1][idx_B]}
   return Extras(**background, **flip)

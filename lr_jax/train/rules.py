@@ -1,11 +1,10 @@
-"""The static `Rules` a step runs under, and the model's slice of a variant's numbers."""
+"""The static `Rules` a step runs under."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import NamedTuple
 
-import jax
 import optax
 
 from lr_jax.config import MONITORS, Experiment
@@ -15,11 +14,6 @@ from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, make_optimizer
 from lr_jax.train.objective import Loss, Metric, Metrics
 from lr_jax.train.state import Hparams, history_type
 from lr_jax.train.streams import batching
-
-
-# The namespace of the numbers the trainer itself reads, where `make_trainer` is given none.
-_NAMESPACES = {"dropout_rate": "model", "label_smoothing": "loss", "input_noise": "data",
-               "shift": "data", "label_noise": "data"}
 
 
 class Rules(NamedTuple):
@@ -32,9 +26,8 @@ class Rules(NamedTuple):
     monitored: the user `Metric` monitored, or None for val_loss / val_accuracy.
     classification: softmax cross-entropy and accuracy, or squared error.
     feature_shape: one example's shape (random shifts need an image, rank >= 2), or None.
-    namespaces: ((name, namespace), ...) of the numbers swept; the model gets its slice.
     flat: the model (`models.Flat`).
-    make_tx: `hparams -> optax transformation` (`optim.make_optimizer`).
+    make_tx: `hp -> optax transformation` (`optim.make_optimizer`) of a variant's tree.
     family: the optimizer family (`optim.OPTIMIZERS` entry).
     loss: the user's per-example loss, or None for the built-in one.
     metrics: `((name, Metric), ...)` computed on the validation set.
@@ -48,7 +41,6 @@ class Rules(NamedTuple):
   monitored: Metric | None
   classification: bool
   feature_shape: tuple[int, ...] | None
-  namespaces: tuple[tuple[str, str], ...]
   flat: Flat
   make_tx: Callable[[Hparams], optax.GradientTransformation]
   family: object
@@ -58,16 +50,9 @@ class Rules(NamedTuple):
   history: type
 
 
-def model_hparams(rules: Rules, hp: Hparams) -> dict[str, jax.Array]:
-  """The model namespace's slice of a variant's numbers ({} when none is swept)."""
-  namespaces = dict(rules.namespaces)
-  return {k: v for k, v in hp.items() if namespaces.get(k, _NAMESPACES.get(k)) == "model"}
-
-
 def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
                loss: Loss | None = None, metrics: Metrics = (),
-               feature_shape: tuple[int, ...] | None = None,
-               namespaces: Mapping[str, str] | None = None, make_tx=None) -> Rules:
+               feature_shape: tuple[int, ...] | None = None, make_tx=None) -> Rules:
   """The static `Rules` of a configuration (see `make_trainer` for the arguments).
 
   `make_tx` replaces the experiment's optimizer (`optim.make_optimizer`), e.g. by the finder's.
@@ -94,6 +79,6 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
       batch=batch, steps_per_epoch=steps_per_epoch, monitor=tcfg.monitor, monitored=monitored,
       classification=task == "classification",
       feature_shape=None if feature_shape is None else tuple(feature_shape),
-      namespaces=tuple(sorted((namespaces or {}).items())), flat=flat, make_tx=make_tx,
+      flat=flat, make_tx=make_tx,
       family=OPTIMIZERS[experiment.optim.name], loss=loss, metrics=metrics,
       plateau=experiment.optim.schedule == "plateau", history=history_type(names))

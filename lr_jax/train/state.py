@@ -12,7 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 
 
-Hparams = Mapping[str, jax.Array]  # name -> [H] (or scalar for one variant).
+# A variant's numbers as one namespaced tree: {namespace: {name: [H]}} (scalars for one
+# variant), every namespace of `spec.NAMESPACES` present (`spec.hparams_tree`, `hparams.nest`): `hp["optim"]`
+# is the optimizer's, `hp["model"]` what the model is given, `hp["data"]` the augmentations'.
+Hparams = Mapping[str, Mapping[str, jax.Array]]
+
 
 
 class DataArrays(NamedTuple):

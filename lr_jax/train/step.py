@@ -19,7 +19,7 @@ def tx_hparams(rules: Rules, v: VariantState, hp: Hparams) -> Hparams:
   """The optimizer's numbers: with reduce-on-plateau, the peak is the plateau's current rate."""
   if not rules.plateau:
     return hp
-  return {**hp, "learning_rate": v.plateau.learning_rate}
+  return {**hp, "optim": {**hp["optim"], "learning_rate": v.plateau.learning_rate}}
 
 
 def eval_params(rules: Rules, params, opt_state):
@@ -41,7 +41,7 @@ def init_variant(rules: Rules, hp: Hparams, params, train_loss, *, num_val: int 
   i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
   plateau = None
   if rules.plateau:
-    plateau = Plateau(learning_rate=f32(hp["learning_rate"]), best=f32(jnp.inf), wait=i32(0),
+    plateau = Plateau(learning_rate=f32(hp["optim"]["learning_rate"]), best=f32(jnp.inf), wait=i32(0),
                       cooldown=i32(0))
   v = VariantState(
       params=params, opt_state=None, best_params=params, init_loss=train_loss,
@@ -80,7 +80,8 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
   Args:
     rules: the static rules.
     v: the variant's state.
-    hp: its numbers, name -> [] (the keys present decide what is traced: dropout, noise, ...).
+    hp: its numbers, namespace -> name -> [] (the names present decide what is traced:
+      dropout, noise, ...).
     x_BxD, y_B, w_B: standardized features, labels and weights (0 for padding) of the batch.
     key: the minibatch's key; the model's dropout and the augmentation draw from it.
     extras: what the data axes need beyond the batch (`Extras`); None without them.

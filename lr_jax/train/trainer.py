@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
@@ -14,7 +13,7 @@ from lr_jax.models import Flat, Model
 from lr_jax.train.epoch import end_epoch
 from lr_jax.train.objective import Loss, Metrics, example_losses, weighted_mean
 from lr_jax.train.perturb import batch_extras, label_flips
-from lr_jax.train.rules import make_rules, model_hparams
+from lr_jax.train.rules import make_rules
 from lr_jax.train.state import Budget, DataArrays, History, SweepState, VariantState
 from lr_jax.train.step import init_variant, train_step
 from lr_jax.train.streams import epoch_order, fetch, stream_keys
@@ -32,8 +31,7 @@ class Trainer(NamedTuple):
 
 def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
                  loss: Loss | None = None, metrics: Metrics = (),
-                 feature_shape: tuple[int, ...] | None = None,
-                 namespaces: Mapping[str, str] | None = None) -> Trainer:
+                 feature_shape: tuple[int, ...] | None = None) -> Trainer:
   """Builds the pure trainer of one static configuration.
 
   The step and the end of an epoch are the module's `train_step` and `end_epoch` over the
@@ -57,16 +55,15 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
       the history gets `val_<name>`, the state `best_metrics[name]` at the best epoch, and
       `TrainConfig.monitor` may name `val_<name>`.
     feature_shape: one example's shape (`Dataset.feature_shape`), for random shifts.
-    namespaces: `{name: namespace}` of the swept numbers (`hparams.axes`); the model gets the
-      "model" ones. None: the built-in names' namespaces.
 
   Returns:
     A `Trainer`; its functions are pure and may be jitted, sharded and checkpointed freely.
-    Every key of the `hparams_H` they are given is traced per variant; an axis absent from it
-    (dropout, noise, ...) is not in the program at all.
+    `hparams_H` is the points' namespaced tree (`train.Hparams`, built by `hparams.nest`):
+    every number in it is traced per variant, and one absent from it (dropout, noise, ...) is
+    not in the program at all. The model is given `hparams_H["model"]`.
   """
   rules = make_rules(experiment, model, task=task, n_max=n_max, loss=loss, metrics=metrics,
-                     feature_shape=feature_shape, namespaces=namespaces)
+                     feature_shape=feature_shape)
   flat, batch, steps_per_epoch = rules.flat, rules.batch, rules.steps_per_epoch
   over_points = functools.partial(jax.vmap, in_axes=(0, 0) + (None,) * 5)
 
@@ -78,13 +75,13 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
 
     def initial_loss(hp):
       loss_B, _ = example_losses(flat.tree, rules.classification, flat.to_tree(params), x_train,
-                                 y_train, None, False, loss=loss, hparams=model_hparams(rules, hp))
+                                 y_train, None, False, loss=loss, hparams=hp["model"])
       return weighted_mean(loss_B, w_train)
 
-    if model_hparams(rules, hparams_H):  # The model's numbers may change its outputs.
+    if hparams_H["model"]:  # The model's numbers may change its outputs.
       train_loss, in_axes = jax.vmap(initial_loss)(hparams_H), (0, None, 0)
     else:  # One loss for all the stream's points.
-      train_loss, in_axes = initial_loss({}), (0, None, None)
+      train_loss, in_axes = initial_loss({"model": {}}), (0, None, None)
     num_val = data.val_idx.shape[1]
     return jax.vmap(functools.partial(init_variant, rules, num_val=num_val), in_axes=in_axes)(
         hparams_H, params, train_loss)
@@ -95,7 +92,7 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     idx_MxB, w_MxB = epoch_order(order_key, epoch, data.train_idx[fold], data.train_mask[fold],
                                  batch, steps_per_epoch)
     was_training = ~v_H.stopped & ~v_H.diverged
-    flips = label_flips(seed, data.x.shape[0]) if "label_noise" in hparams_H else None
+    flips = label_flips(seed, data.x.shape[0]) if "label_noise" in hparams_H["data"] else None
 
     def minibatch(carry, inputs):
       v, sums = carry
