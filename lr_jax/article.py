@@ -79,7 +79,7 @@ class ExamplesConfig:
   """The article's configurations, each swept around its own learning rate.
 
   Attributes:
-    configs: which of `ARTICLE_CONFIGS`.
+    configs: which of the article's configurations A, B and C (`ARTICLE_CONFIGS`).
     dataset: a classification data set.
     train_size: training examples (None = the whole pool; holdout validation).
     seeds: training seeds.
@@ -102,7 +102,8 @@ class ExamplesConfig:
   data_seed: int = 0
 
   def __post_init__(self):
-    configs = tuple(self.configs)
+    # "a" is configuration "A", as the article and the report name it.
+    configs = tuple(str(c).strip().upper() for c in self.configs)
     if not configs:
       raise ConfigError("configs is empty; valid choices: " + ", ".join(ARTICLE_CONFIGS))
     for c in configs:

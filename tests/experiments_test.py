@@ -46,8 +46,8 @@ def test_small_data_study_smallest_mode_end_to_end(tmp_path):
   out = str(tmp_path / "study")
   proc = _run("experiments.small_data_study", "--quick", "--train_sizes=25,50",
               "--optimizers=adam", "--widths=8", "--epochs=2", "--seeds=2", "--budgets=epochs",
-              "--schedules=constant,exponential", "--dropout_rates=0", "--weight_decays=0",
-              "--noise_levels=0", f"--out={out}")
+              "--schedules=constant,exponential", "--dropout_rate=0", "--weight_decay=0",
+              "--label_noise=0", f"--out={out}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert re.search(r"cell 2/2 done in .*elapsed .*ETA 0s", proc.stderr), proc.stderr[-2000:]
   assert "total wall time" in proc.stderr
@@ -109,6 +109,7 @@ STUDY_CASES = [
     (["--optimizers=adam,adamax"], ["adamax", "sgd, momentum"]),
     (["--train_sizes=25,5000"], ["5000", "1437"]),
     (["--train_sizes=25,lots"], ["lots", "all"]),
+    (["--dropout_rate=0.1"], ["dropout_rate", "(0.1,)", "list 0"]),  # The sweep's flag name.
 ]
 EXAMPLE_CASES = [
     (["--configs=A,D"], ["'D'", "A, B, C"]),

@@ -39,12 +39,15 @@ The package's modules, one idea each (each imports only those above it):
     sweepable    the sweepable numbers' flags: help, defaults, the README's table, parsing
     flags        `define_flags`: each of lr_jax's flags defined once, from the config dataclasses
     build        configs from the parsed flags: `experiment_from_flags`, `grid_from_flags`, ...
+    configs      an application's flags from its config dataclass (`define_config_flags`,
+                 `config_from_flags`): the study's and the article examples'
     distributed  `initialize_distributed`: `--distributed`, the process group joined
 """
 
 from lr_jax.cli.build import (check_flags_apply, experiment_from_flags, grid_from_flags,
                               hparams_from_flags, options_from_flags, parse_floats, parse_ints,
-                              parse_learning_rates, refit_from_flags)
+                              parse_learning_rates, parse_list, refit_from_flags)
+from lr_jax.cli.configs import config_from_flags, define_config_flags
 from lr_jax.cli.distributed import initialize_distributed
 from lr_jax.cli.flags import (define_export_flags, define_flags, define_hparam_flags,
                               define_output_flags, define_run_flags, define_sweep_flags,
@@ -56,9 +59,11 @@ from lr_jax.cli.run import (command_line, enable_compilation_cache, parse_flags,
 from lr_jax.cli.sweepable import sweepable_table
 
 __all__ = [
-    "check_checkpoints", "check_flags_apply", "define_hparam_flags", "check_out", "checkpoint_files", "command_line", "define_export_flags",
-    "define_flags", "define_output_flags", "define_run_flags", "define_sweep_flags",
+    "check_checkpoints", "check_flags_apply", "check_out", "checkpoint_files", "command_line",
+    "config_from_flags", "define_config_flags", "define_export_flags", "define_flags",
+    "define_hparam_flags", "define_output_flags", "define_run_flags", "define_sweep_flags",
     "enable_compilation_cache", "experiment_from_flags", "field_docs", "grid_from_flags",
     "hparams_from_flags", "initialize_distributed", "options_from_flags", "parse_flags",
-    "parse_floats", "parse_ints", "parse_learning_rates", "refit_from_flags", "release_locks",
+    "parse_floats", "parse_ints", "parse_learning_rates", "parse_list", "refit_from_flags",
+    "release_locks",
     "resume_command", "run_app", "run_main", "sweepable_table"]

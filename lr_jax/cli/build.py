@@ -11,33 +11,56 @@ from lr_jax.cli.sweepable import hparam_flag_names, parse_hparam
 from lr_jax.errors import ConfigError
 
 
-def parse_floats(flag: str, values: Sequence[str] | None) -> tuple[float, ...] | None:
-  """Parses a comma-list flag of numbers; a bad entry is a `ConfigError` naming it."""
+# A list element's type -> (its parser, what it is, an example list), for the refusal.
+_ELEMENTS = {float: (float, "a number", "1e-3,1e-2"), int: (int, "an integer", "64,128"),
+             str: (str, "a name", "a,b")}
+
+
+def parse_list(flag: str, values: Sequence[str] | None, element=float) -> tuple | None:
+  """Parses a comma-list flag's entries as `element`s; a bad entry is a `ConfigError` naming it.
+
+  Args:
+    flag: the flag's name, for the message.
+    values: absl's list (None: the flag was not given).
+    element: `float` (finite), `int`, `str`, or one of them `| None`, whose None is the word
+      `all` (`train_sizes`: the whole pool).
+
+  Returns:
+    The tuple of values, or None for None.
+  """
   if values is None:
     return None
+  import types
+  import typing
+  optional = typing.get_origin(element) in (typing.Union, types.UnionType)
+  if optional:
+    element = next(a for a in typing.get_args(element) if a is not type(None))
+  convert, what, example = _ELEMENTS[element]
   out = []
   for text in values:
+    if optional and text.strip().lower() == "all":
+      out.append(None)
+      continue
     try:
-      x = float(text)
+      x = convert(text.strip())
     except ValueError:
-      raise ConfigError(f"--{flag}: {text!r} is not a number; give a comma list like 1e-3,1e-2") from None
-    if not math.isfinite(x):
+      alternative = " or 'all'" if optional else ""
+      raise ConfigError(f"--{flag}: {text!r} is not {what}{alternative}; give a comma list like "
+                        f"{example}{',all' if optional else ''}") from None
+    if element is float and not math.isfinite(x):
       raise ConfigError(f"--{flag}: {text!r} is not finite; give finite numbers")
     out.append(x)
   return tuple(out)
 
 
+def parse_floats(flag: str, values: Sequence[str] | None) -> tuple[float, ...] | None:
+  """Parses a comma-list flag of numbers (`parse_list`)."""
+  return parse_list(flag, values, float)
+
+
 def parse_ints(flag: str, values: Sequence[str] | None) -> tuple[int, ...] | None:
-  """Parses a comma-list flag of integers; a bad entry is a `ConfigError` naming it."""
-  if values is None:
-    return None
-  out = []
-  for text in values:
-    try:
-      out.append(int(text))
-    except ValueError:
-      raise ConfigError(f"--{flag}: {text!r} is not an integer; give a comma list like 64,128") from None
-  return tuple(out)
+  """Parses a comma-list flag of integers (`parse_list`)."""
+  return parse_list(flag, values, int)
 
 
 def _from_fields(cls, f, **given):
@@ -48,7 +71,7 @@ def _from_fields(cls, f, **given):
     suffix, element = _flag_kind(kind)
     value = getattr(f, flag)
     if suffix == "list":
-      value = (parse_ints if element is int else parse_floats)(flag, value)
+      value = parse_list(flag, value, element)
     values[field] = value
   return cls(**{**values, **given})
 

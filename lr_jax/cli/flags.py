@@ -45,12 +45,12 @@ def define_flags(*groups: str, flag_values: "flags.FlagValues | None" = None) ->
 
 
 def _calling_module() -> str:
-  """The name absl gives the first module on the stack outside this one (the script).
+  """The name absl gives the first module on the stack outside `lr_jax.cli` (the script).
 
   absl names the main module by its path, `sys.argv[0]`, as its `--helpshort` looks it up.
   """
   frame = sys._getframe(1)
-  while frame is not None and frame.f_globals.get("__name__") == __name__:
+  while frame is not None and frame.f_globals.get("__name__", "").startswith("lr_jax.cli"):
     frame = frame.f_back
   name = frame.f_globals.get("__name__") if frame is not None else None
   return sys.argv[0] if name in (None, "__main__") else name

@@ -20,15 +20,13 @@ from absl import flags, logging
 
 from lr_jax import cli, commands
 
-flags.DEFINE_bool("quick", False, "A small run: 400 examples, 3 seeds, 7 LRs, <= 30 epochs.")
-flags.DEFINE_list("configs", None, "Article configurations to run, comma list of A, B, C.")
-flags.DEFINE_string("dataset", None, "Classification data set; default digits.")
-flags.DEFINE_integer("train_size", None, "Training examples; default the whole pool.")
-flags.DEFINE_integer("seeds", None, "Training seeds; default 5.")
-flags.DEFINE_integer("num_lrs", None, "Learning rates per sweep (odd); default 13.")
-flags.DEFINE_float("span", None, "The sweep goes from lr/span to lr*span; default 100.")
-flags.DEFINE_integer("max_epochs", None, "Cap on every configuration's epochs.")
-flags.DEFINE_integer("data_seed", None, "Seed of the split and subsample.")
+
+def _define_flags() -> None:
+  from lr_jax.article import ExamplesConfig
+  cli.define_config_flags(ExamplesConfig)  # One flag a field: type, docstring, both defaults.
+
+
+_define_flags()
 cli.define_output_flags()
 flags.DEFINE_string("out", "runs/seed_examples", "Output folder.")
 FLAGS = flags.FLAGS
@@ -37,13 +35,7 @@ FLAGS = flags.FLAGS
 def config_from_flags(f):
   """The `ExamplesConfig` the flags describe: --quick's or the full defaults, then overrides."""
   from lr_jax.article import ExamplesConfig
-  changes = {
-      "configs": tuple(c.strip().upper() for c in f.configs) if f.configs is not None else None,
-      "dataset": f.dataset, "train_size": f.train_size, "seeds": f.seeds,
-      "num_lrs": f.num_lrs, "span": f.span, "max_epochs": f.max_epochs,
-      "data_seed": f.data_seed}
-  changes = {k: v for k, v in changes.items() if v is not None}
-  return ExamplesConfig.quick(**changes) if f.quick else ExamplesConfig(**changes)
+  return cli.config_from_flags(ExamplesConfig, f)
 
 
 def main(argv):

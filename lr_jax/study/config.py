@@ -37,7 +37,7 @@ class StudyConfig:
     final_lr_fraction: the exponential schedule's decay is chosen per cell so that the
       learning rate falls to this fraction of its peak at the last step: Keras' fixed 1000
       steps would barely decay in a run of 50 steps (n=25).
-    seeds: training seeds per fold (seeds x folds runs per learning rate: the 95% intervals).
+    seeds: training seeds per fold (seeds x folds runs per learning rate).
     folds: k of the stratified k-fold cross-validation; capped per cell at the smallest class
       count (digits at n=25 has 2 examples of some classes, so 2 folds there).
     budgets: the training budgets each cell runs under (keys of `BUDGETS`).
