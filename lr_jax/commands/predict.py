@@ -12,30 +12,101 @@ value for regression) and, for classification, `p_<label>` per class.
 a folder, the --dataset file, or anything in the --model folder: the predictions never replace
 the data or the model they come from.
 
+A model saved from a user model (`from_linen`/`from_nnx`) cannot be rebuilt from its folder:
+--model_module=pkg.mod:factory names a function that returns it, called with no arguments (the
+module is imported as `python -m` would, from the working directory or PYTHONPATH):
+
+    python -m experiments.predict --model=runs/mine --model_module=my_models:make_model \
+        --dataset=new.csv --out=preds.csv
+
 The flags are defined when the script runs (`define_flags`), not on import: --model, --dataset
 and --out mean other things to lr_sweep, so importing this module next to it (a test process)
 must not define them twice. `predict_file` is the work, without flags.
 """
 
+import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from absl import flags, logging
 
 from lr_jax import cli, commands
 from lr_jax.errors import ConfigError
 
+if TYPE_CHECKING:  # It loads JAX and Flax, which importing this module does not.
+  from lr_jax.models import Model
+
 FLAGS = flags.FLAGS
+
+FACTORY_FORM = "pkg.mod:factory"  # What --model_module takes.
 
 
 def define_flags(flag_values: "flags.FlagValues | None" = None) -> None:
-  """Defines --model, --dataset and --out (in `flags.FLAGS` unless `flag_values` is given)."""
+  """Defines --model, --model_module, --dataset and --out (in `flags.FLAGS` unless
+  `flag_values` is given)."""
   fv = flag_values if flag_values is not None else flags.FLAGS
   flags.DEFINE_string("model", None, "Folder of a saved model (lr_sweep --save_model=DIR).",
                       flag_values=fv)
+  flags.DEFINE_string("model_module", None,
+                      f"{FACTORY_FORM}: for a --model folder saved from a user model, a "
+                      "function that returns that lr_jax Model (from_linen/from_nnx), called "
+                      "with no arguments; refused for a built-in model.", flag_values=fv)
   flags.DEFINE_string("dataset", None, "A .csv (with the model's feature columns) or .npz file.",
                       flag_values=fv)
   flags.DEFINE_string("out", None, "The predictions' .csv file.", flag_values=fv)
+
+
+def model_from_spec(spec: str) -> "Model":
+  """The user model that --model_module=`spec` ("pkg.mod:factory") names: `factory()`.
+
+  The module is imported as `python -m` would find it (the working directory first, then
+  PYTHONPATH). An error raised inside the module or the factory is left as it is: its
+  traceback points into the user's code.
+
+  Returns:
+    The `lr_jax.Model` the factory returns.
+
+  Raises:
+    ConfigError: `spec` is not of the form, its module is missing, it has no such attribute, or
+      the factory does not return a Model (one line naming `spec` and the form).
+  """
+  from lr_jax.models import Model
+  flag = f"--model_module={spec}"
+  module_name, sep, attr = spec.partition(":")
+  if (not sep or not attr.isidentifier()
+      or not all(part.isidentifier() for part in module_name.split("."))):
+    raise ConfigError(f"{flag} is not of the form {FACTORY_FORM} (a module to import, a colon, "
+                      "and the function in it that returns the model)")
+  if "" not in sys.path and os.getcwd() not in sys.path:
+    sys.path.insert(0, os.getcwd())  # As `python -m` runs a script: the working directory first.
+  try:
+    module = importlib.import_module(module_name)
+  except ModuleNotFoundError as e:
+    if e.name is None or not (module_name == e.name or module_name.startswith(e.name + ".")):
+      raise  # A module that the user's module imports is missing: its own traceback.
+    raise ConfigError(f"{flag}: no module named {e.name!r} (from the working directory or "
+                      f"PYTHONPATH); give {FACTORY_FORM} with an importable module") from None
+  factory = getattr(module, attr, None)
+  if factory is None:
+    raise ConfigError(f"{flag}: module {module_name!r} has no {attr!r}; give {FACTORY_FORM}, "
+                      "a function of that module")
+  if not callable(factory):
+    raise ConfigError(f"{flag}: {attr!r} of module {module_name!r} is not a function (its type "
+                      f"is {_type_name(factory)}); give {FACTORY_FORM}, a function that returns "
+                      "the model")
+  model = factory()
+  if not isinstance(model, Model):
+    what = "None" if model is None else f"an object of type {_type_name(model)}"
+    raise ConfigError(f"{flag}: {attr}() returned {what}, not an lr_jax Model; it must return "
+                      "lr_jax.from_linen(...) or lr_jax.from_nnx(...)")
+  return model
+
+
+def _type_name(value) -> str:
+  kind = type(value)
+  return (kind.__qualname__ if kind.__module__ == "builtins"
+          else f"{kind.__module__}.{kind.__qualname__}")
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -81,11 +152,13 @@ def check_out(out: str, dataset: str, model: str) -> None:
                       "folder")
 
 
-def predict_file(model: str | None, dataset: str | None, out: str | None) -> int:
+def predict_file(model: str | None, dataset: str | None, out: str | None,
+                 model_module: str | None = None) -> int:
   """Writes the predictions of the model in folder `model` on the file `dataset` into `out`.
 
   Everything is checked (the paths, the model, every value of the file) before `out` is
-  written, and it is written atomically.
+  written, and it is written atomically. `model_module` ("pkg.mod:factory", `model_from_spec`)
+  gives the user model a folder saved from one needs; for a built-in model it is refused.
 
   Returns:
     The number of predictions written.
@@ -98,7 +171,7 @@ def predict_file(model: str | None, dataset: str | None, out: str | None) -> int
       raise ConfigError(f"--{name} is required (see --helpshort)")
   check_out(out, dataset, model)
   from lr_jax import export, io
-  trained = export.load_model(model)
+  trained = export.load_model(model, model=_user_model(model, model_module))
   x, _ = export.read_features(dataset, trained)
   text = export.predictions_csv(trained, x)
   try:
@@ -110,9 +183,26 @@ def predict_file(model: str | None, dataset: str | None, out: str | None) -> int
   return len(x)
 
 
+def _user_model(folder: str, model_module: str | None) -> "Model | None":
+  """The user model the --model folder needs, from --model_module; None for a built-in one."""
+  from lr_jax import export
+  name, user = export.saved_model_name(folder)
+  if not user:
+    if model_module is not None:
+      raise ConfigError(f"--model_module={model_module} does not apply: --model {folder} holds "
+                        f"the built-in model {name!r}, which is rebuilt from its model.json; "
+                        "drop --model_module")
+    return None
+  if model_module is None:
+    raise ConfigError(f"--model {folder} holds user model {name!r}, which cannot be rebuilt from "
+                      f"its model.json; give --model_module={FACTORY_FORM}, a function that "
+                      "returns the model it was trained with (from_linen/from_nnx)")
+  return model_from_spec(model_module)
+
+
 def main(argv):
   del argv  # cli.parse_flags refuses stray arguments.
-  cli.run_main(lambda: predict_file(FLAGS.model, FLAGS.dataset, FLAGS.out))
+  cli.run_main(lambda: predict_file(FLAGS.model, FLAGS.dataset, FLAGS.out, FLAGS.model_module))
 
 
 if __name__ == "__main__":  # As `lr-jax` and experiments/ run it: commands.run.

@@ -13,7 +13,8 @@ solve sharded, asynchronous saving, which a model of a few thousand parameters d
 
 The package's modules, one idea each (each imports only those above it):
 
-    folder   the model folder: `model_folder`, `write_model`, `save_model`, `load_model` (checked)
+    folder   the model folder: `model_folder`, `write_model`, `save_model`, `load_model` (checked),
+             `saved_model_name`; params.msgpack's plain form (`plain_params`, `params_like`)
     rows     `refit_rows`: the rows a refit trains on, in words, count, indices and hash
     gaps     `example_scores`/`scores` on rows, `honest_gaps`: selection-only gap, refit gain
     chosen   `refit` of the chosen configuration, `estimate_of` (validation vs test)
@@ -27,7 +28,8 @@ so a patch of `export.refit` reaches the callers that look it up here (`commands
 from lr_jax.export.chosen import estimate_of, refit
 from lr_jax.export.gaps import example_scores, honest_gaps, scores
 from lr_jax.export.rows import refit_rows
-from lr_jax.export.folder import FORMAT, load_model, model_folder, save_model, write_model
+from lr_jax.export.folder import (FORMAT, load_model, model_folder, saved_model_name,
+                                   save_model, write_model)
 from lr_jax.export.nested import nested_estimates
 from lr_jax.export.predict import predictions_csv, read_features
 from lr_jax.trained import TrainedModel
@@ -36,6 +38,7 @@ from lr_jax.export.chosen import _chosen_rows
 
 __all__ = [
     "FORMAT", "TrainedModel", "estimate_of", "example_scores", "honest_gaps", "load_model", "model_folder", "nested_estimates",
-    "predictions_csv", "read_features", "refit", "refit_rows", "save_model", "scores",
+    "predictions_csv", "read_features", "refit", "refit_rows", "save_model", "saved_model_name",
+    "scores",
     "write_model",
 ]

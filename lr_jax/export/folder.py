@@ -38,9 +38,8 @@ def model_folder(path: str, identity: dict, overwrite: bool = False, flag: str =
 def write_model(model: TrainedModel, directory: str) -> list[str]:
   """Writes `params.msgpack` and `model.json` into `directory` (a staging folder), atomically."""
   from flax import serialization
-  members = {str(i): p for i, p in enumerate(model.params)}
-  blob = serialization.msgpack_serialize(
-      serialization.to_state_dict({"members": jax.device_get(members)}))
+  members = {str(i): plain_params(jax.device_get(p)) for i, p in enumerate(model.params)}
+  blob = serialization.msgpack_serialize({"members": members})
   paths = [os.path.join(directory, PARAMS_NAME), os.path.join(directory, CARD_NAME)]
   atomic_write(paths[0], blob)
   atomic_write(paths[1], (json.dumps(model.card, indent=2) + "\n").encode())
@@ -74,14 +73,52 @@ def save_model(model: TrainedModel, path: str, overwrite: bool = False) -> list[
   return [os.path.join(path, n) for n in names]
 
 
+def _is_nnx_state(params) -> bool:
+  """Whether `params` is an `nnx.State` (`from_nnx`'s parameters), without importing nnx for
+  the others."""
+  if not type(params).__module__.startswith("flax.nnx"):
+    return False
+  from flax import nnx
+  return isinstance(params, nnx.State)
+
+
+def plain_params(params) -> dict:
+  """One member's parameters as params.msgpack holds them: nested dicts of arrays, string keys.
+
+  A linen or built-in model's tree is its flax state dict (what it always was, byte for byte);
+  an `nnx.State` (`from_nnx`) is its pure dict first (`nnx.to_pure_dict`: each `nnx.Param`'s
+  value, no Variable objects, which msgpack cannot hold). `params_like` is the way back.
+  """
+  from flax import serialization
+  if _is_nnx_state(params):
+    from flax import nnx
+    params = nnx.to_pure_dict(params)
+  return serialization.to_state_dict(params)
+
+
+def params_like(target, plain: dict):
+  """`plain` (from `plain_params`, or read from params.msgpack) as the model's parameters: the
+  structure of `target` (`model.init`'s output, or its shapes) with `plain`'s arrays.
+
+  Raises:
+    KeyError, TypeError, ValueError: `plain` does not fit `target`.
+  """
+  from flax import serialization
+  if _is_nnx_state(target):
+    from flax import nnx
+    state = jax.tree_util.tree_map(lambda leaf: leaf, target)  # A copy: filled in place below.
+    nnx.replace_by_pure_dict(state, plain)
+    return state
+  return serialization.from_state_dict(target, plain)
+
+
 def _one_line(e: BaseException) -> str:
   return " ".join(str(e).split()) or type(e).__name__
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:
-  """{'Dense_0/kernel': shape} of a parameter tree (its state dict: plain nested dicts)."""
-  from flax import serialization
-  leaves, _ = jax.tree_util.tree_flatten_with_path(serialization.to_state_dict(tree))
+  """{'Dense_0/kernel': shape} of a parameter tree (as `plain_params`: plain nested dicts)."""
+  leaves, _ = jax.tree_util.tree_flatten_with_path(plain_params(tree))
   return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
           tuple(np.shape(leaf)) for path, leaf in leaves}
 
@@ -108,18 +145,18 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
 
   Args:
     path: the model's folder.
-    model: the user model it was trained with (`from_linen`/`from_nnx`); built-in models are
-      rebuilt from model.json.
+    model: the user model it was trained with (`from_linen`/`from_nnx`: the same code and
+      arguments); built-in models are rebuilt from model.json, and giving one is refused.
 
   Returns:
     A `TrainedModel`: `predict(x)` and `predict_proba(x)` on raw features.
 
   Raises:
-    ConfigError: a missing folder or file, a file of another format, a user model not given,
-      or a folder that is not a valid model ("<path> is not a valid lr_jax model folder:
-      params.msgpack is truncated", "... params.msgpack does not match model.json's
-      architecture (member 0): expected shape (4, 8) for Dense_0/kernel, found (4, 16)",
-      "... model.json lacks 'task'").
+    ConfigError: a missing folder or file, a file of another format, a user model not given
+      (or a model given for a built-in one), or a folder that is not a valid model ("<path> is
+      not a valid lr_jax model folder: params.msgpack is truncated", "... params.msgpack does
+      not match model.json's architecture (member 0): expected shape (4, 8) for
+      Dense_0/kernel, found (4, 16)", "... model.json lacks 'task'").
   """
   card = _read_card(path)
   task, names, shape = _card_task_and_shape(path, card)
@@ -129,6 +166,21 @@ def load_model(path: str, model: Model | None = None) -> TrainedModel:
   return TrainedModel(model=model, params=params, mean=mean, std=std,
                       task=task, class_names=names, feature_names=feature_names,
                       feature_shape=shape, card=card)
+
+
+def saved_model_name(path: str) -> tuple[str, bool]:
+  """The model a model folder holds, as its model.json names it: (name, whether a user model).
+
+  A user model (`from_linen`/`from_nnx`) cannot be rebuilt from model.json and must be given
+  to `load_model`; a built-in one is rebuilt from it and must not be.
+
+  Raises:
+    ConfigError: as `load_model`, for a missing folder or file or a card of another format.
+  """
+  card = _read_card(path)
+  if card.get("user_model") is not None:
+    return str(card["user_model"]), True
+  return _field(path, card, "experiment", "model", "name", kind=str), False
 
 
 def _invalid(path: str, what: str) -> ConfigError:
@@ -196,6 +248,9 @@ def _rebuilt_model(path: str, card: dict, model: Model | None, task: str, names:
                         "rebuilt from model.json; pass it: load_model(path, model=...)")
     return model, "the given model's"
   cfg = _field(path, card, "experiment", "model", kind=dict)
+  if model is not None:  # Silently ignored, it would hide that another model was meant.
+    raise ConfigError(f"{path!r} holds the built-in model {cfg.get('name')!r}, which is rebuilt "
+                      "from model.json; load it without model=")
   fields = {f.name for f in dataclasses.fields(ModelConfig)}
   try:
     cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
@@ -259,7 +314,7 @@ def _read_params(path: str, model: Model, built_from: str) -> tuple:
     problem = _architecture_mismatch(want, _leaf_shapes(member))
     if problem is None:
       try:
-        params.append(serialization.from_state_dict(target, member))
+        params.append(params_like(target, member))
       except (KeyError, TypeError, ValueError) as e:
         problem = _one_line(e)
     if problem is not None:
