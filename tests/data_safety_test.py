@@ -218,10 +218,13 @@ def test_an_unreadable_data_file_and_a_directory_are_each_one_accurate_line(
     _refused(lambda: data.load_dataset(DataConfig(dataset=npz_path)),
              r"^cannot read data file '.*d\.npz': Permission denied$")
 
-  for name in ("folder", "folder.csv", "folder.npz"):
+  for name in ("folder.csv", "folder.npz"):  # Named as a data file: refused as one.
     (tmp_path / name).mkdir()
     _refused(lambda: data.load_dataset(DataConfig(dataset=str(tmp_path / name))),
              rf"^data file '.*{name}' is a directory, not a file; give a \.npz or \.csv file$")
+  (tmp_path / "folder").mkdir()  # Any other folder is read as a folder of images.
+  _refused(lambda: data.load_dataset(DataConfig(dataset=str(tmp_path / "folder"))),
+           r"^image folder '.*folder' has no class folders")
   _refused(lambda: data.load_dataset(DataConfig(dataset=csv_path,
                                                 val_dataset=str(tmp_path / "folder.csv"))),
            r"^validation file '.*folder\.csv' is a directory, not a file")

@@ -104,7 +104,8 @@ _FLAG_NAMES = {("ModelConfig", "name"): "model", ("OptimConfig", "name"): "optim
 _FLAG_HELP = {
     "checkpoint_dir": "Checkpoint folder; default <out>/checkpoints with --checkpoint_every or "
                       "--resume.",
-    "dataset": "Built-in data set name, or a .npz (arrays x, y) or .csv file path."}
+    "dataset": "Built-in data set name, a .npz (arrays x, y) or .csv file path, or a folder of "
+               "images (DIR/<class>/*.png)."}
 
 
 def field_docs(cls) -> dict[str, str]:

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 # The built-in data sets that `noise` and `num_samples` make (`lr_jax.data.DATASETS`); the real
 # ones and data files are fixed data.
 SYNTHETIC_DATASETS = ("moons", "spirals", "blobs", "linear", "teacher")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValuesWhere:
+  """The values of a field that a test picks out, where they cannot be listed (any folder).
+
+  Attributes:
+    test: whether a value is one of them.
+    words: how messages name them, e.g. "a folder of images".
+  """
+
+  test: Callable[[object], bool]
+  words: str
+
+  def __contains__(self, value) -> bool:
+    return self.test(value)
+
+  def __str__(self) -> str:
+    return self.words
+
+
+def _is_folder(value) -> bool:
+  return isinstance(value, str) and os.path.isdir(value)
+
+
+# The paths `lr_jax.data` reads as a folder of images (`Dataset.from_folder`): any folder.
+IMAGE_FOLDERS = ValuesWhere(_is_folder, "a folder of images")
 
 
 class Applies(NamedTuple):
@@ -15,13 +45,14 @@ class Applies(NamedTuple):
   Attributes:
     fields: the fields read only then, e.g. ("decay_steps", "staircase").
     by: the field whose value decides, e.g. "schedule".
-    values: the values of `by` that read `fields`; (None,) reads them only while `by` is unset.
+    values: the values of `by` that read `fields`; (None,) reads them only while `by` is unset;
+      a `ValuesWhere` those its test picks out.
     note: why, for messages ("" for none beyond the values).
   """
 
   fields: tuple[str, ...]
   by: str
-  values: tuple
+  values: tuple | ValuesWhere
   note: str = ""
 
 
@@ -38,6 +69,7 @@ APPLIES: dict[str, tuple[Applies, ...]] = {
         Applies(("val_fraction",), "folds", (None,),
                 "k-fold cross-validation validates on each fold in turn and uses every "
                 "non-test row"),
+        Applies(("image_size", "color"), "dataset", IMAGE_FOLDERS),
     ),
     "ModelConfig": (Applies(("hidden", "activation"), "name", ("mlp", "cnn")),),
     "OptimConfig": (
@@ -70,6 +102,10 @@ def unused_fields(config) -> dict[str, Unused]:
   return out
 
 
+def _listed(values: tuple | ValuesWhere, sep: str) -> str:
+  return str(values) if isinstance(values, ValuesWhere) else sep.join(map(str, values))
+
+
 def why_unused(why: Unused, name=lambda field: field) -> str:
   """'to schedule=constant (only to exponential)': how `Unused` reads in a message.
 
@@ -83,7 +119,7 @@ def why_unused(why: Unused, name=lambda field: field) -> str:
   if rule.values == (None,):
     text = f"with {by}={shown}"
   elif value is None:
-    text = f"without {by}={'/'.join(map(str, rule.values))}"
+    text = f"without {by}={_listed(rule.values, '/')}"
   else:
-    text = f"to {by}={shown} (only to {', '.join(map(str, rule.values))})"
+    text = f"to {by}={shown} (only to {_listed(rule.values, ', ')})"
   return f"{text}: {rule.note}" if rule.note else text

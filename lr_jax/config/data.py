@@ -9,6 +9,9 @@ from lr_jax.config.checks import check_choice, check_positive
 from lr_jax.config.fields import DatasetLike, check_fields
 from lr_jax.errors import ConfigError
 
+# How the images of a folder data set are read (`DataConfig.color`): one channel or three.
+COLORS = ("grayscale", "rgb")
+
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -16,7 +19,8 @@ class DataConfig:
 
   Attributes:
     dataset: a built-in name (see `lr_jax.data.DATASETS`), a path to a `.npz` (arrays `x`,
-      `y`) or `.csv` file, or a `lr_jax.Dataset` (e.g. `Dataset.from_arrays(x, y)`), which
+      `y`) or `.csv` file or to a folder of images (`DIR/<class>/*.png`, see
+      `Dataset.from_folder`), or a `lr_jax.Dataset` (e.g. `Dataset.from_arrays(x, y)`), which
       compares and hashes by identity.
     train_size: examples to train on, a stratified subsample of the training pool (the "small
       dataset" knob); None uses the whole pool.
@@ -43,6 +47,9 @@ class DataConfig:
       into K stratified outer folds, each outer fold's other K - 1 parts are split as
       configured (`folds` or `val_fraction`), the selection runs per outer fold and its choice
       is refit and scored on the held-out part (`SweepResult.nested`).
+    image_size: for a folder of images, the side each image is resized to (a square); None
+      keeps their size, which must then be the same for all.
+    color: for a folder of images, "grayscale" (one channel) or "rgb" (three).
   """
 
   dataset: str | os.PathLike | DatasetLike = "digits"
@@ -59,6 +66,8 @@ class DataConfig:
   test_fraction: float | None = None
   test_dataset: str | None = None
   outer_folds: int | None = None
+  image_size: int | None = None
+  color: str = "grayscale"
 
   def __post_init__(self):
     if isinstance(self.dataset, (tuple, list)):  # Arrays given as they are: say how instead.
@@ -83,6 +92,9 @@ class DataConfig:
       check_choice("task", self.task, ("classification", "regression"))
     check_positive("noise", self.noise, allow_zero=True)
     check_positive("num_samples", self.num_samples, integer=True)
+    if self.image_size is not None:
+      check_positive("image_size", self.image_size, integer=True)
+    check_choice("color", self.color, COLORS)
 
   def _check_test_and_outer(self) -> None:
     if self.test_dataset is not None and self.test_fraction is not None:

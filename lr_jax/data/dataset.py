@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ import numpy as np
 from absl import logging
 
 from lr_jax.config import check_choice
+from lr_jax.data.folders import read_folder
 from lr_jax.errors import ConfigError
 
 CLASSIFICATION = "classification"
@@ -101,6 +103,39 @@ class Dataset:
                    val_name=f"{name} (x_val, y_val)", class_names=class_names,
                    test=None if x_test is None else (x_test, y_test),
                    test_name=f"{name} (x_test, y_test)")
+
+
+  @classmethod
+  def from_folder(cls, path, *, image_size: int | Sequence[int] | None = None,
+                  color: str = "grayscale") -> Dataset:
+    """A classification data set from a folder of images, one sub-folder per class.
+
+    Pass it as `DataConfig(dataset=Dataset.from_folder(path))`, or give the path itself:
+    `DataConfig(dataset=path, image_size=..., color=...)`, `--dataset=path`. The layout, and
+    what is refused, is `lr_jax.data.folders`'.
+
+    Args:
+      path: `DIR/<class>/*.png` (or .jpg, .jpeg); with given splits `DIR/train/<class>/`
+        and `DIR/val/<class>/` and/or `DIR/test/<class>/`, the same classes in each, used as
+        `x_val` and `x_test` are.
+      image_size: None keeps the images' size (all must have one); an int resizes each to a
+        square of that side, (height, width) to that shape.
+      color: "grayscale" ([H, W, 1]) or "rgb" ([H, W, 3]).
+
+    Returns:
+      The data set: pixels in [0, 1], `feature_shape` (H, W, C), class ids in the order of
+      the sorted folder names, which are `class_names`; named `path`.
+
+    Raises:
+      ConfigError: one line naming the folder or file (`lr_jax.data.folders.read_folder`).
+    """
+    folder = read_folder(path, image_size=image_size, color=color)
+    train, val, test = (folder.parts.get(s) for s in ("train", "val", "test"))
+    return _finish(os.fspath(path), train.x, train.y, CLASSIFICATION,
+                   class_names=folder.class_names,
+                   val=(val.x, val.y) if val else None, val_name=val.folder if val else "",
+                   test=(test.x, test.y) if test else None,
+                   test_name=test.folder if test else "")
 
 
 def _some_names(indices: Sequence[int], names: Sequence[str] | None, limit: int = 5) -> str:
