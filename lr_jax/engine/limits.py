@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from lr_jax import data as data_lib
+from lr_jax import hparams as hparams_lib
 from lr_jax.config import INT32_MAX, Experiment
 from lr_jax.engine.grid import _ROW_BYTES
 from lr_jax.engine.placement import _device_memory_bytes, _host_memory_bytes, _size
@@ -107,7 +108,9 @@ def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
   if 4 * sum(device.values()) > memory or (host is not None and 4 * rest_host > host):
     try:  # A family that cannot say counts none.
       make_tx = make_optimizer(exp.optim, exp.train.epochs * steps_per_epoch)
-      hparams = {k: np.float32(v[0]) for k, v in columns.items()}
+      known = hparams_lib.axes(exp, task=dataset.task, feature_shape=dataset.feature_shape,
+                               model=model if user_model else None)
+      hparams = hparams_lib.nest({k: np.float32(v[0]) for k, v in columns.items()}, known)
       with jax.log_compiles(False):
         opt_bytes = _tree_bytes(jax.eval_shape(lambda p, h: make_tx(h).init(p), params, hparams))
     except Exception:  # pylint: disable=broad-except

@@ -53,14 +53,15 @@ def _group_model(group: Group) -> Flat:
 
 @functools.lru_cache(maxsize=32)
 def _compiled(key: "ProgramKey", model: Model | None, loss: Loss | None = None,
-              metrics: Metrics = ()):
+              metrics: Metrics = (), traced: tuple = ()):
   """The trainer of a static signature and its jitted functions, built once per process.
 
   Keyed by the static signature only (`ProgramKey`), so a new learning rate (or seed, or grid
   of the same size) reuses the compiled program instead of tracing again; a user loss or
   metric is part of it (by identity), so another one never reuses a program traced with the
-  first. Which numbers the points trace is the structure of their tree (`traced_points`):
-  `jax.jit` keys its programs by it.
+  first. `traced` is the structure of the points' tree (`traced_points`: which numbers they
+  trace), which the trainer does not read (`jax.jit` would key its programs by it anyway):
+  one trainer per program, so a trainer traces once.
   """
   flat = _flat_model(key.model, model, key.num_outputs, key.feature_shape)
   trainer = make_trainer(key.experiment(), flat, task=key.task, n_max=key.n_max, loss=loss,
@@ -171,9 +172,11 @@ class ProgramKey(NamedTuple):
 
 def _compile_key(group: Group) -> tuple:
   """What `_compiled` is keyed by: the group's `ProgramKey`, its user model, loss and metrics
-  (by identity)."""
+  (by identity), and which numbers its points trace (an off axis is not)."""
   key = ProgramKey.of(group.experiment, group.dataset, group.splits.train_idx.shape[1])
-  return (key, group.model, group.loss, group.metrics)
+  tree = traced_points(group, group.points)
+  return (key, group.model, group.loss, group.metrics,
+          tuple((namespace, tuple(numbers)) for namespace, numbers in tree.items()))
 
 
 def _without_defaults(exp: Experiment) -> Experiment:

@@ -150,8 +150,9 @@ def _smoothed(avg: jax.Array, best: jax.Array, loss: jax.Array, k: jax.Array,
 @functools.lru_cache(maxsize=16)
 def _compiled(key: tuple, model: Model | None):
   """The jitted, seed-vmapped finder of a static signature, built once per process: the
-  engine's `ProgramKey` (with the finder's optimizer), the steps and beta."""
-  program, num_steps, beta = key
+  engine's `ProgramKey` (with the finder's optimizer), the steps, beta and the names of the
+  numbers traced (one jitted program per structure of the tree)."""
+  program, num_steps, beta, _ = key
   if model is None:
     model = build_model(program.model, program.num_outputs, program.feature_shape)
   find = make_finder(program.experiment(), model, task=program.task, n_max=program.n_max,

@@ -100,7 +100,7 @@ def lr_finder(experiment: Experiment, *, lr_min: float = 1e-7, lr_max: float = 1
   program = engine.programs.ProgramKey.of(experiment, dataset, splits.train_idx.shape[1])
   program = program._replace(optim=finder_optim(program.optim), horizon_epochs=None,
                              monitor=TrainConfig().monitor)
-  run = _compiled((program, num_steps, float(beta)), model)
+  run = _compiled((program, num_steps, float(beta), tuple(extras)), model)
   ramp = np.array([lr_min, lr_max], np.float32)
   data = DataArrays.of(dataset, splits, slice(0, 1))  # Fold 0's training rows.
   logging.info("LR finder: %s on %s, %d seeds x %d steps, lr %.3g -> %.3g",
