@@ -7,7 +7,8 @@ columns by short name (`Group.points`, results.csv's columns); the traced core i
 one namespaced tree, `nest(columns, axes)` = `{namespace: {name: [H]}}`.
 
 Each registry entry declares its numbers as `{name: HParam}`:
-  optim     `lr_jax.optim.OPTIMIZERS[family].hparams`, plus `learning_rate` and `clip_norm`;
+  optim     `lr_jax.optim.OPTIMIZERS[family].hparams`, plus `learning_rate`, `clip_norm` and
+            the fine-tuning numbers of every family (`GROUP_HPARAMS`);
   schedule  `lr_jax.optim.SCHEDULES[shape].hparams`;
   loss      `LOSS_HPARAMS[task]`;
   model     `MODEL_HPARAMS[name]` for the built-in models, a user `Model.hparams` otherwise;
@@ -30,7 +31,7 @@ from lr_jax.errors import ConfigError
 # The vocabulary, spoken here too: `lr_jax.hparams.HParam` is how a user declares a number.
 # The names `lr_jax.hparams` has always offered (the ranges, `HParam`, `from_config`) stay here.
 from lr_jax.spec import (AT_LEAST_ONE, CLIP_NORM, COUNT, DATA_HPARAMS, FINITE,  # noqa: F401
-                         FRACTION, LEARNING_RATE, LOSS_HPARAMS, MODEL_HPARAMS, MOMENTUM,
+                         FRACTION, GROUP_HPARAMS, LEARNING_RATE, LOSS_HPARAMS, MODEL_HPARAMS, MOMENTUM,
                          NAMESPACES, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, UNIT, DataHParam,
                          HParam, check_value, declared_outside_optim, from_config,
                          hparams_tree)
@@ -59,7 +60,7 @@ def _schedule_specs(schedule: str) -> Mapping[str, HParam]:
 
 def _optim_specs(family: str) -> Mapping[str, HParam]:
   return {"learning_rate": LEARNING_RATE, **optim.OPTIMIZERS[family].hparams,
-          "clip_norm": CLIP_NORM}
+          "clip_norm": CLIP_NORM, **GROUP_HPARAMS}
 
 
 def _with_config(spec: HParam, experiment) -> HParam:
@@ -133,7 +134,7 @@ def catalog() -> dict[str, Axis]:
   """
   declared = [("optim", {"learning_rate": LEARNING_RATE}),
               *[("optim", family.hparams) for family in optim.OPTIMIZERS.values()],
-              ("optim", {"clip_norm": CLIP_NORM}),
+              ("optim", {"clip_norm": CLIP_NORM, **GROUP_HPARAMS}),
               *[("schedule", schedule.hparams) for schedule in optim.SCHEDULES.values()],
               *declared_outside_optim()]
   out: dict[str, Axis] = {}

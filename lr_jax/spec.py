@@ -93,6 +93,25 @@ LEARNING_RATE = HParam(1e-3, POSITIVE, help="peak learning rate (Grid.learning_r
 CLIP_NORM = from_config("optim.clip_norm", POSITIVE, off=math.inf,
                         help="clip gradients to this global norm first")
 
+# Fine-tuning: the parameters' layers are the model's top-level entries in the order its init
+# makes them; the last is the head, the others the backbone (`models.layers`). Every optimizer
+# takes these numbers (the update of a layer scaled: its learning rate is the peak times its
+# scale), and each is off at its default, so a sweep without them compiles none of their code.
+GROUP_HPARAMS: dict[str, HParam] = {
+    "backbone_lr_scale": HParam(
+        1.0, NON_NEGATIVE, off=1.0,
+        help="the backbone's learning rate as a multiple of the head's (0: frozen, a linear "
+             "probe; 1: full fine-tuning)"),
+    "layer_lr_decay": HParam(
+        1.0, Interval(0.0, 1.0, "(]"), off=1.0,
+        help="layer-wise decay: the k-th layer below the head learns at this power k of its "
+             "rate"),
+    "l2sp": HParam(
+        0.0, NON_NEGATIVE, off=0.0,
+        help="L2-SP: the backbone's loss gains l2sp / 2 x its squared distance from its start "
+             "(the pretrained weights; Li et al. 2018)"),
+}
+
 LOSS_HPARAMS: dict[str, dict[str, HParam]] = {
     "classification": {"label_smoothing": HParam(
         0.0, FRACTION, off=0.0,

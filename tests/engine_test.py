@@ -291,7 +291,8 @@ OUT_OF_RANGE = [
     ({}, "b1", 1.0, "b1 1.0 is outside its valid range [0, 1)"),
     ({"optim__name": "sgd"}, "b1", 0.5,
      "hyperparameter 'b1' does not apply to optimizer 'sgd'; valid choices: "
-     "optim.learning_rate, optim.clip_norm, loss.label_smoothing"),
+     "optim.learning_rate, optim.clip_norm, optim.backbone_lr_scale, optim.layer_lr_decay, "
+     "optim.l2sp, loss.label_smoothing"),
     ({}, "warmup_fraction", 0.5, "hyperparameter 'warmup_fraction' does not apply to schedule "
      "'constant'"),
     ({"model__name": "linear", "model__hidden": ()}, "dropout_rate", 0.5,

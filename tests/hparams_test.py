@@ -23,6 +23,9 @@ SPEC = {
     "weight_decay": ("optim", 1e-4, Interval(0, INF, "[)"), None, False),
     "decay": ("optim", 0.9, Interval(0, 1, "[)"), 0.9, False),
     "clip_norm": ("optim", INF, Interval(0, INF, "()"), INF, False),
+    "backbone_lr_scale": ("optim", 1.0, Interval(0, INF, "[)"), 1.0, False),
+    "layer_lr_decay": ("optim", 1.0, Interval(0, 1, "(]"), 1.0, False),
+    "l2sp": ("optim", 0.0, Interval(0, INF, "[)"), 0.0, False),
     "decay_rate": ("schedule", 0.9, Interval(0, INF, "()"), None, False),
     "alpha": ("schedule", 0.0, Interval(0, 1, "[]"), None, False),
     "warmup_fraction": ("schedule", 0.1, Interval(0, 1, "()"), None, False),
@@ -75,8 +78,8 @@ def test_an_experiments_axes_are_its_family_schedule_loss_model_and_data_numbers
       optim=lr_jax.OptimConfig(name="momentum", schedule="warmup_cosine", warmup_fraction=0.2,
                                alpha=0.1, clip_norm=2.0))
   axes = hparams.axes(exp, task="classification", feature_shape=(8, 8, 1))
-  assert list(axes) == ["learning_rate", "momentum", "clip_norm", "warmup_fraction", "alpha",
-                        "label_smoothing", "dropout_rate", "input_noise", "shift", "label_noise"]
+  assert list(axes) == ["learning_rate", "momentum", "clip_norm", "backbone_lr_scale",
+                        "layer_lr_decay", "l2sp", "warmup_fraction", "alpha", "label_smoothing", "dropout_rate", "input_noise", "shift", "label_noise"]
   # The config fields give the experiment's defaults.
   assert [axes[k].spec.default for k in ("clip_norm", "warmup_fraction", "alpha",
                                           "dropout_rate")] == [2.0, 0.2, 0.1, 0.25]
@@ -84,8 +87,8 @@ def test_an_experiments_axes_are_its_family_schedule_loss_model_and_data_numbers
   # Regression: no smoothing, no label noise; flat features: no shift; linear: no dropout.
   flat = hparams.axes(exp.replace(model__name="linear", model__dropout=0.0),
                       task="regression", feature_shape=(13,))
-  assert list(flat) == ["learning_rate", "momentum", "clip_norm", "warmup_fraction", "alpha",
-                        "input_noise"]
+  assert list(flat) == ["learning_rate", "momentum", "clip_norm", "backbone_lr_scale",
+                        "layer_lr_decay", "l2sp", "warmup_fraction", "alpha", "input_noise"]
   assert hparams.axes(exp, task="classification", feature_shape=(5, 12, 3))[
       "shift"].spec.valid == Interval(0, 4, "[]")
 

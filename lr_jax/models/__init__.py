@@ -13,16 +13,22 @@ The package's modules, one idea each (each imports only those above it):
     builtin       `MLP`, `CNN`, `dropout` at a traced rate; `MODELS`, `build_model`
     checks        `check_widths`: a user model that does not fit the data, refused from shapes
     flat          `flattened`, `Flat`: one parameter vector per variant, and the way back
+    layers        `layer_names`, `head_name`, `layer_of_leaves`, `layer_of_elements`: the
+                  params' top-level layers in creation order (the head last)
+    pretrained    `pretrained(model, params, head=...)`: the model starting from given params
 """
 
 from lr_jax.models.adapters import from_linen, from_nnx
 from lr_jax.models.builtin import CNN, MLP, MODELS, build_model, dropout
 from lr_jax.models.checks import check_widths
 from lr_jax.models.flat import Flat, flattened, unflattened
+from lr_jax.models.layers import head_name, layer_names, layer_of_elements, layer_of_leaves
 from lr_jax.models.model import FrozenDict, Model, Params, apply_model, default_hparams
+from lr_jax.models.pretrained import pretrained
 
 __all__ = [
     "CNN", "MLP", "MODELS", "Flat", "FrozenDict", "Model", "Params", "apply_model",
     "build_model", "check_widths", "default_hparams", "dropout", "flattened", "from_linen",
-    "from_nnx", "unflattened",
+    "from_nnx", "head_name", "layer_names", "layer_of_elements", "layer_of_leaves",
+    "pretrained", "unflattened",
 ]

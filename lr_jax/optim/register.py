@@ -16,7 +16,7 @@ from lr_jax.optim.optimizer import Optimizer
 from lr_jax.optim.probe import _UNPROBED, _check_uses_learning_rate
 from lr_jax.optim.reregister import _forget_compiled
 from lr_jax.optim.schedules import SCHEDULES
-from lr_jax.spec import FINITE, HParam, declared_outside_optim
+from lr_jax.spec import FINITE, GROUP_HPARAMS, HParam, declared_outside_optim
 
 
 def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],
@@ -182,6 +182,6 @@ def _backends_started() -> bool:
 def _taken_names() -> set[str]:
   """The numbers no optimizer family may declare: every other registry's, and the optim ones
   that are not a family's."""
-  return {"learning_rate", "clip_norm",
+  return {"learning_rate", "clip_norm", *GROUP_HPARAMS,
           *(k for schedule in SCHEDULES.values() for k in schedule.hparams),
           *(k for _, specs in declared_outside_optim() for k in specs)}

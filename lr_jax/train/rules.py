@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import optax
 
 from lr_jax.config import MONITORS, Experiment
 from lr_jax.errors import ConfigError
-from lr_jax.models import Flat, Model, unflattened
+from lr_jax.models import (Flat, Model, layer_names, layer_of_elements, layer_of_leaves,
+                           unflattened)
 from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, make_optimizer
 from lr_jax.train.objective import Loss, Metric, Metrics
 from lr_jax.train.state import Hparams, history_type
@@ -33,6 +35,10 @@ class Rules(NamedTuple):
     metrics: `((name, Metric), ...)` computed on the validation set.
     plateau: reduce the learning rate on a plateau of the monitored score.
     history: the history's type (`history_type`).
+    layers: each parameter's layer in the optimizer's layout (`models.layers`): a pytree of
+      ints like the model's params, or `[P]` int32 where the optimizer updates one vector;
+      None for a model whose params are not a mapping of layers.
+    num_layers: L, the head being layer L - 1.
   """
 
   batch: int
@@ -48,6 +54,8 @@ class Rules(NamedTuple):
   metrics: Metrics
   plateau: bool
   history: type
+  layers: object = None
+  num_layers: int = 0
 
 
 def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
@@ -67,6 +75,7 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
     flat = unflattened(model.model)  # the vector is the optimizer's "pytree": one leaf
   else:
     flat = model
+  layers, num_layers = _layers(model, vector=flat.tree is not getattr(model, "tree", model))
   # The step differentiates with respect to the layers (`flat.tree`), not the vector (no
   # gradient scattered into [P] only to be sliced again for the optimizer).
   metrics = tuple(metrics)
@@ -81,4 +90,18 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
       feature_shape=None if feature_shape is None else tuple(feature_shape),
       flat=flat, make_tx=make_tx,
       family=OPTIMIZERS[experiment.optim.name], loss=loss, metrics=metrics,
-      plateau=experiment.optim.schedule == "plateau", history=history_type(names))
+      plateau=experiment.optim.schedule == "plateau", history=history_type(names),
+      layers=layers, num_layers=num_layers)
+
+
+def _layers(model: Model | Flat, *, vector: bool) -> tuple[object, int]:
+  """Each parameter's layer in the optimizer's layout: per element of the vector (`vector`:
+  an elementwise family updating the raveled parameters) or per leaf of the pytree."""
+  tree_model = model.tree if isinstance(model, Flat) else model
+  names = layer_names(tree_model)
+  if not names:
+    return None, 0
+  shapes = jax.eval_shape(tree_model.init, jax.random.PRNGKey(0))
+  if vector:
+    return layer_of_elements(tree_model, shapes), len(names)
+  return layer_of_leaves(tree_model, shapes), len(names)

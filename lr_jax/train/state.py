@@ -78,6 +78,9 @@ class VariantState(NamedTuple):
   # User metrics cross-fitted: name -> [2], the metric on half A at half B's best epoch and on
   # half B at half A's; their mean is the run's score (`score="crossfit"`).
   crossfit_metrics: object = None
+  # L2-SP's anchor (`l2sp` swept): the variant's parameters at its start (the pretrained ones,
+  # its seed's head), in `params`' layout; None (no leaves) otherwise.
+  anchor: object = None
 
 
 class Plateau(NamedTuple):

@@ -6,8 +6,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from lr_jax.errors import ConfigError
 from lr_jax.optim import family_state
 from lr_jax.train.objective import weighted_mean
 from lr_jax.train.perturb import Extras, training_losses
@@ -20,6 +22,49 @@ def tx_hparams(rules: Rules, v: VariantState, hp: Hparams) -> Hparams:
   if not rules.plateau:
     return hp
   return {**hp, "optim": {**hp["optim"], "learning_rate": v.plateau.learning_rate}}
+
+
+def _per_layer(rules: Rules, values_L: jax.Array):
+  """[L] per-layer values laid out as the optimizer's parameters (`Rules.layers`)."""
+  if isinstance(rules.layers, np.ndarray):  # One vector: each element's layer.
+    return values_L[rules.layers]
+  return jax.tree_util.tree_map(lambda layer: values_L[layer], rules.layers)
+
+
+def _check_layers(rules: Rules, names) -> None:
+  if rules.layers is None:
+    raise ConfigError(f"{', '.join(names)} need a model whose parameters are a mapping of "
+                      "layers (a Flax module's); valid choices: leave them at their defaults")
+
+
+def layer_scales(rules: Rules, hp: Hparams):
+  """Each parameter's learning-rate scale in the optimizer's layout, or None for all 1.
+
+  The head (the last layer) learns at the variant's rate; the k-th layer below it at
+  `backbone_lr_scale x layer_lr_decay ** k` of it (0: frozen).
+  """
+  numbers = hp["optim"]
+  names = [n for n in ("backbone_lr_scale", "layer_lr_decay") if n in numbers]
+  if not names:
+    return None
+  _check_layers(rules, names)
+  depth_L = jnp.arange(rules.num_layers - 1, -1, -1, dtype=jnp.float32)  # 0 at the head
+  backbone = numbers.get("backbone_lr_scale", jnp.float32(1.0))
+  decay = numbers.get("layer_lr_decay", jnp.float32(1.0))
+  scale_L = jnp.where(depth_L == 0, 1.0, backbone * decay ** depth_L)
+  return _per_layer(rules, scale_L)
+
+
+def l2sp_gradient(rules: Rules, hp: Hparams, tree, anchor):
+  """The gradient of L2-SP, `l2sp / 2 x |backbone - its start|^2`, in the optimizer's layout;
+  None without `l2sp`."""
+  if "l2sp" not in hp["optim"]:
+    return None
+  _check_layers(rules, ["l2sp"])
+  backbone_L = (jnp.arange(rules.num_layers) < rules.num_layers - 1).astype(jnp.float32)
+  mask = _per_layer(rules, backbone_L)
+  strength = hp["optim"]["l2sp"]
+  return jax.tree_util.tree_map(lambda p, a, m: strength * m * (p - a), tree, anchor, mask)
 
 
 def eval_params(rules: Rules, params, opt_state):
@@ -52,7 +97,8 @@ def init_variant(rules: Rules, hp: Hparams, params, train_loss, *, num_val: int 
       best_outcomes=no_outcomes(rules, num_val), last_outcomes=no_outcomes(rules, num_val),
       crossfit_best=jnp.full((2,), jnp.inf, jnp.float32),
       crossfit_outcomes=no_outcomes(rules, num_val),
-      crossfit_metrics={n: jnp.full((2,), jnp.nan, jnp.float32) for n, _ in rules.metrics})
+      crossfit_metrics={n: jnp.full((2,), jnp.nan, jnp.float32) for n, _ in rules.metrics},
+      anchor=params if "l2sp" in hp["optim"] else None)
   opt_state = rules.make_tx(tx_hparams(rules, v, hp)).init(rules.flat.to_tree(params))
   return v._replace(
       opt_state=opt_state,
@@ -100,8 +146,15 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
     return weighted_mean(loss_B, w_B), weighted_mean(correct_B, w_B)
 
   (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(tree)
+  penalty = l2sp_gradient(rules, hp, tree, None if v.anchor is None
+                          else rules.flat.to_tree(v.anchor))
+  if penalty is not None:
+    grads = jax.tree_util.tree_map(jnp.add, grads, penalty)
   extra = {} if rules.family.extra_args is None else rules.family.extra_args(loss)
   updates, opt_state = tx.update(grads, v.opt_state, tree, **extra)
+  scales = layer_scales(rules, hp)
+  if scales is not None:
+    updates = jax.tree_util.tree_map(jnp.multiply, updates, scales)
   params = optax.apply_updates(v.params, rules.flat.to_flat(updates))
   # The squared norm is finite exactly when the norm is. The barrier keeps XLA from sharing
   # this g**2 with the optimizer's, which would make it a buffer of its own written each step.

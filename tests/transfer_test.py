@@ -1,0 +1,172 @@
+"""Fine-tuning: a pretrained start, a new head, the backbone's learning-rate scale traced."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lr_jax
+from lr_jax import models
+
+EXP = lr_jax.Experiment(
+    data=lr_jax.DataConfig(dataset="digits", train_size=100),
+    model=lr_jax.ModelConfig(hidden=(16,)), optim=lr_jax.OptimConfig(name="adam"),
+    train=lr_jax.TrainConfig(epochs=5, batch_size=0, patience=0, restore_best=False))
+LR, SEED = 3e-3, 7
+RUN = dataclasses.replace(EXP, model=lr_jax.ModelConfig())  # A given model: its own layers.
+
+
+@functools.lru_cache(maxsize=None)
+def _models():
+  """The built-in MLP, and it started from other parameters (another key's init, perturbed)."""
+  model = lr_jax.build_model(EXP.model, 10, (64,))
+  source = jax.tree_util.tree_map(lambda a: np.asarray(a) * 1.5,
+                                  model.init(jax.random.PRNGKey(123)))
+  return model, source, models.pretrained(model, source, head="last")
+
+
+@functools.lru_cache(maxsize=None)
+def _sweep(scales):
+  _, _, start = _models()
+  hparams = (("backbone_lr_scale", scales),) if scales else ()
+  return lr_jax.run_sweep(RUN, lr_jax.Grid(learning_rates=(LR,), seeds=(SEED,), hparams=hparams),
+                          model=start)
+
+
+def _params(result, row):
+  return jax.tree_util.tree_map(np.asarray, result.params_of(row))
+
+
+def test_the_start_is_the_given_parameters_and_the_seeds_new_head():
+  model, source, start = _models()
+  key = jax.random.fold_in(jax.random.PRNGKey(SEED), 0)  # The seed's init key (the contract).
+  params = start.init(key)
+  np.testing.assert_array_equal(params["Dense_0"]["kernel"], source["Dense_0"]["kernel"])
+  np.testing.assert_array_equal(params["Dense_1"]["kernel"], model.init(key)["Dense_1"]["kernel"])
+  assert models.layer_names(model) == ("Dense_0", "Dense_1")
+  assert models.head_name(model) == "Dense_1"
+
+
+def test_a_frozen_backbone_is_bit_identical_and_its_head_a_hand_written_linear_probe():
+  result = _sweep((0.0, 1.0))
+  frozen = _params(result, int(np.flatnonzero(result.rows["backbone_lr_scale"] == 0.0)[0]))
+  _, source, start = _models()
+  for name in ("kernel", "bias"):  # Not one bit moved: its updates are multiplied by 0.
+    np.testing.assert_array_equal(frozen["Dense_0"][name], source["Dense_0"][name].astype(np.float32))
+  # The same probe by hand: optax's Adam on the head alone, the backbone fixed, full batch.
+  dataset = lr_jax.load_dataset(EXP.data)
+  splits = lr_jax.make_splits(dataset, EXP.data)
+  idx = splits.train_idx[0][splits.train_mask[0]]
+  x = jnp.asarray((dataset.x[idx] - splits.mean[0]) / splits.std[0])
+  y = jnp.asarray(dataset.y[idx])
+  params = start.init(jax.random.fold_in(jax.random.PRNGKey(SEED), 0))
+  head, tx = params["Dense_1"], optax.adam(LR)
+  state = tx.init(head)
+
+  def loss(head):
+    out = start.apply({**params, "Dense_1": head}, x, None, True)
+    return optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+
+  for _ in range(EXP.train.epochs):
+    updates, state = tx.update(jax.grad(loss)(head), state, head)
+    head = optax.apply_updates(head, updates)
+  for name in ("kernel", "bias"):
+    np.testing.assert_allclose(frozen["Dense_1"][name], head[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_scale_of_one_is_plain_fine_tuning():
+  scaled = _sweep((0.0, 1.0))
+  row = int(np.flatnonzero(scaled.rows["backbone_lr_scale"] == 1.0)[0])
+  plain = _sweep(())  # Not swept: no scaling code in the program at all.
+  np.testing.assert_allclose(scaled.history["train_loss"][row], plain.history["train_loss"][0],
+                             rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(_params(scaled, row)),
+                  jax.tree_util.tree_leaves(_params(plain, 0))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(_params(scaled, row)["Dense_0"]["kernel"],
+                         _params(scaled, 1 - row)["Dense_0"]["kernel"])  # The scale acts.
+
+
+def test_a_new_scale_traces_nothing(monkeypatch):
+  real = lr_jax.engine.programs.make_trainer
+
+  def make_trainer(*args, **kwargs):  # A trainer whose program is traced twice raises.
+    trainer = real(*args, **kwargs)
+    return trainer._replace(run=chex.assert_max_traces(trainer.run, n=1))
+
+  monkeypatch.setattr(lr_jax.engine.programs, "make_trainer", make_trainer)
+  lr_jax.engine.programs._compiled.cache_clear()
+  chex.clear_trace_counter()
+  try:
+    _, _, start = _models()
+    for scales in ((0.0, 1.0), (0.1, 0.5)):  # Other values of the traced number.
+      lr_jax.run_sweep(RUN, lr_jax.Grid(learning_rates=(LR,), seeds=(SEED,),
+                                        hparams=(("backbone_lr_scale", scales),)), model=start)
+  finally:
+    lr_jax.engine.programs._compiled.cache_clear()
+    chex.clear_trace_counter()
+
+
+def test_layer_decay_scales_each_layer_below_the_head_and_l2sp_pulls_to_the_start():
+  _, source, start = _models()
+  grid = lr_jax.Grid(learning_rates=(LR,), seeds=(SEED,),
+                     hparams=(("layer_lr_decay", (1.0, 1e-6)), ("l2sp", (0.0, 1e3))))
+  result = lr_jax.run_sweep(RUN, grid, model=start)
+  row = {(d, s): i for i, (d, s) in enumerate(zip(result.rows["layer_lr_decay"],
+                                                  result.rows["l2sp"]))}
+  moved = lambda r: np.abs(_params(result, r)["Dense_0"]["kernel"] - source["Dense_0"]["kernel"]).max()
+  assert moved(row[1e-6, 0.0]) < 1e-5 * moved(row[1.0, 0.0])  # Decay 1e-6: barely moves.
+  assert moved(row[1.0, 1e3]) < 0.5 * moved(row[1.0, 0.0])  # L2-SP: held near the start.
+
+
+def test_a_shape_that_does_not_fit_is_one_line_naming_both_shapes():
+  model, source, _ = _models()
+  other = lr_jax.build_model(EXP.model.__class__(hidden=(8,)), 10, (64,))
+  with pytest.raises(lr_jax.ConfigError,
+                     match=r"^pretrained Dense_0/bias has shape \(16,\), model 'MLP' has \(8,\)"):
+    models.pretrained(other, source)
+  wide_head = lr_jax.build_model(EXP.model, 3, (64,))  # Three classes: the head is new.
+  assert models.pretrained(wide_head, source).init(jax.random.PRNGKey(0))["Dense_1"]["kernel"].shape == (16, 3)
+  with pytest.raises(lr_jax.ConfigError, match=r"head 'Dense_9' is not a layer.*Dense_0, Dense_1"):
+    models.pretrained(model, source, head="Dense_9")
+
+
+def test_read_params_reads_a_model_folder_a_flax_msgpack_file_and_an_orbax_checkpoint(tmp_path):
+  import orbax.checkpoint as ocp
+  from flax import serialization
+  model, source, _ = _models()
+  want = jax.tree_util.tree_map(np.float32, source)
+  (tmp_path / "w.msgpack").write_bytes(serialization.to_bytes({"params": want}))  # A TrainState's.
+  ocp.PyTreeCheckpointer().save(str(tmp_path / "orbax"), want)
+  for path in (tmp_path / "w.msgpack", tmp_path / "orbax"):  # Each the same tree.
+    got = lr_jax.read_params(str(path))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
+    start = models.pretrained(model, got, head=None).init(jax.random.PRNGKey(0))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, start, want)
+  with pytest.raises(lr_jax.ConfigError, match=r"do not exist"):
+    lr_jax.read_params(str(tmp_path / "nothing"))
+  (tmp_path / "junk.bin").write_bytes(b"\x00\x01junk")
+  with pytest.raises(lr_jax.ConfigError, match=r"^'.*junk\.bin' is not a Flax msgpack file"):
+    lr_jax.read_params(str(tmp_path / "junk.bin"))
+
+
+def test_a_saved_models_parameters_start_a_sweep(tmp_path):
+  # save_model's folder -> read_params -> pretrained: the start is the saved member, bit for bit.
+  result = _sweep(())
+  refit = lr_jax.refit(result)  # One member: the sweep had one seed.
+  lr_jax.save_model(refit, str(tmp_path / "model"))
+  saved = lr_jax.read_params(str(tmp_path / "model"))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, saved,
+                         jax.tree_util.tree_map(np.asarray, refit.params[0]))
+  model, _, _ = _models()
+  start = models.pretrained(model, saved, head=None).init(jax.random.PRNGKey(1))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, start, saved)
+  with pytest.raises(lr_jax.ConfigError, match=r"has 1 member\(s\); valid: member in 0..0"):
+    lr_jax.read_params(str(tmp_path / "model"), member=1)
