@@ -25,7 +25,7 @@ LAYERS = [
     {"engine"},                            # the host shell: plan, compile, run
     {"export", "finder"},                  # refit, save, load; the range test
     {"api", "cli"},                        # the public sweep (nested CV composed); script helpers
-    {"study"},                             # the small-data study
+    {"study", "transfer"},                 # the small-data study; the fine-tuning experiment
     {"article"},                           # the article's examples
     {"commands"},                          # the `lr-jax` commands (each module of the package)
 ]

@@ -24,6 +24,7 @@ COMMANDS = {  # subcommand -> (its module in this package, what it does)
     "find": ("lr_finder", "the LR range test, checked against a real sweep"),
     "study": ("small_data_study", "the small-data study: is a very small learning rate needed?"),
     "examples": ("seed_examples", "the article's three Keras configurations, each swept"),
+    "finetune": ("fine_tune", "fine-tuning on very small data: is a small learning rate needed?"),
     "predict": ("predict", "predictions of a saved model (sweep --save_model) on a data file"),
 }
 _SUBCOMMAND = {module: name for name, (module, _) in COMMANDS.items()}

@@ -26,7 +26,7 @@ The modules, each one idea (none imports this package face, so they form no cycl
     config      StudyConfig: the axes, grid and budgets, checked when built
     plan        sizes, folds, batches, budgets and grids per cell; plan_study
     run         run_groups (progress, ETA), run_study, StudyResult
-    rows        the table from a finished sweep: study_rows, cell_selection
+    rows        the table from a finished sweep: study_rows
     cells       one cell: CellRow, cell_row, small_lr_ok/needed, direction
     phrases     the words shared by the sentences, the table and the figures
     conclusion  the short answer and the findings per budget

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lr_jax.results.subsets import subset_selection
 from lr_jax.study.cells import CellRow, cell_row
 from lr_jax.study.config import StudyConfig
 from lr_jax.study.plan import Cell, StudyPlan, schedule_rates
@@ -37,7 +38,7 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
   """The study's table: one `CellRow` per (cell, schedule, label noise, regularisation).
 
   P(best) and the not-worse set are the row's own, from its runs paired by stream
-  (`cell_selection`): the aggregates' are over the whole compile group, every schedule,
+  (`results.subset_selection`): the aggregates' are over the whole compile group, every schedule,
   noise level and regularisation together. A row without regularisation is the subset of
   its group's points where every regularisation axis is 0; a tuned row has all of them,
   and reports per learning rate its best point (`CellRow.regularisation`). The runs still
@@ -84,7 +85,7 @@ def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entrie
   """One table row from its grid points' aggregates and run masks (several per learning rate
   when tuned: each learning rate shows its best point's numbers)."""
   eligible = [bool(a["eligible"]) for a in entries]
-  p_point, keep_point = cell_selection(runs, masks, eligible, outcomes, score)
+  p_point, keep_point = subset_selection(runs, masks, eligible, outcomes, score)
   by_lr: dict[float, list[int]] = {}
   for i, a in enumerate(entries):
     by_lr.setdefault(float(a["learning_rate"]), []).append(i)
@@ -139,49 +140,3 @@ def _with_test(row: CellRow, sweep: SweepResult, group: int, entries: list[dict]
   summary = summarize(scores)
   return dataclasses.replace(row, test_mean=summary.mean, test_ci=summary.ci95,
                              test_n=int(len(test_idx)))
-
-
-def cell_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
-                   eligible: Sequence[bool], outcomes: Sequence[np.ndarray] | None = None,
-                   score: str = "best_epoch") -> tuple[list[float], list[bool]]:
-  """P(best) and the not-worse set of one cell's learning rates, by `lr_jax.stats.compare`.
-
-  The same statistics as a sweep's aggregates (seeds, folds and validation rows), on the
-  cell's own points.
-
-  Args:
-    runs: the sweep's rows (columns `seed`, `fold` and the score's, e.g.
-      `crossfit_val_accuracy`).
-    at_lr: [P] boolean masks over the rows: the runs of each learning rate of the cell.
-    eligible: [P] may be selected (no run diverged, every run has a score).
-    outcomes: per row, its validation rows' outcomes at the scored epoch
-      (`SweepResult.outcomes[score]`); None: unknown.
-    score: which epoch's accuracy is a run's score (`results.SCORES`).
-
-  Returns:
-    [P] P(best) (0 where not eligible; NaN where nothing varies or the runs do not pair) and
-    [P] not significantly worse than the cell's best.
-  """
-  from lr_jax import stats
-  from lr_jax.results.aggregates import point_runs, score_column
-  column = np.asarray(runs[score_column("val_accuracy", score)], np.float64)
-  num = len(at_lr)
-  p_best, keep = [0.0] * num, [False] * num
-  chosen = [i for i in range(num) if eligible[i]]
-  if not chosen:
-    return p_best, keep
-  points = []
-  for i in chosen:
-    idx = np.flatnonzero(at_lr[i])
-    idx = idx[np.lexsort((runs["fold"][idx], runs["seed"][idx]))]
-    points.append(point_runs(runs, idx, column[idx], outcomes, True))
-  if any(p.scores_SxF.shape != points[0].scores_SxF.shape for p in points):
-    best = chosen[int(np.argmax([np.mean(p.scores_SxF) for p in points]))]
-    keep[best] = True  # No pairing to test against: the best alone.
-    for i in chosen:
-      p_best[i] = math.nan
-    return p_best, keep
-  c = stats.compare(points, True)
-  for j, i in enumerate(chosen):
-    p_best[i], keep[i] = float(c.p_best[j]), bool(c.not_worse[j])
-  return p_best, keep
