@@ -109,7 +109,8 @@ def axes(experiment, *, task: str | None, feature_shape: tuple[int, ...] | None,
       sides = _image_sides(feature_shape)
       if sides is None:
         continue
-      spec = spec._replace(valid=Interval(spec.valid.low, sides - 1.0, "[]"))
+      if entry.pixels:
+        spec = spec._replace(valid=Interval(spec.valid.low, sides - 1.0, "[]"))
     data[name] = spec
   declared.append(("data", data))
   out: dict[str, Axis] = {}

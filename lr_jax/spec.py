@@ -134,13 +134,15 @@ class DataHParam(NamedTuple):
   Attributes:
     spec: its default and range.
     classification: it applies to classification data only.
-    image: it applies to image-shaped data only (`feature_shape` of rank >= 2), and its
-      largest value is one less than the image's smaller side.
+    image: it applies to image-shaped data only (`feature_shape` of rank >= 2).
+    pixels: its value is a number of pixels: the largest is one less than the image's
+      smaller side.
   """
 
   spec: HParam
   classification: bool = False
   image: bool = False
+  pixels: bool = False
 
 
 DATA_HPARAMS: dict[str, DataHParam] = {
@@ -150,6 +152,11 @@ DATA_HPARAMS: dict[str, DataHParam] = {
     "shift": DataHParam(HParam(
         0.0, COUNT, off=0.0, integer=True,
         help="random shifts of training images by up to this many pixels (zero padded)"),
+        image=True, pixels=True),
+    "flip": DataHParam(HParam(
+        0.0, UNIT, off=0.0,
+        help="probability that a training image is mirrored left to right (where a mirror "
+             "image is the same class: not for digits or text)"),
         image=True),
     "label_noise": DataHParam(HParam(
         0.0, FRACTION, off=0.0,

@@ -40,6 +40,7 @@ SPEC = {
     "input_noise": ("data", 0.0, Interval(0, INF, "[)"), 0.0, False),
     "shift": ("data", 0, Interval(0, INF, "[)"), 0.0, True),
     "label_noise": ("data", 0.0, Interval(0, 1, "[)"), 0.0, False),
+    "flip": ("data", 0.0, Interval(0, 1, "[]"), 0.0, False),
 }
 
 
@@ -79,7 +80,8 @@ def test_an_experiments_axes_are_its_family_schedule_loss_model_and_data_numbers
                                alpha=0.1, clip_norm=2.0))
   axes = hparams.axes(exp, task="classification", feature_shape=(8, 8, 1))
   assert list(axes) == ["learning_rate", "momentum", "clip_norm", "backbone_lr_scale",
-                        "layer_lr_decay", "l2sp", "warmup_fraction", "alpha", "label_smoothing", "dropout_rate", "input_noise", "shift", "label_noise"]
+                        "layer_lr_decay", "l2sp", "warmup_fraction", "alpha", "label_smoothing",
+                        "dropout_rate", "input_noise", "shift", "flip", "label_noise"]
   # The config fields give the experiment's defaults.
   assert [axes[k].spec.default for k in ("clip_norm", "warmup_fraction", "alpha",
                                           "dropout_rate")] == [2.0, 0.2, 0.1, 0.25]

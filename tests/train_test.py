@@ -419,7 +419,7 @@ def _train_points(points, exp=AXES_EXP, seed=0):
 
 @pytest.mark.parametrize("name,values", [
     ("dropout_rate", (0.0, 0.4)), ("label_smoothing", (0.0, 0.2)), ("input_noise", (0.0, 0.5)),
-    ("shift", (0.0, 2.0)), ("label_noise", (0.0, 0.3))])
+    ("shift", (0.0, 2.0)), ("label_noise", (0.0, 0.3)), ("flip", (0.0, 0.5))])
 def test_each_new_axis_in_a_mixed_population_equals_the_variant_alone(name, values):
   lr = 0.05
   both, hist = _train_points({"learning_rate": [lr] * 2, name: list(values)})
@@ -447,7 +447,7 @@ def test_dropout_rate_zero_trains_as_no_dropout():
 
 @pytest.mark.parametrize("name,value", [
     ("label_smoothing", 0.3), ("input_noise", 2.0), ("shift", 3.0), ("label_noise", 0.5),
-    ("dropout_rate", 0.5)])
+    ("dropout_rate", 0.5), ("flip", 1.0)])
 def test_regularisers_and_augmentation_act_in_training_only(name, value):
   # A learning rate too small to move the parameters: the validation numbers are those of the
   # initial model, with or without the axis; the training loss is not.
@@ -543,6 +543,19 @@ def test_shifts_keep_the_shape_and_pad_with_zeros():
   filled = train_lib.shift_images(raw_BxD, (h, w, 1), jnp.float32(k), key,
                                   jnp.full(h * w, -7.0, jnp.float32))
   np.testing.assert_array_equal(filled, np.where(out == 0, -7.0, out))
+
+
+def test_flip_mirrors_each_image_with_its_probability():
+  h, w, b = 4, 5, 64
+  x = jnp.arange(b * h * w, dtype=jnp.float32).reshape(b, h * w)
+  key = jax.random.PRNGKey(0)
+  mirrored = x.reshape(b, h, w)[:, :, ::-1].reshape(b, h * w)
+  np.testing.assert_array_equal(train_lib.flip_images(x, (h, w), jnp.float32(1.0), key), mirrored)
+  np.testing.assert_array_equal(train_lib.flip_images(x, (h, w), jnp.float32(0.0), key), x)
+  half = np.asarray(train_lib.flip_images(x, (h, w), jnp.float32(0.5), key))
+  flipped = (half == np.asarray(mirrored)).all(axis=1)
+  assert ((half == np.asarray(x)).all(axis=1) | flipped).all()  # Each image whole, one way.
+  assert 16 < flipped.sum() < 48  # About half of 64.
 
 
 def test_shift_refuses_flat_features_in_one_line():

@@ -46,8 +46,10 @@ def hparam_where(name: str) -> str:
   entries = [k for k, _ in _declarations(name)]
   data = hparams.DATA_HPARAMS.get(name)
   if data is not None:
-    return ("image-shaped data (rank >= 2), up to the smaller side - 1" if data.image else
-            "classification" if data.classification else "any data")
+    if data.image:
+      return ("image-shaped data (rank >= 2)"
+              + (", up to the smaller side - 1" if data.pixels else ""))
+    return "classification" if data.classification else "any data"
   if not entries:  # Declared by the namespace itself (the learning rate, clipping).
     return {"optim": "every optimizer"}.get(hparams.catalog()[name].namespace, "every experiment")
   return ", ".join(entries)

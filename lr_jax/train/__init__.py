@@ -50,8 +50,8 @@ This face re-exports every public name; the submodules never import it.
 from lr_jax.train.epoch import end_epoch, no_improvement, plateau_update
 from lr_jax.train.objective import (Loss, Metric, Metrics, builtin_loss, example_losses,
                                     weighted_mean)
-from lr_jax.train.perturb import (Extras, augment, batch_extras, label_flips, noisy_labels,
-                                  shift_images, training_losses)
+from lr_jax.train.perturb import (Extras, augment, batch_extras, flip_images, label_flips,
+                                  noisy_labels, shift_images, training_losses)
 from lr_jax.spec import hparams_tree
 from lr_jax.train.rules import Rules, make_rules
 from lr_jax.train.state import (Budget, DataArrays, History, Hparams, Plateau, SweepState,
@@ -64,7 +64,7 @@ __all__ = [
     "Budget", "DataArrays", "Extras", "History", "Hparams", "Loss", "Metric", "Metrics",
     "Plateau", "Rules", "SweepState", "Trainer", "VariantState", "augment", "batch_extras",
     "batching", "builtin_loss", "end_epoch", "epoch_order", "eval_params", "example_losses",
-    "fetch", "final_params", "hparams_tree", "history_type", "init_variant", "initial_params", "label_flips",
+    "fetch", "final_params", "flip_images", "hparams_tree", "history_type", "init_variant", "initial_params", "label_flips",
     "make_rules", "make_trainer", "no_improvement", "noisy_labels",
     "plateau_update", "shift_images", "stream_keys", "train_step", "training_losses",
     "tx_hparams", "weighted_mean",

@@ -17,7 +17,7 @@ from lr_jax.train.state import DataArrays, Hparams
 
 # Salts of the augmentation keys: `fold_in` of the minibatch key, far from the small counts a
 # model folds into the same key (`from_nnx` folds in 0, 1, 2, ... per rng stream).
-_NOISE_SALT, _SHIFT_SALT = 0x6E6F6973, 0x73686966
+_NOISE_SALT, _SHIFT_SALT, _FLIP_SALT = 0x6E6F6973, 0x73686966, 0x666C6970
 
 
 class Extras(NamedTuple):
@@ -94,9 +94,28 @@ def shift_images(raw_BxD: jax.Array, feature_shape: tuple[int, ...], shift: jax.
   return jnp.where(inside, img, fill).reshape(raw_BxD.shape)
 
 
+def flip_images(x_BxD: jax.Array, feature_shape: tuple[int, ...], rate: jax.Array,
+                key: jax.Array) -> jax.Array:
+  """Mirrors each image left to right with probability `rate` (traced), drawn from `key`.
+
+  Args:
+    x_BxD: flat images; one example is `feature_shape` = (H, W[, C...]).
+    feature_shape: the image's shape, rank >= 2.
+    rate: [] the probability of a mirror image (0: none; 1: every one).
+    key: the minibatch's flip key: the same draws for every variant of a stream.
+
+  Returns:
+    [B, D]: each example as it was, or its columns reversed.
+  """
+  b = x_BxD.shape[0]
+  img = x_BxD.reshape((b, feature_shape[0], feature_shape[1], -1))
+  flip_B = jax.random.uniform(key, (b,)) < rate
+  return jnp.where(flip_B[:, None, None, None], img[:, :, ::-1], img).reshape(x_BxD.shape)
+
+
 def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
             extras: Extras | None) -> jax.Array:
-  """The training features of one variant: shifted images, then Gaussian noise.
+  """The training features of one variant: shifted images, mirrored ones, then Gaussian noise.
 
   A shift moves the image as its raw pixels would move, blank (raw 0) pixels coming in: each
   pixel keeps the standardization of the column it comes from, so a rarely inked border
@@ -106,12 +125,16 @@ def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
   this is `x_BxD` itself.
   """
   data = hp["data"]
+  for name in ("shift", "flip"):
+    if name in data and (rules.feature_shape is None or len(rules.feature_shape) < 2):
+      raise ConfigError(f"{name} needs image-shaped data (feature_shape of rank >= 2), the data "
+                        f"has feature_shape {rules.feature_shape}; valid choices: {name}=0")
   if "shift" in data:
-    if rules.feature_shape is None or len(rules.feature_shape) < 2:
-      raise ConfigError(f"shift needs image-shaped data (feature_shape of rank >= 2), the data "
-                        f"has feature_shape {rules.feature_shape}; valid choices: shift=0")
     x_BxD = shift_images(x_BxD, rules.feature_shape, data["shift"],
                          jax.random.fold_in(key, _SHIFT_SALT), extras.background_D)
+  if "flip" in data:
+    x_BxD = flip_images(x_BxD, rules.feature_shape, data["flip"],
+                        jax.random.fold_in(key, _FLIP_SALT))
   if "input_noise" in data:
     noise_BxD = jax.random.normal(jax.random.fold_in(key, _NOISE_SALT), x_BxD.shape)
     x_BxD = x_BxD + data["input_noise"] * noise_BxD
