@@ -66,10 +66,36 @@ class MLP(nn.Module):
 
 
 
+class Conv3x3(nn.Module):
+  """A 3x3, stride 1, SAME convolution over NHWC images, as nine shifted slices and one matmul.
+
+  The same parameters as `nn.Conv(features, (3, 3))` (kernel [3, 3, C_in, C_out], lecun
+  normal; bias zeros) and its outputs to float32 rounding, computed without a convolution
+  op: XLA's CPU backend rewrites a convolution into its fast kernel's form only at a program's
+  top level, so inside the trainer's `scan` (and under `vmap`'s grouped convolution) its weight
+  gradient took a generic path, 7-11x slower (`benchmarks/conv_layouts.py`). As a matmul, a
+  stream's first layer over all its points is one wide matmul, as an MLP's is.
+  """
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    cin, (h, w) = x_BxHxWxC.shape[-1], x_BxHxWxC.shape[1:3]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, cin, self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    padded = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    cols = jnp.concatenate([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)],
+                           axis=-1)  # [B, H, W, 9 C_in], in the kernel's (i, j, c) order
+    return cols @ kernel.reshape(9 * cin, self.features) + bias.reshape(1, 1, 1, -1)
+
+
 class CNN(nn.Module):
   """3x3 convolutions (one per width in `hidden`), 2x2 average pooling after each, one dense head.
 
-  Dropout before the head at `hparams["dropout_rate"]` when training, as `MLP`'s.
+  Each convolution is a `Conv3x3` named as `nn.Conv` would be (`Conv_0`, `Conv_1`, ...), so
+  the parameters, their init and saved models are those of `nn.Conv`. Dropout before the head
+  at `hparams["dropout_rate"]` when training, as `MLP`'s.
   """
 
   hidden: tuple[int, ...]
@@ -82,8 +108,8 @@ class CNN(nn.Module):
                hparams: Mapping[str, jax.Array] | None = None) -> jax.Array:
     act = _ACTIVATIONS[self.activation]
     h = x_BxD.reshape((x_BxD.shape[0],) + tuple(self.image_shape))
-    for width in self.hidden:
-      h = act(nn.Conv(width, (3, 3))(h))
+    for i, width in enumerate(self.hidden):
+      h = act(Conv3x3(width, name=f"Conv_{i}")(h))
       if h.shape[1] >= 2 and h.shape[2] >= 2:
         h = nn.avg_pool(h, (2, 2), strides=(2, 2))
     h = _maybe_dropout(self, h.reshape((h.shape[0], -1)), train, hparams)
