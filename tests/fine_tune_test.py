@@ -75,3 +75,5 @@ def test_the_script_writes_a_report_whose_table_is_its_csv(tmp_path):
     line = next(line for line in text.splitlines() if line.startswith(f"| 10 | {r['arm']} |"))
     assert f"{float(r['mean_val_accuracy']):.3f}" in line
   assert re.search(r"\*\*10 training images\*\* \(40 validation images, 2 runs", text)
+  assert re.search(r"\*\*Does pretraining help\?\*\* .* of 3: linear probe at 10 images "
+                   r"[-+]\d\.\d{3} ± \d\.\d{3}", text)

@@ -60,6 +60,7 @@ def answer(rows: Sequence[ArmRow], reference_lr: float) -> str:
              for arm in arms if arm in at]
     lines.append(f"- **{size} training images** ({at[arms[0]].val_rows} validation images, "
                  f"{at[arms[0]].runs} runs per learning rate): " + ". ".join(parts) + ".")
+  lines.append(_versus_scratch(rows))
   shifts = []
   for size in sizes:
     at = {r.arm: r for r in rows if r.size == size}
@@ -75,6 +76,28 @@ def answer(rows: Sequence[ArmRow], reference_lr: float) -> str:
   return "\n\n".join(lines)
 
 
+def _difference(mean: float, ci: float) -> str:
+  if not math.isfinite(mean):
+    return "n/a"
+  verdict = ("" if not math.isfinite(ci) else " (better)" if mean - ci > 0 else
+             " (worse)" if mean + ci < 0 else " (not distinguishable)")
+  return f"{mean:+.3f} ± {ci:.3f}{verdict}" if math.isfinite(ci) else f"{mean:+.3f}"
+
+
+def _versus_scratch(rows: Sequence[ArmRow]) -> str:
+  """Each pretrained arm's best accuracy against from scratch's best, at each size."""
+  pretrained = [r for r in rows if r.scale is not None and math.isfinite(r.vs_scratch[0])]
+  if not pretrained:
+    return "**Does pretraining help?** No pretrained arm could be compared with from scratch."
+  better = [r for r in pretrained if r.vs_scratch[0] - r.vs_scratch[1] > 0]
+  worse = [r for r in pretrained if r.vs_scratch[0] + r.vs_scratch[1] < 0]
+  per = "; ".join(f"{r.arm} at {r.size} images {_difference(*r.vs_scratch)}" for r in pretrained)
+  return (f"**Does pretraining help?** Each pretrained arm's best against from scratch's best "
+          f"(accuracy, paired by seed and validation image, 95% interval): better in "
+          f"{len(better)}, worse in {len(worse)}, not distinguishable in "
+          f"{len(pretrained) - len(better) - len(worse)} of {len(pretrained)}: {per}.")
+
+
 def _decades(shift: float) -> str:
   if abs(shift) < 0.25:
     return "the same as"
@@ -84,7 +107,8 @@ def _decades(shift: float) -> str:
 def table_markdown(rows: Sequence[ArmRow], reference_lr: float) -> str:
   headers = ["training images", "arm", "best lr", "accuracy at best (95% CI)", "P(best)",
              "not-worse lrs", f"accuracy at {format_lr(reference_lr)}", "small lr needed",
-             "still improving at best", f"still improving at {format_lr(reference_lr)}"]
+             "still improving at best", f"still improving at {format_lr(reference_lr)}",
+             "best vs scratch's best"]
   body = []
   for r in rows:
     body.append([
@@ -94,7 +118,8 @@ def table_markdown(rows: Sequence[ArmRow], reference_lr: float) -> str:
         format_ci(r.means[r.ref], r.cis[r.ref]) + ("" if r.not_worse[r.ref] else " (worse)"),
         "yes" if r.small_needed else "no",
         f"{r.unfinished[r.best] if r.best >= 0 else 0}/{r.runs}",
-        f"{r.unfinished[r.ref]}/{r.runs}"])
+        f"{r.unfinished[r.ref]}/{r.runs}",
+        "" if r.scale is None else _difference(*r.vs_scratch)])
   return markdown_table(headers, body)
 
 

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from lr_jax import stats
 from lr_jax.results import subset_selection
+from lr_jax.results.aggregates import point_runs, score_column
 from lr_jax.transfer.config import FineTuneConfig
 
 
@@ -30,6 +32,9 @@ class ArmRow:
       when the steps ran out (under-trained, not necessarily worse).
     best: index of the arm's best eligible learning rate (-1: none).
     ref: index of the reference learning rate (the article's 1e-4).
+    vs_scratch: (mean, 95% half-width) of this arm's best minus from scratch's best, paired by
+      seed and validation image (both sweeps have the same seeds and validation images);
+      NaN for the scratch arm or where either has no best.
   """
 
   size: int
@@ -46,6 +51,7 @@ class ArmRow:
   unfinished: tuple[int, ...]
   best: int
   ref: int
+  vs_scratch: tuple[float, float] = (math.nan, math.nan)
 
   @property
   def best_lr(self) -> float:
@@ -75,10 +81,26 @@ def _value(entry, name: str) -> float:
     return math.nan
 
 
+def _runs(sweep, mask: np.ndarray, score: str) -> stats.Runs:
+  """One point's runs (`mask` over the sweep's rows) as a `stats.Runs` design."""
+  runs = sweep.rows
+  idx = np.flatnonzero(mask)
+  idx = idx[np.lexsort((runs["fold"][idx], runs["seed"][idx]))]
+  column = np.asarray(runs[score_column("val_accuracy", score)], np.float64)
+  return point_runs(runs, idx, column[idx], sweep.outcomes.get(score), True)
+
+
+def _versus(a: stats.Runs, b: stats.Runs) -> tuple[float, float]:
+  d = stats.paired(a, b)
+  ci = stats.t_quantile_975(d.df) * d.se if math.isfinite(d.df) and d.df > 0 else math.nan
+  return d.mean, ci
+
+
 def arm_rows(cfg: FineTuneConfig, size: int, sweeps: Mapping[str, object]) -> list[ArmRow]:
   """The table's rows of one size: each arm's points, their P(best) and not-worse set among
-  the arm's own learning rates (`results.subset_selection`)."""
-  rows = []
+  the arm's own learning rates (`results.subset_selection`), and its best against from
+  scratch's best (`stats.paired`)."""
+  rows, best_runs = [], {}
   for arm, scale in cfg.arms.items():
     sweep = sweeps["scratch" if scale is None else "pretrained"]
     runs = sweep.rows
@@ -98,6 +120,11 @@ def arm_rows(cfg: FineTuneConfig, size: int, sweeps: Mapping[str, object]) -> li
     ok = [i for i, a in enumerate(entries) if eligible[i] and math.isfinite(a.mean)]
     best = max(ok, key=lambda i: entries[i].mean) if ok else -1
     still = ~np.asarray(runs["stopped_early"], bool) & ~np.asarray(runs["diverged"], bool)
+    if best >= 0:
+      best_runs[arm] = _runs(sweep, masks[best], score)
+    versus = (math.nan, math.nan)
+    if scale is not None and arm in best_runs and "scratch" in best_runs:
+      versus = _versus(best_runs[arm], best_runs["scratch"])
     rows.append(ArmRow(
         size=size, arm=arm, scale=scale, runs=max(a.n_total for a in entries),
         val_rows=max(a.n_rows for a in entries), lrs=tuple(a.learning_rate for a in entries),
@@ -105,5 +132,6 @@ def arm_rows(cfg: FineTuneConfig, size: int, sweeps: Mapping[str, object]) -> li
         p_best=tuple(p_best), not_worse=tuple(keep),
         diverged=tuple(a.n_diverged for a in entries),
         unfinished=tuple(int(np.sum(still & m)) for m in masks), best=best,
-        ref=next(i for i, a in enumerate(entries) if _close(a.learning_rate, cfg.reference_lr))))
+        ref=next(i for i, a in enumerate(entries) if _close(a.learning_rate, cfg.reference_lr)),
+        vs_scratch=versus))
   return rows
