@@ -47,7 +47,8 @@ def test_a_small_learning_rate_is_needed_only_when_every_larger_one_is_worse():
   assert not _row([False, False, True, True], best=3).small_needed  # The best is larger.
   text = transfer.answer([_row([False, True, True, False], best=1)], 1e-4)
   assert "In 0 of 1 (size, arm) sweeps every larger learning rate was significantly worse" in text
-  assert "lr 1e-4 scores 0.600 ± 0.050: the best itself (1 of 3 runs still improving" in text
+  assert ("lr 1e-4 scores 0.600 ± 0.050: the best itself, with 1 of 3 runs still improving "
+          "when the steps ran out") in text
   assert _row([True, True, True, False], best=1).not_worse_range == (1e-5, 1e-3)
 
 

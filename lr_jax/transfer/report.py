@@ -33,9 +33,9 @@ def _reference(row: ArmRow, reference_lr: float) -> str:
     return ""
   verdict = ("the best itself" if i == row.best else
              "not significantly worse than the best" if row.not_worse[i] else
-             "significantly worse than the best")
-  still = (f" ({row.unfinished[i]} of {row.runs} runs still improving when the steps ran "
-           "out: under-trained, not shown worse)" if row.unfinished[i] else "")
+             "significantly worse than the best within the budget")
+  still = (f", with {row.unfinished[i]} of {row.runs} runs still improving when the steps ran "
+           "out (under-trained: more steps might close the gap)" if row.unfinished[i] else "")
   return (f"lr {format_lr(reference_lr)} scores {format_ci(row.means[i], row.cis[i])}: "
           f"{verdict}{still}")
 
@@ -47,13 +47,17 @@ def answer(rows: Sequence[ArmRow], reference_lr: float) -> str:
   needed = [r for r in rows if r.small_needed]
   arms = list(dict.fromkeys(r.arm for r in rows))
   sizes = sorted({r.size for r in rows})
+  under = [r for r in rows if r.unfinished[r.ref] and not r.not_worse[r.ref]]
   lines.append(
       f"**Is a learning rate of {format_lr(reference_lr)} or smaller necessary?** In "
       f"{len(needed)} of {len(rows)} (size, arm) sweeps every larger learning rate was "
       f"significantly worse than the best" + (
           ": " + "; ".join(f"{r.arm} at {r.size} images" for r in needed) + "." if needed else
           ". A small learning rate was never needed; where it is not significantly worse, it "
-          "is one of several that do as well, not the only one."))
+          "is one of several that do as well, not the only one.")
+      + (f" Where {format_lr(reference_lr)} is worse, that is within this budget: in "
+         f"{len(under)} of those sweeps its runs were still improving at the last step, so "
+         "the table does not show it worse given more training." if under else ""))
   for size in sizes:
     at = {r.arm: r for r in rows if r.size == size}
     parts = [f"{arm}: best {_best(at[arm])}; {_reference(at[arm], reference_lr)}"
