@@ -90,6 +90,33 @@ def pytest_terminal_summary(terminalreporter):
                 f"{total['s']:>9.1f}")
 
 
+# ------------------------------------------------------------ predict's main, in process
+
+
+@pytest.fixture
+def predict(monkeypatch, capsys):
+  """Runs experiments.predict's main in-process with its own flags; returns (exit code,
+  stderr). Shared by the predict tests (a data file, a user model, a folder of images)."""
+  from absl import flags
+
+  from experiments import predict as script
+  fv = flags.FlagValues()  # Its own flags: --model, --dataset and --out are lr_sweep's too.
+  script.define_flags(fv)
+  monkeypatch.setattr(script, "FLAGS", fv)
+
+  def run(*args):
+    fv.unparse_flags()
+    fv(["predict", *args])
+    code = 0
+    try:
+      script.main(["predict"])
+    except SystemExit as e:
+      code = e.code
+    return code, capsys.readouterr().err
+
+  return run
+
+
 # ------------------------------------------------------------ lr_sweep's main, in process
 
 

@@ -14,7 +14,6 @@ import os
 import flax.linen as nn
 import numpy as np
 import pytest
-from absl import flags
 from flax import nnx, serialization
 
 import lr_jax
@@ -128,27 +127,6 @@ def test_load_model_refuses_a_model_given_for_a_built_in_one(builtin_saved):
 
 
 # ----------------------------------------------------------------------------- the script
-
-
-@pytest.fixture
-def predict(monkeypatch, capsys):
-  """Runs experiments.predict's main in-process; returns (exit code, stderr)."""
-  from experiments import predict as script
-  fv = flags.FlagValues()  # Its own flags: --model, --dataset and --out are lr_sweep's too.
-  script.define_flags(fv)
-  monkeypatch.setattr(script, "FLAGS", fv)
-
-  def run(*args):
-    fv.unparse_flags()
-    fv(["predict", *args])
-    code = 0
-    try:
-      script.main(["predict"])
-    except SystemExit as e:
-      code = e.code
-    return code, capsys.readouterr().err
-
-  return run
 
 
 def _error_line(code, err):

@@ -67,27 +67,6 @@ def _snapshot(folder):
           if os.path.isfile(os.path.join(folder, n))}
 
 
-@pytest.fixture
-def predict(monkeypatch, capsys):
-  """Runs experiments.predict's main in-process; returns (exit code, stderr)."""
-  from experiments import predict as script
-  fv = flags.FlagValues()  # Its own flags: --model, --dataset and --out are lr_sweep's too.
-  script.define_flags(fv)
-  monkeypatch.setattr(script, "FLAGS", fv)
-
-  def run(*args):
-    fv.unparse_flags()
-    fv(["predict", *args])
-    code = 0
-    try:
-      script.main(["predict"])
-    except SystemExit as e:
-      code = e.code
-    return code, capsys.readouterr().err
-
-  return run
-
-
 def _error_line(code, err):
   lines = err.strip().splitlines()
   assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)

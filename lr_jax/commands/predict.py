@@ -8,9 +8,19 @@ ignored); a file whose columns differ is refused with one line naming the differ
 anything is written. preds.csv has `prediction` (a class label as in the training file, or a
 value for regression) and, for classification, `p_<label>` per class.
 
+A model trained on a folder of images predicts on new images instead (not with --dataset):
+
+    python -m experiments.predict --model=runs/pets --images=new_photos/ --out=preds.csv
+
+Every .png, .jpg or .jpeg file in the folder or its sub-folders (any depth; hidden entries,
+named '.*', are ignored; any other file is refused) is read as the training images were: resized
+to the image_size and in the color that model.json records (`lr_jax.data.read_images`); without
+a recorded image_size each image must have the model's size. preds.csv then starts with a
+`file` column, each image's path relative to the folder, in sorted order.
+
 --out is a file path (missing folders above it are created); it is refused in one line if it is
-a folder, the --dataset file, or anything in the --model folder: the predictions never replace
-the data or the model they come from.
+a folder, the --dataset file, in the --images folder, or anything in the --model folder: the
+predictions never replace the data or the model they come from.
 
 A model saved from a user model (`from_linen`/`from_nnx`) cannot be rebuilt from its folder:
 --model_module=pkg.mod:factory names a function that returns it, called with no arguments (the
@@ -43,7 +53,7 @@ FACTORY_FORM = "pkg.mod:factory"  # What --model_module takes.
 
 
 def define_flags(flag_values: "flags.FlagValues | None" = None) -> None:
-  """Defines --model, --model_module, --dataset and --out (in `flags.FLAGS` unless
+  """Defines --model, --model_module, --dataset, --images and --out (in `flags.FLAGS` unless
   `flag_values` is given)."""
   fv = flag_values if flag_values is not None else flags.FLAGS
   flags.DEFINE_string("model", None, "Folder of a saved model (lr_sweep --save_model=DIR).",
@@ -54,6 +64,10 @@ def define_flags(flag_values: "flags.FlagValues | None" = None) -> None:
                       "with no arguments; refused for a built-in model.", flag_values=fv)
   flags.DEFINE_string("dataset", None, "A .csv (with the model's feature columns) or .npz file.",
                       flag_values=fv)
+  flags.DEFINE_string("images", None,
+                      "Instead of --dataset, for a model trained on a folder of images: a folder "
+                      "whose images (in it and its sub-folders) are read as the training images "
+                      "were; the .csv gets a first column `file`.", flag_values=fv)
   flags.DEFINE_string("out", None, "The predictions' .csv file.", flag_values=fv)
 
 
@@ -119,26 +133,34 @@ def _same_file(a: str, b: str) -> bool:
     return False
 
 
-def check_out(out: str, dataset: str, model: str) -> None:
+def _in_folder(out: str, folder: str) -> bool:
+  """Whether `out` is `folder`, lies in it, or is a hard link to one of its files."""
+  real, folder_real = os.path.realpath(out), os.path.realpath(folder)
+  if real == folder_real or real.startswith(folder_real.rstrip(os.sep) + os.sep):
+    return True
+  if os.path.isdir(folder_real) and os.path.exists(real):
+    for root, _, names in os.walk(folder_real):  # A hard link to a file in the folder.
+      if any(_same_file(out, os.path.join(root, n)) for n in names):
+        return True
+  return False
+
+
+def check_out(out: str, dataset: str | None, model: str, images: str | None = None) -> None:
   """Refuses an --out that is no file path, or that would overwrite an input of the run.
 
   Raises:
-    ConfigError: --out is a folder, lies under a file, is the --dataset file, or is the
-      --model folder or anything in it (compared as real paths: symbolic links resolved, and
-      hard links by inode).
+    ConfigError: --out is a folder, lies under a file, is the --dataset file, is the --images
+      folder or anything in it, or is the --model folder or anything in it (compared as real
+      paths: symbolic links resolved, and hard links by inode).
   """
   real = os.path.realpath(out)
-  if _same_file(out, dataset):
+  if dataset is not None and _same_file(out, dataset):
     raise ConfigError(f"--out {out} is the --dataset file {dataset}: the predictions would "
                       "overwrite the data; give another --out")
-  model_real = os.path.realpath(model)
-  inside = real == model_real or real.startswith(model_real.rstrip(os.sep) + os.sep)
-  if not inside and os.path.isdir(model_real) and os.path.exists(real):
-    for root, _, names in os.walk(model_real):  # A hard link to a file of the model.
-      if any(_same_file(out, os.path.join(root, n)) for n in names):
-        inside = True
-        break
-  if inside:
+  if images is not None and _in_folder(out, images):
+    raise ConfigError(f"--out {out} is in the --images folder {images}: the predictions would "
+                      "overwrite an image or be read as one; give a path outside it")
+  if _in_folder(out, model):
     raise ConfigError(f"--out {out} is in the --model folder {model}: the predictions would "
                       "overwrite or clutter the saved model; give a path outside it")
   if os.path.isdir(real) or out.endswith(("/", os.sep)):
@@ -153,12 +175,16 @@ def check_out(out: str, dataset: str, model: str) -> None:
 
 
 def predict_file(model: str | None, dataset: str | None, out: str | None,
-                 model_module: str | None = None) -> int:
-  """Writes the predictions of the model in folder `model` on the file `dataset` into `out`.
+                 model_module: str | None = None, images: str | None = None) -> int:
+  """Writes the predictions of the model in folder `model` on the file `dataset` (or on the
+  images of folder `images`) into `out`.
 
-  Everything is checked (the paths, the model, every value of the file) before `out` is
-  written, and it is written atomically. `model_module` ("pkg.mod:factory", `model_from_spec`)
-  gives the user model a folder saved from one needs; for a built-in model it is refused.
+  Everything is checked (the paths, the model, every value of the file, every image) before
+  `out` is written, and it is written atomically. `model_module` ("pkg.mod:factory",
+  `model_from_spec`) gives the user model a folder saved from one needs; for a built-in model
+  it is refused. Exactly one of `dataset` and `images` is given; with `images` the model must
+  have been trained on a folder of images (`image_settings`), and the .csv's first column is
+  `file`.
 
   Returns:
     The number of predictions written.
@@ -166,14 +192,27 @@ def predict_file(model: str | None, dataset: str | None, out: str | None,
   Raises:
     ConfigError: one line naming the flag or file and what is wrong.
   """
-  for name, value in (("model", model), ("dataset", dataset), ("out", out)):
-    if not value:
-      raise ConfigError(f"--{name} is required (see --helpshort)")
-  check_out(out, dataset, model)
-  from lr_jax import export, io
+  if not model:
+    raise ConfigError("--model is required (see --helpshort)")
+  if dataset and images:
+    raise ConfigError(f"--dataset={dataset} and --images={images} both give what to predict on; "
+                      "give one: --dataset=FILE (.csv or .npz) or --images=DIR (a folder of "
+                      "images)")
+  if not dataset and not images:
+    raise ConfigError("give what to predict on: --dataset=FILE (.csv or .npz) or --images=DIR "
+                      "(a folder of images, for a model trained on one)")
+  if not out:
+    raise ConfigError("--out is required (see --helpshort)")
+  check_out(out, dataset or None, model, images or None)
+  from lr_jax import data, export, io
   trained = export.load_model(model, model=_user_model(model, model_module))
-  x, _ = export.read_features(dataset, trained)
-  text = export.predictions_csv(trained, x)
+  if images:
+    image_size, color, hw = image_settings(model, trained)
+    files, x = data.read_images(images, image_size=image_size, color=color, expected_size=hw)
+    text = export.predictions_csv(trained, x, files=files)
+  else:
+    x, _ = export.read_features(dataset, trained)
+    text = export.predictions_csv(trained, x)
   try:
     io.atomic_write(out, text.encode())
   except OSError as e:
@@ -181,6 +220,45 @@ def predict_file(model: str | None, dataset: str | None, out: str | None,
                       "give a file you can write") from None
   logging.info("wrote %d predictions into %s", len(x), out)
   return len(x)
+
+
+def image_settings(folder: str, trained) -> tuple[int | None, str, tuple[int, int]]:
+  """How to read images for the model saved in `folder` (`trained`, loaded from it): as its
+  training images were read.
+
+  Returns:
+    (the image_size model.json records, or None; the color, "grayscale" or "rgb" as the
+    model's channels are; the (height, width) of its feature shape).
+
+  Raises:
+    ConfigError: the model was not trained on a folder of images: its feature shape is not
+      (height, width, 1 or 3), or model.json records no data configuration, or one of a
+      built-in data set or a .csv or .npz file.
+  """
+  from lr_jax.config.data import COLORS
+  from lr_jax.data import DATASETS
+  shape = tuple(trained.feature_shape)
+  data = (trained.card.get("experiment") or {}).get("data")
+  name = data.get("dataset") if isinstance(data, dict) else None
+  if len(shape) != 3 or shape[2] not in (1, 3):
+    why = f"its features have shape {shape}, not (height, width, channels) of 1 or 3 channels"
+  elif not isinstance(name, str):
+    why = "its model.json records no data configuration with a dataset"
+  elif name in DATASETS or os.path.splitext(name)[1].lower() in (".csv", ".npz"):
+    why = f"it was trained on --dataset={name}"
+  else:
+    why = None
+  if why is not None:
+    raise ConfigError(f"--images does not apply to --model {folder}: it was not trained on a "
+                      f"folder of images ({why}); give --dataset=FILE with its features")
+  image_size = data.get("image_size")
+  if not (image_size is None or isinstance(image_size, int)
+          or (isinstance(image_size, list) and len(image_size) == 2)):
+    image_size = None  # Not a size this version records: each image must then fit the model.
+  # The channels decide the color: a data set built with Dataset.from_folder(color=...) leaves
+  # DataConfig.color at its default, and the features' shape is what the model was fed.
+  color = COLORS[0] if shape[2] == 1 else COLORS[1]
+  return (tuple(image_size) if isinstance(image_size, list) else image_size), color, shape[:2]
 
 
 def _user_model(folder: str, model_module: str | None) -> "Model | None":
@@ -202,7 +280,8 @@ def _user_model(folder: str, model_module: str | None) -> "Model | None":
 
 def main(argv):
   del argv  # cli.parse_flags refuses stray arguments.
-  cli.run_main(lambda: predict_file(FLAGS.model, FLAGS.dataset, FLAGS.out, FLAGS.model_module))
+  cli.run_main(lambda: predict_file(FLAGS.model, FLAGS.dataset, FLAGS.out, FLAGS.model_module,
+                                    FLAGS.images))
 
 
 if __name__ == "__main__":  # As `lr-jax` and experiments/ run it: commands.run.

@@ -12,15 +12,16 @@ that importing lr_jax stays fast.
 
 The package's modules, one idea each: `dataset` (the `Dataset` type, built from arrays),
 `builtin` (`DATASETS`), `files` (.csv and .npz files), `folders` (folders of images,
-`read_folder`), `load` (`load_dataset`), `splits` (`Splits`, `make_splits`) and `record` (what
-a run records of its data).
+`read_folder`; `read_images`, the images a saved model predicts on), `load` (`load_dataset`),
+`splits` (`Splits`, `make_splits`) and `record` (what a run records of its data).
 """
 
 from lr_jax.config import DataConfig
 from lr_jax.data.builtin import DATASETS
 from lr_jax.data.dataset import CLASSIFICATION, REGRESSION, Dataset
 from lr_jax.data.files import check_header
-from lr_jax.data.folders import IMAGE_EXTENSIONS, ImageFolder, read_folder
+from lr_jax.data.folders import (IMAGE_EXTENSIONS, ImageFolder, image_files, read_folder,
+                                 read_images)
 # Private, for `export`: the files a model predicts on get a data file's checks.
 from lr_jax.data.files import _NPY_MAGIC, _ZIP_MAGICS, _check_file, _not_pickle
 from lr_jax.data.load import load_dataset
@@ -30,5 +31,5 @@ from lr_jax.data.splits import Splits, fold_splits, make_splits
 __all__ = [
     "CLASSIFICATION", "DATASETS", "DataConfig", "Dataset", "IMAGE_EXTENSIONS", "ImageFolder",
     "REGRESSION", "Splits", "check_header", "config_dict", "content_fingerprint", "fold_splits",
-    "load_dataset", "make_splits", "read_folder",
+    "image_files", "load_dataset", "make_splits", "read_folder", "read_images",
 ]

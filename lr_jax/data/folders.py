@@ -11,6 +11,10 @@ folder belongs, a folder inside a class folder, or a file that is not .png, .jpg
 refused naming it, never skipped (a stray file is more often a mistake than decoration). Hidden
 entries, those whose name starts with "." (.DS_Store, .ipynb_checkpoints), are ignored
 everywhere.
+
+`read_images` reads the images a saved model predicts on (`experiments.predict --images=DIR`):
+every image file in a folder and its sub-folders, decoded exactly as `read_folder` decodes a
+training image.
 """
 
 from __future__ import annotations
@@ -122,15 +126,20 @@ def _class_files(path: str) -> dict[str, list[str]]:
           f"class folder {folder!r} holds the folder {inner[0]!r}; images go directly in their "
           "class folder (hide it with a name starting with '.' to keep it)")
     for image in images:
-      if os.path.splitext(image)[1].lower() not in IMAGE_EXTENSIONS:
-        raise ConfigError(
-            f"{os.path.join(folder, image)!r} is not an image file; valid extensions: "
-            f"{', '.join(IMAGE_EXTENSIONS)} (hidden files, named '.*', are ignored)")
+      _check_image_name(os.path.join(folder, image))
     if not images:
       raise ConfigError(f"class folder {folder!r} holds no images "
                         f"({', '.join(IMAGE_EXTENSIONS)}); remove it or add its images")
     out[name] = [os.path.join(folder, image) for image in images]
   return out
+
+
+def _check_image_name(path: str) -> None:
+  """Refuses a (non-hidden) file whose extension is not an image's."""
+  if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
+    raise ConfigError(
+        f"{path!r} is not an image file; valid extensions: {', '.join(IMAGE_EXTENSIONS)} "
+        "(hidden files, named '.*', are ignored)")
 
 
 def _image_size(image_size) -> tuple[int, int] | None:
@@ -196,10 +205,15 @@ def _read_split(files: dict[str, list[str]], class_ids: dict[str, int], mode: st
       first = first or path
       pixels.append(image)
       labels.append(class_ids[name])
+  return _pixels_to_x(pixels), np.array(labels, np.int32)
+
+
+def _pixels_to_x(pixels: list[np.ndarray]) -> np.ndarray:
+  """Images of one size from `_read_image` as [N, H, W, C] float32 in [0, 1]."""
   x = np.stack(pixels)
   if x.ndim == 3:
     x = x[..., None]  # Grayscale: one channel.
-  return x.astype(np.float32) / np.float32(255), np.array(labels, np.int32)
+  return x.astype(np.float32) / np.float32(255)
 
 
 def _check_classes(path: str, splits: dict[str, dict[str, list[str]]]) -> tuple[str, ...]:
@@ -263,3 +277,79 @@ def read_folder(path: str | os.PathLike, *, image_size: int | Sequence[int] | No
       raise _mixed_sizes(splits["train"][names[0]][0], train.x.shape[1:],
                          splits[name][names[0]][0], part.x.shape[1:])
   return ImageFolder(names, parts)
+
+
+def image_files(path: str | os.PathLike) -> tuple[str, ...]:
+  """The image files in folder `path` and its sub-folders (any depth), sorted, relative to it.
+
+  Hidden entries (a name starting with ".") are skipped, as `read_folder` skips them, folders
+  included; any other file that is not .png, .jpg or .jpeg is refused.
+
+  Returns:
+    The files' paths relative to `path` (joined with `os.sep`), sorted as strings.
+
+  Raises:
+    ConfigError: `path` is not a folder or cannot be read, a non-image file, no image at all.
+  """
+  path = os.fspath(path)
+  if not os.path.isdir(path):
+    what = "does not exist" if not os.path.exists(path) else "is not a folder"
+    raise ConfigError(f"image folder {path!r} {what}; give a folder of images "
+                      f"({', '.join(IMAGE_EXTENSIONS)})")
+  found, pending = [], [""]
+  while pending:
+    rel = pending.pop()
+    folders, files = _entries(os.path.join(path, rel) if rel else path)
+    for name in files:
+      _check_image_name(os.path.join(path, rel, name))
+      found.append(os.path.join(rel, name))
+    pending.extend(os.path.join(rel, name) for name in folders)
+  if not found:
+    raise ConfigError(f"image folder {path!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}), "
+                      "in it or in its sub-folders")
+  return tuple(sorted(found))
+
+
+def read_images(path: str | os.PathLike, *, image_size: int | Sequence[int] | None = None,
+                color: str = "grayscale", expected_size: tuple[int, int] | None = None
+                ) -> tuple[tuple[str, ...], np.ndarray]:
+  """Reads every image in a folder and its sub-folders as float32 pixels in [0, 1].
+
+  Each image is decoded, converted and resized exactly as `read_folder` does for training, so
+  the same file gives the same pixels: what a saved model predicts on (`experiments.predict
+  --images=DIR`). Which files are read is `image_files`.
+
+  Args:
+    path: the folder.
+    image_size: None keeps the images' size; an int resizes each to a square of that side,
+      (height, width) to that shape (bilinear, with Pillow).
+    color: "grayscale" (one channel) or "rgb" (three), whatever the files hold.
+    expected_size: None, or the (height, width) every image must have once read (a model's
+      feature shape); an image of another size is refused naming it, its size and this one.
+
+  Returns:
+    (the files' paths relative to `path`, sorted; [N, H, W, C] float32 pixels in that order).
+
+  Raises:
+    ConfigError: one line naming the folder or file: an unknown color or a bad image_size, not
+      a folder, a non-image file, no images, an unreadable image, an image of another size than
+      `expected_size`, or (without either size) images of mixed sizes.
+  """
+  path = os.fspath(path)
+  check_choice("color", color, COLORS)
+  size = _image_size(image_size)
+  names = image_files(path)
+  pixels = []
+  for name in names:
+    file = os.path.join(path, name)
+    image = _read_image(file, _PIL_MODES[color], size)
+    if expected_size is not None and image.shape[:2] != tuple(expected_size):
+      (h, w), (eh, ew) = image.shape[:2], expected_size
+      how = ("records no image_size to resize them to; resize it to that size" if size is None
+             else f"image_size {size[0]}x{size[1]} does not give that size")
+      raise ConfigError(f"image {file!r} is {h}x{w} (height x width); the model takes {eh}x{ew} "
+                        f"images and {how}")
+    if pixels and image.shape != pixels[0].shape:
+      raise _mixed_sizes(os.path.join(path, names[0]), pixels[0].shape, file, image.shape)
+    pixels.append(image)
+  return names, _pixels_to_x(pixels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -199,19 +200,26 @@ def _finite_problem(value: float) -> str:
   return "infinite value" if math.isinf(value) else "value beyond float32's range"
 
 
-def predictions_csv(model: TrainedModel, x) -> str:
+def predictions_csv(model: TrainedModel, x, files: Sequence[str] | None = None) -> str:
   """One line per row of `x`: the prediction (a class label as in the data, or a value) and,
-  for classification, each class's probability (`p_<label>`)."""
+  for classification, each class's probability (`p_<label>`).
+
+  `files`, one name per row (the images `x` was read from), adds a first column `file`."""
+  if files is not None and len(files) != len(x):
+    raise ValueError(f"{len(files)} file names for {len(x)} rows")
+  head = [] if files is None else ["file"]
+  lead = (lambda i: []) if files is None else (lambda i: [files[i]])
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
   if model.task == "classification":
     proba = model.predict_proba(x)
     labels = np.asarray(model.class_names)[np.argmax(proba, axis=-1)]
-    writer.writerow(["prediction"] + [f"p_{c}" for c in model.class_names])
-    for label, p in zip(labels.tolist(), proba):
-      writer.writerow([label] + [f"{float(v):.6g}" for v in p])
+    writer.writerow(head + ["prediction"] + [f"p_{c}" for c in model.class_names])
+    for i, (label, p) in enumerate(zip(labels.tolist(), proba)):
+      writer.writerow(lead(i) + [label] + [f"{float(v):.6g}" for v in p])
   else:
-    writer.writerow(["prediction"])
-    for v in model.predict(x):
-      writer.writerow([f"{float(v):.9g}"])
+    writer.writerow(head + ["prediction"])
+    for i, v in enumerate(model.predict(x)):
+      writer.writerow(lead(i) + [f"{float(v):.9g}"])
   return buf.getvalue()
+
