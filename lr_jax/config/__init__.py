@@ -13,7 +13,7 @@ seed, fold, weight decay, momentum -- are swept as dynamic hyperparameters (`lr_
 The package's modules, one idea each (each imports only those above it):
 
     checks      the checks of a value: `check_choice`, `check_distinct`, `check_positive`
-                (`INT32_MAX`), `Interval`
+                (`INT32_MAX`), `Interval`; `tuple_fields` (an application config's axes)
     fields      `check_fields`, `check_type`: every field's type checked and normalized;
                 `DatasetLike`
     registry    `Registry`: an unknown name is one `ConfigError` line listing the valid ones
@@ -31,7 +31,8 @@ This face re-exports the names the rest of the repository uses; the submodules n
 
 from lr_jax.config.applies import (APPLIES, SYNTHETIC_DATASETS, Applies, Unused, unused_fields,
                                    why_unused)
-from lr_jax.config.checks import INT32_MAX, Interval, check_choice, check_distinct, check_positive
+from lr_jax.config.checks import (INT32_MAX, Interval, check_choice, check_distinct,
+                                  check_positive, tuple_fields)
 from lr_jax.config.data import DataConfig
 from lr_jax.config.experiment import Experiment
 from lr_jax.config.fields import DatasetLike, check_fields, check_type
@@ -47,6 +48,7 @@ __all__ = [
     "ACTIVATIONS", "APPLIES", "INT32_MAX", "MONITORS", "SYNTHETIC_DATASETS", "Applies",
     "DataConfig", "DatasetLike", "Experiment", "Interval", "ModelConfig", "OptimConfig",
     "Registry", "TrainConfig", "Unused", "check_choice", "check_distinct", "check_fields",
-    "check_learning_rates", "check_positive", "check_type", "log_spaced", "unused_fields",
+    "check_learning_rates", "check_positive", "check_type", "log_spaced", "tuple_fields",
+    "unused_fields",
     "why_unused",
 ]

@@ -56,6 +56,18 @@ def check_distinct(what: str, values: Sequence, why: str = "") -> None:
     seen.add(x)
 
 
+def tuple_fields(config, names: Sequence[str]) -> None:
+  """Sets each named field of a frozen dataclass to a tuple of its values, refusing an empty
+  or a repeated one in one line (an application config's axes: sizes, widths, grids)."""
+  for name in names:
+    value = tuple(getattr(config, name))
+    if not value:
+      raise ConfigError(f"{name} is empty; give at least one")
+    if len(set(value)) != len(value):
+      raise ConfigError(f"{name} has duplicates: {value}")
+    object.__setattr__(config, name, value)
+
+
 def check_positive(what: str, value: float, *, integer: bool = False, allow_zero: bool = False) -> None:
   """Raises `ConfigError` unless `value` is a finite positive (or zero) number.
 

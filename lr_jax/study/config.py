@@ -5,7 +5,8 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
-from lr_jax.config import check_choice, check_learning_rates, check_positive, log_spaced
+from lr_jax.config import (check_choice, check_learning_rates, check_positive, log_spaced,
+                           tuple_fields)
 from lr_jax.errors import ConfigError
 from lr_jax.study.cells import BUDGETS, index_of
 
@@ -94,14 +95,8 @@ class StudyConfig:
 
   def __post_init__(self):
     from lr_jax.optim import OPTIMIZERS
-    for name in ("train_sizes", "optimizers", "widths", "schedules", "learning_rates",
-                 "budgets"):
-      value = tuple(getattr(self, name))
-      if not value:
-        raise ConfigError(f"{name} is empty; give at least one")
-      if len(set(value)) != len(value):
-        raise ConfigError(f"{name} has duplicates: {value}")
-      object.__setattr__(self, name, value)
+    tuple_fields(self, ("train_sizes", "optimizers", "widths", "schedules", "learning_rates",
+                        "budgets"))
     for opt in self.optimizers:
       check_choice("optimizer", opt, OPTIMIZERS)
     for s in self.schedules:

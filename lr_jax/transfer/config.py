@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from lr_jax.config import check_learning_rates, check_positive, log_spaced
+from lr_jax.config import check_learning_rates, check_positive, log_spaced, tuple_fields
 from lr_jax.errors import ConfigError
 
 # The arms compared at each size: name -> the backbone's learning-rate scale (None: a fresh
@@ -59,14 +59,8 @@ class FineTuneConfig:
   data_seed: int = 0
 
   def __post_init__(self):
-    for name in ("source_classes", "target_classes", "train_sizes", "widths", "learning_rates",
-                 "source_lrs"):
-      value = tuple(getattr(self, name))
-      if not value:
-        raise ConfigError(f"{name} is empty; give at least one")
-      if len(set(value)) != len(value):
-        raise ConfigError(f"{name} has duplicates: {value}")
-      object.__setattr__(self, name, value)
+    tuple_fields(self, ("source_classes", "target_classes", "train_sizes", "widths",
+                        "learning_rates", "source_lrs"))
     for c in (*self.source_classes, *self.target_classes):
       if c not in range(10):
         raise ConfigError(f"class {c!r} is not a digit; valid choices: 0..9")
