@@ -146,15 +146,15 @@ def test_read_params_reads_a_model_folder_a_flax_msgpack_file_and_an_orbax_check
   (tmp_path / "w.msgpack").write_bytes(serialization.to_bytes({"params": want}))  # A TrainState's.
   ocp.PyTreeCheckpointer().save(str(tmp_path / "orbax"), want)
   for path in (tmp_path / "w.msgpack", tmp_path / "orbax"):  # Each the same tree.
-    got = lr_jax.read_params(str(path))
+    got = lr_jax.models.read_params(str(path))
     jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
     start = models.pretrained(model, got, head=None).init(jax.random.PRNGKey(0))
     jax.tree_util.tree_map(np.testing.assert_array_equal, start, want)
   with pytest.raises(lr_jax.ConfigError, match=r"do not exist"):
-    lr_jax.read_params(str(tmp_path / "nothing"))
+    lr_jax.models.read_params(str(tmp_path / "nothing"))
   (tmp_path / "junk.bin").write_bytes(b"\x00\x01junk")
   with pytest.raises(lr_jax.ConfigError, match=r"^'.*junk\.bin' is not a Flax msgpack file"):
-    lr_jax.read_params(str(tmp_path / "junk.bin"))
+    lr_jax.models.read_params(str(tmp_path / "junk.bin"))
 
 
 def test_a_saved_models_parameters_start_a_sweep(tmp_path):
@@ -162,11 +162,38 @@ def test_a_saved_models_parameters_start_a_sweep(tmp_path):
   result = _sweep(())
   refit = lr_jax.refit(result)  # One member: the sweep had one seed.
   lr_jax.save_model(refit, str(tmp_path / "model"))
-  saved = lr_jax.read_params(str(tmp_path / "model"))
+  saved = lr_jax.models.read_params(str(tmp_path / "model"))
   jax.tree_util.tree_map(np.testing.assert_array_equal, saved,
                          jax.tree_util.tree_map(np.asarray, refit.params[0]))
   model, _, _ = _models()
   start = models.pretrained(model, saved, head=None).init(jax.random.PRNGKey(1))
   jax.tree_util.tree_map(np.testing.assert_array_equal, start, saved)
   with pytest.raises(lr_jax.ConfigError, match=r"has 1 member\(s\); valid: member in 0..0"):
-    lr_jax.read_params(str(tmp_path / "model"), member=1)
+    lr_jax.models.read_params(str(tmp_path / "model"), member=1)
+
+
+def test_a_built_in_model_starts_from_init_from_and_reloads_without_it(tmp_path):
+  from flax import serialization
+  _, source, _ = _models()
+  path = tmp_path / "start.msgpack"
+  path.write_bytes(serialization.to_bytes(source))
+  exp = EXP.replace(model__init_from=str(path), model__head="last")
+  result = lr_jax.run_sweep(exp, lr_jax.Grid(learning_rates=(LR,), seeds=(SEED,),
+                                             hparams=(("backbone_lr_scale", (0.0,)),)))
+  np.testing.assert_array_equal(_params(result, 0)["Dense_0"]["kernel"],
+                                source["Dense_0"]["kernel"].astype(np.float32))
+  # A saved fine-tuned model reloads from its own folder, without the start's file.
+  lr_jax.save_model(lr_jax.refit(result), str(tmp_path / "model"))
+  path.unlink()
+  x = lr_jax.load_dataset(EXP.data).x[:5]
+  assert lr_jax.load_model(str(tmp_path / "model")).predict(x).shape == (5,)
+  with pytest.raises(lr_jax.ConfigError, match=r"head 'a-b' is not a layer name"):
+    lr_jax.ModelConfig(head="a-b")
+  from lr_jax.config import unused_fields
+  assert "head" in unused_fields(lr_jax.ModelConfig(head="last"))  # Without a start.
+  assert "head" not in unused_fields(lr_jax.ModelConfig(init_from=str(path), head="last"))
+
+
+def test_the_flags_take_a_start_and_refuse_head_without_one(run_script):
+  code, err = run_script("--head=last")
+  assert code == 2 and "--head" in err and "init_from" in err and len(err.strip().splitlines()) == 1, err

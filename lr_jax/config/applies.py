@@ -37,6 +37,8 @@ def _is_folder(value) -> bool:
 
 # The paths `lr_jax.data` reads as a folder of images (`Dataset.from_folder`): any folder.
 IMAGE_FOLDERS = ValuesWhere(_is_folder, "a folder of images")
+# A pretrained start's source (`ModelConfig.init_from`): any path given.
+GIVEN = ValuesWhere(lambda value: value is not None, "a pretrained start")
 
 
 class Applies(NamedTuple):
@@ -71,7 +73,8 @@ APPLIES: dict[str, tuple[Applies, ...]] = {
                 "non-test row"),
         Applies(("image_size", "color"), "dataset", IMAGE_FOLDERS),
     ),
-    "ModelConfig": (Applies(("hidden", "activation"), "name", ("mlp", "cnn")),),
+    "ModelConfig": (Applies(("hidden", "activation"), "name", ("mlp", "cnn")),
+                    Applies(("head",), "init_from", GIVEN)),
     "OptimConfig": (
         Applies(("decay_steps", "staircase"), "schedule", ("exponential",)),
         Applies(("boundaries", "scales"), "schedule", ("piecewise",)),

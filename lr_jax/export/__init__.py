@@ -20,8 +20,6 @@ The package's modules, one idea each (each imports only those above it):
     chosen   `refit` of the chosen configuration, `estimate_of` (validation vs test)
     nested   `nested_estimates`: nested cross-validation's outer folds refit and scored
     predict  `read_features` (a .csv or .npz a model predicts on), `predictions_csv`
-    start    `read_params`: a model folder's, a Flax msgpack file's or an Orbax checkpoint's
-             parameters, as a pretrained start (`models.pretrained`)
 
 This face re-exports the names the rest of the repository uses; the submodules never import it,
 so a patch of `export.refit` reaches the callers that look it up here (`commands.lr_sweep`).
@@ -34,7 +32,7 @@ from lr_jax.export.folder import (FORMAT, load_model, model_folder, saved_model_
                                    save_model, write_model)
 from lr_jax.export.nested import nested_estimates
 from lr_jax.export.predict import predictions_csv, read_features
-from lr_jax.export.start import read_params
+from lr_jax.models.saved import read_params  # Where a pretrained start reads: below the engine.
 from lr_jax.trained import TrainedModel
 # Private, for `export_test`: the rows of the selected point (what the refit's epochs come from).
 from lr_jax.export.chosen import _chosen_rows

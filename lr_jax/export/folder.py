@@ -15,13 +15,12 @@ from lr_jax.config import Experiment, ModelConfig
 from lr_jax.errors import ConfigError
 from lr_jax.io import atomic_write
 from lr_jax.models import Model
+from lr_jax.models.saved import CARD_NAME, PARAMS_NAME
 from lr_jax.trained import TrainedModel, built_model, num_outputs
 
 FORMAT = "lr_jax.model/1"
 
-PARAMS_NAME = "params.msgpack"
 
-CARD_NAME = "model.json"
 
 
 def model_folder(path: str, identity: dict, overwrite: bool = False, flag: str = "--save_model"):
@@ -262,6 +261,8 @@ def _rebuilt_model(path: str, card: dict, model: Model | None, task: str, names:
   if task == "classification" and len(names) < 2:
     raise _invalid(path, f"{CARD_NAME}'s 'class_names' has {len(names)} class(es); a "
                    "classifier has at least 2")
+  # Its parameters are the folder's: a pretrained start it was fine-tuned from is not needed.
+  cfg = dataclasses.replace(cfg, init_from=None, head="auto")
   return built_model(cfg, num_outputs(task, len(names)), shape), f"{CARD_NAME}'s"
 
 

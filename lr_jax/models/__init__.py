@@ -16,6 +16,8 @@ The package's modules, one idea each (each imports only those above it):
     layers        `layer_names`, `head_name`, `layer_of_leaves`, `layer_of_elements`: the
                   params' top-level layers in creation order (the head last)
     pretrained    `pretrained(model, params, head=...)`: the model starting from given params
+    saved         `read_params`: an lr_jax model folder's, a Flax msgpack file's or an Orbax
+                  checkpoint's parameters
 """
 
 from lr_jax.models.adapters import from_linen, from_nnx
@@ -25,10 +27,11 @@ from lr_jax.models.flat import Flat, flattened, unflattened
 from lr_jax.models.layers import head_name, layer_names, layer_of_elements, layer_of_leaves
 from lr_jax.models.model import FrozenDict, Model, Params, apply_model, default_hparams
 from lr_jax.models.pretrained import pretrained
+from lr_jax.models.saved import read_params
 
 __all__ = [
     "CNN", "MLP", "MODELS", "Flat", "FrozenDict", "Model", "Params", "apply_model",
     "build_model", "check_widths", "default_hparams", "dropout", "flattened", "from_linen",
     "from_nnx", "head_name", "layer_names", "layer_of_elements", "layer_of_leaves",
-    "pretrained", "unflattened",
+    "pretrained", "read_params", "unflattened",
 ]

@@ -12,6 +12,8 @@ from lr_jax.config import Registry
 from lr_jax.errors import ConfigError
 from lr_jax.models.adapters import from_linen
 from lr_jax.models.model import Model
+from lr_jax.models.pretrained import pretrained
+from lr_jax.models.saved import read_params
 
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -149,9 +151,13 @@ MODELS: dict[str, Callable[..., nn.Module]] = Registry("model", {"mlp": _mlp, "l
 
 
 def build_model(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> Model:
-  """The built-in model named by `cfg` (a `ModelConfig`), as a pure `Model`."""
+  """The built-in model named by `cfg` (a `ModelConfig`), as a pure `Model`; with
+  `cfg.init_from`, starting from those parameters (`pretrained`, its head per `cfg.head`)."""
   module = MODELS[cfg.name](cfg, num_outputs, feature_shape)
   num_features = 1
   for d in feature_shape:
     num_features *= d
-  return from_linen(module, num_features)
+  model = from_linen(module, num_features)
+  if cfg.init_from is None:
+    return model
+  return pretrained(model, read_params(cfg.init_from), head=None if cfg.head == "none" else cfg.head)

@@ -1,5 +1,8 @@
 """`read_params`: parameters saved elsewhere, as a pretrained start (`models.pretrained`).
 
+In `models`, below the engine, because a built-in model can start from them
+(`ModelConfig.init_from`: `build_model` wraps it in `pretrained`).
+
 Three places a practitioner's weights come from: an lr_jax model folder (`save_model`'s), a
 Flax msgpack file (`flax.serialization.to_bytes`), and an Orbax checkpoint directory (what
 Flax's own examples save; Orbax arrives with Flax). Each is read into plain nested dicts of
@@ -13,7 +16,10 @@ import os
 import numpy as np
 
 from lr_jax.errors import ConfigError
-from lr_jax.export.folder import CARD_NAME, PARAMS_NAME, _read_card
+
+# An lr_jax model folder's files (`lr_jax.export.save_model`): its card and its parameters,
+# `{"members": {"0": params, ...}}` in msgpack.
+CARD_NAME, PARAMS_NAME = "model.json", "params.msgpack"
 
 
 def _unwrap(tree, path: str):
@@ -66,8 +72,8 @@ def read_params(path: str, *, member: int = 0) -> dict:
     raise ConfigError(f"pretrained parameters {path!r} do not exist; valid: an lr_jax model "
                       "folder, a Flax msgpack file or an Orbax checkpoint directory")
   if os.path.isdir(path) and os.path.exists(os.path.join(path, CARD_NAME)):
-    _read_card(path)  # A folder of another format is refused as `load_model` refuses it.
-    members = _msgpack(os.path.join(path, PARAMS_NAME)).get("members", {})
+    members = _msgpack(os.path.join(path, PARAMS_NAME))
+    members = members.get("members", {}) if isinstance(members, dict) else {}
     if str(member) not in members:
       raise ConfigError(f"model folder {path!r} has {len(members)} member(s); valid: member in "
                         f"0..{len(members) - 1}")
