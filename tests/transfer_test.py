@@ -51,7 +51,8 @@ def test_the_start_is_the_given_parameters_and_the_seeds_new_head():
   np.testing.assert_array_equal(params["Dense_0"]["kernel"], source["Dense_0"]["kernel"])
   np.testing.assert_array_equal(params["Dense_1"]["kernel"], model.init(key)["Dense_1"]["kernel"])
   assert models.layer_names(model) == ("Dense_0", "Dense_1")
-  assert models.head_name(model) == "Dense_1"
+  assert models.head_layers(model) == ("Dense_1",)
+  assert models.layer_depths(model) == {"Dense_1": 0, "Dense_0": 1}
 
 
 def test_a_frozen_backbone_is_bit_identical_and_its_head_a_hand_written_linear_probe():
@@ -134,7 +135,7 @@ def test_a_shape_that_does_not_fit_is_one_line_naming_both_shapes():
     models.pretrained(other, source)
   wide_head = lr_jax.build_model(EXP.model, 3, (64,))  # Three classes: the head is new.
   assert models.pretrained(wide_head, source).init(jax.random.PRNGKey(0))["Dense_1"]["kernel"].shape == (16, 3)
-  with pytest.raises(lr_jax.ConfigError, match=r"head 'Dense_9' is not a layer.*Dense_0, Dense_1"):
+  with pytest.raises(lr_jax.ConfigError, match=r"head 'Dense_9' matches no layer; valid choices: Dense_0, Dense_1"):
     models.pretrained(model, source, head="Dense_9")
 
 
@@ -187,8 +188,8 @@ def test_a_built_in_model_starts_from_init_from_and_reloads_without_it(tmp_path)
   path.unlink()
   x = lr_jax.load_dataset(EXP.data).x[:5]
   assert lr_jax.load_model(str(tmp_path / "model")).predict(x).shape == (5,)
-  with pytest.raises(lr_jax.ConfigError, match=r"head 'a-b' is not a layer name"):
-    lr_jax.ModelConfig(head="a-b")
+  with pytest.raises(lr_jax.ConfigError, match=r"head 'a\(' is not a regular expression"):
+    lr_jax.ModelConfig(head="a(")
   from lr_jax.config import unused_fields
   assert "head" in unused_fields(lr_jax.ModelConfig(head="last"))  # Without a start.
   assert "head" not in unused_fields(lr_jax.ModelConfig(init_from=str(path), head="last"))
@@ -197,3 +198,23 @@ def test_a_built_in_model_starts_from_init_from_and_reloads_without_it(tmp_path)
 def test_the_flags_take_a_start_and_refuse_head_without_one(run_script):
   code, err = run_script("--head=last")
   assert code == 2 and "--head" in err and "init_from" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_head_pattern_makes_those_layers_the_head_the_rest_learns_at_the_scale():
+  # A three-layer MLP whose head is its last two layers (a regular expression of their names):
+  # a frozen backbone is the first layer alone; the seed initializes both head layers anew.
+  cfg = lr_jax.ModelConfig(hidden=(16, 8))
+  model = lr_jax.build_model(cfg, 10, (64,))
+  assert models.layer_depths(models.with_head(model, "Dense_[12]")) == {
+      "Dense_2": 0, "Dense_1": 0, "Dense_0": 1}
+  source = jax.tree_util.tree_map(np.asarray, model.init(jax.random.PRNGKey(9)))
+  start = models.pretrained(model, source, head="Dense_[12]")
+  result = lr_jax.run_sweep(RUN, lr_jax.Grid(learning_rates=(LR,), seeds=(SEED,),
+                                             hparams=(("backbone_lr_scale", (0.0,)),)),
+                            model=start)
+  trained = _params(result, 0)
+  np.testing.assert_array_equal(trained["Dense_0"]["kernel"], source["Dense_0"]["kernel"])
+  assert not np.allclose(trained["Dense_1"]["kernel"], source["Dense_1"]["kernel"])
+  with pytest.raises(lr_jax.ConfigError, match=r"head 'Conv.*' matches no layer; valid choices: "
+                                               r"Dense_0, Dense_1, Dense_2"):
+    models.with_head(model, "Conv.*")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from lr_jax.config.checks import check_choice, check_positive
 from lr_jax.config.fields import check_fields
@@ -23,8 +24,9 @@ class ModelConfig:
     init_from: a pretrained start: an lr_jax model folder (save_model's), a Flax msgpack file
       or an Orbax checkpoint directory whose parameters every variant starts from
       (`lr_jax.models.pretrained`); None: each seed's fresh init.
-    head: with init_from, the layer each seed initializes anew: "auto" (the last, where its
-      shapes differ: another number of classes), "last", "none", or a layer's name.
+    head: with init_from, the layers each seed initializes anew and that learn at the full
+      rate: "auto" (the last layer, where its shapes differ: another number of classes),
+      "last", "none", or a regular expression of layer names (e.g. "Dense_[12]").
   """
 
   name: str = "mlp"
@@ -36,9 +38,12 @@ class ModelConfig:
 
   def __post_init__(self):
     check_fields(self)
-    if not (self.head in ("auto", "last", "none") or self.head.isidentifier()):
-      raise ConfigError(f"head {self.head!r} is not a layer name; valid choices: auto, last, none "
-                        "or a layer's name (e.g. Dense_1)")
+    if self.head not in ("auto", "last", "none"):
+      try:
+        re.compile(self.head)
+      except re.error as e:
+        raise ConfigError(f"head {self.head!r} is not a regular expression ({e}); valid choices: "
+                          "auto, last, none, or a pattern of layer names (e.g. Dense_1)") from None
     for width in self.hidden:
       check_positive("hidden width", width, integer=True)
     if self.name == "cnn" and not self.hidden:

@@ -74,5 +74,5 @@ def flattened(model: Model) -> Flat:
       Model(init=lambda key: to_flat(model.init(key)),
             apply=lambda params, x_BxD, key, train, *hparams: model.apply(
                 unravel(params), x_BxD, key, train, *hparams),
-            hparams=model.hparams),
+            hparams=model.hparams, head=model.head),
       unravel_host, model, unravel, to_flat)

@@ -1,19 +1,22 @@
-"""A model's layers: its parameters' top-level entries in the order its init makes them.
+"""A model's layers, its head and its backbone: the groups fine-tuning gives learning rates.
 
-Fine-tuning speaks of layers: the *head* is the last, the *backbone* the rest; a layer-wise
-learning-rate decay counts layers down from the head. A Flax module's params are a dict of its
-submodules in the order `__call__` creates them (`Conv_0`, `Conv_1`, `Dense_0`); JAX's pytree
-functions sort dict keys, so the order is read inside `init` as it returns, under
-`jax.eval_shape` (nothing computed).
+Fine-tuning speaks of layers: the *head* learns at the variant's rate, the *backbone* (every
+other layer) at a scale of it, and a layer-wise decay counts layers down from the head. The
+layers are the params' top-level entries in the order the model's init makes them (`Conv_0`,
+`Conv_1`, `Dense_0`): JAX's pytree functions sort dict keys, so the order is read inside
+`init` as it returns, under `jax.eval_shape` (nothing computed). The head is the layers whose
+names match `Model.head` (a regular expression; `with_head`), or the last layer.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import jax
 import numpy as np
 
+from lr_jax.errors import ConfigError
 from lr_jax.models.model import Model, Params
 
 
@@ -31,10 +34,48 @@ def layer_names(model: Model) -> tuple[str, ...]:
   return seen[0] if seen else ()
 
 
-def head_name(model: Model) -> str | None:
-  """The model's head: its last layer, or None for params that are not a mapping of layers."""
+def matching(names: tuple[str, ...], pattern: str) -> tuple[str, ...]:
+  """The layer names a regular expression matches in full; a pattern matching none, or not a
+  regular expression, is refused in one line listing the names."""
+  try:
+    regex = re.compile(pattern)
+  except re.error as e:
+    raise ConfigError(f"head {pattern!r} is not a regular expression ({e}); valid: a layer's "
+                      f"name or a pattern of names, e.g. {names[-1] if names else 'Dense_1'}")
+  found = tuple(n for n in names if regex.fullmatch(n))
+  if not found:
+    raise ConfigError(f"head {pattern!r} matches no layer; valid choices: {', '.join(names)}, "
+                      "or a pattern of them")
+  return found
+
+
+def head_layers(model: Model) -> tuple[str, ...]:
+  """The model's head: the layers `model.head` matches, or the last layer; () without layers."""
   names = layer_names(model)
-  return names[-1] if names else None
+  if not names:
+    return ()
+  return matching(names, model.head) if model.head is not None else names[-1:]
+
+
+def with_head(model: Model, pattern: str) -> Model:
+  """`model` whose head is the layers `pattern` (a regular expression) matches in full, e.g.
+  `with_head(model, "classifier|Dense_2")`; the rest is the backbone. Checked now."""
+  matching(layer_names(model), pattern)
+  return model._replace(head=pattern)
+
+
+def layer_depths(model: Model) -> dict[str, int]:
+  """Layer name -> its depth below the head: 0 for the head's layers; 1 for the backbone's last
+  layer (the one nearest the head), 2 for the one before, ..."""
+  names, head = layer_names(model), set(head_layers(model))
+  depths, below = {}, 0
+  for name in reversed(names):
+    if name in head:
+      depths[name] = 0
+    else:
+      below += 1
+      depths[name] = below
+  return depths
 
 
 def _top(path) -> str:
@@ -42,23 +83,23 @@ def _top(path) -> str:
   return str(getattr(entry, "key", getattr(entry, "name", entry)))
 
 
-def layer_of_leaves(model: Model, params: Params) -> Params:
-  """`params`' structure with each leaf replaced by its layer's index (0 = first, L-1 = head).
+def depth_of_leaves(model: Model, params: Params) -> Params:
+  """`params`' structure with each leaf replaced by its layer's depth (`layer_depths`).
 
   Args:
-    model: the model; its `init` gives the order of the layers.
+    model: the model; its `init` gives the layers and their order.
     params: its params (or their shapes).
 
   Returns:
     A pytree like `params` of Python ints.
   """
-  index = {name: i for i, name in enumerate(layer_names(model))}
-  return jax.tree_util.tree_map_with_path(lambda path, _: index[_top(path)], params)
+  depths = layer_depths(model)
+  return jax.tree_util.tree_map_with_path(lambda path, _: depths[_top(path)], params)
 
 
-def layer_of_elements(model: Model, params: Params) -> np.ndarray:
-  """[P] int32: each element's layer index, in the order `jax.flatten_util.ravel_pytree` lays
+def depth_of_elements(model: Model, params: Params) -> np.ndarray:
+  """[P] int32: each element's layer depth, in the order `jax.flatten_util.ravel_pytree` lays
   the params out as one vector (`models.flattened`)."""
-  layers = layer_of_leaves(model, params)
+  depths = depth_of_leaves(model, params)
   sizes = [int(np.prod(np.shape(leaf))) for leaf in jax.tree_util.tree_leaves(params)]
-  return np.repeat(np.asarray(jax.tree_util.tree_leaves(layers), np.int32), sizes)
+  return np.repeat(np.asarray(jax.tree_util.tree_leaves(depths), np.int32), sizes)

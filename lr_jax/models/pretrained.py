@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 
 from lr_jax.errors import ConfigError
-from lr_jax.models.layers import _top, head_name, layer_names
+from lr_jax.models.layers import _top, head_layers, layer_names, matching
 from lr_jax.models.model import Model, Params
 
 
@@ -29,20 +29,16 @@ def _by_path(tree) -> dict[str, object]:
 
 def _replaced_layers(model: Model, fresh: dict, given: dict, head: str | None) -> set[str]:
   """The layers whose parameters the seed initializes: the head where `head` says so."""
-  names = layer_names(model)
   if head is None:
     return set()
-  if head == "last":
-    return {names[-1]}
-  if head == "auto":  # The head is new where the given one does not fit (other classes).
-    last = head_name(model)
-    differs = any(np.shape(given.get(p)) != tuple(s.shape) for p, s in fresh.items()
-                  if p.split("/")[0] == last and p in given)
-    return {last} if differs else set()
-  if head not in names:
-    raise ConfigError(f"head {head!r} is not a layer of the model; valid choices: "
-                      f"{', '.join(names)}, 'last', 'auto' or None")
-  return {head}
+  if head in ("last", "auto"):
+    layers = set(head_layers(model))
+    if head == "auto":  # New where the given ones do not fit (another number of classes).
+      differs = any(np.shape(given.get(p)) != tuple(s.shape) for p, s in fresh.items()
+                    if p.split("/")[0] in layers and p in given)
+      return layers if differs else set()
+    return layers
+  return set(matching(layer_names(model), head))
 
 
 def pretrained(model: Model, params: Params, *, head: str | None = "auto") -> Model:
@@ -53,9 +49,10 @@ def pretrained(model: Model, params: Params, *, head: str | None = "auto") -> Mo
     params: its parameters, e.g. another sweep's (`SweepResult.params_of`), a saved model's
       (`lr_jax.read_params`), or any pytree with the same leaf paths (a plain dict of an
       `nnx.State` included).
-    head: the layer the seed initializes anew: a top-level name of the params (e.g.
-      "Dense_0"); "last": the last layer (a new task's head); "auto": the last layer if and
-      only if its shapes differ from `params`' (another number of classes); None: none.
+    head: the layers the seed initializes anew: "last", the model's head (`Model.head`, or its
+      last layer: a new task's head); "auto", the head if and only if its shapes differ from
+      `params`' (another number of classes); a regular expression of layer names (e.g.
+      "Dense_1"), which also becomes the model's head; None: none.
 
   Returns:
     A `Model` whose `init(key)` is `params` (cast to the model's dtypes), the replaced head
@@ -93,4 +90,6 @@ def pretrained(model: Model, params: Params, *, head: str | None = "auto") -> Mo
     return jax.tree_util.tree_map_with_path(
         lambda path, leaf: leaf if _top(path) in replaced else start[_path_text(path)], new)
 
+  if head not in (None, "last", "auto"):
+    model = model._replace(head=head)
   return model._replace(init=init)

@@ -10,7 +10,7 @@ import optax
 
 from lr_jax.config import MONITORS, Experiment
 from lr_jax.errors import ConfigError
-from lr_jax.models import (Flat, Model, layer_names, layer_of_elements, layer_of_leaves,
+from lr_jax.models import (Flat, Model, depth_of_elements, depth_of_leaves, layer_depths,
                            unflattened)
 from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, make_optimizer
 from lr_jax.train.objective import Loss, Metric, Metrics
@@ -35,10 +35,11 @@ class Rules(NamedTuple):
     metrics: `((name, Metric), ...)` computed on the validation set.
     plateau: reduce the learning rate on a plateau of the monitored score.
     history: the history's type (`history_type`).
-    layers: each parameter's layer in the optimizer's layout (`models.layers`): a pytree of
-      ints like the model's params, or `[P]` int32 where the optimizer updates one vector;
-      None for a model whose params are not a mapping of layers.
-    num_layers: L, the head being layer L - 1.
+    depths: each parameter's layer depth below the head in the optimizer's layout
+      (`models.layer_depths`: 0 for the head, k for the k-th backbone layer below it): a
+      pytree of ints like the model's params, or `[P]` int32 where the optimizer updates one
+      vector; None for a model whose params are not a mapping of layers.
+    max_depth: the deepest layer's depth (0: the head is every layer).
   """
 
   batch: int
@@ -54,8 +55,8 @@ class Rules(NamedTuple):
   metrics: Metrics
   plateau: bool
   history: type
-  layers: object = None
-  num_layers: int = 0
+  depths: object = None
+  max_depth: int = 0
 
 
 def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
@@ -75,7 +76,7 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
     flat = unflattened(model.model)  # the vector is the optimizer's "pytree": one leaf
   else:
     flat = model
-  layers, num_layers = _layers(model, vector=flat.tree is not getattr(model, "tree", model))
+  depths, max_depth = _depths(model, vector=flat.tree is not getattr(model, "tree", model))
   # The step differentiates with respect to the layers (`flat.tree`), not the vector (no
   # gradient scattered into [P] only to be sliced again for the optimizer).
   metrics = tuple(metrics)
@@ -91,17 +92,16 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
       flat=flat, make_tx=make_tx,
       family=OPTIMIZERS[experiment.optim.name], loss=loss, metrics=metrics,
       plateau=experiment.optim.schedule == "plateau", history=history_type(names),
-      layers=layers, num_layers=num_layers)
+      depths=depths, max_depth=max_depth)
 
 
-def _layers(model: Model | Flat, *, vector: bool) -> tuple[object, int]:
-  """Each parameter's layer in the optimizer's layout: per element of the vector (`vector`:
-  an elementwise family updating the raveled parameters) or per leaf of the pytree."""
+def _depths(model: Model | Flat, *, vector: bool) -> tuple[object, int]:
+  """Each parameter's layer depth in the optimizer's layout: per element of the vector
+  (`vector`: an elementwise family updating the raveled parameters) or per leaf."""
   tree_model = model.tree if isinstance(model, Flat) else model
-  names = layer_names(tree_model)
-  if not names:
+  depths = layer_depths(tree_model)
+  if not depths:
     return None, 0
   shapes = jax.eval_shape(tree_model.init, jax.random.PRNGKey(0))
-  if vector:
-    return layer_of_elements(tree_model, shapes), len(names)
-  return layer_of_leaves(tree_model, shapes), len(names)
+  of = depth_of_elements if vector else depth_of_leaves
+  return of(tree_model, shapes), max(depths.values())

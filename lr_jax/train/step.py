@@ -24,15 +24,16 @@ def tx_hparams(rules: Rules, v: VariantState, hp: Hparams) -> Hparams:
   return {**hp, "optim": {**hp["optim"], "learning_rate": v.plateau.learning_rate}}
 
 
-def _per_layer(rules: Rules, values_L: jax.Array):
-  """[L] per-layer values laid out as the optimizer's parameters (`Rules.layers`)."""
-  if isinstance(rules.layers, np.ndarray):  # One vector: each element's layer.
-    return values_L[rules.layers]
-  return jax.tree_util.tree_map(lambda layer: values_L[layer], rules.layers)
+def _per_depth(rules: Rules, values_K: jax.Array):
+  """[max_depth + 1] values by layer depth, laid out as the optimizer's parameters
+  (`Rules.depths`)."""
+  if isinstance(rules.depths, np.ndarray):  # One vector: each element's depth.
+    return values_K[rules.depths]
+  return jax.tree_util.tree_map(lambda depth: values_K[depth], rules.depths)
 
 
 def _check_layers(rules: Rules, names) -> None:
-  if rules.layers is None:
+  if rules.depths is None:
     raise ConfigError(f"{', '.join(names)} need a model whose parameters are a mapping of "
                       "layers (a Flax module's); valid choices: leave them at their defaults")
 
@@ -40,19 +41,19 @@ def _check_layers(rules: Rules, names) -> None:
 def layer_scales(rules: Rules, hp: Hparams):
   """Each parameter's learning-rate scale in the optimizer's layout, or None for all 1.
 
-  The head (the last layer) learns at the variant's rate; the k-th layer below it at
-  `backbone_lr_scale x layer_lr_decay ** k` of it (0: frozen).
+  The head (`Model.head`, or the last layer) learns at the variant's rate; the k-th layer
+  below it at `backbone_lr_scale x layer_lr_decay ** k` of it (0: frozen).
   """
   numbers = hp["optim"]
   names = [n for n in ("backbone_lr_scale", "layer_lr_decay") if n in numbers]
   if not names:
     return None
   _check_layers(rules, names)
-  depth_L = jnp.arange(rules.num_layers - 1, -1, -1, dtype=jnp.float32)  # 0 at the head
+  depth_K = jnp.arange(rules.max_depth + 1, dtype=jnp.float32)  # 0: the head
   backbone = numbers.get("backbone_lr_scale", jnp.float32(1.0))
   decay = numbers.get("layer_lr_decay", jnp.float32(1.0))
-  scale_L = jnp.where(depth_L == 0, 1.0, backbone * decay ** depth_L)
-  return _per_layer(rules, scale_L)
+  scale_K = jnp.where(depth_K == 0, 1.0, backbone * decay ** depth_K)
+  return _per_depth(rules, scale_K)
 
 
 def l2sp_gradient(rules: Rules, hp: Hparams, tree, anchor):
@@ -61,8 +62,8 @@ def l2sp_gradient(rules: Rules, hp: Hparams, tree, anchor):
   if "l2sp" not in hp["optim"]:
     return None
   _check_layers(rules, ["l2sp"])
-  backbone_L = (jnp.arange(rules.num_layers) < rules.num_layers - 1).astype(jnp.float32)
-  mask = _per_layer(rules, backbone_L)
+  backbone_K = (jnp.arange(rules.max_depth + 1) > 0).astype(jnp.float32)
+  mask = _per_depth(rules, backbone_K)
   strength = hp["optim"]["l2sp"]
   return jax.tree_util.tree_map(lambda p, a, m: strength * m * (p - a), tree, anchor, mask)
 
