@@ -218,3 +218,31 @@ def test_a_head_pattern_makes_those_layers_the_head_the_rest_learns_at_the_scale
   with pytest.raises(lr_jax.ConfigError, match=r"head 'Conv.*' matches no layer; valid choices: "
                                                r"Dense_0, Dense_1, Dense_2"):
     models.with_head(model, "Conv.*")
+
+
+def test_a_frozen_backbone_alone_skips_its_backward_pass_and_its_optimizer_state():
+  # Every point at scale 0 (a linear probe alone): the program takes the backbone as a
+  # constant and keeps Adam's moments for the head only; it trains as the scale-0 variant of
+  # a mixed sweep does (two programs: float32 rounding) and leaves the backbone bit for bit.
+  from lr_jax.train import make_trainer
+  _, source, start = _models()
+  alone = lr_jax.run_sweep(RUN, lr_jax.Grid(learning_rates=(LR,), seeds=(SEED,),
+                                            hparams=(("backbone_lr_scale", (0.0,)),)),
+                           model=start)
+  mixed = _sweep((0.0, 1.0))
+  row = int(np.flatnonzero(mixed.rows["backbone_lr_scale"] == 0.0)[0])
+  np.testing.assert_allclose(alone.history["train_loss"][0], mixed.history["train_loss"][row],
+                             rtol=1e-5)
+  np.testing.assert_array_equal(_params(alone, 0)["Dense_0"]["kernel"],
+                                source["Dense_0"]["kernel"].astype(np.float32))
+  flat = models.flattened(start)
+  state_bytes = {}
+  for frozen in (False, True):
+    trainer = make_trainer(RUN, flat, task="classification", n_max=80, frozen_backbone=frozen)
+    params = jax.eval_shape(flat.model.init, jax.random.PRNGKey(0))
+    v = jax.eval_shape(lambda p: lr_jax.train.init_variant(
+        trainer.rules, lr_jax.train.hparams_tree(optim={"learning_rate": jnp.float32(LR)}), p,
+        jnp.float32(1.0)), params)
+    state_bytes[frozen] = sum(x.size for x in jax.tree_util.tree_leaves(v.opt_state))
+  head = 16 * 10 + 10
+  assert state_bytes[True] < 3 * head + 10 < state_bytes[False]  # Moments of the head alone.

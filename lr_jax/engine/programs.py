@@ -53,7 +53,7 @@ def _group_model(group: Group) -> Flat:
 
 @functools.lru_cache(maxsize=32)
 def _compiled(key: "ProgramKey", model: Model | None, loss: Loss | None = None,
-              metrics: Metrics = (), traced: tuple = ()):
+              metrics: Metrics = (), traced: tuple = (), frozen_backbone: bool = False):
   """The trainer of a static signature and its jitted functions, built once per process.
 
   Keyed by the static signature only (`ProgramKey`), so a new learning rate (or seed, or grid
@@ -61,11 +61,14 @@ def _compiled(key: "ProgramKey", model: Model | None, loss: Loss | None = None,
   metric is part of it (by identity), so another one never reuses a program traced with the
   first. `traced` is the structure of the points' tree (`traced_points`: which numbers they
   trace), which the trainer does not read (`jax.jit` would key its programs by it anyway):
-  one trainer per program, so a trainer traces once.
+  one trainer per program, so a trainer traces once. `frozen_backbone`: every point's
+  `backbone_lr_scale` is 0, so the program skips the backbone's backward pass and optimizer
+  state (a linear probe).
   """
   flat = _flat_model(key.model, model, key.num_outputs, key.feature_shape)
   trainer = make_trainer(key.experiment(), flat, task=key.task, n_max=key.n_max, loss=loss,
-                         metrics=metrics, feature_shape=key.feature_shape)
+                         metrics=metrics, feature_shape=key.feature_shape,
+                         frozen_backbone=frozen_backbone)
   init = jax.jit(trainer.init, compiler_options=compiler_options())
   run = jax.jit(trainer.run, static_argnames="num_epochs", donate_argnums=0,
                 compiler_options=compiler_options())
@@ -175,8 +178,10 @@ def _compile_key(group: Group) -> tuple:
   (by identity), and which numbers its points trace (an off axis is not)."""
   key = ProgramKey.of(group.experiment, group.dataset, group.splits.train_idx.shape[1])
   tree = traced_points(group, group.points)
+  scales = group.points.get("backbone_lr_scale")
   return (key, group.model, group.loss, group.metrics,
-          tuple((namespace, tuple(numbers)) for namespace, numbers in tree.items()))
+          tuple((namespace, tuple(numbers)) for namespace, numbers in tree.items()),
+          scales is not None and not np.any(scales))
 
 
 def _without_defaults(exp: Experiment) -> Experiment:

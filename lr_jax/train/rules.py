@@ -40,6 +40,9 @@ class Rules(NamedTuple):
       pytree of ints like the model's params, or `[P]` int32 where the optimizer updates one
       vector; None for a model whose params are not a mapping of layers.
     max_depth: the deepest layer's depth (0: the head is every layer).
+    frozen: the backbone is frozen in every variant (`backbone_lr_scale` 0 throughout): its
+      parameters enter the loss as constants (no backward pass through them) and the
+      optimizer keeps state for the head alone (`optax.masked`).
   """
 
   batch: int
@@ -57,26 +60,37 @@ class Rules(NamedTuple):
   history: type
   depths: object = None
   max_depth: int = 0
+  frozen: bool = False
 
 
 def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
                loss: Loss | None = None, metrics: Metrics = (),
-               feature_shape: tuple[int, ...] | None = None, make_tx=None) -> Rules:
+               feature_shape: tuple[int, ...] | None = None, make_tx=None,
+               frozen_backbone: bool = False) -> Rules:
   """The static `Rules` of a configuration (see `make_trainer` for the arguments).
 
   `make_tx` replaces the experiment's optimizer (`optim.make_optimizer`), e.g. by the finder's.
+  A frozen backbone keeps the parameters' pytree as the optimizer's layout (its leaves can be
+  constants and masked), whatever the family.
   """
   tcfg = experiment.train
   batch, steps_per_epoch = batching(tcfg.batch_size, n_max)
   if make_tx is None:
     make_tx = make_optimizer(experiment.optim, steps_per_epoch * tcfg.epochs)
+  # A family that validates other parameters than it trains (`eval_params`, e.g. schedule-free)
+  # reads its whole state: its frozen backbone is the scaled update's zero, not a mask.
+  frozen_backbone &= OPTIMIZERS[experiment.optim.name].eval_params is None
   if not isinstance(model, Flat):
     flat = unflattened(model)
-  elif experiment.optim.name in ELEMENTWISE:
+  elif experiment.optim.name in ELEMENTWISE and not frozen_backbone:
     flat = unflattened(model.model)  # the vector is the optimizer's "pytree": one leaf
   else:
     flat = model
   depths, max_depth = _depths(model, vector=flat.tree is not getattr(model, "tree", model))
+  frozen = frozen_backbone and max_depth > 0
+  if frozen:
+    head_mask = jax.tree_util.tree_map(lambda depth: depth == 0, depths)
+    make_tx = _masked(make_tx, head_mask)
   # The step differentiates with respect to the layers (`flat.tree`), not the vector (no
   # gradient scattered into [P] only to be sliced again for the optimizer).
   metrics = tuple(metrics)
@@ -92,7 +106,12 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
       flat=flat, make_tx=make_tx,
       family=OPTIMIZERS[experiment.optim.name], loss=loss, metrics=metrics,
       plateau=experiment.optim.schedule == "plateau", history=history_type(names),
-      depths=depths, max_depth=max_depth)
+      depths=depths, max_depth=max_depth, frozen=frozen)
+
+
+def _masked(make_tx, head_mask):
+  """`make_tx` whose transformation updates, and keeps state for, the head's leaves only."""
+  return lambda hp: optax.masked(make_tx(hp), head_mask)
 
 
 def _depths(model: Model | Flat, *, vector: bool) -> tuple[object, int]:

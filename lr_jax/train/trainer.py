@@ -31,7 +31,8 @@ class Trainer(NamedTuple):
 
 def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
                  loss: Loss | None = None, metrics: Metrics = (),
-                 feature_shape: tuple[int, ...] | None = None) -> Trainer:
+                 feature_shape: tuple[int, ...] | None = None,
+                 frozen_backbone: bool = False) -> Trainer:
   """Builds the pure trainer of one static configuration.
 
   The step and the end of an epoch are the module's `train_step` and `end_epoch` over the
@@ -55,6 +56,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
       the history gets `val_<name>`, the state `best_metrics[name]` at the best epoch, and
       `TrainConfig.monitor` may name `val_<name>`.
     feature_shape: one example's shape (`Dataset.feature_shape`), for random shifts.
+    frozen_backbone: every variant's `backbone_lr_scale` is 0: the backbone is a constant of
+      the loss and the optimizer holds state for the head alone (`Rules.frozen`).
 
   Returns:
     A `Trainer`; its functions are pure and may be jitted, sharded and checkpointed freely.
@@ -63,7 +66,7 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     not in the program at all. The model is given `hparams_H["model"]`.
   """
   rules = make_rules(experiment, model, task=task, n_max=n_max, loss=loss, metrics=metrics,
-                     feature_shape=feature_shape)
+                     feature_shape=feature_shape, frozen_backbone=frozen_backbone)
   flat, batch, steps_per_epoch = rules.flat, rules.batch, rules.steps_per_epoch
   over_points = functools.partial(jax.vmap, in_axes=(0, 0) + (None,) * 5)
 
