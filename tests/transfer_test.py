@@ -236,13 +236,20 @@ def test_a_frozen_backbone_alone_skips_its_backward_pass_and_its_optimizer_state
   np.testing.assert_array_equal(_params(alone, 0)["Dense_0"]["kernel"],
                                 source["Dense_0"]["kernel"].astype(np.float32))
   flat = models.flattened(start)
-  state_bytes = {}
+  state_size, flops = {}, {}
+  hp = lr_jax.train.hparams_tree(optim={"learning_rate": jnp.float32(LR),
+                                        "backbone_lr_scale": jnp.float32(0.0)})
+  x_BxD, y_B, w_B = jnp.zeros((80, 64)), jnp.zeros(80, jnp.int32), jnp.ones(80)
   for frozen in (False, True):
-    trainer = make_trainer(RUN, flat, task="classification", n_max=80, frozen_backbone=frozen)
-    params = jax.eval_shape(flat.model.init, jax.random.PRNGKey(0))
-    v = jax.eval_shape(lambda p: lr_jax.train.init_variant(
-        trainer.rules, lr_jax.train.hparams_tree(optim={"learning_rate": jnp.float32(LR)}), p,
-        jnp.float32(1.0)), params)
-    state_bytes[frozen] = sum(x.size for x in jax.tree_util.tree_leaves(v.opt_state))
+    rules = make_trainer(RUN, flat, task="classification", n_max=80,
+                         frozen_backbone=frozen).rules
+    v = lr_jax.train.init_variant(rules, hp, flat.model.init(jax.random.PRNGKey(0)),
+                                  jnp.float32(1.0))
+    state_size[frozen] = sum(x.size for x in jax.tree_util.tree_leaves(v.opt_state))
+    step = jax.jit(functools.partial(lr_jax.train.train_step, rules, max_steps=0,
+                                     divergence_factor=10.0))
+    cost = step.lower(v, hp, x_BxD, y_B, w_B, jax.random.PRNGKey(0)).compile().cost_analysis()
+    flops[frozen] = (cost[0] if isinstance(cost, list) else cost)["flops"]
   head = 16 * 10 + 10
-  assert state_bytes[True] < 3 * head + 10 < state_bytes[False]  # Moments of the head alone.
+  assert state_size[True] < 3 * head + 10 < state_size[False]  # Moments of the head alone.
+  assert flops[True] < 0.7 * flops[False], flops  # No backward pass through the backbone.

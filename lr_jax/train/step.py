@@ -143,15 +143,13 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
   tree = rules.flat.to_tree(v.params)
 
   def batch_loss(params):
+    if rules.frozen:  # The backbone a constant of the loss: no backward pass through it.
+      params = jax.tree_util.tree_map(
+          lambda p, depth: p if depth == 0 else jax.lax.stop_gradient(p), params, rules.depths)
     loss_B, correct_B = training_losses(rules, params, hp, x_BxD, y_B, key, extras)
     return weighted_mean(loss_B, w_B), weighted_mean(correct_B, w_B)
 
-  if rules.frozen:  # The backbone a constant: no backward pass through its weights.
-    frozen = jax.tree_util.tree_map(
-        lambda p, depth: p if depth == 0 else jax.lax.stop_gradient(p), tree, rules.depths)
-    (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(frozen)
-  else:
-    (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(tree)
+  (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(tree)
   penalty = l2sp_gradient(rules, hp, tree, None if v.anchor is None
                           else rules.flat.to_tree(v.anchor))
   if penalty is not None:
