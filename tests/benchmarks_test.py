@@ -38,7 +38,7 @@ MARKERS = {"throughput:machine", "throughput:per_variant", "throughput:compile",
            "throughput:default_sweep", "throughput:targets", "convergence:optimizers",
            "convergence:summary", "convergence:articles", "convergence:figure",
            "compaction:default_sweep", "compaction:halving", "yardstick:hand_written",
-           "coverage"}
+           "coverage", "workload_c:per_variant", "workload_c:frozen"}
 
 # What the child runs, in this order, each only if a selected test needs it: name -> the
 # script's module and its flags besides --quick and --out (None: `_jax_peer_job`).
