@@ -253,3 +253,14 @@ def test_a_frozen_backbone_alone_skips_its_backward_pass_and_its_optimizer_state
   head = 16 * 10 + 10
   assert state_size[True] < 3 * head + 10 < state_size[False]  # Moments of the head alone.
   assert flops[True] < 0.7 * flops[False], flops  # No backward pass through the backbone.
+
+
+def test_a_model_without_layers_refuses_the_fine_tuning_numbers_before_compiling(monkeypatch):
+  # Parameters that are not a mapping of layers (a bare array): nothing to call a backbone.
+  bare = lr_jax.Model(init=lambda key: jnp.zeros((64, 10), jnp.float32),
+                      apply=lambda p, x, key, train: x @ p)
+  monkeypatch.setattr(lr_jax.engine.loop, "run_group", None)  # Reaching it would fail.
+  with pytest.raises(lr_jax.ConfigError, match=r"^backbone_lr_scale needs a model whose parameters "
+                                               r"are a mapping of layers"):
+    lr_jax.run_sweep(RUN, lr_jax.Grid(learning_rates=(LR,), hparams=(
+        ("backbone_lr_scale", (0.0, 1.0)),)), model=bare)

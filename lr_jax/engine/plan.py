@@ -16,7 +16,8 @@ from lr_jax.config import MONITORS, Experiment, Interval, check_type
 from lr_jax.engine.grid import Grid, _point_columns, _product
 from lr_jax.engine.limits import _check_memory, _check_steps
 from lr_jax.errors import ConfigError
-from lr_jax.models import Model, build_model, check_widths
+from lr_jax.models import Model, build_model, check_widths, layer_names
+from lr_jax.spec import GROUP_HPARAMS
 from lr_jax.train import Loss, Metric, Metrics
 from lr_jax.trained import num_outputs
 
@@ -204,6 +205,7 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
     columns = _point_columns(exp, grid, task=dataset.task, feature_shape=dataset.feature_shape,
                              model=model)
     _check_steps(exp, splits)
+    _check_layers(model if model is not None else built, columns)
     # Before the points and streams are built: a grid too large for memory is refused, not run.
     _check_memory(exp, model if model is not None else built, dataset, splits, columns,
                   num_seeds=len(grid.seeds), user_model=model is not None,
@@ -216,6 +218,17 @@ def plan_sweep(experiments: Experiment | Sequence[Experiment], grid: Grid,
         seeds=np.array([s for s, _ in streams], np.int32),
         folds=np.array([f for _, f in streams], np.int32), loss=loss, metrics=metrics))
   return groups
+
+
+def _check_layers(model: Model, columns: dict[str, tuple]) -> None:
+  """Refuses fine-tuning's numbers for a model without layers to scale (params that are not a
+  mapping of layers), before anything is traced."""
+  swept = [name for name in GROUP_HPARAMS if name in columns]
+  if swept and not layer_names(model):
+    raise ConfigError(f"{', '.join(swept)} {'needs' if len(swept) == 1 else 'need'} a model "
+                      "whose parameters are a mapping of "
+                      f"layers (a Flax module's); the model {model.name!r} has none; valid "
+                      "choices: leave them at their defaults")
 
 
 def _num_outputs(dataset: data_lib.Dataset) -> int:

@@ -34,7 +34,8 @@ def _per_depth(rules: Rules, values_K: jax.Array):
 
 def _check_layers(rules: Rules, names) -> None:
   if rules.depths is None:
-    raise ConfigError(f"{', '.join(names)} need a model whose parameters are a mapping of "
+    raise ConfigError(f"{', '.join(names)} {'needs' if len(names) == 1 else 'need'} a model "
+                      "whose parameters are a mapping of "
                       "layers (a Flax module's); valid choices: leave them at their defaults")
 
 
