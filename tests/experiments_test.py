@@ -58,9 +58,9 @@ def test_small_data_study_smallest_mode_end_to_end(tmp_path):
   table = [line for line in text.splitlines()
            if line.startswith("| fixed epochs | adam | MLP(8) |")]
   assert len(table) == 4  # 2 sizes x 2 schedules
-  assert [[line.split(" | ")[i] for i in (3, 6, 7)] for line in table] == [
-      ["constant", "25", "4"], ["exponential", "25", "4"],   # 2 seeds x 2 folds
-      ["constant", "50", "4"], ["exponential", "50", "4"]]
+  assert [[line.split(" | ")[i] for i in (3, 6, 7, 8)] for line in table] == [
+      ["constant", "25", "12–13", "4"], ["exponential", "25", "12–13", "4"],  # 2 seeds x 2 folds
+      ["constant", "50", "25", "4"], ["exponential", "50", "25", "4"]]
   answer = text.split("## Answer")[1].split("##")[0]
   assert "or smaller was necessary" in answer and "of 4 cells under fixed epochs" in answer
   assert "Fixed epochs: at n=25 the best learning rate is larger than at n=50" in answer

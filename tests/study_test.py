@@ -130,7 +130,7 @@ def test_the_same_answer_under_every_budget_is_said_once():
   table = [dataclasses.replace(r, budget=b) for b in ("epochs", "steps") for r in
            _table(lambda *a: 1e-4)]
   answer, _ = study.conclusion(table)
-  assert answer[1].startswith("It was at least as good as the best within the noise in 48 of "
+  assert answer[1].startswith("It was not significantly worse than the best in 48 of "
                               "48 cells under fixed epochs, 48 of 48 cells under fixed steps")
   assert answer[2] == "The budget does not change this answer."
 
@@ -285,12 +285,12 @@ def test_study_table_is_markdown_with_one_line_per_cell():
       test_mean=0.85, test_ci=0.02, test_n=360)
   table = study.study_table([_row(n=25, noise=0.11), _row(n=1437, best_lr=GRID[-1]), tuned])
   lines = table.splitlines()
-  assert len(lines) == 5 and all(line.count(" | ") == 16 for line in lines)
-  assert ("| fixed epochs | adam | MLP(16) | constant | 0 | off | 25 | 6 | 50 | 1e-3 | "
+  assert len(lines) == 5 and all(line.count(" | ") == 17 for line in lines)
+  assert ("| fixed epochs | adam | MLP(16) | constant | 0 | off | 25 | 25 | 6 | 50 | 1e-3 | "
           "0.900 ± 0.004 | - | 0.800 ± 0.004 | 1e-4 – 0.01 (5) | 1e-3: 1.00 | 0 | 0 |") in table
   assert "3.2 (edge)" in lines[3]
-  assert ("| constant | 0.2 | tuned: dropout_rate 0.5, weight_decay 0.01 | 25 | 6 | 50 | 1e-3 | "
-          "0.900 ± 0.004 | 0.850 ± 0.020 |") in lines[4]
+  assert ("| constant | 0.2 | tuned: dropout_rate 0.5, weight_decay 0.01 | 25 | 25 | 6 | 50 | "
+          "1e-3 | 0.900 ± 0.004 | 0.850 ± 0.020 |") in lines[4]
 
 
 def test_estimate_remaining_recovers_overhead_and_rate():
@@ -671,3 +671,15 @@ def test_results_csv_names_the_constant_schedule_as_the_report_does():
   named = study_run._named_schedules(sweep)
   assert named.rows["schedule"].tolist() == ["constant", "exponential", "constant"]
   assert sweep.rows["schedule"].tolist() == ["exponential"] * 3  # the input is left as it was
+
+
+def test_the_table_says_how_many_rows_a_run_trains_on():
+  # n counts the training pool; k-fold cross-validation trains each run on k - 1 folds of it
+  # (stratified folds of floor or ceil n / k rows): n = 25 in 2 folds is 12 or 13 rows a run.
+  assert _row(n=25, folds=2).train_rows == "12–13"
+  assert _row(n=100, folds=4).train_rows == "75"
+  assert _row(n=25).train_rows == "25"  # Folds unknown: the pool.
+  table = study.study_table([_row(n=25, folds=2)])
+  header, _, line = table.splitlines()[:3]
+  cells = [c.strip() for c in line.split("|")]
+  assert cells[[c.strip() for c in header.split("|")].index("rows trained per run")] == "12–13"

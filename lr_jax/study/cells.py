@@ -61,6 +61,8 @@ class CellRow:
       set, mean accuracy over the runs (NaN without a test set, `StudyConfig.test_up_to`).
     test_ci: its 95% half-width over the runs.
     test_n: examples in the test set (0 without one).
+    folds: k of the cell's k-fold cross-validation (0: not known); a run trains on the other
+      k - 1 folds of the `train_size` examples (`train_rows`).
   """
 
   optimizer: str
@@ -92,6 +94,17 @@ class CellRow:
   test_mean: float = math.nan
   test_ci: float = math.nan
   test_n: int = 0
+  folds: int = 0
+
+  @property
+  def train_rows(self) -> str:
+    """The rows one run trains on, e.g. "12-13" for n=25 in 2 folds; `train_size` without
+    folds (stratified folds hold floor or ceil of n / k rows each)."""
+    if self.folds < 2:
+      return str(self.train_size)
+    low = self.train_size - math.ceil(self.train_size / self.folds)
+    high = self.train_size - self.train_size // self.folds
+    return str(low) if low == high else f"{low}–{high}"
 
   @property
   def main(self) -> bool:
@@ -134,6 +147,7 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
              not_worse: Sequence[bool] | None = None,
              unfinished: Sequence[int] | None = None, regularisation: str = "",
              label_noise: float = 0.0, best_setting: Sequence[tuple[str, float]] = (),
+             folds: int = 0,
              plain_worse: bool | None = None) -> CellRow:
   """Summarizes one cell's LR sweep: best LR, accuracy at the reference LR, near-best range.
 
@@ -193,7 +207,8 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
       p_best=tuple(map(float, p_P)), not_worse=tuple(map(bool, keep_P)),
       unfinished=tuple(map(int, left_P)), regularisation=regularisation,
       label_noise=float(label_noise),
-      best_setting=tuple((k, float(v)) for k, v in best_setting), plain_worse=plain_worse)
+      best_setting=tuple((k, float(v)) for k, v in best_setting), plain_worse=plain_worse,
+      folds=int(folds))
 
 
 def small_lr_ok(row: CellRow, reference_lr: float) -> bool:

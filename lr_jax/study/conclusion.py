@@ -51,7 +51,8 @@ def _short_answer(tables: Mapping[str, list[CellRow]], ref_lr: float) -> list[st
       for b, t in tables.items())
   answer = [f"A learning rate of {ref} or smaller was necessary (every learning rate not "
             f"significantly worse than the best was that small) in {parts(small_lr_needed)}.",
-            f"It was at least as good as the best within the noise in {parts(small_lr_ok)}."]
+            f"It was not significantly worse than the best in {parts(small_lr_ok)} (not "
+            "worse is not \"as good\": the test cannot show equality)."]
   shares = {b: count(small_lr_ok(r, ref_lr) for r in t) / len(t) for b, t in tables.items()}
   if len(tables) > 1:
     most = max(shares, key=shares.get)

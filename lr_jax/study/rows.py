@@ -117,7 +117,7 @@ def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entrie
       tolerance=cfg.tolerance, budget=cell.budget, p_best=p_best, not_worse=keep,
       unfinished=[int(np.sum(unfinished_N & masks[i])) for i in chosen],
       regularisation=regularisation, label_noise=label_noise, best_setting=setting,
-      plain_worse=plain_worse)
+      plain_worse=plain_worse, folds=cell.folds)
 
 
 def _with_test(row: CellRow, sweep: SweepResult, group: int, entries: list[dict],

@@ -27,7 +27,7 @@ def study_table(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> str:
   """The study's Markdown table, one line per cell."""
   ref = report.format_lr(reference_lr)
   headers = ["budget", "optimizer", "model", "schedule", "label noise", "regularisation", "n",
-             "runs", "steps", "best LR", "accuracy ± 95% CI", "test accuracy",
+             "rows trained per run", "runs", "steps", "best LR", "accuracy ± 95% CI", "test accuracy",
              f"accuracy at lr={ref}", "not worse than the best", "P(best) by LR",
              "still training", "diverged runs"]
   body = []
@@ -37,8 +37,8 @@ def study_table(rows: Sequence[CellRow], *, reference_lr: float = 1e-4) -> str:
     reg = f"tuned: {setting_text(r.best_setting)}" if r.regularisation else "off"
     test = report.format_ci(r.test_mean, r.test_ci) if math.isfinite(r.test_mean) else "-"
     body.append([budget_label(r.budget), r.optimizer, model_name(r.width), r.schedule,
-                 f"{r.label_noise:g}", reg, r.train_size, r.runs, r.steps,
+                 f"{r.label_noise:g}", reg, r.train_size, r.train_rows, r.runs, r.steps,
                  report.format_lr(r.best_lr) + edge, report.format_ci(r.best_mean, r.best_ci),
                  test, report.format_ci(r.ref_mean, r.ref_ci), _not_worse_text(r),
                  _p_best_text(r), sum(r.unfinished), sum(r.diverged)])
-  return report.markdown_table(headers, body, align=["l"] * 6 + ["r"] * 11)
+  return report.markdown_table(headers, body, align=["l"] * 6 + ["r"] * 12)
