@@ -17,6 +17,7 @@ from lr_jax.engine.grid import Grid, _point_columns, _product
 from lr_jax.engine.limits import _check_memory, _check_steps
 from lr_jax.errors import ConfigError
 from lr_jax.models import Model, build_model, check_widths, layer_names
+from lr_jax.models.layers import no_layers
 from lr_jax.spec import GROUP_HPARAMS
 from lr_jax.train import Loss, Metric, Metrics
 from lr_jax.trained import num_outputs
@@ -225,10 +226,7 @@ def _check_layers(model: Model, columns: dict[str, tuple]) -> None:
   mapping of layers), before anything is traced."""
   swept = [name for name in GROUP_HPARAMS if name in columns]
   if swept and not layer_names(model):
-    raise ConfigError(f"{', '.join(swept)} {'needs' if len(swept) == 1 else 'need'} a model "
-                      "whose parameters are a mapping of "
-                      f"layers (a Flax module's); the model {model.name!r} has none; valid "
-                      "choices: leave them at their defaults")
+    raise no_layers(swept, model.name)
 
 
 def _num_outputs(dataset: data_lib.Dataset) -> int:

@@ -15,6 +15,7 @@ from lr_jax.config import Experiment, ModelConfig
 from lr_jax.errors import ConfigError
 from lr_jax.io import atomic_write
 from lr_jax.models import Model
+from lr_jax.models.layers import path_text
 from lr_jax.models.saved import CARD_NAME, PARAMS_NAME
 from lr_jax.trained import TrainedModel, built_model, num_outputs
 
@@ -118,8 +119,7 @@ def _one_line(e: BaseException) -> str:
 def _leaf_shapes(tree) -> dict[str, tuple]:
   """{'Dense_0/kernel': shape} of a parameter tree (as `plain_params`: plain nested dicts)."""
   leaves, _ = jax.tree_util.tree_flatten_with_path(plain_params(tree))
-  return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
-          tuple(np.shape(leaf)) for path, leaf in leaves}
+  return {path_text(path): tuple(np.shape(leaf)) for path, leaf in leaves}
 
 
 def _architecture_mismatch(want: dict[str, tuple], got: dict[str, tuple]) -> str | None:

@@ -11,7 +11,7 @@ names match `Model.head` (a regular expression; `with_head`), or the last layer.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -49,9 +49,19 @@ def matching(names: tuple[str, ...], pattern: str) -> tuple[str, ...]:
   return found
 
 
-def head_layers(model: Model) -> tuple[str, ...]:
-  """The model's head: the layers `model.head` matches, or the last layer; () without layers."""
-  names = layer_names(model)
+def no_layers(numbers: Sequence[str], model_name: str | None = None) -> ConfigError:
+  """The one-line refusal of fine-tuning's numbers for a model without layers to scale."""
+  verb = "needs" if len(numbers) == 1 else "need"
+  which = f"; the model {model_name!r} has none" if model_name is not None else ""
+  return ConfigError(f"{', '.join(numbers)} {verb} a model whose parameters are a mapping of "
+                     f"layers (a Flax module's){which}; valid choices: leave them at their "
+                     "defaults")
+
+
+def head_layers(model: Model, names: tuple[str, ...] | None = None) -> tuple[str, ...]:
+  """The model's head: the layers `model.head` matches, or the last layer; () without layers.
+  `names`: the model's `layer_names`, where the caller has them already."""
+  names = layer_names(model) if names is None else names
   if not names:
     return ()
   return matching(names, model.head) if model.head is not None else names[-1:]
@@ -67,7 +77,8 @@ def with_head(model: Model, pattern: str) -> Model:
 def layer_depths(model: Model) -> dict[str, int]:
   """Layer name -> its depth below the head: 0 for the head's layers; 1 for the backbone's last
   layer (the one nearest the head), 2 for the one before, ..."""
-  names, head = layer_names(model), set(head_layers(model))
+  names = layer_names(model)
+  head = set(head_layers(model, names))
   depths, below = {}, 0
   for name in reversed(names):
     if name in head:
@@ -78,28 +89,36 @@ def layer_depths(model: Model) -> dict[str, int]:
   return depths
 
 
+def _key_text(entry) -> str:
+  """A pytree path entry as text: a dict key, a sequence index or an attribute's name."""
+  return str(getattr(entry, "key", getattr(entry, "idx", getattr(entry, "name", entry))))
+
+
+def path_text(path) -> str:
+  """A leaf's pytree path as text, e.g. "Dense_0/kernel" (how messages and files name it)."""
+  return "/".join(_key_text(entry) for entry in path)
+
+
 def _top(path) -> str:
-  entry = path[0]
-  return str(getattr(entry, "key", getattr(entry, "name", entry)))
+  return _key_text(path[0])
 
 
-def depth_of_leaves(model: Model, params: Params) -> Params:
-  """`params`' structure with each leaf replaced by its layer's depth (`layer_depths`).
+def depth_of_leaves(depths: Mapping[str, int], params: Params) -> Params:
+  """`params`' structure with each leaf replaced by its layer's depth.
 
   Args:
-    model: the model; its `init` gives the layers and their order.
-    params: its params (or their shapes).
+    depths: layer name -> depth (`layer_depths` of the params' model).
+    params: the params (or their shapes).
 
   Returns:
     A pytree like `params` of Python ints.
   """
-  depths = layer_depths(model)
   return jax.tree_util.tree_map_with_path(lambda path, _: depths[_top(path)], params)
 
 
-def depth_of_elements(model: Model, params: Params) -> np.ndarray:
+def depth_of_elements(depths: Mapping[str, int], params: Params) -> np.ndarray:
   """[P] int32: each element's layer depth, in the order `jax.flatten_util.ravel_pytree` lays
   the params out as one vector (`models.flattened`)."""
-  depths = depth_of_leaves(model, params)
+  depths = depth_of_leaves(depths, params)
   sizes = [int(np.prod(np.shape(leaf))) for leaf in jax.tree_util.tree_leaves(params)]
   return np.repeat(np.asarray(jax.tree_util.tree_leaves(depths), np.int32), sizes)

@@ -14,17 +14,13 @@ import numpy as np
 from absl import logging
 
 from lr_jax.errors import ConfigError
-from lr_jax.models.layers import _top, head_layers, layer_names, matching
+from lr_jax.models.layers import _top, head_layers, layer_names, matching, path_text
 from lr_jax.models.model import Model, Params
-
-
-def _path_text(path) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
 def _by_path(tree) -> dict[str, object]:
   leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {_path_text(path): leaf for path, leaf in leaves}
+  return {path_text(path): leaf for path, leaf in leaves}
 
 
 def _replaced_layers(model: Model, fresh: dict, given: dict, head: str | None) -> set[str]:
@@ -88,7 +84,7 @@ def pretrained(model: Model, params: Params, *, head: str | None = "auto") -> Mo
   def init(key: jax.Array) -> Params:
     new = model.init(key)
     return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: leaf if _top(path) in replaced else start[_path_text(path)], new)
+        lambda path, leaf: leaf if _top(path) in replaced else start[path_text(path)], new)
 
   if head not in (None, "last", "auto"):
     model = model._replace(head=head)

@@ -123,4 +123,4 @@ def _depths(model: Model | Flat, *, vector: bool) -> tuple[object, int]:
     return None, 0
   shapes = jax.eval_shape(tree_model.init, jax.random.PRNGKey(0))
   of = depth_of_elements if vector else depth_of_leaves
-  return of(tree_model, shapes), max(depths.values())
+  return of(depths, shapes), max(depths.values())

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lr_jax.errors import ConfigError
+from lr_jax.models.layers import no_layers
 from lr_jax.optim import family_state
 from lr_jax.train.objective import weighted_mean
 from lr_jax.train.perturb import Extras, training_losses
@@ -33,10 +33,9 @@ def _per_depth(rules: Rules, values_K: jax.Array):
 
 
 def _check_layers(rules: Rules, names) -> None:
+  """`plan_sweep` refuses this first; here for a trainer built by hand (`make_trainer`)."""
   if rules.depths is None:
-    raise ConfigError(f"{', '.join(names)} {'needs' if len(names) == 1 else 'need'} a model "
-                      "whose parameters are a mapping of "
-                      "layers (a Flax module's); valid choices: leave them at their defaults")
+    raise no_layers(names)
 
 
 def layer_scales(rules: Rules, hp: Hparams):
