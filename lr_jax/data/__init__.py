@@ -26,10 +26,10 @@ from lr_jax.data.folders import (IMAGE_EXTENSIONS, ImageFolder, image_files, rea
 from lr_jax.data.files import _NPY_MAGIC, _ZIP_MAGICS, _check_file, _not_pickle
 from lr_jax.data.load import load_dataset
 from lr_jax.data.record import config_dict, content_fingerprint
-from lr_jax.data.splits import Splits, fold_splits, make_splits
+from lr_jax.data.splits import Splits, fold_splits, make_splits, stratified_draw
 
 __all__ = [
     "CLASSIFICATION", "DATASETS", "DataConfig", "Dataset", "IMAGE_EXTENSIONS", "ImageFolder",
     "REGRESSION", "Splits", "check_header", "config_dict", "content_fingerprint", "fold_splits",
-    "image_files", "load_dataset", "make_splits", "read_folder", "read_images",
+    "image_files", "load_dataset", "make_splits", "stratified_draw", "read_folder", "read_images",
 ]

@@ -100,8 +100,8 @@ def _apportion(quota: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: int) ->
   return alloc
 
 
-def _draw(idx: np.ndarray, labels: np.ndarray | None, size: int, rng: np.random.Generator,
-          keep_each: bool) -> tuple[np.ndarray, np.ndarray]:
+def stratified_draw(idx: np.ndarray, labels: np.ndarray | None, size: int,
+                    rng: np.random.Generator, keep_each: bool) -> tuple[np.ndarray, np.ndarray]:
   """Draws `size` of `idx` at random, stratified by `labels` (None: unstratified).
 
   Every class present in `idx` is drawn at least once and, with `keep_each`, also left at
@@ -175,7 +175,7 @@ def _test_rows(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, nee
         f"test_fraction={cfg.test_fraction} holds out {n_test} of {len(rows)} examples; the test "
         f"set needs at least {need} and the rest {2 * need}; valid: test_fraction in "
         f"[{need / len(rows):.4g}, {(len(rows) - 2 * need) / len(rows):.4g}]")
-  test, rest = _draw(rows, labels, n_test, rng, keep_each=True)
+  test, rest = stratified_draw(rows, labels, n_test, rng, keep_each=True)
   return test.astype(np.int32), rest
 
 
@@ -206,7 +206,7 @@ def _holdout(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, need:
     raise ConfigError(
         f"val_fraction={cfg.val_fraction} leaves {n_all - n_val} of {n_all} examples to train "
         f"on, fewer than {need}; valid: val_fraction <= {(n_all - need) / n_all:.4g}")
-  val, pool = _draw(rows, labels, n_val, rng, keep_each=True)
+  val, pool = stratified_draw(rows, labels, n_val, rng, keep_each=True)
   return val, pool, n_val
 
 
@@ -275,7 +275,7 @@ def make_splits(dataset: Dataset, cfg: DataConfig) -> Splits:
     raise ConfigError(
         f"train_size={size} is smaller than the {need} classes of {dataset.name!r}; every class "
         f"needs an example; valid: {need}..{len(pool)}")
-  train, _ = _draw(pool, labels, size, rng, keep_each=False)
+  train, _ = stratified_draw(pool, labels, size, rng, keep_each=False)
 
   if cfg.folds is None:
     train_parts, val_parts = [train], [val]
@@ -338,7 +338,7 @@ def _nested(dataset: Dataset, cfg: DataConfig, labels: np.ndarray | None, need: 
   if not need <= size <= len(rows):
     raise ConfigError(f"train_size={size} does not fit {dataset.name!r}: the pool of nested "
                       f"cross-validation needs {need}..{len(rows)} examples")
-  pool, _ = _draw(rows, labels, size, rng, keep_each=False)
+  pool, _ = stratified_draw(rows, labels, size, rng, keep_each=False)
   smallest = int(np.bincount(labels[pool]).min()) if labels is not None else size
   if k > smallest:
     what = (f"the smallest class count among the {size} examples" if labels is not None

@@ -53,25 +53,15 @@ def digit_images(classes) -> tuple[np.ndarray, np.ndarray]:
   return x, y
 
 
-def _stratified(y: np.ndarray, n: int, rng: np.random.RandomState) -> np.ndarray:
-  """n row indices drawn without replacement, each class in proportion (at least 1 each)."""
-  classes, counts = np.unique(y, return_counts=True)
-  take = np.maximum(1, np.floor(n * counts / counts.sum()).astype(int))
-  while take.sum() < n:  # The remainder to the largest classes, in turn.
-    take[np.argmax(counts - take)] += 1
-  return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k]
-                                 for c, k in zip(classes, take)]))
-
-
 def target_dataset(cfg: FineTuneConfig):
   """The target task: its validation images set apart, the rest the pool each size draws from."""
-  from lr_jax.data import Dataset
+  from lr_jax.data import Dataset, stratified_draw
   x, y = digit_images(cfg.target_classes)
   if cfg.val_size + max(cfg.train_sizes) > len(y):
     raise ValueError(f"{len(y)} target images cannot hold {cfg.val_size} validation and "
                      f"{max(cfg.train_sizes)} training images")
-  val = _stratified(y, cfg.val_size, np.random.RandomState(cfg.data_seed))
-  pool = np.setdiff1d(np.arange(len(y)), val)
+  val, pool = stratified_draw(np.arange(len(y)), y, cfg.val_size,
+                              np.random.default_rng(cfg.data_seed), keep_each=True)
   names = tuple(str(c) for c in cfg.target_classes)
   return Dataset.from_arrays(x[pool], y[pool], x[val], y[val], class_names=names,
                              name=f"digits {'/'.join(names)}")
