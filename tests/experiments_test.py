@@ -56,9 +56,9 @@ def test_small_data_study_smallest_mode_end_to_end(tmp_path):
     assert heading in text
   assert sorted(_figures(out, text)) == ["best_lr_epochs.png", "sensitivity_epochs_adam.png"]
   table = [line for line in text.splitlines()
-           if line.startswith("| fixed epochs | adam | MLP(8) |")]
+           if line.startswith("| fixed epochs | - | adam | MLP(8) |")]
   assert len(table) == 4  # 2 sizes x 2 schedules
-  assert [[line.split(" | ")[i] for i in (3, 6, 7, 8)] for line in table] == [
+  assert [[line.split(" | ")[i] for i in (4, 8, 9, 10)] for line in table] == [
       ["constant", "25", "12–13", "4"], ["exponential", "25", "12–13", "4"],  # 2 seeds x 2 folds
       ["constant", "50", "25", "4"], ["exponential", "50", "25", "4"]]
   answer = text.split("## Answer")[1].split("##")[0]
@@ -107,7 +107,8 @@ def test_seed_examples_smallest_mode_end_to_end(tmp_path):
 # study_test.py. These prove the wiring: flag -> ConfigError -> one line, exit 2.
 STUDY_CASES = [
     (["--optimizers=adam,adamax"], ["adamax", "sgd, momentum"]),
-    (["--train_sizes=25,5000"], ["5000", "1437"]),
+    (["--train_sizes=25,50,200,400,5000"], ["5000", "1437"]),  # the arms' sizes listed
+    (["--train_sizes=25,100"], ["_sizes lists 50", "25, 100"]),
     (["--train_sizes=25,lots"], ["lots", "all"]),
     (["--dropout_rate=0.1"], ["dropout_rate", "(0.1,)", "list 0"]),  # The sweep's flag name.
 ]

@@ -163,6 +163,9 @@ def plot_panels(path: str, panels: Mapping[str, Sequence[Curve]], *, xlabel: str
       ax.axvline(line[0], color="0.3", ls=":", lw=1.3, label=line[1])
     if logx:
       ax.set_xscale("log")
+      # Over about a decade matplotlib labels the minor ticks too, and they run together.
+      from matplotlib.ticker import NullFormatter
+      ax.xaxis.set_minor_formatter(NullFormatter())
     if logy:
       _log_y(ax)
     if ylim is not None:

@@ -13,7 +13,8 @@ from lr_jax.results.aggregates import point_runs, score_column
 
 def subset_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray],
                    eligible: Sequence[bool], outcomes: Sequence[np.ndarray] | None = None,
-                   score: str = "best_epoch") -> tuple[list[float], list[bool]]:
+                   score: str = "best_epoch", alpha: float | None = None
+                   ) -> tuple[list[float], list[bool]]:
   """P(best) and the not-worse set among some of a sweep's points, by `lr_jax.stats.compare`.
 
   The same statistics as a sweep's aggregates (seeds, folds and validation rows), on a subset
@@ -28,6 +29,8 @@ def subset_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray]
     outcomes: per row, its validation rows' outcomes at the scored epoch
       (`SweepResult.outcomes[score]`); None: unknown.
     score: which epoch's accuracy is a run's score (`results.SCORES`).
+    alpha: level of each not-worse test (None: `stats.compare`'s); a smaller one corrects
+      for a best that was picked among several settings.
 
   Returns:
     [P] P(best) (0 where not eligible; NaN where nothing varies or the runs do not pair) and
@@ -50,7 +53,7 @@ def subset_selection(runs: Mapping[str, np.ndarray], at_lr: Sequence[np.ndarray]
     for i in chosen:
       p_best[i] = math.nan
     return p_best, keep
-  c = stats.compare(points, True)
+  c = stats.compare(points, True, **({} if alpha is None else {"alpha": alpha}))
   for j, i in enumerate(chosen):
     p_best[i], keep[i] = float(c.p_best[j]), bool(c.not_worse[j])
   return p_best, keep

@@ -63,6 +63,11 @@ class CellRow:
     test_n: examples in the test set (0 without one).
     folds: k of the cell's k-fold cross-validation (0: not known); a run trains on the other
       k - 1 folds of the `train_size` examples (`train_rows`).
+    arm: "" for a factor line's cell, "label noise" or "regularisation" for an arm's (its
+      clean, unregularised subset included: it pairs with the arm's other rows).
+    score: "" for the study's score (cross-fitted at the epoch of lowest validation loss, the
+      parameters early stopping restores), "last_epoch" for the same runs scored at the last
+      epoch they trained (what a practitioner without clean validation labels keeps).
   """
 
   optimizer: str
@@ -95,6 +100,8 @@ class CellRow:
   test_ci: float = math.nan
   test_n: int = 0
   folds: int = 0
+  arm: str = ""
+  score: str = ""
 
   @property
   def train_rows(self) -> str:
@@ -107,9 +114,29 @@ class CellRow:
     return str(low) if low == high else f"{low}–{high}"
 
   @property
+  def rows_trained(self) -> float:
+    """The mean rows a run trains on: `train_size` x (k - 1) / k (for axes and sorting)."""
+    return self.train_size * (self.folds - 1) / self.folds if self.folds >= 2 else self.train_size
+
+  @property
   def main(self) -> bool:
-    """A cell of the article's question: clean labels, regularisation off."""
-    return not self.regularisation and self.label_noise == 0
+    """A cell of the article's question: a factor line's, clean labels, regularisation off,
+    the study's score."""
+    return not self.arm and not self.regularisation and self.label_noise == 0 and not self.score
+
+  @property
+  def unconverged(self) -> tuple[bool, ...]:
+    """[P] a run of the point was still improving when the to-convergence budget's cap ran
+    out (neither stopped early nor diverged). Under a fixed budget nothing is marked: there
+    running to the end is the design."""
+    if self.budget != "converge":
+      return tuple(False for _ in self.lrs)
+    return tuple(bool(u) for u in self.unfinished) or tuple(False for _ in self.lrs)
+
+  @property
+  def best_unconverged(self) -> bool:
+    i = index_of(self.lrs, self.best_lr) if math.isfinite(self.best_lr) else None
+    return i is not None and self.unconverged[i]
 
   @property
   def line(self) -> tuple[str, int, str]:
@@ -147,8 +174,8 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
              not_worse: Sequence[bool] | None = None,
              unfinished: Sequence[int] | None = None, regularisation: str = "",
              label_noise: float = 0.0, best_setting: Sequence[tuple[str, float]] = (),
-             folds: int = 0,
-             plain_worse: bool | None = None) -> CellRow:
+             folds: int = 0, plain_worse: bool | None = None, arm: str = "",
+             score: str = "") -> CellRow:
   """Summarizes one cell's LR sweep: best LR, accuracy at the reference LR, near-best range.
 
   The best point follows `lr_jax.results.best_points`: a learning rate where any run diverged
@@ -166,7 +193,8 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
     not_worse: [P] not significantly worse than the best, from the aggregates; default the
       best alone. Whatever is given, the best point is in the set and ineligible points not.
     unfinished: [P] runs still training at the end of the budget; default 0.
-    regularisation, label_noise, best_setting, plain_worse: see `CellRow`.
+    regularisation, label_noise, best_setting, plain_worse, folds, arm, score: see
+      `CellRow`.
 
   Returns:
     The `CellRow`, points sorted by learning rate.
@@ -208,12 +236,64 @@ def cell_row(*, optimizer: str, width: int, schedule: str, train_size: int, runs
       unfinished=tuple(map(int, left_P)), regularisation=regularisation,
       label_noise=float(label_noise),
       best_setting=tuple((k, float(v)) for k, v in best_setting), plain_worse=plain_worse,
-      folds=int(folds))
+      folds=int(folds), arm=arm, score=score)
 
 
 def small_lr_ok(row: CellRow, reference_lr: float) -> bool:
   """A learning rate <= `reference_lr` is within the noise of the best (in the not-worse set)."""
   return any(lr <= reference_lr * (1 + 1e-6) for lr in row.not_worse_lrs)
+
+
+def decided(row: CellRow, reference_lr: float) -> bool:
+  """Whether the cell's answer to the article's question rests only on converged points.
+
+  "A small learning rate was not good enough" rests on every point <= `reference_lr`: if one
+  of them was still improving at the cap, it was under-trained, not worse. "It was necessary"
+  rests on every larger point likewise. A cell that does not rest on an unconverged point
+  is decided (always so under a fixed budget: its claims are about that budget).
+  """
+  marks = row.unconverged
+  small = [m for lr, m in zip(row.lrs, marks) if lr <= reference_lr * (1 + 1e-6)]
+  large = [m for lr, m in zip(row.lrs, marks) if lr > reference_lr * (1 + 1e-6)]
+  if not small_lr_ok(row, reference_lr) and any(small):
+    return False
+  if small_lr_needed(row, reference_lr) and any(large):
+    return False
+  return True
+
+
+def undecided_why(row: CellRow, reference_lr: float) -> str:
+  """Why a cell is not `decided`: "small" when no learning rate <= `reference_lr` is within
+  the noise of the best and one of them was still improving at the cap (under-trained, not
+  worse), "large" when only such small ones are and a larger one was still improving (the
+  small ones may not be needed); "" when the cell is decided."""
+  if decided(row, reference_lr):
+    return ""
+  return "large" if small_lr_needed(row, reference_lr) else "small"
+
+
+def reference_line(rows: Sequence[CellRow]) -> tuple[str, int, str, str] | None:
+  """The reference line (optimizer, width, schedule, budget) of a table, read off its main
+  cells (`CellRow.main`): each factor's most frequent value, the first met on a tie.
+
+  Under the "union" design the reference line runs every schedule and budget and each other
+  value of a factor is one line more, so each reference value is the most frequent one; under
+  "product" they tie and the first met is the study's first (its rows are in plan order), as
+  `StudyConfig.reference`.
+
+  Returns:
+    The reference, or None without main cells.
+  """
+  main = [r for r in rows if r.main]
+  if not main:
+    return None
+
+  def mode(values: list) -> object:
+    order = list(dict.fromkeys(values))
+    return max(order, key=values.count)  # max keeps the first of equals
+
+  return (mode([r.optimizer for r in main]), mode([r.width for r in main]),
+          mode([r.schedule for r in main]), mode([r.budget for r in main]))
 
 
 def small_lr_needed(row: CellRow, reference_lr: float) -> bool:

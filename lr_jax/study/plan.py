@@ -36,6 +36,25 @@ class Cell:
   noisy: bool = False        # swept over `StudyConfig.label_noise`
   tested: bool = False       # has a held-out test set (`StudyConfig.test_fraction`)
   family: str = ""           # the optimizer family run; "" is `optimizer`
+  schedules: tuple[str, ...] = ("constant",)  # the schedules the cell sweeps (traced)
+
+  @property
+  def arm(self) -> str:
+    """"" for a factor line's cell; "label noise" or "regularisation" for an arm's."""
+    return "label noise" if self.noisy else "regularisation" if self.regularised else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+  """A line of the study: an (optimizer, width) at some training sizes, with the schedules
+  (traced) and budgets (one group each, one program) it runs; `arm` as `Cell.arm`."""
+
+  optimizer: str
+  width: int
+  schedules: tuple[str, ...]
+  budgets: tuple[str, ...]
+  sizes: tuple[int | None, ...]
+  arm: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,19 +161,42 @@ def _tested(cfg: StudyConfig, n: int | None) -> bool:
   return n is not None and n <= cfg.test_up_to
 
 
-def _noisy(cfg: StudyConfig, n: int | None) -> bool:
-  return cfg.noisy and n is not None and n <= cfg.noise_up_to
-
-
 def regularised_line(cfg: StudyConfig) -> tuple[str, int] | None:
-  """(optimizer, width) of the line swept over the regularisation, or None without one.
-
-  Adam at the study's largest width (the article's 128), when the study has Adam and a
-  regularisation grid; the report says when it has none.
-  """
-  if not cfg.regularisation or "adam" not in cfg.optimizers:
+  """(optimizer family, width) of the regularisation arm, or None without one: the reference
+  line's, Adam run as AdamW when weight decay is tuned (AdamW at weight decay 0 is Adam)."""
+  if not cfg.regularisation or not cfg.regularisation_sizes:
     return None
-  return ("adam", max(cfg.widths))
+  opt, width = cfg.optimizers[0], cfg.widths[0]
+  if any(name == "weight_decay" for name, _ in cfg.regularisation):
+    opt = WITH_WEIGHT_DECAY.get(opt, opt)
+  return (opt, width)
+
+
+def study_lines(cfg: StudyConfig) -> list[Line]:
+  """The lines a study runs: its factors as unions around the reference line, or their product
+  (`StudyConfig.design`), then its label-noise and regularisation arms on the reference line.
+
+  Under "union" the reference line (each factor's first value) runs every schedule and budget
+  at every size; each other optimizer and each other width is one more line with the
+  reference's schedule and budget. The noise arm runs every budget (the fixed-steps budget
+  is the one without early stopping on clean labels); the regularisation arm the reference
+  budget.
+  """
+  opt, width, schedule, budget = cfg.reference
+  sizes = cfg.train_sizes
+  if cfg.design == "product":
+    lines = [Line(o, w, cfg.schedules, cfg.budgets, sizes)
+             for o in cfg.optimizers for w in cfg.widths]
+  else:
+    lines = [Line(opt, width, cfg.schedules, cfg.budgets, sizes)]
+    lines += [Line(o, width, (schedule,), (budget,), sizes) for o in cfg.optimizers[1:]]
+    lines += [Line(opt, w, (schedule,), (budget,), sizes) for w in cfg.widths[1:]]
+  if cfg.noisy:
+    lines.append(Line(opt, width, (schedule,), cfg.budgets, cfg.noise_sizes, "label noise"))
+  if regularised_line(cfg):
+    lines.append(Line(opt, width, (schedule,), (budget,), cfg.regularisation_sizes,
+                      "regularisation"))
+  return lines
 
 
 def schedule_rates(cell: Cell) -> dict[str, float]:
@@ -163,10 +205,10 @@ def schedule_rates(cell: Cell) -> dict[str, float]:
 
 
 def cell_grid(cfg: StudyConfig, cell: Cell) -> Grid:
-  """The dynamic axes of one cell: learning rates x seeds x schedules [x label noise] [x
-  regularisation]. The constant schedule is the exponential one's decay rate 1.0."""
+  """The dynamic axes of one cell: learning rates x seeds x its schedules [x label noise |
+  x regularisation]. The constant schedule is the exponential one's decay rate 1.0."""
   from lr_jax import engine
-  hparams = [("decay_rate", tuple(schedule_rates(cell)[s] for s in cfg.schedules))]
+  hparams = [("decay_rate", tuple(schedule_rates(cell)[s] for s in cell.schedules))]
   if cell.noisy:
     hparams.append(("label_noise", cfg.label_noise))
   if cell.regularised:
@@ -176,12 +218,12 @@ def cell_grid(cfg: StudyConfig, cell: Cell) -> Grid:
 
 
 def plan_study(cfg: StudyConfig) -> StudyPlan:
-  """Checks the study and plans one compile group per (optimizer, width, size, budget).
+  """Checks the study and plans one compile group per (line, size, budget) (`study_lines`).
 
-  Label noise and regularisation are traced axes of those groups (`cell_grid`): they add
-  runs, not programs. The budgets of an (optimizer, width, size) differ only in traced
-  numbers (`train.Budget`, the decay rate), so they run one compiled program, planned one
-  after another.
+  Label noise and regularisation are traced axes of their arms' groups, the schedules of
+  every group (`cell_grid`). The budgets of a line's size differ only in traced numbers
+  (`train.Budget`, the decay rate), so they run one compiled program, planned one after
+  another.
 
   Raises:
     ConfigError: on any bad input (unknown names, sizes the data cannot give, a regression
@@ -194,48 +236,123 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     raise ConfigError(
         f"the study compares accuracies, and {cfg.dataset!r} is a regression data set; valid "
         "choices: a classification data set, e.g. digits, iris, wine, breast_cancer, moons")
-  requested = cfg.train_sizes
-  sizes = [_size_plan(dataset, cfg, n, cfg.test_fraction if _tested(cfg, n) else None)
-           for n in requested]
-  resolved = [s[0] for s in sizes]
+  sizes = {n: _size_plan(dataset, cfg, n, cfg.test_fraction if _tested(cfg, n) else None)
+           for n in cfg.train_sizes}
+  resolved = [s[0] for s in sizes.values()]
   if len(set(resolved)) != len(resolved):
     raise ConfigError(f"train sizes {cfg.train_sizes} name the same size twice ({resolved})")
-  reg_line = regularised_line(cfg)
   cells, groups, calls = [], [], []
-  for opt in cfg.optimizers:
-    for width in cfg.widths:
-      regularised = (opt, width) == reg_line
-      family = WITH_WEIGHT_DECAY.get(opt, opt) if regularised and any(
-          name == "weight_decay" for name, _ in cfg.regularisation) else opt
-      for asked, (n, folds, batch, steps_per_epoch, fewest) in zip(requested, sizes):
-        call = epochs_per_call([budget_plan(cfg, b, steps_per_epoch, fewest)[0] for b in cfg.budgets],
-                           steps_per_epoch)
-        for budget in cfg.budgets:
-          epochs, max_steps, patience, steps = budget_plan(cfg, budget, steps_per_epoch, fewest)
-          tested = _tested(cfg, asked)
-          cell = Cell(opt, width, n, folds, batch, steps, cfg.final_lr_fraction ** (1 / steps),
-                      budget, epochs, regularised=regularised, noisy=_noisy(cfg, asked),
-                      tested=tested, family=family if family != opt else "")
-          experiment = Experiment(
-              data=DataConfig(dataset=cfg.dataset, train_size=n, folds=folds,
-                              data_seed=cfg.data_seed,
-                              test_fraction=cfg.test_fraction if tested else None),
-              model=ModelConfig(name="mlp", hidden=(width,)),
-              optim=OptimConfig(name=family, schedule="exponential", decay_steps=1),
-              train=TrainConfig(epochs=epochs, batch_size=batch, patience=patience,
-                                monitor="val_loss", max_steps=max_steps))
-          cells.append(cell)
-          planned = engine.plan_sweep([experiment], cell_grid(cfg, cell))
-          groups += planned
-          calls += [call] * len(planned)
-  axes = [("decay_rate", tuple(sorted({r for c in cells
-                                       for s, r in schedule_rates(c).items()
-                                       if s in cfg.schedules})))]
+  for line in study_lines(cfg):
+    regularised = line.arm == "regularisation"
+    family = regularised_line(cfg)[0] if regularised else line.optimizer
+    for asked in line.sizes:
+      n, folds, batch, steps_per_epoch, fewest = sizes[asked]
+      call = epochs_per_call([budget_plan(cfg, b, steps_per_epoch, fewest)[0]
+                              for b in line.budgets], steps_per_epoch)
+      for budget in line.budgets:
+        epochs, max_steps, patience, steps = budget_plan(cfg, budget, steps_per_epoch, fewest)
+        tested = _tested(cfg, asked)
+        cell = Cell(line.optimizer, line.width, n, folds, batch, steps,
+                    cfg.final_lr_fraction ** (1 / steps), budget, epochs,
+                    regularised=regularised, noisy=line.arm == "label noise", tested=tested,
+                    family=family if family != line.optimizer else "",
+                    schedules=line.schedules)
+        experiment = Experiment(
+            data=DataConfig(dataset=cfg.dataset, train_size=n, folds=folds,
+                            data_seed=cfg.data_seed,
+                            test_fraction=cfg.test_fraction if tested else None),
+            model=ModelConfig(name="mlp", hidden=(line.width,)),
+            optim=OptimConfig(name=family, schedule="exponential", decay_steps=1),
+            train=TrainConfig(epochs=epochs, batch_size=batch, patience=patience,
+                              monitor="val_loss", max_steps=max_steps))
+        cells.append(cell)
+        planned = engine.plan_sweep([experiment], cell_grid(cfg, cell))
+        groups += planned
+        calls += [call] * len(planned)
+  axes = [("decay_rate", tuple(sorted({schedule_rates(c)[s] for c in cells
+                                       for s in c.schedules})))]
   if any(c.noisy for c in cells):
     axes.append(("label_noise", cfg.label_noise))
-  if reg_line:
+  if any(c.regularised for c in cells):
     axes += list(cfg.regularisation)
   grid = engine.Grid(learning_rates=cfg.learning_rates, seeds=tuple(range(cfg.seeds)),
                      hparams=tuple(axes))
   return StudyPlan(config=cfg, cells=tuple(cells), groups=tuple(groups), grid=grid,
                    call_epochs=tuple(calls))
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanCost:
+  """What a planned study costs before it trains: counted from the plan alone.
+
+  Attributes:
+    groups: compile groups (one per line, size and budget).
+    programs: distinct compiled programs (a line's budgets at one size share one).
+    runs: training runs (variants), every group's.
+    tflop: float32 TFLOP of the training and validation matmuls if every run trains to the
+      end of its budget (6 x multiply-adds per training example, 2 per validation example):
+      an upper bound where early stopping fires first.
+    steps: optimizer steps of the longest run of each group, summed: the sequential work a
+      step's fixed costs scale with.
+  """
+
+  groups: int
+  programs: int
+  runs: int
+  tflop: float
+  steps: int
+
+  def seconds(self, rate: StudyRate) -> float:
+    """The wall time this plan takes at most at `rate` (compiles, steps, arithmetic)."""
+    return (self.programs * rate.compile_s + self.steps * rate.step_s
+            + self.tflop * 1e12 / rate.flops)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRate:
+  """How fast a machine runs the study: seconds per compiled program, per sequential step,
+  and float32 FLOP/s of the training arithmetic (`run.measure_rate` measures the last)."""
+
+  compile_s: float
+  step_s: float
+  flops: float
+
+
+def group_macs(group: Group) -> float:
+  """Multiply-adds of one example through a compile group's model (an MLP's weights)."""
+  exp = group.experiment
+  if group.model is not None or exp.model.name != "mlp":
+    return 1.0
+  widths = [int(np.prod(group.dataset.x.shape[1:])), *exp.model.hidden,
+            max(group.dataset.num_classes, 1)]
+  return float(sum(a * b for a, b in zip(widths[:-1], widths[1:])))
+
+
+def group_work(group: Group) -> float:
+  """Training work of a planned compile group in example-weights if every run trains to the
+  end of its budget: variants x examples x epochs x `group_macs`, validation counted at a
+  third of an example's training cost (a forward pass only)."""
+  splits, exp = group.splits, group.experiment
+  per_epoch = splits.train_idx.shape[1] + splits.val_idx.shape[1] / 3
+  variants = len(group.seeds) * len(group.points["learning_rate"])
+  return float(variants * per_epoch * exp.train.epochs * group_macs(group))
+
+
+def plan_cost(plan: StudyPlan) -> PlanCost:
+  """Counts a planned study's groups, programs, runs, TFLOP and sequential steps.
+
+  A program is one (compile key, variants, call length): `engine.programs`' cache key with
+  the shapes it traces at."""
+  from lr_jax.engine.programs import _compile_key
+  programs = set()
+  runs = steps = 0
+  work = 0.0
+  for cell, group, call in zip(plan.cells, plan.groups,
+                               plan.call_epochs or (0,) * len(plan.groups)):
+    variants = len(group.seeds) * len(group.points["learning_rate"])
+    programs.add((_compile_key(group), variants, call))
+    runs += variants
+    work += group_work(group)
+    steps += cell.steps
+  return PlanCost(groups=len(plan.groups), programs=len(programs), runs=runs,
+                  tflop=6 * work / 1e12, steps=steps)

@@ -1,15 +1,18 @@
 """The study's report folder: the sweep's files, the figures, and report.md."""
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
 from lr_jax import report
-from lr_jax.study.conclusion import conclusion
+from lr_jax.study.cells import CellRow
+from lr_jax.study.conclusion import Conclusion, conclusion
 from lr_jax.study.config import StudyConfig
 from lr_jax.study.figures import draw_figures
 from lr_jax.study.phrases import budget_label, model_name
-from lr_jax.study.plan import Cell, regularised_line
+from lr_jax.study.literature import literature
+from lr_jax.study.plan import Cell, plan_cost, regularised_line
 from lr_jax.study.run import StudyResult, format_duration
 from lr_jax.study.table import study_table
 
@@ -18,7 +21,8 @@ def _budget_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
   """One line per budget: what a run gets under it."""
   lines = []
   for budget in cfg.budgets:
-    mine = sorted((c for c in cells if c.budget == budget), key=lambda c: c.train_size)
+    mine = sorted((c for c in cells if c.budget == budget and not c.arm),
+                  key=lambda c: c.train_size)
     span = (f"{mine[0].steps} steps ({mine[0].epochs} epochs) at n={mine[0].train_size} to "
             f"{mine[-1].steps} ({mine[-1].epochs} epochs) at n={mine[-1].train_size}")
     what = {
@@ -26,12 +30,33 @@ def _budget_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
                   f"loss (patience {cfg.patience}): {span}",
         "steps": f"exactly {cfg.steps} optimizer updates per run at every size, early stopping "
                  f"off (a run that stopped early would have fewer); {span}",
-        "converge": f"up to about {cfg.converge_steps} steps (whole epochs), early stopping on "
-                    f"the validation loss (patience {cfg.patience}); a run that neither stopped "
-                    f"nor diverged was still improving when the budget ran out: {span}",
+        "converge": f"until early stopping on the validation loss fires (patience "
+                    f"{cfg.patience}), capped at about {cfg.converge_steps} steps (whole "
+                    f"epochs); a point with a run still improving at the cap is *unconverged*, "
+                    f"and no finding rests on it: {span}",
     }[budget]
     lines.append(f"  - *{budget_label(budget)}*: {what}")
   return "\n".join(lines)
+
+
+def _lines_setup(cfg: StudyConfig) -> str:
+  """One line per line of the study: what it varies against the reference line."""
+  opt, width, schedule, budget = cfg.reference
+  if cfg.design == "product":
+    return (f"- design: every optimizer ({', '.join(cfg.optimizers)}) x width "
+            f"({', '.join(map(str, cfg.widths))}) under every schedule and budget (the wide "
+            "grid)")
+  alternatives = [f"{o} (against {opt})" for o in cfg.optimizers[1:]]
+  alternatives += [f"{model_name(w)} (against {model_name(width)})" for w in cfg.widths[1:]]
+  text = (f"- design: unions, not products. The *reference line* is {opt} {model_name(width)}, "
+          f"{schedule} schedule, {budget_label(budget)}, at every size; it also runs "
+          f"{', '.join(s for s in cfg.schedules if s != schedule) or 'no other schedule'} and "
+          f"{', '.join(budget_label(b) for b in cfg.budgets if b != budget) or 'no other budget'}"
+          f" (traced numbers of its programs)")
+  if alternatives:
+    text += (f"; each other factor is one line that differs from it in that factor alone: "
+             f"{'; '.join(alternatives)}")
+  return text
 
 
 def _arms_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
@@ -41,18 +66,22 @@ def _arms_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
   if line:
     axes = "; ".join(f"{name} {', '.join(f'{v:g}' for v in values)}"
                      for name, values in cfg.regularisation)
-    reg = (f"- regularisation: on the {line[0]} {model_name(line[1])} line, every cell also sweeps "
-           f"{axes} (traced axes of the same compiled program; Adam runs as AdamW, which at "
-           "weight decay 0 is Adam update for update). *Off* is the subset where all are 0; "
-           "*tuned* takes, per learning rate, its best setting")
+    reg = (f"- regularisation arm: on the reference line ({line[0]} {model_name(line[1])}, "
+           f"{budget_label(cfg.reference[3])}) at n = {sizes(lambda c: c.regularised)}, the "
+           f"product {axes} (traced axes of one program; AdamW at weight decay 0 is Adam update "
+           "for update). *Off* is the subset where all are 0; *tuned* takes, per learning "
+           "rate, its best setting, and \"significantly worse than tuned\" is tested at 5% "
+           "divided by the settings (Bonferroni: the tuned best is the best of several)")
   else:
-    reg = ("- regularisation: not measured in this run (it needs adam among the optimizers and "
-           "a regularisation grid)")
+    reg = "- regularisation: not measured in this run (no regularisation grid or sizes)"
   if any(c.noisy for c in cells):
-    noise = (f"- label noise: at n = {sizes(lambda c: c.noisy)}, every cell also sweeps the "
-             f"fraction of training labels replaced by a random other class, "
+    noise = (f"- label-noise arm: on the reference line at n = {sizes(lambda c: c.noisy)}, under "
+             f"every budget, the fraction of training labels replaced by a random other class, "
              f"{', '.join(f'{v:g}' for v in cfg.label_noise)} (fixed per seed and row; "
-             "validation and test labels stay clean)")
+             "validation and test labels stay clean). Its runs are scored twice: at the epoch "
+             "of lowest *clean* validation loss (what early stopping on clean labels restores), "
+             "and at the last epoch they trained (what a practitioner without clean labels "
+             "keeps; under fixed steps, the end of the budget)")
   else:
     noise = "- label noise: not measured in this run"
   if any(c.tested for c in cells):
@@ -62,6 +91,14 @@ def _arms_setup(cfg: StudyConfig, cells: Sequence[Cell]) -> str:
   else:
     test = "- test set: none in this run"
   return "\n".join([reg, noise, test])
+
+
+def study_conclusion(cfg: StudyConfig, rows: Sequence[CellRow]) -> Conclusion:
+  """The conclusion of a study's table with its configuration's reference line and the
+  regularisation arm's number of settings (the Bonferroni divisor its sentences state)."""
+  settings = math.prod(len(values) for _, values in cfg.regularisation) or None
+  return conclusion(rows, reference_lr=cfg.reference_lr, reference=cfg.reference,
+                    settings=settings)
 
 
 def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tuple[str, str]] = ()
@@ -81,19 +118,25 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
   write_outputs(study.sweep, out_dir)
   figures = draw_figures(cfg, rows, out_dir)
   cells = study.plan.cells
-  first = [c for c in cells if c.budget == cfg.budgets[0]]
+  cost = plan_cost(study.plan)
+  first = [c for c in cells if c.budget == cfg.budgets[0] and not c.arm]
   keras_final = {c.train_size: 0.9 ** (c.steps / 1000) for c in first}
   sizes = sorted(keras_final)
+  folds = {c.train_size: c.folds for c in first}
+  rows_text = lambda n: next(r.train_rows for r in rows if r.train_size == n)
   setup = "\n".join([
-      f"- data: `{cfg.dataset}`, training sizes {', '.join(str(n) for n in sizes)} "
-      f"(stratified subsamples, data seed {cfg.data_seed}); each cell is "
-      f"{'/'.join(str(k) for k in sorted({c.folds for c in cells}))}-fold stratified "
-      f"cross-validation (k = min({cfg.folds}, smallest class count)) x {cfg.seeds} seeds",
+      f"- data: `{cfg.dataset}`, training sizes n = {', '.join(str(n) for n in sizes)} "
+      f"(stratified subsamples, data seed {cfg.data_seed}); each cell is k-fold stratified "
+      f"cross-validation (k = min({cfg.folds}, smallest class count): "
+      f"{'/'.join(str(k) for k in sorted(set(folds.values())))}) x {cfg.seeds} seeds, so a run "
+      f"trains on {', '.join(f'{rows_text(n)} rows at n={n}' for n in sizes)}: tables and "
+      "figures name a size by the rows a run trains on",
       f"- models: one-hidden-layer ReLU MLPs of width {', '.join(map(str, cfg.widths))}; "
       f"optimizers {', '.join(cfg.optimizers)}",
+      _lines_setup(cfg),
       f"- learning rates: {len(cfg.learning_rates)} log-spaced from "
       f"{report.format_lr(cfg.learning_rates[0])} to {report.format_lr(cfg.learning_rates[-1])}",
-      f"- budgets: every cell runs under {len(cfg.budgets)}; batch {cfg.batch_size} (the whole "
+      f"- budgets: {len(cfg.budgets)} on the reference line; batch {cfg.batch_size} (the whole "
       "training fold where it is smaller, as Keras); best epoch (lowest validation loss) "
       "restored; score: validation accuracy on the held-out fold, cross-fitted (each half of "
       "its rows at the epoch the other half monitors best, so no row scores the epoch it chose)",
@@ -110,11 +153,12 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
       "`lr_jax.stats.compare` (by seed, fold and validation row, 5%) cannot tell from the "
       "best (*not worse than the best*; not \"as good\"); P(best): the share of two-way "
       "bootstrap resamples (seeds and validation rows) in which a learning rate is the best",
-      f"- {len(study.plan.groups)} compile groups, {study.sweep.num_variants} training runs, "
-      f"wall time {format_duration(study.wall_s)} ({study.wall_s:.0f} s) on "
+      f"- {cost.groups} compile groups in {cost.programs} programs, "
+      f"{study.sweep.num_variants} training runs, at most {cost.tflop:.1f} TFLOP counted from "
+      f"the plan; wall time {format_duration(study.wall_s)} ({study.wall_s:.0f} s) on "
       f"{os.cpu_count()} CPU cores",
   ])
-  summary = conclusion(rows, reference_lr=cfg.reference_lr)
+  summary = study_conclusion(cfg, rows)
   setup += "\n" + _arms_setup(cfg, cells)
   sections = [
       ("Answer", summary.markdown()),
@@ -128,8 +172,15 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
                 "one. *not worse than the best*: the smallest and largest "
                 "learning rate not significantly worse than the best, and how many there are. "
                 "*P(best) by LR*: the learning rates with P(best) >= 0.05. *still training*: "
-                "runs that neither stopped early nor diverged when the budget ran out.\n\n"
+                "runs that neither stopped early nor diverged when the budget ran out. *arm*: "
+                "- for a factor line, or the label-noise or regularisation arm (whose clean, "
+                "unregularised rows pair with its other rows). *score*: the epoch a run is "
+                "scored at: *best epoch* (lowest clean validation loss, cross-fitted) or *last "
+                "epoch* (the last it trained; the noise arm only). *unconverged points*: to "
+                "convergence, the learning rates with a run still improving at the cap (- "
+                "under a fixed budget); *(unconverged)* marks such a best learning rate.\n\n"
                 + study_table(rows, reference_lr=cfg.reference_lr)),
+      ("Beside the literature", literature(rows, reference_lr=cfg.reference_lr)),
       *extra,
   ]
   return report.write_report(out_dir, "Is a very small learning rate necessary with small data?",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lr_jax import stats
 from lr_jax.results.subsets import subset_selection
 from lr_jax.study.cells import CellRow, cell_row
 from lr_jax.study.config import StudyConfig
@@ -21,7 +22,25 @@ def row_keys(cfg: StudyConfig, cell: Cell) -> list[tuple[str, float, str]]:
   """The (schedule, label noise, regularisation) of each table row of a cell, in table order."""
   noise = cfg.label_noise if cell.noisy else (0.0,)
   regs = ("", "tuned") if cell.regularised else ("",)
-  return [(s, v, r) for r in regs for v in noise for s in cfg.schedules]
+  return [(s, v, r) for r in regs for v in noise for s in cell.schedules]
+
+
+def _group_entries(sweep: SweepResult, group: int, score: str) -> list:
+  """The aggregates of one compile group's points with its runs scored at `score`'s epoch
+  (`results.SCORES`): the sweep's own where that is its score."""
+  from lr_jax.results import aggregate
+  if score == sweep.score:
+    return [a for a in sweep.aggregates if a["group"] == group]
+  sel = np.asarray(sweep.rows["group"]) == group
+  rows = {k: np.asarray(v)[sel] for k, v in sweep.rows.items()}
+  rows["group"] = np.zeros(int(sel.sum()), int)
+  names = list(dict.fromkeys(k for g in sweep.groups for k in g.points if k != "learning_rate"))
+  picked = np.flatnonzero(sel)
+  outcomes = sweep.outcomes.get(score)
+  entries = aggregate(rows, [sweep.groups[group]], names, None, score,
+                      None if outcomes is None else [outcomes[i] for i in picked],
+                      [sweep.outcome_rows[i] for i in picked] if sweep.outcome_rows else None)
+  return [dataclasses.replace(a, group=group) for a in entries]
 
 
 def _close(a, b) -> bool:
@@ -53,37 +72,50 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
   score = next((a["score"] for a in sweep.aggregates if "score" in a), "best_epoch")
   rows = []
   for gi, cell in enumerate(plan.cells):
-    mine = [a for a in sweep.aggregates if a["group"] == gi]
-    # The group's own axes: another group's are NaN in its entries and rows.
-    points = [k for k in ("learning_rate", "decay_rate", "label_noise", *reg_names)
-              if mine and math.isfinite(mine[0].get(k, math.nan))]
-    in_group = np.asarray(runs["group"]) == gi
-    for schedule, noise, reg in row_keys(cfg, cell):
-      def wanted(a):
-        return (_close(a["decay_rate"], schedule_rates(cell)[schedule])
-                and _close(_off(a, "label_noise"), noise)
-                and (reg or all(_close(_off(a, k), 0.0) for k in reg_names)))
-      entries = [a for a in mine if wanted(a)]
-      masks = []
-      for a in entries:
-        sel = in_group.copy()
-        for k in points:
-          sel &= np.isclose(np.asarray(runs[k], float), a[k], rtol=1e-6, atol=1e-12)
-        masks.append(sel)
-      rows.append(_row_of(cfg, cell, runs, entries, masks, unfinished_N, schedule=schedule,
-                          label_noise=noise, regularisation=reg, reg_names=reg_names,
-                          outcomes=getattr(sweep, "outcomes", {}).get(score), score=score))
-      if cell.tested and getattr(sweep, "groups", None):
-        rows[-1] = _with_test(rows[-1], sweep, gi, entries, masks)
+    # The noise arm's runs are scored twice: at the epoch clean validation labels chose, and
+    # at the last epoch they trained (`CellRow.score`).
+    for scored in (score, "last_epoch") if cell.noisy else (score,):
+      mine = (_group_entries(sweep, gi, scored) if scored != score
+              else [a for a in sweep.aggregates if a["group"] == gi])
+      outcomes = getattr(sweep, "outcomes", {}).get(scored)
+      # The group's own axes: another group's are NaN in its entries and rows.
+      points = [k for k in ("learning_rate", "decay_rate", "label_noise", *reg_names)
+                if mine and math.isfinite(mine[0].get(k, math.nan))]
+      in_group = np.asarray(runs["group"]) == gi
+      for schedule, noise, reg in row_keys(cfg, cell):
+        def wanted(a):
+          return (_close(a["decay_rate"], schedule_rates(cell)[schedule])
+                  and _close(_off(a, "label_noise"), noise)
+                  and (reg or all(_close(_off(a, k), 0.0) for k in reg_names)))
+        entries = [a for a in mine if wanted(a)]
+        masks = []
+        for a in entries:
+          sel = in_group.copy()
+          for k in points:
+            sel &= np.isclose(np.asarray(runs[k], float), a[k], rtol=1e-6, atol=1e-12)
+          masks.append(sel)
+        row = _row_of(cfg, cell, runs, entries, masks, unfinished_N, schedule=schedule,
+                      label_noise=noise, regularisation=reg, reg_names=reg_names,
+                      outcomes=outcomes, score=scored,
+                      label="" if scored == score else scored)
+        if cell.tested and getattr(sweep, "groups", None) and scored == score:
+          row = _with_test(row, sweep, gi, entries, masks)
+        rows.append(row)
   return rows
 
 
 def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entries: list[dict],
             masks: list[np.ndarray], unfinished_N: np.ndarray, *, schedule: str,
             label_noise: float, regularisation: str, reg_names: Sequence[str],
-            outcomes: Sequence[np.ndarray] | None = None, score: str = "best_epoch") -> CellRow:
+            outcomes: Sequence[np.ndarray] | None = None, score: str = "best_epoch",
+            label: str = "") -> CellRow:
   """One table row from its grid points' aggregates and run masks (several per learning rate
-  when tuned: each learning rate shows its best point's numbers)."""
+  when tuned: each learning rate shows its best point's numbers, and is not worse than the
+  best when that point is: testing each of its settings and keeping it when any passes would
+  keep a learning rate by chance more often the more settings it has).
+
+  `score` is the epoch its runs are scored at (`results.SCORES`), `label` the row's
+  `CellRow.score`."""
   eligible = [bool(a["eligible"]) for a in entries]
   p_point, keep_point = subset_selection(runs, masks, eligible, outcomes, score)
   by_lr: dict[float, list[int]] = {}
@@ -96,7 +128,7 @@ def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entrie
     lrs.append(lr)
     p = [p_point[i] for i in idx]
     p_best.append(math.nan if any(math.isnan(x) for x in p) else float(sum(p)))
-    keep.append(any(keep_point[i] for i in idx))
+    keep.append(keep_point[chosen[-1]])
   pick = [entries[i] for i in chosen]
   setting, plain_worse = (), None
   finite = [i for i, a in zip(chosen, pick) if a["eligible"] and math.isfinite(a["mean"])]
@@ -108,7 +140,12 @@ def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entrie
                and all(_close(_off(entries[i], k), 0.0) for k in reg_names)]
       if plain and not any(math.isnan(p_point[i]) for i in plain):
         top = max(plain, key=lambda i: entries[i]["mean"])
-        plain_worse = not keep_point[top]
+        # The tuned best is the best of `settings` settings: Bonferroni over them, so a
+        # "significantly worse" survives having picked the luckiest one.
+        settings = len(by_lr[float(entries[best]["learning_rate"])])
+        _, kept = subset_selection(runs, [masks[best], masks[top]], [True, True], outcomes,
+                                   score, alpha=stats.ALPHA / settings)
+        plain_worse = best != top and not kept[1]
   return cell_row(
       optimizer=cell.optimizer, width=cell.width, schedule=schedule,
       train_size=cell.train_size, runs=max(a["n_total"] for a in entries), steps=cell.steps,
@@ -117,7 +154,7 @@ def _row_of(cfg: StudyConfig, cell: Cell, runs: Mapping[str, np.ndarray], entrie
       tolerance=cfg.tolerance, budget=cell.budget, p_best=p_best, not_worse=keep,
       unfinished=[int(np.sum(unfinished_N & masks[i])) for i in chosen],
       regularisation=regularisation, label_noise=label_noise, best_setting=setting,
-      plain_worse=plain_worse, folds=cell.folds)
+      plain_worse=plain_worse, folds=cell.folds, arm=cell.arm, score=label)
 
 
 def _with_test(row: CellRow, sweep: SweepResult, group: int, entries: list[dict],

@@ -11,7 +11,7 @@ import numpy as np
 from absl import logging
 
 from lr_jax.study.cells import CellRow
-from lr_jax.study.plan import StudyPlan
+from lr_jax.study.plan import PlanCost, StudyPlan, StudyRate, group_work
 from lr_jax.study.rows import study_rows
 
 if TYPE_CHECKING:  # The engine imports JAX: only the functions that run anything import it.
@@ -26,21 +26,49 @@ def format_duration(seconds: float) -> str:
   return f"{seconds:.0f}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:02.0f}s"
 
 
-def group_work(group: Group) -> float:
-  """Training work of a planned compile group in example-weights, for the ETA.
+REFERENCE_RATE = StudyRate(compile_s=2.0, step_s=0.36e-3, flops=121e9)
+"""The study's rate on the machine its defaults were sized on (2-core Intel Xeon with AVX-512,
+7 Dec 2026, cold compilation cache): seconds per program, per sequential optimizer step of a
+group, and FLOP/s of its arithmetic (`PlanCost.tflop` over the seconds a group trains), fitted
+on the default study's groups (n = 25: 5000 one-step epochs in 5.4 s; all 1437 rows: 1.4
+TFLOP in 13.4 s)."""
+REFERENCE_MATMUL_FLOPS = 420e9
+"""`matmul_flops()` on that machine, the same day: the yardstick a machine's rate scales by."""
 
-  Variants x examples x epochs, times the multiply-adds of one example through the model (an
-  MLP's weights; 1 for other models). Validation is counted at a third of an example's
-  training cost (a forward pass only).
-  """
-  splits, exp = group.splits, group.experiment
-  per_epoch = splits.train_idx.shape[1] + splits.val_idx.shape[1] / 3
-  variants = len(group.seeds) * len(group.points["learning_rate"])
-  weights = 1
-  if group.model is None and exp.model.name == "mlp":
-    widths = [group.dataset.x.shape[1], *exp.model.hidden, max(group.dataset.num_classes, 1)]
-    weights = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-  return float(variants * per_epoch * exp.train.epochs * weights)
+
+def matmul_flops(size: int = 512, repeats: int = 20) -> float:
+  """This machine's float32 matmul rate in FLOP/s: the median of a few timed [size, size]
+  products, compiled once, after as many untimed ones (~0.2 s). The study's estimate scales its reference rate by it."""
+  import jax
+  import jax.numpy as jnp
+  x = jnp.ones((size, size), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  for _ in range(repeats):  # The first calls wake the thread pool: not timed.
+    f(x).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(x).block_until_ready()
+    times.append(time.perf_counter() - t)
+  return 2 * size**3 / float(np.median(times))
+
+
+def machine_rate(flops: float | None = None) -> StudyRate:
+  """`REFERENCE_RATE` scaled to this machine by its matmul rate (`matmul_flops`, measured
+  unless given): arithmetic and per-step costs scale with it, compiling does not."""
+  ratio = (flops if flops is not None else matmul_flops()) / REFERENCE_MATMUL_FLOPS
+  return StudyRate(compile_s=REFERENCE_RATE.compile_s, step_s=REFERENCE_RATE.step_s / ratio,
+                   flops=REFERENCE_RATE.flops * ratio)
+
+
+def cost_text(cost: PlanCost, rate: StudyRate) -> str:
+  """The plan's cost in one line, before anything trains."""
+  return (f"plan: {cost.groups} compile groups in {cost.programs} programs, {cost.runs} "
+          f"training runs, at most {cost.tflop:.1f} TFLOP; estimated "
+          f"{format_duration(cost.seconds(rate))} on this machine ({rate.flops / 1e9:.0f} "
+          f"GFLOP/s for the study's arithmetic, scaled by its matmul rate from the "
+          f"{REFERENCE_RATE.flops / 1e9:.0f} measured on a 2-core AVX-512 CPU; early stopping "
+          "usually ends the to-convergence groups sooner)")
 
 
 def estimate_remaining(done: Sequence[Mapping[str, float]],
