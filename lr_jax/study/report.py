@@ -48,11 +48,12 @@ def _lines_setup(cfg: StudyConfig) -> str:
             "grid)")
   alternatives = [f"{o} (against {opt})" for o in cfg.optimizers[1:]]
   alternatives += [f"{model_name(w)} (against {model_name(width)})" for w in cfg.widths[1:]]
+  extras = ([f"the {s} schedule" for s in cfg.schedules if s != schedule]
+            + [budget_label(b) for b in cfg.budgets if b != budget])
   text = (f"- design: unions, not products. The *reference line* is {opt} {model_name(width)}, "
-          f"{schedule} schedule, {budget_label(budget)}, at every size; it also runs "
-          f"{', '.join(s for s in cfg.schedules if s != schedule) or 'no other schedule'} and "
-          f"{', '.join(budget_label(b) for b in cfg.budgets if b != budget) or 'no other budget'}"
-          f" (traced numbers of its programs)")
+          f"{schedule} schedule, {budget_label(budget)}, at every size")
+  if extras:
+    text += f"; it also runs {' and '.join(extras)} (traced numbers of its programs)"
   if alternatives:
     text += (f"; each other factor is one line that differs from it in that factor alone: "
              f"{'; '.join(alternatives)}")
