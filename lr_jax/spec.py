@@ -153,6 +153,11 @@ DATA_HPARAMS: dict[str, DataHParam] = {
         0.0, COUNT, off=0.0, integer=True,
         help="random shifts of training images by up to this many pixels (zero padded)"),
         image=True, pixels=True),
+    "rotate": DataHParam(HParam(
+        0.0, Interval(0, 180, "[]"), off=0.0,
+        help="random rotations of training images by up to this many degrees either way "
+             "(bilinear; corners zero padded)"),
+        image=True),
     "flip": DataHParam(HParam(
         0.0, UNIT, off=0.0,
         help="probability that a training image is mirrored left to right (where a mirror "

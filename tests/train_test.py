@@ -419,7 +419,8 @@ def _train_points(points, exp=AXES_EXP, seed=0):
 
 @pytest.mark.parametrize("name,values", [
     ("dropout_rate", (0.0, 0.4)), ("label_smoothing", (0.0, 0.2)), ("input_noise", (0.0, 0.5)),
-    ("shift", (0.0, 2.0)), ("label_noise", (0.0, 0.3)), ("flip", (0.0, 0.5))])
+    ("shift", (0.0, 2.0)), ("label_noise", (0.0, 0.3)), ("flip", (0.0, 0.5)),
+    ("rotate", (0.0, 15.0))])
 def test_each_new_axis_in_a_mixed_population_equals_the_variant_alone(name, values):
   lr = 0.05
   both, hist = _train_points({"learning_rate": [lr] * 2, name: list(values)})
@@ -447,7 +448,7 @@ def test_dropout_rate_zero_trains_as_no_dropout():
 
 @pytest.mark.parametrize("name,value", [
     ("label_smoothing", 0.3), ("input_noise", 2.0), ("shift", 3.0), ("label_noise", 0.5),
-    ("dropout_rate", 0.5), ("flip", 1.0)])
+    ("dropout_rate", 0.5), ("flip", 1.0), ("rotate", 30.0)])
 def test_regularisers_and_augmentation_act_in_training_only(name, value):
   # A learning rate too small to move the parameters: the validation numbers are those of the
   # initial model, with or without the axis; the training loss is not.
@@ -487,6 +488,35 @@ def test_label_smoothing_is_optax_smooth_labels_with_cross_entropy():
   by_hand = optax.softmax_cross_entropy(out, optax.smooth_labels(jax.nn.one_hot(y_B, 10), 0.2))
   np.testing.assert_allclose(smooth, by_hand, rtol=1e-6)
   assert (np.asarray(smooth) > np.asarray(zero)).mean() > 0.5  # Confident outputs pay more.
+
+
+def test_rotations_turn_images_about_their_centre_and_fill_the_corners():
+  rng = np.random.default_rng(0)
+  img_BxHxWxC = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
+  x_BxD = jnp.asarray(img_BxHxWxC.reshape(3, -1))
+  rot = lambda angles, fill=None: np.asarray(train_lib.rotate_by(
+      x_BxD, (6, 6, 2), jnp.asarray(angles, jnp.float32), fill)).reshape(3, 6, 6, 2)
+  # 0 is the image itself; a quarter turn counter-clockwise (as displayed) is np.rot90, a half
+  # turn np.rot90 twice: whole pixels, so interpolation adds nothing but rounding.
+  np.testing.assert_allclose(rot([0.0] * 3), img_BxHxWxC, atol=1e-6)
+  np.testing.assert_allclose(rot([np.pi / 2] * 3), np.rot90(img_BxHxWxC, 1, axes=(1, 2)),
+                             atol=1e-5)
+  np.testing.assert_allclose(rot([np.pi, -np.pi / 2, np.pi / 2])[0],
+                             np.rot90(img_BxHxWxC[0], 2), atol=1e-5)
+  # An eighth of a turn: the corners come from outside and take the fill; the centre's
+  # four pixels stay a bilinear mix of the centre's four.
+  fill_D = jnp.full((72,), 7.0)
+  eighth = rot([np.pi / 4] * 3, fill_D)
+  assert (eighth[:, 0, 0] == 7.0).all() and (eighth[:, -1, -1] == 7.0).all()
+  assert (eighth[:, 2:4, 2:4] != 7.0).all()
+  # Random angles within +-degrees, the same for every variant of a stream (one key).
+  key = jax.random.PRNGKey(3)
+  a = np.asarray(train_lib.rotate_images(x_BxD, (6, 6, 2), jnp.float32(10.0), key))
+  b = np.asarray(train_lib.rotate_images(x_BxD, (6, 6, 2), jnp.float32(10.0), key))
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, x_BxD)
+  zero = np.asarray(train_lib.rotate_images(x_BxD, (6, 6, 2), jnp.float32(0.0), key))
+  np.testing.assert_allclose(zero, x_BxD, atol=1e-6)
 
 
 def test_label_noise_flips_about_its_rate_to_other_classes_fixed_per_seed():

@@ -18,6 +18,7 @@ from lr_jax.train.state import DataArrays, Hparams
 # Salts of the augmentation keys: `fold_in` of the minibatch key, far from the small counts a
 # model folds into the same key (`from_nnx` folds in 0, 1, 2, ... per rng stream).
 _NOISE_SALT, _SHIFT_SALT, _FLIP_SALT = 0x6E6F6973, 0x73686966, 0x666C6970
+_ROTATE_SALT = 0x726F7461
 
 
 class Extras(NamedTuple):
@@ -113,11 +114,72 @@ def flip_images(x_BxD: jax.Array, feature_shape: tuple[int, ...], rate: jax.Arra
   return jnp.where(flip_B[:, None, None, None], img[:, :, ::-1], img).reshape(x_BxD.shape)
 
 
+def rotate_by(x_BxD: jax.Array, feature_shape: tuple[int, ...], angle_B: jax.Array,
+              fill_D: jax.Array | None = None) -> jax.Array:
+  """Rotates each image about its centre by its own angle, bilinearly interpolated.
+
+  Args:
+    x_BxD: flat images; one example is `feature_shape` = (H, W[, C...]).
+    feature_shape: the image's shape, rank >= 2.
+    angle_B: [B] angles in radians, counter-clockwise as the image is displayed (row 0 at
+      the top).
+    fill_D: what fills the pixels rotated in from outside the image, per pixel; None is 0.
+
+  Returns:
+    [B, D]: pixel (i, j) of an example is the example read at the point the rotation takes
+    there, interpolated between its 4 neighbours; `fill_D` where that point is outside.
+  """
+  b = x_BxD.shape[0]
+  height, width = feature_shape[0], feature_shape[1]
+  img_BxPxC = x_BxD.reshape((b, height * width, -1))
+  cy, cx = (height - 1) / 2, (width - 1) / 2
+  i_P = jnp.repeat(jnp.arange(height, dtype=x_BxD.dtype), width) - cy
+  j_P = jnp.tile(jnp.arange(width, dtype=x_BxD.dtype), height) - cx
+  cos_Bx1, sin_Bx1 = jnp.cos(angle_B)[:, None], jnp.sin(angle_B)[:, None]
+  # The inverse rotation: where in the source each output pixel comes from (y grows down).
+  src_y_BxP = cos_Bx1 * i_P[None] + sin_Bx1 * j_P[None] + cy
+  src_x_BxP = cos_Bx1 * j_P[None] - sin_Bx1 * i_P[None] + cx
+  y0_BxP, x0_BxP = jnp.floor(src_y_BxP), jnp.floor(src_x_BxP)
+  out_BxPxC = jnp.zeros_like(img_BxPxC)
+  inside_BxP = ((src_y_BxP >= -0.5) & (src_y_BxP <= height - 0.5)
+                & (src_x_BxP >= -0.5) & (src_x_BxP <= width - 0.5))
+  for dy in (0, 1):
+    for dx in (0, 1):
+      y_BxP, x_BxP = y0_BxP + dy, x0_BxP + dx
+      weight_BxP = ((1 - jnp.abs(src_y_BxP - y_BxP)) * (1 - jnp.abs(src_x_BxP - x_BxP)))
+      idx_BxP = (jnp.clip(y_BxP, 0, height - 1) * width
+                 + jnp.clip(x_BxP, 0, width - 1)).astype(jnp.int32)
+      out_BxPxC += weight_BxP[..., None] * jnp.take_along_axis(img_BxPxC, idx_BxP[..., None],
+                                                               axis=1)
+  fill = 0.0 if fill_D is None else fill_D.reshape((1, height * width, -1))
+  return jnp.where(inside_BxP[..., None], out_BxPxC, fill).reshape(x_BxD.shape)
+
+
+def rotate_images(x_BxD: jax.Array, feature_shape: tuple[int, ...], degrees: jax.Array,
+                  key: jax.Array, fill_D: jax.Array | None = None) -> jax.Array:
+  """Rotates each image by an angle uniform in [-degrees, degrees] (traced), from `key`.
+
+  Args:
+    x_BxD: flat images; one example is `feature_shape` = (H, W[, C...]).
+    feature_shape: the image's shape, rank >= 2.
+    degrees: [] the largest rotation either way, in degrees (0: none).
+    key: the minibatch's rotation key: the same draws for every variant of a stream.
+    fill_D: what fills the corners rotated in; None is 0.
+
+  Returns:
+    [B, D], as `rotate_by`.
+  """
+  u_B = jax.random.uniform(key, (x_BxD.shape[0],), x_BxD.dtype, -1.0, 1.0)
+  return rotate_by(x_BxD, feature_shape, jnp.deg2rad(degrees) * u_B, fill_D)
+
+
 def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
             extras: Extras | None) -> jax.Array:
-  """The training features of one variant: shifted images, mirrored ones, then Gaussian noise.
+  """The training features of one variant: shifted, rotated and mirrored images, then Gaussian
+  noise.
 
-  A shift moves the image as its raw pixels would move, blank (raw 0) pixels coming in: each
+  A shift (a rotation) moves the image as its raw pixels would move, blank (raw 0) pixels
+  coming in: each
   pixel keeps the standardization of the column it comes from, so a rarely inked border
   column (tiny std) is not blown up by the ink moved into it, as standardizing moved raw
   pixels would. Both are drawn from the minibatch key alone, so a seed gets the same
@@ -125,13 +187,16 @@ def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
   this is `x_BxD` itself.
   """
   data = hp["data"]
-  for name in ("shift", "flip"):
+  for name in ("shift", "rotate", "flip"):
     if name in data and (rules.feature_shape is None or len(rules.feature_shape) < 2):
       raise ConfigError(f"{name} needs image-shaped data (feature_shape of rank >= 2), the data "
                         f"has feature_shape {rules.feature_shape}; valid choices: {name}=0")
   if "shift" in data:
     x_BxD = shift_images(x_BxD, rules.feature_shape, data["shift"],
                          jax.random.fold_in(key, _SHIFT_SALT), extras.background_D)
+  if "rotate" in data:
+    x_BxD = rotate_images(x_BxD, rules.feature_shape, data["rotate"],
+                          jax.random.fold_in(key, _ROTATE_SALT), extras.background_D)
   if "flip" in data:
     x_BxD = flip_images(x_BxD, rules.feature_shape, data["flip"],
                         jax.random.fold_in(key, _FLIP_SALT))
@@ -181,10 +246,11 @@ def batch_extras(hparams: Hparams, data: DataArrays, fold, idx_B,
     data, fold, idx_B: the data, the fold and the minibatch's rows.
     flips: the stream's `label_flips`, or None without label noise.
   """
-  if "shift" not in hparams["data"] and flips is None:
+  moves = "shift" in hparams["data"] or "rotate" in hparams["data"]
+  if not moves and flips is None:
     return None
   background = {}
-  if "shift" in hparams["data"]:
+  if moves:
     background = {"background_D": -data.mean[fold] / data.std[fold]}
   flip = {} if flips is None else {"flip_u_B": flips[0][idx_B], "flip_r_B": flips[1][idx_B]}
   return Extras(**background, **flip)
