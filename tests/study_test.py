@@ -264,6 +264,11 @@ def test_unconverged_points_leave_their_cells_out_and_say_why():
       "To convergence: 6 of 264 runs (2%) were still improving at the cap (50–2874 steps), at "
       "3 of 44 points (in 3 of 4 cells; 1 of those points at a learning rate <= 1e-4): those "
       "points are unconverged, and no finding rests on them.")
+  # Every line's best unconverged at an end: the move is not said at all.
+  stuck = [rows[2], _row("sgd", n=1437, best_lr=1e-3, budget="converge", unfinished=at(4, 1))]
+  assert _sentence(study.conclusion(stuck)[1], "To convergence: how the best") == (
+      "To convergence: how the best learning rate moves with the size is not said: the 1 line "
+      "left out, a best point at one end was still improving at the cap (50–2874 steps).")
   done = [_row(n=n, budget="converge") for n in (25, 1437)]
   assert study.conclusion(done)[1][-1] == (
       "To convergence: 0 of 132 runs (0%) were still improving at the cap (50–2874 steps), so "

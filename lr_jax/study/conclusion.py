@@ -153,6 +153,10 @@ def _move_finding(budget: str, rows: Sequence[CellRow]) -> str | None:
     where = f"at n={small} the best learning rate is larger than at n={large}"
   else:
     where = "at each line's smallest size the best learning rate is larger than at its largest"
+  if not total:  # Every line left out: nothing to count.
+    return (f"{budget_label(budget).capitalize()}: how the best learning rate moves with the "
+            f"size is not said: {'the' if left == 1 else 'all'} {plural(left, 'line')} left "
+            f"out, a best point at one end was still improving at {cap_text(rows)}.")
   text = (f"{budget_label(budget).capitalize()}: {where} in {larger} of {total} (optimizer, "
           f"width, schedule) lines and smaller in {smaller}; in the other {undecided} the "
           "not-worse sets overlap, so the data cannot decide the direction"

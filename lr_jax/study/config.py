@@ -91,7 +91,7 @@ class StudyConfig:
   budgets: tuple[str, ...] = ("converge", "steps")
   epochs: int = 50
   steps: int = 2000
-  converge_steps: int = 5000
+  converge_steps: int = 10000
   batch_size: int = 32
   patience: int = 5
   reference_lr: float = 1e-4

@@ -156,7 +156,8 @@ def write_study_report(study: StudyResult, out_dir: str, *, extra: Sequence[tupl
       "bootstrap resamples (seeds and validation rows) in which a learning rate is the best",
       f"- {cost.groups} compile groups in {cost.programs} programs, "
       f"{study.sweep.num_variants} training runs, at most {cost.tflop:.1f} TFLOP counted from "
-      f"the plan; wall time {format_duration(study.wall_s)} ({study.wall_s:.0f} s) on "
+      f"the plan; wall time {format_duration(study.wall_s)}"
+      f"{f' ({study.wall_s:.0f} s)' if study.wall_s >= 60 else ''} on "
       f"{os.cpu_count()} CPU cores",
   ])
   summary = study_conclusion(cfg, rows)
