@@ -121,7 +121,7 @@ def history_type(metric_names: tuple[str, ...]) -> type:
 class Budget(NamedTuple):
   """How long a run may train and what stops it, as traced scalars: groups that differ only in
   their budget (another `--epochs`, `--patience`, `--min_delta` or `--divergence_factor`, the
-  small-data study's three budgets of a cell) run one compiled program. The trainer reads
+  small-data study's budgets of a line at one size) run one compiled program. The trainer reads
   these, not the experiment's `TrainConfig` fields; a schedule with `Schedule.horizon` also
   takes its length from the experiment's epochs, which the budget's must then equal (the engine
   builds both from one experiment). The rule: a number of the whole group is a budget field;
