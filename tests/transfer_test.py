@@ -220,6 +220,40 @@ def test_a_head_pattern_makes_those_layers_the_head_the_rest_learns_at_the_scale
     models.with_head(model, "Conv.*")
 
 
+def test_a_head_function_of_leaf_paths_splits_a_layer_between_head_and_backbone():
+  # The head is every bias and the last layer (a function of the leaf's path text): a frozen
+  # backbone leaves the hidden layers' kernels bit for bit, while their biases learn; the
+  # seed initializes exactly the leaves the function picks anew.
+  cfg = lr_jax.ModelConfig(hidden=(16, 8))
+  model = lr_jax.build_model(cfg, 10, (64,))
+  head = lambda path: path.endswith("/bias") or path.startswith("Dense_2/")
+  assert models.leaf_paths(model) == ("Dense_0/bias", "Dense_0/kernel", "Dense_1/bias",
+                                      "Dense_1/kernel", "Dense_2/bias", "Dense_2/kernel")
+  with_head = models.with_head(model, head)
+  assert models.head_layers(with_head) == ("Dense_2",)  # The only layer wholly in it.
+  assert models.layer_depths(with_head) == {"Dense_2": 0, "Dense_1": 1, "Dense_0": 2}
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  assert models.depth_of_leaves(models.leaf_depths(with_head), shapes) == {
+      "Dense_0": {"bias": 0, "kernel": 2}, "Dense_1": {"bias": 0, "kernel": 1},
+      "Dense_2": {"bias": 0, "kernel": 0}}
+  source = jax.tree_util.tree_map(np.asarray, model.init(jax.random.PRNGKey(9)))
+  start = models.pretrained(model, source, head=head)
+  key = jax.random.fold_in(jax.random.PRNGKey(SEED), 0)
+  init = start.init(key)
+  np.testing.assert_array_equal(init["Dense_1"]["kernel"], source["Dense_1"]["kernel"])
+  np.testing.assert_array_equal(init["Dense_2"]["kernel"], model.init(key)["Dense_2"]["kernel"])
+  result = lr_jax.run_sweep(RUN, lr_jax.Grid(learning_rates=(LR,), seeds=(SEED,),
+                                             hparams=(("backbone_lr_scale", (0.0,)),)),
+                            model=start)
+  trained = _params(result, 0)
+  for layer in ("Dense_0", "Dense_1"):
+    np.testing.assert_array_equal(trained[layer]["kernel"], source[layer]["kernel"])
+    assert not np.allclose(trained[layer]["bias"], init[layer]["bias"])
+  with pytest.raises(lr_jax.ConfigError, match=r"picks no parameter; valid: a function true "
+                                               r"for some of Dense_0/bias"):
+    models.with_head(model, lambda path: path.startswith("Conv"))
+
+
 def test_a_frozen_backbone_alone_skips_its_backward_pass_and_its_optimizer_state():
   # Every point at scale 0 (a linear probe alone): the program takes the backbone as a
   # constant and keeps Adam's moments for the head only; it trains as the scale-0 variant of

@@ -13,9 +13,10 @@ The package's modules, one idea each (each imports only those above it):
     builtin       `MLP`, `CNN`, `dropout` at a traced rate; `MODELS`, `build_model`
     checks        `check_widths`: a user model that does not fit the data, refused from shapes
     flat          `flattened`, `Flat`: one parameter vector per variant, and the way back
-    layers        `layer_names`, `head_layers`, `with_head`, `layer_depths`, `depth_of_leaves`,
-                  `depth_of_elements`: the params' top-level layers, the head (a pattern, or the
-                  last layer), each layer's depth below it
+    layers        `layer_names`, `head_layers`, `with_head`, `in_head`, `layer_depths`,
+                  `leaf_depths`, `depth_of_leaves`, `depth_of_elements`: the params' top-level
+                  layers, the head (a pattern of layer names, a function of leaf paths, or the
+                  last layer), each parameter's depth below it
     pretrained    `pretrained(model, params, head=...)`: the model starting from given params
     saved         `read_params`: an lr_jax model folder's, a Flax msgpack file's or an Orbax
                   checkpoint's parameters
@@ -25,8 +26,9 @@ from lr_jax.models.adapters import from_linen, from_nnx
 from lr_jax.models.builtin import CNN, MLP, MODELS, build_model, dropout
 from lr_jax.models.checks import check_widths
 from lr_jax.models.flat import Flat, flattened, unflattened
-from lr_jax.models.layers import (depth_of_elements, depth_of_leaves, head_layers, layer_depths,
-                                  layer_names, with_head)
+from lr_jax.models.layers import (depth_of_elements, depth_of_leaves, head_layers, in_head,
+                                  layer_depths, layer_names, leaf_depths, leaf_paths,
+                                  with_head)
 from lr_jax.models.model import FrozenDict, Model, Params, apply_model, default_hparams
 from lr_jax.models.pretrained import pretrained
 from lr_jax.models.saved import read_params
@@ -34,7 +36,7 @@ from lr_jax.models.saved import read_params
 __all__ = [
     "CNN", "MLP", "MODELS", "Flat", "FrozenDict", "Model", "Params", "apply_model",
     "build_model", "check_widths", "default_hparams", "dropout", "flattened", "from_linen",
-    "from_nnx", "depth_of_elements", "depth_of_leaves", "head_layers", "layer_depths",
-    "layer_names", "with_head",
+    "from_nnx", "depth_of_elements", "depth_of_leaves", "head_layers", "in_head",
+    "layer_depths", "layer_names", "leaf_depths", "leaf_paths", "with_head",
     "pretrained", "read_params", "unflattened",
 ]

@@ -47,9 +47,10 @@ class Model(NamedTuple):
       valid range): sweepable axes of the "model" namespace (`Grid(hparams={"model.<name>":
       ...})`), each handed to `apply` per variant. A `FrozenDict` (a model keys compile
       caches); `from_linen` / `from_nnx(..., hparams=)` build it.
-    head: which of the params' top-level layers are the head, a regular expression of their
-      names (`models.with_head`); None: the last layer. Fine-tuning's numbers scale the
-      others' learning rate (`backbone_lr_scale`, `layer_lr_decay`, `l2sp`).
+    head: which parameters are the head: a regular expression of the params' top-level layer
+      names, or a function of a leaf's path text ("Dense_1/kernel") that is true in the head
+      (`models.with_head`); None: the last layer. Fine-tuning's numbers scale the others'
+      learning rate (`backbone_lr_scale`, `layer_lr_decay`, `l2sp`).
   """
 
   init: Callable[[jax.Array], Params]
@@ -57,7 +58,7 @@ class Model(NamedTuple):
   name: str = "user"
   input_shape: tuple[int, ...] | None = None
   hparams: Mapping[str, object] = FrozenDict()
-  head: str | None = None
+  head: str | Callable[[str], bool] | None = None
 
 
 

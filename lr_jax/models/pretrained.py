@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 
 from lr_jax.errors import ConfigError
-from lr_jax.models.layers import _top, head_layers, layer_names, matching, path_text
+from lr_jax.models.layers import in_head, layer_names, matching, path_text, with_head
 from lr_jax.models.model import Model, Params
 
 
@@ -23,18 +23,22 @@ def _by_path(tree) -> dict[str, object]:
   return {path_text(path): leaf for path, leaf in leaves}
 
 
-def _replaced_layers(model: Model, fresh: dict, given: dict, head: str | None) -> set[str]:
-  """The layers whose parameters the seed initializes: the head where `head` says so."""
+def _replaced(model: Model, fresh: dict, given: dict, head) -> set[str]:
+  """The leaf paths the seed initializes: the head's where `head` says so."""
   if head is None:
     return set()
   if head in ("last", "auto"):
-    layers = set(head_layers(model))
+    picks = in_head(model)
+    leaves = {p for p in fresh if picks(p)}
     if head == "auto":  # New where the given ones do not fit (another number of classes).
-      differs = any(np.shape(given.get(p)) != tuple(s.shape) for p, s in fresh.items()
-                    if p.split("/")[0] in layers and p in given)
-      return layers if differs else set()
-    return layers
-  return set(matching(layer_names(model), head))
+      differs = any(np.shape(given.get(p)) != tuple(fresh[p].shape) for p in leaves
+                    if p in given)
+      return leaves if differs else set()
+    return leaves
+  if callable(head):
+    return {p for p in fresh if head(p)}
+  layers = set(matching(layer_names(model), head))
+  return {p for p in fresh if p.split("/")[0] in layers}
 
 
 def pretrained(model: Model, params: Params, *, head: str | None = "auto") -> Model:
@@ -45,10 +49,11 @@ def pretrained(model: Model, params: Params, *, head: str | None = "auto") -> Mo
     params: its parameters, e.g. another sweep's (`SweepResult.params_of`), a saved model's
       (`lr_jax.read_params`), or any pytree with the same leaf paths (a plain dict of an
       `nnx.State` included).
-    head: the layers the seed initializes anew: "last", the model's head (`Model.head`, or its
-      last layer: a new task's head); "auto", the head if and only if its shapes differ from
-      `params`' (another number of classes); a regular expression of layer names (e.g.
-      "Dense_1"), which also becomes the model's head; None: none.
+    head: the parameters the seed initializes anew: "last", the model's head (`Model.head`,
+      or its last layer: a new task's head); "auto", the head if and only if its shapes
+      differ from `params`' (another number of classes); a regular expression of layer names
+      (e.g. "Dense_1") or a function of a leaf's path text, either of which also becomes the
+      model's head (`with_head`); None: none.
 
   Returns:
     A `Model` whose `init(key)` is `params` (cast to the model's dtypes), the replaced head
@@ -60,10 +65,13 @@ def pretrained(model: Model, params: Params, *, head: str | None = "auto") -> Mo
   """
   fresh = _by_path(jax.eval_shape(model.init, jax.random.PRNGKey(0)))
   given = {p: np.asarray(leaf) for p, leaf in _by_path(params).items()}
-  replaced = _replaced_layers(model, fresh, given, head)
-  keep = {p for p in fresh if p.split("/")[0] not in replaced}
+  if head not in (None, "last", "auto"):
+    model = with_head(model, head)  # Checked here: a head of no parameter is refused.
+  replaced = _replaced(model, fresh, given, head)
+  keep = set(fresh) - replaced
+  layers = {p.split("/")[0] for p in replaced}
   missing = sorted(keep - set(given))
-  extra = sorted(p for p in set(given) - set(fresh) if p.split("/")[0] not in replaced)
+  extra = sorted(p for p in set(given) - set(fresh) if p.split("/")[0] not in layers)
   if missing or extra:
     raise ConfigError(
         f"the pretrained parameters do not fit model {model.name!r}: "
@@ -78,14 +86,13 @@ def pretrained(model: Model, params: Params, *, head: str | None = "auto") -> Mo
           "initialize that layer anew")
   start = {p: given[p].astype(fresh[p].dtype) for p in keep}
   if replaced:
-    logging.info("pretrained start of %s: layer %s initialized anew per seed", model.name,
+    logging.info("pretrained start of %s: %s initialized anew per seed", model.name,
                  ", ".join(sorted(replaced)))
+  fresh_init = model.init
 
   def init(key: jax.Array) -> Params:
-    new = model.init(key)
+    new = fresh_init(key)
     return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: leaf if _top(path) in replaced else start[path_text(path)], new)
+        lambda path, leaf: leaf if path_text(path) in replaced else start[path_text(path)], new)
 
-  if head not in (None, "last", "auto"):
-    model = model._replace(head=head)
   return model._replace(init=init)

@@ -11,7 +11,7 @@ import optax
 from lr_jax.config import MONITORS, Experiment
 from lr_jax.errors import ConfigError
 from lr_jax.models import (Flat, Model, depth_of_elements, depth_of_leaves, layer_depths,
-                           unflattened)
+                           leaf_depths, unflattened)
 from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, make_optimizer
 from lr_jax.train.objective import Loss, Metric, Metrics
 from lr_jax.train.state import Hparams, history_type
@@ -123,4 +123,4 @@ def _depths(model: Model | Flat, *, vector: bool) -> tuple[object, int]:
     return None, 0
   shapes = jax.eval_shape(tree_model.init, jax.random.PRNGKey(0))
   of = depth_of_elements if vector else depth_of_leaves
-  return of(depths, shapes), max(depths.values())
+  return of(leaf_depths(tree_model), shapes), max(depths.values())
