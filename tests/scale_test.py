@@ -185,6 +185,37 @@ def test_two_processes_give_the_results_of_one_also_when_compacted(tmp_path, req
         assert x == y
 
 
+STUDY_FLAGS = ["--quick", "--train_sizes=25,50", "--optimizers=adam", "--widths=8",
+               "--budgets=epochs", "--epochs=3", "--seeds=2", "--label_noise=0",
+               "--dropout_rate=0", "--weight_decay=0", "--test_up_to=0"]
+
+
+def test_the_study_on_two_processes_gives_the_results_of_one(tmp_path):
+  # The study's groups sharded over two processes' devices: process 0 alone writes, and its
+  # results equal one process's to float32 rounding (other programs: a narrower shard).
+  port = _free_port()
+  study = lambda out, *extra: subprocess.Popen(
+      [sys.executable, "-m", "experiments.small_data_study", f"--out={out}", *STUDY_FLAGS,
+       *extra], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  outs = [tmp_path / f"p{i}" for i in range(2)]
+  procs = [study(outs[i], "--distributed", f"--coordinator_address=127.0.0.1:{port}",
+                 "--num_processes=2", f"--process_id={i}") for i in range(2)]
+  procs.append(study(tmp_path / "one"))
+  for code, err in _finish(procs, timeout=400):
+    assert code == 0, _why(err)
+  assert not outs[1].exists()  # only process 0 writes
+  with open(outs[0] / "results.csv") as a, open(tmp_path / "one" / "results.csv") as b:
+    rows_a, rows_b = a.read().splitlines(), b.read().splitlines()
+  assert len(rows_a) == len(rows_b) == 1 + 2 * 6 * 4 and rows_a[0] == rows_b[0]
+  for ra, rb in zip(rows_a[1:], rows_b[1:]):
+    for x, y in zip(ra.split(","), rb.split(",")):
+      try:
+        assert float(x) == pytest.approx(float(y), rel=1e-5, abs=1e-7)
+      except ValueError:
+        assert x == y
+
+
 # Where `LR_JAX_FAULT` kills a run (`checkpoint.fault_point`; the first checkpoint is written
 # after the 1st call, the 2nd after the 2nd, the first compacted one), what it leaves in the
 # checkpoint folder, and the line the resumed run logs. A kill before the first checkpoint,

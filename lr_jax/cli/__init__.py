@@ -49,9 +49,9 @@ from lr_jax.cli.build import (check_flags_apply, experiment_from_flags, grid_fro
                               parse_learning_rates, parse_list, refit_from_flags)
 from lr_jax.cli.configs import config_from_flags, define_config_flags
 from lr_jax.cli.distributed import initialize_distributed
-from lr_jax.cli.flags import (define_export_flags, define_flags, define_hparam_flags,
-                              define_output_flags, define_run_flags, define_sweep_flags,
-                              field_docs)
+from lr_jax.cli.flags import (define_distributed_flags, define_export_flags, define_flags,
+                              define_hparam_flags, define_output_flags, define_run_flags,
+                              define_sweep_flags, field_docs)
 from lr_jax.cli.flags import _FLAG_HELP  # noqa: F401  (read by tests/cli_test.py)
 from lr_jax.cli.folders import check_checkpoints, check_out, checkpoint_files, release_locks
 from lr_jax.cli.run import (command_line, enable_compilation_cache, parse_flags, resume_command,
@@ -60,7 +60,8 @@ from lr_jax.cli.sweepable import sweepable_table
 
 __all__ = [
     "check_checkpoints", "check_flags_apply", "check_out", "checkpoint_files", "command_line",
-    "config_from_flags", "define_config_flags", "define_export_flags", "define_flags",
+    "config_from_flags", "define_config_flags", "define_distributed_flags",
+    "define_export_flags", "define_flags",
     "define_hparam_flags", "define_output_flags", "define_run_flags", "define_sweep_flags",
     "enable_compilation_cache", "experiment_from_flags", "field_docs", "grid_from_flags",
     "hparams_from_flags", "initialize_distributed", "options_from_flags", "parse_flags",

@@ -266,6 +266,13 @@ def define_run_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]
   from lr_jax.engine import RunOptions
   d = _Once(flag_values)
   _define_fields(d, RunOptions)
+  return d.names + define_distributed_flags(flag_values)
+
+
+def define_distributed_flags(flag_values: "flags.FlagValues | None" = None) -> list[str]:
+  """Defines `--distributed` and the process group's flags (`initialize_distributed`); returns
+  their names. Part of the run flags; the study, which has no other run flag, takes these."""
+  d = _Once(flag_values)
   d.DEFINE_bool("distributed", False, "Run on several processes (jax.distributed.initialize).")
   d.DEFINE_string("coordinator_address", None, "host:port of process 0 (or JAX_COORDINATOR_ADDRESS).")
   d.DEFINE_integer("num_processes", None, "Number of processes (or JAX_NUM_PROCESSES).")

@@ -50,6 +50,7 @@ def _define_flags() -> None:
 
 _define_flags()
 cli.define_output_flags()
+cli.define_distributed_flags()
 flags.DEFINE_string("out", "runs/small_data_study", "Output folder.")
 flags.DEFINE_bool("plan_only", False, "Print the plan's cost (programs, runs, TFLOP, estimated "
                   "time on this machine) and exit: nothing trains, nothing is written.")
@@ -79,17 +80,24 @@ def main(argv):
 
     from lr_jax import outputs
     from lr_jax import study as study_lib
+    cli.initialize_distributed(FLAGS)  # Before anything touches a JAX backend.
     plan = study_lib.plan_study(config_from_flags(FLAGS))  # Every check, nothing compiled.
     cost = lambda: study_lib.cost_text(study_lib.plan_cost(plan), study_lib.machine_rate())
     if FLAGS.plan_only:
       print(cost())
+      return
+    import jax
+    if FLAGS.distributed and jax.process_index() != 0:
+      # Every process trains its share of each group's variants; process 0 writes the files.
+      cli.enable_compilation_cache()
+      study_lib.run_study(plan)
       return
     identity = {"kind": "small_data_study", "config": dataclasses.asdict(plan.config)}
     with outputs.OutputFolder(FLAGS.out, identity=identity, overwrite=FLAGS.overwrite) as folder:
       cli.enable_compilation_cache()
       print(cost(), flush=True)  # After --out is checked: measuring the rate compiles.
       logging.info("small-data study: %d compile groups, %d cells", len(plan.groups),
-                   len(plan.cells) * len(plan.config.schedules))
+                   len(plan.cells))
       result = study_lib.run_study(plan)
       command = commands.command_line("small_data_study", sys.argv)
       with folder.staging() as staging:
