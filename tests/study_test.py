@@ -264,6 +264,15 @@ def test_unconverged_points_leave_their_cells_out_and_say_why():
       "To convergence: 6 of 264 runs (2%) were still improving at the cap (50–2874 steps), at "
       "3 of 44 points (in 3 of 4 cells; 1 of those points at a learning rate <= 1e-4): those "
       "points are unconverged, and no finding rests on them.")
+  # 1e-4 within the noise of a larger best that was still improving: not "not worse" yet.
+  chasing = _row("adam", n=400, best_lr=1e-3, budget="converge", noise=0.15,
+                 unfinished=at(3, 2))
+  assert cells.small_lr_ok(chasing, 1e-4) and chasing.best_unconverged
+  assert not cells.decided(chasing, 1e-4) and cells.undecided_why(chasing, 1e-4) == "best"
+  answer, _ = study.conclusion([chasing, rows[3]])
+  assert "1 cell left out: the best learning rate, larger than 1e-4, was still improving at " \
+         "the 800-step cap, so the small one within its noise may yet fall behind" in \
+         answer[0], answer[0]
   # Every line's best unconverged at an end: the move is not said at all.
   stuck = [rows[2], _row("sgd", n=1437, best_lr=1e-3, budget="converge", unfinished=at(4, 1))]
   assert _sentence(study.conclusion(stuck)[1], "To convergence: how the best") == (

@@ -249,27 +249,30 @@ def decided(row: CellRow, reference_lr: float) -> bool:
 
   "A small learning rate was not good enough" rests on every point <= `reference_lr`: if one
   of them was still improving at the cap, it was under-trained, not worse. "It was necessary"
-  rests on every larger point likewise. A cell that does not rest on an unconverged point
-  is decided (always so under a fixed budget: its claims are about that budget).
+  rests on every larger point likewise. "It was not significantly worse than the best" rests
+  on a larger best being done: still improving, more training could leave the small one
+  behind. A cell that does not rest on an unconverged point is decided (always so under a
+  fixed budget: its claims are about that budget).
   """
-  marks = row.unconverged
-  small = [m for lr, m in zip(row.lrs, marks) if lr <= reference_lr * (1 + 1e-6)]
-  large = [m for lr, m in zip(row.lrs, marks) if lr > reference_lr * (1 + 1e-6)]
-  if not small_lr_ok(row, reference_lr) and any(small):
-    return False
-  if small_lr_needed(row, reference_lr) and any(large):
-    return False
-  return True
+  return not undecided_why(row, reference_lr)
 
 
 def undecided_why(row: CellRow, reference_lr: float) -> str:
   """Why a cell is not `decided`: "small" when no learning rate <= `reference_lr` is within
   the noise of the best and one of them was still improving at the cap (under-trained, not
-  worse), "large" when only such small ones are and a larger one was still improving (the
-  small ones may not be needed); "" when the cell is decided."""
-  if decided(row, reference_lr):
-    return ""
-  return "large" if small_lr_needed(row, reference_lr) else "small"
+  worse); "large" when only such small ones are and a larger one was still improving (the
+  small ones may not be needed); "best" when a small one is within the noise of a larger best
+  that was still improving (it may yet fall behind); "" when the cell is decided."""
+  marks = row.unconverged
+  small = any(m for lr, m in zip(row.lrs, marks) if lr <= reference_lr * (1 + 1e-6))
+  large = any(m for lr, m in zip(row.lrs, marks) if lr > reference_lr * (1 + 1e-6))
+  if not small_lr_ok(row, reference_lr):
+    return "small" if small else ""
+  if small_lr_needed(row, reference_lr):
+    return "large" if large else ""
+  if row.best_lr > reference_lr * (1 + 1e-6) and row.best_unconverged:
+    return "best"
+  return ""
 
 
 def reference_line(rows: Sequence[CellRow]) -> tuple[str, int, str, str] | None:

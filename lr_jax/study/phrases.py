@@ -110,14 +110,22 @@ def left_out(rows: Sequence[CellRow], reference_lr: float) -> str:
   if not out:
     return ""
   ref = report.format_lr(reference_lr)
-  small, large = whys.count("small"), whys.count("large")
+  reasons = {
+      "small": f"a learning rate <= {ref} (under-trained, not worse)",
+      "large": "a larger one (the small one may not be needed)",
+      "best": f"the best, larger than {ref}, with one <= {ref} within its noise (the small "
+              "one may yet fall behind)",
+  }
   head = f"{plural(len(out), 'cell')} left out"
-  if not large:
+  counts = {w: whys.count(w) for w in reasons if whys.count(w)}
+  if list(counts) == ["small"]:
     return (f"{head}: a learning rate <= {ref} there was still improving at {cap_text(out)}: "
             "under-trained, not worse")
-  if not small:
+  if list(counts) == ["large"]:
     return (f"{head}: a learning rate > {ref} there was still improving at {cap_text(out)}, so "
             "the small one may not be needed")
-  return (f"{head}, a point still improving at {cap_text(out)}: in {small} a learning rate <= "
-          f"{ref} (under-trained, not worse), in {large} a larger one (the small one may not "
-          "be needed)")
+  if list(counts) == ["best"]:
+    return (f"{head}: the best learning rate, larger than {ref}, was still improving at "
+            f"{cap_text(out)}, so the small one within its noise may yet fall behind")
+  return (f"{head}, a point still improving at {cap_text(out)}: "
+          + ", ".join(f"in {k} {reasons[w]}" for w, k in counts.items()))
