@@ -38,7 +38,7 @@ MARKERS = {"throughput:machine", "throughput:per_variant", "throughput:compile",
            "throughput:default_sweep", "throughput:targets", "convergence:optimizers",
            "convergence:summary", "convergence:articles", "convergence:figure",
            "compaction:default_sweep", "compaction:halving", "yardstick:hand_written",
-           "coverage", "workload_c:per_variant", "workload_c:frozen"}
+           "coverage", "workload_c:per_variant", "workload_c:frozen", "scaling"}
 
 # What the child runs, in this order, each only if a selected test needs it: name -> the
 # script's module and its flags besides --quick and --out (None: `_jax_peer_job`).
@@ -413,6 +413,56 @@ def test_convergence_quick(quick_runs, tmp_path):
     assert len(f.read().splitlines()) == 1 + sum(len(g["points"]) for g in groups)
   sections = _sections(out / "convergence.md")
   assert set(sections) == {m for m in MARKERS if m.startswith("convergence:")}
+  _check_fills_the_doc(tmp_path, sections)
+
+
+
+# ----------------------------------------------------------------------------- scaling (issue 23)
+
+SCALING_SERIES = {"variants", "rows", "width", "depth"}
+
+
+def test_scaling_quick(tmp_path):
+  """`benchmarks.scaling --quick` writes its JSON, its section and three figures, complete."""
+  out = tmp_path / "scaling"
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"))
+  # As the quick_runs child: XLA's backend optimizations off, compiling several-fold faster.
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+  proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--quick", f"--out={out}"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+  with open(out / "scaling.json") as f:
+    r = json.load(f)
+  assert r["config"]["quick"] and r["config"]["ns"] == [1, 2]
+  assert _positive(r["matmul_peak"]["median_gflops"])
+  assert r["memory"].startswith("Linux RSS")
+  assert {rec["series"] for rec in r["records"]} == SCALING_SERIES
+  rows = r["rows"]
+  # (a) runs lr_jax and the hand-written sweep at every N, in the same process.
+  variants = {(row["x"], row["system"]) for row in rows if row["series"] == "variants"}
+  assert {(1, "lr_jax"), (1, "hand"), (2, "lr_jax"), (2, "hand")} <= variants
+  assert {row["x"] for row in rows if row["series"] == "rows"} == {100, 200}
+  for row in rows:
+    for key in ("s_per_variant_epoch", "gflops", "pct_of_matmul_peak", "gflop_per_variant_epoch",
+                "process_peak_rss_mb"):
+      assert _positive(row[key]), (row["series"], row["x"], row["system"], key)
+    assert row["min_s_per_variant_epoch"] <= row["s_per_variant_epoch"] \
+        <= row["max_s_per_variant_epoch"]
+    assert row["chunk"] * row["chunks"] >= row["n"] and row["chunk"] >= 1
+    assert row["run_rss_growth_mb"] is None or math.isfinite(row["run_rss_growth_mb"])
+  # FLOPs by hand: MLP 64-128-10 on digits, 6 x MACs per training row, 2 per validation row.
+  digits = next(row for row in rows if row["series"] == "variants" and row["system"] == "lr_jax")
+  assert digits["gflop_per_variant_epoch"] * 1e9 == pytest.approx(
+      (6 * 1437 + 2 * 360) * 9472, rel=1e-9)
+  assert [x["n"] for x in r["ratios"]] == [1, 2]
+  for name in ("scaling_variants.png", "scaling_rows.png", "scaling_width.png"):
+    with open(out / name, "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+  sections = _sections(out / "scaling.md")
+  assert set(sections) == {"scaling"}
+  assert "float32 matmul peak" in sections["scaling"] and "hand-written" in sections["scaling"]
+  assert sections["scaling"] in proc.stdout
   _check_fills_the_doc(tmp_path, sections)
 
 
