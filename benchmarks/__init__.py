@@ -123,6 +123,21 @@ def write_json(path: str, obj: object) -> None:
   write_text(path, json.dumps(_finite(obj), indent=2) + "\n")
 
 
+def run_as_worker(argv: Sequence[str], worker: str | None, run_worker) -> bool:
+  """The start of a benchmark script's `main` whose points run in subprocesses (`--worker`):
+  refuses stray arguments; in a worker, runs the spec file's point with `run_worker(spec)`,
+  writes its result and returns True (main returns); otherwise False."""
+  from absl import app
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not worker:
+    return False
+  with open(worker) as f:
+    spec = json.load(f)
+  write_json(spec["result"], run_worker(spec))
+  return True
+
+
 def _finite(x):
   if isinstance(x, Mapping):
     return {str(k): _finite(v) for k, v in x.items()}

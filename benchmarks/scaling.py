@@ -1,6 +1,6 @@
 r"""How cost grows: seconds per variant-epoch and memory against variants, rows, width, depth.
 
-    python -m benchmarks.scaling --out runs/benchmarks/scaling --fill_doc   # ~15 min, 2 cores
+    python -m benchmarks.scaling --out runs/benchmarks/scaling --fill_doc   # ~7 min, 2 cores
     python -m benchmarks.scaling --quick --out /tmp/scaling                 # checks that it runs
 
 Issue 23, item 3. Workload P's model and optimizer (MLP, ReLU, Adam, batch 32, no early
@@ -36,7 +36,6 @@ the table into BENCHMARKS.md (marker `scaling`) and copies the JSON and figures 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -477,12 +476,7 @@ def config_from_flags() -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.worker:
-    with open(FLAGS.worker) as f:
-      spec = json.load(f)
-    benchmarks.write_json(spec["result"], run_worker(spec))
+  if benchmarks.run_as_worker(argv, FLAGS.worker, run_worker):
     return
   cfg = config_from_flags()
   out = FLAGS.out

@@ -839,12 +839,7 @@ def config_from_flags() -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.worker:
-    with open(FLAGS.worker) as f:
-      spec = json.load(f)
-    benchmarks.write_json(spec["result"], run_worker(spec))
+  if benchmarks.run_as_worker(argv, FLAGS.worker, run_worker):
     return
   cfg = config_from_flags()
   out = FLAGS.out
