@@ -158,6 +158,11 @@ DATA_HPARAMS: dict[str, DataHParam] = {
         help="random rotations of training images by up to this many degrees either way "
              "(bilinear; corners zero padded)"),
         image=True),
+    "crop": DataHParam(HParam(
+        0.0, FRACTION, off=0.0,
+        help="random crops of training images, resized back (bilinear): each side cut to "
+             "between 1 - crop and 1 of the image's, at a random position"),
+        image=True),
     "flip": DataHParam(HParam(
         0.0, UNIT, off=0.0,
         help="probability that a training image is mirrored left to right (where a mirror "

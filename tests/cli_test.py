@@ -438,7 +438,7 @@ def test_helpfull_groups_the_sweepable_numbers_by_namespace():
     sections[head.strip()] = set(re.findall(r"^\s+--(?:\[no\])?(\w+):", body, re.M))
   assert {"dropout_rate", "dropout"} <= sections["lr_jax.hparams.model"]
   assert {"label_smoothing"} == sections["lr_jax.hparams.loss"]
-  assert {"input_noise", "shift", "rotate", "flip", "label_noise"} == sections[
+  assert {"input_noise", "shift", "rotate", "crop", "flip", "label_noise"} == sections[
       "lr_jax.hparams.data"]
   assert {"plateau_factor", "plateau_patience", "plateau_cooldown", "plateau_min_lr",
           "plateau_min_delta", "decay_rate", "alpha"} <= sections["lr_jax.hparams.schedule"]

@@ -40,6 +40,7 @@ SPEC = {
     "input_noise": ("data", 0.0, Interval(0, INF, "[)"), 0.0, False),
     "shift": ("data", 0, Interval(0, INF, "[)"), 0.0, True),
     "rotate": ("data", 0.0, Interval(0, 180, "[]"), 0.0, False),
+    "crop": ("data", 0.0, Interval(0, 1, "[)"), 0.0, False),
     "label_noise": ("data", 0.0, Interval(0, 1, "[)"), 0.0, False),
     "flip": ("data", 0.0, Interval(0, 1, "[]"), 0.0, False),
 }
@@ -82,7 +83,7 @@ def test_an_experiments_axes_are_its_family_schedule_loss_model_and_data_numbers
   axes = hparams.axes(exp, task="classification", feature_shape=(8, 8, 1))
   assert list(axes) == ["learning_rate", "momentum", "clip_norm", "backbone_lr_scale",
                         "layer_lr_decay", "l2sp", "warmup_fraction", "alpha", "label_smoothing",
-                        "dropout_rate", "input_noise", "shift", "rotate", "flip",
+                        "dropout_rate", "input_noise", "shift", "rotate", "crop", "flip",
                         "label_noise"]
   # The config fields give the experiment's defaults.
   assert [axes[k].spec.default for k in ("clip_norm", "warmup_fraction", "alpha",

@@ -420,7 +420,7 @@ def _train_points(points, exp=AXES_EXP, seed=0):
 @pytest.mark.parametrize("name,values", [
     ("dropout_rate", (0.0, 0.4)), ("label_smoothing", (0.0, 0.2)), ("input_noise", (0.0, 0.5)),
     ("shift", (0.0, 2.0)), ("label_noise", (0.0, 0.3)), ("flip", (0.0, 0.5)),
-    ("rotate", (0.0, 15.0))])
+    ("rotate", (0.0, 15.0)), ("crop", (0.0, 0.3))])
 def test_each_new_axis_in_a_mixed_population_equals_the_variant_alone(name, values):
   lr = 0.05
   both, hist = _train_points({"learning_rate": [lr] * 2, name: list(values)})
@@ -448,7 +448,7 @@ def test_dropout_rate_zero_trains_as_no_dropout():
 
 @pytest.mark.parametrize("name,value", [
     ("label_smoothing", 0.3), ("input_noise", 2.0), ("shift", 3.0), ("label_noise", 0.5),
-    ("dropout_rate", 0.5), ("flip", 1.0), ("rotate", 30.0)])
+    ("dropout_rate", 0.5), ("flip", 1.0), ("rotate", 30.0), ("crop", 0.4)])
 def test_regularisers_and_augmentation_act_in_training_only(name, value):
   # A learning rate too small to move the parameters: the validation numbers are those of the
   # initial model, with or without the axis; the training loss is not.
@@ -517,6 +517,34 @@ def test_rotations_turn_images_about_their_centre_and_fill_the_corners():
   assert not np.allclose(a, x_BxD)
   zero = np.asarray(train_lib.rotate_images(x_BxD, (6, 6, 2), jnp.float32(0.0), key))
   np.testing.assert_allclose(zero, x_BxD, atol=1e-6)
+
+
+def test_crops_read_their_window_and_resize_it_back():
+  # A linear image (value = 2 * row + 3 * column per channel) is resampled exactly by bilinear
+  # interpolation: a crop's pixel (i, j) is the source's value at its window's point.
+  i_HxW, j_HxW = np.mgrid[0:8, 0:6].astype(np.float32)
+  img_HxWxC = np.stack([2 * i_HxW + 3 * j_HxW, -i_HxW], axis=-1)
+  x_BxD = jnp.asarray(np.stack([img_HxWxC] * 3).reshape(3, -1))
+  scale_B = jnp.asarray([1.0, 0.5, 0.75])
+  offset_Bx2 = jnp.asarray([[0.0, 0.0], [1.5, -1.0], [-0.5, 0.5]])
+  out = np.asarray(train_lib.crop_by(x_BxD, (8, 6, 2), scale_B, offset_Bx2)).reshape(3, 8, 6, 2)
+  for b in range(3):
+    s, (dy, dx) = float(scale_B[b]), np.asarray(offset_Bx2[b])
+    src_i, src_j = 3.5 + dy + s * (i_HxW - 3.5), 2.5 + dx + s * (j_HxW - 2.5)
+    np.testing.assert_allclose(out[b, ..., 0], 2 * src_i + 3 * src_j, atol=1e-5)
+    np.testing.assert_allclose(out[b, ..., 1], -src_i, atol=1e-5)
+  # Random windows stay inside the image (no fill: values within the image's range), scale
+  # at least 1 - crop; crop 0 is the image itself; one key, the same crops.
+  key = jax.random.PRNGKey(4)
+  a = np.asarray(train_lib.crop_images(x_BxD, (8, 6, 2), jnp.float32(0.5), key)).reshape(3, 8, 6, 2)
+  np.testing.assert_array_equal(
+      a, np.asarray(train_lib.crop_images(x_BxD, (8, 6, 2), jnp.float32(0.5), key)).reshape(3, 8, 6, 2))
+  assert a[..., 0].min() >= -1e-5 and a[..., 0].max() <= 2 * 7 + 3 * 5 + 1e-5
+  spans = a[:, -1, :, 1] - a[:, 0, :, 1]  # Rows covered, times -1: -(7 * scale).
+  assert (np.abs(spans) >= 7 * 0.5 - 1e-4).all() and (np.abs(spans) <= 7 + 1e-4).all()
+  assert not np.allclose(a, np.asarray(x_BxD).reshape(3, 8, 6, 2))
+  zero = np.asarray(train_lib.crop_images(x_BxD, (8, 6, 2), jnp.float32(0.0), key))
+  np.testing.assert_allclose(zero, x_BxD, atol=1e-5)
 
 
 def test_label_noise_flips_about_its_rate_to_other_classes_fixed_per_seed():

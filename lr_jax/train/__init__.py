@@ -27,8 +27,9 @@ The step of one variant (`train_step`) and its end of an epoch (`end_epoch`) are
 pure functions of a static `Rules`; `make_trainer` composes them, and the LR finder calls the
 same `train_step`. A point's numbers are `{name: value}`; which names are present decides what
 is traced: `dropout_rate` (the model's slice, `Model.apply`'s fifth argument), `label_smoothing`,
-`input_noise`, `shift`, `rotate`, `flip`, `label_noise`, and the `plateau_*` numbers. An absent
-one has no code in the program, so a sweep without them compiles the program it always did.
+`input_noise`, `shift`, `rotate`, `crop`, `flip`, `label_noise`, and the `plateau_*` numbers. An
+absent one has no code in the program, so a sweep without them compiles the program it always
+did.
 
 The package's modules, one idea each (each imports only those above it):
 
@@ -38,8 +39,8 @@ The package's modules, one idea each (each imports only those above it):
     streams    a stream's keys and minibatches: `stream_keys`, `initial_params`, `batching`,
                `epoch_order`, `fetch`
     rules      the static `Rules` (`make_rules`), the model's slice of the numbers
-    perturb    training-only perturbations: shifts, rotations, flips, input noise, label noise,
-               label smoothing
+    perturb    training-only perturbations: shifts, rotations, crops, flips, input noise,
+               label noise, label smoothing
                (`training_losses`, `batch_extras`)
     step       `train_step`, `init_variant`, `eval_params`
     epoch      `end_epoch`: validation, early stopping (`no_improvement`), `plateau_update`
@@ -51,9 +52,9 @@ This face re-exports every public name; the submodules never import it.
 from lr_jax.train.epoch import end_epoch, no_improvement, plateau_update
 from lr_jax.train.objective import (Loss, Metric, Metrics, builtin_loss, example_losses,
                                     weighted_mean)
-from lr_jax.train.perturb import (Extras, augment, batch_extras, flip_images, label_flips,
-                                  noisy_labels, rotate_by, rotate_images, shift_images,
-                                  training_losses)
+from lr_jax.train.perturb import (Extras, augment, batch_extras, crop_by, crop_images,
+                                  flip_images, label_flips, noisy_labels, rotate_by,
+                                  rotate_images, shift_images, training_losses)
 from lr_jax.spec import hparams_tree
 from lr_jax.train.rules import Rules, make_rules
 from lr_jax.train.state import (Budget, DataArrays, History, Hparams, Plateau, SweepState,
@@ -65,9 +66,10 @@ from lr_jax.train.trainer import Trainer, make_trainer
 __all__ = [
     "Budget", "DataArrays", "Extras", "History", "Hparams", "Loss", "Metric", "Metrics",
     "Plateau", "Rules", "SweepState", "Trainer", "VariantState", "augment", "batch_extras",
-    "batching", "builtin_loss", "end_epoch", "epoch_order", "eval_params", "example_losses",
-    "fetch", "final_params", "flip_images", "hparams_tree", "history_type", "init_variant", "initial_params", "label_flips",
-    "make_rules", "make_trainer", "no_improvement", "noisy_labels",
-    "plateau_update", "rotate_by", "rotate_images", "shift_images", "stream_keys", "train_step", "training_losses",
+    "batching", "builtin_loss", "crop_by", "crop_images", "end_epoch", "epoch_order",
+    "eval_params", "example_losses", "fetch", "final_params", "flip_images", "hparams_tree",
+    "history_type", "init_variant", "initial_params", "label_flips", "make_rules",
+    "make_trainer", "no_improvement", "noisy_labels", "plateau_update", "rotate_by",
+    "rotate_images", "shift_images", "stream_keys", "train_step", "training_losses",
     "tx_hparams", "weighted_mean",
 ]

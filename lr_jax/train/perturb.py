@@ -18,7 +18,7 @@ from lr_jax.train.state import DataArrays, Hparams
 # Salts of the augmentation keys: `fold_in` of the minibatch key, far from the small counts a
 # model folds into the same key (`from_nnx` folds in 0, 1, 2, ... per rng stream).
 _NOISE_SALT, _SHIFT_SALT, _FLIP_SALT = 0x6E6F6973, 0x73686966, 0x666C6970
-_ROTATE_SALT = 0x726F7461
+_ROTATE_SALT, _CROP_SALT = 0x726F7461, 0x63726F70
 
 
 class Extras(NamedTuple):
@@ -129,9 +129,7 @@ def rotate_by(x_BxD: jax.Array, feature_shape: tuple[int, ...], angle_B: jax.Arr
     [B, D]: pixel (i, j) of an example is the example read at the point the rotation takes
     there, interpolated between its 4 neighbours; `fill_D` where that point is outside.
   """
-  b = x_BxD.shape[0]
   height, width = feature_shape[0], feature_shape[1]
-  img_BxPxC = x_BxD.reshape((b, height * width, -1))
   cy, cx = (height - 1) / 2, (width - 1) / 2
   i_P = jnp.repeat(jnp.arange(height, dtype=x_BxD.dtype), width) - cy
   j_P = jnp.tile(jnp.arange(width, dtype=x_BxD.dtype), height) - cx
@@ -139,6 +137,23 @@ def rotate_by(x_BxD: jax.Array, feature_shape: tuple[int, ...], angle_B: jax.Arr
   # The inverse rotation: where in the source each output pixel comes from (y grows down).
   src_y_BxP = cos_Bx1 * i_P[None] + sin_Bx1 * j_P[None] + cy
   src_x_BxP = cos_Bx1 * j_P[None] - sin_Bx1 * i_P[None] + cx
+  return _resample(x_BxD, feature_shape, src_y_BxP, src_x_BxP, fill_D)
+
+
+def _resample(x_BxD: jax.Array, feature_shape: tuple[int, ...], src_y_BxP: jax.Array,
+              src_x_BxP: jax.Array, fill_D: jax.Array | None) -> jax.Array:
+  """Each output pixel p of an example read at (src_y, src_x) of its source image, bilinearly
+  interpolated between the 4 neighbours; `fill_D` (None: 0) where that point is outside.
+
+  Args:
+    x_BxD: flat images; one example is `feature_shape` = (H, W[, C...]).
+    feature_shape: the image's shape, rank >= 2.
+    src_y_BxP, src_x_BxP: [B, H * W] source coordinates of each output pixel, row-major.
+    fill_D: the fill, per pixel.
+  """
+  b = x_BxD.shape[0]
+  height, width = feature_shape[0], feature_shape[1]
+  img_BxPxC = x_BxD.reshape((b, height * width, -1))
   y0_BxP, x0_BxP = jnp.floor(src_y_BxP), jnp.floor(src_x_BxP)
   out_BxPxC = jnp.zeros_like(img_BxPxC)
   inside_BxP = ((src_y_BxP >= -0.5) & (src_y_BxP <= height - 0.5)
@@ -153,6 +168,53 @@ def rotate_by(x_BxD: jax.Array, feature_shape: tuple[int, ...], angle_B: jax.Arr
                                                                axis=1)
   fill = 0.0 if fill_D is None else fill_D.reshape((1, height * width, -1))
   return jnp.where(inside_BxP[..., None], out_BxPxC, fill).reshape(x_BxD.shape)
+
+
+def crop_by(x_BxD: jax.Array, feature_shape: tuple[int, ...], scale_B: jax.Array,
+            offset_Bx2: jax.Array) -> jax.Array:
+  """Crops each image to its own window and resizes it back (bilinear): a zoom in.
+
+  Args:
+    x_BxD: flat images; one example is `feature_shape` = (H, W[, C...]).
+    feature_shape: the image's shape, rank >= 2.
+    scale_B: [B] the window's side as a fraction of the image's, in (0, 1].
+    offset_Bx2: [B, 2] the window centre's (dy, dx) from the image's, in pixels; a window
+      inside the image has |offset| <= (1 - scale) * (side - 1) / 2.
+
+  Returns:
+    [B, D]: pixel (i, j) of an example is its source at (cy + dy + scale * (i - cy),
+    cx + dx + scale * (j - cx)), interpolated.
+  """
+  height, width = feature_shape[0], feature_shape[1]
+  cy, cx = (height - 1) / 2, (width - 1) / 2
+  i_P = jnp.repeat(jnp.arange(height, dtype=x_BxD.dtype), width) - cy
+  j_P = jnp.tile(jnp.arange(width, dtype=x_BxD.dtype), height) - cx
+  s_Bx1 = scale_B[:, None]
+  src_y_BxP = cy + offset_Bx2[:, :1] + s_Bx1 * i_P[None]
+  src_x_BxP = cx + offset_Bx2[:, 1:] + s_Bx1 * j_P[None]
+  return _resample(x_BxD, feature_shape, src_y_BxP, src_x_BxP, None)
+
+
+def crop_images(x_BxD: jax.Array, feature_shape: tuple[int, ...], crop: jax.Array,
+                key: jax.Array) -> jax.Array:
+  """Random crops resized back: each image's window side is 1 - u * crop of the image's (u
+  uniform in [0, 1), `crop` traced), at a uniform position inside the image, from `key`.
+
+  Args:
+    x_BxD: flat images; one example is `feature_shape` = (H, W[, C...]).
+    feature_shape: the image's shape, rank >= 2.
+    crop: [] the largest share of the side cut away (0: none).
+    key: the minibatch's crop key: the same draws for every variant of a stream.
+
+  Returns:
+    [B, D], as `crop_by`.
+  """
+  b = x_BxD.shape[0]
+  u_Bx3 = jax.random.uniform(key, (b, 3), x_BxD.dtype)
+  scale_B = 1 - crop * u_Bx3[:, 0]
+  half_2 = jnp.asarray([(feature_shape[0] - 1) / 2, (feature_shape[1] - 1) / 2], x_BxD.dtype)
+  offset_Bx2 = (2 * u_Bx3[:, 1:] - 1) * (1 - scale_B)[:, None] * half_2[None]
+  return crop_by(x_BxD, feature_shape, scale_B, offset_Bx2)
 
 
 def rotate_images(x_BxD: jax.Array, feature_shape: tuple[int, ...], degrees: jax.Array,
@@ -175,8 +237,8 @@ def rotate_images(x_BxD: jax.Array, feature_shape: tuple[int, ...], degrees: jax
 
 def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
             extras: Extras | None) -> jax.Array:
-  """The training features of one variant: shifted, rotated and mirrored images, then Gaussian
-  noise.
+  """The training features of one variant: shifted, rotated, cropped and mirrored images, then
+  Gaussian noise.
 
   A shift (a rotation) moves the image as its raw pixels would move, blank (raw 0) pixels
   coming in: each
@@ -187,7 +249,7 @@ def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
   this is `x_BxD` itself.
   """
   data = hp["data"]
-  for name in ("shift", "rotate", "flip"):
+  for name in ("shift", "rotate", "crop", "flip"):
     if name in data and (rules.feature_shape is None or len(rules.feature_shape) < 2):
       raise ConfigError(f"{name} needs image-shaped data (feature_shape of rank >= 2), the data "
                         f"has feature_shape {rules.feature_shape}; valid choices: {name}=0")
@@ -197,6 +259,9 @@ def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
   if "rotate" in data:
     x_BxD = rotate_images(x_BxD, rules.feature_shape, data["rotate"],
                           jax.random.fold_in(key, _ROTATE_SALT), extras.background_D)
+  if "crop" in data:
+    x_BxD = crop_images(x_BxD, rules.feature_shape, data["crop"],
+                        jax.random.fold_in(key, _CROP_SALT))
   if "flip" in data:
     x_BxD = flip_images(x_BxD, rules.feature_shape, data["flip"],
                         jax.random.fold_in(key, _FLIP_SALT))
