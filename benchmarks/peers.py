@@ -281,19 +281,35 @@ def train_torch(data, learning_rate: float, *, epochs: int, batch_size: int, see
 # ----------------------------------------------------------------------------- jaxsweep
 
 
-@functools.lru_cache(maxsize=None)
-def _jax_sweep_program(n_train: int, num_features: int, hidden: int, num_classes: int,
-                       epochs: int, batch_size: int):
-  """The jitted `init` and `sweep` of the hand-written JAX sweep, built once per shape."""
+def hand_sweep_program(model, num_features: int, n_train: int, epochs: int, batch_size: int,
+                       *, prepare=None, chunk: int = 0):
+  """The jitted `init` and `sweep` of a hand-written `jit(vmap(scan))` sweep of a Flax model.
+
+  Adam per learning rate (`inject_hyperparams`), one shared init and minibatch order,
+  minibatches of `batch_size` with the last partial batch kept, validation every epoch.
+
+  Args:
+    model: a linen module taking flat [B, num_features] rows.
+    num_features, n_train, epochs, batch_size: the shapes and the schedule.
+    prepare: params -> params inside the loss (e.g. `stop_gradient` on a frozen part); None:
+      the params as they are.
+    chunk: > 0: `lax.map(..., batch_size=chunk)` over the variants (each chunk vmapped,
+      trained through every epoch, then the next); 0: every variant in one vmap.
+
+  Returns:
+    `init(key, n)` -> (params_N, perms_ExN) and `sweep(lrs_N, params_N, x_train, y_train,
+    x_val, y_val, perms_ExN)` -> (params, val_accuracy_N, val_loss_N) of the last epoch.
+  """
   import jax
   import jax.numpy as jnp
   import optax
   from jax import lax
 
-  model = _flax_mlp(hidden, num_classes)
   num_full, tail = divmod(n_train, batch_size)
 
   def loss_fn(params, x_BxD, y_B):
+    if prepare is not None:
+      params = prepare(params)
     logits_BxC = model.apply({"params": params}, x_BxD)
     return optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y_B).mean()
 
@@ -343,10 +359,22 @@ def _jax_sweep_program(n_train: int, num_features: int, hidden: int, num_classes
   # The initial parameters are donated: the trained ones are written into their buffers.
   @functools.partial(jax.jit, donate_argnums=1)
   def sweep(lrs_N, params_N, x_train, y_train, x_val, y_val, perms_ExN):
+    if chunk:  # `chunk` variants vmapped at a time, the chunks one after another.
+      return lax.map(lambda a: train_one(*a, x_train, y_train, x_val, y_val, perms_ExN),
+                     (lrs_N, params_N), batch_size=chunk)
     return jax.vmap(train_one, in_axes=(0, 0, None, None, None, None, None))(
         lrs_N, params_N, x_train, y_train, x_val, y_val, perms_ExN)
 
   return init, sweep
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_sweep_program(n_train: int, num_features: int, hidden: int, num_classes: int,
+                       epochs: int, batch_size: int):
+  """The hand-written JAX sweep of workload P's MLP (`hand_sweep_program`), built once per
+  shape."""
+  return hand_sweep_program(_flax_mlp(hidden, num_classes), num_features, n_train, epochs,
+                            batch_size)
 
 
 def train_jax_sweep(data, learning_rates: Sequence[float], *, epochs: int, batch_size: int,

@@ -170,7 +170,8 @@ class Workload:
 @functools.lru_cache(maxsize=None)
 def _peer_program(side: int, n_train: int, epochs: int, batch_size: int, chunk: int = 0,
                   frozen: bool = False):
-  """The jitted `init` and `sweep` of the hand-written CNN sweep, built once per shape.
+  """The jitted `init` and `sweep` of the hand-written CNN sweep
+  (`peers.hand_sweep_program`), built once per shape.
 
   `chunk` > 0: `lax.map(..., batch_size=chunk)` over the variants (each chunk vmapped, trained
   through every epoch, then the next), a working set that stays in cache at large N.
@@ -178,70 +179,17 @@ def _peer_program(side: int, n_train: int, epochs: int, batch_size: int, chunk: 
   probe: XLA drops the backbone's backward pass; Adam still holds moments for every leaf).
   """
   import jax
-  import jax.numpy as jnp
-  import optax
   from jax import lax
+  from benchmarks import peers
   from lr_jax.models.builtin import CNN
 
-  model = CNN(HIDDEN, NUM_CLASSES, (side, side, 1))
-  num_full, tail = divmod(n_train, batch_size)
+  def prepare(params):
+    return {k: v if k.startswith("Dense") else jax.tree.map(lax.stop_gradient, v)
+            for k, v in params.items()}
 
-  def loss_fn(params, x_BxD, y_B):
-    if frozen:
-      params = {k: v if k.startswith("Dense") else jax.tree.map(lax.stop_gradient, v)
-                for k, v in params.items()}
-    logits_BxC = model.apply({"params": params}, x_BxD)
-    return optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y_B).mean()
-
-  def train_one(lr, params, x_train, y_train, x_val, y_val, perms_ExN):
-    tx = optax.inject_hyperparams(optax.adam)(learning_rate=lr, eps=1e-8)
-
-    def step(carry, batch):
-      params, opt_state = carry
-      grads = jax.grad(loss_fn)(params, *batch)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), None
-
-    def epoch(carry, perm_N):
-      params, opt_state, _, _ = carry
-      x_NxD, y_N = x_train[perm_N], y_train[perm_N]  # Shared by every variant under vmap.
-      full = num_full * batch_size
-      state, _ = lax.scan(step, (params, opt_state),
-                          (x_NxD[:full].reshape(num_full, batch_size, -1),
-                           y_N[:full].reshape(num_full, batch_size)))
-      if tail:  # The last partial batch is kept, as lr_jax keeps it.
-        state, _ = step(state, (x_NxD[full:], y_N[full:]))
-      params, opt_state = state
-      logits_VxC = model.apply({"params": params}, x_val)
-      val_loss = optax.softmax_cross_entropy_with_integer_labels(logits_VxC, y_val).mean()
-      val_accuracy = jnp.mean(jnp.argmax(logits_VxC, -1) == y_val)
-      return (params, opt_state, val_accuracy, val_loss), None
-
-    zero = jnp.zeros((), jnp.float32)
-    (params, _, val_accuracy, val_loss), _ = lax.scan(
-        epoch, (params, tx.init(params), zero, zero), perms_ExN)
-    return params, val_accuracy, val_loss
-
-  @functools.partial(jax.jit, static_argnums=1)
-  def init(key, n):
-    key, init_key = jax.random.split(key)
-    params = model.init(init_key, jnp.ones((1, side * side), jnp.float32))["params"]
-    perms = []
-    for _ in range(epochs):
-      key, perm_key = jax.random.split(key)
-      perms.append(jax.random.permutation(perm_key, n_train))
-    params_N = jax.tree.map(lambda p: jnp.broadcast_to(p, (n, *p.shape)), params)
-    return params_N, jnp.stack(perms)
-
-  @functools.partial(jax.jit, donate_argnums=1)
-  def sweep(lrs_N, params_N, x_train, y_train, x_val, y_val, perms_ExN):
-    if chunk:  # `chunk` variants vmapped at a time, the chunks one after another.
-      return lax.map(lambda a: train_one(*a, x_train, y_train, x_val, y_val, perms_ExN),
-                     (lrs_N, params_N), batch_size=chunk)
-    return jax.vmap(train_one, in_axes=(0, 0, None, None, None, None, None))(
-        lrs_N, params_N, x_train, y_train, x_val, y_val, perms_ExN)
-
-  return init, sweep
+  return peers.hand_sweep_program(CNN(HIDDEN, NUM_CLASSES, (side, side, 1)), side * side,
+                                  n_train, epochs, batch_size,
+                                  prepare=prepare if frozen else None, chunk=chunk)
 
 
 # ----------------------------------------------------------------------------- measurement
