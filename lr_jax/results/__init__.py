@@ -17,7 +17,7 @@ The package's modules, one idea each:
 """
 
 from lr_jax.results.aggregates import (DEFAULT_SCORE, SCORES, Aggregate, aggregate, best_points,
-                                      mean_ci, score_column)
+                                      mean_ci, score_column, subset_aggregates)
 from lr_jax.results.files import results_csv, summary_dict, write_files
 from lr_jax.results.nested import NestedEstimate, OuterFold, outer_selection
 from lr_jax.results.result import SweepResult, first_reaching, sweep_config
@@ -29,5 +29,5 @@ __all__ = [
     "DEFAULT_SCORE", "SCORES", "Aggregate", "NestedEstimate", "OuterFold", "SweepResult", "aggregate", "best_points",
     "first_reaching", "format_interval", "format_score", "format_table", "group_title", "mean_ci",
     "outer_selection", "point_notes", "results_csv", "summary_dict", "sweep_config",
-    "score_column", "subset_selection", "write_files",
+    "score_column", "subset_aggregates", "subset_selection", "write_files",
 ]

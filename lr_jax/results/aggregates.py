@@ -419,3 +419,29 @@ def best_points(aggregates: Sequence[dict], num_groups: int, select: str = stats
           chosen = aggregates[i]
     best.append(chosen if chosen is not None else Aggregate(group=gi, reason=reason))
   return best
+
+
+def subset_aggregates(result, sel: np.ndarray, group: int, score: str | None = None
+                      ) -> list[Aggregate]:
+  """The aggregates of some of one compile group's runs, as a sweep of them alone would give.
+
+  Args:
+    result: a `SweepResult`.
+    sel: [rows] bool, the runs (all of compile group `group`), e.g. one outer fold's inner
+      runs (nested CV) or the whole group.
+    group: their compile group.
+    score: which epoch's metric is a run's score (`SCORES`); default the result's.
+
+  Returns:
+    Their points' aggregates, as the one group (`group` entries 0) of a sweep of them alone.
+  """
+  score = score or result.score
+  rows = {k: np.asarray(v)[sel] for k, v in result.rows.items()}
+  rows["group"] = np.zeros(int(sel.sum()), int)
+  names = list(dict.fromkeys(k for g in result.groups for k in g.points if k != "learning_rate"))
+  picked = np.flatnonzero(sel)
+  outcomes = result.outcomes.get(score)
+  entries = aggregate(rows, [result.groups[group]], names, result.config.get("select_by"), score,
+                      None if outcomes is None else [outcomes[i] for i in picked],
+                      [result.outcome_rows[i] for i in picked] if result.outcome_rows else None)
+  return entries

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 
 from lr_jax.io import jsonable
-from lr_jax.results.aggregates import aggregate, best_points
+from lr_jax.results.aggregates import best_points, subset_aggregates
 from lr_jax.results.result import SweepResult
 from lr_jax.results.table import format_score
 
@@ -117,18 +116,9 @@ def outer_selection(result: SweepResult, group: int, outer: int) -> tuple[list[d
   Returns:
     (aggregates, best), their `group` entries being `group`.
   """
-  g = result.groups[group]
-  inner = g.splits.inner_folds
+  inner = result.groups[group].splits.inner_folds
   sel = (result.rows["group"] == group) & (result.rows["fold"] // inner == outer)
-  rows = {k: np.asarray(v)[sel] for k, v in result.rows.items()}
-  rows["group"] = np.zeros(int(sel.sum()), int)
-  hparam_names = list(dict.fromkeys(k for gg in result.groups for k in gg.points
-                                    if k != "learning_rate"))
-  outcomes = result.outcomes.get(result.score)
-  picked = np.flatnonzero(sel)
-  entries = aggregate(rows, [g], hparam_names, result.config.get("select_by"), result.score,
-                      None if outcomes is None else [outcomes[i] for i in picked],
-                      [result.outcome_rows[i] for i in picked] if result.outcome_rows else None)
+  entries = subset_aggregates(result, sel, group)
   best = best_points(entries, 1, result.select)[0]
   entries = [dataclasses.replace(a, group=group) for a in entries]
   best = next((a for a in entries if a.selected), None) or dataclasses.replace(best, group=group)

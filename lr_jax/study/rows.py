@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lr_jax import stats
+from lr_jax.results.aggregates import subset_aggregates
 from lr_jax.results.subsets import subset_selection
 from lr_jax.study.cells import CellRow, cell_row
 from lr_jax.study.config import StudyConfig
@@ -23,24 +24,6 @@ def row_keys(cfg: StudyConfig, cell: Cell) -> list[tuple[str, float, str]]:
   noise = cfg.label_noise if cell.noisy else (0.0,)
   regs = ("", "tuned") if cell.regularised else ("",)
   return [(s, v, r) for r in regs for v in noise for s in cell.schedules]
-
-
-def _group_entries(sweep: SweepResult, group: int, score: str) -> list:
-  """The aggregates of one compile group's points with its runs scored at `score`'s epoch
-  (`results.SCORES`): the sweep's own where that is its score."""
-  from lr_jax.results import aggregate
-  if score == sweep.score:
-    return [a for a in sweep.aggregates if a["group"] == group]
-  sel = np.asarray(sweep.rows["group"]) == group
-  rows = {k: np.asarray(v)[sel] for k, v in sweep.rows.items()}
-  rows["group"] = np.zeros(int(sel.sum()), int)
-  names = list(dict.fromkeys(k for g in sweep.groups for k in g.points if k != "learning_rate"))
-  picked = np.flatnonzero(sel)
-  outcomes = sweep.outcomes.get(score)
-  entries = aggregate(rows, [sweep.groups[group]], names, None, score,
-                      None if outcomes is None else [outcomes[i] for i in picked],
-                      [sweep.outcome_rows[i] for i in picked] if sweep.outcome_rows else None)
-  return [dataclasses.replace(a, group=group) for a in entries]
 
 
 def _close(a, b) -> bool:
@@ -75,8 +58,8 @@ def study_rows(plan: StudyPlan, sweep: SweepResult) -> list[CellRow]:
     # The noise arm's runs are scored twice: at the epoch clean validation labels chose, and
     # at the last epoch they trained (`CellRow.score`).
     for scored in (score, "last_epoch") if cell.noisy else (score,):
-      mine = (_group_entries(sweep, gi, scored) if scored != score
-              else [a for a in sweep.aggregates if a["group"] == gi])
+      mine = (subset_aggregates(sweep, np.asarray(runs["group"]) == gi, gi, scored)
+              if scored != score else [a for a in sweep.aggregates if a["group"] == gi])
       outcomes = getattr(sweep, "outcomes", {}).get(scored)
       # The group's own axes: another group's are NaN in its entries and rows.
       points = [k for k in ("learning_rate", "decay_rate", "label_noise", *reg_names)
