@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -60,6 +61,20 @@ def _tree_bytes(tree) -> int:
              for leaf in jax.tree_util.tree_leaves(tree))
 
 
+def _param_shapes(model: Model):
+  """A model's parameters as shapes (`init` traced once per model object where it hashes)."""
+  try:
+    return _cached_param_shapes(model)
+  except TypeError:  # A field that does not hash (a user's list): traced each time.
+    return _cached_param_shapes.__wrapped__(model)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_param_shapes(model: Model):
+  with jax.log_compiles(False):
+    return jax.eval_shape(model.init, jax.eval_shape(jax.random.PRNGKey, 0))
+
+
 def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
                   splits: data_lib.Splits, columns: dict[str, tuple], *, num_seeds: int,
                   user_model: bool, num_metrics: int) -> None:
@@ -78,8 +93,7 @@ def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
   # Shapes only: an abstract key (a concrete PRNGKey(0) would compile a program before the
   # scripts have checked their --out, which they do before anything compiles), and no
   # JAX_LOG_COMPILES line for a trace that compiles nothing.
-  with jax.log_compiles(False):
-    params = jax.eval_shape(model.init, jax.eval_shape(jax.random.PRNGKey, 0))
+  params = _param_shapes(model)
   param_bytes = _tree_bytes(params)
   n_max = int(splits.train_idx.shape[1])
   _, steps_per_epoch = batching(exp.train.batch_size, n_max)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Mapping
 
 import flax.linen as nn
@@ -152,12 +154,18 @@ MODELS: dict[str, Callable[..., nn.Module]] = Registry("model", {"mlp": _mlp, "l
 
 def build_model(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> Model:
   """The built-in model named by `cfg` (a `ModelConfig`), as a pure `Model`; with
-  `cfg.init_from`, starting from those parameters (`pretrained`, its head per `cfg.head`)."""
-  module = MODELS[cfg.name](cfg, num_outputs, feature_shape)
-  num_features = 1
-  for d in feature_shape:
-    num_features *= d
-  model = from_linen(module, num_features)
+  `cfg.init_from`, starting from those parameters (`pretrained`, its head per `cfg.head`).
+
+  The model from scratch is built once per process and configuration (one object, so what
+  keys a cache by the model hits it: `limits`' parameter shapes); a pretrained start reads
+  its file each time."""
+  model = _from_scratch(cfg, num_outputs, tuple(feature_shape))
   if cfg.init_from is None:
     return model
   return pretrained(model, read_params(cfg.init_from), head=None if cfg.head == "none" else cfg.head)
+
+
+@functools.lru_cache(maxsize=32)
+def _from_scratch(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> Model:
+  module = MODELS[cfg.name](cfg, num_outputs, feature_shape)
+  return from_linen(module, math.prod(feature_shape))

@@ -121,6 +121,10 @@ def _p_best(points: Sequence[Runs], higher_is_better: bool, tol: float, num_resa
   rows = points[0].outcomes is not None and all(p.outcomes is not None for p in points)
   if num_seeds < 2 and not rows and num_folds < 2:
     return np.full(num, math.nan)
+  if num == 1 and np.all(np.isfinite(s_PxSxF)) and (not rows or all(
+      np.shape(o)[-1] > 0 and np.all(np.isfinite(np.asarray(o, np.float64)))
+      for o in points[0].outcomes)):
+    return np.ones(1)  # Every resample's mean is finite, and it is the best: no need to draw.
   rng = np.random.default_rng(seed)
   sign = 1.0 if higher_is_better else -1.0
   if not rows:  # The unit: the fold (seeds averaged), or the seed with one fold.
