@@ -417,6 +417,21 @@ def _train_points(points, exp=AXES_EXP, seed=0):
   return jax.device_get(state.variants), jax.device_get(history)
 
 
+def test_the_divergence_reference_is_the_mean_training_loss_at_init():
+  # Computed one minibatch at a time (a partial last one here), it is the mean cross-entropy
+  # over every training row at the initial parameters, by hand.
+  model, data, init, _ = _stream_programs(AXES_EXP)
+  assert data.train_idx.shape[1] % AXES_EXP.train.batch_size != 0
+  params = initial_params(model, jnp.int32(0))
+  state = jax.device_get(init(jax.tree_util.tree_map(lambda a: a[None], params),
+                              _tree({"learning_rate": (0.05,)}), jnp.zeros(1, jnp.int32), data))
+  idx = np.asarray(data.train_idx[0])[np.asarray(data.train_mask[0])]
+  x = (data.x[idx] - data.mean[0][None, :]) / data.std[0][None, :]
+  logits = model.apply(params, x, None, False)
+  expected = optax.softmax_cross_entropy_with_integer_labels(logits, data.y[idx]).mean()
+  np.testing.assert_allclose(state.variants.init_loss[0, 0], expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("name,values", [
     ("dropout_rate", (0.0, 0.4)), ("label_smoothing", (0.0, 0.2)), ("input_noise", (0.0, 0.5)),
     ("shift", (0.0, 2.0)), ("label_noise", (0.0, 0.3)), ("flip", (0.0, 0.5)),

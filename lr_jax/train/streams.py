@@ -48,9 +48,16 @@ def epoch_order(order_key: jax.Array, epoch: jax.Array, idx_N: jax.Array, mask_N
   """
   u_N = jax.random.uniform(jax.random.fold_in(order_key, epoch), idx_N.shape)
   order = jnp.argsort(jnp.where(mask_N, u_N, 2.0))
+  return in_order(idx_N[order], mask_N[order], batch, steps_per_epoch)
+
+
+def in_order(idx_N: jax.Array, mask_N: jax.Array, batch: int, steps_per_epoch: int
+             ) -> tuple[jax.Array, jax.Array]:
+  """A fold's rows in their order, as `epoch_order`'s `[M, B]` indices and weights (padding
+  weighs 0): a pass over the training rows one minibatch at a time."""
   pad = steps_per_epoch * batch - idx_N.shape[0]
-  idx_MxB = jnp.pad(idx_N[order], (0, pad)).reshape(steps_per_epoch, batch)
-  w_MxB = jnp.pad(mask_N[order], (0, pad)).reshape(steps_per_epoch, batch).astype(jnp.float32)
+  idx_MxB = jnp.pad(idx_N, (0, pad)).reshape(steps_per_epoch, batch)
+  w_MxB = jnp.pad(mask_N, (0, pad)).reshape(steps_per_epoch, batch).astype(jnp.float32)
   return idx_MxB, w_MxB
 
 

@@ -11,12 +11,12 @@ import jax.numpy as jnp
 from lr_jax.config import Experiment
 from lr_jax.models import Flat, Model
 from lr_jax.train.epoch import end_epoch
-from lr_jax.train.objective import Loss, Metrics, example_losses, weighted_mean
+from lr_jax.train.objective import Loss, Metrics, example_losses
 from lr_jax.train.perturb import batch_extras, label_flips
 from lr_jax.train.rules import make_rules
 from lr_jax.train.state import Budget, DataArrays, History, SweepState, VariantState
 from lr_jax.train.step import init_variant, train_step
-from lr_jax.train.streams import epoch_order, fetch, stream_keys
+from lr_jax.train.streams import epoch_order, fetch, in_order, stream_keys
 
 
 class Trainer(NamedTuple):
@@ -73,13 +73,20 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
   # ----- one stream: all points of a (seed, fold), sharing minibatches ----------------------
 
   def init_stream(params, hparams_H, fold, data: DataArrays):
-    x_train, y_train = fetch(data, fold, data.train_idx[fold])
-    w_train = data.train_mask[fold].astype(jnp.float32)
+    # One minibatch at a time, as training reads them: no more memory than a step needs (a
+    # CNN's activations over every training image at once are tens of times the images).
+    idx_MxB, w_MxB = in_order(data.train_idx[fold], data.train_mask[fold], batch,
+                              steps_per_epoch)
 
     def initial_loss(hp):
-      loss_B, _ = example_losses(flat.tree, rules.classification, flat.to_tree(params), x_train,
-                                 y_train, None, False, loss=loss, hparams=hp["model"])
-      return weighted_mean(loss_B, w_train)
+      def piece(inputs):
+        idx_B, w_B = inputs
+        x_BxD, y_B = fetch(data, fold, idx_B)
+        loss_B, _ = example_losses(flat.tree, rules.classification, flat.to_tree(params), x_BxD,
+                                   y_B, None, False, loss=loss, hparams=hp["model"])
+        return jnp.sum(loss_B * w_B)
+
+      return jnp.sum(jax.lax.map(piece, (idx_MxB, w_MxB))) / jnp.maximum(jnp.sum(w_MxB), 1.0)
 
     if hparams_H["model"]:  # The model's numbers may change its outputs.
       train_loss, in_axes = jax.vmap(initial_loss)(hparams_H), (0, None, 0)
