@@ -5,6 +5,7 @@ import logging
 import types
 
 import chex
+import jax
 import numpy as np
 import pytest
 
@@ -137,7 +138,9 @@ SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=
 
 def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
   engine.programs._compiled_compacted.cache_clear()
-  on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(chunk_epochs=2))
+  # Compacted wherever the survivors fit (too small a sweep to pay for it by default).
+  on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID,
+                        options=engine.RunOptions(chunk_epochs=2, compile_cost_gflop=0))
   off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID,
                          options=engine.RunOptions(chunk_epochs=2, compact=False))
   ran = off.rows["epochs_run"]
@@ -161,6 +164,37 @@ def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
   assert 1 <= flat._cache_size() <= len(engine.compaction_ladder(16, 1)) == 4
 
 
+def test_compaction_is_used_only_where_it_pays_for_its_program():
+  # By default (50 GFLOP a program) this sweep is far too small to pay for a compacted one, so
+  # it makes the very calls of compact=False: the same rows, bit for bit.
+  auto = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(chunk_epochs=2))
+  off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID,
+                         options=engine.RunOptions(chunk_epochs=2, compact=False))
+  assert auto.timings[0]["variant_epochs_executed"] == 16 * 12
+  for k in off.history:
+    np.testing.assert_array_equal(auto.history[k], off.history[k], err_msg=k)
+  # Its estimate of a variant's epoch: 6 FLOPs per parameter and training row, 2 per
+  # validation row.
+  group = engine.plan_sweep(SPREAD_EXP, SPREAD_GRID)[0]
+  plan = engine.loop._plan_group(group, 0, engine.RunOptions())
+  model = lr_jax.build_model(SPREAD_EXP.model, 10, group.dataset.feature_shape)
+  num_params = sum(a.size for a in jax.tree_util.tree_leaves(
+      jax.eval_shape(model.init, jax.random.PRNGKey(0))))
+  rows = 6 * group.splits.train_idx.shape[1] + 2 * group.splits.val_idx.shape[1]
+  assert plan.variant_epoch_flops == num_params * rows
+
+
+def test_a_compaction_saves_the_lanes_it_drops_over_the_epochs_ahead():
+  plan = types.SimpleNamespace(num_epochs=100, patience=5, variant_epoch_flops=1e6)
+  saving = engine.rounds.saving_flops
+  # 18 lanes continued at 4 compacted ones (each 1.2 lanes' cost), over twice the patience.
+  assert saving(plan, 18, 4, 20) == pytest.approx((18 - 1.2 * 4) * 10 * 1e6)
+  assert saving(plan, 18, 4, 97) == pytest.approx((18 - 1.2 * 4) * 3 * 1e6)  # 3 epochs left
+  plan.patience = 0  # No early stopping: every epoch ahead.
+  assert saving(plan, 18, 4, 20) == pytest.approx((18 - 1.2 * 4) * 80 * 1e6)
+  assert saving(plan, 4, 4, 20) == 0.0  # A narrower width that saves nothing.
+
+
 def test_survivors_of_several_chunks_continue_together_and_change_no_row():
   # Two chunks of 2 seeds x 4 points, each with slow and fast learning rates: once half of
   # each has stopped, the survivors of both share one compacted call per round (lockstep)
@@ -174,7 +208,7 @@ def test_survivors_of_several_chunks_continue_together_and_change_no_row():
     m.setattr(engine.rounds, "_call_flat", lambda plan, members, *a: (
         calls.append(len(members)), real_flat(plan, members, *a)))
     split = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(
-        chunk_epochs=2, max_variants_per_chunk=8))
+        chunk_epochs=2, max_variants_per_chunk=8, compile_cost_gflop=0))
   assert max(calls) == 2  # The survivors of both chunks in one call.
   # Other programs; integer outcomes exact, far from ties (as in the test above).
   for k in ("best_epoch", "epochs_run", "diverged", "stopped_early"):
@@ -224,7 +258,8 @@ def test_halving_prunes_the_clearly_worse_and_never_a_point_inside_the_noise_of_
 def test_halving_flags_pruned_rows_ineligible_and_shows_how_far_they_got():
   exp = SPREAD_EXP.replace(train__patience=0, train__epochs=8)
   grid = lr_jax.Grid(learning_rates=(1e-6, 3e-6, 3e-3, 1e-2), seeds=(0, 1))
-  options = engine.RunOptions(prune="halving", prune_rungs=(2,), prune_eta=2)
+  options = engine.RunOptions(prune="halving", prune_rungs=(2,), prune_eta=2,
+                              compile_cost_gflop=0)
   r = lr_jax.run_sweep(exp, grid, options=options)
   slow = r.rows["learning_rate"] < 1e-5  # Barely moves from init: worse on every seed.
   assert r.rows["pruned"][slow].all() and not r.rows["pruned"][~slow].any()

@@ -30,12 +30,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # once, the next two stop early), in chunks of 2 seeds x 4 learning rates run in lockstep: the
 # chunk of the large rates is compacted from the 2nd call of 2 epochs on (on one device at
 # widths 4 then 2, on four at 4), the other runs whole to the end. 4 calls, so a checkpoint
-# after each of the first three.
+# after each of the first three. Compacted wherever the survivors fit (`compile_cost_gflop=0`):
+# too small a sweep to pay for a compacted program by default.
 SPREAD_EXP = lr_jax.Experiment(
     data=lr_jax.DataConfig(train_size=200), model=lr_jax.ModelConfig(hidden=(16,)),
     train=lr_jax.TrainConfig(epochs=8, patience=1))
 SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=(0, 1))
-SPREAD_OPTIONS = lr_jax.RunOptions(chunk_epochs=2, max_variants_per_chunk=8)
+SPREAD_OPTIONS = lr_jax.RunOptions(chunk_epochs=2, max_variants_per_chunk=8,
+                                   compile_cost_gflop=0)
 VARIANTS = len(SPREAD_GRID.learning_rates) * len(SPREAD_GRID.seeds)
 EPOCHS = SPREAD_EXP.train.epochs
 
@@ -47,7 +49,8 @@ def _flags(options=SPREAD_OPTIONS):
           f"--lrs={','.join(map(repr, SPREAD_GRID.learning_rates))}",
           f"--seeds={len(SPREAD_GRID.seeds)}", f"--epochs={EPOCHS}",
           f"--patience={SPREAD_EXP.train.patience}", f"--chunk_epochs={options.chunk_epochs}",
-          f"--max_variants_per_chunk={options.max_variants_per_chunk}", "--noreport"]
+          f"--max_variants_per_chunk={options.max_variants_per_chunk}",
+          f"--compile_cost_gflop={options.compile_cost_gflop}", "--noreport"]
 
 
 assert SPREAD_GRID.seeds == tuple(range(len(SPREAD_GRID.seeds)))  # What --seeds=N means.

@@ -98,6 +98,8 @@ class _GroupPlan:
   budget: Budget                 # the group's epochs, patience and step cap (traced)
   num_epochs: int                # the configured epochs
   call_epochs: int               # epochs per compiled call
+  patience: int                  # early stopping's patience (0: none)
+  variant_epoch_flops: float     # one variant's epoch, estimated (`rounds.saving_flops`)
   rungs: tuple[int, ...]         # epochs at which halving decides; () without pruning
 
 

@@ -23,7 +23,7 @@ from lr_jax.engine.placement import _mesh, _put, _to_host
 from lr_jax.engine.plan import Group
 from lr_jax.engine.programs import (_compile_key, _compiled, _compiled_compacted, _data_arrays,
                                     _group_model, _init_shape, stream_params, traced_points)
-from lr_jax.engine.rounds import _done, _live, _prune_all, _round
+from lr_jax.engine.rounds import _done, _live, _prune_all, _round, variant_epoch_flops
 from lr_jax.errors import ConfigError
 from lr_jax.train import Budget, final_params
 
@@ -142,7 +142,8 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
       blocks=[(si, hi) for si in range(0, s_pad, s_c) for hi in range(0, h_pad, h_c)],
       budget=Budget(*(_put(a, mesh, P()) for a in Budget.of(group.experiment.train))),
       num_epochs=num_epochs,
-      call_epochs=call_epochs, rungs=rungs)
+      call_epochs=call_epochs, rungs=rungs, patience=int(group.experiment.train.patience),
+      variant_epoch_flops=variant_epoch_flops(like, group.splits))
 
 
 def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
@@ -187,7 +188,7 @@ def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
   last_saved = max((c.epoch for c in chunks.values() if not _done(plan, c)), default=0)
   while not all(_done(plan, c) for c in chunks.values()):
     finished_before = sum(_done(plan, c) for c in chunks.values())
-    _round(plan, chunks, data, options.compact)
+    _round(plan, chunks, data, options.compact, options.compile_cost_gflop * 1e9)
     epoch = max(c.epoch for c in chunks.values())
     if first_call:
       first_call = False

@@ -27,8 +27,13 @@ class RunOptions:
     log_every_s: seconds between progress log lines.
     progress_bar: draw a progress bar on stderr; None draws one when stderr is a terminal.
     compact: between compiled calls, continue only the variants still training, gathered
-      into a narrower population (widths from `compaction_ladder`); changes no result beyond
-      float32 rounding.
+      into a narrower population (widths from `compaction_ladder`) where that pays for its
+      program (`compile_cost_gflop`); changes no result beyond float32 rounding.
+    compile_cost_gflop: what tracing, lowering and compiling one compacted program is taken
+      to cost, in GFLOP of training: a narrower population is used only where the training it
+      saves is estimated above it (`rounds.saving_flops`). The default is about 1.5 s of a
+      2-core CPU's compile at the ~35 GFLOP/s a small MLP trains at; 0 compacts wherever the
+      survivors fit a narrower width.
     prune: None, or "halving": successive halving of the grid points (`prune_rungs`,
       `prune_eta`); this one does change results: pruned variants stop early, flagged `pruned`.
     prune_rungs: epochs at which halving decides (each must be below the configured epochs to
@@ -48,6 +53,7 @@ class RunOptions:
   log_every_s: float = 10.0
   progress_bar: bool | None = None
   compact: bool = True
+  compile_cost_gflop: float = 50.0
   prune: str | None = None
   prune_rungs: tuple[int, ...] = (5, 15, 45)
   prune_eta: float = 3.0
@@ -66,6 +72,7 @@ class RunOptions:
     check_positive("checkpoint_every", self.checkpoint_every, integer=True, allow_zero=True)
     check_positive("log_every_s", self.log_every_s, allow_zero=True)
     check_positive("chunk_epochs", self.chunk_epochs, integer=True, allow_zero=True)
+    check_positive("compile_cost_gflop", self.compile_cost_gflop, allow_zero=True)
     if self.resume and not self.checkpoint_dir:
       raise ConfigError("resume needs a checkpoint folder; give --checkpoint_dir (or --out)")
     if self.prune not in PRUNE_RULES:

@@ -32,6 +32,37 @@ def compaction_ladder(full: int, ndev: int) -> list[int]:
   return widths
 
 
+COMPACTED_LANE_COST = 1.2
+"""A compacted lane's epoch relative to a chunk lane's: each survivor is its own stream, with
+its own minibatch gathers and batched rather than shared-input matmuls (digits, MLP(128), 48
+variants either way)."""
+
+
+def variant_epoch_flops(like, splits) -> float:
+  """One variant's epoch, estimated from its parameters: 6 FLOPs per parameter and training
+  row (forward and both backward products), 2 per validation row. Exact for dense layers; a
+  convolution, which reuses its weights at every pixel, costs more than this says."""
+  num_params = sum(int(np.prod(leaf.shape[2:]))
+                   for leaf in jax.tree_util.tree_leaves(like.variants.params))
+  return float(num_params * (6 * splits.train_idx.shape[1] + 2 * splits.val_idx.shape[1]))
+
+
+def saving_flops(plan: _GroupPlan, lanes: int, width: int, epoch: int) -> float:
+  """Training FLOPs saved by continuing at `width` compacted lanes instead of `lanes` lanes
+  at `epoch`: the lanes saved (a compacted one costs `COMPACTED_LANE_COST`) over the epochs
+  ahead, at most twice the patience with early stopping (which ends most survivors sooner; a
+  guess, not a bound), times a variant's epoch (`variant_epoch_flops`).
+
+  A compacted call is used only where this is at least the cost of its program
+  (`RunOptions.compile_cost_gflop`): the rule depends on the host state and the plan alone, so
+  a resumed run makes the same calls, and the same sweep always gives the same rows.
+  """
+  ahead = plan.num_epochs - epoch
+  if plan.patience > 0:
+    ahead = min(ahead, 2 * plan.patience)
+  return max(0.0, lanes - COMPACTED_LANE_COST * width) * ahead * plan.variant_epoch_flops
+
+
 # ----- The survivors: the one place that decides what a compiled call continues. The loop and
 # ----- a resumed run both call it on the chunk's host state, so they continue alike, bit for bit.
 
@@ -159,25 +190,36 @@ def _call_flat(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int, 
                      for k in plan.trainer.history_fields}
 
 
-def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool) -> None:
+def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool,
+           compile_cost: float) -> None:
   """One compiled call's worth of epochs for every unfinished chunk, in place.
 
   The populations are decided from the host state alone (whole chunks, each compacted, or all
-  survivors together), so a resumed run, which has nothing else, makes exactly the same calls.
+  survivors together, where that saves more than `compile_cost` FLOPs: `saving_flops`), so a
+  resumed run, which has nothing else, makes exactly the same calls.
   """
   members = [(b, c) for b, c in chunks.items() if not _done(plan, c)]
+  lanes = plan.s_c * plan.h_c
   if compact and len(members) > 1:
     # Survivors of several chunks: up to a whole chunk's width, which replaces two calls or more.
     n = sum(int(_live(c).sum()) for _, c in members)
-    fits = [w for w in compaction_ladder(2 * plan.s_c * plan.h_c, plan.ndev) if w >= n]
-    if fits:
+    fits = [w for w in compaction_ladder(2 * lanes, plan.ndev) if w >= n]
+    epoch = members[0][1].epoch  # Lockstep: every unfinished chunk is at this epoch.
+    if fits and saving_flops(plan, len(members) * lanes, fits[0], epoch) >= compile_cost:
       _call_flat(plan, members, fits[0], data)
       return
+  width = {}
   for b, c in members:
-    n = int(_live(c).sum())
-    fits = [w for w in compaction_ladder(plan.s_c * plan.h_c, plan.ndev) if w >= n] if compact else []
-    if fits:
-      _call_flat(plan, [(b, c)], fits[0], data)
+    fits = [w for w in compaction_ladder(lanes, plan.ndev) if w >= int(_live(c).sum())]
+    if compact and fits:
+      width[b] = fits[0]
+  # The chunks continuing at one width share its program: together they must pay for it.
+  pays = {w for w in set(width.values())
+          if sum(saving_flops(plan, lanes, w, c.epoch) for b, c in members
+                 if width.get(b) == w) >= compile_cost}
+  for b, c in members:
+    if width.get(b) in pays:
+      _call_flat(plan, [(b, c)], width[b], data)
     else:
       _call(plan, c, b, data)
 
