@@ -1,5 +1,6 @@
 """The host shell: chunking under a budget, the budget itself, and one program per signature."""
 
+import dataclasses
 import functools
 import logging
 import types
@@ -193,6 +194,19 @@ def test_a_compaction_saves_the_lanes_it_drops_over_the_epochs_ahead():
   plan.patience = 0  # No early stopping: every epoch ahead.
   assert saving(plan, 18, 4, 20) == pytest.approx((18 - 1.2 * 4) * 80 * 1e6)
   assert saving(plan, 4, 4, 20) == 0.0  # A narrower width that saves nothing.
+
+
+def test_a_width_this_run_has_used_costs_nothing_more_and_a_resume_knows_it(tmp_path):
+  group = engine.plan_sweep(SPREAD_EXP, SPREAD_GRID)[0]
+  options = engine.RunOptions(checkpoint_dir=str(tmp_path))
+  plan = engine.loop._plan_group(group, 0, options)
+  assert plan.paid == set()
+  assert engine.rounds._cost(plan, 4, 5e10) == 5e10
+  plan.paid.update({2, 4})  # As two compacted calls would.
+  assert engine.rounds._cost(plan, 4, 5e10) == 0.0 and engine.rounds._cost(plan, 8, 5e10) == 5e10
+  engine.checkpoints._save_chunks(plan, {})
+  resumed = engine.loop._plan_group(group, 0, dataclasses.replace(options, resume=True))
+  assert resumed.paid == {2, 4}
 
 
 def test_survivors_of_several_chunks_continue_together_and_change_no_row():

@@ -23,7 +23,8 @@ def _save_chunks(plan: _GroupPlan, chunks: dict[int, _Chunk]) -> None:
   """Checkpoints every chunk (`done<b>` once finished, `live<b>` before) as one file."""
   if plan.path is None or jax.process_index() != 0:
     return
-  arrays = {"layout": np.array([plan.s_c, plan.h_c])}
+  arrays = {"layout": np.array([plan.s_c, plan.h_c]),
+            "paid_widths": np.array(sorted(plan.paid), np.int64)}
   for b, c in chunks.items():
     name = f"{'done' if _done(plan, c) else 'live'}{b}"
     arrays.update(checkpoint.flatten(f"{name}/state", c.state))

@@ -100,6 +100,7 @@ class _GroupPlan:
   call_epochs: int               # epochs per compiled call
   patience: int                  # early stopping's patience (0: none)
   variant_epoch_flops: float     # one variant's epoch, estimated (`rounds.saving_flops`)
+  paid: set[int]                 # compacted widths this run has used: their programs are built
   rungs: tuple[int, ...]         # epochs at which halving decides; () without pruning
 
 

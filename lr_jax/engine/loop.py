@@ -143,7 +143,9 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
       budget=Budget(*(_put(a, mesh, P()) for a in Budget.of(group.experiment.train))),
       num_epochs=num_epochs,
       call_epochs=call_epochs, rungs=rungs, patience=int(group.experiment.train.patience),
-      variant_epoch_flops=variant_epoch_flops(like, group.splits))
+      variant_epoch_flops=variant_epoch_flops(like, group.splits),
+      # A resumed run knows the widths the run used before it, so it decides as that run did.
+      paid={int(w) for w in saved.get("paid_widths", ())})
 
 
 def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions

@@ -54,8 +54,9 @@ def saving_flops(plan: _GroupPlan, lanes: int, width: int, epoch: int) -> float:
   guess, not a bound), times a variant's epoch (`variant_epoch_flops`).
 
   A compacted call is used only where this is at least the cost of its program
-  (`RunOptions.compile_cost_gflop`): the rule depends on the host state and the plan alone, so
-  a resumed run makes the same calls, and the same sweep always gives the same rows.
+  (`RunOptions.compile_cost_gflop`), nothing once this run has used that width (`_GroupPlan.paid`,
+  checkpointed): the rule depends on the run's own state and plan alone, never on a clock or a
+  cache, so a resumed run makes the same calls, and the same sweep always gives the same rows.
   """
   ahead = plan.num_epochs - epoch
   if plan.patience > 0:
@@ -143,6 +144,7 @@ def _call_flat(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int, 
   as one narrow program rather than one call each (lockstep).
   """
   mesh, s_c, h_c = plan.mesh, plan.s_c, plan.h_c
+  plan.paid.add(width)
   num_epochs = plan.call_epochs
   flat = lambda a: a.reshape((s_c * h_c,) + a.shape[2:])
   parts = [(b, c, np.flatnonzero(_live(c).reshape(-1))) for b, c in members]
@@ -205,7 +207,8 @@ def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool,
     n = sum(int(_live(c).sum()) for _, c in members)
     fits = [w for w in compaction_ladder(2 * lanes, plan.ndev) if w >= n]
     epoch = members[0][1].epoch  # Lockstep: every unfinished chunk is at this epoch.
-    if fits and saving_flops(plan, len(members) * lanes, fits[0], epoch) >= compile_cost:
+    if fits and (saving_flops(plan, len(members) * lanes, fits[0], epoch)
+                 >= _cost(plan, fits[0], compile_cost)):
       _call_flat(plan, members, fits[0], data)
       return
   width = {}
@@ -216,12 +219,17 @@ def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool,
   # The chunks continuing at one width share its program: together they must pay for it.
   pays = {w for w in set(width.values())
           if sum(saving_flops(plan, lanes, w, c.epoch) for b, c in members
-                 if width.get(b) == w) >= compile_cost}
+                 if width.get(b) == w) >= _cost(plan, w, compile_cost)}
   for b, c in members:
     if width.get(b) in pays:
       _call_flat(plan, [(b, c)], width[b], data)
     else:
       _call(plan, c, b, data)
+
+
+def _cost(plan: _GroupPlan, width: int, compile_cost: float) -> float:
+  """What continuing at `width` still costs to build: nothing once this run has used it."""
+  return 0.0 if width in plan.paid else compile_cost
 
 
 def _done(plan: _GroupPlan, chunk: _Chunk) -> bool:
