@@ -410,55 +410,18 @@ def _device_arrays(data) -> tuple:
 def train_torch_vmap(data, learning_rates: Sequence[float], *, epochs: int, batch_size: int,
                      seed: int) -> list[Outcome]:
   """Every learning rate as one `torch.func` ensemble; the last epoch's accuracy and loss."""
-  import copy
-
   import torch
   from torch import nn
-  from torch.func import functional_call, grad, stack_module_state, vmap
-  from torch.nn import functional as F
+
+  from benchmarks.torch_cnn import ensemble
   torch.manual_seed(seed)
   x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"]).long()
   x_val, y_val = torch.from_numpy(data["x_val"]), torch.from_numpy(data["y_val"]).long()
   # Seeded as `train_torch`'s model is, then copied: every learning rate starts from it.
   base = nn.Sequential(nn.Linear(x.shape[1], 128), nn.ReLU(), nn.Linear(128, _num_classes(data)))
-  params, buffers = stack_module_state([copy.deepcopy(base) for _ in learning_rates])
-  # Plain tensors: torch.func differentiates them, and the in-place updates need no autograd.
-  params = {k: v.detach() for k, v in params.items()}
-  skeleton = copy.deepcopy(base).to("meta")
-
-  def loss_fn(p, b, x_BxD, y_B):
-    return F.cross_entropy(functional_call(skeleton, (p, b), (x_BxD,)), y_B)
-
-  grads_fn = vmap(grad(loss_fn), in_dims=(0, 0, None, None))
-  logits_fn = vmap(lambda p, b, x_BxD: functional_call(skeleton, (p, b), (x_BxD,)),
-                   in_dims=(0, 0, None))
-  # Adam as optax and torch.optim write it, with a learning rate per model (broadcast shapes).
-  lr = {k: torch.tensor(learning_rates, dtype=v.dtype).view(-1, *[1] * (v.dim() - 1))
-        for k, v in params.items()}
-  m = {k: torch.zeros_like(v) for k, v in params.items()}
-  v2 = {k: torch.zeros_like(v) for k, v in params.items()}
-  b1, b2, eps = 0.9, 0.999, 1e-8
-  order = torch.Generator().manual_seed(seed)
-  n, t = len(x), 0
-  for _ in range(epochs):
-    perm = torch.randperm(n, generator=order)
-    for start in range(0, n, batch_size):
-      idx = perm[start:start + batch_size]
-      grads = grads_fn(params, buffers, x[idx], y[idx])
-      t += 1
-      bc1, bc2 = 1 - b1**t, 1 - b2**t
-      for k, p in params.items():
-        g = grads[k]
-        m[k].mul_(b1).add_(g, alpha=1 - b1)
-        v2[k].mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = (v2[k] / bc2).sqrt_().add_(eps)
-        p.sub_(lr[k] * (m[k] / bc1) / denom)
-    with torch.no_grad():
-      logits = logits_fn(params, buffers, x_val)  # [N, V, C]
-      val_loss = F.cross_entropy(logits.permute(0, 2, 1), y_val.expand(len(logits), -1),
-                                 reduction="none").mean(-1)
-      val_accuracy = (logits.argmax(-1) == y_val).float().mean(-1)
-  return [(float(a), float(l)) for a, l in zip(val_accuracy, val_loss)]
+  accuracies, losses = ensemble(base, x, y, x_val, y_val, learning_rates, epochs=epochs,
+                                batch_size=batch_size, seed=seed)
+  return list(zip(accuracies, losses))
 
 
 # ----------------------------------------------------------------------------- keras

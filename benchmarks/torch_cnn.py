@@ -113,22 +113,30 @@ def train_torch(data, lrs: Sequence[float], *, epochs: int, batch_size: int,
 def train_torch_vmap(data, lrs: Sequence[float], *, epochs: int, batch_size: int,
                      seed: int) -> Outcome:
   """Every learning rate at once, one `torch.func` ensemble of N copies of one model."""
-  x, y, x_val, y_val = data["x_train"], data["y_train"], data["x_val"], data["y_val"]
   # Seeded as `train_torch`'s models are, then copied: every learning rate starts from it.
   torch.manual_seed(seed)
-  base = cnn(data["side"])
+  return ensemble(cnn(data["side"]), data["x_train"], data["y_train"], data["x_val"],
+                  data["y_val"], lrs, epochs=epochs, batch_size=batch_size, seed=seed)
+
+
+def ensemble(base: nn.Module, x, y, x_val, y_val, lrs: Sequence[float], *, epochs: int,
+             batch_size: int, seed: int) -> Outcome:
+  """PyTorch's vectorized ensemble of `base`: N copies (`stack_module_state`),
+  `functional_call` + `vmap(grad(loss))`, Adam as optax and `torch.optim` write it with a
+  learning rate per model, one minibatch order (a generator seeded with `seed`) shared by all.
+  Also `benchmarks.peers`' MLP `torchvmap`."""
   params, buffers = stack_module_state([copy.deepcopy(base) for _ in lrs])
   # Plain tensors: torch.func differentiates them, and the in-place updates need no autograd.
   params = {k: v.detach() for k, v in params.items()}
   skeleton = copy.deepcopy(base).to("meta")
 
-  def loss_fn(p, b, x_BxCxHxW, y_B):
-    return F.cross_entropy(functional_call(skeleton, (p, b), (x_BxCxHxW,)), y_B)
+  def loss_fn(p, b, x_B, y_B):
+    return F.cross_entropy(functional_call(skeleton, (p, b), (x_B,)), y_B)
 
   grads_fn = vmap(grad(loss_fn), in_dims=(0, 0, None, None))
-  logits_fn = vmap(lambda p, b, x_BxCxHxW: functional_call(skeleton, (p, b), (x_BxCxHxW,)),
+  logits_fn = vmap(lambda p, b, x_B: functional_call(skeleton, (p, b), (x_B,)),
                    in_dims=(0, 0, None))
-  # Adam as optax and torch.optim write it, with a learning rate per model (broadcast shapes).
+  # A learning rate per model, shaped to broadcast over each parameter.
   lr = {k: torch.tensor(lrs, dtype=v.dtype).view(-1, *[1] * (v.dim() - 1))
         for k, v in params.items()}
   m = {k: torch.zeros_like(v) for k, v in params.items()}
