@@ -209,6 +209,33 @@ def test_a_width_this_run_has_used_costs_nothing_more_and_a_resume_knows_it(tmp_
   assert resumed.paid == {2, 4}
 
 
+def _chunk_with(live: int, lanes: int = 16, epoch: int = 20):
+  """A chunk of one stream x `lanes` points on the host, its first `live` variants training."""
+  stopped = np.arange(lanes)[None, :] >= live
+  variants = types.SimpleNamespace(stopped=stopped, diverged=np.zeros_like(stopped))
+  return types.SimpleNamespace(real=np.ones_like(stopped), pruned=np.zeros_like(stopped),
+                               state=types.SimpleNamespace(variants=variants), epoch=epoch)
+
+
+def test_survivors_pad_into_a_width_already_built_where_a_new_one_would_not_pay():
+  plan = types.SimpleNamespace(s_c=1, h_c=16, ndev=1, num_epochs=100, patience=5,
+                               variant_epoch_flops=1e6, paid={8})
+  populations = engine.rounds._populations
+  one = [(0, _chunk_with(3))]
+  # 3 survivors fit a new width 4, which saves (9.6 - 4.8) lanes x 10 epochs x 1 MFLOP = 48
+  # MFLOP more than the width 8 this run has built: not worth a 1 GFLOP program.
+  assert populations(plan, one, True, 1e9) == [(one, 8)]
+  assert populations(plan, one, True, 4e7) == [(one, 4)]  # Worth a 40 MFLOP one.
+  plan.paid = set()  # Nothing built, and a new width that does not pay: the whole chunk.
+  assert populations(plan, one, True, 1e9) == [(one, None)]
+  assert populations(plan, one, False, 0.0) == [(one, None)]
+  # Two chunks' 5 survivors together: a built 16 rather than a new 8.
+  plan.paid = {16}
+  two = [(0, _chunk_with(3)), (1, _chunk_with(2))]
+  assert populations(plan, two, True, 1e9) == [(two, 16)]
+  assert populations(plan, two, True, 0.0) == [(two, 8)]
+
+
 def test_survivors_of_several_chunks_continue_together_and_change_no_row():
   # Two chunks of 2 seeds x 4 points, each with slow and fast learning rates: once half of
   # each has stopped, the survivors of both share one compacted call per round (lockstep)

@@ -196,35 +196,63 @@ def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool,
            compile_cost: float) -> None:
   """One compiled call's worth of epochs for every unfinished chunk, in place.
 
-  The populations are decided from the host state alone (whole chunks, each compacted, or all
-  survivors together, where that saves more than `compile_cost` FLOPs: `saving_flops`), so a
-  resumed run, which has nothing else, makes exactly the same calls.
+  The populations are decided from the run's own state alone (`_populations`), so a resumed
+  run, which has nothing else, makes exactly the same calls.
   """
   members = [(b, c) for b, c in chunks.items() if not _done(plan, c)]
+  for group, width in _populations(plan, members, compact, compile_cost):
+    if width is None:
+      (b, c), = group
+      _call(plan, c, b, data)
+    else:
+      _call_flat(plan, group, width, data)
+
+
+def _populations(plan: _GroupPlan, members: list[tuple[int, _Chunk]], compact: bool,
+                 compile_cost: float) -> list[tuple[list[tuple[int, _Chunk]], int | None]]:
+  """This round's calls: the chunks each continues and its width (None: one whole chunk).
+
+  All survivors together where they fit one narrower width that saves what it still costs to
+  build (`saving_flops`, `_cost`); else each chunk alone, at its smallest fitting width where
+  the chunks taking that width together save its cost over their alternative, and otherwise at
+  the smallest width this run has already built that fits (padding, where that is cheaper than
+  a new program), or whole.
+  """
+  if not compact:
+    return [([m], None) for m in members]
   lanes = plan.s_c * plan.h_c
-  if compact and len(members) > 1:
+  if len(members) > 1:
     # Survivors of several chunks: up to a whole chunk's width, which replaces two calls or more.
     n = sum(int(_live(c).sum()) for _, c in members)
-    fits = [w for w in compaction_ladder(2 * lanes, plan.ndev) if w >= n]
     epoch = members[0][1].epoch  # Lockstep: every unfinished chunk is at this epoch.
-    if fits and (saving_flops(plan, len(members) * lanes, fits[0], epoch)
-                 >= _cost(plan, fits[0], compile_cost)):
-      _call_flat(plan, members, fits[0], data)
-      return
-  width = {}
+    net = {w: saving_flops(plan, len(members) * lanes, w, epoch) - _cost(plan, w, compile_cost)
+           for w in compaction_ladder(2 * lanes, plan.ndev) if w >= n}
+    best = max(net, key=lambda w: (net[w], -w), default=None)
+    if best is not None and net[best] >= 0:
+      return [(members, best)]
+  smallest, built = {}, {}
   for b, c in members:
     fits = [w for w in compaction_ladder(lanes, plan.ndev) if w >= int(_live(c).sum())]
-    if compact and fits:
-      width[b] = fits[0]
-  # The chunks continuing at one width share its program: together they must pay for it.
-  pays = {w for w in set(width.values())
-          if sum(saving_flops(plan, lanes, w, c.epoch) for b, c in members
-                 if width.get(b) == w) >= _cost(plan, w, compile_cost)}
+    if fits:
+      smallest[b] = fits[0]
+      built[b] = next((w for w in fits if w in plan.paid), None)
+
+  def alternative(b, c) -> float:  # What the chunk saves without a new program.
+    return 0.0 if built[b] is None else saving_flops(plan, lanes, built[b], c.epoch)
+
+  # The chunks continuing at one new width share its program: together they must pay for it.
+  new = {w for w in set(smallest.values()) - plan.paid
+         if sum(saving_flops(plan, lanes, w, c.epoch) - alternative(b, c)
+                for b, c in members if smallest.get(b) == w) >= compile_cost}
+  calls = []
   for b, c in members:
-    if width.get(b) in pays:
-      _call_flat(plan, [(b, c)], width[b], data)
-    else:
-      _call(plan, c, b, data)
+    width = None
+    if b in smallest and (smallest[b] in plan.paid or smallest[b] in new):
+      width = smallest[b]
+    elif b in built and built[b] is not None and alternative(b, c) > 0:
+      width = built[b]
+    calls.append(([(b, c)], width))
+  return calls
 
 
 def _cost(plan: _GroupPlan, width: int, compile_cost: float) -> float:
