@@ -515,3 +515,13 @@ def test_declared_numbers_need_an_hparams_argument(make):
   with pytest.raises(ConfigError, match=r"declares hyperparameters scale but its __call__ has no "
                                         r"`hparams` argument"):
     make()
+
+
+def test_a_built_in_model_is_built_once_and_anew_when_its_name_gets_another_factory(monkeypatch):
+  cfg = lr_jax.ModelConfig(hidden=(8,))
+  first = lr_jax.build_model(cfg, 3, (5,))
+  assert lr_jax.build_model(cfg, 3, (5,)) is first  # Once per configuration.
+  monkeypatch.setitem(lr_jax.models.MODELS, "mlp", lambda c, k, shape: nn.Dense(k))
+  other = lr_jax.build_model(cfg, 3, (5,))
+  assert set(other.init(jax.random.PRNGKey(0))) == {"kernel", "bias"}
+  assert set(first.init(jax.random.PRNGKey(0))) == {"Dense_0", "Dense_1"}

@@ -159,13 +159,14 @@ def build_model(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> Model:
   The model from scratch is built once per process and configuration (one object, so what
   keys a cache by the model hits it: `limits`' parameter shapes); a pretrained start reads
   its file each time."""
-  model = _from_scratch(cfg, num_outputs, tuple(feature_shape))
+  # Keyed by the factory too: a name given another factory (`MODELS[name] = ...`) builds anew.
+  model = _from_scratch(cfg, num_outputs, tuple(feature_shape), MODELS[cfg.name])
   if cfg.init_from is None:
     return model
   return pretrained(model, read_params(cfg.init_from), head=None if cfg.head == "none" else cfg.head)
 
 
 @functools.lru_cache(maxsize=32)
-def _from_scratch(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> Model:
-  module = MODELS[cfg.name](cfg, num_outputs, feature_shape)
+def _from_scratch(cfg, num_outputs: int, feature_shape: tuple[int, ...], factory) -> Model:
+  module = factory(cfg, num_outputs, feature_shape)
   return from_linen(module, math.prod(feature_shape))
