@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -14,7 +13,7 @@ from lr_jax.config import INT32_MAX, Experiment
 from lr_jax.engine.grid import _ROW_BYTES
 from lr_jax.engine.placement import _device_memory_bytes, _host_memory_bytes, _size
 from lr_jax.errors import ConfigError
-from lr_jax.models import Model
+from lr_jax.models import Model, param_shapes
 from lr_jax.optim import OPTIMIZERS, SCHEDULES, make_optimizer
 from lr_jax.train import History, batching
 
@@ -61,20 +60,6 @@ def _tree_bytes(tree) -> int:
              for leaf in jax.tree_util.tree_leaves(tree))
 
 
-def _param_shapes(model: Model):
-  """A model's parameters as shapes (`init` traced once per model object where it hashes)."""
-  try:
-    return _cached_param_shapes(model)
-  except TypeError:  # A field that does not hash (a user's list): traced each time.
-    return _cached_param_shapes.__wrapped__(model)
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_param_shapes(model: Model):
-  with jax.log_compiles(False):
-    return jax.eval_shape(model.init, jax.eval_shape(jax.random.PRNGKey, 0))
-
-
 def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
                   splits: data_lib.Splits, columns: dict[str, tuple], *, num_seeds: int,
                   user_model: bool, num_metrics: int) -> None:
@@ -90,10 +75,7 @@ def _check_memory(exp: Experiment, model: Model, dataset: data_lib.Dataset,
   Raises:
     ConfigError: one line naming the estimate, its parts and the memory it exceeds.
   """
-  # Shapes only: an abstract key (a concrete PRNGKey(0) would compile a program before the
-  # scripts have checked their --out, which they do before anything compiles), and no
-  # JAX_LOG_COMPILES line for a trace that compiles nothing.
-  params = _param_shapes(model)
+  params = param_shapes(model)  # Shapes only: nothing compiles before --out is checked.
   param_bytes = _tree_bytes(params)
   n_max = int(splits.train_idx.shape[1])
   _, steps_per_epoch = batching(exp.train.batch_size, n_max)

@@ -7,7 +7,8 @@ built-in models where a sweep has dropout), each a traced scalar.
 
 The package's modules, one idea each (each imports only those above it):
 
-    model         `Model`, `apply_model`; the numbers a model declares (`default_hparams`)
+    model         `Model`, `apply_model`; the numbers a model declares (`default_hparams`);
+                  `param_shapes`, its parameters as shapes, traced once per model
     convolutions  a user's flax convolution given flat examples, found and refused in one line
     adapters      `from_linen`, `from_nnx`: a user's module as a `Model`
     builtin       `MLP`, `CNN`, `dropout` at a traced rate; `MODELS`, `build_model`
@@ -29,7 +30,8 @@ from lr_jax.models.flat import Flat, flattened, unflattened
 from lr_jax.models.layers import (depth_of_elements, depth_of_leaves, head_layers, in_head,
                                   layer_depths, layer_names, leaf_depths, leaf_paths,
                                   with_head)
-from lr_jax.models.model import FrozenDict, Model, Params, apply_model, default_hparams
+from lr_jax.models.model import (FrozenDict, Model, Params, apply_model, default_hparams,
+                                 param_shapes)
 from lr_jax.models.pretrained import pretrained
 from lr_jax.models.saved import read_params
 
@@ -37,6 +39,6 @@ __all__ = [
     "CNN", "MLP", "MODELS", "Flat", "FrozenDict", "Model", "Params", "apply_model",
     "build_model", "check_widths", "default_hparams", "dropout", "flattened", "from_linen",
     "from_nnx", "depth_of_elements", "depth_of_leaves", "head_layers", "in_head",
-    "layer_depths", "layer_names", "leaf_depths", "leaf_paths", "with_head",
+    "layer_depths", "layer_names", "leaf_depths", "leaf_paths", "param_shapes", "with_head",
     "pretrained", "read_params", "unflattened",
 ]

@@ -157,7 +157,7 @@ def build_model(cfg, num_outputs: int, feature_shape: tuple[int, ...]) -> Model:
   `cfg.init_from`, starting from those parameters (`pretrained`, its head per `cfg.head`).
 
   The model from scratch is built once per process and configuration (one object, so what
-  keys a cache by the model hits it: `limits`' parameter shapes); a pretrained start reads
+  keys a cache by the model hits it: `param_shapes`); a pretrained start reads
   its file each time."""
   # Keyed by the factory too: a name given another factory (`MODELS[name] = ...`) builds anew.
   model = _from_scratch(cfg, num_outputs, tuple(feature_shape), MODELS[cfg.name])

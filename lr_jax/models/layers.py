@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from lr_jax.errors import ConfigError
-from lr_jax.models.model import Model, Params
+from lr_jax.models.model import Model, Params, param_shapes
 
 
 def layer_names(model: Model) -> tuple[str, ...]:
@@ -77,8 +77,7 @@ def head_layers(model: Model, names: tuple[str, ...] | None = None) -> tuple[str
 
 def leaf_paths(model: Model) -> tuple[str, ...]:
   """Every parameter leaf's path as text ("Dense_0/kernel"), from `model.init`'s shapes."""
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-  leaves, _ = jax.tree_util.tree_flatten_with_path(shapes)
+  leaves, _ = jax.tree_util.tree_flatten_with_path(param_shapes(model))
   return tuple(path_text(path) for path, _ in leaves)
 
 

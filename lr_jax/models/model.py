@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
@@ -92,3 +93,20 @@ def _declared(hparams: Mapping[str, object] | None, name: str) -> FrozenDict:
 def default_hparams(model: Model) -> dict[str, jax.Array]:
   """`{name: default}` of the numbers a model declares, as float32 scalars ({} for none)."""
   return {k: np.float32(spec.default) for k, spec in dict(model.hparams).items()}
+
+
+def param_shapes(model: Model):
+  """`model.init`'s parameters as shapes, traced once per model object (each time for one
+  whose fields do not hash, e.g. a user's list). The key is abstract too, so nothing compiles
+  and JAX_LOG_COMPILES says nothing: a script can plan before it has checked its --out."""
+  try:
+    hash(model)
+  except TypeError:
+    return _param_shapes.__wrapped__(model)
+  return _param_shapes(model)
+
+
+@functools.lru_cache(maxsize=32)
+def _param_shapes(model: Model):
+  with jax.log_compiles(False):
+    return jax.eval_shape(model.init, jax.eval_shape(jax.random.PRNGKey, 0))
