@@ -181,9 +181,10 @@ def test_the_engines_fault_points_stop_a_sweep_where_they_say(fault, left, tmp_p
     lr_jax.run_sweep(EXP, lr_jax.Grid(learning_rates=(1e-3,)), options=opts)
   assert len(sent) == 1
   assert (sorted(os.listdir(ckdir)) if ckdir.exists() else []) == left
-  if left:  # The first checkpoint, at the first call boundary: 2 of 4 epochs done.
+  if left:  # The first checkpoint, at the first call boundary: compacting, the first call
+    # ends after one epoch (`rounds._stop`), 1 of 4 done.
     with np.load(ckdir / "group0.npz") as f:
-      assert f["live0/hist/val_loss"].shape[0] == 2 and "done0/epoch" not in f.files
+      assert f["live0/hist/val_loss"].shape[0] == 1 and "done0/epoch" not in f.files
 
 
 @contextlib.contextmanager

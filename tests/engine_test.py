@@ -138,7 +138,7 @@ SPREAD_GRID = lr_jax.Grid(learning_rates=lr_jax.log_spaced(1e-4, 3.0, 8), seeds=
 
 
 def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
-  engine.programs._compiled_compacted.cache_clear()
+  engine.programs._compiled.cache_clear()
   # Compacted wherever the survivors fit (too small a sweep to pay for it by default).
   on = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID,
                         options=engine.RunOptions(chunk_epochs=2, compile_cost_gflop=0))
@@ -159,10 +159,11 @@ def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
   assert t_on["variant_epochs_trained"] == t_off["variant_epochs_trained"] == ran.sum()
   assert t_off["variant_epochs_executed"] == 16 * 12  # The whole chunk, every epoch.
   assert ran.sum() <= t_on["variant_epochs_executed"] < t_off["variant_epochs_executed"]
-  # Compacted populations come from the ladder only: at most one program per width.
+  # Populations take rows of the chunk's width or narrower ones of `row_widths`, at most a
+  # chunk's lanes: a handful of programs. Here the chunk is 2 seeds x 8 points.
   group = engine.plan_sweep(SPREAD_EXP, SPREAD_GRID)[0]
-  flat = engine.programs._compiled_compacted(*engine.programs._compile_key(group))
-  assert 1 <= flat._cache_size() <= len(engine.compaction_ladder(16, 1)) == 4
+  run = engine.programs._compiled(*engine.programs._compile_key(group))[2]
+  assert 2 <= run._cache_size() <= 8
 
 
 def test_compaction_is_used_only_where_it_pays_for_its_program():
@@ -185,55 +186,100 @@ def test_compaction_is_used_only_where_it_pays_for_its_program():
   assert plan.variant_epoch_flops == num_params * rows
 
 
-def test_a_compaction_saves_the_lanes_it_drops_over_the_epochs_ahead():
+def test_a_lane_costs_a_variant_epoch_over_the_epochs_ahead():
   plan = types.SimpleNamespace(num_epochs=100, patience=5, variant_epoch_flops=1e6)
-  saving = engine.rounds.saving_flops
-  # 18 lanes continued at 4 compacted ones (each 1.2 lanes' cost), over twice the patience.
-  assert saving(plan, 18, 4, 20) == pytest.approx((18 - 1.2 * 4) * 10 * 1e6)
-  assert saving(plan, 18, 4, 97) == pytest.approx((18 - 1.2 * 4) * 3 * 1e6)  # 3 epochs left
+  assert engine.rounds.lane_flops(plan, 20) == 10 * 1e6  # Twice the patience.
+  assert engine.rounds.lane_flops(plan, 97) == 3 * 1e6  # 3 epochs left.
   plan.patience = 0  # No early stopping: every epoch ahead.
-  assert saving(plan, 18, 4, 20) == pytest.approx((18 - 1.2 * 4) * 80 * 1e6)
-  assert saving(plan, 4, 4, 20) == 0.0  # A narrower width that saves nothing.
+  assert engine.rounds.lane_flops(plan, 20) == 80 * 1e6
 
 
-def test_a_width_this_run_has_used_costs_nothing_more_and_a_resume_knows_it(tmp_path):
+def test_calls_end_at_multiples_of_their_length_and_compacting_the_first_after_one_epoch():
+  plan = types.SimpleNamespace(num_epochs=23, call_epochs=5)
+  stops = lambda compact: [engine.rounds._stop(plan, e, compact) for e in (0, 1, 5, 7, 20)]
+  # Every rung is a multiple of the call's length (`_plan_group`), so a round ends at each.
+  assert stops(False) == [5, 5, 10, 10, 23]
+  # The first epoch shows most divergences; the survivors regroup after it.
+  assert stops(True) == [1, 5, 10, 10, 23]
+
+
+def test_a_shape_this_run_has_used_costs_nothing_more_and_a_resume_knows_it(tmp_path):
   group = engine.plan_sweep(SPREAD_EXP, SPREAD_GRID)[0]
   options = engine.RunOptions(checkpoint_dir=str(tmp_path))
   plan = engine.loop._plan_group(group, 0, options)
-  assert plan.paid == set()
-  assert engine.rounds._cost(plan, 4, 5e10) == 5e10
-  plan.paid.update({2, 4})  # As two compacted calls would.
-  assert engine.rounds._cost(plan, 4, 5e10) == 0.0 and engine.rounds._cost(plan, 8, 5e10) == 5e10
+  assert plan.paid == set() and (plan.s_c, plan.h_c) == (2, 8)
+  assert engine.rounds._cost(plan, (2, 8), 5e10) == 0.0  # A whole chunk's: always built.
+  assert engine.rounds._cost(plan, (4, 4), 5e10) == 5e10
+  plan.paid.update({(4, 4), (1, 2)})  # As two calls would.
+  assert engine.rounds._cost(plan, (4, 4), 5e10) == 0.0
+  assert engine.rounds._cost(plan, (2, 4), 5e10) == 5e10
   engine.checkpoints._save_chunks(plan, {})
   resumed = engine.loop._plan_group(group, 0, dataclasses.replace(options, resume=True))
-  assert resumed.paid == {2, 4}
+  assert resumed.paid == {(4, 4), (1, 2)}
 
 
-def _chunk_with(live: int, lanes: int = 16, epoch: int = 20):
-  """A chunk of one stream x `lanes` points on the host, its first `live` variants training."""
-  stopped = np.arange(lanes)[None, :] >= live
-  variants = types.SimpleNamespace(stopped=stopped, diverged=np.zeros_like(stopped))
-  return types.SimpleNamespace(real=np.ones_like(stopped), pruned=np.zeros_like(stopped),
-                               state=types.SimpleNamespace(variants=variants), epoch=epoch)
+def _chunk_with(live, stream_of=None):
+  """A chunk on the host whose variants `live` ([s_c, h_c] bool) are training."""
+  live = np.asarray(live, bool)
+  variants = types.SimpleNamespace(stopped=~live, diverged=np.zeros_like(live))
+  return types.SimpleNamespace(real=np.ones_like(live), pruned=np.zeros_like(live),
+                               state=types.SimpleNamespace(variants=variants), epoch=20)
 
 
-def test_survivors_pad_into_a_width_already_built_where_a_new_one_would_not_pay():
-  plan = types.SimpleNamespace(s_c=1, h_c=16, ndev=1, num_epochs=100, patience=5,
-                               variant_epoch_flops=1e6, paid={8})
+def _plan(s_c, h_c, blocks, paid=()):
+  return types.SimpleNamespace(s_c=s_c, h_c=h_c, ndev=1, num_epochs=100, patience=5,
+                               variant_epoch_flops=1e6, paid=set(paid), blocks=blocks)
+
+
+def test_survivors_keep_their_streams_points_together_in_the_cheapest_populations():
   populations = engine.rounds._populations
-  one = [(0, _chunk_with(3))]
-  # 3 survivors fit a new width 4, which saves (9.6 - 4.8) lanes x 10 epochs x 1 MFLOP = 48
-  # MFLOP more than the width 8 this run has built: not worth a 1 GFLOP program.
-  assert populations(plan, one, True, 1e9) == [(one, 8)]
-  assert populations(plan, one, True, 4e7) == [(one, 4)]  # Worth a 40 MFLOP one.
-  plan.paid = set()  # Nothing built, and a new width that does not pay: the whole chunk.
-  assert populations(plan, one, True, 1e9) == [(one, None)]
-  assert populations(plan, one, False, 0.0) == [(one, None)]
-  # Two chunks' 5 survivors together: a built 16 rather than a new 8.
-  plan.paid = {16}
-  two = [(0, _chunk_with(3)), (1, _chunk_with(2))]
-  assert populations(plan, two, True, 1e9) == [(two, 16)]
-  assert populations(plan, two, True, 0.0) == [(two, 8)]
+  # One stream's 64 points in four chunks of 16 (the 1600-variant sweep's layout).
+  plan = _plan(1, 16, [(0, 0), (0, 16), (0, 32), (0, 48)])
+
+  def members(first, last):
+    live = np.zeros(64, bool)
+    live[first:last] = True
+    return [(b, _chunk_with(live[None, 16 * b:16 * b + 16])) for b in range(2)]
+
+  # 16 survivors across two chunks: one row of the chunk's own shape, a program every run has.
+  got = populations(plan, members(12, 28), True, 1e12)
+  assert [p.shape for p in got] == [(1, 16)] and got[0].write.all()
+  np.testing.assert_array_equal(16 * got[0].chunk + got[0].point, np.arange(12, 28)[None])
+  # 22 survivors: as rows of 16 (16 and 6) no fewer lanes than the two chunks whole, which is
+  # what a new program that costs more than it saves leaves.
+  whole = populations(plan, members(10, 32), True, 1e12)
+  assert [(p.shape, int(p.write.sum())) for p in whole] == [((1, 16), 6), ((1, 16), 16)]
+  # Free programs: the fewest lanes, rows of 8 (2 x 8 and the last row alone: 24 lanes).
+  got = populations(plan, members(10, 32), True, 0.0)
+  assert [p.shape for p in got] == [(2, 8), (1, 8)]
+  # Each row one stream's points in grid order, every survivor written back once.
+  np.testing.assert_array_equal(
+      np.concatenate([(16 * p.chunk + p.point)[p.write] for p in got]), np.arange(10, 32))
+  assert got[1].write.sum() == 6 and got[1].write[0, :6].all()  # 2 padding copies.
+  # 24 lanes instead of 32 save 8 x 10 epochs x 1 MFLOP: worth two new programs of 30 MFLOP
+  # each, not of 50.
+  assert [p.shape for p in populations(plan, members(10, 32), True, 3e7)] == [(2, 8), (1, 8)]
+  assert [p.shape for p in populations(plan, members(10, 32), True, 5e7)] == [(1, 16)] * 2
+  # Built already: the cheapest way again.
+  plan.paid = {(2, 8), (1, 8)}
+  assert [p.shape for p in populations(plan, members(10, 32), True, 1e12)] == [(2, 8), (1, 8)]
+  assert [p.shape for p in populations(plan, members(10, 32), False, 0.0)] == [(1, 16)] * 2
+
+
+def test_rows_never_mix_streams_and_lone_survivors_share_a_population():
+  # Chunks of 2 streams x 4 points; three streams keep one survivor each, one keeps three.
+  plan = _plan(2, 4, [(0, 0), (2, 0)])
+  a = _chunk_with([[1, 0, 0, 0], [0, 1, 1, 1]])
+  b = _chunk_with([[0, 0, 1, 0], [0, 0, 0, 1]])
+  pops = engine.rounds._populations(plan, [(0, a), (1, b)], True, 0.0)
+  lanes = sum(p.chunk.size for p in pops)
+  assert lanes < 16  # Fewer than the two chunks whole.
+  for p in pops:
+    stream = np.array([[plan.blocks[b][0] for b in row] for row in p.chunk]) + p.stream
+    assert (stream == stream[:, :1]).all()  # A row is one stream.
+  written = sorted((int(plan.blocks[c][0] + s), int(pt)) for p in pops
+                   for c, s, pt in zip(p.chunk[p.write], p.stream[p.write], p.point[p.write]))
+  assert written == [(0, 0), (1, 1), (1, 2), (1, 3), (2, 2), (3, 3)]
 
 
 def test_survivors_of_several_chunks_continue_together_and_change_no_row():
@@ -244,10 +290,10 @@ def test_survivors_of_several_chunks_continue_together_and_change_no_row():
   grid = lr_jax.Grid(learning_rates=[lrs[i] for i in (0, 7, 1, 6, 2, 5, 3, 4)], seeds=(0, 1))
   whole = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(chunk_epochs=2, compact=False))
   calls = []
-  real_flat = engine.rounds._call_flat
+  real_call = engine.rounds._call
   with pytest.MonkeyPatch.context() as m:
-    m.setattr(engine.rounds, "_call_flat", lambda plan, members, *a: (
-        calls.append(len(members)), real_flat(plan, members, *a)))
+    m.setattr(engine.rounds, "_call", lambda plan, pop, *a: (
+        calls.append(len(np.unique(pop.chunk))), real_call(plan, pop, *a)))
     split = lr_jax.run_sweep(SPREAD_EXP, grid, options=engine.RunOptions(
         chunk_epochs=2, max_variants_per_chunk=8, compile_cost_gflop=0))
   assert max(calls) == 2  # The survivors of both chunks in one call.
@@ -260,11 +306,11 @@ def test_survivors_of_several_chunks_continue_together_and_change_no_row():
   assert t["variant_epochs_trained"] <= t["variant_epochs_executed"] < 16 * 12
 
 
-def test_the_compaction_ladder_is_powers_of_two_times_the_devices_below_the_chunk():
-  assert engine.compaction_ladder(48, 1) == [1, 2, 4, 8, 16]
-  assert engine.compaction_ladder(16, 4) == [4, 8]
-  assert engine.compaction_ladder(15, 4) == [4]
-  assert engine.compaction_ladder(4, 4) == []
+def test_rows_are_the_chunks_width_or_powers_of_two_times_the_devices_below_it():
+  assert engine.row_widths(16, 1) == [16, 8, 4, 2, 1]
+  assert engine.row_widths(6, 1) == [6, 4, 2, 1]
+  assert engine.row_widths(16, 4) == [16, 8, 4]
+  assert engine.row_widths(4, 4) == [4]
 
 
 def _chunk(score_SxP, stopped_SxP=None):

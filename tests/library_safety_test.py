@@ -139,7 +139,7 @@ def _sgd(learning_rate):
 def compiled(monkeypatch):
   """Stand-ins for the compile caches that key an optimizer by name, each holding a program."""
   # The real caches register their cache_clear with optim (which imports neither module).
-  for cache in (engine.programs._compiled, engine.programs._compiled_compacted, finder._compiled):
+  for cache in (engine.programs._compiled, finder._compiled):
     assert cache.cache_clear in optim._ON_REREGISTER
   caches = []
   for _ in range(3):

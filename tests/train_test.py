@@ -138,7 +138,7 @@ def _train_toy(train_cfg, lrs):
   seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
   state = trainer.init(params, hp, folds, data)
-  state, history = trainer.run(state, hp, seeds, folds, data, Budget.of(train_cfg),
+  state, history = trainer.run(state, _per_stream(hp), seeds, folds, data, Budget.of(train_cfg),
                                num_epochs=train_cfg.epochs)
   return state.variants, history
 
@@ -345,7 +345,7 @@ def _train_toy_with_metric(train_cfg, metric):
   seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
   state = trainer.init(params, hp, folds, data)
-  state, history = trainer.run(state, hp, seeds, folds, data, Budget.of(train_cfg),
+  state, history = trainer.run(state, _per_stream(hp), seeds, folds, data, Budget.of(train_cfg),
                                num_epochs=train_cfg.epochs)
   return state.variants, history
 
@@ -387,6 +387,11 @@ def _tree(points):
                              lr_jax.hparams.catalog())
 
 
+def _per_stream(hp):
+  """One stream's points as `Trainer.run` takes them: leaves [S=1, H]."""
+  return jax.tree_util.tree_map(lambda a: a[None], hp)
+
+
 def _digits_arrays(exp):
   dataset = lr_jax.load_dataset(exp.data)
   splits = lr_jax.make_splits(dataset, exp.data)
@@ -412,7 +417,7 @@ def _train_points(points, exp=AXES_EXP, seed=0):
   seeds, folds = jnp.full(1, seed, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
   state = init(params, hp, folds, data)
-  state, history = run(state, hp, seeds, folds, data, Budget.of(exp.train),
+  state, history = run(state, _per_stream(hp), seeds, folds, data, Budget.of(exp.train),
                        num_epochs=exp.train.epochs)
   return jax.device_get(state.variants), jax.device_get(history)
 

@@ -30,12 +30,12 @@ from lr_jax.engine.options import PRUNE_RULES, RunOptions
 from lr_jax.engine.plan import (Group, check_loss_metrics, check_select_by, check_target,
                                 metric_names, plan_sweep)
 from lr_jax.engine.programs import compiler_options, stream_params
-from lr_jax.engine.rounds import compaction_ladder
+from lr_jax.engine.rounds import row_widths
 
 __all__ = [
     "PRUNE_RULES", "Grid", "Group", "GroupOutput", "RunOptions", "check_loss_metrics",
     "check_select_by", "check_target", "check_variant_count", "chunk_layout", "clear_checkpoints",
-    "compaction_ladder", "compiler_options", "default_max_variants", "group_config",
-    "holding_checkpoints", "metric_names", "plan_sweep", "run_group", "run_planned", "run_sweep",
-    "stream_params",
+    "compiler_options", "default_max_variants", "group_config",
+    "holding_checkpoints", "metric_names", "plan_sweep", "row_widths", "run_group", "run_planned",
+    "run_sweep", "stream_params",
 ]

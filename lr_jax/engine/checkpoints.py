@@ -24,7 +24,7 @@ def _save_chunks(plan: _GroupPlan, chunks: dict[int, _Chunk]) -> None:
   if plan.path is None or jax.process_index() != 0:
     return
   arrays = {"layout": np.array([plan.s_c, plan.h_c]),
-            "paid_widths": np.array(sorted(plan.paid), np.int64)}
+            "paid_shapes": np.array(sorted(plan.paid), np.int64).reshape(-1, 2)}
   for b, c in chunks.items():
     name = f"{'done' if _done(plan, c) else 'live'}{b}"
     arrays.update(checkpoint.flatten(f"{name}/state", c.state))

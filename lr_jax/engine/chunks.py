@@ -82,7 +82,6 @@ class _GroupPlan:
   trainer: object
   init: object
   run: object
-  run_compacted: object
   mesh: Mesh | None
   ndev: int
   path: str | None               # the group's checkpoint file, or None
@@ -99,8 +98,8 @@ class _GroupPlan:
   num_epochs: int                # the configured epochs
   call_epochs: int               # epochs per compiled call
   patience: int                  # early stopping's patience (0: none)
-  variant_epoch_flops: float     # one variant's epoch, estimated (`rounds.saving_flops`)
-  paid: set[int]                 # compacted widths this run has used: their programs are built
+  variant_epoch_flops: float     # one variant's epoch, estimated (`rounds.lane_flops`)
+  paid: set[tuple[int, int]]     # population shapes this run has used: their programs are built
   rungs: tuple[int, ...]         # epochs at which halving decides; () without pruning
 
 

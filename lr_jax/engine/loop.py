@@ -21,7 +21,7 @@ from lr_jax.engine.clock import _CompileClock
 from lr_jax.engine.options import RunOptions
 from lr_jax.engine.placement import _mesh, _put, _to_host
 from lr_jax.engine.plan import Group
-from lr_jax.engine.programs import (_compile_key, _compiled, _compiled_compacted, _data_arrays,
+from lr_jax.engine.programs import (_compile_key, _compiled, _data_arrays,
                                     _group_model, _init_shape, stream_params, traced_points)
 from lr_jax.engine.rounds import _done, _live, _prune_all, _round, variant_epoch_flops
 from lr_jax.errors import ConfigError
@@ -136,7 +136,7 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
     # Calls end at every rung; one call length keeps it one program per width.
     call_epochs = math.gcd(call_epochs, *rungs)
   return _GroupPlan(
-      trainer=trainer, init=init, run=run, run_compacted=_compiled_compacted(*key), mesh=mesh,
+      trainer=trainer, init=init, run=run, mesh=mesh,
       ndev=ndev, path=path, config=config, saved=saved, like=like, s_c=s_c, h_c=h_c,
       seeds=_pad_to(group.seeds, s_pad), folds=_pad_to(group.folds, s_pad), points=points,
       blocks=[(si, hi) for si in range(0, s_pad, s_c) for hi in range(0, h_pad, h_c)],
@@ -144,8 +144,8 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
       num_epochs=num_epochs,
       call_epochs=call_epochs, rungs=rungs, patience=int(group.experiment.train.patience),
       variant_epoch_flops=variant_epoch_flops(like, group.splits),
-      # A resumed run knows the widths the run used before it, so it decides as that run did.
-      paid={int(w) for w in saved.get("paid_widths", ())})
+      # A resumed run knows the shapes the run used before it, so it decides as that run did.
+      paid={(int(h), int(w)) for h, w in saved.get("paid_shapes", np.zeros((0, 2), int))})
 
 
 def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions

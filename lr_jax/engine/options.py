@@ -26,14 +26,15 @@ class RunOptions:
     resume: continue from the checkpoints in `checkpoint_dir` if there are any.
     log_every_s: seconds between progress log lines.
     progress_bar: draw a progress bar on stderr; None draws one when stderr is a terminal.
-    compact: between compiled calls, continue only the variants still training, gathered
-      into a narrower population (widths from `compaction_ladder`) where that pays for its
-      program (`compile_cost_gflop`); changes no result beyond float32 rounding.
-    compile_cost_gflop: what tracing, lowering and compiling one compacted program is taken
-      to cost, in GFLOP of training: a narrower population is used only where the training it
-      saves is estimated above it (`rounds.saving_flops`). The default is about 1.5 s of a
-      2-core CPU's compile at the ~35 GFLOP/s a small MLP trains at; 0 compacts wherever the
-      survivors fit a narrower width.
+    compact: between compiled calls, continue only the variants still training, regrouped
+      into populations (each stream's points in one row, sharing its minibatches; row widths
+      from `row_widths`) where that costs less than the chunks whole, the programs it needs
+      counted (`compile_cost_gflop`); changes no result beyond float32 rounding.
+    compile_cost_gflop: what tracing, lowering and compiling one population's program is
+      taken to cost, in GFLOP of training: a population of a shape not yet built is used only
+      where the training it saves is estimated above it (`rounds.lane_flops`). The default is
+      about 1.5 s of a 2-core CPU's compile at the ~35 GFLOP/s a small MLP trains at; 0
+      regroups wherever that runs fewer lanes.
     prune: None, or "halving": successive halving of the grid points (`prune_rungs`,
       `prune_eta`); this one does change results: pruned variants stop early, flagged `pruned`.
     prune_rungs: epochs at which halving decides (each must be below the configured epochs to

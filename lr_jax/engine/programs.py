@@ -75,27 +75,7 @@ def _compiled(key: "ProgramKey", model: Model | None, loss: Loss | None = None,
   return trainer, init, run
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled_compacted(*key):
-  """The trainer's run over a compacted population: W variants, each its own stream of one
-  point (its own seed, fold and hyperparameters), so any set of survivors is rectangular.
-
-  Its state has `epoch` [W] and variant leaves [W, 1, 1, ...]; hyperparameters, seeds and
-  folds are [W, 1]; its history leaves [E, W, 1, 1]. A variant's minibatches depend only on
-  its seed and fold, so it trains as it would in its chunk, to float32 rounding.
-  """
-  trainer = _compiled(*key)[0]
-
-  def run_compacted(state, hparams_W, seeds_W, folds_W, data, budget, num_epochs):
-    one = lambda st, hp, s, f: trainer.run(st, hp, s, f, data, budget, num_epochs)
-    return jax.vmap(one, out_axes=(0, 1))(state, hparams_W, seeds_W, folds_W)
-
-  return jax.jit(run_compacted, static_argnames="num_epochs", donate_argnums=0,
-                 compiler_options=compiler_options())
-
-
 optim_lib.on_reregister(_compiled.cache_clear)
-optim_lib.on_reregister(_compiled_compacted.cache_clear)
 
 
 @functools.lru_cache(maxsize=32)

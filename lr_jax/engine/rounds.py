@@ -1,7 +1,8 @@
-"""One round of compiled calls: each chunk's survivors, compacted or halved between calls."""
+"""One round of compiled calls: the survivors regrouped into populations, halving between calls."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import types
@@ -16,26 +17,18 @@ from lr_jax.engine.placement import _put, _to_host
 from lr_jax.train import SweepState
 
 
-def compaction_ladder(full: int, ndev: int) -> list[int]:
-  """Narrower widths a chunk of `full` variants may continue at: ndev * 2^k, at most full / 2.
+def row_widths(h_c: int, ndev: int) -> list[int]:
+  """The widths a population's rows may take, widest first: the chunk's `h_c`, and ndev * 2^k
+  below it.
 
   A small fixed set, so a sweep compiles a handful of programs (each reused, also from the
-  persistent compilation cache), each a multiple of the device count, which shards it. At most
-  half the chunk: a compacted variant trains on its own minibatches, not its stream's shared
-  ones, and costs more per epoch (digits, MLP(128): ~1.2x, 48 variants either way), so a
-  narrower program pays only once it is much narrower.
+  persistent compilation cache), each a multiple of the device count, which shards it.
   """
-  widths, w = [], ndev
-  while 2 * w <= full:
-    widths.append(w)
+  widths, w = [h_c], ndev
+  while w < h_c:
+    widths.insert(1, w)
     w *= 2
   return widths
-
-
-COMPACTED_LANE_COST = 1.2
-"""A compacted lane's epoch relative to a chunk lane's: each survivor is its own stream, with
-its own minibatch gathers and batched rather than shared-input matmuls (digits, MLP(128), 48
-variants either way)."""
 
 
 def variant_epoch_flops(like, splits) -> float:
@@ -47,21 +40,24 @@ def variant_epoch_flops(like, splits) -> float:
   return float(num_params * (6 * splits.train_idx.shape[1] + 2 * splits.val_idx.shape[1]))
 
 
-def saving_flops(plan: _GroupPlan, lanes: int, width: int, epoch: int) -> float:
-  """Training FLOPs saved by continuing at `width` compacted lanes instead of `lanes` lanes
-  at `epoch`: the lanes saved (a compacted one costs `COMPACTED_LANE_COST`) over the epochs
-  ahead, at most twice the patience with early stopping (which ends most survivors sooner; a
-  guess, not a bound), times a variant's epoch (`variant_epoch_flops`).
+def lane_flops(plan: _GroupPlan, epoch: int) -> float:
+  """What one lane of a population costs from `epoch` on: a variant's epoch
+  (`variant_epoch_flops`) over the epochs ahead, at most twice the patience with early stopping
+  (which ends most survivors sooner; a guess, not a bound).
 
-  A compacted call is used only where this is at least the cost of its program
-  (`RunOptions.compile_cost_gflop`), nothing once this run has used that width (`_GroupPlan.paid`,
-  checkpointed): the rule depends on the run's own state and plan alone, never on a clock or a
-  cache, so a resumed run makes the same calls, and the same sweep always gives the same rows.
+  Every lane costs the same whatever its population's shape: a lane alone in its row (its own
+  stream, its own minibatch gathers) runs within 10% of a lane of a whole chunk (measured,
+  `benchmarks/compaction.py`'s population shapes). Populations are chosen by their lanes at
+  this price plus the programs they still need
+  (`RunOptions.compile_cost_gflop` each, nothing once this run has built the shape:
+  `_GroupPlan.paid`, checkpointed). The rule reads the run's own state and plan alone, never a
+  clock or a cache, so a resumed run makes the same calls, and the same sweep always gives the
+  same rows.
   """
   ahead = plan.num_epochs - epoch
   if plan.patience > 0:
     ahead = min(ahead, 2 * plan.patience)
-  return max(0.0, lanes - COMPACTED_LANE_COST * width) * ahead * plan.variant_epoch_flops
+  return ahead * plan.variant_epoch_flops
 
 
 # ----- The survivors: the one place that decides what a compiled call continues. The loop and
@@ -106,90 +102,62 @@ def _halving(chunk: _Chunk, eta: float, folds_S: np.ndarray) -> np.ndarray:
   return chunk.pruned | (_live(chunk) & cut[None, :])
 
 
-def _call(plan: _GroupPlan, chunk: _Chunk, b: int, data) -> None:
-  """Runs one compiled call of `plan.call_epochs` epochs on a whole chunk, in place.
+@dataclasses.dataclass(frozen=True)
+class Population:
+  """One compiled call's lanes, [rows, width]: each row one stream's points, drawn from the
+  chunks (whose host state every variant keeps between calls).
 
-  Only the variants that went in live are written back; the others keep their state and NaN
-  history.
+  Attributes:
+    chunk, stream, point: [rows, width] int: where each lane's variant lives: its chunk, and
+      its stream and point within the chunk. A padding lane repeats a lane of its row, a
+      padding row a real row: they train copies, never written back.
+    write: [rows, width] bool: the lanes written back, each live variant once.
   """
-  mesh, s_c, h_c = plan.mesh, plan.s_c, plan.h_c
-  si, hi = plan.blocks[b]
-  live_before = _live(chunk)
-  num_epochs = plan.call_epochs
-  v = chunk.state.variants
-  # A pruned variant is frozen as a stopped one is; its own `stopped` stays False.
-  device_state = chunk.state._replace(variants=v._replace(stopped=v.stopped | chunk.pruned))
-  state = jax.tree_util.tree_map(
-      lambda a: _put(a, mesh, P(None, "points") if a.ndim >= 2 else P()), device_state)
-  out_state, hist = plan.run(
-      state, jax.tree_util.tree_map(lambda a: _put(a[hi:hi + h_c], mesh, P("points")), plan.points),
-      _put(plan.seeds[si:si + s_c], mesh, P()), _put(plan.folds[si:si + s_c], mesh, P()), data,
-      plan.budget, num_epochs=num_epochs)
-  out_state, hist = _to_host((out_state, hist))
-  new_epoch = int(out_state.epoch)
-  mask = lambda a: live_before.reshape(live_before.shape + (1,) * (a.ndim - 2))
-  variants = jax.tree_util.tree_map(lambda new, old: np.where(mask(new), new, old),
-                                    out_state.variants, chunk.state.variants)
-  chunk.executed += s_c * h_c * (new_epoch - chunk.epoch)
-  chunk.state = SweepState(epoch=np.asarray(new_epoch, np.int32), variants=variants)
-  chunk.history = {k: np.concatenate([chunk.history[k], getattr(hist, k)])
-                   for k in plan.trainer.history_fields}
+
+  chunk: np.ndarray
+  stream: np.ndarray
+  point: np.ndarray
+  write: np.ndarray
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    return self.chunk.shape
 
 
-def _call_flat(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int, data) -> None:
-  """Runs one compiled call on the live variants of `members` (chunks at one epoch), gathered
-  into one population of `width` lanes, each its own one-point stream; scatters them back.
+def _whole(plan: _GroupPlan, b: int, chunk: _Chunk) -> Population:
+  """A chunk as it lies: its streams, every point (the live ones written back)."""
+  shape = (plan.s_c, plan.h_c)
+  return Population(chunk=np.full(shape, b), stream=np.repeat(np.arange(plan.s_c)[:, None],
+                                                               plan.h_c, 1),
+                    point=np.repeat(np.arange(plan.h_c)[None, :], plan.s_c, 0),
+                    write=_live(chunk))
 
-  Members from several chunks share the call: once few variants survive, the chunks continue
-  as one narrow program rather than one call each (lockstep).
-  """
-  mesh, s_c, h_c = plan.mesh, plan.s_c, plan.h_c
-  plan.paid.add(width)
-  num_epochs = plan.call_epochs
-  flat = lambda a: a.reshape((s_c * h_c,) + a.shape[2:])
-  parts = [(b, c, np.flatnonzero(_live(c).reshape(-1))) for b, c in members]
-  owner = np.concatenate([np.full(len(idx), j) for j, (_, _, idx) in enumerate(parts)])
-  lane_idx = np.concatenate([idx for _, _, idx in parts])
-  n = len(lane_idx)
-  pad = lambda a: np.concatenate([a, np.repeat(a[-1:], width - n, axis=0)])  # Copies, dropped.
-  gathered = jax.tree_util.tree_map(
-      lambda *leaves: pad(np.concatenate([flat(leaf)[idx] for leaf, (_, _, idx) in
-                                          zip(leaves, parts)])).reshape(
-                                              (width, 1, 1) + leaves[0].shape[2:]),
-      *[c.state.variants for _, c, _ in parts])
-  first_stream = np.array([plan.blocks[b][0] for b, _, _ in parts])[owner] + lane_idx // h_c
-  first_point = np.array([plan.blocks[b][1] for b, _, _ in parts])[owner] + lane_idx % h_c
-  put = lambda a: _put(np.ascontiguousarray(a), mesh, P("points"))
-  epochs = np.array([c.epoch for _, c, _ in parts], np.int32)[owner]
-  state = SweepState(epoch=put(pad(epochs)), variants=jax.tree_util.tree_map(put, gathered))
-  out_state, hist = plan.run_compacted(
-      state, jax.tree_util.tree_map(lambda a: put(pad(a[first_point]).reshape(width, 1)),
-                                    plan.points),
-      put(pad(plan.seeds[first_stream]).reshape(width, 1)),
-      put(pad(plan.folds[first_stream]).reshape(width, 1)), data, plan.budget,
-      num_epochs=num_epochs)
-  out_state, hist = _to_host((out_state, hist))
-  for j, (b, chunk, idx) in enumerate(parts):
-    lanes = np.flatnonzero(owner == j)
 
-    def scatter(new, old):
-      out = flat(old).copy()
-      out[idx] = new[lanes, 0, 0]
-      return out.reshape(old.shape)
+def _rows(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int) -> list[list]:
+  """The live variants of `members` in rows of at most `width`, each row one stream's (its
+  points in grid order): a stream's points stay together, sharing its minibatches."""
+  by_stream: dict[int, list] = {}
+  for b, c in members:
+    si, hi = plan.blocks[b]
+    for r, col in zip(*np.nonzero(_live(c))):
+      by_stream.setdefault(si + int(r), []).append((hi + int(col), b, int(r), int(col)))
+  rows = []
+  for s in sorted(by_stream):
+    lanes = sorted(by_stream[s])
+    rows += [[lane[1:] for lane in lanes[k:k + width]] for k in range(0, len(lanes), width)]
+  return rows
 
-    variants = jax.tree_util.tree_map(scatter, out_state.variants, chunk.state.variants)
-    hist_ExSxH = {}
-    for k in plan.trainer.history_fields:
-      h = np.full((num_epochs, s_c * h_c), np.nan, np.float32)
-      h[:, idx] = getattr(hist, k)[:, lanes, 0, 0]
-      hist_ExSxH[k] = h.reshape(num_epochs, s_c, h_c)
-    # The lanes of a vmapped population run every epoch of the call (its skip is per lane);
-    # the padding lanes are the first member's bill.
-    chunk.executed += (len(lanes) + (width - n if j == 0 else 0)) * num_epochs
-    chunk.state = SweepState(epoch=np.asarray(out_state.epoch[lanes].max(), np.int32),
-                             variants=variants)
-    chunk.history = {k: np.concatenate([chunk.history[k], hist_ExSxH[k]])
-                     for k in plan.trainer.history_fields}
+
+def _packed(rows: list[list], height: int, width: int) -> Population:
+  """Rows (at most `height`, each at most `width` lanes of (chunk, stream, point)) as one
+  population of [height, width], padded with copies."""
+  lanes = np.zeros((height, width, 3), int)
+  write = np.zeros((height, width), bool)
+  for i in range(height):
+    row = rows[min(i, len(rows) - 1)]
+    lanes[i] = [row[min(j, len(row) - 1)] for j in range(width)]
+    write[i, :len(row)] = i < len(rows)
+  return Population(chunk=lanes[..., 0], stream=lanes[..., 1], point=lanes[..., 2], write=write)
 
 
 def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool,
@@ -197,67 +165,145 @@ def _round(plan: _GroupPlan, chunks: dict[int, _Chunk], data, compact: bool,
   """One compiled call's worth of epochs for every unfinished chunk, in place.
 
   The populations are decided from the run's own state alone (`_populations`), so a resumed
-  run, which has nothing else, makes exactly the same calls.
+  run, which has nothing else, makes exactly the same calls. Every chunk gets this round's
+  history rows (NaN where a variant did not train) and the epoch its variants reached.
   """
   members = [(b, c) for b, c in chunks.items() if not _done(plan, c)]
-  for group, width in _populations(plan, members, compact, compile_cost):
-    if width is None:
-      (b, c), = group
-      _call(plan, c, b, data)
-    else:
-      _call_flat(plan, group, width, data)
+  epoch = members[0][1].epoch  # Lockstep: every unfinished chunk is at this epoch.
+  assert all(c.epoch == epoch for _, c in members), [c.epoch for _, c in members]
+  stop = _stop(plan, epoch, compact)
+  shape = (plan.call_epochs, plan.s_c, plan.h_c)
+  history = {b: {k: np.full(shape, np.nan, np.float32) for k in plan.trainer.history_fields}
+             for b, _ in members}
+  reached = {b: epoch for b, _ in members}
+  for population in _populations(plan, members, compact, compile_cost):
+    _call(plan, population, chunks, data, history, reached, stop)
+  for b, c in members:  # A chunk still training reached `stop`; one that did not is done.
+    c.state = c.state._replace(epoch=np.asarray(reached[b], np.int32))
+    c.history = {k: np.concatenate([c.history[k], history[b][k][:stop - epoch]])
+                 for k in plan.trainer.history_fields}
+
+
+def _stop(plan: _GroupPlan, epoch: int, compact: bool) -> int:
+  """The epoch this round's calls end at: the next multiple of the call's length (so every
+  rung, a multiple of it, ends one), or, compacting, 1 for the first: the variants that
+  diverge mostly do so in their first epoch, and regrouping without them costs no program.
+
+  The call's length is static; an earlier end is the budget's (`Budget.epochs`, traced), so it
+  compiles nothing: the call's remaining epochs are skipped.
+  """
+  if compact and epoch == 0:
+    return 1
+  return min(plan.num_epochs, (epoch // plan.call_epochs + 1) * plan.call_epochs)
+
+
+def _call(plan: _GroupPlan, pop: Population, chunks: dict[int, _Chunk], data,
+          history: dict, reached: dict, stop: int) -> None:
+  """Runs one compiled call on a population until epoch `stop` (at most `plan.call_epochs`
+  epochs), and writes its live lanes back into their chunks' state, this round's `history`
+  and the epoch each `reached`.
+
+  A pruned variant is frozen as a stopped one is (its own `stopped` stays False); a population
+  of a whole chunk passes it as it lies.
+  """
+  mesh = plan.mesh
+  rows, width = pop.shape
+  plan.paid.add(pop.shape)
+  members = sorted({int(b) for b in np.unique(pop.chunk)})
+  frozen = {b: chunks[b].state.variants._replace(
+      stopped=chunks[b].state.variants.stopped | chunks[b].pruned) for b in members}
+  whole = (len(members) == 1 and pop.shape == (plan.s_c, plan.h_c)
+           and (pop.stream == np.arange(plan.s_c)[:, None]).all()
+           and (pop.point == np.arange(plan.h_c)[None, :]).all())
+  at = {b: pop.chunk == b for b in members}
+
+  def gather(*leaves):
+    if whole:
+      return leaves[0]
+    out = np.empty((rows, width) + leaves[0].shape[2:], leaves[0].dtype)
+    for b, leaf in zip(members, leaves):
+      out[at[b]] = leaf[pop.stream[at[b]], pop.point[at[b]]]
+    return out
+
+  variants = jax.tree_util.tree_map(gather, *[frozen[b] for b in members])
+  first_stream = np.array([plan.blocks[b][0] for b in range(len(plan.blocks))])[pop.chunk[:, 0]]
+  first_point = np.array([plan.blocks[b][1] for b in range(len(plan.blocks))])[pop.chunk]
+  stream_S = first_stream + pop.stream[:, 0]
+  point_SxH = first_point + pop.point
+  epoch = chunks[members[0]].epoch
+  put = lambda a, spec: _put(np.ascontiguousarray(a), mesh, spec)
+  state = SweepState(epoch=np.asarray(epoch, np.int32),
+                     variants=jax.tree_util.tree_map(
+                         lambda a: put(a, P(None, "points") if a.ndim >= 2 else P()), variants))
+  budget = plan.budget
+  if stop < plan.num_epochs:
+    budget = budget._replace(epochs=_put(np.asarray(stop, np.int32), mesh, P()))
+  out_state, hist = plan.run(
+      state, jax.tree_util.tree_map(lambda a: put(a[point_SxH], P(None, "points")), plan.points),
+      put(plan.seeds[stream_S], P()), put(plan.folds[stream_S], P()), data, budget,
+      num_epochs=plan.call_epochs)
+  out_state, hist = _to_host((out_state, hist))
+  ran = int(out_state.epoch) - epoch
+  for b in members:
+    chunk, here = chunks[b], at[b]
+    lanes = here & pop.write
+    r, c = pop.stream[lanes], pop.point[lanes]
+
+    def scatter(new, old):
+      out = old.copy()
+      out[r, c] = new[lanes]
+      return out
+
+    chunk.state = chunk.state._replace(variants=jax.tree_util.tree_map(
+        scatter, out_state.variants, chunk.state.variants))
+    for k in plan.trainer.history_fields:
+      history[b][k][:, r, c] = getattr(hist, k)[:, lanes]
+    # The lanes run every epoch of the call (its skip is the whole population's); padding
+    # lanes are the bill of the chunk whose variant they copy.
+    chunk.executed += int(here.sum()) * ran
+    reached[b] = max(reached[b], epoch + ran)
 
 
 def _populations(plan: _GroupPlan, members: list[tuple[int, _Chunk]], compact: bool,
-                 compile_cost: float) -> list[tuple[list[tuple[int, _Chunk]], int | None]]:
-  """This round's calls: the chunks each continues and its width (None: one whole chunk).
+                 compile_cost: float) -> list[Population]:
+  """This round's calls: the cheapest way to continue every live variant of `members`.
 
-  All survivors together where they fit one narrower width that saves what it still costs to
-  build (`saving_flops`, `_cost`); else each chunk alone, at its smallest fitting width where
-  the chunks taking that width together save its cost over their alternative, and otherwise at
-  the smallest width this run has already built that fits (padding, where that is cheaper than
-  a new program), or whole.
+  Each chunk whole (`_whole`, the program every run builds), or the live variants regrouped
+  (`_rows`: each stream's points together, at a width of `row_widths`) into populations of at
+  most a chunk's lanes; the last one's rows as a smaller population where that is cheaper.
+  Each way costs its lanes (`lane_flops` each) and the programs it would newly build
+  (`compile_cost` each); ties keep the chunks whole, then the wider rows.
   """
+  whole = [_whole(plan, b, c) for b, c in members]
   if not compact:
-    return [([m], None) for m in members]
+    return whole
+  per_lane = lane_flops(plan, members[0][1].epoch)
   lanes = plan.s_c * plan.h_c
-  if len(members) > 1:
-    # Survivors of several chunks: up to a whole chunk's width, which replaces two calls or more.
-    n = sum(int(_live(c).sum()) for _, c in members)
-    epoch = members[0][1].epoch  # Lockstep: every unfinished chunk is at this epoch.
-    net = {w: saving_flops(plan, len(members) * lanes, w, epoch) - _cost(plan, w, compile_cost)
-           for w in compaction_ladder(2 * lanes, plan.ndev) if w >= n}
-    best = max(net, key=lambda w: (net[w], -w), default=None)
-    if best is not None and net[best] >= 0:
-      return [(members, best)]
-  smallest, built = {}, {}
-  for b, c in members:
-    fits = [w for w in compaction_ladder(lanes, plan.ndev) if w >= int(_live(c).sum())]
-    if fits:
-      smallest[b] = fits[0]
-      built[b] = next((w for w in fits if w in plan.paid), None)
-
-  def alternative(b, c) -> float:  # What the chunk saves without a new program.
-    return 0.0 if built[b] is None else saving_flops(plan, lanes, built[b], c.epoch)
-
-  # The chunks continuing at one new width share its program: together they must pay for it.
-  new = {w for w in set(smallest.values()) - plan.paid
-         if sum(saving_flops(plan, lanes, w, c.epoch) - alternative(b, c)
-                for b, c in members if smallest.get(b) == w) >= compile_cost}
-  calls = []
-  for b, c in members:
-    width = None
-    if b in smallest and (smallest[b] in plan.paid or smallest[b] in new):
-      width = smallest[b]
-    elif b in built and built[b] is not None and alternative(b, c) > 0:
-      width = built[b]
-    calls.append(([(b, c)], width))
-  return calls
+  best_cost, best = len(whole) * lanes * per_lane, whole
+  for width in row_widths(plan.h_c, plan.ndev):
+    rows = _rows(plan, members, width)
+    height = max(1, lanes // width)
+    full, tail = divmod(len(rows), height)
+    heights = {height} | {h for h, w in plan.paid if w == width and tail <= h < height}
+    heights |= {2 ** k for k in range(height.bit_length()) if tail <= 2 ** k < height}
+    for tail_height in sorted(heights, reverse=True) if tail else [0]:
+      shapes = {(height, width)} if full else set()
+      if tail:
+        shapes.add((tail_height, width))
+      cost = ((full * height + tail_height) * width * per_lane
+              + sum(_cost(plan, shape, compile_cost) for shape in shapes))
+      if cost < best_cost:
+        best_cost = cost
+        best = [_packed(rows[k:k + height], height, width) for k in range(0, full * height, height)]
+        if tail:
+          best.append(_packed(rows[full * height:], tail_height, width))
+  return best
 
 
-def _cost(plan: _GroupPlan, width: int, compile_cost: float) -> float:
-  """What continuing at `width` still costs to build: nothing once this run has used it."""
-  return 0.0 if width in plan.paid else compile_cost
+def _cost(plan: _GroupPlan, shape: tuple[int, int], compile_cost: float) -> float:
+  """What a population of `shape` still costs to build: nothing for a whole chunk's, or once
+  this run has used it."""
+  return 0.0 if shape == (plan.s_c, plan.h_c) or shape in plan.paid else compile_cost
 
 
 def _done(plan: _GroupPlan, chunk: _Chunk) -> bool:

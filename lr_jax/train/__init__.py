@@ -5,8 +5,12 @@ batch size, what early stopping monitors) and returns two pure functions:
 
     params_S = stack of initial_params(model, seed) over the streams' seeds
     state = trainer.init(params_S, hparams_H, folds_S, data)
-    state, history_ExSxH = trainer.run(state, hparams_H, seeds_S, folds_S, data, budget,
+    state, history_ExSxH = trainer.run(state, hparams_SxH, seeds_S, folds_S, data, budget,
                                        num_epochs)
+
+`init` starts every stream at the grid's points (`hparams_H`, leaves [H]); `run` continues any
+population, each stream with its own points (leaves [S, H]: the engine regroups survivors
+between calls, each stream's together).
 
 The run's length (`Budget`: epochs, patience, a cap on steps) is traced, not closed over: runs
 that differ only in their budget are one compiled program (for the same call length

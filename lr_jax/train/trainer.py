@@ -23,7 +23,7 @@ class Trainer(NamedTuple):
   """The two pure functions of one compile group, and its static facts."""
 
   init: object   # (params_S, hparams_H, folds_S, data) -> SweepState
-  run: object    # (state, hparams_H, seeds_S, folds_S, data, budget, num_epochs) -> (state, History)
+  run: object    # (state, hparams_SxH, seeds_S, folds_S, data, budget, num_epochs) -> (state, History)
   steps_per_epoch: int
   history_fields: tuple[str, ...] = History._fields  # the fields of `run`'s history
   rules: object = None  # the `Rules` its steps run under
@@ -63,7 +63,10 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     A `Trainer`; its functions are pure and may be jitted, sharded and checkpointed freely.
     `hparams_H` is the points' namespaced tree (`train.Hparams`, built by `hparams.nest`):
     every number in it is traced per variant, and one absent from it (dropout, noise, ...) is
-    not in the program at all. The model is given `hparams_H["model"]`.
+    not in the program at all. The model is given `hparams_H["model"]`. `init` starts every
+    stream at the same points, leaves [H]; `run` continues any population, each stream with
+    its own points: leaves [S, H] (a survivor population regrouped between calls keeps each
+    stream's points together, whichever they are).
   """
   rules = make_rules(experiment, model, task=task, n_max=n_max, loss=loss, metrics=metrics,
                      feature_shape=feature_shape, frozen_backbone=frozen_backbone)
@@ -133,13 +136,13 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     variants = jax.vmap(init_stream, in_axes=(0, None, 0, None))(params_S, hparams_H, folds_S, data)
     return SweepState(epoch=jnp.zeros((), jnp.int32), variants=variants)
 
-  def run(state: SweepState, hparams_H, seeds_S, folds_S, data: DataArrays, budget: Budget,
+  def run(state: SweepState, hparams_SxH, seeds_S, folds_S, data: DataArrays, budget: Budget,
           num_epochs: int):
     """Runs `num_epochs` more epochs (fewer if the budget's total is reached first)."""
 
     def train_epoch(state: SweepState):
-      variants, history = jax.vmap(epoch_stream, in_axes=(0, None, 0, 0, None, None, None))(
-          state.variants, hparams_H, seeds_S, folds_S, state.epoch, data, budget)
+      variants, history = jax.vmap(epoch_stream, in_axes=(0, 0, 0, 0, None, None, None))(
+          state.variants, hparams_SxH, seeds_S, folds_S, state.epoch, data, budget)
       return SweepState(state.epoch + 1, variants), history
 
     def skip_epoch(state: SweepState):
