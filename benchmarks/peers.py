@@ -13,7 +13,7 @@ Each peer trains one learning rate at a time, as its users write it:
   by default on one intra-op thread, its fastest setting for matmuls this small.
 - `keras`: Keras 3 `model.fit` on the TensorFlow backend, a new model per learning rate.
 
-Two more train all N learning rates at once, the way an expert in each framework vectorizes a
+Three more train all N learning rates at once, the way an expert in each framework vectorizes a
 sweep by hand; they are the yardsticks for what lr_jax's own features cost:
 
 - `jaxsweep`: a minimal hand-written JAX sweep, `jax.jit(jax.vmap(train))` over the learning
@@ -22,6 +22,10 @@ sweep by hand; they are the yardsticks for what lr_jax's own features cost:
   no divergence checks, no history (each epoch's validation overwrites the last, so it is
   computed, as workload P asks, but only the final one is kept). Its keys are split as
   `flax`'s are, so at N = 1 it trains exactly what `flax` trains.
+- `lean`: (l), the leanest version of `jaxsweep`'s arithmetic (issue 23): a plain dict of
+  weights and `x @ w` instead of a Flax module, each epoch's order drawn inside the program
+  from `fold_in(key, epoch)`, the last partial batch a masked step of the full shape (as
+  lr_jax trains it), the variants vmapped in chunks of 16 (`lean_sweep_program`).
 - `torchvmap`: PyTorch's own vectorized ensemble, `torch.func.stack_module_state` +
   `functional_call` + `torch.func.vmap(torch.func.grad(...))` over N copies of one model, with
   a hand-written Adam whose learning rate is a per-model tensor (torch's optimizers take one
@@ -404,6 +408,136 @@ def _device_arrays(data) -> tuple:
   return _DEVICE_ARRAYS[1]
 
 
+# ----------------------------------------------------------------------------- lean
+
+# Variants vmapped at a time: `lax.map(..., batch_size=LEAN_CHUNK)` over the learning rates.
+LEAN_CHUNK = 16
+
+
+@functools.lru_cache(maxsize=None)
+def lean_sweep_program(num_features: int, hidden: int, num_classes: int, n_train: int,
+                       epochs: int, batch_size: int):
+  """The leanest hand-written `jit(vmap(scan))` sweep of workload P's arithmetic, (l).
+
+  The issue-23 peer (an expert's afternoon): a plain dict of weights `{w1, b1, w2, b2}` and
+  `relu(x @ w1 + b1) @ w2 + b2`, no Flax module; one init shared by every variant (Flax
+  Dense's defaults: lecun_normal kernels, zero biases); each epoch's order drawn inside the
+  program, `jax.random.permutation(fold_in(order_key, epoch))`; Adam as
+  `optax.inject_hyperparams(optax.adam)(learning_rate=lr, eps=1e-8)` with `lr` a vmapped
+  array; epochs and minibatches a `lax.scan`; validation accuracy and loss every epoch, the
+  last kept; the initial parameters donated. The data is unbatched (shared by the variants).
+
+  Every training row trains every epoch, as in lr_jax (`train/streams.py`): the epoch's
+  order is padded to `ceil(n / B)` batches of B with weight-0 rows, and the loss is the
+  weighted mean over a batch's real rows, so the last partial batch is one masked step of the
+  same shape inside the scan.
+
+  Micro-variants tried (workload P, N = 64, 20 epochs, this repository's shared 2-core
+  AVX-512 machine; s per variant, medians of interleaved rounds, (f) = `train_jax_sweep` in the
+  same rounds). On a quiet machine (load ~1.7; 7 rounds) they all ran within noise of each
+  other and of (f): this one without chunking 0.0233, gathers per step (`x[idx_B]` in the step
+  instead of `x[perm]` once an epoch) 0.0240, the vmap inside the epoch scan (a `scan` over
+  epochs of vmapped steps) 0.0231, XLA copy insertion with region analysis 0.0231, those three
+  together 0.0228, (f) 0.0233. The tail as a second step shape after the scan instead of the
+  masked batch: 0.0230 against 0.0230 (5 rounds, both with region analysis). Under load (25
+  rounds of 5 epochs, load 4-5; per-round ratios to (f), median): unchunked 1.04, gathers per
+  step 1.00, vmap inside 1.01, tail as second shape 1.035, region analysis 1.00, chunks of 16
+  variants 0.92, chunks of 16 with region analysis 0.94 (chunks of 8 / 32: 1.02 / 1.01 where
+  16 gave 1.03, 11 rounds under load: 16 gave 0.93). Kept: the simplest form (vmap outside
+  the epoch scan, gathers once an epoch, the masked tail, no compiler options) with the
+  variants in `lax.map` chunks of `LEAN_CHUNK` = 16, as lr_jax chunks workload P.
+
+  Returns:
+    `init(key, n)` -> params_N (the shared init, one copy per variant) and
+    `sweep(order_key, lrs_N, params_N, x_train, y_train, x_val, y_val)` -> (params_N,
+    val_accuracy_N, val_loss_N) of the last epoch; params_N is donated.
+  """
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from jax import lax
+
+  steps = -(-n_train // batch_size)
+  pad = steps * batch_size - n_train
+  # Weight 1 for the real rows, 0 for the padding that fills the last batch (as lr_jax).
+  w_MxB = np.concatenate([np.ones(n_train, np.float32), np.zeros(pad, np.float32)]
+                         ).reshape(steps, batch_size)
+
+  def forward(p, x_BxD):
+    return jnp.maximum(x_BxD @ p["w1"] + p["b1"], 0.0) @ p["w2"] + p["b2"]
+
+  def loss_fn(p, x_BxD, y_B, w_B):
+    loss_B = optax.softmax_cross_entropy_with_integer_labels(forward(p, x_BxD), y_B)
+    return jnp.sum(loss_B * w_B) / jnp.sum(w_B)
+
+  def train_one(order_key, lr, p, x_train_NxD, y_train_N, x_val_VxD, y_val_V):
+    """One learning rate's epochs; under `vmap` only `lr` and `p` carry the variant axis."""
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=lr, eps=1e-8)
+
+    def step(carry, batch):
+      p, opt_state = carry
+      grads = jax.grad(loss_fn)(p, *batch)
+      updates, opt_state = tx.update(grads, opt_state, p)
+      return (optax.apply_updates(p, updates), opt_state), None
+
+    def epoch(carry, e):
+      p, opt_state, _, _ = carry
+      # Unbatched operands only: vmap leaves the order and the gathers shared by the variants.
+      perm = jax.random.permutation(jax.random.fold_in(order_key, e), n_train)
+      idx_MxB = jnp.pad(perm, (0, pad)).reshape(steps, batch_size)
+      (p, opt_state), _ = lax.scan(step, (p, opt_state),
+                                   (x_train_NxD[idx_MxB], y_train_N[idx_MxB], w_MxB))
+      logits_VxC = forward(p, x_val_VxD)
+      val_accuracy = jnp.mean(jnp.argmax(logits_VxC, -1) == y_val_V)
+      val_loss = optax.softmax_cross_entropy_with_integer_labels(logits_VxC, y_val_V).mean()
+      return (p, opt_state, val_accuracy, val_loss), None
+
+    zero = jnp.zeros((), jnp.float32)
+    (p, _, val_accuracy, val_loss), _ = lax.scan(epoch, (p, tx.init(p), zero, zero),
+                                                 jnp.arange(epochs))
+    return p, val_accuracy, val_loss
+
+  @functools.partial(jax.jit, static_argnums=1)
+  def init(key, n):
+    w1_key, w2_key = jax.random.split(key)
+    kernel = jax.nn.initializers.lecun_normal()
+    p = {"w1": kernel(w1_key, (num_features, hidden), jnp.float32),
+         "b1": jnp.zeros((hidden,), jnp.float32),
+         "w2": kernel(w2_key, (hidden, num_classes), jnp.float32),
+         "b2": jnp.zeros((num_classes,), jnp.float32)}
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape)), p)
+
+  @functools.partial(jax.jit, donate_argnums=2)
+  def sweep(order_key, lrs_N, params_N, x_train, y_train, x_val, y_val):
+    # lax.map vmaps `train_one` over chunks of LEAN_CHUNK variants, one chunk after another.
+    return lax.map(lambda a: train_one(order_key, *a, x_train, y_train, x_val, y_val),
+                   (lrs_N, params_N), batch_size=min(LEAN_CHUNK, lrs_N.shape[0]))
+
+  return init, sweep
+
+
+def lean_keys(seed: int):
+  """(init_key, order_key) of `train_lean_sweep` at `seed`."""
+  import jax
+  return tuple(jax.random.split(jax.random.PRNGKey(seed)))
+
+
+def train_lean_sweep(data, learning_rates: Sequence[float], *, epochs: int, batch_size: int,
+                     seed: int) -> list[Outcome]:
+  """Every learning rate in the lean program (`lean_sweep_program`); the last epoch's accuracy
+  and loss per learning rate."""
+  import jax
+  import jax.numpy as jnp
+  arrays = _device_arrays(data)
+  init, sweep = lean_sweep_program(data["x_train"].shape[1], 128, _num_classes(data),
+                                   len(data["x_train"]), epochs, batch_size)
+  init_key, order_key = lean_keys(seed)
+  _, accuracy_N, loss_N = sweep(order_key, jnp.asarray(learning_rates, jnp.float32),
+                                init(init_key, len(learning_rates)), *arrays)
+  accuracy_N, loss_N = jax.device_get((accuracy_N, loss_N))
+  return [(float(a), float(l)) for a, l in zip(accuracy_N, loss_N)]
+
+
 # ----------------------------------------------------------------------------- torchvmap
 
 
@@ -460,7 +594,7 @@ SYSTEMS: dict[str, Callable[..., Outcome]] = {
     "flax": train_flax, "torch": train_torch, "keras": train_keras}
 # These train every learning rate in one call: (data, learning_rates, ...) -> [Outcome].
 BATCHED: dict[str, Callable[..., list[Outcome]]] = {
-    "jaxsweep": train_jax_sweep, "torchvmap": train_torch_vmap}
+    "jaxsweep": train_jax_sweep, "lean": train_lean_sweep, "torchvmap": train_torch_vmap}
 
 
 def _facts(system: str) -> dict:
@@ -471,7 +605,7 @@ def _facts(system: str) -> dict:
     facts["backend"] = jax.default_backend()
     facts["traces"] = dict(_flax_program(64, 128, 10)[3])
     return facts
-  if system == "jaxsweep":
+  if system in ("jaxsweep", "lean"):
     import jax
     return dict(package_versions(["jax", "jaxlib", "flax", "optax"]), backend=jax.default_backend())
   if system in ("torch", "torchvmap"):
@@ -491,7 +625,7 @@ def run_spec(spec: dict) -> dict:
   start_load = loadavg()
   system = spec["system"]
   events = None
-  if system in ("flax", "jaxsweep"):
+  if system in ("flax", "jaxsweep", "lean"):
     enable_jax_cache()
     events = watch_compiles()
   elif system in ("torch", "torchvmap"):

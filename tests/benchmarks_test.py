@@ -4,7 +4,7 @@ No timing is asserted: a test machine is shared and its times mean nothing.
 
 A test costs what it compiles and the interpreters it starts (~2.5 s of imports each), so one
 child process runs, one after another, every job the selected tests need: a script's --quick
-mode, or the jax peer check (`_child`, this file run as a script). A module-scoped fixture
+mode, or a jax peer check (`_child`, this file run as a script). A module-scoped fixture
 shares the child's outputs among the tests, each of which checks its own job. In one process
 the jobs share what they compile: yardstick's --quick programs are throughput's, and the peer
 check's Flax step is throughput's flax system's. The child, not this process: the scripts' absl
@@ -37,11 +37,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKERS = {"throughput:machine", "throughput:per_variant", "throughput:compile",
            "throughput:default_sweep", "throughput:targets", "convergence:optimizers",
            "convergence:summary", "convergence:articles", "convergence:figure",
-           "compaction:default_sweep", "compaction:halving", "yardstick:hand_written",
+           "compaction:default_sweep", "compaction:halving", "compaction:populations",
+           "yardstick:hand_written",
            "coverage", "workload_c:per_variant", "workload_c:frozen", "scaling"}
 
 # What the child runs, in this order, each only if a selected test needs it: name -> the
-# script's module and its flags besides --quick and --out (None: `_jax_peer_job`).
+# script's module and its flags besides --quick and --out (None: this file's `_<name>_job`).
 # throughput: a peers venv that does not exist, so the peers are skipped with one line.
 JOBS = {
     "throughput": ("benchmarks.throughput",
@@ -49,12 +50,14 @@ JOBS = {
                     "--peers_venv={out}/no-venv"]),
     "yardstick": ("benchmarks.yardstick", []),
     "jax_peer": (None, []),
+    "lean_peer": (None, []),
     "compaction": ("benchmarks.compaction", []),
     "convergence": ("benchmarks.convergence", []),
 }
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 TEST_JOBS = {"test_throughput_quick": "throughput", "test_yardstick_quick": "yardstick",
              "test_jax_sweep_peer_trains_each_learning_rate_as_flax_alone": "jax_peer",
+             "test_lean_peer_trains_each_learning_rate_as_the_flax_sweep": "lean_peer",
              "test_compaction_quick": "compaction", "test_convergence_quick": "convergence"}
 
 
@@ -82,7 +85,7 @@ def _child(out_root, names):
     with open(os.path.join(out_root, name + ".stdout"), "w") as f, contextlib.redirect_stdout(f):
       try:
         if module_name is None:
-          _jax_peer_job(out)
+          globals()[f"_{name}_job"](out)
         else:
           # The scripts' flags share names (--out, --quick, ...): the flags of the scripts run
           # so far go, and their modules with them, so that importing the next defines its own
@@ -299,15 +302,25 @@ def test_yardstick_quick(quick_runs, tmp_path):
   with open(out / "yardstick.json") as f:
     r = json.load(f)
   assert (r["n"], r["epochs"], r["rounds"]) == (2, 1, 2)
-  for name in ("lr_jax", "hand"):
+  assert set(r["runs_s"]) == {"lr_jax", "hand", "lean"}
+  for name in ("lr_jax", "hand", "lean"):
     assert len(r["runs_s"][name]) == 2 and all(_positive(t) for t in r["runs_s"][name])
     assert r["min_s"][name] <= r["median_s"][name] <= max(r["runs_s"][name])
     assert _positive(r["first_call_s"][name])
-  assert r["ratios"] == pytest.approx([a / b for a, b in zip(r["runs_s"]["lr_jax"],
-                                                            r["runs_s"]["hand"])])
-  assert r["median_of_ratios"] == pytest.approx(float(np.median(r["ratios"])))
+  # lr_jax / each hand-written peer, (f) and (l), round by round; the target is judged on (l).
+  assert set(r["vs"]) == {"hand", "lean"} and r["judged_against"] == "lean"
+  for peer, v in r["vs"].items():
+    assert v["ratios"] == pytest.approx([a / b for a, b in zip(r["runs_s"]["lr_jax"],
+                                                                r["runs_s"][peer])])
+    assert v["median_of_ratios"] == pytest.approx(float(np.median(v["ratios"])))
+    assert v["ratio_of_medians"] == pytest.approx(r["median_s"]["lr_jax"] / r["median_s"][peer])
+    assert v["ratio_of_mins"] == pytest.approx(r["min_s"]["lr_jax"] / r["min_s"][peer])
   section = _sections(out / "yardstick.md")["yardstick:hand_written"]
-  assert "(f) hand-written jit(vmap(scan))" in section and "target <= 1.1" in section
+  assert "(f) hand-written jit(vmap(scan))" in section
+  assert "(l) leanest hand-written jit(vmap(scan))" in section
+  assert "target <= 1.1 (against (l))" in section and "lr_jax / (f): " in section
+  verdict = "met" if r["vs"]["lean"]["median_of_ratios"] <= 1.1 else "missed"
+  assert f"**{verdict}**" in section
   assert section in stdout
   _check_fills_the_doc(tmp_path, {"yardstick:hand_written": section})
 
@@ -345,6 +358,78 @@ def test_jax_sweep_peer_trains_each_learning_rate_as_flax_alone(quick_runs):
   assert len(sweep) == len(alone) == len(PEER_LRS)
   # One init, one minibatch order, each variant its own learning rate.
   _assert_like_alone(sweep, alone)
+
+
+LEAN_LRS = (0.0, 1e-4, 1e-3, 3e-2)
+LEAN_KW = {"epochs": 3, "batch_size": 48, "seed": 0}  # 320 = 6 x 48 + a last batch of 32.
+
+
+def _lean_peer_job(out):
+  """The child's job: the lean peer (l) at `LEAN_LRS` from its own init and from (f)'s, (f)
+  itself, and the validation accuracy and loss of (l)'s own init (numpy)."""
+  import jax
+  import jax.numpy as jnp
+  from benchmarks import peers
+  os.makedirs(out, exist_ok=True)
+  data = peers.load_data(_write_peer_data(os.path.join(out, "data.npz")))
+  n_train, features = data["x_train"].shape
+  lrs = list(LEAN_LRS)
+  own = peers.train_lean_sweep(data, lrs, **LEAN_KW)
+  init, sweep = peers.lean_sweep_program(features, 128, 10, n_train, LEAN_KW["epochs"],
+                                         LEAN_KW["batch_size"])
+  init_key, order_key = peers.lean_keys(LEAN_KW["seed"])
+  p = {k: np.asarray(v[0]) for k, v in init(init_key, len(lrs)).items()}
+  logits = np.maximum(data["x_val"] @ p["w1"] + p["b1"], 0) @ p["w2"] + p["b2"]
+  logits = logits - logits.max(-1, keepdims=True)
+  log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  initial = (float(np.mean(logits.argmax(-1) == data["y_val"])),
+             float(-np.mean(log_p[np.arange(len(log_p)), data["y_val"]])))
+  flax_sweep = peers.train_jax_sweep(data, lrs, **LEAN_KW)
+  # (f)'s init (its program's `init` at the same seed) as (l)'s dict of weights.
+  init_f, _ = peers._jax_sweep_program(n_train, features, 128, 10, LEAN_KW["epochs"],
+                                       LEAN_KW["batch_size"])
+  params_f, _ = init_f(jax.random.PRNGKey(LEAN_KW["seed"]), len(lrs))
+  params = {"w1": params_f["Dense_0"]["kernel"], "b1": params_f["Dense_0"]["bias"],
+            "w2": params_f["Dense_1"]["kernel"], "b2": params_f["Dense_1"]["bias"]}
+  _, accuracy_N, loss_N = sweep(order_key, jnp.asarray(lrs, jnp.float32), params,
+                                *(jnp.asarray(data[k]) for k in ("x_train", "y_train", "x_val",
+                                                                 "y_val")))
+  shared_init = [[float(a), float(l)] for a, l in zip(*jax.device_get((accuracy_N, loss_N)))]
+  benchmarks.write_json(os.path.join(out, "outcomes.json"),
+                        {"own": own, "initial": initial, "flax_sweep": flax_sweep,
+                         "shared_init": shared_init})
+
+
+def test_lean_peer_trains_each_learning_rate_as_the_flax_sweep(quick_runs):
+  """(l) trains what (f) trains, the last partial batch included (a masked step of 48 rows, 32
+  of them real, where (f) takes a 32-row step).
+
+  From (f)'s init the two differ only in minibatch order, which at small learning rates moves
+  the validation loss by < 0.6% (measured: 2.5e-4 at lr 1e-4, 5.7e-3 at 1e-3). The bugs this
+  guards against move it several times more there: the padding rows counted in the mean
+  (2.2e-3, 3.4e-2), the last batch not trained (5.1e-3, 7.7e-2).
+  """
+  out, _ = quick_runs.get("lean_peer")
+  with open(out / "outcomes.json") as f:
+    r = json.load(f)
+  own, flax_sweep, shared = r["own"], r["flax_sweep"], r["shared_init"]
+  assert len(own) == len(flax_sweep) == len(shared) == len(LEAN_LRS)
+  # lr 0 leaves the init alone: its own init's validation, and (f)'s from (f)'s init.
+  assert own[0][0] == pytest.approx(r["initial"][0], abs=1e-6)
+  assert own[0][1] == pytest.approx(r["initial"][1], rel=1e-5)
+  assert shared[0][0] == pytest.approx(flax_sweep[0][0], abs=1e-6)
+  assert shared[0][1] == pytest.approx(flax_sweep[0][1], rel=1e-5)
+  # Small learning rates from the same init: the same training, to the minibatch order.
+  assert shared[1][0] == pytest.approx(flax_sweep[1][0], abs=0.011)  # One row of 100.
+  assert shared[1][1] == pytest.approx(flax_sweep[1][1], rel=1e-3)
+  assert shared[2][0] == pytest.approx(flax_sweep[2][0], abs=0.031)
+  assert shared[2][1] == pytest.approx(flax_sweep[2][1], rel=1.5e-2)
+  # From its own init (another sample of the same distribution, another order): close to (f).
+  assert own[2][0] == pytest.approx(flax_sweep[2][0], abs=0.1)
+  # Every run learns this easy problem at lr >= 1e-3; lr 0 stays at chance.
+  for outcomes in (own, shared, flax_sweep):
+    assert outcomes[0][0] < 0.4 and outcomes[2][0] > 0.8 and outcomes[3][0] > 0.8
+    assert outcomes[0][1] > 2 * outcomes[2][1]
 
 
 def _assert_like_alone(population, alone):

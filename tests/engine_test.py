@@ -256,9 +256,10 @@ def test_survivors_keep_their_streams_points_together_in_the_cheapest_population
   np.testing.assert_array_equal(
       np.concatenate([(16 * p.chunk + p.point)[p.write] for p in got]), np.arange(10, 32))
   assert got[1].write.sum() == 6 and got[1].write[0, :6].all()  # 2 padding copies.
-  # 24 lanes instead of 32 save 8 x 10 epochs x 1 MFLOP: worth two new programs of 30 MFLOP
-  # each, not of 50.
-  assert [p.shape for p in populations(plan, members(10, 32), True, 3e7)] == [(2, 8), (1, 8)]
+  # 24 lanes in narrower rows (1.1 each) instead of 32 save 5.6 x 10 epochs x 1 MFLOP: worth
+  # two new programs of 20 MFLOP each, not of 50.
+  assert engine.rounds.NARROW_LANE_COST == 1.1
+  assert [p.shape for p in populations(plan, members(10, 32), True, 2e7)] == [(2, 8), (1, 8)]
   assert [p.shape for p in populations(plan, members(10, 32), True, 5e7)] == [(1, 16)] * 2
   # Built already: the cheapest way again.
   plan.paid = {(2, 8), (1, 8)}

@@ -31,6 +31,13 @@ def row_widths(h_c: int, ndev: int) -> list[int]:
   return widths
 
 
+NARROW_LANE_COST = 1.1
+"""A lane's epoch in rows narrower than the chunk's, relative to a whole chunk's lane: fewer
+points share each stream's minibatch gathers and first-layer matmul. Measured on the
+1600-variant sweep's group (`benchmarks/compaction.py`, population shapes of 16 lanes): 1.07
+(2 x 8) to 1.16 (8 x 2), 1.12 with every lane its own stream (16 x 1)."""
+
+
 def variant_epoch_flops(like, splits) -> float:
   """One variant's epoch, estimated from its parameters: 6 FLOPs per parameter and training
   row (forward and both backward products), 2 per validation row. Exact for dense layers; a
@@ -45,10 +52,8 @@ def lane_flops(plan: _GroupPlan, epoch: int) -> float:
   (`variant_epoch_flops`) over the epochs ahead, at most twice the patience with early stopping
   (which ends most survivors sooner; a guess, not a bound).
 
-  Every lane costs the same whatever its population's shape: a lane alone in its row (its own
-  stream, its own minibatch gathers) runs within 10% of a lane of a whole chunk (measured,
-  `benchmarks/compaction.py`'s population shapes). Populations are chosen by their lanes at
-  this price plus the programs they still need
+  A lane in rows narrower than the chunk's costs `NARROW_LANE_COST` of this. Populations are
+  chosen by their lanes at this price plus the programs they still need
   (`RunOptions.compile_cost_gflop` each, nothing once this run has built the shape:
   `_GroupPlan.paid`, checkpointed). The rule reads the run's own state and plan alone, never a
   clock or a cache, so a resumed run makes the same calls, and the same sweep always gives the
@@ -271,8 +276,9 @@ def _populations(plan: _GroupPlan, members: list[tuple[int, _Chunk]], compact: b
   Each chunk whole (`_whole`, the program every run builds), or the live variants regrouped
   (`_rows`: each stream's points together, at a width of `row_widths`) into populations of at
   most a chunk's lanes; the last one's rows as a smaller population where that is cheaper.
-  Each way costs its lanes (`lane_flops` each) and the programs it would newly build
-  (`compile_cost` each); ties keep the chunks whole, then the wider rows.
+  Each way costs its lanes (`lane_flops` each, `NARROW_LANE_COST` times that in rows
+  narrower than the chunk's) and the programs it would newly build (`compile_cost` each);
+  ties keep the chunks whole, then the wider rows.
   """
   whole = [_whole(plan, b, c) for b, c in members]
   if not compact:
@@ -291,6 +297,7 @@ def _populations(plan: _GroupPlan, members: list[tuple[int, _Chunk]], compact: b
       if tail:
         shapes.add((tail_height, width))
       cost = ((full * height + tail_height) * width * per_lane
+              * (1.0 if width == plan.h_c else NARROW_LANE_COST)
               + sum(_cost(plan, shape, compile_cost) for shape in shapes))
       if cost < best_cost:
         best_cost = cost
