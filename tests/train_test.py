@@ -182,6 +182,29 @@ def test_divergence_flags_and_freezes_only_the_bad_variant():
   np.testing.assert_allclose(v.params["w"][0, 0], alone.params["w"][0, 0], rtol=1e-5, atol=1e-6)
 
 
+def test_a_non_finite_gradient_under_a_finite_loss_diverges_at_the_next_step():
+  # sqrt(|w x|) at w = 0: the loss is 0, its gradient NaN. The gradient is not checked itself
+  # (a norm read every step costs ~15% of a small MLP's step): the first update applies it, and
+  # the next loss, non-finite, flags the variant and freezes it there.
+  data, model = _toy_regression()
+  cfg = lr_jax.TrainConfig(epochs=3, batch_size=0, patience=0)
+  exp = lr_jax.Experiment(optim=lr_jax.OptimConfig(name="sgd"), train=cfg)
+  trainer = make_trainer(exp, model, task="regression", n_max=8,
+                         loss=lambda out, y: jnp.sqrt(jnp.abs(out[:, 0])))
+  hp = _tree({"learning_rate": [0.1]})
+  seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
+  params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
+  state = trainer.init(params, hp, folds, data)
+  state, history = trainer.run(state, _per_stream(hp), seeds, folds, data, Budget.of(cfg),
+                               num_epochs=cfg.epochs)
+  v = state.variants
+  assert bool(v.diverged[0, 0]) and int(v.steps_run[0, 0]) == 1
+  assert not np.isfinite(np.asarray(v.params["w"][0, 0])).any()
+  assert int(v.epochs_run[0, 0]) == 2  # It diverged in its second epoch's step.
+  # Its first epoch validated the non-finite parameters: no score, nothing "reached" there.
+  assert not np.isfinite(history.val_loss[:, 0, 0]).any() and not np.isfinite(v.best_score[0, 0])
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_huge_learning_rate_is_flagged_and_others_untouched(optimizer):
   exp = SMALL.replace(optim__name=optimizer, train__epochs=3)

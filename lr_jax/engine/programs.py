@@ -13,7 +13,7 @@ from lr_jax import hparams as hparams_lib
 from lr_jax import optim as optim_lib
 from lr_jax.config import Experiment, ModelConfig, OptimConfig, TrainConfig
 from lr_jax.engine.plan import Group, _num_outputs
-from lr_jax.models import Flat, Model, build_model, flattened
+from lr_jax.models import Flat, Model, build_model, unflattened
 from lr_jax.optim import SCHEDULES
 from lr_jax.train import DataArrays, Hparams, Loss, Metrics, initial_params, make_trainer
 
@@ -39,10 +39,11 @@ def compiler_options() -> dict | None:
 @functools.lru_cache(maxsize=32)
 def _flat_model(model_cfg, model: Model | None, num_outputs: int,
                 feature_shape: tuple[int, ...]) -> Flat:
-  """The model the engine trains: the user's or the built-in one, its parameters one vector."""
+  """The model the engine trains: the user's or the built-in one, its parameters its own
+  pytree (see docs/architecture.md: a raveled vector cost a concatenated gradient per step)."""
   if model is None:
     model = build_model(model_cfg, num_outputs, feature_shape)
-  return flattened(model)
+  return unflattened(model)
 
 
 def _group_model(group: Group) -> Flat:

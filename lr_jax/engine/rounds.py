@@ -231,10 +231,9 @@ def _call(plan: _GroupPlan, pop: Population, chunks: dict[int, _Chunk], data,
     return out
 
   variants = jax.tree_util.tree_map(gather, *[frozen[b] for b in members])
-  first_stream = np.array([plan.blocks[b][0] for b in range(len(plan.blocks))])[pop.chunk[:, 0]]
-  first_point = np.array([plan.blocks[b][1] for b in range(len(plan.blocks))])[pop.chunk]
-  stream_S = first_stream + pop.stream[:, 0]
-  point_SxH = first_point + pop.point
+  origin = np.asarray(plan.blocks)[pop.chunk]  # [rows, width, 2]: each chunk's first stream, point
+  stream_S = origin[:, 0, 0] + pop.stream[:, 0]
+  point_SxH = origin[..., 1] + pop.point
   epoch = chunks[members[0]].epoch
   put = lambda a, spec: _put(np.ascontiguousarray(a), mesh, spec)
   state = SweepState(epoch=np.asarray(epoch, np.int32),

@@ -160,10 +160,10 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
   if scales is not None:
     updates = jax.tree_util.tree_map(jnp.multiply, updates, scales)
   params = optax.apply_updates(v.params, rules.flat.to_flat(updates))
-  # The squared norm is finite exactly when the norm is. The barrier keeps XLA from sharing
-  # this g**2 with the optimizer's, which would make it a buffer of its own written each step.
-  healthy = (jnp.isfinite(loss) & (loss <= divergence_factor * v.init_loss)
-             & jnp.isfinite(optax.tree.norm(jax.lax.optimization_barrier(grads), squared=True)))
+  # No check of the gradient itself: a non-finite gradient under a finite loss makes the next
+  # step's loss non-finite, which diverges there. A gradient norm read every gradient again
+  # each step (workload P: 1.24x against 1.09x the leanest hand-written sweep).
+  healthy = jnp.isfinite(loss) & (loss <= divergence_factor * v.init_loss)
   training = ~v.stopped & ~v.diverged & (jnp.sum(w_B) > 0)
   training &= (max_steps <= 0) | (v.steps_run < max_steps)
   apply = training & healthy
