@@ -130,10 +130,11 @@ def _toy_regression(n_train=8, n_val=4):
   return data, model
 
 
-def _train_toy(train_cfg, lrs):
+def _train_toy(train_cfg, lrs, **trainer_args):
+  """SGD on `_toy_regression` at these learning rates; `trainer_args` to `make_trainer`."""
   data, model = _toy_regression()
   exp = lr_jax.Experiment(optim=lr_jax.OptimConfig(name="sgd"), train=train_cfg)
-  trainer = make_trainer(exp, model, task="regression", n_max=8)
+  trainer = make_trainer(exp, model, task="regression", n_max=8, **trainer_args)
   hp = _tree({"learning_rate": lrs})
   seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
   params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
@@ -183,21 +184,11 @@ def test_divergence_flags_and_freezes_only_the_bad_variant():
 
 
 def test_a_non_finite_gradient_under_a_finite_loss_diverges_at_the_next_step():
-  # sqrt(|w x|) at w = 0: the loss is 0, its gradient NaN. The gradient is not checked itself
+  # sqrt(|w x|) at w = 0: the loss is 0, its gradient infinite. It is not checked itself
   # (a norm read every step costs ~15% of a small MLP's step): the first update applies it, and
   # the next loss, non-finite, flags the variant and freezes it there.
-  data, model = _toy_regression()
   cfg = lr_jax.TrainConfig(epochs=3, batch_size=0, patience=0)
-  exp = lr_jax.Experiment(optim=lr_jax.OptimConfig(name="sgd"), train=cfg)
-  trainer = make_trainer(exp, model, task="regression", n_max=8,
-                         loss=lambda out, y: jnp.sqrt(jnp.abs(out[:, 0])))
-  hp = _tree({"learning_rate": [0.1]})
-  seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
-  params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
-  state = trainer.init(params, hp, folds, data)
-  state, history = trainer.run(state, _per_stream(hp), seeds, folds, data, Budget.of(cfg),
-                               num_epochs=cfg.epochs)
-  v = state.variants
+  v, history = _train_toy(cfg, [0.1], loss=lambda out, y: jnp.sqrt(jnp.abs(out[:, 0])))
   assert bool(v.diverged[0, 0]) and int(v.steps_run[0, 0]) == 1
   assert not np.isfinite(np.asarray(v.params["w"][0, 0])).any()
   assert int(v.epochs_run[0, 0]) == 2  # It diverged in its second epoch's step.
@@ -360,17 +351,7 @@ def test_a_metric_on_the_whole_validation_set_equals_a_hand_computation():
 
 def _train_toy_with_metric(train_cfg, metric):
   """`_train_toy` with one user metric, "mean_out": the validation rows' mean output (= w)."""
-  data, model = _toy_regression()
-  exp = lr_jax.Experiment(optim=lr_jax.OptimConfig(name="sgd"), train=train_cfg)
-  trainer = make_trainer(exp, model, task="regression", n_max=8,
-                         metrics=(("mean_out", metric),))
-  hp = _tree({"learning_rate": [0.25]})
-  seeds, folds = jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
-  params = jax.tree_util.tree_map(lambda a: a[None], initial_params(model, seeds[0]))
-  state = trainer.init(params, hp, folds, data)
-  state, history = trainer.run(state, _per_stream(hp), seeds, folds, data, Budget.of(train_cfg),
-                               num_epochs=train_cfg.epochs)
-  return state.variants, history
+  return _train_toy(train_cfg, [0.25], metrics=(("mean_out", metric),))
 
 
 def test_early_stopping_on_a_user_metric_hand_computed():
