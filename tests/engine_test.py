@@ -192,6 +192,8 @@ def test_a_lane_costs_a_variant_epoch_over_the_epochs_ahead():
   assert engine.rounds.lane_flops(plan, 97) == 3 * 1e6  # 3 epochs left.
   plan.patience = 0  # No early stopping: every epoch ahead.
   assert engine.rounds.lane_flops(plan, 20) == 80 * 1e6
+  # A row's stream costs about a quarter of a lane, shared by its points.
+  assert engine.rounds.lane_cost(1) == 1.25 and engine.rounds.lane_cost(16) == 1 + 0.25 / 16
 
 
 def test_calls_end_at_multiples_of_their_length_and_compacting_the_first_after_one_epoch():
@@ -256,9 +258,10 @@ def test_survivors_keep_their_streams_points_together_in_the_cheapest_population
   np.testing.assert_array_equal(
       np.concatenate([(16 * p.chunk + p.point)[p.write] for p in got]), np.arange(10, 32))
   assert got[1].write.sum() == 6 and got[1].write[0, :6].all()  # 2 padding copies.
-  # 24 lanes in narrower rows (1.1 each) instead of 32 save 5.6 x 10 epochs x 1 MFLOP: worth
-  # two new programs of 20 MFLOP each, not of 50.
-  assert engine.rounds.NARROW_LANE_COST == 1.1
+  # 24 lanes in rows of 8 (1 + 0.25 / 8 each) instead of 32 in rows of 16 (1 + 0.25 / 16)
+  # save 7.75 lanes x 10 epochs x 1 MFLOP: worth two new programs of 20 MFLOP each, not of 50.
+  lane_cost = engine.rounds.lane_cost
+  assert 32 * lane_cost(16) - 24 * lane_cost(8) == pytest.approx(7.75)
   assert [p.shape for p in populations(plan, members(10, 32), True, 2e7)] == [(2, 8), (1, 8)]
   assert [p.shape for p in populations(plan, members(10, 32), True, 5e7)] == [(1, 16)] * 2
   # Built already: the cheapest way again.

@@ -31,11 +31,17 @@ def row_widths(h_c: int, ndev: int) -> list[int]:
   return widths
 
 
-NARROW_LANE_COST = 1.1
-"""A lane's epoch in rows narrower than the chunk's, relative to a whole chunk's lane: fewer
-points share each stream's minibatch gathers and first-layer matmul. Measured on the
-1600-variant sweep's group (`benchmarks/compaction.py`, population shapes of 16 lanes): 1.07
-(2 x 8) to 1.16 (8 x 2), 1.12 with every lane its own stream (16 x 1)."""
+STREAM_COST = 0.25
+"""A stream's own work in a row (its minibatch gathers, the per-stream parts of the step), in
+lanes, shared by the row's points: a lane in rows of `width` costs 1 + STREAM_COST / width
+(`lane_cost`). Measured on the 1600-variant sweep's group (`benchmarks/compaction.py`,
+population shapes of 16 lanes, parameters as pytrees): a whole chunk's 16-wide rows 1, 2 x 8
+0.98, 4 x 4 1.05, 8 x 2 1.08, 16 x 1 (every lane its own stream) 1.25, in time per lane."""
+
+
+def lane_cost(width: int) -> float:
+  """A lane's epoch in rows of `width` points, in lanes (`STREAM_COST`)."""
+  return 1.0 + STREAM_COST / width
 
 
 def variant_epoch_flops(like, splits) -> float:
@@ -52,8 +58,8 @@ def lane_flops(plan: _GroupPlan, epoch: int) -> float:
   (`variant_epoch_flops`) over the epochs ahead, at most twice the patience with early stopping
   (which ends most survivors sooner; a guess, not a bound).
 
-  A lane in rows narrower than the chunk's costs `NARROW_LANE_COST` of this. Populations are
-  chosen by their lanes at this price plus the programs they still need
+  A lane in rows of `width` costs `lane_cost(width)` of this. Populations are chosen by their
+  lanes at this price plus the programs they still need
   (`RunOptions.compile_cost_gflop` each, nothing once this run has built the shape:
   `_GroupPlan.paid`, checkpointed). The rule reads the run's own state and plan alone, never a
   clock or a cache, so a resumed run makes the same calls, and the same sweep always gives the
@@ -275,16 +281,16 @@ def _populations(plan: _GroupPlan, members: list[tuple[int, _Chunk]], compact: b
   Each chunk whole (`_whole`, the program every run builds), or the live variants regrouped
   (`_rows`: each stream's points together, at a width of `row_widths`) into populations of at
   most a chunk's lanes; the last one's rows as a smaller population where that is cheaper.
-  Each way costs its lanes (`lane_flops` each, `NARROW_LANE_COST` times that in rows
-  narrower than the chunk's) and the programs it would newly build (`compile_cost` each);
-  ties keep the chunks whole, then the wider rows.
+  Each way costs its lanes (`lane_flops` × `lane_cost` of its rows' width each) and the
+  programs it would newly build (`compile_cost` each); ties keep the chunks whole, then the
+  wider rows.
   """
   whole = [_whole(plan, b, c) for b, c in members]
   if not compact:
     return whole
   per_lane = lane_flops(plan, members[0][1].epoch)
   lanes = plan.s_c * plan.h_c
-  best_cost, best = len(whole) * lanes * per_lane, whole
+  best_cost, best = len(whole) * lanes * lane_cost(plan.h_c) * per_lane, whole
   for width in row_widths(plan.h_c, plan.ndev):
     rows = _rows(plan, members, width)
     height = max(1, lanes // width)
@@ -295,8 +301,7 @@ def _populations(plan: _GroupPlan, members: list[tuple[int, _Chunk]], compact: b
       shapes = {(height, width)} if full else set()
       if tail:
         shapes.add((tail_height, width))
-      cost = ((full * height + tail_height) * width * per_lane
-              * (1.0 if width == plan.h_c else NARROW_LANE_COST)
+      cost = ((full * height + tail_height) * width * lane_cost(width) * per_lane
               + sum(_cost(plan, shape, compile_cost) for shape in shapes))
       if cost < best_cost:
         best_cost = cost
