@@ -167,8 +167,10 @@ def test_compaction_changes_no_row_and_executes_fewer_variant_epochs():
 
 
 def test_compaction_is_used_only_where_it_pays_for_its_program():
-  # By default (50 GFLOP a program) this sweep is far too small to pay for a compacted one, so
-  # it makes the very calls of compact=False: the same rows, bit for bit.
+  # By default (50 GFLOP a program) this sweep is far too small to pay for a narrower
+  # population, so it runs compact=False's program on the same whole chunks; its first call
+  # ends after one epoch, a host round trip that changes no bit (as a resume): the same rows,
+  # bit for bit.
   auto = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID, options=engine.RunOptions(chunk_epochs=2))
   off = lr_jax.run_sweep(SPREAD_EXP, SPREAD_GRID,
                          options=engine.RunOptions(chunk_epochs=2, compact=False))
@@ -220,7 +222,7 @@ def test_a_shape_this_run_has_used_costs_nothing_more_and_a_resume_knows_it(tmp_
   assert resumed.paid == {(4, 4), (1, 2)}
 
 
-def _chunk_with(live, stream_of=None):
+def _chunk_with(live):
   """A chunk on the host whose variants `live` ([s_c, h_c] bool) are training."""
   live = np.asarray(live, bool)
   variants = types.SimpleNamespace(stopped=~live, diverged=np.zeros_like(live))

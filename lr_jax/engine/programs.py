@@ -37,7 +37,7 @@ def compiler_options() -> dict | None:
 
 
 @functools.lru_cache(maxsize=32)
-def _flat_model(model_cfg, model: Model | None, num_outputs: int,
+def _engine_model(model_cfg, model: Model | None, num_outputs: int,
                 feature_shape: tuple[int, ...]) -> Flat:
   """The model the engine trains: the user's or the built-in one, its parameters its own
   pytree (see docs/architecture.md: a raveled vector cost a concatenated gradient per step)."""
@@ -48,7 +48,7 @@ def _flat_model(model_cfg, model: Model | None, num_outputs: int,
 
 def _group_model(group: Group) -> Flat:
   # The model of the compile key (`_compiled`'s): one initializer for every dropout default.
-  return _flat_model(_without_defaults(group.experiment).model, group.model,
+  return _engine_model(_without_defaults(group.experiment).model, group.model,
                      _num_outputs(group.dataset), tuple(group.dataset.feature_shape))
 
 
@@ -66,7 +66,7 @@ def _compiled(key: "ProgramKey", model: Model | None, loss: Loss | None = None,
   `backbone_lr_scale` is 0, so the program skips the backbone's backward pass and optimizer
   state (a linear probe).
   """
-  flat = _flat_model(key.model, model, key.num_outputs, key.feature_shape)
+  flat = _engine_model(key.model, model, key.num_outputs, key.feature_shape)
   trainer = make_trainer(key.experiment(), flat, task=key.task, n_max=key.n_max, loss=loss,
                          metrics=metrics, feature_shape=key.feature_shape,
                          frozen_backbone=frozen_backbone)

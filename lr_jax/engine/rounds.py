@@ -144,19 +144,21 @@ def _whole(plan: _GroupPlan, b: int, chunk: _Chunk) -> Population:
                     write=_live(chunk))
 
 
-def _rows(plan: _GroupPlan, members: list[tuple[int, _Chunk]], width: int) -> list[list]:
-  """The live variants of `members` in rows of at most `width`, each row one stream's (its
-  points in grid order): a stream's points stay together, sharing its minibatches."""
+def _streams(plan: _GroupPlan, members: list[tuple[int, _Chunk]]) -> list[list]:
+  """The live variants of `members` by stream (in stream order), each stream's as (chunk,
+  stream, point) lanes in grid order."""
   by_stream: dict[int, list] = {}
   for b, c in members:
     si, hi = plan.blocks[b]
     for r, col in zip(*np.nonzero(_live(c))):
       by_stream.setdefault(si + int(r), []).append((hi + int(col), b, int(r), int(col)))
-  rows = []
-  for s in sorted(by_stream):
-    lanes = sorted(by_stream[s])
-    rows += [[lane[1:] for lane in lanes[k:k + width]] for k in range(0, len(lanes), width)]
-  return rows
+  return [[lane[1:] for lane in sorted(by_stream[s])] for s in sorted(by_stream)]
+
+
+def _rows(streams: list[list], width: int) -> list[list]:
+  """The streams' lanes (`_streams`) in rows of at most `width`, each row one stream's: a
+  stream's points stay together, sharing its minibatches."""
+  return [lanes[k:k + width] for lanes in streams for k in range(0, len(lanes), width)]
 
 
 def _packed(rows: list[list], height: int, width: int) -> Population:
@@ -279,7 +281,7 @@ def _populations(plan: _GroupPlan, members: list[tuple[int, _Chunk]], compact: b
   """This round's calls: the cheapest way to continue every live variant of `members`.
 
   Each chunk whole (`_whole`, the program every run builds), or the live variants regrouped
-  (`_rows`: each stream's points together, at a width of `row_widths`) into populations of at
+  (`_streams`, `_rows`: each stream's points together, at a width of `row_widths`) into populations of at
   most a chunk's lanes; the last one's rows as a smaller population where that is cheaper.
   Each way costs its lanes (`lane_flops` × `lane_cost` of its rows' width each) and the
   programs it would newly build (`compile_cost` each); ties keep the chunks whole, then the
@@ -291,8 +293,9 @@ def _populations(plan: _GroupPlan, members: list[tuple[int, _Chunk]], compact: b
   per_lane = lane_flops(plan, members[0][1].epoch)
   lanes = plan.s_c * plan.h_c
   best_cost, best = len(whole) * lanes * lane_cost(plan.h_c) * per_lane, whole
+  streams = _streams(plan, members)
   for width in row_widths(plan.h_c, plan.ndev):
-    rows = _rows(plan, members, width)
+    rows = _rows(streams, width)
     height = max(1, lanes // width)
     full, tail = divmod(len(rows), height)
     heights = {height} | {h for h, w in plan.paid if w == width and tail <= h < height}
