@@ -134,7 +134,7 @@ built_model = functools.lru_cache(maxsize=32)(build_model)
 
 
 def group_model(group) -> Model:
-  """The unflattened model of a planned group: the user's, or the built-in one it names."""
+  """The model of a planned group: the user's, or the built-in one it names."""
   if group.model is not None:
     return group.model
   ds = group.dataset

@@ -205,26 +205,6 @@ def test_output_files(tmp_path):
   assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
 
 
-def test_the_engine_trains_raveled_params_and_gives_back_the_tree():
-  model = lr_jax.models.build_model(lr_jax.ModelConfig(hidden=(8,)), 3, (5,))
-  flat = lr_jax.models.flattened(model)
-  key = jax.random.PRNGKey(0)
-  tree, vec = model.init(key), flat.model.init(key)
-  assert vec.shape == (5 * 8 + 8 + 8 * 3 + 3,)
-  back = flat.unravel(np.stack([np.asarray(vec), np.zeros_like(vec)]))  # leading axes kept
-  # Raveling and unraveling only move numbers, and apply then runs the same ops eagerly on the
-  # same bits: bitwise by construction.
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a[0], b), back, tree)
-  assert all(not a[1].any() for a in jax.tree_util.tree_leaves(back))
-  x = jax.random.normal(key, (4, 5))
-  np.testing.assert_array_equal(flat.model.apply(vec, x, None, False),
-                                model.apply(tree, x, None, False))
-  # Parameters of several dtypes are not raveled (that would cast them).
-  mixed = lr_jax.Model(init=lambda k: {"w": jnp.zeros(2), "n": jnp.zeros((), jnp.int32)},
-                       apply=lambda p, x, k, t: x)
-  assert lr_jax.models.flattened(mixed).model is mixed
-
-
 def test_sweep_on_arrays_with_minus_one_plus_one_labels_and_a_given_split(tmp_path):
   # The validation rows are labelled against the training rule: a sweep that validated on any
   # training rows (a re-split) would score far above 0 on them.

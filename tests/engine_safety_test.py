@@ -54,7 +54,7 @@ def _forbid(monkeypatch, *names):
 
 
 # What compiles or allocates a group's arrays: none of it may run before a refusal.
-_PAST_PLANNING = ("run_group", "_compiled", "_compiled_init", "stream_params", "unflattened",
+_PAST_PLANNING = ("run_group", "_compiled", "_compiled_init", "stream_params", "_engine_model",
                   "make_trainer")
 
 

@@ -269,15 +269,14 @@ def test_a_frozen_backbone_alone_skips_its_backward_pass_and_its_optimizer_state
                              rtol=1e-5)
   np.testing.assert_array_equal(_params(alone, 0)["Dense_0"]["kernel"],
                                 source["Dense_0"]["kernel"].astype(np.float32))
-  flat = models.flattened(start)
   state_size, flops = {}, {}
   hp = lr_jax.train.hparams_tree(optim={"learning_rate": jnp.float32(LR),
                                         "backbone_lr_scale": jnp.float32(0.0)})
   x_BxD, y_B, w_B = jnp.zeros((80, 64)), jnp.zeros(80, jnp.int32), jnp.ones(80)
   for frozen in (False, True):
-    rules = make_trainer(RUN, flat, task="classification", n_max=80,
+    rules = make_trainer(RUN, start, task="classification", n_max=80,
                          frozen_backbone=frozen).rules
-    v = lr_jax.train.init_variant(rules, hp, flat.model.init(jax.random.PRNGKey(0)),
+    v = lr_jax.train.init_variant(rules, hp, start.init(jax.random.PRNGKey(0)),
                                   jnp.float32(1.0))
     state_size[frozen] = sum(x.size for x in jax.tree_util.tree_leaves(v.opt_state))
     step = jax.jit(functools.partial(lr_jax.train.train_step, rules, max_steps=0,

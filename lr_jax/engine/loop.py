@@ -237,9 +237,7 @@ def _assemble(group: Group, plan: _GroupPlan, finished: dict[int, _Chunk],
   variants = jax.tree_util.tree_unflatten(treedef, [
       assemble(lambda c, i=i: jax.tree_util.tree_leaves(c.state.variants)[i])
       for i in range(len(leaves))])
-  unravel = _group_model(group).unravel
-  variants = variants._replace(params=unravel(final_params(variants, exp.train.restore_best)),
-                               best_params=unravel(variants.best_params))
+  variants = variants._replace(params=final_params(variants, exp.train.restore_best))
   history = {k: assemble(lambda c, k=k: np.moveaxis(c.history[k], 0, -1)) for k in plan.trainer.history_fields}
   params = jax.tree_util.tree_map(
       lambda a: a.reshape((-1,) + a.shape[2:]), variants.params)  # [S*H, ...], stream-major

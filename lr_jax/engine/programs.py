@@ -13,7 +13,7 @@ from lr_jax import hparams as hparams_lib
 from lr_jax import optim as optim_lib
 from lr_jax.config import Experiment, ModelConfig, OptimConfig, TrainConfig
 from lr_jax.engine.plan import Group, _num_outputs
-from lr_jax.models import Flat, Model, build_model, unflattened
+from lr_jax.models import Model, build_model
 from lr_jax.optim import SCHEDULES
 from lr_jax.train import DataArrays, Hparams, Loss, Metrics, initial_params, make_trainer
 
@@ -38,18 +38,18 @@ def compiler_options() -> dict | None:
 
 @functools.lru_cache(maxsize=32)
 def _engine_model(model_cfg, model: Model | None, num_outputs: int,
-                feature_shape: tuple[int, ...]) -> Flat:
-  """The model the engine trains: the user's or the built-in one, its parameters its own
-  pytree (see docs/architecture.md: a raveled vector cost a concatenated gradient per step)."""
+                  feature_shape: tuple[int, ...]) -> Model:
+  """The model the engine trains: the user's, or the built-in one (built once per
+  configuration, so that its programs are built once too)."""
   if model is None:
     model = build_model(model_cfg, num_outputs, feature_shape)
-  return unflattened(model)
+  return model
 
 
-def _group_model(group: Group) -> Flat:
+def _group_model(group: Group) -> Model:
   # The model of the compile key (`_compiled`'s): one initializer for every dropout default.
   return _engine_model(_without_defaults(group.experiment).model, group.model,
-                     _num_outputs(group.dataset), tuple(group.dataset.feature_shape))
+                       _num_outputs(group.dataset), tuple(group.dataset.feature_shape))
 
 
 @functools.lru_cache(maxsize=32)
@@ -66,8 +66,8 @@ def _compiled(key: "ProgramKey", model: Model | None, loss: Loss | None = None,
   `backbone_lr_scale` is 0, so the program skips the backbone's backward pass and optimizer
   state (a linear probe).
   """
-  flat = _engine_model(key.model, model, key.num_outputs, key.feature_shape)
-  trainer = make_trainer(key.experiment(), flat, task=key.task, n_max=key.n_max, loss=loss,
+  model = _engine_model(key.model, model, key.num_outputs, key.feature_shape)
+  trainer = make_trainer(key.experiment(), model, task=key.task, n_max=key.n_max, loss=loss,
                          metrics=metrics, feature_shape=key.feature_shape,
                          frozen_backbone=frozen_backbone)
   init = jax.jit(trainer.init, compiler_options=compiler_options())
@@ -80,9 +80,9 @@ optim_lib.on_reregister(_compiled.cache_clear)
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_init(flat: Flat):
+def _compiled_init(model: Model):
   """`seed -> params` of a model, jitted once per process for every group with that model."""
-  return jax.jit(functools.partial(initial_params, flat.model), compiler_options=compiler_options())
+  return jax.jit(functools.partial(initial_params, model), compiler_options=compiler_options())
 
 
 def _init_fn(group: Group):

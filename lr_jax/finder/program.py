@@ -75,7 +75,7 @@ def make_finder(experiment: Experiment, model: Model, *, task: str, n_max: int, 
     opt_hparams = _ramp_hparams(hparams, ramp, num_steps)
     # No divergence reference (an infinite initial loss): the range test's own stop rule
     # below decides when a rising loss ends a seed; the step still stops it at a non-finite one.
-    v = train_lib.init_variant(rules, opt_hparams, rules.flat.to_flat(model.init(init_key)),
+    v = train_lib.init_variant(rules, opt_hparams, model.init(init_key),
                                jnp.float32(jnp.inf))
     flips = (train_lib.label_flips(seed, data.x.shape[0]) if "label_noise" in hparams["data"]
              else None)

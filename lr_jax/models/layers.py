@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
-import numpy as np
 
 from lr_jax.errors import ConfigError
 from lr_jax.models.model import Model, Params, param_shapes
@@ -158,13 +157,3 @@ def depth_of_leaves(depths: Mapping[str, int] | Callable[[object], int], params:
   """
   of = depths if callable(depths) else (lambda path: depths[_top(path)])
   return jax.tree_util.tree_map_with_path(lambda path, _: of(path), params)
-
-
-def depth_of_elements(depths: Mapping[str, int] | Callable[[object], int], params: Params
-                      ) -> np.ndarray:
-  """[P] int32: each element's depth below the head (`depths` as `depth_of_leaves`), in the
-  order `jax.flatten_util.ravel_pytree` lays the params out as one vector
-  (`models.flattened`)."""
-  depths = depth_of_leaves(depths, params)
-  sizes = [int(np.prod(np.shape(leaf))) for leaf in jax.tree_util.tree_leaves(params)]
-  return np.repeat(np.asarray(jax.tree_util.tree_leaves(depths), np.int32), sizes)

@@ -14,8 +14,7 @@ The package's modules, one idea each (each imports only those above it):
     optimizer   `Optimizer`: a family's entry (factory, numbers, fixed arguments, hooks)
     probe       `_check_uses_learning_rate`, the probe that a family uses its learning rate;
                 `_Registry`, which probes a family registered before JAX started at its lookup
-    families    the built-in families, their numbers at optax's defaults: `OPTIMIZERS`,
-                `ELEMENTWISE` (updated on the raveled parameter vector)
+    families    the built-in families, their numbers at optax's defaults: `OPTIMIZERS`
     shapes      the schedule shapes in jnp, 1.0 at the peak, their numbers traced
     schedules   `Schedule`, `SCHEDULES`, `PLATEAU` (reduce-on-plateau's numbers)
     reregister  `on_reregister`: compile caches dropped when a name means another optimizer
@@ -28,7 +27,7 @@ a patch goes where a name is read (`optim.register._backends_started`), as in `l
 """
 
 from lr_jax.optim.optimizer import Optimizer
-from lr_jax.optim.families import ELEMENTWISE, OPTIMIZERS
+from lr_jax.optim.families import OPTIMIZERS
 from lr_jax.optim.schedules import PLATEAU, SCHEDULES, Schedule
 from lr_jax.optim.reregister import on_reregister
 from lr_jax.optim.register import register_optimizer
@@ -46,7 +45,7 @@ from lr_jax.optim.register import _backends_started
 from lr_jax.optim.reregister import _ON_REREGISTER
 
 __all__ = [
-    "AT_LEAST_ONE", "COUNT", "ELEMENTWISE", "FINITE", "MOMENTUM", "NON_NEGATIVE", "OPEN_FRACTION",
+    "AT_LEAST_ONE", "COUNT", "FINITE", "MOMENTUM", "NON_NEGATIVE", "OPEN_FRACTION",
     "OPTIMIZERS", "PLATEAU", "POSITIVE", "SCHEDULES", "UNIT", "HParam", "Optimizer", "Schedule",
     "current_learning_rate", "family_state", "make_optimizer", "on_reregister",
     "register_optimizer",

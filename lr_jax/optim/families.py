@@ -1,6 +1,5 @@
 """The built-in families: `OPTIMIZERS` (name -> `Optimizer`), each number with the optax
-alias's own default and range, and `ELEMENTWISE`, those the trainer updates on the raveled
-parameter vector."""
+alias's own default and range."""
 
 from __future__ import annotations
 
@@ -61,11 +60,3 @@ OPTIMIZERS: dict[str, Optimizer] = _Registry("optimizer", {
 
 # The families above: `register_optimizer` never replaces one.
 _BUILT_IN = frozenset(OPTIMIZERS)
-
-
-# Built-in families whose update on the raveled parameter vector is their update on the pytree,
-# bit for bit: elementwise, with no mask and no per-layer norm (lamb has one). The trainer
-# updates the raveled vector for them -- one loop over one buffer per state slot, measured
-# faster on workload P (benchmarks/BENCHMARKS.md) -- and the pytree for every other family.
-ELEMENTWISE = frozenset({"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad",
-                         "lion"})

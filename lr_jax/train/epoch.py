@@ -110,7 +110,7 @@ def end_epoch(rules: Rules, v: VariantState, hp: Hparams, was_training, epoch, s
   loss_sum, acc_sum, weight = sums
   current = eval_params(rules, v.params, v.opt_state)
   val_loss_B, val_correct_B, out_VxK = example_losses(
-      rules.flat.tree, rules.classification, rules.flat.to_tree(current), x_val, y_val, None,
+      rules.model, rules.classification, current, x_val, y_val, None,
       False, loss=rules.loss, with_outputs=True, hparams=hp["model"])
   val_loss = weighted_mean(val_loss_B, w_val)
   val_acc = weighted_mean(val_correct_B, w_val)

@@ -274,7 +274,7 @@ def augment(rules: Rules, hp: Hparams, x_BxD: jax.Array, key: jax.Array,
 def _num_outputs(rules: Rules, params, x_BxD: jax.Array, hp: Hparams) -> int:
   """K, the model's outputs, from shapes alone (traced nothing, compiled nothing)."""
   out = jax.eval_shape(
-      lambda p, x, h: apply_model(rules.flat.tree, p, x, None, False, h), params, x_BxD,
+      lambda p, x, h: apply_model(rules.model, p, x, None, False, h), params, x_BxD,
       hp["model"])
   return out.shape[-1]
 
@@ -298,7 +298,7 @@ def training_losses(rules: Rules, params, hp: Hparams, x_BxD, y_B, key, extras: 
   if smoothing is not None:
     loss = lambda out_BxK, y_B: optax.softmax_cross_entropy(
         out_BxK, optax.smooth_labels(jax.nn.one_hot(y_B, num_classes), smoothing))
-  return example_losses(rules.flat.tree, rules.classification, params, x_BxD, y_B, key, True,
+  return example_losses(rules.model, rules.classification, params, x_BxD, y_B, key, True,
                         loss=loss, hparams=hp["model"])
 
 

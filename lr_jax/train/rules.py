@@ -10,9 +10,8 @@ import optax
 
 from lr_jax.config import MONITORS, Experiment
 from lr_jax.errors import ConfigError
-from lr_jax.models import (Flat, Model, depth_of_elements, depth_of_leaves, layer_depths,
-                           leaf_depths, unflattened)
-from lr_jax.optim import ELEMENTWISE, OPTIMIZERS, make_optimizer
+from lr_jax.models import Model, depth_of_leaves, layer_depths, leaf_depths
+from lr_jax.optim import OPTIMIZERS, make_optimizer
 from lr_jax.train.objective import Loss, Metric, Metrics
 from lr_jax.train.state import Hparams, history_type
 from lr_jax.train.streams import batching
@@ -28,17 +27,16 @@ class Rules(NamedTuple):
     monitored: the user `Metric` monitored, or None for val_loss / val_accuracy.
     classification: softmax cross-entropy and accuracy, or squared error.
     feature_shape: one example's shape (random shifts need an image, rank >= 2), or None.
-    flat: the model (`models.Flat`).
+    model: the model; each variant's parameters are its pytree.
     make_tx: `hp -> optax transformation` (`optim.make_optimizer`) of a variant's tree.
     family: the optimizer family (`optim.OPTIMIZERS` entry).
     loss: the user's per-example loss, or None for the built-in one.
     metrics: `((name, Metric), ...)` computed on the validation set.
     plateau: reduce the learning rate on a plateau of the monitored score.
     history: the history's type (`history_type`).
-    depths: each parameter's layer depth below the head in the optimizer's layout
-      (`models.layer_depths`: 0 for the head, k for the k-th backbone layer below it): a
-      pytree of ints like the model's params, or `[P]` int32 where the optimizer updates one
-      vector; None for a model whose params are not a mapping of layers.
+    depths: each parameter leaf's layer depth below the head (`models.layer_depths`: 0 for the
+      head, k for the k-th backbone layer below it), a pytree of ints like the model's params;
+      None for a model whose params are not a mapping of layers.
     max_depth: the deepest layer's depth (0: the head is every layer).
     frozen: the backbone is frozen in every variant (`backbone_lr_scale` 0 throughout): its
       parameters enter the loss as constants (no backward pass through them) and the
@@ -51,7 +49,7 @@ class Rules(NamedTuple):
   monitored: Metric | None
   classification: bool
   feature_shape: tuple[int, ...] | None
-  flat: Flat
+  model: Model
   make_tx: Callable[[Hparams], optax.GradientTransformation]
   family: object
   loss: Loss | None
@@ -63,15 +61,13 @@ class Rules(NamedTuple):
   frozen: bool = False
 
 
-def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
+def make_rules(experiment: Experiment, model: Model, *, task: str, n_max: int,
                loss: Loss | None = None, metrics: Metrics = (),
                feature_shape: tuple[int, ...] | None = None, make_tx=None,
                frozen_backbone: bool = False) -> Rules:
   """The static `Rules` of a configuration (see `make_trainer` for the arguments).
 
   `make_tx` replaces the experiment's optimizer (`optim.make_optimizer`), e.g. by the finder's.
-  A frozen backbone keeps the parameters' pytree as the optimizer's layout (its leaves can be
-  constants and masked), whatever the family.
   """
   tcfg = experiment.train
   batch, steps_per_epoch = batching(tcfg.batch_size, n_max)
@@ -80,19 +76,11 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
   # A family that validates other parameters than it trains (`eval_params`, e.g. schedule-free)
   # reads its whole state: its frozen backbone is the scaled update's zero, not a mask.
   frozen_backbone &= OPTIMIZERS[experiment.optim.name].eval_params is None
-  if not isinstance(model, Flat):
-    flat = unflattened(model)
-  elif experiment.optim.name in ELEMENTWISE and not frozen_backbone:
-    flat = unflattened(model.model)  # the vector is the optimizer's "pytree": one leaf
-  else:
-    flat = model
-  depths, max_depth = _depths(model, vector=flat.tree is not getattr(model, "tree", model))
+  depths, max_depth = _depths(model)
   frozen = frozen_backbone and max_depth > 0
   if frozen:
     head_mask = jax.tree_util.tree_map(lambda depth: depth == 0, depths)
     make_tx = _masked(make_tx, head_mask)
-  # The step differentiates with respect to the layers (`flat.tree`), not the vector (no
-  # gradient scattered into [P] only to be sliced again for the optimizer).
   metrics = tuple(metrics)
   names = tuple(name for name, _ in metrics)
   monitored = dict(metrics).get(tcfg.monitor[len("val_"):]) if tcfg.monitor.startswith("val_") else None
@@ -103,7 +91,7 @@ def make_rules(experiment: Experiment, model: Model | Flat, *, task: str, n_max:
       batch=batch, steps_per_epoch=steps_per_epoch, monitor=tcfg.monitor, monitored=monitored,
       classification=task == "classification",
       feature_shape=None if feature_shape is None else tuple(feature_shape),
-      flat=flat, make_tx=make_tx,
+      model=model, make_tx=make_tx,
       family=OPTIMIZERS[experiment.optim.name], loss=loss, metrics=metrics,
       plateau=experiment.optim.schedule == "plateau", history=history_type(names),
       depths=depths, max_depth=max_depth, frozen=frozen)
@@ -114,13 +102,10 @@ def _masked(make_tx, head_mask):
   return lambda hp: optax.masked(make_tx(hp), head_mask)
 
 
-def _depths(model: Model | Flat, *, vector: bool) -> tuple[object, int]:
-  """Each parameter's layer depth in the optimizer's layout: per element of the vector
-  (`vector`: an elementwise family updating the raveled parameters) or per leaf."""
-  tree_model = model.tree if isinstance(model, Flat) else model
-  depths = layer_depths(tree_model)
+def _depths(model: Model) -> tuple[object, int]:
+  """Each parameter leaf's layer depth (a pytree like the params), and the deepest."""
+  depths = layer_depths(model)
   if not depths:
     return None, 0
-  shapes = jax.eval_shape(tree_model.init, jax.random.PRNGKey(0))
-  of = depth_of_elements if vector else depth_of_leaves
-  return of(leaf_depths(tree_model), shapes), max(depths.values())
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  return depth_of_leaves(leaf_depths(model), shapes), max(depths.values())

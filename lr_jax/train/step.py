@@ -6,7 +6,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from lr_jax.models.layers import no_layers
@@ -25,10 +24,7 @@ def tx_hparams(rules: Rules, v: VariantState, hp: Hparams) -> Hparams:
 
 
 def _per_depth(rules: Rules, values_K: jax.Array):
-  """[max_depth + 1] values by layer depth, laid out as the optimizer's parameters
-  (`Rules.depths`)."""
-  if isinstance(rules.depths, np.ndarray):  # One vector: each element's depth.
-    return values_K[rules.depths]
+  """[max_depth + 1] values by layer depth, a pytree like the parameters (`Rules.depths`)."""
   return jax.tree_util.tree_map(lambda depth: values_K[depth], rules.depths)
 
 
@@ -39,7 +35,7 @@ def _check_layers(rules: Rules, names) -> None:
 
 
 def layer_scales(rules: Rules, hp: Hparams):
-  """Each parameter's learning-rate scale in the optimizer's layout, or None for all 1.
+  """Each parameter's learning-rate scale, like the params, or None for all 1.
 
   The head (`Model.head`, or the last layer) learns at the variant's rate; the k-th layer
   below it at `backbone_lr_scale x layer_lr_decay ** k` of it (0: frozen).
@@ -56,24 +52,23 @@ def layer_scales(rules: Rules, hp: Hparams):
   return _per_depth(rules, scale_K)
 
 
-def l2sp_gradient(rules: Rules, hp: Hparams, tree, anchor):
-  """The gradient of L2-SP, `l2sp / 2 x |backbone - its start|^2`, in the optimizer's layout;
-  None without `l2sp`."""
+def l2sp_gradient(rules: Rules, hp: Hparams, params, anchor):
+  """The gradient of L2-SP, `l2sp / 2 x |backbone - its start|^2`, like the params; None
+  without `l2sp`."""
   if "l2sp" not in hp["optim"]:
     return None
   _check_layers(rules, ["l2sp"])
   backbone_K = (jnp.arange(rules.max_depth + 1) > 0).astype(jnp.float32)
   mask = _per_depth(rules, backbone_K)
   strength = hp["optim"]["l2sp"]
-  return jax.tree_util.tree_map(lambda p, a, m: strength * m * (p - a), tree, anchor, mask)
+  return jax.tree_util.tree_map(lambda p, a, m: strength * m * (p - a), params, anchor, mask)
 
 
 def eval_params(rules: Rules, params, opt_state):
-  """The parameters to validate, in the state's layout: the trained ones unless a hook says."""
+  """The parameters to validate: the trained ones unless the family's hook says."""
   if rules.family.eval_params is None:
     return params
-  return rules.flat.to_flat(rules.family.eval_params(family_state(opt_state),
-                                                     rules.flat.to_tree(params)))
+  return rules.family.eval_params(family_state(opt_state), params)
 
 
 def init_variant(rules: Rules, hp: Hparams, params, train_loss, *, num_val: int = 0
@@ -100,7 +95,7 @@ def init_variant(rules: Rules, hp: Hparams, params, train_loss, *, num_val: int 
       crossfit_outcomes=no_outcomes(rules, num_val),
       crossfit_metrics={n: jnp.full((2,), jnp.nan, jnp.float32) for n, _ in rules.metrics},
       anchor=params if "l2sp" in hp["optim"] else None)
-  opt_state = rules.make_tx(tx_hparams(rules, v, hp)).init(rules.flat.to_tree(params))
+  opt_state = rules.make_tx(tx_hparams(rules, v, hp)).init(params)
   return v._replace(
       opt_state=opt_state,
       eval_params=None if rules.family.eval_params is None else eval_params(rules, params,
@@ -140,7 +135,6 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
     `(v, (loss x weight, accuracy x weight, weight))`, all zero unless the update applied.
   """
   tx = rules.make_tx(tx_hparams(rules, v, hp))
-  tree = rules.flat.to_tree(v.params)
 
   def batch_loss(params):
     if rules.frozen:  # The backbone a constant of the loss: no backward pass through it.
@@ -149,17 +143,16 @@ def train_step(rules: Rules, v: VariantState, hp: Hparams, x_BxD, y_B, w_B, key,
     loss_B, correct_B = training_losses(rules, params, hp, x_BxD, y_B, key, extras)
     return weighted_mean(loss_B, w_B), weighted_mean(correct_B, w_B)
 
-  (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(tree)
-  penalty = l2sp_gradient(rules, hp, tree, None if v.anchor is None
-                          else rules.flat.to_tree(v.anchor))
+  (loss, acc), grads = jax.value_and_grad(batch_loss, has_aux=True)(v.params)
+  penalty = l2sp_gradient(rules, hp, v.params, v.anchor)
   if penalty is not None:
     grads = jax.tree_util.tree_map(jnp.add, grads, penalty)
   extra = {} if rules.family.extra_args is None else rules.family.extra_args(loss)
-  updates, opt_state = tx.update(grads, v.opt_state, tree, **extra)
+  updates, opt_state = tx.update(grads, v.opt_state, v.params, **extra)
   scales = layer_scales(rules, hp)
   if scales is not None:
     updates = jax.tree_util.tree_map(jnp.multiply, updates, scales)
-  params = optax.apply_updates(v.params, rules.flat.to_flat(updates))
+  params = optax.apply_updates(v.params, updates)
   # No check of the gradient itself: a non-finite gradient under a finite loss makes the next
   # step's loss non-finite, which diverges there. A gradient norm read every gradient again
   # each step (workload P: 1.24x against 1.09x the leanest hand-written sweep).

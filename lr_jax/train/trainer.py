@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from lr_jax.config import Experiment
-from lr_jax.models import Flat, Model
+from lr_jax.models import Model
 from lr_jax.train.epoch import end_epoch
 from lr_jax.train.objective import Loss, Metrics, example_losses
 from lr_jax.train.perturb import batch_extras, label_flips
@@ -29,7 +29,7 @@ class Trainer(NamedTuple):
   rules: object = None  # the `Rules` its steps run under
 
 
-def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_max: int,
+def make_trainer(experiment: Experiment, model: Model, *, task: str, n_max: int,
                  loss: Loss | None = None, metrics: Metrics = (),
                  feature_shape: tuple[int, ...] | None = None,
                  frozen_backbone: bool = False) -> Trainer:
@@ -43,11 +43,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
     experiment: the static configuration (optimizer family, schedule, batch size, what early
       stopping monitors). Its epochs, patience and step cap are not read (`run` takes them as
       a `Budget`), except the epochs under a `Schedule.horizon` schedule.
-    model: the model as pure `init`/`apply` functions, or a `models.flattened` one: the state
-      then holds each variant's parameters as one vector (`params`, `best_params`); the
-      gradient, the optimizer's state and its update are on the model's pytree, so per-layer
-      optimizers see the layers -- except for the `optim.ELEMENTWISE` families, whose update
-      on the vector is the same numbers, and faster.
+    model: the model as pure `init`/`apply` functions; the state holds each variant's
+      parameters as its pytree (`params`, `best_params`).
     task: "classification" (softmax cross-entropy, labels int32) or "regression" (MSE).
     n_max: the padded number of training examples per fold (`Splits.train_idx.shape[1]`).
     loss: a per-example loss `(outputs_BxK, y_B) -> [B]` replacing the task's built-in one in
@@ -70,7 +67,7 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
   """
   rules = make_rules(experiment, model, task=task, n_max=n_max, loss=loss, metrics=metrics,
                      feature_shape=feature_shape, frozen_backbone=frozen_backbone)
-  flat, batch, steps_per_epoch = rules.flat, rules.batch, rules.steps_per_epoch
+  batch, steps_per_epoch = rules.batch, rules.steps_per_epoch
   over_points = functools.partial(jax.vmap, in_axes=(0, 0) + (None,) * 5)
 
   # ----- one stream: all points of a (seed, fold), sharing minibatches ----------------------
@@ -85,8 +82,8 @@ def make_trainer(experiment: Experiment, model: Model | Flat, *, task: str, n_ma
       def piece(inputs):
         idx_B, w_B = inputs
         x_BxD, y_B = fetch(data, fold, idx_B)
-        loss_B, _ = example_losses(flat.tree, rules.classification, flat.to_tree(params), x_BxD,
-                                   y_B, None, False, loss=loss, hparams=hp["model"])
+        loss_B, _ = example_losses(model, rules.classification, params, x_BxD, y_B, None, False,
+                                   loss=loss, hparams=hp["model"])
         return jnp.sum(loss_B * w_B)
 
       return jnp.sum(jax.lax.map(piece, (idx_MxB, w_MxB))) / jnp.maximum(jnp.sum(w_MxB), 1.0)
