@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from lr_jax.report.markdown import format_lr
-from lr_jax.report.panels import (Curve, _draw, _log_y, _pyplot, _truncated, plot_panels,
-                                  save_figure)
+from lr_jax.report.panels import (Curve, _draw, _log_y, _pyplot, _truncated, figure_title,
+                                  plot_panels, save_figure)
 
 
 def plot_lr_sensitivity(path: str, panels: Mapping[str, Sequence[Curve]], *,
@@ -71,7 +71,7 @@ def plot_curves(path: str, panels: Mapping[str, tuple[np.ndarray, np.ndarray, fl
   ncols = max(1, min(ncols, len(names)))
   nrows = math.ceil(len(names) / ncols)
   fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols + 1.2, 3.8 * nrows),
-                           squeeze=False)
+                           squeeze=False, layout="constrained")
   for ax, name in zip(axes.flat, names):
     lrs, curves_LxE, emphasis = panels[name]
     lrs = np.asarray(lrs, float)
@@ -94,8 +94,7 @@ def plot_curves(path: str, panels: Mapping[str, tuple[np.ndarray, np.ndarray, fl
   for ax in list(axes.flat)[len(names):]:
     ax.set_visible(False)
   if suptitle:
-    fig.suptitle(suptitle, fontsize=11)
-  fig.tight_layout()
+    figure_title(fig, suptitle)
   fig.colorbar(cm.ScalarMappable(norm=norm, cmap=colormap), ax=axes.ravel().tolist(),
                label="learning rate", fraction=0.035, pad=0.02)
   return save_figure(fig, path)
