@@ -180,17 +180,21 @@ def test_two_processes_give_the_results_of_one_also_when_compacted(tmp_path, req
   _same_csv_to_rounding(outs[0] / "results.csv", ref.dir / "results.csv", VARIANTS)
 
 
-def _same_csv_to_rounding(path_a, path_b, num_rows: int):
-  """Two results.csv files: the same header and `num_rows` rows, numbers equal to 2e-5
-  relative (float32 rounding of other programs, compounded over up to 12 epochs: 1.1e-5
-  measured), every other field exactly."""
+def _same_csv_to_rounding(path_a, path_b, num_rows: int, *, stable_below: float = 0.1):
+  """Two results.csv files: the same header and `num_rows` rows, every non-numeric field
+  exactly; numbers to float32 rounding of other programs, compounded over up to 12 epochs:
+  1e-5 relative at the stable learning rates (below `stable_below`: DESIGN.md's invariant),
+  2e-5 above, where this grid's runs stop early or diverge (1.07e-5 measured, a last-epoch
+  training loss at 0.158)."""
   with open(path_a) as a, open(path_b) as b:
     rows_a, rows_b = a.read().splitlines(), b.read().splitlines()
   assert len(rows_a) == len(rows_b) == 1 + num_rows and rows_a[0] == rows_b[0]
+  lr_column = rows_a[0].split(",").index("learning_rate")
   for ra, rb in zip(rows_a[1:], rows_b[1:]):
+    rel = 1e-5 if float(ra.split(",")[lr_column]) < stable_below else 2e-5
     for x, y in zip(ra.split(","), rb.split(",")):
       try:
-        assert float(x) == pytest.approx(float(y), rel=2e-5, abs=1e-7)
+        assert float(x) == pytest.approx(float(y), rel=rel, abs=1e-7)
       except ValueError:
         assert x == y
 
