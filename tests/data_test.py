@@ -62,6 +62,62 @@ def test_builtin_shapes_and_dtypes(name, n, d, task, classes, shape):
     assert ds.y.dtype == np.float32 and ds.y.std() > 0.3
 
 
+@pytest.fixture
+def data_cache(tmp_path, monkeypatch):
+  """scikit-learn's data sets kept in `tmp_path/cache` (`LR_JAX_DATA_CACHE`), read afresh."""
+  from lr_jax.data import builtin
+  monkeypatch.setenv("LR_JAX_DATA_CACHE", str(tmp_path / "cache"))
+  builtin._sklearn_arrays.cache_clear()
+  yield tmp_path / "cache"
+  builtin._sklearn_arrays.cache_clear()
+
+
+def _sklearn(name):
+  import sklearn.datasets
+  bunch = getattr(sklearn.datasets, f"load_{name}")()
+  return bunch.data, bunch.target, list(bunch.feature_names)
+
+
+def test_a_scikit_learn_data_set_is_kept_and_read_back_the_same_without_scikit_learn(
+    data_cache):
+  import subprocess
+  import sys
+  from lr_jax.data import builtin
+  x, y, columns = builtin._sklearn_arrays("wine")
+  (path,) = data_cache.iterdir()
+  assert path.name.startswith("wine-scikit-learn-") and path.suffix == ".npz"
+  want_x, want_y, want_columns = _sklearn("wine")
+  np.testing.assert_array_equal(x, want_x)
+  np.testing.assert_array_equal(y, want_y)
+  assert x.dtype == want_x.dtype and y.dtype == want_y.dtype and columns == want_columns
+  # A new process reads the file: the same data set, and scikit-learn (a second) not imported.
+  code = ("import sys, lr_jax; ds = lr_jax.load_dataset(lr_jax.DataConfig(dataset='wine')); "
+          "print('sklearn' in sys.modules, repr(ds.x.sum()), ds.feature_names[0])")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, timeout=120).stdout.split()
+  here = data.load_dataset(DataConfig(dataset="wine"))
+  assert out == ["False", repr(here.x.sum()), here.feature_names[0]]
+
+
+def test_a_damaged_or_unwritable_cache_gives_scikit_learns_arrays(data_cache, tmp_path,
+                                                                  monkeypatch):
+  from lr_jax.data import builtin
+  want_x, want_y, _ = _sklearn("iris")
+  builtin._sklearn_arrays("iris")
+  (path,) = data_cache.iterdir()
+  path.write_bytes(path.read_bytes()[:100])  # A file cut short: read again from scikit-learn.
+  builtin._sklearn_arrays.cache_clear()
+  x, y, _ = builtin._sklearn_arrays("iris")
+  np.testing.assert_array_equal(x, want_x)
+  np.testing.assert_array_equal(y, want_y)
+  assert builtin._read_cached(str(path)) is not None  # ... and written whole again.
+  (tmp_path / "a_file").write_text("")  # A cache folder that cannot be made: no cache, no error.
+  monkeypatch.setenv("LR_JAX_DATA_CACHE", str(tmp_path / "a_file" / "cache"))
+  builtin._sklearn_arrays.cache_clear()
+  x, _, _ = builtin._sklearn_arrays("iris")
+  np.testing.assert_array_equal(x, want_x)
+
+
 def test_synthetic_sets_follow_the_config():
   a = data.load_dataset(DataConfig(dataset="spirals", num_samples=101, data_seed=3))
   b = data.load_dataset(DataConfig(dataset="spirals", num_samples=101, data_seed=3))

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import io
 import math
+import os
+import zipfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -12,17 +16,62 @@ from lr_jax.config import DataConfig
 from lr_jax.data.dataset import CLASSIFICATION, REGRESSION, Dataset, _finish
 from lr_jax.data.splits import _check_seed
 from lr_jax.errors import ConfigError
+from lr_jax.io import atomic_write
 
 # Seeds the target function of "linear" and "teacher", so that every data_seed samples the
 # same task; data_seed only draws the examples and the noise.
 _FUNCTION_SEED = 20240601
 
 
+def _cache_path(name: str) -> str | None:
+  """Where scikit-learn's data set `name` is kept between runs, by scikit-learn's version:
+  `$LR_JAX_DATA_CACHE` or `~/.cache/lr_jax/data`; None without an installed scikit-learn."""
+  try:
+    version = importlib.metadata.version("scikit-learn")
+  except importlib.metadata.PackageNotFoundError:
+    return None
+  root = os.environ.get("LR_JAX_DATA_CACHE") or os.path.join(
+      os.path.expanduser("~"), ".cache", "lr_jax", "data")
+  return os.path.join(root, f"{name}-scikit-learn-{version}.npz")
+
+
+def _read_cached(path: str) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+  """The arrays a previous run kept at `path`, or None where there are none whole."""
+  try:
+    with np.load(path) as f:
+      x, y, columns = f["x"], f["y"], [str(c) for c in f["columns"]]
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    return None
+  if x.ndim != 2 or y.shape != x.shape[:1] or len(columns) != x.shape[1]:
+    return None
+  return x, y, columns
+
+
 @functools.lru_cache(maxsize=None)
 def _sklearn_arrays(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-  import sklearn.datasets  # Late: importing scikit-learn takes about a second.
+  """scikit-learn's data set `name`: features, labels and column names, the same arrays as
+  `sklearn.datasets.load_<name>()`.
+
+  Importing scikit-learn and parsing its CSV take about a second, more than a small sweep's
+  compile; so the arrays are kept in a file by scikit-learn's version (`_cache_path`) and read
+  from there (milliseconds) by the next run. A file that cannot be written (a read-only home)
+  or read whole is no error: the arrays come from scikit-learn again.
+  """
+  path = _cache_path(name)
+  cached = None if path is None else _read_cached(path)
+  if cached is not None:
+    return cached
+  import sklearn.datasets
   bunch = getattr(sklearn.datasets, f"load_{name}")()
-  return bunch.data, bunch.target, list(bunch.feature_names)
+  x, y, columns = bunch.data, bunch.target, [str(c) for c in bunch.feature_names]
+  if path is not None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=x, y=y, columns=np.asarray(columns))
+    try:
+      atomic_write(path, buf.getvalue())
+    except OSError:
+      pass
+  return x, y, columns
 
 
 def _real(name: str,

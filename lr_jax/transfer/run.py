@@ -45,11 +45,11 @@ class FineTuneResult:
 def digit_images(classes) -> tuple[np.ndarray, np.ndarray]:
   """[N, 8, 8, 1] float32 pixels in [0, 1] and [N] labels 0..K-1 of scikit-learn's digits
   whose digit is one of `classes` (label k is `classes[k]`)."""
-  from sklearn.datasets import load_digits
-  digits = load_digits()
-  keep = np.isin(digits.target, classes)
-  x = (digits.images[keep] / 16.0).astype(np.float32)[..., None]
-  y = np.asarray([list(classes).index(t) for t in digits.target[keep]], np.int32)
+  from lr_jax.data.builtin import _sklearn_arrays
+  pixels, target, _ = _sklearn_arrays("digits")
+  keep = np.isin(target, classes)
+  x = (pixels[keep].reshape(-1, 8, 8) / 16.0).astype(np.float32)[..., None]
+  y = np.asarray([list(classes).index(t) for t in target[keep]], np.int32)
   return x, y
 
 
