@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 import sys
@@ -74,9 +75,18 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
 
 
 def run_app(main: Callable[[list[str]], object]) -> None:
-  """`absl.app.run(main)` with `parse_flags`, so a flag error exits 2 as the README promises."""
+  """`absl.app.run(main)` with `parse_flags`, so a flag error exits 2 as the README promises.
+
+  The program ends with it. On the way out the objects it made are frozen (`gc.freeze`): the
+  interpreter's exit then skips the full garbage collections it runs over them, 0.6-0.7 s
+  after a sweep (millions of JAX, Flax and matplotlib objects) for memory the process is
+  about to return anyway. Every file is closed and every exit handler still runs.
+  """
   from absl import app
-  app.run(main, flags_parser=parse_flags)
+  try:
+    app.run(main, flags_parser=parse_flags)
+  finally:
+    gc.freeze()
 
 
 def command_line(module: str, argv: Sequence[str]) -> str:
