@@ -441,22 +441,35 @@ def test_the_divergence_reference_is_the_mean_training_loss_at_init():
   np.testing.assert_allclose(state.variants.init_loss[0, 0], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name,values", [
-    ("dropout_rate", (0.0, 0.4)), ("label_smoothing", (0.0, 0.2)), ("input_noise", (0.0, 0.5)),
-    ("shift", (0.0, 2.0)), ("label_noise", (0.0, 0.3)), ("flip", (0.0, 0.5)),
-    ("rotate", (0.0, 15.0)), ("crop", (0.0, 0.3))])
-def test_each_new_axis_in_a_mixed_population_equals_the_variant_alone(name, values):
-  lr = 0.05
-  both, hist = _train_points({"learning_rate": [lr] * 2, name: list(values)})
-  assert not np.allclose(hist.train_loss[:, 0, 0], hist.train_loss[:, 0, 1]), "the axis acts"
-  for i, value in enumerate(values):
-    alone, alone_hist = _train_points({"learning_rate": [lr], name: [value]})
+# Every per-variant axis of the regularisers and augmentations, at a value where it acts.
+AXES = {"dropout_rate": 0.4, "label_smoothing": 0.2, "input_noise": 0.5, "shift": 2.0,
+        "label_noise": 0.3, "flip": 0.5, "rotate": 15.0, "crop": 0.3}
+
+
+def _one_axis_each(learning_rate, values):
+  """Points that trace every axis of `AXES`: the first with all at 0, then one per axis at its
+  value in `values` and the others at 0 (one program for all of them)."""
+  points = {"learning_rate": [learning_rate] * (1 + len(AXES))}
+  for i, name in enumerate(AXES):
+    points[name] = [0.0] * (1 + len(AXES))
+    points[name][1 + i] = values[name]
+  return points
+
+
+def test_each_new_axis_in_a_mixed_population_equals_the_variant_alone():
+  points = _one_axis_each(0.05, AXES)
+  mixed, hist = _train_points(points)
+  for j, name in enumerate(["none", *AXES]):
+    if j:
+      assert not np.allclose(hist.train_loss[:, 0, 0], hist.train_loss[:, 0, j]), \
+          f"{name} acts"
+    alone, alone_hist = _train_points({k: [v[j]] for k, v in points.items()})
     for field in ("train_loss", "val_loss", "val_accuracy"):
-      np.testing.assert_allclose(getattr(hist, field)[:, 0, i], getattr(alone_hist, field)[:, 0, 0],
-                                 rtol=1e-5, err_msg=f"{name}={value} {field}")
-    for a, b in zip(jax.tree_util.tree_leaves(both.params),
+      np.testing.assert_allclose(getattr(hist, field)[:, 0, j], getattr(alone_hist, field)[:, 0, 0],
+                                 rtol=1e-5, err_msg=f"{name} {field}")
+    for a, b in zip(jax.tree_util.tree_leaves(mixed.params),
                     jax.tree_util.tree_leaves(alone.params)):
-      np.testing.assert_allclose(a[0, i], b[0, 0], rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(a[0, j], b[0, 0], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_dropout_rate_zero_trains_as_no_dropout():
@@ -470,19 +483,21 @@ def test_dropout_rate_zero_trains_as_no_dropout():
                                atol=1e-6, err_msg=field)
 
 
-@pytest.mark.parametrize("name,value", [
-    ("label_smoothing", 0.3), ("input_noise", 2.0), ("shift", 3.0), ("label_noise", 0.5),
-    ("dropout_rate", 0.5), ("flip", 1.0), ("rotate", 30.0), ("crop", 0.4)])
-def test_regularisers_and_augmentation_act_in_training_only(name, value):
+def test_regularisers_and_augmentation_act_in_training_only():
   # A learning rate too small to move the parameters: the validation numbers are those of the
-  # initial model, with or without the axis; the training loss is not.
-  tiny = 1e-9
-  _, hist = _train_points({"learning_rate": [tiny] * 2, name: [0.0, value]})
-  np.testing.assert_allclose(hist.val_loss[:, 0, 0], hist.val_loss[:, 0, 1], rtol=1e-5)
-  # A count, exact: one program, parameters that moved < 1e-8, and no validation row within
-  # 2e-4 of a tie between its two top logits.
-  np.testing.assert_array_equal(hist.val_accuracy[:, 0, 0], hist.val_accuracy[:, 0, 1])
-  assert (np.abs(hist.train_loss[:, 0, 1] - hist.train_loss[:, 0, 0]) > 1e-3).all()
+  # initial model, with or without the axis; the training loss is not. (The points of the test
+  # above at other values: the same program.)
+  values = {"label_smoothing": 0.3, "input_noise": 2.0, "shift": 3.0, "label_noise": 0.5,
+            "dropout_rate": 0.5, "flip": 1.0, "rotate": 30.0, "crop": 0.4}
+  _, hist = _train_points(_one_axis_each(1e-9, values))
+  for j, name in enumerate(AXES, start=1):
+    np.testing.assert_allclose(hist.val_loss[:, 0, 0], hist.val_loss[:, 0, j], rtol=1e-5,
+                               err_msg=name)
+    # A count, exact: one program, parameters that moved < 1e-8, and no validation row within
+    # 2e-4 of a tie between its two top logits.
+    np.testing.assert_array_equal(hist.val_accuracy[:, 0, 0], hist.val_accuracy[:, 0, j],
+                                  err_msg=name)
+    assert (np.abs(hist.train_loss[:, 0, j] - hist.train_loss[:, 0, 0]) > 1e-3).all(), name
 
 
 def _rules_and_batch():
