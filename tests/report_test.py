@@ -222,6 +222,42 @@ def test_sweep_figures_mark_points_and_leave_diverged_ones_unjoined():
   np.testing.assert_allclose(curves["validation"][1].y, 2.2 / (2 * np.arange(1, 7)))
 
 
+def test_a_cross_fitted_sweep_draws_its_loss_at_the_monitored_epoch_and_says_so(tmp_path,
+                                                                                monkeypatch):
+  # A run keeps each validation row's outcome for its score alone (accuracy here), so it has
+  # no cross-fitted loss: lr_loss.png draws the loss at the monitored best epoch instead of an
+  # empty panel, and its title says which.
+  import dataclasses
+  from lr_jax import results
+  from lr_jax.report import sweep as sweep_module
+  made = hand_made_sweep()
+  n = len(made.rows["seed"])
+  rows = dict(made.rows, crossfit_val_accuracy=made.rows["best_val_accuracy"],
+              crossfit_val_loss=np.full(n, np.nan))
+  group = SimpleNamespace(dataset=SimpleNamespace(task="classification"),
+                          points={"learning_rate": np.array(LRS)},
+                          experiment=SimpleNamespace(optim=SimpleNamespace(name="adam")))
+  aggregates = results.aggregate(rows, [group], [], score="crossfit")
+  crossfit = dataclasses.replace(made, rows=rows, aggregates=aggregates,
+                                 best=results.best_points(aggregates, 1, "best"))
+  drawn = {}
+
+  def keep(path, panels, **kwargs):
+    drawn[os.path.basename(path)] = (panels, kwargs["suptitle"])
+    return path
+
+  monkeypatch.setattr(sweep_module, "plot_panels", keep)
+  sweep_module._sensitivity_figures(crossfit, [0], True, str(tmp_path))
+  assert drawn["lr_accuracy.png"][1].startswith(
+      "Validation accuracy cross-fitted against learning rate")
+  panels, title = drawn["lr_loss.png"]
+  assert title.startswith("Validation loss at the monitored best epoch against learning rate")
+  (loss,), = panels.values()
+  # The eligible points' mean loss, 1 - accuracy in the hand-made rows.
+  np.testing.assert_allclose(np.asarray(loss.y, float)[:3],
+                             1.0 - np.nanmean(ACC_SxP[:, :3], axis=0))
+
+
 def test_sweep_report_estimate_section_from_a_hand_made_dict(tmp_path):
   estimate = {"kind": "test", "metric": "accuracy", "score": 0.88, "n": 60,
               "validation_score": 0.9133, "learning_rate": 0.01, "refit_epochs": 12}

@@ -105,6 +105,12 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
   return paths
 
 
+# A score's epoch (`results.SCORES`): its columns' prefix, and its words in a figure.
+_EPOCH_WORDS = {"best_epoch": ("best", "at the monitored best epoch"),
+                "last_epoch": ("last", "at the last epoch"),
+                "crossfit": ("crossfit", "cross-fitted")}
+
+
 def _sensitivity_figures(result, groups, classification: bool, out_dir: str
                          ) -> tuple[list[str], list[str]]:
   """`lr_accuracy.png` (classification) and `lr_loss.png`: the score against learning rate
@@ -112,14 +118,18 @@ def _sensitivity_figures(result, groups, classification: bool, out_dir: str
   paths, figures = [], []
   runs = sorted({a["n_total"] for a in result.aggregates})
   score = _score_of(result)
-  prefix, when = {"best_epoch": ("best", "at the monitored best epoch"),
-                  "last_epoch": ("last", "at the last epoch"),
-                  "crossfit": ("crossfit", "cross-fitted")}[score]
+  prefix, scored_when = _EPOCH_WORDS[score]
   covers = next((a.covers for a in result.aggregates if a.eligible and a.covers), "")
-  sensitivity = [(f"{prefix}_val_loss", "lr_loss.png", "validation loss")]
+  sensitivity = [("val_loss", "lr_loss.png", "validation loss")]
   if classification:
-    sensitivity.insert(0, (f"{prefix}_val_accuracy", "lr_accuracy.png", "validation accuracy"))
-  for column, name, what in sensitivity if groups else ():
+    sensitivity.insert(0, ("val_accuracy", "lr_accuracy.png", "validation accuracy"))
+  for metric, name, what in sensitivity if groups else ():
+    column, when = f"{prefix}_{metric}", scored_when
+    if score == "crossfit" and not np.isfinite(
+        np.asarray(result.rows.get(column, ()), np.float64)).any():
+      # Cross-fitting needs each validation row's outcome, which a run keeps for its score
+      # alone: the other metric is drawn at the epoch early stopping monitors, and says so.
+      column, when = f"best_{metric}", _EPOCH_WORDS["best_epoch"][1]
     panels, marks = _sensitivity_panels(result, groups, column)
     cut = _cut_text([metric_range(result, gi, column) for gi in groups])
     if covers and all(is_score(a, column) for a in result.aggregates):
