@@ -11,8 +11,9 @@ scripts and their bad-input path), always with the non-interactive Agg backend.
 The modules, each one idea (none imports this package face, so they form no cycle):
 
     markdown       format_lr, format_ci, markdown_table, image, write_report
-    panels         Curve, Marker, plot_panels, save_figure, sequential_colors; `_pyplot`, the
-                   one place the Agg backend is chosen, before pyplot is imported
+    panels         Curve, Marker, plot_panels, save_figure, figure_title, sequential_colors;
+                   `_pyplot`, the one place the Agg backend is chosen, before pyplot is
+                   imported; every figure lays itself out (`layout="constrained"`)
     figures        plot_lr_sensitivity, plot_curves, plot_best_lr
     png            is_png
     points         a sweep's grid points: group_title, rule_points, a point's runs and name
