@@ -70,8 +70,9 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
   """Writes the main script's `report.md` and its figures into `out_dir`.
 
   Figures (PNG), one panel per compile group: `lr_accuracy.png` (classification) and
-  `lr_loss.png`: the score's validation accuracy / loss (at the scored epoch: cross-fitted by default) against learning rate, mean with its 95%
-  Student-t band over the runs (cut to the metric's range where known: `metric_range`), the
+  `lr_loss.png`: validation accuracy / loss at the scored epoch (cross-fitted by default; a
+  cross-fitted score's other metric at the monitored best epoch) against learning rate, mean
+  with its 95% Student-t band over the runs (cut to the metric's range where known: `metric_range`), the
   selected point and the other rule's point marked
   (`rule_points`), points where a run diverged marked as such; `curves_loss.png` and
   `curves_accuracy.png`: training and validation curves of the selected point and its
@@ -105,10 +106,9 @@ def write_sweep_report(result, out_dir: str, *, estimate: Mapping[str, object] |
   return paths
 
 
-# A score's epoch (`results.SCORES`): its columns' prefix, and its words in a figure.
-_EPOCH_WORDS = {"best_epoch": ("best", "at the monitored best epoch"),
-                "last_epoch": ("last", "at the last epoch"),
-                "crossfit": ("crossfit", "cross-fitted")}
+# Which epoch a figure's column is at, in its title: by the column's prefix (`score_column`).
+_COLUMN_WORDS = {"best": "at the monitored best epoch", "last": "at the last epoch",
+                 "crossfit": "cross-fitted"}
 
 
 def _sensitivity_figures(result, groups, classification: bool, out_dir: str
@@ -117,19 +117,18 @@ def _sensitivity_figures(result, groups, classification: bool, out_dir: str
   (see `write_sweep_report`); the paths written and the page's images of them."""
   paths, figures = [], []
   runs = sorted({a["n_total"] for a in result.aggregates})
+  from lr_jax.results import score_column
   score = _score_of(result)
-  prefix, scored_when = _EPOCH_WORDS[score]
+  scored = {a.metric for a in result.aggregates}
   covers = next((a.covers for a in result.aggregates if a.eligible and a.covers), "")
   sensitivity = [("val_loss", "lr_loss.png", "validation loss")]
   if classification:
     sensitivity.insert(0, ("val_accuracy", "lr_accuracy.png", "validation accuracy"))
   for metric, name, what in sensitivity if groups else ():
-    column, when = f"{prefix}_{metric}", scored_when
-    if score == "crossfit" and not np.isfinite(
-        np.asarray(result.rows.get(column, ()), np.float64)).any():
-      # Cross-fitting needs each validation row's outcome, which a run keeps for its score
-      # alone: the other metric is drawn at the epoch early stopping monitors, and says so.
-      column, when = f"best_{metric}", _EPOCH_WORDS["best_epoch"][1]
+    # The rows keep a cross-fitted column for the metric the runs are scored by alone
+    # (`score_column`): the other metric is drawn at the monitored best epoch, as its title says.
+    column = score_column(metric, score, metric if metric in scored else next(iter(scored), metric))
+    when = _COLUMN_WORDS[column.split("_", 1)[0]]
     panels, marks = _sensitivity_panels(result, groups, column)
     cut = _cut_text([metric_range(result, gi, column) for gi in groups])
     if covers and all(is_score(a, column) for a in result.aggregates):

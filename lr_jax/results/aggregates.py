@@ -145,15 +145,14 @@ DEFAULT_SCORE = "crossfit"
 _SCORE_PREFIX = {"best_epoch": "best", "last_epoch": "last", "crossfit": "crossfit"}
 
 
-def score_column(metric: str, score: str = DEFAULT_SCORE) -> str:
-  """The `rows` column of a run's score: `best_val_accuracy`, `last_val_loss`, ..."""
+def score_column(metric: str, score: str = DEFAULT_SCORE, scored: str | None = None) -> str:
+  """The `rows` column of `metric` at a run's scored epoch: `best_val_accuracy`,
+  `last_val_loss`, ... Cross-fitted columns exist for the metric the runs are scored by
+  (`scored`; None: `metric` itself), since a run keeps per-row outcomes for it alone; another
+  metric's is its best epoch's."""
+  if score == "crossfit" and scored is not None and metric != scored:
+    return f"best_{metric}"
   return f"{_SCORE_PREFIX[score]}_{metric}"
-
-
-def _column(prefix: str, metric: str, scored: str) -> str:
-  """The column of `metric` at the scored epoch: `<prefix>_<metric>`; cross-fitted columns
-  exist for the scored metric, and the others are their best epoch's."""
-  return f"{prefix}_{metric}" if prefix != "crossfit" or metric == scored else f"best_{metric}"
 
 
 def _bounds(metric: str, group) -> tuple[float, float]:
@@ -226,7 +225,6 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
   """
   out = []
   keys = ["learning_rate", *hparam_names]
-  prefix = _SCORE_PREFIX[score]
   for gi, g in enumerate(groups):
     classification = g.dataset.task == "classification"
     builtin = "val_accuracy" if classification else "val_loss"
@@ -249,7 +247,7 @@ def aggregate(rows: dict[str, np.ndarray], groups: Sequence, hparam_names: Seque
       point = {"group": gi, "optimizer": g.experiment.optim.name,
                **{k: float(v) for k, v in zip(keys, pk)}}
       entry, runs_of_point = _point_entry(
-          rows, idx, point, metric=metric, higher=higher, score=score, prefix=prefix,
+          rows, idx, point, metric=metric, higher=higher, score=score,
           bounds=bounds, directions=directions, outcomes=group_outcomes, outcome_rows=shared)
       entries.append(entry)
       runs.append(runs_of_point)
@@ -280,7 +278,7 @@ def _point_rows(rows: dict, in_group: np.ndarray, keys: Sequence[str],
 
 
 def _point_entry(rows: dict, idx: np.ndarray, point: dict, *, metric: str, higher: bool,
-                 score: str, prefix: str, bounds: tuple[float, float], directions: dict,
+                 score: str, bounds: tuple[float, float], directions: dict,
                  outcomes, outcome_rows) -> tuple[dict, stats.Runs]:
   """One point's aggregate entry (see `aggregate`), its comparison fields unset, and its
   `stats.Runs`.
@@ -291,7 +289,6 @@ def _point_entry(rows: dict, idx: np.ndarray, point: dict, *, metric: str, highe
     point: the entry's first keys: its group, optimizer and hyperparameters.
     metric, higher, score, bounds: the group's score metric, its direction, which epoch's
       value is the score (`SCORES`) and the metric's range.
-    prefix: the score's column prefix (`score_column`).
     directions: `val_<name>` -> higher is better, of the group's user metrics.
     outcomes, outcome_rows: per row of `rows`, its per-row outcomes and which data set rows
       they are, or None (see `point_runs`).
@@ -309,7 +306,7 @@ def _point_entry(rows: dict, idx: np.ndarray, point: dict, *, metric: str, highe
   entry = {
       **point,
       # Each user metric's mean at the runs' scored epochs, whatever scores the point.
-      **({"metric_means": {k: stats.summarize(rows[_column(prefix, k, metric)][idx][
+      **({"metric_means": {k: stats.summarize(rows[score_column(k, score, metric)][idx][
           has_value]).mean for k in directions}} if directions else {}),
       "metric": metric, "higher_is_better": higher, "score": score,
       "n": est.n, "n_diverged": n_diverged, "n_total": int(idx.size),
@@ -317,7 +314,7 @@ def _point_entry(rows: dict, idx: np.ndarray, point: dict, *, metric: str, highe
       "ci_low": est.low, "ci_high": est.high, "df": est.df, "n_rows": est.n_rows,
       "covers": est.covers,
       "mean_val_loss": stats.summarize(
-          rows[_column(prefix, "val_loss", metric)][idx][has_value]).mean,
+          rows[score_column("val_loss", score, metric)][idx][has_value]).mean,
       # Over the runs with a score: a diverged run's epochs say when it broke, not how long
       # the learning rate trains.
       "mean_epochs_run": (float(rows["epochs_run"][idx][has_value].mean()) if has_value.any()
