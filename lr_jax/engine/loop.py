@@ -21,8 +21,8 @@ from lr_jax.engine.clock import _CompileClock
 from lr_jax.engine.options import RunOptions
 from lr_jax.engine.placement import _mesh, _put, _to_host
 from lr_jax.engine.plan import Group
-from lr_jax.engine.programs import (_compile_key, _compiled, _data_arrays,
-                                    _group_model, _init_shape, stream_params, traced_points)
+from lr_jax.engine.programs import (_compile_key, _compiled, _data_arrays, _init_shape,
+                                    stream_params, traced_points)
 from lr_jax.engine.rounds import _done, _live, _prune_all, _round, variant_epoch_flops
 from lr_jax.errors import ConfigError
 from lr_jax.train import Budget, final_params
