@@ -45,11 +45,12 @@ class FineTuneResult:
 def digit_images(classes) -> tuple[np.ndarray, np.ndarray]:
   """[N, 8, 8, 1] float32 pixels in [0, 1] and [N] labels 0..K-1 of scikit-learn's digits
   whose digit is one of `classes` (label k is `classes[k]`)."""
-  from lr_jax.data.builtin import _sklearn_arrays
-  pixels, target, _ = _sklearn_arrays("digits")
-  keep = np.isin(target, classes)
-  x = (pixels[keep].reshape(-1, 8, 8) / 16.0).astype(np.float32)[..., None]
-  y = np.asarray([list(classes).index(t) for t in target[keep]], np.int32)
+  from lr_jax.config import DataConfig
+  from lr_jax.data import load_dataset
+  digits = load_dataset(DataConfig(dataset="digits"))  # pixels 0..16, [N, 8, 8, 1] row-major
+  keep = np.isin(digits.y, classes)
+  x = (digits.x[keep] / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)
+  y = np.asarray([list(classes).index(t) for t in digits.y[keep]], np.int32)
   return x, y
 
 
