@@ -39,7 +39,7 @@ MARKERS = {"throughput:machine", "throughput:per_variant", "throughput:compile",
            "convergence:summary", "convergence:articles", "convergence:figure",
            "compaction:default_sweep", "compaction:halving", "compaction:populations",
            "yardstick:hand_written",
-           "coverage", "workload_c:per_variant", "workload_c:frozen", "scaling"}
+           "coverage", "workload_c:per_variant", "workload_c:frozen", "scaling", "build_ahead"}
 
 # What the child runs, in this order, each only if a selected test needs it: name -> the
 # script's module and its flags besides --quick and --out (None: this file's `_<name>_job`).

@@ -203,7 +203,7 @@ def test_the_checkpoint_folder_is_held_for_the_whole_run(planned, tmp_path, monk
   ckdir = tmp_path / "ck"
   seen = []
 
-  def run_group(group, *, index=0, options=None):
+  def run_group(group, *, index=0, options=None, in_turn=None):
     seen.append(_probe(ckdir))  # Another run would be refused now.
     raise Reached("run_group")
 

@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import logging
+import threading
 import types
 
 import chex
@@ -127,6 +128,47 @@ def test_runs_that_differ_only_in_their_budget_share_one_program(traced_once):
   assert isinstance(key(EXP)[0], engine.programs.ProgramKey)
   cosine = EXP.replace(optim__schedule="cosine")
   assert key(cosine) != key(cosine.replace(train__epochs=9))
+
+
+def _compiled_programs(run):
+  """(thread name, program name) of every XLA compile while `run()` runs, and its result."""
+  seen = []
+
+  def on(event, start, end, fun_name="", **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+      seen.append((threading.current_thread().name, fun_name))
+
+  jax.monitoring.register_event_time_span_listener(on)
+  try:
+    return run(), seen
+  finally:
+    jax.monitoring.unregister_event_time_span_listener(on)
+
+
+def test_programs_built_ahead_compile_once_and_are_the_programs_built_on_demand():
+  # A group's first call's program is built in a background thread while the host builds its
+  # initializers, the next group's programs while this one trains (`RunOptions.build_ahead`). A call
+  # finds it only if its signature is the call's exactly (shapes, dtypes, placement): else
+  # every program would compile twice. Two groups of signatures no other test compiles.
+  exps = [EXP.replace(model__hidden=(7,)), EXP.replace(model__hidden=(9,))]
+  sweep = lambda ahead: lr_jax.run_sweep(
+      exps, GRID, options=engine.RunOptions(compact=False, build_ahead=ahead))
+  ahead, built = _compiled_programs(lambda: sweep(True))
+  for cache in (engine.programs._compiled, engine.programs._compiled_init,
+                engine.programs._engine_model):
+    cache.cache_clear()  # New jitted functions: the same programs built again.
+  on_demand, demanded = _compiled_programs(lambda: sweep(False))
+  runs = [name for name in built if name[1] == "jit(run)"]
+  assert runs == [("lr_jax-build-ahead", "jit(run)")] * 2, built
+  # The second group's initializers too, while the first group trained.
+  assert built.count(("lr_jax-build-ahead", "jit(init)")) == 1, built
+  engine_programs = lambda seen: sorted(
+      n for _, n in seen if n in ("jit(initial_params)", "jit(init)", "jit(run)"))
+  assert engine_programs(built) == engine_programs(demanded), (built, demanded)
+  assert all(thread == "MainThread" for thread, _ in demanded), demanded
+  # The same programs: the same bits.
+  for k in on_demand.history:
+    np.testing.assert_array_equal(ahead.history[k], on_demand.history[k], err_msg=k)
 
 
 # Variants that stop at very different epochs: slow ones run all 12, fast ones stop within a

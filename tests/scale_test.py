@@ -128,6 +128,16 @@ def test_four_devices_give_the_results_of_one_also_when_compacted(tmp_path, requ
       np.savez(sys.argv[1], **r.history, best_epoch=r.rows["best_epoch"],
                epochs_run=r.rows["epochs_run"],
                executed=r.timings[0]["variant_epochs_executed"])
+      # The program built ahead, sharded, is the one the call runs: built once (a new one).
+      import threading
+      built = []
+      jax.monitoring.register_event_time_span_listener(
+          lambda event, start, end, fun_name="", **_: built.append(
+              threading.current_thread().name)
+          if event.endswith("backend_compile_duration") and fun_name == "jit(run)" else None)
+      lr_jax.run_sweep(SPREAD_EXP.replace(model__hidden=(5,)), SPREAD_GRID,
+                       options=lr_jax.engine.RunOptions(compact=False))
+      assert built == ["lr_jax-build-ahead"], built
   """ % os.path.dirname(os.path.abspath(__file__)))
   out = tmp_path / "devices.npz"  # Not in the checkout: parallel sessions must not share it.
   proc = subprocess.Popen([sys.executable, "-c", code, out], cwd=ROOT, stdout=subprocess.PIPE,

@@ -13,11 +13,13 @@ The package's modules, one idea each (each imports only those above it):
     plan         `plan_sweep`, `Group`: every input checked; the target, metrics, select_by
     programs     the compile key, the trainer and initializers compiled once per process
     options      `RunOptions`: chunks, checkpoints, compaction, pruning, progress
-    clock        compile time apart from run time, from JAX's monitoring events
+    clock        compile time apart from run time, from JAX's monitoring events; `Ahead`: a
+                 program built in a background thread
     chunks       variants per chunk, `chunk_layout`, a chunk's state on the host
     rounds       one round of compiled calls: survivors compacted, halving at a rung
     checkpoints  `group_config`, a group's chunks saved and loaded, the folder held
-    loop         `run_group`: plan, loop, assemble; `GroupOutput`
+    loop         `run_group`: plan, loop, assemble; `GroupOutput`; `InTurn`: groups in turn,
+                 the next one's first program built while this one trains
     api          `run_sweep`, `run_planned`
 """
 
@@ -25,7 +27,7 @@ from lr_jax.engine.api import run_planned, run_sweep
 from lr_jax.engine.checkpoints import clear_checkpoints, group_config, holding_checkpoints
 from lr_jax.engine.chunks import chunk_layout, default_max_variants
 from lr_jax.engine.grid import Grid, check_variant_count
-from lr_jax.engine.loop import GroupOutput, run_group
+from lr_jax.engine.loop import GroupOutput, InTurn, run_group
 from lr_jax.engine.options import PRUNE_RULES, RunOptions
 from lr_jax.engine.plan import (Group, check_loss_metrics, check_select_by, check_target,
                                 metric_names, plan_sweep)
@@ -33,7 +35,7 @@ from lr_jax.engine.programs import compiler_options, stream_params
 from lr_jax.engine.rounds import row_widths
 
 __all__ = [
-    "PRUNE_RULES", "Grid", "Group", "GroupOutput", "RunOptions", "check_loss_metrics",
+    "PRUNE_RULES", "Grid", "Group", "GroupOutput", "InTurn", "RunOptions", "check_loss_metrics",
     "check_select_by", "check_target", "check_variant_count", "chunk_layout", "clear_checkpoints",
     "compiler_options", "default_max_variants", "group_config",
     "holding_checkpoints", "metric_names", "plan_sweep", "row_widths", "run_group", "run_planned",

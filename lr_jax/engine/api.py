@@ -122,12 +122,12 @@ def run_planned(groups: Sequence[Group], grid: Grid, *, target: float | None = N
   check_crossfit(score, select_by, groups)
   check_type(options, RunOptions, "options")
   group_outputs = []
-  with holding_checkpoints(options):
+  with holding_checkpoints(options), loop.InTurn(groups, [options] * len(groups)) as in_turn:
     for i, group in enumerate(groups):
       logging.info("group %d/%d: %s, %d streams x %d points", i + 1, len(groups),
                    group.experiment.optim.name, len(group.seeds),
                    len(group.points["learning_rate"]))
-      out = loop.run_group(group, index=i, options=options)
+      out = loop.run_group(group, index=i, options=options, in_turn=in_turn)
       _log_compiles(out, i, len(groups))
       group_outputs.append(out)
   result = SweepResult.from_groups(groups, group_outputs, grid=grid, target=target,

@@ -1,9 +1,12 @@
-"""Compile time apart from run time (`_CompileClock`), from JAX's monitoring events."""
+"""Compile time apart from run time (`_CompileClock`), from JAX's monitoring events, and
+programs built ahead in a background thread (`Ahead`)."""
 
 from __future__ import annotations
 
 import math
 import threading
+import time
+from collections.abc import Callable
 
 import jax
 
@@ -83,3 +86,50 @@ class _CompileClock:
 
   def __exit__(self, *exc) -> None:
     _clocks.running = tuple(c for c in _clocks.running if c is not self)
+
+  def add_ahead(self, ahead: "Ahead") -> None:
+    """Counts a program built ahead: its programs, and the time this thread waited for it
+    (the compile left on the critical path), not the time it took in its own thread."""
+    ahead.wait()
+    self.programs += ahead.clock.programs
+    self.cache_hits += ahead.clock.cache_hits
+    if ahead.waited is not None:
+      self.spans.append(ahead.waited)
+
+
+class Ahead:
+  """A program built in a background thread while this one does other work (e.g.
+  `jit(f).lower(*shapes).compile()`, which a later call of `jit(f)` with that signature finds
+  in JAX's caches instead of building it again).
+
+  `wait()` before the first call that may need it: JAX does not share a build in flight, so a
+  call made meanwhile would build the program a second time. An error in `build` is dropped:
+  the call then builds the program itself and raises it where it belongs.
+
+  Attributes:
+    clock: the build's own `_CompileClock` (in its thread).
+    waited: (start, end) of the `wait()` that found the build unfinished; None if none did.
+  """
+
+  def __init__(self, build: Callable[[], object]):
+    self.clock = _CompileClock()
+    self.waited: tuple[float, float] | None = None
+    self._finished = threading.Event()
+
+    def target():
+      try:
+        with self.clock:
+          build()
+      except Exception:  # pylint: disable=broad-except  # The call raises it again.
+        pass
+      finally:
+        self._finished.set()
+
+    threading.Thread(target=target, name="lr_jax-build-ahead", daemon=True).start()
+
+  def wait(self) -> None:
+    """Blocks until the build has finished (at once if it has)."""
+    if not self._finished.is_set():
+      start = time.perf_counter()
+      self._finished.wait()
+      self.waited = (start, time.perf_counter())

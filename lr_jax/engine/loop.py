@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -17,13 +19,14 @@ from lr_jax import checkpoint
 from lr_jax.engine.checkpoints import _load_chunk, _save_chunks, group_config
 from lr_jax.engine.chunks import (_Chunk, _GroupPlan, _pad_to, _real, chunk_layout,
                                   default_max_variants)
-from lr_jax.engine.clock import _CompileClock
+from lr_jax.engine.clock import Ahead, _CompileClock
 from lr_jax.engine.options import RunOptions
-from lr_jax.engine.placement import _mesh, _put, _to_host
+from lr_jax.engine.placement import _mesh, _put, _put_shape, _to_host
 from lr_jax.engine.plan import Group
-from lr_jax.engine.programs import (_compile_key, _compiled, _data_arrays, _init_shape,
-                                    stream_params, traced_points)
-from lr_jax.engine.rounds import _done, _live, _prune_all, _round, variant_epoch_flops
+from lr_jax.engine.programs import (_compile_key, _compiled, _data_arrays, _init_fn,
+                                    _init_shape, stream_params, traced_points)
+from lr_jax.engine.rounds import (_done, _live, _prune_all, _round, variant_epoch_flops,
+                                  whole_call)
 from lr_jax.errors import ConfigError
 from lr_jax.train import Budget, final_params
 
@@ -65,16 +68,18 @@ class GroupOutput(NamedTuple):
     history: metric name -> [S, H, E], NaN where a variant was not training.
     pruned: [S, H] bool, stopped by successive halving (`RunOptions.prune`).
     steps_per_epoch: optimizer updates per epoch.
-    compile_s: seconds the group spent tracing, lowering and compiling its programs (or
-      loading them from the persistent compilation cache), from JAX's compile events in this
-      thread, apart from running them; 0.0 when every program came from this process's cache.
+    compile_s: seconds the group waited for its programs: its thread's tracing, lowering and
+      compiling (or loading from the persistent compilation cache), from JAX's compile
+      events, and its wait for the programs built ahead (`RunOptions.build_ahead`), apart
+      from running them: the compile on the critical path; 0.0 when every program came from
+      this process's cache.
     run_s: seconds of the whole group, compile_s included.
     epochs_executed: most epochs any chunk ran.
     variant_epochs_trained: epochs the variants trained, summed over the variants.
     variant_epochs_executed: epochs the compiled calls ran, summed over their lanes (padding,
       and stopped variants still in a population, included): what the compute paid for.
-    programs_compiled: XLA programs the group compiled or loaded from the persistent cache;
-      0 when it reused this process's (nothing compiled).
+    programs_compiled: XLA programs the group compiled or loaded from the persistent cache,
+      those built ahead included; 0 when it reused this process's (nothing compiled).
     programs_from_disk: of those, the ones loaded from the persistent compilation cache.
   """
 
@@ -148,19 +153,94 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
       paid={(int(h), int(w)) for h, w in saved.get("paid_shapes", np.zeros((0, 2), int))})
 
 
-def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
+def _init_arguments(plan: _GroupPlan, params_S, block: tuple[int, int], data, place) -> tuple:
+  """`plan.init`'s arguments for the chunk at `block` (its first stream and point), each array
+  placed by `place(host_array, spec)`: on the devices, or as its shape for a program built
+  ahead (`_build_ahead`). `params_S`: every stream's initial parameters, leaves [S_pad, ...]."""
+  si, hi = block
+  return (jax.tree_util.tree_map(lambda a: place(a[si:si + plan.s_c], P()), params_S),
+          jax.tree_util.tree_map(lambda a: place(a[hi:hi + plan.h_c], P("points")), plan.points),
+          place(plan.folds[si:si + plan.s_c], P()), data)
+
+
+def _build_ahead(plan: _GroupPlan, data, group: Group | None = None) -> Ahead:
+  """Builds the whole chunk's program (`whole_call`) in a background thread: the first call's
+  compile, the longest, leaves the critical path. Without `group`, while this thread builds
+  and runs the initializers; with it (a group prepared while another one trains), the
+  group's initializers first, which nothing else builds meanwhile."""
+
+  def build():
+    if group is not None:
+      init_params = _init_fn(group)
+      init_params.lower(np.int32(0)).compile()
+      params = jax.eval_shape(init_params, np.int32(0))
+      params_S = jax.tree_util.tree_map(  # Shapes only: no memory behind the broadcast.
+          lambda a: np.broadcast_to(np.zeros((), a.dtype), (len(plan.seeds),) + a.shape), params)
+      plan.init.lower(*_init_arguments(plan, params_S, plan.blocks[0], data,
+                                       lambda a, spec: _put_shape(a, plan.mesh, spec))).compile()
+    args, kwargs = whole_call(plan, data)
+    plan.run.lower(*args, **kwargs).compile()
+
+  return Ahead(build)
+
+
+def _prepared(group: Group, index: int, options: RunOptions) -> _GroupPlan:
+  """A group's plan with its programs building ahead (`_build_ahead`, initializers too)."""
+  plan = _plan_group(group, index, options)
+  data = jax.tree_util.tree_map(lambda a: _put(a, plan.mesh, P()), _data_arrays(group))
+  return dataclasses.replace(plan, ahead=_build_ahead(plan, data, group))
+
+
+class InTurn:
+  """Groups that run one after another (`run_group(..., in_turn=this)` each, in order): once
+  a group's first program is built, the next group is planned and its programs (initializers
+  and first call) built in a background thread while this group trains, so the next group's
+  compile is off the critical path where this one's training leaves the machine room (a CPU's
+  training here uses about 1.5 of 2 cores; an accelerator's, little of the host).
+
+  Use it as a context manager: leaving it waits for a build still running (never left behind,
+  also when a group raised).
+  """
+
+  def __init__(self, groups: Sequence[Group], options: Sequence[RunOptions]):
+    self._groups, self._options = list(groups), list(options)
+    self._plans: dict[int, _GroupPlan] = {}
+
+  def plan(self, index: int) -> _GroupPlan | None:
+    """The prepared plan of group `index`, or None if it was not prepared."""
+    return self._plans.pop(index, None)
+
+  def prepare(self, index: int) -> None:
+    """Plans group `index` (if there is one) and starts building its programs."""
+    if (index < len(self._groups) and index not in self._plans
+        and self._options[index].build_ahead):
+      self._plans[index] = _prepared(self._groups[index], index, self._options[index])
+
+  def __enter__(self) -> "InTurn":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for plan in self._plans.values():
+      plan.ahead.wait()
+    self._plans.clear()
+
+
+def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions,
+                clock: _CompileClock, then: Callable[[], None] | None = None
                 ) -> dict[int, _Chunk]:
   """The loop: every chunk in compiled calls, in lockstep, compacting and pruning between them.
 
   All chunks advance together, one call's epochs per round, so halving ranks every grid point
   of the group at a rung, and once few variants survive they continue as one population
-  whichever chunks they came from.
+  whichever chunks they came from. The whole chunk's program is built ahead (`_build_ahead`,
+  unless `plan` comes with it building); `clock` counts it and the time the first call waited
+  for it before its first call. `then` is called then (`InTurn.prepare`: the next group's
+  program builds while this group trains).
 
   Returns:
     The chunks, history NaN-padded to the configured epochs.
   """
-  exp, blocks = group.experiment, plan.blocks
-  num_epochs = plan.num_epochs
+  blocks, num_epochs = plan.blocks, plan.num_epochs
   reals = [_real(group, plan, b) for b in range(len(blocks))]
   chunks = {b: c for b in range(len(blocks))
             if (c := _load_chunk(plan, f"done{b}", reals[b]) or
@@ -171,23 +251,42 @@ def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions
                  max((c.epoch for c in chunks.values() if not _done(plan, c)), default=num_epochs),
                  num_epochs)
   data = jax.tree_util.tree_map(lambda a: _put(a, plan.mesh, P()), _data_arrays(group))
+  if plan.ahead is not None:  # Prepared while another group trained: initializers included.
+    plan.ahead.wait()
+  elif options.build_ahead and (len(chunks) < len(blocks) or
+                                not all(_done(plan, c) for c in chunks.values())):
+    plan = dataclasses.replace(plan, ahead=_build_ahead(plan, data))
+  try:
+    return _rounds(group, plan, index, options, chunks, reals, data, then)
+  finally:
+    if plan.ahead is not None:  # Never left running, also when a call raised.
+      clock.add_ahead(plan.ahead)
+
+
+def _rounds(group: Group, plan: _GroupPlan, index: int, options: RunOptions,
+            chunks: dict[int, _Chunk], reals: list[np.ndarray], data,
+            then: Callable[[], None] | None) -> dict[int, _Chunk]:
+  """`_run_chunks`' loop once its chunks are loaded and its data placed."""
+  exp, blocks, num_epochs = group.experiment, plan.blocks, plan.num_epochs
   num_variants = len(group.seeds) * len(group.points["learning_rate"])
   progress = _Progress(f"group {index} ({exp.optim.name})", len(blocks) * num_epochs, options)
   checkpoint.fault_point("before_compile")
   first_call = True
   if len(chunks) < len(blocks):
     params_S = stream_params(group, plan.seeds)  # Once, not once per chunk of points.
-  for b, (si, hi) in enumerate(blocks):
+  for b, block in enumerate(blocks):
     if b in chunks:
       continue
-    params = jax.tree_util.tree_map(lambda a: _put(a[si:si + plan.s_c], plan.mesh, P()), params_S)
-    state = plan.init(params, jax.tree_util.tree_map(
-                          lambda a: _put(a[hi:hi + plan.h_c], plan.mesh, P("points")), plan.points),
-                      _put(plan.folds[si:si + plan.s_c], plan.mesh, P()), data)
+    state = plan.init(*_init_arguments(plan, params_S, block, data,
+                                       lambda a, spec: _put(a, plan.mesh, spec)))
     chunks[b] = _Chunk(state=_to_host(state), pruned=np.zeros((plan.s_c, plan.h_c), bool),
                        history={k: np.zeros((0, plan.s_c, plan.h_c), np.float32)
                                 for k in plan.trainer.history_fields}, real=reals[b])
   last_saved = max((c.epoch for c in chunks.values() if not _done(plan, c)), default=0)
+  if plan.ahead is not None:
+    plan.ahead.wait()  # The first call's program: built before the next group's begins.
+  if then is not None:
+    then()
   while not all(_done(plan, c) for c in chunks.values()):
     finished_before = sum(_done(plan, c) for c in chunks.values())
     _round(plan, chunks, data, options.compact, options.compile_cost_gflop * 1e9)
@@ -251,7 +350,8 @@ def _assemble(group: Group, plan: _GroupPlan, finished: dict[int, _Chunk],
       programs_compiled=clock.programs, programs_from_disk=clock.cache_hits)
 
 
-def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions()) -> GroupOutput:
+def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(),
+              in_turn: InTurn | None = None) -> GroupOutput:
   """Trains every variant of one compile group; returns its final state and history on the host.
 
   Plan (`_plan_group`), loop (`_run_chunks`), assemble (`_assemble`). The variants are run in
@@ -267,12 +367,16 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
     index: the group's position in the sweep (names its checkpoint file).
     options: chunking, compaction, pruning, checkpointing and progress; a checkpoint of another
       `group_config` is refused.
+    in_turn: the groups this one runs among (`InTurn`): its plan may be prepared already,
+      and the next group's is prepared once this group's first program is built.
 
   Returns:
     A `GroupOutput`.
   """
-  plan = _plan_group(group, index, options)
+  plan = (in_turn.plan(index) if in_turn is not None else None) or _plan_group(group, index,
+                                                                                options)
+  then = (lambda: in_turn.prepare(index + 1)) if in_turn is not None else None
   t0 = time.perf_counter()
   with _CompileClock() as clock:
-    finished = _run_chunks(group, plan, index, options)
+    finished = _run_chunks(group, plan, index, options, clock, then)
   return _assemble(group, plan, finished, clock, time.perf_counter() - t0)

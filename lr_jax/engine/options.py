@@ -41,6 +41,9 @@ class RunOptions:
       take effect).
     prune_eta: at each rung, about 1/eta of the grid points still in play continue (the
       others stop unless not significantly worse than the best, `lr_jax.stats.compare`).
+    build_ahead: build programs in a background thread before they are needed: a group's
+      first call's while the host builds and runs its initializers, the next group's while
+      this one trains (`loop.InTurn`); False builds each when its call needs it.
     chunk_epochs: epochs per compiled call of the host loop (progress, early exit, compaction
       and checkpoints between calls); 0 runs all epochs in one call. A call's length, the
       smaller of this and the epochs, is part of the program (the epochs are not,
@@ -58,6 +61,7 @@ class RunOptions:
   prune: str | None = None
   prune_rungs: tuple[int, ...] = (5, 15, 45)
   prune_eta: float = 3.0
+  build_ahead: bool = True
   chunk_epochs: int = 10
 
   def prune_config(self) -> dict | None:

@@ -31,6 +31,13 @@ def _put(x: np.ndarray, mesh: Mesh | None, spec: P):
   return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
 
+def _put_shape(x, mesh: Mesh | None, spec: P) -> jax.ShapeDtypeStruct:
+  """What `_put(x, mesh, spec)` would place, as a shape: the signature of a program built
+  before its arguments exist (`jit(f).lower(...)`)."""
+  return jax.ShapeDtypeStruct(x.shape, jax.dtypes.canonicalize_dtype(x.dtype),
+                              sharding=NamedSharding(mesh, spec) if mesh is not None else None)
+
+
 def _to_host(tree):
   """Fetches a (possibly multi-process sharded) pytree to numpy on every process."""
   if jax.process_count() > 1:

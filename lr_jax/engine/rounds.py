@@ -13,7 +13,7 @@ from jax.sharding import PartitionSpec as P
 
 from lr_jax import stats
 from lr_jax.engine.chunks import _Chunk, _GroupPlan
-from lr_jax.engine.placement import _put, _to_host
+from lr_jax.engine.placement import _put, _put_shape, _to_host
 from lr_jax.train import SweepState
 
 
@@ -240,20 +240,14 @@ def _call(plan: _GroupPlan, pop: Population, chunks: dict[int, _Chunk], data,
 
   variants = jax.tree_util.tree_map(gather, *[frozen[b] for b in members])
   origin = np.asarray(plan.blocks)[pop.chunk]  # [rows, width, 2]: each chunk's first stream, point
-  stream_S = origin[:, 0, 0] + pop.stream[:, 0]
-  point_SxH = origin[..., 1] + pop.point
   epoch = chunks[members[0]].epoch
-  put = lambda a, spec: _put(np.ascontiguousarray(a), mesh, spec)
-  state = SweepState(epoch=np.asarray(epoch, np.int32),
-                     variants=jax.tree_util.tree_map(
-                         lambda a: put(a, P(None, "points") if a.ndim >= 2 else P()), variants))
   budget = plan.budget
   if stop < plan.num_epochs:
     budget = budget._replace(epochs=_put(np.asarray(stop, np.int32), mesh, P()))
   out_state, hist = plan.run(
-      state, jax.tree_util.tree_map(lambda a: put(a[point_SxH], P(None, "points")), plan.points),
-      put(plan.seeds[stream_S], P()), put(plan.folds[stream_S], P()), data, budget,
-      num_epochs=plan.call_epochs)
+      *_arguments(plan, variants, origin[:, 0, 0] + pop.stream[:, 0], origin[..., 1] + pop.point,
+                  epoch, lambda a, spec: _put(np.ascontiguousarray(a), mesh, spec)),
+      data, budget, num_epochs=plan.call_epochs)
   out_state, hist = _to_host((out_state, hist))
   ran = int(out_state.epoch) - epoch
   for b in members:
@@ -274,6 +268,34 @@ def _call(plan: _GroupPlan, pop: Population, chunks: dict[int, _Chunk], data,
     # lanes are the bill of the chunk whose variant they copy.
     chunk.executed += int(here.sum()) * ran
     reached[b] = max(reached[b], epoch + ran)
+
+
+def _arguments(plan: _GroupPlan, variants, stream_S: np.ndarray, point_SxH: np.ndarray,
+               epoch: int, place) -> tuple:
+  """A call's state, points, seeds and folds (`Trainer.run`'s arguments before the data), each
+  array placed by `place(host_array, spec)`: on the devices for a call, or as its shape for a
+  program built ahead (`whole_call`), so both are the same signature.
+
+  Args:
+    variants: the population's `VariantState`, leaves [rows, width, ...].
+    stream_S: [rows] each row's stream; point_SxH: [rows, width] each lane's grid point.
+  """
+  variant_spec = lambda a: P(None, "points") if len(a.shape) >= 2 else P()
+  state = SweepState(epoch=np.asarray(epoch, np.int32),
+                     variants=jax.tree_util.tree_map(lambda a: place(a, variant_spec(a)), variants))
+  points = jax.tree_util.tree_map(lambda a: place(a[point_SxH], P(None, "points")), plan.points)
+  return state, points, place(plan.seeds[stream_S], P()), place(plan.folds[stream_S], P())
+
+
+def whole_call(plan: _GroupPlan, data) -> tuple[tuple, dict]:
+  """The arguments of a whole chunk's call (`plan.run`'s, as shapes), the program every run
+  builds first: `plan.run.lower(*args, **kwargs).compile()` builds it ahead, in a background
+  thread, and the call finds it in JAX's caches (the same signature: `_arguments`)."""
+  stream_S = np.arange(plan.s_c)
+  point_SxH = np.broadcast_to(np.arange(plan.h_c), (plan.s_c, plan.h_c))
+  args = _arguments(plan, plan.like.variants, stream_S, point_SxH, 0,
+                    lambda a, spec: _put_shape(a, plan.mesh, spec))
+  return (*args, data, plan.budget), {"num_epochs": plan.call_epochs}
 
 
 def _populations(plan: _GroupPlan, members: list[tuple[int, _Chunk]], compact: bool,

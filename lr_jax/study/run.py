@@ -123,23 +123,24 @@ def run_groups(groups: Sequence[Group], *, options: RunOptions | None = None,
   options = options or engine.RunOptions()
   t0 = time.perf_counter()
   works = [group_work(g) for g in groups]
+  each = [options if n is None else dataclasses.replace(options, chunk_epochs=n)
+          for n in (call_epochs or [None] * len(groups))]
   done: list[dict] = []
   outputs = []
-  for i, group in enumerate(groups):
-    logging.info("cell %d/%d: %s, %d streams x %d points", i + 1, len(groups),
-                 describe_group(group), len(group.seeds), len(group.points["learning_rate"]))
-    mine = options if call_epochs is None else dataclasses.replace(
-        options, chunk_epochs=call_epochs[i])
-    out = engine.run_group(group, index=i, options=mine)
-    outputs.append(out)
-    epochs = group.experiment.train.epochs
-    done.append({"work": works[i], "executed_fraction": out.epochs_executed / epochs,
-                 "compile_s": out.compile_s, "run_s": out.run_s})
-    elapsed = time.perf_counter() - t0
-    eta = estimate_remaining(done, works[i + 1:])
-    logging.info("cell %d/%d done in %s (compile %s), elapsed %s, ETA %s", i + 1, len(groups),
-                 format_duration(out.run_s), format_duration(out.compile_s), format_duration(elapsed),
-                 format_duration(eta))
+  with engine.InTurn(groups, each) as in_turn:  # The next cell's program builds meanwhile.
+    for i, group in enumerate(groups):
+      logging.info("cell %d/%d: %s, %d streams x %d points", i + 1, len(groups),
+                   describe_group(group), len(group.seeds), len(group.points["learning_rate"]))
+      out = engine.run_group(group, index=i, options=each[i], in_turn=in_turn)
+      outputs.append(out)
+      epochs = group.experiment.train.epochs
+      done.append({"work": works[i], "executed_fraction": out.epochs_executed / epochs,
+                   "compile_s": out.compile_s, "run_s": out.run_s})
+      elapsed = time.perf_counter() - t0
+      eta = estimate_remaining(done, works[i + 1:])
+      logging.info("cell %d/%d done in %s (compile %s), elapsed %s, ETA %s", i + 1,
+                   len(groups), format_duration(out.run_s), format_duration(out.compile_s),
+                   format_duration(elapsed), format_duration(eta))
   return outputs, time.perf_counter() - t0
 
 
