@@ -40,7 +40,8 @@ def fault_point(point: str) -> None:
   `LR_JAX_FAULT=<point>[:<k>[:<signal>]]` makes the k-th pass (default 1st) of this process
   through `point` send itself `signal` (default SIGKILL, e.g. `SIGINT` for a Ctrl-C), so a test
   interrupts a run at an exact place instead of racing a timer. Points: `before_compile` (a
-  group is about to run its first compiled call; nothing of it is on disk), `after_compile`
+  group is about to run its first compiled call, whose program may be building in a thread
+  already; nothing of it is on disk), `after_compile`
   (its first compiled call returned; no checkpoint written yet), `in_checkpoint_write` (the new
   checkpoint is complete under a temporary name, not yet renamed over the previous one),
   `after_checkpoint` (a checkpoint is in place). Unset, as in every real run, this does nothing.

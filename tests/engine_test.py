@@ -130,6 +130,9 @@ def test_runs_that_differ_only_in_their_budget_share_one_program(traced_once):
   assert key(cosine) != key(cosine.replace(train__epochs=9))
 
 
+ENGINE_PROGRAMS = ("jit(initial_params)", "jit(init)", "jit(run)")
+
+
 def _compiled_programs(run):
   """(thread name, program name) of every XLA compile while `run()` runs, and its result."""
   seen = []
@@ -154,21 +157,48 @@ def test_programs_built_ahead_compile_once_and_are_the_programs_built_on_demand(
   sweep = lambda ahead: lr_jax.run_sweep(
       exps, GRID, options=engine.RunOptions(compact=False, build_ahead=ahead))
   ahead, built = _compiled_programs(lambda: sweep(True))
-  for cache in (engine.programs._compiled, engine.programs._compiled_init,
-                engine.programs._engine_model):
-    cache.cache_clear()  # New jitted functions: the same programs built again.
+  _clear_program_caches()
   on_demand, demanded = _compiled_programs(lambda: sweep(False))
   runs = [name for name in built if name[1] == "jit(run)"]
   assert runs == [("lr_jax-build-ahead", "jit(run)")] * 2, built
   # The second group's initializers too, while the first group trained.
   assert built.count(("lr_jax-build-ahead", "jit(init)")) == 1, built
-  engine_programs = lambda seen: sorted(
-      n for _, n in seen if n in ("jit(initial_params)", "jit(init)", "jit(run)"))
+  engine_programs = lambda seen: sorted(n for _, n in seen if n in ENGINE_PROGRAMS)
   assert engine_programs(built) == engine_programs(demanded), (built, demanded)
   assert all(thread == "MainThread" for thread, _ in demanded), demanded
   # The same programs: the same bits.
   for k in on_demand.history:
     np.testing.assert_array_equal(ahead.history[k], on_demand.history[k], err_msg=k)
+
+
+def _clear_program_caches():
+  for cache in (engine.programs._compiled, engine.programs._compiled_init,
+                engine.programs._engine_model):
+    cache.cache_clear()  # New jitted functions: the same programs would be built again.
+
+
+def test_a_resumed_run_builds_nothing_ahead_it_does_not_run(tmp_path):
+  # A resumed group's first calls are its chunks' (regrouped, perhaps), and a finished one
+  # makes none: building its programs ahead would be compile time for nothing.
+  exps = [EXP.replace(model__hidden=(11,)), EXP.replace(model__hidden=(13,))]
+  options = engine.RunOptions(checkpoint_dir=str(tmp_path), checkpoint_every=1)
+  first = lr_jax.run_sweep(exps, GRID, options=options)
+  _clear_program_caches()
+  again, seen = _compiled_programs(lambda: lr_jax.run_sweep(
+      exps, GRID, options=dataclasses.replace(options, resume=True)))
+  assert [n for n in seen if n[1] in ENGINE_PROGRAMS] == [], seen
+  for k in first.history:
+    np.testing.assert_array_equal(again.history[k], first.history[k], err_msg=k)
+
+
+def test_a_group_whose_build_ahead_fails_is_planned_and_built_on_demand(monkeypatch):
+  # Preparing the next group runs while this one trains: its failure must not end this group.
+  def fail(*args, **kwargs):
+    raise RuntimeError("the build ahead failed")
+
+  monkeypatch.setattr(engine.loop, "_plan_and_build", fail)
+  result = lr_jax.run_sweep([EXP, EXP.replace(optim__name="sgd")], GRID)
+  assert sorted(set(result.rows["optimizer"])) == ["adam", "sgd"]
 
 
 # Variants that stop at very different epochs: slow ones run all 12, fast ones stop within a

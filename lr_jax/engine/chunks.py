@@ -101,7 +101,6 @@ class _GroupPlan:
   variant_epoch_flops: float     # one variant's epoch, estimated (`rounds.lane_flops`)
   paid: set[tuple[int, int]]     # population shapes this run has used: their programs are built
   rungs: tuple[int, ...]         # epochs at which halving decides; () without pruning
-  ahead: object = None           # `clock.Ahead` building the whole chunk's program, or None
 
 
 @dataclasses.dataclass

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import jax
+from absl import logging
 
 
 # JAX's monitoring events of building a program: Python tracing to a jaxpr, lowering it to
@@ -103,25 +104,32 @@ class Ahead:
   in JAX's caches instead of building it again).
 
   `wait()` before the first call that may need it: JAX does not share a build in flight, so a
-  call made meanwhile would build the program a second time. An error in `build` is dropped:
-  the call then builds the program itself and raises it where it belongs.
+  call made meanwhile would build the program a second time. An error in `build` is logged (at
+  debug level) and dropped, its result None: the caller then does the work itself and raises
+  the error where it belongs.
+
+  JAX's configuration contexts are per thread: a build under `with jax.enable_x64()` or
+  `jax.default_matmul_precision(...)` in the caller builds another program than the call's
+  (which then builds its own: the same results, the time lost).
 
   Attributes:
     clock: the build's own `_CompileClock` (in its thread).
+    result: what `build` returned, once finished; None if it raised.
     waited: (start, end) of the `wait()` that found the build unfinished; None if none did.
   """
 
   def __init__(self, build: Callable[[], object]):
     self.clock = _CompileClock()
+    self.result = None
     self.waited: tuple[float, float] | None = None
     self._finished = threading.Event()
 
     def target():
       try:
         with self.clock:
-          build()
-      except Exception:  # pylint: disable=broad-except  # The call raises it again.
-        pass
+          self.result = build()
+      except Exception:  # pylint: disable=broad-except  # The caller raises it again.
+        logging.debug("building ahead failed; the caller builds on demand", exc_info=True)
       finally:
         self._finished.set()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
 import os
 import sys
@@ -156,86 +156,92 @@ def _plan_group(group: Group, index: int, options: RunOptions) -> _GroupPlan:
 def _init_arguments(plan: _GroupPlan, params_S, block: tuple[int, int], data, place) -> tuple:
   """`plan.init`'s arguments for the chunk at `block` (its first stream and point), each array
   placed by `place(host_array, spec)`: on the devices, or as its shape for a program built
-  ahead (`_build_ahead`). `params_S`: every stream's initial parameters, leaves [S_pad, ...]."""
+  ahead (`_plan_and_build`). `params_S`: every stream's initial parameters, leaves [S_pad, ...]."""
   si, hi = block
   return (jax.tree_util.tree_map(lambda a: place(a[si:si + plan.s_c], P()), params_S),
           jax.tree_util.tree_map(lambda a: place(a[hi:hi + plan.h_c], P("points")), plan.points),
           place(plan.folds[si:si + plan.s_c], P()), data)
 
 
-def _build_ahead(plan: _GroupPlan, data, group: Group | None = None) -> Ahead:
-  """Builds the whole chunk's program (`whole_call`) in a background thread: the first call's
-  compile, the longest, leaves the critical path. Without `group`, while this thread builds
-  and runs the initializers; with it (a group prepared while another one trains), the
-  group's initializers first, which nothing else builds meanwhile."""
+def _build_first_call(plan: _GroupPlan, data) -> Ahead:
+  """Builds the whole chunk's program (`whole_call`) in a background thread while this thread
+  builds and runs the initializers: the first call's compile, the longest, leaves the
+  critical path."""
 
   def build():
-    if group is not None:
-      init_params = _init_fn(group)
-      init_params.lower(np.int32(0)).compile()
-      params = jax.eval_shape(init_params, np.int32(0))
-      params_S = jax.tree_util.tree_map(  # Shapes only: no memory behind the broadcast.
-          lambda a: np.broadcast_to(np.zeros((), a.dtype), (len(plan.seeds),) + a.shape), params)
-      plan.init.lower(*_init_arguments(plan, params_S, plan.blocks[0], data,
-                                       lambda a, spec: _put_shape(a, plan.mesh, spec))).compile()
     args, kwargs = whole_call(plan, data)
     plan.run.lower(*args, **kwargs).compile()
 
   return Ahead(build)
 
 
-def _prepared(group: Group, index: int, options: RunOptions) -> _GroupPlan:
-  """A group's plan with its programs building ahead (`_build_ahead`, initializers too)."""
+def _plan_and_build(group: Group, index: int, options: RunOptions) -> _GroupPlan:
+  """A group's plan and, unless it resumes from a checkpoint (whose first calls depend on its
+  chunks), its programs built: the initializers and the whole chunk's first call. What
+  `InTurn` does in a background thread while the group before trains."""
   plan = _plan_group(group, index, options)
-  data = jax.tree_util.tree_map(lambda a: _put(a, plan.mesh, P()), _data_arrays(group))
-  return dataclasses.replace(plan, ahead=_build_ahead(plan, data, group))
+  if plan.saved:
+    return plan
+  place = lambda a, spec: _put_shape(a, plan.mesh, spec)
+  data = jax.tree_util.tree_map(lambda a: place(a, P()), _data_arrays(group))
+  init_params = _init_fn(group)
+  init_params.lower(np.int32(0)).compile()
+  params_S = jax.tree_util.tree_map(  # Shapes only: no memory behind the broadcast.
+      lambda a: np.broadcast_to(np.zeros((), a.dtype), (len(plan.seeds),) + a.shape),
+      jax.eval_shape(init_params, np.int32(0)))
+  plan.init.lower(*_init_arguments(plan, params_S, plan.blocks[0], data, place)).compile()
+  args, kwargs = whole_call(plan, data)
+  plan.run.lower(*args, **kwargs).compile()
+  return plan
 
 
 class InTurn:
   """Groups that run one after another (`run_group(..., in_turn=this)` each, in order): once
   a group's first program is built, the next group is planned and its programs (initializers
-  and first call) built in a background thread while this group trains, so the next group's
-  compile is off the critical path where this one's training leaves the machine room (a CPU's
-  training here uses about 1.5 of 2 cores; an accelerator's, little of the host).
+  and first call) built in a background thread while this group trains (`_plan_and_build`),
+  so its compile is off the critical path where this group's training leaves the machine room
+  (an accelerator's leaves the host idle; on a 2-core CPU training keeps about 1.5 cores busy).
 
-  Use it as a context manager: leaving it waits for a build still running (never left behind,
-  also when a group raised).
+  A use of it is a context manager: leaving it waits for a build still running (never left
+  behind, also when a group raised). A build that fails is dropped: its group plans and builds
+  on demand, and raises there.
   """
 
   def __init__(self, groups: Sequence[Group], options: Sequence[RunOptions]):
     self._groups, self._options = list(groups), list(options)
-    self._plans: dict[int, _GroupPlan] = {}
+    self._builds: dict[int, Ahead] = {}
 
-  def plan(self, index: int) -> _GroupPlan | None:
-    """The prepared plan of group `index`, or None if it was not prepared."""
-    return self._plans.pop(index, None)
+  def take(self, index: int) -> Ahead | None:
+    """The build of group `index` (its `result` the plan, once finished), or None if none."""
+    return self._builds.pop(index, None)
 
   def prepare(self, index: int) -> None:
-    """Plans group `index` (if there is one) and starts building its programs."""
-    if (index < len(self._groups) and index not in self._plans
+    """Starts planning and building group `index`, if there is one."""
+    if (index < len(self._groups) and index not in self._builds
         and self._options[index].build_ahead):
-      self._plans[index] = _prepared(self._groups[index], index, self._options[index])
+      self._builds[index] = Ahead(functools.partial(
+          _plan_and_build, self._groups[index], index, self._options[index]))
 
   def __enter__(self) -> "InTurn":
     return self
 
   def __exit__(self, *exc) -> None:
-    for plan in self._plans.values():
-      plan.ahead.wait()
-    self._plans.clear()
+    for ahead in self._builds.values():
+      ahead.wait()
+    self._builds.clear()
 
 
 def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions,
-                clock: _CompileClock, then: Callable[[], None] | None = None
-                ) -> dict[int, _Chunk]:
+                clock: _CompileClock, built: bool = False,
+                then: Callable[[], None] | None = None) -> dict[int, _Chunk]:
   """The loop: every chunk in compiled calls, in lockstep, compacting and pruning between them.
 
   All chunks advance together, one call's epochs per round, so halving ranks every grid point
   of the group at a rung, and once few variants survive they continue as one population
-  whichever chunks they came from. The whole chunk's program is built ahead (`_build_ahead`,
-  unless `plan` comes with it building); `clock` counts it and the time the first call waited
-  for it before its first call. `then` is called then (`InTurn.prepare`: the next group's
-  program builds while this group trains).
+  whichever chunks they came from. A fresh run (no chunk from a checkpoint) builds the whole
+  chunk's program ahead (`_build_first_call`) unless it is `built` already (`InTurn`); `clock`
+  counts it and the time the loop waits for it before its first call. `then` is called then
+  (`InTurn.prepare`: the next group builds while this one trains).
 
   Returns:
     The chunks, history NaN-padded to the configured epochs.
@@ -251,20 +257,18 @@ def _run_chunks(group: Group, plan: _GroupPlan, index: int, options: RunOptions,
                  max((c.epoch for c in chunks.values() if not _done(plan, c)), default=num_epochs),
                  num_epochs)
   data = jax.tree_util.tree_map(lambda a: _put(a, plan.mesh, P()), _data_arrays(group))
-  if plan.ahead is not None:  # Prepared while another group trained: initializers included.
-    plan.ahead.wait()
-  elif options.build_ahead and (len(chunks) < len(blocks) or
-                                not all(_done(plan, c) for c in chunks.values())):
-    plan = dataclasses.replace(plan, ahead=_build_ahead(plan, data))
+  # A resumed run's first calls are its chunks' (regrouped, perhaps): nothing is built ahead.
+  ahead = (_build_first_call(plan, data)
+           if options.build_ahead and not built and not chunks else None)
   try:
-    return _rounds(group, plan, index, options, chunks, reals, data, then)
+    return _rounds(group, plan, index, options, chunks, reals, data, ahead, then)
   finally:
-    if plan.ahead is not None:  # Never left running, also when a call raised.
-      clock.add_ahead(plan.ahead)
+    if ahead is not None:  # Never left running, also when a call raised.
+      clock.add_ahead(ahead)
 
 
 def _rounds(group: Group, plan: _GroupPlan, index: int, options: RunOptions,
-            chunks: dict[int, _Chunk], reals: list[np.ndarray], data,
+            chunks: dict[int, _Chunk], reals: list[np.ndarray], data, ahead: Ahead | None,
             then: Callable[[], None] | None) -> dict[int, _Chunk]:
   """`_run_chunks`' loop once its chunks are loaded and its data placed."""
   exp, blocks, num_epochs = group.experiment, plan.blocks, plan.num_epochs
@@ -283,8 +287,8 @@ def _rounds(group: Group, plan: _GroupPlan, index: int, options: RunOptions,
                        history={k: np.zeros((0, plan.s_c, plan.h_c), np.float32)
                                 for k in plan.trainer.history_fields}, real=reals[b])
   last_saved = max((c.epoch for c in chunks.values() if not _done(plan, c)), default=0)
-  if plan.ahead is not None:
-    plan.ahead.wait()  # The first call's program: built before the next group's begins.
+  if ahead is not None:
+    ahead.wait()  # The first call's program: built before the next group's begins.
   if then is not None:
     then()
   while not all(_done(plan, c) for c in chunks.values()):
@@ -367,16 +371,27 @@ def run_group(group: Group, *, index: int = 0, options: RunOptions = RunOptions(
     index: the group's position in the sweep (names its checkpoint file).
     options: chunking, compaction, pruning, checkpointing and progress; a checkpoint of another
       `group_config` is refused.
-    in_turn: the groups this one runs among (`InTurn`): its plan may be prepared already,
-      and the next group's is prepared once this group's first program is built.
+    in_turn: the groups this one runs among (`InTurn`), `options` each: this group's plan and
+      programs may be built already, and the next group's start building once this group's
+      first program is built.
 
   Returns:
     A `GroupOutput`.
   """
-  plan = (in_turn.plan(index) if in_turn is not None else None) or _plan_group(group, index,
-                                                                                options)
+  prepared = in_turn.take(index) if in_turn is not None else None
   then = (lambda: in_turn.prepare(index + 1)) if in_turn is not None else None
   t0 = time.perf_counter()
+  if prepared is not None:
+    prepared.wait()  # Compile on the critical path: counted below (`add_ahead`).
+  if prepared is None or prepared.result is None:
+    # Not prepared, or its build failed: planned here, where an error belongs.
+    prepared, plan = None, _plan_group(group, index, options)
+    t0 = time.perf_counter()  # Planning is not the group's run time.
+  else:
+    plan = prepared.result
   with _CompileClock() as clock:
-    finished = _run_chunks(group, plan, index, options, clock, then)
+    if prepared is not None:
+      clock.add_ahead(prepared)
+    finished = _run_chunks(group, plan, index, options, clock, built=prepared is not None,
+                           then=then)
   return _assemble(group, plan, finished, clock, time.perf_counter() - t0)

@@ -41,9 +41,12 @@ class RunOptions:
       take effect).
     prune_eta: at each rung, about 1/eta of the grid points still in play continue (the
       others stop unless not significantly worse than the best, `lr_jax.stats.compare`).
-    build_ahead: build programs in a background thread before they are needed: a group's
-      first call's while the host builds and runs its initializers, the next group's while
-      this one trains (`loop.InTurn`); False builds each when its call needs it.
+    build_ahead: build programs in a background thread before they are needed: a fresh
+      group's first call's while the host builds and runs its initializers, and the next
+      group's plan, initializers and first call while this one trains (`loop.InTurn`); a
+      resumed group builds nothing ahead. False builds each when its call needs it. A JAX
+      configuration context around the run (`jax.enable_x64`, `jax.default_matmul_precision`)
+      is per thread, so the programs built ahead would not be the calls': turn it off there.
     chunk_epochs: epochs per compiled call of the host loop (progress, early exit, compaction
       and checkpoints between calls); 0 runs all epochs in one call. A call's length, the
       smaller of this and the epochs, is part of the program (the epochs are not,
