@@ -163,16 +163,17 @@ def _init_arguments(plan: _GroupPlan, params_S, block: tuple[int, int], data, pl
           place(plan.folds[si:si + plan.s_c], P()), data)
 
 
+def _compile_first_call(plan: _GroupPlan, data) -> None:
+  """Compiles the whole chunk's program (`whole_call`): the first call a fresh group makes,
+  which then finds it in JAX's caches."""
+  args, kwargs = whole_call(plan, data)
+  plan.run.lower(*args, **kwargs).compile()
+
+
 def _build_first_call(plan: _GroupPlan, data) -> Ahead:
-  """Builds the whole chunk's program (`whole_call`) in a background thread while this thread
-  builds and runs the initializers: the first call's compile, the longest, leaves the
-  critical path."""
-
-  def build():
-    args, kwargs = whole_call(plan, data)
-    plan.run.lower(*args, **kwargs).compile()
-
-  return Ahead(build)
+  """`_compile_first_call` in a background thread while this thread builds and runs the
+  initializers: the first call's compile, the longest, leaves the critical path."""
+  return Ahead(functools.partial(_compile_first_call, plan, data))
 
 
 def _plan_and_build(group: Group, index: int, options: RunOptions) -> _GroupPlan:
@@ -190,8 +191,7 @@ def _plan_and_build(group: Group, index: int, options: RunOptions) -> _GroupPlan
       lambda a: np.broadcast_to(np.zeros((), a.dtype), (len(plan.seeds),) + a.shape),
       jax.eval_shape(init_params, np.int32(0)))
   plan.init.lower(*_init_arguments(plan, params_S, plan.blocks[0], data, place)).compile()
-  args, kwargs = whole_call(plan, data)
-  plan.run.lower(*args, **kwargs).compile()
+  _compile_first_call(plan, data)
   return plan
 
 
